@@ -1,0 +1,1 @@
+//! Benchmarks of dr-syncer live in `benches/`; this library is empty.

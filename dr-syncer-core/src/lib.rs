@@ -1,0 +1,19 @@
+//! # dr-syncer-core
+//!
+//! The library behind dr-syncer, a Kubernetes disaster-recovery toolkit that keeps a DR cluster in step with
+//! production (objects and PVC data) and runs the DR drill (stage, cutover, failback).
+//!
+//! The operator, the CLI and the agent are thin compositions of this crate. Its shape is a pipeline of
+//! pluggable parts — a `ResourceSource` that reads the production side, pure `Transformer`s that turn each
+//! object into its DR form, an `Applier` that writes to the DR side, and a `DataMover` for volume data —
+//! driven by the sync engine. Those parts arrive module by module; this version holds the shared error
+//! type and build information.
+//!
+//! Design decisions:
+//! - IO is layered: pure domain code and transformers never hold a client.
+//! - One error enum with a stable [`Error::kind`] used for metric labels, events and exit codes.
+
+pub mod error;
+pub mod version;
+
+pub use error::{Error, Result};

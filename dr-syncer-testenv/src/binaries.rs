@@ -1,0 +1,36 @@
+//! Where the control plane and kubectl binaries are.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The root of the dr-syncer workspace (where `Cargo.toml` of the workspace is).
+pub fn workspace_root() -> PathBuf {
+    // This crate lives one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn locate(what: &'static str, env: &'static str, file: &str) -> Result<PathBuf> {
+    let path = match std::env::var_os(env) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join("target/testenv/bin").join(file),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingBinary { what, path, env })
+    }
+}
+
+/// Path of the `kapi` test control plane binary (`DR_SYNCER_KAPI` overrides).
+pub fn kapi_path() -> Result<PathBuf> {
+    locate("the test control plane binary (kapi)", "DR_SYNCER_KAPI", "kapi")
+}
+
+/// Path of the `kubectl` binary matching the control plane (`DR_SYNCER_KUBECTL` overrides).
+pub fn kubectl_path() -> Result<PathBuf> {
+    locate("kubectl", "DR_SYNCER_KUBECTL", "kubectl")
+}

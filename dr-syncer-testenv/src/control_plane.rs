@@ -1,0 +1,433 @@
+//! Starting, using and stopping one `kapi` test control plane.
+
+use std::{
+    fmt,
+    fs::File,
+    io::Read as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use nix::{sys::signal, unistd::Pid};
+use serde::Deserialize;
+use tempfile::TempDir;
+
+use crate::{Error, Result, binaries};
+
+/// How long a control plane may take to become ready before [`ControlPlaneBuilder::start`] gives up.
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a stopping control plane gets after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What `kapi serve` writes into its state directory once it is ready.
+#[derive(Debug, Deserialize)]
+struct ReadyFile {
+    url: String,
+    port: u16,
+}
+
+/// Options for a control plane; obtain with [`ControlPlane::builder`].
+#[derive(Debug, Clone)]
+pub struct ControlPlaneBuilder {
+    name: String,
+    simulate_workloads: bool,
+    deny: Vec<String>,
+    port: Option<u16>,
+    start_timeout: Duration,
+    extra_args: Vec<String>,
+    kapi: Option<PathBuf>,
+}
+
+impl ControlPlaneBuilder {
+    /// Use this kapi binary instead of the one found by [`crate::kapi_path`].
+    pub fn kapi_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kapi = Some(path.into());
+        self
+    }
+
+    /// Simulate workload controllers: Deployments, StatefulSets, DaemonSets and ReplicaSets report
+    /// themselves rolled out and ready (`kapi serve --simulate-workloads`).
+    pub fn simulate_workloads(mut self, on: bool) -> Self {
+        self.simulate_workloads = on;
+        self
+    }
+
+    /// Refuse `verbs` on `resources` (`resource` or `resource.group`) for client `user` from the start
+    /// (`kapi serve --deny user:verbs:resources`). Rules can also be added at run time with
+    /// [`ControlPlane::deny`].
+    pub fn deny(mut self, user: &str, verbs: &[&str], resources: &[&str]) -> Self {
+        self.deny
+            .push(format!("{user}:{}:{}", verbs.join(","), resources.join(",")));
+        self
+    }
+
+    /// Listen on this port instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Give up when the server is not ready after this long.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Pass further arguments to `kapi serve`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Start the control plane and wait until it serves requests.
+    ///
+    /// # Errors
+    /// [`Error::MissingBinary`] when kapi was not built; [`Error::Exited`] when it stopped early (for instance
+    /// because its port was taken — the message says so); [`Error::StartTimeout`] when it did not become
+    /// ready in time.
+    pub async fn start(self) -> Result<ControlPlane> {
+        let kapi = match &self.kapi {
+            Some(p) if p.is_file() => p.clone(),
+            Some(p) => {
+                return Err(Error::MissingBinary {
+                    what: "the test control plane binary (kapi)",
+                    path: p.clone(),
+                    env: "DR_SYNCER_KAPI",
+                });
+            }
+            None => binaries::kapi_path()?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("kapi-{}-", self.name))
+            .tempdir()
+            .map_err(|e| Error::io("creating a state directory", e))?;
+        let mut cp = ControlPlane {
+            name: self.name.clone(),
+            kapi,
+            dir: Some(dir),
+            child: Mutex::new(None),
+            url: String::new(),
+            port: 0,
+            kubeconfig: PathBuf::new(),
+            client: None,
+            options: self,
+        };
+        cp.spawn().await?;
+        Ok(cp)
+    }
+}
+
+/// Another client identity on a control plane (its own client certificate CN), see [`ControlPlane::identity`].
+#[derive(Clone)]
+pub struct Identity {
+    /// The user name (certificate CN) that the server's request accounting and deny list see.
+    pub user: String,
+    /// A kubeconfig file for this identity.
+    pub kubeconfig: PathBuf,
+    /// A client for this identity.
+    pub client: Client,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish()
+    }
+}
+
+/// A running `kapi` test control plane. Stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct ControlPlane {
+    name: String,
+    kapi: PathBuf,
+    dir: Option<TempDir>,
+    child: Mutex<Option<Child>>,
+    url: String,
+    port: u16,
+    kubeconfig: PathBuf,
+    client: Option<Client>,
+    options: ControlPlaneBuilder,
+}
+
+impl fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("dir", &self.dir())
+            .finish()
+    }
+}
+
+impl ControlPlane {
+    /// Options for a control plane called `name` (the name only labels logs and errors).
+    pub fn builder(name: &str) -> ControlPlaneBuilder {
+        ControlPlaneBuilder {
+            name: name.to_owned(),
+            simulate_workloads: false,
+            deny: Vec::new(),
+            port: None,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            extra_args: Vec::new(),
+            kapi: None,
+        }
+    }
+
+    /// Start a control plane with default options.
+    pub async fn start(name: &str) -> Result<ControlPlane> {
+        Self::builder(name).start().await
+    }
+
+    /// Start several control planes at once (e.g. `["controller", "source", "dr"]`).
+    pub async fn start_many<const N: usize>(names: [&str; N]) -> Result<[ControlPlane; N]> {
+        let started = futures::future::join_all(names.iter().map(|n| ControlPlane::start(n))).await;
+        let mut out = Vec::with_capacity(N);
+        for cp in started {
+            out.push(cp?);
+        }
+        out.try_into().map_err(|_| Error::Decode {
+            context: "start_many".into(),
+            message: "count".into(),
+        })
+    }
+
+    /// The name given at start.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The HTTPS URL of the API server.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The state directory (certificates, etcd data, log, kubeconfig).
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(TempDir::path)
+            .unwrap_or_else(|| Path::new(""))
+    }
+
+    /// The admin kubeconfig file (user `admin`, group `system:masters`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A client for the admin identity.
+    pub fn client(&self) -> Client {
+        self.client.clone().expect("a started control plane has a client")
+    }
+
+    /// The server's log (stderr of kapi).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("kapi.log")).unwrap_or_default()
+    }
+
+    /// The process id of the server, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok()?.as_ref().map(Child::id)
+    }
+
+    /// Mint a client certificate for `user` (groups `system:masters`) and return its kubeconfig and client.
+    ///
+    /// Use one identity per process under test so that request accounting and the deny list can tell
+    /// them apart.
+    pub async fn identity(&self, user: &str) -> Result<Identity> {
+        let users = self.dir().join("users");
+        std::fs::create_dir_all(&users).map_err(|e| Error::io("creating users directory", e))?;
+        let path = users.join(format!("{user}.kubeconfig"));
+        let out = Command::new(&self.kapi)
+            .arg("kubeconfig")
+            .arg("--dir")
+            .arg(self.dir())
+            .arg("--user")
+            .arg(user)
+            .arg("--out")
+            .arg(&path)
+            .output()
+            .map_err(|e| Error::io(format!("running {}", self.kapi.display()), e))?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command: format!("kapi kubeconfig --user {user}"),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        let client = client_from_kubeconfig(&path).await?;
+        Ok(Identity {
+            user: user.to_owned(),
+            kubeconfig: path,
+            client,
+        })
+    }
+
+    /// A `kubectl` command (the build matching this server) with `KUBECONFIG` set to the admin kubeconfig.
+    pub fn kubectl(&self) -> Result<Command> {
+        let mut cmd = Command::new(binaries::kubectl_path()?);
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        Ok(cmd)
+    }
+
+    /// Stop the server and start it again on the same port with the same state.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.options.port = Some(self.port);
+        self.spawn().await
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stop the server now (also done on drop).
+    pub fn stop(&self) {
+        let Ok(mut guard) = self.child.lock() else { return };
+        if let Some(mut child) = guard.take() {
+            terminate(&mut child);
+        }
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let dir = self.dir().to_path_buf();
+        let ready_path = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready_path);
+        let log_path = dir.join("kapi.log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("creating kapi.log", e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| Error::io("duplicating log handle", e))?;
+
+        let opts = &self.options;
+        let mut cmd = Command::new(&self.kapi);
+        cmd.arg("serve")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--secure-port")
+            .arg(opts.port.unwrap_or(0).to_string())
+            .arg("--exit-with-parent");
+        if opts.simulate_workloads {
+            cmd.arg("--simulate-workloads");
+        }
+        for rule in &opts.deny {
+            cmd.arg("--deny").arg(rule);
+        }
+        cmd.args(&opts.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {}", self.kapi.display()), e))?;
+        *self.child.lock().expect("child lock") = Some(child);
+
+        let started = Instant::now();
+        let ready: ReadyFile = loop {
+            if let Some(status) = self.child_exit_status() {
+                self.stop();
+                return Err(Error::Exited {
+                    name: self.name.clone(),
+                    status,
+                    log_tail: log_tail(&log_path, 30),
+                });
+            }
+            if let Ok(text) = std::fs::read_to_string(&ready_path)
+                && let Ok(ready) = serde_json::from_str(&text)
+            {
+                break ready;
+            }
+            if started.elapsed() > opts.start_timeout {
+                self.stop();
+                return Err(Error::StartTimeout {
+                    name: self.name.clone(),
+                    secs: opts.start_timeout.as_secs(),
+                    log_tail: log_tail(&log_path, 30),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.url = ready.url;
+        self.port = ready.port;
+        self.kubeconfig = dir.join("kubeconfig");
+        self.client = Some(client_from_kubeconfig(&self.kubeconfig).await?);
+        tracing::debug!(name = %self.name, url = %self.url, elapsed = ?started.elapsed(), "control plane ready");
+        Ok(())
+    }
+
+    fn child_exit_status(&self) -> Option<String> {
+        let mut guard = self.child.lock().ok()?;
+        let child = guard.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown: {e}")),
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+        if std::env::var_os("DR_SYNCER_KEEP_TESTENV").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!("kept control plane `{}` state in {}", self.name, kept.display());
+        }
+    }
+}
+
+/// SIGTERM, wait up to [`STOP_GRACE`], then SIGKILL; always reaps the child.
+fn terminate(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Build a client from a kubeconfig file (its current context).
+pub(crate) async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    let kc = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+        path: path.into(),
+        source,
+    })?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| Error::Kubeconfig {
+            path: path.into(),
+            source,
+        })?;
+    Ok(Client::try_from(config)?)
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

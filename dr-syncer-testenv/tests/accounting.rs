@@ -1,0 +1,145 @@
+//! Test hooks of the control plane: request accounting per client identity and the deny list.
+
+use dr_syncer_testenv::{ControlPlane, DenyRule, api_status, create_namespace, init_tracing};
+use k8s_openapi::api::{
+    authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec},
+    core::v1::{ConfigMap, Secret},
+};
+use kube::{
+    Api,
+    api::{ListParams, ObjectMeta, PostParams},
+};
+
+fn named<K: Default + kube::Resource>(name: &str) -> K {
+    let mut k = K::default();
+    k.meta_mut().name = Some(name.into());
+    k
+}
+
+#[tokio::test]
+async fn a_client_that_only_reads_is_counted_with_zero_writes() {
+    init_tracing();
+    let cp = ControlPlane::start("accounting").await.unwrap();
+    let ns = create_namespace(&cp.client(), "acct").await.unwrap();
+    let reader = cp.identity("reader").await.unwrap();
+    let writer = cp.identity("writer").await.unwrap();
+
+    let before_reader = cp.requests("reader").await.unwrap();
+    assert_eq!(before_reader.total, 0, "a new identity starts at zero");
+
+    let w: Api<ConfigMap> = Api::namespaced(writer.client.clone(), &ns);
+    w.create(&PostParams::default(), &named("a")).await.unwrap();
+    w.create(&PostParams::default(), &named("b")).await.unwrap();
+    w.delete("b", &Default::default()).await.unwrap();
+
+    let r: Api<ConfigMap> = Api::namespaced(reader.client.clone(), &ns);
+    r.get("a").await.unwrap();
+    r.list(&ListParams::default()).await.unwrap();
+    r.list(&ListParams::default()).await.unwrap();
+
+    let reads = cp.requests("reader").await.unwrap().since(&before_reader);
+    assert_eq!(reads.writes, 0, "{reads:?}");
+    assert_eq!(reads.reads, 3, "{reads:?}");
+    assert_eq!((reads.verb("get"), reads.verb("list")), (1, 2), "{reads:?}");
+
+    let writes = cp.requests("writer").await.unwrap();
+    assert_eq!(writes.writes, 3, "{writes:?}");
+    assert_eq!(
+        (writes.verb("create"), writes.verb("delete")),
+        (2, 1),
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes.by_resource.get("create /configmaps"),
+        Some(&2),
+        "{writes:?}"
+    );
+
+    // Server-side apply counts as a write (and as `apply` in the verb breakdown).
+    let params = kube::api::PatchParams::apply("writer");
+    let doc = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+    w.patch("c", &params, &kube::api::Patch::Apply(&doc))
+        .await
+        .unwrap();
+    let after = cp.requests("writer").await.unwrap().since(&writes);
+    assert_eq!((after.writes, after.verb("apply")), (1, 1), "{after:?}");
+}
+
+#[tokio::test]
+async fn deny_list_refuses_given_verbs_for_one_client_and_access_reviews_agree() {
+    init_tracing();
+    let cp = ControlPlane::start("deny").await.unwrap();
+    let ns = create_namespace(&cp.client(), "deny").await.unwrap();
+    let restricted = cp.identity("restricted").await.unwrap();
+    cp.deny(&DenyRule::new("restricted", &["create", "patch"], &["secrets"]))
+        .await
+        .unwrap();
+
+    let secrets: Api<Secret> = Api::namespaced(restricted.client.clone(), &ns);
+    let err = secrets
+        .create(&PostParams::default(), &named("s"))
+        .await
+        .unwrap_err();
+    let status = api_status(&err).unwrap();
+    assert_eq!(status.code, 403, "{status:?}");
+    assert!(
+        status
+            .message
+            .contains(r#"User "restricted" cannot create resource "secrets""#),
+        "{}",
+        status.message
+    );
+    // Other verbs, other resources and other users are unaffected.
+    secrets.list(&ListParams::default()).await.unwrap();
+    Api::<ConfigMap>::namespaced(restricted.client.clone(), &ns)
+        .create(&PostParams::default(), &named("ok"))
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(cp.client(), &ns)
+        .create(&PostParams::default(), &named("admin-ok"))
+        .await
+        .unwrap();
+
+    let review = |verb: &str, resource: &str| SelfSubjectAccessReview {
+        metadata: ObjectMeta::default(),
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(ns.clone()),
+                verb: Some(verb.into()),
+                resource: Some(resource.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        status: None,
+    };
+    let ssar: Api<SelfSubjectAccessReview> = Api::all(restricted.client.clone());
+    let denied = ssar
+        .create(&PostParams::default(), &review("create", "secrets"))
+        .await
+        .unwrap();
+    assert!(!denied.status.unwrap().allowed);
+    let allowed = ssar
+        .create(&PostParams::default(), &review("create", "configmaps"))
+        .await
+        .unwrap();
+    assert!(allowed.status.unwrap().allowed);
+
+    cp.clear_denies().await.unwrap();
+    secrets.create(&PostParams::default(), &named("s")).await.unwrap();
+}
+
+#[tokio::test]
+async fn deny_rules_can_be_given_at_start() {
+    init_tracing();
+    let cp = ControlPlane::builder("deny-flag")
+        .deny("ro", &["delete"], &["configmaps"])
+        .start()
+        .await
+        .unwrap();
+    let ro = cp.identity("ro").await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(ro.client.clone(), "default");
+    api.create(&PostParams::default(), &named("x")).await.unwrap();
+    let err = api.delete("x", &Default::default()).await.unwrap_err();
+    assert_eq!(api_status(&err).unwrap().code, 403);
+}
