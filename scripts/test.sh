@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Run dr-syncer's whole test suite, as CI does (.ci/run calls exactly this).
+#
+# Installs what it needs (Debian packages; the local Kubernetes test control plane, built once and cached
+# under ~/.cache/dr-syncer), then: rustfmt check, clippy (-D warnings), the unit and integration tests
+# (nextest), doc tests, rustdoc (-D warnings), examples and benches compile, and the control plane's smoke
+# suite. Any failure stops the run with a non-zero exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/common.sh
+. scripts/lib/common.sh
+
+require_rust
+ensure_debs "${BASE_DEBS[@]}"
+
+step "test control plane (build or reuse)"
+scripts/build-control-plane.sh
+
+step "toolchain"
+rustc --version
+want=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+have=$(rustc --version | awk '{print $2}')
+[ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)" = "$want" ] \
+  || die "rustc $have is older than the pinned rust-version $want"
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --locked --no-fail-fast
+else
+  echo "cargo-nextest not installed; using cargo test"
+  cargo test --workspace --all-targets --locked --no-fail-fast
+fi
+
+step "doc tests"
+cargo test --workspace --doc --locked
+
+step "rustdoc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "control plane smoke suite"
+test-control-plane/smoke.sh target/testenv/bin/kapi target/testenv/bin/kubectl
+
+echo
+echo "all checks passed"
