@@ -4,15 +4,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Command-line arguments of `dr-syncer-operator` (flags and environment compatible with the Go operator).
 #[derive(Debug, Parser)]
-#[command(
-    name = "dr-syncer-operator",
-    version,
-    about = "Kubernetes DR operator for dr-syncer.io custom resources"
-)]
+#[command(name = "dr-syncer-operator", version, about = "Kubernetes DR operator for dr-syncer.io custom resources")]
 pub struct Args {
     /// Address of the Prometheus metrics endpoint.
     #[arg(long, env = "METRICS_ADDR", default_value = ":8080")]
@@ -23,16 +19,29 @@ pub struct Args {
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,
+    /// What to do (default: run the controllers).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands of the operator binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions (YAML) and exit.
+    Crd,
 }
 
 /// Run the operator with parsed arguments.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.version_json {
-        println!(
-            "{}",
-            serde_json::to_string(&dr_syncer_core::version::build_info("dr-syncer-operator"))?
-        );
+        println!("{}", serde_json::to_string(&dr_syncer_core::version::build_info("dr-syncer-operator"))?);
         return Ok(ExitCode::SUCCESS);
     }
-    anyhow::bail!("the controllers are not available in this build yet")
+    match args.command {
+        Some(Command::Crd) => {
+            print!("{}", dr_syncer_core::api::crds_yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!("the controllers are not available in this build yet"),
+    }
 }

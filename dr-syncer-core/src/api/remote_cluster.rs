@@ -1,0 +1,408 @@
+//! `RemoteCluster`: how to reach a cluster, and the PVC agent deployed into it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    Conditions, SecretReference, VerificationMode, conditions_schema, default_sample_percent, default_true,
+    string_map_schema,
+};
+
+/// Desired state of a RemoteCluster: how to reach the cluster, and its PVC agent.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "dr-syncer.io",
+    version = "v1alpha1",
+    kind = "RemoteCluster",
+    namespaced,
+    status = "RemoteClusterStatus",
+    shortname = "rcluster",
+    category = "dr-syncer",
+    doc = "A cluster dr-syncer reads from or writes to, reached with a kubeconfig stored in a Secret.",
+    printcolumn(name = "Health", type_ = "string", json_path = ".status.health"),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
+    printcolumn(name = "PVC Sync", type_ = "string", json_path = ".status.pvcSync.phase"),
+    printcolumn(name = "Ready Agents", type_ = "integer", json_path = ".status.pvcSync.agentStatus.readyNodes"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteClusterSpec {
+    /// The Secret holding the kubeconfig of this cluster.
+    pub kubeconfig_secret_ref: KubeconfigSecretRef,
+    /// Default cron schedule for NamespaceMappings that use this cluster and set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_schedule: Option<String>,
+    /// Default resource types for NamespaceMappings that use this cluster and list none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_resource_types: Option<Vec<String>>,
+    /// PVC data replication: the agent deployed into this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc_sync: Option<PvcSyncSpec>,
+}
+
+/// Where a cluster's kubeconfig is stored.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeconfigSecretRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Namespace of the Secret.
+    pub namespace: String,
+    /// Key in the Secret's data; `kubeconfig` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl KubeconfigSecretRef {
+    /// The data key to read, with the default applied.
+    pub fn key_or_default(&self) -> &str {
+        self.key.as_deref().filter(|k| !k.is_empty()).unwrap_or("kubeconfig")
+    }
+}
+
+/// PVC data replication settings of a cluster: the agent DaemonSet and its SSH service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcSyncSpec {
+    /// Deploy the agent into this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Agent image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
+    /// SSH service of the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshSpec>,
+    /// Concurrent transfers per node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<i32>,
+    /// Concurrent transfers across the cluster.
+    #[serde(default = "default_global_concurrency")]
+    #[schemars(range(min = 1, max = 256))]
+    pub global_concurrency_limit: i32,
+    /// Retries of failed transfers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_config: Option<AgentRetryConfig>,
+    /// How the agent DaemonSet is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<AgentDeploymentSpec>,
+    /// Health checking of agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+    /// Verification used when a NamespaceMapping sets none.
+    #[serde(default)]
+    pub default_verification_mode: VerificationMode,
+    /// Percentage of files checked by `sample` verification when a NamespaceMapping sets none.
+    #[serde(default = "default_sample_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub default_sample_percent: i32,
+    /// Accepted for compatibility with the Go schema; dr-syncer's data path does not use an rsync DaemonSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsync_daemon_set: Option<RsyncDaemonSetSpec>,
+}
+
+fn default_global_concurrency() -> i32 {
+    4
+}
+
+/// A container image.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Image repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Image tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Pull policy (Always, IfNotPresent, Never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
+}
+
+/// The agent's SSH service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SshSpec {
+    /// Port sshd listens on (host network).
+    #[serde(default = "default_ssh_port")]
+    pub port: i32,
+    /// A Secret with user-managed keys instead of generated ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_ref: Option<SecretReference>,
+}
+
+impl Default for SshSpec {
+    fn default() -> Self {
+        SshSpec { port: default_ssh_port(), key_secret_ref: None }
+    }
+}
+
+fn default_ssh_port() -> i32 {
+    2222
+}
+
+/// Retries of failed agent transfers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRetryConfig {
+    /// Maximum number of retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<i32>,
+    /// First delay (e.g. `5s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<String>,
+    /// Longest delay (e.g. `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<String>,
+}
+
+/// How the agent DaemonSet is deployed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDeploymentSpec {
+    /// Run on the host network (the DR side connects to node IPs).
+    #[serde(default = "default_true")]
+    pub host_network: bool,
+    /// Run privileged.
+    #[serde(default = "default_true")]
+    pub privileged: bool,
+    /// Node selector of the agent pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "string_map_schema")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Extra labels of the agent pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "string_map_schema")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Extra annotations of the agent pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "string_map_schema")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Priority class of the agent pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Tolerations (keys `key`, `operator`, `value`, `effect`, `tolerationSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<BTreeMap<String, String>>>,
+    /// Resource limits and requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<AgentResources>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_env: Option<Vec<EnvVarSpec>>,
+}
+
+impl Default for AgentDeploymentSpec {
+    fn default() -> Self {
+        AgentDeploymentSpec {
+            host_network: true,
+            privileged: true,
+            node_selector: None,
+            labels: None,
+            annotations: None,
+            priority_class_name: None,
+            tolerations: None,
+            resources: None,
+            extra_env: None,
+        }
+    }
+}
+
+/// Resource limits and requests as quantities (`cpu: 500m`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentResources {
+    /// Limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "string_map_schema")]
+    pub limits: Option<BTreeMap<String, String>>,
+    /// Requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "string_map_schema")]
+    pub requests: Option<BTreeMap<String, String>>,
+}
+
+/// An environment variable of the agent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSpec {
+    /// Variable name.
+    pub name: String,
+    /// Literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Value from a field of the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// Source of an environment variable's value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    /// A field of the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
+}
+
+/// A field of the pod (e.g. `spec.nodeName`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldRef {
+    /// Path of the field.
+    pub field_path: String,
+}
+
+/// Health checking of agents.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckSpec {
+    /// Interval between checks (e.g. `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Timeout of one SSH check (e.g. `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_timeout: Option<String>,
+    /// Delay between retries of a failed check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<String>,
+    /// Retries before an agent is reported unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_attempts: Option<i32>,
+}
+
+/// The Go project's unused rsync DaemonSet pool; accepted for compatibility and ignored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RsyncDaemonSetSpec {
+    /// Whether the pool is enabled.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Image of the pool.
+    #[serde(default = "default_rsync_image")]
+    pub image: String,
+    /// Namespace of the pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Secret with the pool's SSH keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_secret_name: Option<String>,
+}
+
+fn default_rsync_image() -> String {
+    "supporttools/dr-syncer-rsync:latest".into()
+}
+
+/// Observed state of a RemoteCluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteClusterStatus {
+    /// `Healthy`, `Degraded` or `Unhealthy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// When the cluster was last checked successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// KubeconfigAvailable, KubeconfigValid, ClusterAvailable, ScheduleValid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Option<Conditions>,
+    /// State of the PVC agent in this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc_sync: Option<PvcSyncStatus>,
+}
+
+/// State of the PVC agent in a cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcSyncStatus {
+    /// `Running`, `Degraded`, `Deploying`, `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Failed transfers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_syncs: Option<i32>,
+    /// Last successful transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_sync: Option<Time>,
+    /// Last (re)deployment of the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_deployment_time: Option<Time>,
+    /// Agent readiness per node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_status: Option<AgentStatus>,
+}
+
+/// Agent readiness across nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// Nodes with a ready agent.
+    #[serde(default)]
+    pub ready_nodes: i32,
+    /// Nodes that should run an agent.
+    #[serde(default)]
+    pub total_nodes: i32,
+    /// Per node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_statuses: Option<BTreeMap<String, NodeAgentStatus>>,
+}
+
+/// Agent state on one node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAgentStatus {
+    /// Whether the agent is ready.
+    #[serde(default)]
+    pub ready: bool,
+    /// Last heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<Time>,
+    /// Detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// SSH reachability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_status: Option<SshStatus>,
+    /// The agent pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_status: Option<AgentPodStatus>,
+}
+
+/// SSH reachability of an agent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SshStatus {
+    /// Whether a connection succeeded.
+    pub connected: bool,
+    /// Last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<Time>,
+}
+
+/// The agent pod on a node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPodStatus {
+    /// Pod phase.
+    pub phase: String,
+    /// Pod readiness.
+    pub ready: bool,
+    /// Container restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<i32>,
+    /// Last transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
