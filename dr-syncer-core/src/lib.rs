@@ -13,8 +13,13 @@
 //! - IO is layered: pure domain code and transformers never hold a client.
 //! - One error enum with a stable [`Error::kind`] used for metric labels, events and exit codes.
 
+pub mod annotations;
 pub mod api;
+pub mod config;
 pub mod error;
+pub mod resource;
+pub mod selection;
+pub mod transform;
 pub mod version;
 
 pub use error::{Error, Result};

@@ -7,7 +7,10 @@ use dr_syncer_core::api::{CRD_FILES, ClusterMapping, NamespaceMapping, RemoteClu
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -19,8 +22,17 @@ fn committed_crds_match_the_types() {
         let generated = crd_yaml(crd).unwrap();
         let a: Value = serde_saphyr::from_str(&committed).unwrap();
         let b: Value = serde_saphyr::from_str(&generated).unwrap();
-        assert!(a == b, "{} is out of date with the API types: run scripts/gen-crds.sh and commit", path.display());
-        assert_eq!(committed, generated, "{} differs in formatting: run scripts/gen-crds.sh", path.display());
+        assert!(
+            a == b,
+            "{} is out of date with the API types: run scripts/gen-crds.sh and commit",
+            path.display()
+        );
+        assert_eq!(
+            committed,
+            generated,
+            "{} differs in formatting: run scripts/gen-crds.sh",
+            path.display()
+        );
     }
 }
 

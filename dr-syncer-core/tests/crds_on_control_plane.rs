@@ -14,17 +14,34 @@ const T: Duration = Duration::from_secs(30);
 async fn with_crds() -> ControlPlane {
     init_tracing();
     let cp = ControlPlane::start("crds").await.unwrap();
-    apply_yaml(&cp.client(), None, &crds_yaml().unwrap()).await.unwrap();
+    apply_yaml(&cp.client(), None, &crds_yaml().unwrap())
+        .await
+        .unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(cp.client());
-    for name in ["remoteclusters.dr-syncer.io", "clustermappings.dr-syncer.io", "namespacemappings.dr-syncer.io"] {
-        wait_for_condition(&api, name, T, conditions::is_crd_established()).await.unwrap();
+    for name in [
+        "remoteclusters.dr-syncer.io",
+        "clustermappings.dr-syncer.io",
+        "namespacemappings.dr-syncer.io",
+    ] {
+        wait_for_condition(&api, name, T, conditions::is_crd_established())
+            .await
+            .unwrap();
     }
-    apply_yaml(&cp.client(), None, "apiVersion: v1\nkind: Namespace\nmetadata: {name: dr-syncer}\n").await.unwrap();
+    apply_yaml(
+        &cp.client(),
+        None,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: dr-syncer}\n",
+    )
+    .await
+    .unwrap();
     cp
 }
 
 /// Apply, retrying briefly while the new kinds appear in discovery.
-async fn apply_eventually(cp: &ControlPlane, yaml: &str) -> dr_syncer_testenv::Result<Vec<kube::api::DynamicObject>> {
+async fn apply_eventually(
+    cp: &ControlPlane,
+    yaml: &str,
+) -> dr_syncer_testenv::Result<Vec<kube::api::DynamicObject>> {
     let mut last = None;
     for _ in 0..50 {
         match apply_yaml(&cp.client(), Some("dr-syncer"), yaml).await {
@@ -43,12 +60,20 @@ async fn apply_eventually(cp: &ControlPlane, yaml: &str) -> dr_syncer_testenv::R
 async fn example_manifests_apply_unchanged() {
     let cp = with_crds().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mut applied = 0;
-    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+    {
         let text = std::fs::read_to_string(path).unwrap();
-        let objs = apply_eventually(&cp, &text).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let objs = apply_eventually(&cp, &text)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         applied += objs.len();
     }
     assert!(applied >= 6, "{applied}");
@@ -62,7 +87,12 @@ async fn example_manifests_apply_unchanged() {
     assert_eq!(continuous.spec.continuous.unwrap().background_sync_interval, "1h");
 
     // kubectl shows the printer columns and the non-clashing short name.
-    let out = cp.kubectl().unwrap().args(["get", "nsmap", "-n", "dr-syncer"]).output().unwrap();
+    let out = cp
+        .kubectl()
+        .unwrap()
+        .args(["get", "nsmap", "-n", "dr-syncer"])
+        .output()
+        .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for col in ["SOURCE", "DESTINATION", "CLUSTER MAPPING", "MODE", "PHASE"] {

@@ -21,7 +21,11 @@ use super::common::{Conditions, conditions_schema, default_true};
     printcolumn(name = "Source Cluster", type_ = "string", json_path = ".spec.sourceCluster"),
     printcolumn(name = "Target Cluster", type_ = "string", json_path = ".spec.targetCluster"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Connected Agents", type_ = "integer", json_path = ".status.connectionStatus.connectedAgents"),
+    printcolumn(
+        name = "Connected Agents",
+        type_ = "integer",
+        json_path = ".status.connectionStatus.connectedAgents"
+    ),
     printcolumn(name = "Last Verified", type_ = "date", json_path = ".status.lastVerified"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

@@ -24,18 +24,28 @@ pub const VERSION: &str = "v1alpha1";
 
 /// The CustomResourceDefinitions of all dr-syncer resources, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![RemoteCluster::crd(), ClusterMapping::crd(), NamespaceMapping::crd()]
+    vec![
+        RemoteCluster::crd(),
+        ClusterMapping::crd(),
+        NamespaceMapping::crd(),
+    ]
 }
 
 /// The file name under `deploy/crds/` of each CRD, in the order of [`crds`].
-pub const CRD_FILES: [&str; 3] =
-    ["remoteclusters.dr-syncer.io.yaml", "clustermappings.dr-syncer.io.yaml", "namespacemappings.dr-syncer.io.yaml"];
+pub const CRD_FILES: [&str; 3] = [
+    "remoteclusters.dr-syncer.io.yaml",
+    "clustermappings.dr-syncer.io.yaml",
+    "namespacemappings.dr-syncer.io.yaml",
+];
 
 /// One CRD as YAML, as committed under `deploy/crds/` and printed by `dr-syncer-operator crd`.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> crate::Result<String> {
-    let yaml = serde_saphyr::to_string(crd)
-        .map_err(|e| crate::Error::InvalidConfig(format!("cannot render CRD {:?} as YAML: {e}", crd.metadata.name)))?;
-    Ok(format!("# Generated from dr-syncer-core's API types by `scripts/gen-crds.sh`; do not edit.\n{yaml}"))
+    let yaml = serde_saphyr::to_string(crd).map_err(|e| {
+        crate::Error::InvalidConfig(format!("cannot render CRD {:?} as YAML: {e}", crd.metadata.name))
+    })?;
+    Ok(format!(
+        "# Generated from dr-syncer-core's API types by `scripts/gen-crds.sh`; do not edit.\n{yaml}"
+    ))
 }
 
 /// All CRDs as one multi-document YAML stream.

@@ -29,8 +29,16 @@ pub const SCHEDULE_PATTERN: &str = r"^\s*\S+(\s+\S+){4,5}\s*$";
     doc = "What to replicate from a source namespace (or every namespace matching a selector) to the DR \
            cluster, and how.",
     printcolumn(name = "Source", type_ = "string", json_path = ".spec.sourceNamespace"),
-    printcolumn(name = "Destination", type_ = "string", json_path = ".spec.destinationNamespace"),
-    printcolumn(name = "Cluster Mapping", type_ = "string", json_path = ".spec.clusterMappingRef.name"),
+    printcolumn(
+        name = "Destination",
+        type_ = "string",
+        json_path = ".spec.destinationNamespace"
+    ),
+    printcolumn(
+        name = "Cluster Mapping",
+        type_ = "string",
+        json_path = ".spec.clusterMappingRef.name"
+    ),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.replicationMode"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
@@ -170,7 +178,10 @@ pub struct ContinuousConfig {
 
 impl Default for ContinuousConfig {
     fn default() -> Self {
-        ContinuousConfig { watch_resources: true, background_sync_interval: default_background_interval() }
+        ContinuousConfig {
+            watch_resources: true,
+            background_sync_interval: default_background_interval(),
+        }
     }
 }
 
@@ -240,7 +251,11 @@ pub struct NamespaceConfig {
 
 impl Default for NamespaceConfig {
     fn default() -> Self {
-        NamespaceConfig { create_namespace: true, preserve_labels: true, preserve_annotations: true }
+        NamespaceConfig {
+            create_namespace: true,
+            preserve_labels: true,
+            preserve_annotations: true,
+        }
     }
 }
 
@@ -527,7 +542,10 @@ pub struct ServiceConfig {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { preserve_cluster_ip: false, preserve_node_ports: true }
+        ServiceConfig {
+            preserve_cluster_ip: false,
+            preserve_node_ports: true,
+        }
     }
 }
 

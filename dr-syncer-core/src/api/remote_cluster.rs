@@ -26,7 +26,11 @@ use super::common::{
     printcolumn(name = "Health", type_ = "string", json_path = ".status.health"),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
     printcolumn(name = "PVC Sync", type_ = "string", json_path = ".status.pvcSync.phase"),
-    printcolumn(name = "Ready Agents", type_ = "integer", json_path = ".status.pvcSync.agentStatus.readyNodes"),
+    printcolumn(
+        name = "Ready Agents",
+        type_ = "integer",
+        json_path = ".status.pvcSync.agentStatus.readyNodes"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -60,7 +64,10 @@ pub struct KubeconfigSecretRef {
 impl KubeconfigSecretRef {
     /// The data key to read, with the default applied.
     pub fn key_or_default(&self) -> &str {
-        self.key.as_deref().filter(|k| !k.is_empty()).unwrap_or("kubeconfig")
+        self.key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .unwrap_or("kubeconfig")
     }
 }
 
@@ -138,7 +145,10 @@ pub struct SshSpec {
 
 impl Default for SshSpec {
     fn default() -> Self {
-        SshSpec { port: default_ssh_port(), key_secret_ref: None }
+        SshSpec {
+            port: default_ssh_port(),
+            key_secret_ref: None,
+        }
     }
 }
 

@@ -1,0 +1,34 @@
+//! The labels and annotations dr-syncer reads and writes (names kept from the Go project so users'
+//! tooling carries over).
+
+/// Label on a source object: `"true"` keeps it out of replication.
+pub const IGNORE: &str = "dr-syncer.io/ignore";
+/// Label on a source workload: replicas on the DR side (an integer), or any other value to keep the
+/// source's count.
+pub const SCALE_OVERRIDE: &str = "dr-syncer.io/scale-override";
+/// Annotation on a quiet DR workload: the replica count to restore on activation.
+pub const ORIGINAL_REPLICAS: &str = "dr-syncer.io/original-replicas";
+/// Annotation on a quiet DR CronJob: its `suspend` value to restore on activation.
+pub const ORIGINAL_SUSPEND: &str = "dr-syncer.io/original-suspend";
+/// Annotation on a quiet DR DaemonSet: its `nodeSelector` (JSON) to restore on activation.
+pub const ORIGINAL_NODE_SELECTOR: &str = "dr-syncer.io/original-node-selector";
+/// Node-selector key that holds a quiet DaemonSet off every node (no node carries it).
+pub const QUIET_NODE_SELECTOR_KEY: &str = "dr-syncer.io/quiet";
+/// Annotation on a NamespaceMapping: run one sync now (removed afterwards).
+pub const SYNC_NOW: &str = "dr-syncer.io/sync-now";
+/// Annotation on a DR object: time of the last write dr-syncer made to it.
+pub const LAST_SYNCED: &str = "dr-syncer.io/last-synced";
+/// Annotation on a DR object: which mapping wrote it (`<namespace>/<name>`, or `cli/<source-namespace>`).
+pub const SYNCED_BY: &str = "dr-syncer.io/synced-by";
+/// Annotation on a DR object: the source cluster's name.
+pub const SOURCE_CLUSTER: &str = "dr-syncer.io/source-cluster";
+/// Annotation on a DR object: the source namespace.
+pub const SOURCE_NAMESPACE: &str = "dr-syncer.io/source-namespace";
+/// Annotation on a source workload: environment rewrites for the DR side, `NAME:VALUE[,NAME:VALUE...]`.
+pub const TRANSFORM_ENV: &str = "dr-syncer.io/transform-env";
+/// Label on a source PVC: the StorageClass to use on the DR side (wins over the mapping's table).
+pub const STORAGE_CLASS: &str = "dr-syncer.io/storage-class";
+/// Annotation on a DR Namespace set by a cutover: `"true"` while the DR site is active.
+pub const ACTIVE: &str = "dr-syncer.io/active";
+/// The annotation `kubectl apply` keeps; never copied.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

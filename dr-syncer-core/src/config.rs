@@ -1,0 +1,333 @@
+//! A mapping's configuration, validated once before use: [`SyncConfig`].
+//!
+//! [`SyncConfig::from_spec`] checks a [`NamespaceMappingSpec`] and reports **all** its problems at once
+//! (invalid regular expressions and JSON pointers, contradictory options) instead of failing on the first.
+//! Resource-type names are checked later, against discovery (see [`crate::selection`]).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::{
+    api::{ExcludeLabel, IngressConfig, NamespaceConfig, NamespaceMappingSpec, ServiceConfig, TransformRule},
+    selection::{self, ExcludeRule},
+    transform::CompiledRule,
+};
+
+/// Validated configuration of one mapping, shared by the selection and the transformers.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Quiet the DR site (workloads at zero, CronJobs suspended, DaemonSets held).
+    pub scale_to_zero: bool,
+    /// Requested resource types (as written; resolved against discovery by [`crate::selection`]).
+    pub resource_types: Vec<String>,
+    /// Further namespaced types (`resource.group`, or `*`).
+    pub namespace_scoped_resources: Vec<String>,
+    /// Replicate the CRDs of replicated custom resources.
+    pub sync_crds: bool,
+    /// Objects with any of these labels are skipped.
+    pub exclude_labels: Vec<ExcludeLabel>,
+    /// Objects matching any of these are skipped.
+    pub exclude_resources: Vec<ExcludeRule>,
+    /// Only objects matching this are replicated.
+    pub label_selector: Option<LabelSelector>,
+    /// Services.
+    pub service: ServiceConfig,
+    /// Ingresses.
+    pub ingress: IngressConfig,
+    /// The destination namespace.
+    pub namespace: NamespaceConfig,
+    /// StorageClass renames.
+    pub storage_class_mappings: BTreeMap<String, String>,
+    /// Access-mode renames.
+    pub access_mode_mappings: BTreeMap<String, String>,
+    /// Keep PV bindings (volumeName and binding annotations).
+    pub preserve_volume_bindings: bool,
+    /// Delete DR objects whose source is gone.
+    pub prune: bool,
+    /// Declarative transforms.
+    pub rules: Vec<CompiledRule>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            scale_to_zero: true,
+            resource_types: Vec::new(),
+            namespace_scoped_resources: Vec::new(),
+            sync_crds: false,
+            exclude_labels: Vec::new(),
+            exclude_resources: Vec::new(),
+            label_selector: None,
+            service: ServiceConfig::default(),
+            ingress: IngressConfig::default(),
+            namespace: NamespaceConfig::default(),
+            storage_class_mappings: BTreeMap::new(),
+            access_mode_mappings: BTreeMap::new(),
+            preserve_volume_bindings: false,
+            prune: false,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One problem found in a mapping's spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The field, as a path (`spec.transformRules[0].match.name`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// All problems of a spec, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ConfigProblems(pub Vec<ConfigProblem>);
+
+impl SyncConfig {
+    /// Validate `spec` into a configuration, reporting every problem at once.
+    pub fn from_spec(spec: &NamespaceMappingSpec) -> Result<SyncConfig, ConfigProblems> {
+        let mut problems = Vec::new();
+        let mut problem = |field: &str, message: String| {
+            problems.push(ConfigProblem {
+                field: field.to_owned(),
+                message,
+            });
+        };
+
+        // Contradictory or missing cluster/namespace choices.
+        if spec.cluster_mapping_ref.is_some()
+            && (spec.source_cluster.is_some() || spec.destination_cluster.is_some())
+        {
+            problem(
+                "spec.clusterMappingRef",
+                "set either clusterMappingRef or sourceCluster/destinationCluster, not both".into(),
+            );
+        }
+        if spec.source_namespace.is_some() && spec.namespace_selector.is_some() {
+            problem(
+                "spec.namespaceSelector",
+                "set either sourceNamespace or namespaceSelector, not both".into(),
+            );
+        }
+        if spec.source_namespace.as_deref().is_none_or(str::is_empty) && spec.namespace_selector.is_none() {
+            problem(
+                "spec.sourceNamespace",
+                "one of sourceNamespace or namespaceSelector is required".into(),
+            );
+        }
+        if spec.namespace_selector.is_some() && spec.destination_namespace.is_some() {
+            problem(
+                "spec.destinationNamespace",
+                "not used with namespaceSelector (destinations are source name + destinationSuffix)".into(),
+            );
+        }
+        for (field, name) in [
+            ("spec.sourceNamespace", &spec.source_namespace),
+            ("spec.destinationNamespace", &spec.destination_namespace),
+        ] {
+            if let Some(n) = name.as_deref().filter(|n| !n.is_empty())
+                && !is_dns1123_label(n)
+            {
+                problem(field, format!("{n:?} is not a valid namespace name"));
+            }
+        }
+        if let Some(sel) = &spec.namespace_selector {
+            if let Err(e) = selection::validate_label_selector(&sel.label_selector) {
+                problem("spec.namespaceSelector.labelSelector", e);
+            }
+            if sel.destination_suffix.len() > 20 {
+                problem(
+                    "spec.namespaceSelector.destinationSuffix",
+                    "longer than 20 characters".into(),
+                );
+            }
+        }
+        if let Some(sel) = &spec.label_selector
+            && let Err(e) = selection::validate_label_selector(sel)
+        {
+            problem("spec.labelSelector", e);
+        }
+
+        let ingress = spec.ingress_config.clone().unwrap_or_default();
+        if ingress.transform_hosts && ingress.host_suffix.as_deref().is_none_or(str::is_empty) {
+            problem(
+                "spec.ingressConfig.hostSuffix",
+                "required when transformHosts is true".into(),
+            );
+        }
+
+        let mut exclude_resources = Vec::new();
+        for (i, ex) in spec.exclude_resources.iter().flatten().enumerate() {
+            match ExcludeRule::new(&ex.kind, &ex.name) {
+                Ok(rule) => exclude_resources.push(rule),
+                Err(e) => problem(&format!("spec.excludeResources[{i}]"), e),
+            }
+        }
+        for (i, ex) in spec.exclude_labels.iter().flatten().enumerate() {
+            if ex.key.is_empty() {
+                problem(
+                    &format!("spec.excludeLabels[{i}].key"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+
+        let pvc = spec.pvc_config.clone().unwrap_or_default();
+        let storage_class_mappings = mappings(
+            &pvc.storage_class_mappings,
+            "spec.pvcConfig.storageClassMappings",
+            &mut problem,
+        );
+        let access_mode_mappings = mappings(
+            &pvc.access_mode_mappings,
+            "spec.pvcConfig.accessModeMappings",
+            &mut problem,
+        );
+        for (i, m) in pvc.access_mode_mappings.iter().flatten().enumerate() {
+            for v in [&m.from, &m.to] {
+                if ![
+                    "ReadWriteOnce",
+                    "ReadOnlyMany",
+                    "ReadWriteMany",
+                    "ReadWriteOncePod",
+                ]
+                .contains(&v.as_str())
+                {
+                    problem(
+                        &format!("spec.pvcConfig.accessModeMappings[{i}]"),
+                        format!("unknown access mode {v:?}"),
+                    );
+                }
+            }
+        }
+
+        let mut rules = Vec::new();
+        for (i, rule) in spec.transform_rules.iter().flatten().enumerate() {
+            match CompiledRule::compile(rule) {
+                Ok(r) => rules.push(r),
+                Err(errs) => {
+                    for (field, msg) in errs {
+                        problem(&format!("spec.transformRules[{i}]{field}"), msg);
+                    }
+                }
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigProblems(problems));
+        }
+        Ok(SyncConfig {
+            scale_to_zero: spec.scale_to_zero,
+            resource_types: spec.resource_types.clone().unwrap_or_default(),
+            namespace_scoped_resources: spec.namespace_scoped_resources.clone().unwrap_or_default(),
+            sync_crds: spec.sync_crds,
+            exclude_labels: spec.exclude_labels.clone().unwrap_or_default(),
+            exclude_resources,
+            label_selector: spec.label_selector.clone(),
+            service: spec.service_config.clone().unwrap_or_default(),
+            ingress,
+            namespace: spec.namespace_config.clone().unwrap_or_default(),
+            storage_class_mappings,
+            access_mode_mappings,
+            preserve_volume_bindings: pvc.sync_persistent_volumes || pvc.preserve_volume_attributes,
+            prune: spec.prune,
+            rules,
+        })
+    }
+
+    /// A configuration with these declarative rules (for tests and embedding).
+    pub fn with_rules(mut self, rules: &[TransformRule]) -> Result<Self, ConfigProblems> {
+        let spec = NamespaceMappingSpec {
+            source_namespace: Some("x".into()),
+            transform_rules: Some(rules.to_vec()),
+            ..Default::default()
+        };
+        self.rules = SyncConfig::from_spec(&spec)?.rules;
+        Ok(self)
+    }
+}
+
+fn mappings(
+    list: &Option<Vec<crate::api::NameMapping>>,
+    field: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (i, m) in list.iter().flatten().enumerate() {
+        if m.from.is_empty() || m.to.is_empty() {
+            problem(&format!("{field}[{i}]"), "from and to must not be empty".into());
+        } else if let Some(prev) = out.insert(m.from.clone(), m.to.clone())
+            && prev != m.to
+        {
+            problem(
+                &format!("{field}[{i}]"),
+                format!("{:?} is mapped twice ({prev:?} and {:?})", m.from, m.to),
+            );
+        }
+    }
+    out
+}
+
+/// RFC 1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, at most 63.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> NamespaceMappingSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_plain_mapping_is_valid() {
+        let cfg = SyncConfig::from_spec(&spec(json!({"sourceNamespace": "app"}))).unwrap();
+        assert!(cfg.scale_to_zero);
+        assert!(cfg.rules.is_empty());
+    }
+
+    #[rstest]
+    #[case::both_cluster_choices(json!({"sourceNamespace": "a", "clusterMappingRef": {"name": "m"}, "sourceCluster": "p"}), "spec.clusterMappingRef")]
+    #[case::no_source(json!({}), "spec.sourceNamespace")]
+    #[case::both_namespace_choices(json!({"sourceNamespace": "a", "namespaceSelector": {"labelSelector": {}}}), "spec.namespaceSelector")]
+    #[case::bad_namespace(json!({"sourceNamespace": "Not_Valid"}), "spec.sourceNamespace")]
+    #[case::hosts_without_suffix(json!({"sourceNamespace": "a", "ingressConfig": {"transformHosts": true}}), "spec.ingressConfig.hostSuffix")]
+    #[case::bad_rule_regex(json!({"sourceNamespace": "a", "transformRules": [{"match": {"name": "("}, "patches": []}]}), "spec.transformRules[0].match.name")]
+    #[case::bad_pointer(json!({"sourceNamespace": "a", "transformRules": [{"patches": [{"op": "add", "path": "no-slash", "value": 1}]}]}), "spec.transformRules[0].patches[0].path")]
+    #[case::bad_access_mode(json!({"sourceNamespace": "a", "pvcConfig": {"accessModeMappings": [{"from": "RWO", "to": "ReadWriteMany"}]}}), "spec.pvcConfig.accessModeMappings[0]")]
+    #[case::bad_selector(json!({"sourceNamespace": "a", "labelSelector": {"matchExpressions": [{"key": "k", "operator": "Sometimes"}]}}), "spec.labelSelector")]
+    #[case::empty_exclude_kind(json!({"sourceNamespace": "a", "excludeResources": [{"kind": "", "name": "x"}]}), "spec.excludeResources[0]")]
+    fn problems_are_reported(#[case] v: serde_json::Value, #[case] field: &str) {
+        let err = SyncConfig::from_spec(&spec(v)).unwrap_err();
+        assert!(err.0.iter().any(|p| p.field == field), "{field} not in {err}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let err = SyncConfig::from_spec(&spec(json!({
+            "sourceNamespace": "BAD",
+            "ingressConfig": {"transformHosts": true},
+            "transformRules": [{"match": {"name": "["}, "patches": [{"op": "move", "path": "/a"}]}]
+        })))
+        .unwrap_err();
+        assert!(err.0.len() >= 4, "{err}");
+    }
+}

@@ -1,0 +1,320 @@
+//! Selection: which resource types and which objects of a namespace are replicated.
+//!
+//! - [`resolve_resource_types`] turns the names a user wrote (`resourceTypes`, `namespaceScopedResources`)
+//!   into discovered [`ResourceType`]s: by kind, plural, singular, short name or `resource.group`,
+//!   case-insensitively; an empty list means the Go operator's six defaults, `*` every namespaced, listable
+//!   type except runtime-owned ones. Unknown names are all reported at once.
+//! - [`ObjectFilter`] decides per object: `dr-syncer.io/ignore: "true"`, `excludeLabels`, `excludeResources`,
+//!   `labelSelector`, and what is never copied (`kube-root-ca.crt`, service-account token Secrets, objects
+//!   owned by a controller — their owner is copied instead).
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::DynamicObject;
+
+use crate::{annotations, api::ExcludeLabel, config::SyncConfig, resource::ResourceType};
+
+/// The Go operator's default types, used when `resourceTypes` is empty.
+pub const OPERATOR_DEFAULT_TYPES: [&str; 6] = [
+    "configmaps",
+    "secrets",
+    "deployments",
+    "services",
+    "ingresses",
+    "persistentvolumeclaims",
+];
+
+/// The Go CLI's default types.
+pub const CLI_DEFAULT_TYPES: [&str; 13] = [
+    "configmaps",
+    "secrets",
+    "deployments",
+    "statefulsets",
+    "daemonsets",
+    "services",
+    "ingresses",
+    "serviceaccounts",
+    "roles",
+    "rolebindings",
+    "persistentvolumeclaims",
+    "horizontalpodautoscalers",
+    "networkpolicies",
+];
+
+/// Types `*` never includes: their objects are created by the runtime, not by users.
+pub const RUNTIME_OWNED: [&str; 9] = [
+    "pods",
+    "events",
+    "events.events.k8s.io",
+    "endpoints",
+    "endpointslices.discovery.k8s.io",
+    "controllerrevisions.apps",
+    "replicasets.apps",
+    "leases.coordination.k8s.io",
+    "localsubjectaccessreviews.authorization.k8s.io",
+];
+
+/// A name in `resourceTypes` that matches no discovered type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown resource type(s): {}", .0.join(", "))]
+pub struct UnknownResourceTypes(pub Vec<String>);
+
+fn matches_name(rt: &ResourceType, wanted: &str) -> bool {
+    let w = wanted.trim().to_ascii_lowercase();
+    if let Some((res, group)) = w.split_once('.') {
+        // `resource.group` (also `kind.group`): the group must match exactly.
+        return rt.group.eq_ignore_ascii_case(group)
+            && (rt.plural.eq_ignore_ascii_case(res)
+                || rt.singular.eq_ignore_ascii_case(res)
+                || rt.kind.eq_ignore_ascii_case(res));
+    }
+    rt.plural.eq_ignore_ascii_case(&w)
+        || rt.singular.eq_ignore_ascii_case(&w)
+        || rt.kind.eq_ignore_ascii_case(&w)
+        || rt.short_names.iter().any(|s| s.eq_ignore_ascii_case(&w))
+}
+
+/// Whether a type can be replicated at all: namespaced, listable, watchable and creatable.
+pub fn is_replicable(rt: &ResourceType) -> bool {
+    rt.namespaced && rt.supports("list") && rt.supports("create") && !rt.plural.contains('/')
+}
+
+/// Resolve requested type names against discovered types.
+///
+/// `requested` empty → `defaults`; `*` (anywhere in the list) → every replicable type except
+/// [`RUNTIME_OWNED`]. Names may be kinds, plurals, singulars, short names or `resource.group`,
+/// case-insensitively. When a short or plain name matches types in several groups, the core group wins,
+/// then the type whose group sorts first (as kubectl's preference does for built-ins).
+pub fn resolve_resource_types(
+    requested: &[String],
+    extra: &[String],
+    defaults: &[&str],
+    discovered: &[ResourceType],
+) -> Result<Vec<ResourceType>, UnknownResourceTypes> {
+    let candidates: Vec<&ResourceType> = discovered.iter().filter(|rt| is_replicable(rt)).collect();
+    let mut out = BTreeSet::new();
+    let mut unknown = Vec::new();
+    let names: Vec<String> = if requested.iter().all(|s| s.trim().is_empty()) {
+        defaults.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        requested.to_vec()
+    };
+    for name in names
+        .iter()
+        .chain(extra)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        if name == "*" {
+            for rt in &candidates {
+                if !RUNTIME_OWNED.contains(&rt.resource_group().as_str()) {
+                    out.insert((*rt).clone());
+                }
+            }
+            continue;
+        }
+        let mut matching: Vec<&&ResourceType> =
+            candidates.iter().filter(|rt| matches_name(rt, name)).collect();
+        matching.sort_by_key(|rt| (!rt.group.is_empty(), rt.group.clone()));
+        match matching.first() {
+            Some(rt) => {
+                out.insert((**rt).clone());
+            }
+            None => unknown.push(name.to_owned()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(out.into_iter().collect())
+    } else {
+        Err(UnknownResourceTypes(unknown))
+    }
+}
+
+/// Excludes objects of a kind whose name equals a value or matches a `*` glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludeRule {
+    kind: String,
+    name: String,
+}
+
+impl ExcludeRule {
+    /// A rule; the kind is compared case-insensitively.
+    pub fn new(kind: &str, name: &str) -> Result<Self, String> {
+        if kind.trim().is_empty() || name.is_empty() {
+            return Err("kind and name must not be empty".into());
+        }
+        Ok(ExcludeRule {
+            kind: kind.trim().to_ascii_lowercase(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Whether the rule excludes an object of `kind` named `name`.
+    pub fn matches(&self, kind: &str, name: &str) -> bool {
+        self.kind == kind.to_ascii_lowercase() && glob_match(&self.name, name)
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Check a label selector's operators and values.
+pub fn validate_label_selector(sel: &LabelSelector) -> Result<(), String> {
+    for (i, expr) in sel.match_expressions.iter().flatten().enumerate() {
+        let values = expr.values.as_deref().unwrap_or_default();
+        match expr.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                return Err(format!(
+                    "matchExpressions[{i}]: operator {} needs values",
+                    expr.operator
+                ));
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                return Err(format!(
+                    "matchExpressions[{i}]: operator {} takes no values",
+                    expr.operator
+                ));
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => return Err(format!("matchExpressions[{i}]: unknown operator {other:?}")),
+        }
+        if expr.key.is_empty() {
+            return Err(format!("matchExpressions[{i}]: key must not be empty"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `labels` satisfy `sel` (an empty selector matches everything).
+pub fn selector_matches(sel: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    labels_ok
+        && sel.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Why an object is not replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Labelled `dr-syncer.io/ignore: "true"`.
+    Ignored,
+    /// Matches an `excludeLabels` entry.
+    ExcludedLabel(String),
+    /// Matches an `excludeResources` entry.
+    ExcludedResource,
+    /// Does not match `labelSelector`.
+    NotSelected,
+    /// Created by the cluster itself (root CA bundle, token Secret).
+    SystemManaged,
+    /// Owned by a controller, which is replicated instead.
+    ControllerOwned(String),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Ignored => write!(f, "labelled {}=true", annotations::IGNORE),
+            Skip::ExcludedLabel(l) => write!(f, "excluded by label {l}"),
+            Skip::ExcludedResource => f.write_str("excluded by excludeResources"),
+            Skip::NotSelected => f.write_str("does not match labelSelector"),
+            Skip::SystemManaged => f.write_str("managed by the cluster itself"),
+            Skip::ControllerOwned(owner) => write!(f, "owned by controller {owner}"),
+        }
+    }
+}
+
+/// Per-object selection rules of one mapping.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectFilter {
+    exclude_labels: Vec<ExcludeLabel>,
+    exclude_resources: Vec<ExcludeRule>,
+    label_selector: Option<LabelSelector>,
+}
+
+impl ObjectFilter {
+    /// The filter of a validated configuration.
+    pub fn new(config: &SyncConfig) -> Self {
+        ObjectFilter {
+            exclude_labels: config.exclude_labels.clone(),
+            exclude_resources: config.exclude_resources.clone(),
+            label_selector: config.label_selector.clone(),
+        }
+    }
+
+    /// `Ok(())` when `obj` of type `rt` is replicated, otherwise why not.
+    pub fn check(&self, rt: &ResourceType, obj: &DynamicObject) -> Result<(), Skip> {
+        let empty = Default::default();
+        let labels = obj.metadata.labels.as_ref().unwrap_or(&empty);
+        let name = obj.metadata.name.as_deref().unwrap_or_default();
+        if labels.get(annotations::IGNORE).is_some_and(|v| v == "true") {
+            return Err(Skip::Ignored);
+        }
+        if rt.is("", "ConfigMap") && name == "kube-root-ca.crt" {
+            return Err(Skip::SystemManaged);
+        }
+        if rt.is("", "Secret")
+            && obj.data.get("type").and_then(|t| t.as_str()) == Some("kubernetes.io/service-account-token")
+        {
+            return Err(Skip::SystemManaged);
+        }
+        if let Some(owner) = obj
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+        {
+            return Err(Skip::ControllerOwned(format!("{}/{}", owner.kind, owner.name)));
+        }
+        for ex in &self.exclude_labels {
+            if let Some(v) = labels.get(&ex.key)
+                && ex.value.as_ref().is_none_or(|want| want == v)
+            {
+                return Err(Skip::ExcludedLabel(format!("{}={v}", ex.key)));
+            }
+        }
+        if self.exclude_resources.iter().any(|r| r.matches(&rt.kind, name)) {
+            return Err(Skip::ExcludedResource);
+        }
+        if let Some(sel) = &self.label_selector
+            && !selector_matches(sel, labels)
+        {
+            return Err(Skip::NotSelected);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
