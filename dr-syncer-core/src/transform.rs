@@ -46,6 +46,9 @@ pub use self::{
 use crate::{config::SyncConfig, resource::ResourceType};
 
 /// What a transformer decided for one object.
+// `Keep` is far larger than `Drop`, but an outcome is consumed right away; boxing would cost an allocation
+// per object and transformer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Apply this (possibly changed) object to the DR side.

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::common::{Conditions, conditions_schema, default_true};
 
 /// Desired state of a ClusterMapping: the two RemoteClusters and how their connectivity is verified.
+// kube's `printcolumn(...)` arguments repeat `type_ = ...`; clippy mistakes that for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "dr-syncer.io",

@@ -17,6 +17,8 @@ use super::common::{
 pub const SCHEDULE_PATTERN: &str = r"^\s*\S+(\s+\S+){4,5}\s*$";
 
 /// Desired state of a NamespaceMapping: what to replicate, when, and how it is transformed.
+// kube's `printcolumn(...)` arguments repeat `type_ = ...`; clippy mistakes that for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "dr-syncer.io",

@@ -13,6 +13,8 @@ use super::common::{
 };
 
 /// Desired state of a RemoteCluster: how to reach the cluster, and its PVC agent.
+// kube's `printcolumn(...)` arguments repeat `type_ = ...`; clippy mistakes that for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "dr-syncer.io",
