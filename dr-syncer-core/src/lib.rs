@@ -15,10 +15,13 @@
 
 pub mod annotations;
 pub mod api;
+pub mod apply;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod resource;
 pub mod selection;
+pub mod source;
 pub mod transform;
 pub mod version;
 
