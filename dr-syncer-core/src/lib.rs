@@ -13,6 +13,7 @@
 //! - IO is layered: pure domain code and transformers never hold a client.
 //! - One error enum with a stable [`Error::kind`] used for metric labels, events and exit codes.
 
+pub mod activation;
 pub mod annotations;
 pub mod api;
 pub mod apply;

@@ -1,0 +1,226 @@
+//! Activation: turn a quiet DR workload active (cutover) and back (failback), from the originals the
+//! quiet-site transformer recorded.
+//!
+//! These are pure functions on objects; the CLI and the operator apply the results. Each returns `None`
+//! when there is nothing to change, so callers write only when needed.
+
+use kube::core::DynamicObject;
+use serde_json::{Value, json};
+
+use crate::{annotations, resource::ResourceType, transform::TransformError};
+
+fn ann<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    obj.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+fn err(obj: &DynamicObject, msg: impl Into<String>) -> TransformError {
+    TransformError::new("activation", obj, msg)
+}
+
+/// The change that activates a quiet DR object: restore replicas from `dr-syncer.io/original-replicas`,
+/// `suspend` from `dr-syncer.io/original-suspend`, a DaemonSet's node selector from
+/// `dr-syncer.io/original-node-selector`. Returns a merge patch, or `None` when the object is already
+/// active or has nothing recorded.
+pub fn activate(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>, TransformError> {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("apps", "Deployment" | "StatefulSet") => {
+            let Some(orig) = ann(obj, annotations::ORIGINAL_REPLICAS) else {
+                return Ok(None);
+            };
+            let want: i64 = orig.trim().parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                err(
+                    obj,
+                    format!(
+                        "{} is not a replica count: {orig:?}",
+                        annotations::ORIGINAL_REPLICAS
+                    ),
+                )
+            })?;
+            let current = obj
+                .data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            Ok((current != want).then(|| json!({"spec": {"replicas": want}})))
+        }
+        ("batch", "CronJob") => {
+            let Some(orig) = ann(obj, annotations::ORIGINAL_SUSPEND) else {
+                return Ok(None);
+            };
+            let want = match orig.trim() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(err(
+                        obj,
+                        format!("{} is not a boolean: {other:?}", annotations::ORIGINAL_SUSPEND),
+                    ));
+                }
+            };
+            let current = obj
+                .data
+                .pointer("/spec/suspend")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            Ok((current != want).then(|| json!({"spec": {"suspend": want}})))
+        }
+        ("apps", "DaemonSet") => {
+            let current = obj
+                .data
+                .pointer("/spec/template/spec/nodeSelector")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if current.get(annotations::QUIET_NODE_SELECTOR_KEY).is_none() {
+                return Ok(None);
+            }
+            let original: Value = match ann(obj, annotations::ORIGINAL_NODE_SELECTOR) {
+                Some(s) => serde_json::from_str(s).map_err(|e| {
+                    err(
+                        obj,
+                        format!(
+                            "{} is not a JSON object: {e}",
+                            annotations::ORIGINAL_NODE_SELECTOR
+                        ),
+                    )
+                })?,
+                None => json!({}),
+            };
+            // A merge patch replaces the selector map key by key: null removes the quiet key and any key
+            // the original did not have.
+            let mut patch = serde_json::Map::new();
+            for key in current.as_object().into_iter().flat_map(|m| m.keys()) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            for (k, v) in original.as_object().into_iter().flatten() {
+                patch.insert(k.clone(), v.clone());
+            }
+            Ok(Some(
+                json!({"spec": {"template": {"spec": {"nodeSelector": Value::Object(patch)}}}}),
+            ))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The change that quiets an active workload again (failback on the DR side, or the source during a
+/// cutover): record the current value as the original and set replicas 0 / suspend / hold DaemonSets.
+/// Returns a merge patch, or `None` when already quiet.
+pub fn quiet(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>, TransformError> {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("apps", "Deployment" | "StatefulSet") => {
+            let current = obj
+                .data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            if current == 0 {
+                return Ok(None);
+            }
+            Ok(Some(json!({
+                "metadata": {"annotations": {annotations::ORIGINAL_REPLICAS: current.to_string()}},
+                "spec": {"replicas": 0}
+            })))
+        }
+        ("batch", "CronJob") => {
+            let current = obj
+                .data
+                .pointer("/spec/suspend")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if current {
+                return Ok(None);
+            }
+            Ok(Some(json!({
+                "metadata": {"annotations": {annotations::ORIGINAL_SUSPEND: "false"}},
+                "spec": {"suspend": true}
+            })))
+        }
+        ("apps", "DaemonSet") => {
+            let current = obj
+                .data
+                .pointer("/spec/template/spec/nodeSelector")
+                .cloned()
+                .unwrap_or(json!({}));
+            if current.get(annotations::QUIET_NODE_SELECTOR_KEY).is_some() {
+                return Ok(None);
+            }
+            Ok(Some(json!({
+                "metadata": {"annotations": {annotations::ORIGINAL_NODE_SELECTOR: current.to_string()}},
+                "spec": {"template": {"spec": {"nodeSelector": {annotations::QUIET_NODE_SELECTOR_KEY: "true"}}}}
+            })))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Apply a JSON merge patch (RFC 7386) to an object — handy to preview what [`activate`] or [`quiet`] do.
+pub fn merge(obj: &DynamicObject, patch: &Value) -> Result<DynamicObject, TransformError> {
+    let mut doc = serde_json::to_value(obj).map_err(|e| err(obj, e.to_string()))?;
+    json_patch::merge(&mut doc, patch);
+    serde_json::from_value(doc).map_err(|e| err(obj, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::transform::{Outcome, QuietDrSite, Transformer, test_support::*};
+
+    /// Quieting with the transformer and activating restores exactly the source's values.
+    #[rstest]
+    #[case::deployment("apps/v1", "Deployment", json!({"spec": {"replicas": 3, "template": {}}}), "/spec/replicas", json!(3))]
+    #[case::deployment_default("apps/v1", "Deployment", json!({"spec": {"template": {}}}), "/spec/replicas", json!(1))]
+    #[case::statefulset("apps/v1", "StatefulSet", json!({"spec": {"replicas": 2, "template": {}}}), "/spec/replicas", json!(2))]
+    #[case::cronjob_running("batch/v1", "CronJob", json!({"spec": {"suspend": false}}), "/spec/suspend", json!(false))]
+    #[case::cronjob_suspended("batch/v1", "CronJob", json!({"spec": {"suspend": true}}), "/spec/suspend", json!(true))]
+    #[case::daemonset_selector("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"pool": "a"}}}}}), "/spec/template/spec/nodeSelector", json!({"pool": "a"}))]
+    #[case::daemonset_no_selector("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {}}}}), "/spec/template/spec/nodeSelector", json!({}))]
+    fn quiet_then_activate_round_trips(
+        #[case] av: &str,
+        #[case] kind: &str,
+        #[case] body: Value,
+        #[case] pointer: &str,
+        #[case] want: Value,
+    ) {
+        let source = obj(av, kind, body);
+        let ctx = ctx_for(&source);
+        let Outcome::Keep(quiet_obj) = QuietDrSite.transform(source, &ctx).unwrap() else {
+            panic!()
+        };
+        let patch = activate(&ctx.resource, &quiet_obj).unwrap();
+        let active = match patch {
+            Some(p) => merge(&quiet_obj, &p).unwrap(),
+            None => quiet_obj.clone(),
+        };
+        let got = json_of(&active).pointer(pointer).cloned().unwrap_or(json!({}));
+        assert_eq!(got, want);
+        // Activating again changes nothing.
+        assert_eq!(activate(&ctx.resource, &active).unwrap(), None);
+        // Quieting the active object and activating again restores the same values.
+        let requiet = merge(
+            &active,
+            &quiet(&ctx.resource, &active).unwrap().unwrap_or(json!({})),
+        )
+        .unwrap();
+        let again = merge(
+            &requiet,
+            &activate(&ctx.resource, &requiet).unwrap().unwrap_or(json!({})),
+        )
+        .unwrap();
+        assert_eq!(
+            json_of(&again).pointer(pointer).cloned().unwrap_or(json!({})),
+            want
+        );
+    }
+
+    #[test]
+    fn corrupt_records_are_errors() {
+        let o = obj(
+            "apps/v1",
+            "Deployment",
+            json!({"metadata": {"name": "d", "namespace": "a", "annotations": {"dr-syncer.io/original-replicas": "many"}}, "spec": {}}),
+        );
+        assert!(activate(&ctx_for(&o).resource, &o).is_err());
+    }
+}
