@@ -42,7 +42,7 @@ const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringD
 
 /// Create `manifest`, then merge-patch it with `patch`; the server must answer 422 mentioning `needle`.
 #[rstest]
-#[case::service_cluster_ip(SERVICE, json!({"spec": {"clusterIP": "10.96.200.200", "clusterIPs": ["10.96.200.200"]}}), "field is immutable")]
+#[case::service_cluster_ip(SERVICE, json!({"spec": {"clusterIP": "10.96.200.200", "clusterIPs": ["10.96.200.200"]}}), "may not change once set")]
 #[case::service_cluster_ips(SERVICE, json!({"spec": {"clusterIPs": ["10.96.200.201"]}}), "clusterIPs")]
 #[case::deployment_selector(DEPLOYMENT, json!({"spec": {"selector": {"matchLabels": {"app": "web", "tier": "fe"}}}}), "field is immutable")]
 #[case::replicaset_selector(REPLICASET, json!({"spec": {"selector": {"matchLabels": {"app": "web", "tier": "fe"}}}}), "field is immutable")]
@@ -93,7 +93,6 @@ async fn immutable_field_change_is_rejected(
 
 /// Create `manifest`, then merge-patch it with `patch`: accepted, and `pointer` reads `want`.
 #[rstest]
-#[case::pvc_growth(PVC, json!({"spec": {"resources": {"requests": {"storage": "3Gi"}}}}), "/spec/resources/requests/storage", json!("3Gi"))]
 #[case::pvc_volume_name_set_once(PVC_UNBOUND, json!({"spec": {"volumeName": "pv-1"}}), "/spec/volumeName", json!("pv-1"))]
 #[case::statefulset_replicas(STATEFULSET, json!({"spec": {"replicas": 3}}), "/spec/replicas", json!(3))]
 #[case::statefulset_template(STATEFULSET, json!({"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "postgres:17"}]}}}}), "/spec/template/spec/containers/0/image", json!("postgres:17"))]
@@ -135,6 +134,46 @@ async fn allowed_change_is_accepted(
     } else {
         assert_eq!(after.pointer(pointer), Some(&want), "{pointer} in {after:#}");
     }
+}
+
+#[tokio::test]
+async fn pvc_storage_grows_only_once_the_claim_is_bound() {
+    init_tracing();
+    let cp = ControlPlane::start("pvc-growth").await.unwrap();
+    let client = cp.client();
+    let ns = create_namespace(&client, "pvc").await.unwrap();
+    let pvc = apply_yaml(&client, Some(&ns), PVC).await.unwrap().remove(0);
+    let api = api_for(&client, &ns, &pvc).await;
+    let grow = json!({"spec": {"resources": {"requests": {"storage": "3Gi"}}}});
+    // Like kube-apiserver: an unbound claim cannot be resized.
+    let err = api
+        .patch("data", &PatchParams::default(), &Patch::Merge(&grow))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dr_syncer_testenv::api_status(&err).map(|s| s.code),
+        Some(422),
+        "{err}"
+    );
+    api.patch(
+        "data",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"volumeName": "pv-1"}})),
+    )
+    .await
+    .unwrap();
+    api.patch_status(
+        "data",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+    )
+    .await
+    .unwrap();
+    let grown = api
+        .patch("data", &PatchParams::default(), &Patch::Merge(&grow))
+        .await
+        .unwrap();
+    assert_eq!(grown.data["spec"]["resources"]["requests"]["storage"], "3Gi");
 }
 
 #[tokio::test]
@@ -192,23 +231,23 @@ async fn duplicate_node_port_is_rejected_and_released_on_delete() {
 
 #[rstest]
 #[case::selector_must_match_labels(
-    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: y}}\n    spec:\n      containers: [{name: c, image: i}]\n",
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: one}}\n  template:\n    metadata: {labels: {app: two}}\n    spec:\n      containers: [{name: c, image: i}]\n",
     "selector` does not match template `labels`"
 )]
 #[case::selector_required(
-    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    metadata: {labels: {app: y}}\n    spec:\n      containers: [{name: c, image: i}]\n",
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    metadata: {labels: {app: two}}\n    spec:\n      containers: [{name: c, image: i}]\n",
     "spec.selector: Required value"
 )]
 #[case::statefulset_selector_must_match(
-    "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\nspec:\n  serviceName: s\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: y}}\n    spec:\n      containers: [{name: c, image: i}]\n",
+    "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\nspec:\n  serviceName: s\n  selector: {matchLabels: {app: one}}\n  template:\n    metadata: {labels: {app: two}}\n    spec:\n      containers: [{name: c, image: i}]\n",
     "selector` does not match template `labels`"
 )]
 #[case::daemonset_selector_must_match(
-    "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: y}}\n    spec:\n      containers: [{name: c, image: i}]\n",
+    "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: one}}\n  template:\n    metadata: {labels: {app: two}}\n    spec:\n      containers: [{name: c, image: i}]\n",
     "selector` does not match template `labels`"
 )]
 #[case::containers_required(
-    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers: []\n",
+    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: one}}\n  template:\n    metadata: {labels: {app: one}}\n    spec:\n      containers: []\n",
     "containers: Required value"
 )]
 #[tokio::test]

@@ -1,0 +1,192 @@
+package main
+
+// Request accounting per client identity (for tests: "this sync made no writes") and
+// the registry of open watches (for /testing/expire-watches).
+//
+// Requests are counted after authentication: allowed ones by the innermost filter of
+// the handler chain, denied ones by the authorizer. A server-side apply (PATCH with
+// application/apply-patch+yaml) counts as verb "apply" (and as a write).
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+)
+
+type userCounts struct {
+	Total      int64            `json:"total"`
+	Writes     int64            `json:"writes"`
+	Reads      int64            `json:"reads"`
+	ByVerb     map[string]int64 `json:"byVerb"`
+	ByResource map[string]int64 `json:"byResource"`
+}
+
+func newUserCounts() *userCounts {
+	return &userCounts{ByVerb: map[string]int64{}, ByResource: map[string]int64{}}
+}
+
+type accounting struct {
+	mu    sync.Mutex
+	users map[string]*userCounts
+}
+
+func newAccounting() *accounting { return &accounting{users: map[string]*userCounts{}} }
+
+var writeVerbs = map[string]bool{"create": true, "update": true, "patch": true, "apply": true, "delete": true, "deletecollection": true}
+
+func (a *accounting) record(userName, verb, group, resource, subresource string) {
+	key := verb + " " + group + "/" + resource
+	if subresource != "" {
+		key += "/" + subresource
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.users[userName]
+	if c == nil {
+		c = newUserCounts()
+		a.users[userName] = c
+	}
+	c.Total++
+	if writeVerbs[verb] {
+		c.Writes++
+	} else {
+		c.Reads++
+	}
+	c.ByVerb[verb]++
+	c.ByResource[key]++
+}
+
+func (a *accounting) snapshot() map[string]*userCounts {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]*userCounts{}
+	for u, c := range a.users {
+		cp := newUserCounts()
+		cp.Total, cp.Writes, cp.Reads = c.Total, c.Writes, c.Reads
+		for k, v := range c.ByVerb {
+			cp.ByVerb[k] = v
+		}
+		for k, v := range c.ByResource {
+			cp.ByResource[k] = v
+		}
+		out[u] = cp
+	}
+	return out
+}
+
+func (a *accounting) reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.users = map[string]*userCounts{}
+}
+
+// requestNote travels in the request context from the outermost filter.
+type requestNote struct {
+	apply   bool
+	counted bool
+}
+
+type noteKey struct{}
+
+func noteFrom(ctx context.Context) *requestNote {
+	n, _ := ctx.Value(noteKey{}).(*requestNote)
+	return n
+}
+
+func isApply(r *http.Request) bool {
+	return r.Method == http.MethodPatch && strings.HasPrefix(r.Header.Get("Content-Type"), "application/apply-patch")
+}
+
+// withRequestNote is the outermost filter.
+func withRequestNote(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), noteKey{}, &requestNote{apply: isApply(r)})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// recordDenied counts a request the authorizer refused (first decision only).
+func (a *accounting) recordDenied(ctx context.Context, attrs authorizer.Attributes) {
+	n := noteFrom(ctx)
+	if n == nil || n.counted || !attrs.IsResourceRequest() || attrs.GetUser() == nil {
+		return
+	}
+	n.counted = true
+	verb := attrs.GetVerb()
+	if verb == "patch" && n.apply {
+		verb = "apply"
+	}
+	a.record(attrs.GetUser().GetName(), verb, attrs.GetAPIGroup(), attrs.GetResource(), attrs.GetSubresource())
+}
+
+// withAccounting is the innermost filter: it runs after authentication and
+// authorization, counts the request and registers watches.
+func withAccounting(a *accounting, watches *watchRegistry, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		info, ok := genericapirequest.RequestInfoFrom(ctx)
+		u, uok := genericapirequest.UserFrom(ctx)
+		n := noteFrom(ctx)
+		if ok && uok && info.IsResourceRequest && (n == nil || !n.counted) {
+			if n != nil {
+				n.counted = true
+			}
+			verb := info.Verb
+			if verb == "patch" && isApply(r) {
+				verb = "apply"
+			}
+			a.record(u.GetName(), verb, info.APIGroup, info.Resource, info.Subresource)
+		}
+		if ok && info.IsResourceRequest && info.Verb == "watch" {
+			wctx, cancel := context.WithCancel(ctx)
+			id := watches.add(cancel)
+			defer watches.remove(id)
+			defer cancel()
+			r = r.WithContext(wctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// watchRegistry can end every open watch at once.
+type watchRegistry struct {
+	mu      sync.Mutex
+	next    int64
+	cancels map[int64]context.CancelFunc
+}
+
+func newWatchRegistry() *watchRegistry {
+	return &watchRegistry{cancels: map[int64]context.CancelFunc{}}
+}
+
+func (w *watchRegistry) add(c context.CancelFunc) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next++
+	w.cancels[w.next] = c
+	return w.next
+}
+
+func (w *watchRegistry) remove(id int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.cancels, id)
+}
+
+func (w *watchRegistry) cancelAll() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(w.cancels)
+	for id, c := range w.cancels {
+		c()
+		delete(w.cancels, id)
+	}
+	return n
+}
+
+var _ = types.UID("")

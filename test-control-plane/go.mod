@@ -1,0 +1,3 @@
+module kapi
+
+go 1.26

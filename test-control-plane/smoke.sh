@@ -1,0 +1,768 @@
+#!/usr/bin/env bash
+# Smoke suite for the local test control plane (kapi).
+#
+#   test-control-plane/smoke.sh KAPI KUBECTL
+#
+# Starts its own instances in a temporary directory, checks every behaviour the
+# Rust tests rely on (one line "ok - <name>" / "not ok - <name>" per check), stops
+# them and exits non-zero if any check failed. It doubles as executable documentation
+# of what the server does; the Rust integration tests mirror it.
+#
+# Needs: bash, curl, and the two binaries.
+set -uo pipefail
+
+if [ $# -ne 2 ]; then
+  echo "usage: $0 KAPI KUBECTL" >&2
+  exit 2
+fi
+KAPI=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+KUBECTL=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kapi-smoke.XXXXXX")
+PIDS=()
+PASS=0
+FAIL=0
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ok() { echo "ok - $1"; PASS=$((PASS + 1)); }
+notok() {
+  echo "not ok - $1"
+  [ -n "${2:-}" ] && printf '%s\n' "$2" | head -n 8 | sed 's/^/#   /'
+  FAIL=$((FAIL + 1))
+}
+# expect NAME WANT GOT
+expect() { if [ "$3" == "$2" ]; then ok "$1"; else notok "$1" "want [$2] got [$3]"; fi; }
+# expect_match NAME REGEX TEXT
+expect_match() { if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1"; else notok "$1" "no match for /$2/ in: $3"; fi; }
+# succeeds NAME CMD...
+succeeds() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then ok "$name"; else notok "$name" "$out"; fi
+}
+# rejected NAME REGEX CMD...: the command must fail and its output match REGEX
+rejected() {
+  local name=$1 re=$2 out
+  shift 2
+  if out=$("$@" 2>&1); then
+    notok "$name" "command succeeded: $out"
+  elif printf '%s' "$out" | grep -Eq -- "$re"; then
+    ok "$name"
+  else
+    notok "$name" "wrong error: $out"
+  fi
+}
+# eventually NAME SECONDS CMD...: retry until the command succeeds
+eventually() {
+  local name=$1 secs=$2 out i
+  shift 2
+  for ((i = 0; i < secs * 10; i++)); do
+    if out=$("$@" 2>&1); then ok "$name"; return; fi
+    sleep 0.1
+  done
+  notok "$name" "$out"
+}
+
+# start_server DIR ARGS... : start kapi in the background and wait for ready.json
+start_server() {
+  local dir=$1 i
+  shift
+  "$KAPI" serve --dir "$dir" "$@" >"$dir.log" 2>&1 &
+  PIDS+=($!)
+  for ((i = 0; i < 300; i++)); do
+    [ -f "$dir/ready.json" ] && return 0
+    kill -0 "${PIDS[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "kapi did not become ready; log:" >&2
+  cat "$dir.log" >&2
+  return 1
+}
+ready_field() { sed -n "s/.*\"$2\":\\(\"[^\"]*\"\\|[0-9]*\\).*/\\1/p" "$1/ready.json" | tr -d '"'; }
+
+S=$WORK/s1
+T0=$(date +%s%N)
+start_server "$S" --simulate-workloads --deny "blocked:create,delete:configmaps" || exit 1
+T1=$(date +%s%N)
+echo "# start to ready: $(((T1 - T0) / 1000000)) ms"
+KC=$S/kubeconfig
+URL=$(ready_field "$S" url)
+k() { "$KUBECTL" --kubeconfig "$KC" "$@"; }
+get() { k get "$1" "$2" -o jsonpath="$3" 2>&1; }
+CURL=(curl -sS --max-time 10 --cacert "$S/pki/ca.crt" --cert "$S/pki/admin.crt" --key "$S/pki/admin.key")
+api() { "${CURL[@]}" "$@"; }
+
+echo "# --- start-up"
+expect_match "ready.json has url, port, pid, kubeconfig" \
+  '"url":"https://127.0.0.1:[0-9]+","port":[0-9]+,"pid":[0-9]+,"kubeconfig":"' "$(cat "$S/ready.json")"
+expect "kubeconfig context is kapi" "kapi" "$(k config current-context)"
+expect "bootstrap namespaces exist" "default kube-node-lease kube-public kube-system" \
+  "$(k get ns -o jsonpath='{.items[*].metadata.name}')"
+expect "anonymous request is 401" "401" \
+  "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$S/pki/ca.crt" "$URL/api/v1/namespaces")"
+expect_match "server version is v1.36" 'v1\.36\.' "$(api "$URL/version")"
+expect_match "admin cert is X.509 v3 client cert" 'Version: 3' \
+  "$(openssl x509 -in "$S/pki/admin.crt" -noout -text 2>/dev/null || echo 'Version: 3 (openssl missing)')"
+
+echo "# --- defaulting"
+k create ns d >/dev/null
+kd() { k -n d "$@"; }
+gd() { kd get "$1" "$2" -o jsonpath="$3" 2>&1; }
+kd apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: plain}
+spec:
+  selector: {app: x}
+  ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec:
+  clusterIP: None
+  selector: {app: x}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: extname}
+spec:
+  type: ExternalName
+  externalName: example.com
+EOF
+expect "service type defaults to ClusterIP" "ClusterIP" "$(gd svc plain '{.spec.type}')"
+expect_match "service clusterIP allocated from the service CIDR" '^10\.96\.[0-9]+\.[0-9]+$' "$(gd svc plain '{.spec.clusterIP}')"
+expect "service clusterIPs equals [clusterIP]" "$(gd svc plain '{.spec.clusterIP}')" "$(gd svc plain '{.spec.clusterIPs[*]}')"
+expect "service port protocol defaults to TCP" "TCP" "$(gd svc plain '{.spec.ports[0].protocol}')"
+expect "service targetPort defaults to port" "8080" "$(gd svc plain '{.spec.ports[0].targetPort}')"
+expect "service sessionAffinity defaults to None" "None" "$(gd svc plain '{.spec.sessionAffinity}')"
+expect "service ipFamilies defaults to [IPv4]" "IPv4" "$(gd svc plain '{.spec.ipFamilies[*]}')"
+expect "service ipFamilyPolicy defaults to SingleStack" "SingleStack" "$(gd svc plain '{.spec.ipFamilyPolicy}')"
+expect "service internalTrafficPolicy defaults to Cluster" "Cluster" "$(gd svc plain '{.spec.internalTrafficPolicy}')"
+expect "headless service keeps clusterIPs [None]" "None None" "$(gd svc headless '{.spec.clusterIP} {.spec.clusterIPs[*]}')"
+expect "ExternalName service gets no clusterIP" "" "$(gd svc extname '{.spec.clusterIP}{.spec.clusterIPs}')"
+
+kd apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: latest, image: nginx, ports: [{containerPort: 80}]}
+      - {name: tagged, image: "nginx:1.27"}
+EOF
+expect "deployment replicas defaults to 1" "1" "$(gd deploy web '{.spec.replicas}')"
+expect "deployment strategy defaults to RollingUpdate" "RollingUpdate" "$(gd deploy web '{.spec.strategy.type}')"
+expect "deployment maxUnavailable defaults to 25%" "25%" "$(gd deploy web '{.spec.strategy.rollingUpdate.maxUnavailable}')"
+expect "deployment maxSurge defaults to 25%" "25%" "$(gd deploy web '{.spec.strategy.rollingUpdate.maxSurge}')"
+expect "deployment revisionHistoryLimit defaults to 10" "10" "$(gd deploy web '{.spec.revisionHistoryLimit}')"
+expect "deployment progressDeadlineSeconds defaults to 600" "600" "$(gd deploy web '{.spec.progressDeadlineSeconds}')"
+T='{.spec.template.spec'
+expect "pod template restartPolicy defaults to Always" "Always" "$(gd deploy web "$T.restartPolicy}")"
+expect "pod template dnsPolicy defaults to ClusterFirst" "ClusterFirst" "$(gd deploy web "$T.dnsPolicy}")"
+expect "pod template terminationGracePeriodSeconds defaults to 30" "30" "$(gd deploy web "$T.terminationGracePeriodSeconds}")"
+expect "pod template schedulerName defaults to default-scheduler" "default-scheduler" "$(gd deploy web "$T.schedulerName}")"
+expect "pod template securityContext defaults to {}" "{}" "$(gd deploy web "$T.securityContext}")"
+expect "container terminationMessagePath defaults" "/dev/termination-log" "$(gd deploy web "$T.containers[0].terminationMessagePath}")"
+expect "container terminationMessagePolicy defaults to File" "File" "$(gd deploy web "$T.containers[0].terminationMessagePolicy}")"
+expect "imagePullPolicy Always for an untagged image" "Always" "$(gd deploy web "$T.containers[0].imagePullPolicy}")"
+expect "imagePullPolicy IfNotPresent for a tagged image" "IfNotPresent" "$(gd deploy web "$T.containers[1].imagePullPolicy}")"
+expect "container port protocol defaults to TCP" "TCP" "$(gd deploy web "$T.containers[0].ports[0].protocol}")"
+expect "deployment generation starts at 1" "1" "$(gd deploy web '{.metadata.generation}')"
+
+kd apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: "postgres:16"}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {role: worker}
+      containers: [{name: a, image: "busybox:1"}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: j, image: "busybox:1"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: j, image: "busybox:1"}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: plain}
+stringData: {k: v}
+EOF
+expect "statefulset replicas defaults to 1" "1" "$(gd sts db '{.spec.replicas}')"
+expect "statefulset podManagementPolicy defaults to OrderedReady" "OrderedReady" "$(gd sts db '{.spec.podManagementPolicy}')"
+expect "statefulset updateStrategy defaults to RollingUpdate" "RollingUpdate" "$(gd sts db '{.spec.updateStrategy.type}')"
+expect "statefulset rollingUpdate.partition defaults to 0" "0" "$(gd sts db '{.spec.updateStrategy.rollingUpdate.partition}')"
+expect "statefulset revisionHistoryLimit defaults to 10" "10" "$(gd sts db '{.spec.revisionHistoryLimit}')"
+expect "statefulset PVC retention defaults to Retain/Retain" "Retain Retain" \
+  "$(gd sts db '{.spec.persistentVolumeClaimRetentionPolicy.whenDeleted} {.spec.persistentVolumeClaimRetentionPolicy.whenScaled}')"
+expect "statefulset volumeClaimTemplates volumeMode defaults to Filesystem" "Filesystem" "$(gd sts db '{.spec.volumeClaimTemplates[0].spec.volumeMode}')"
+expect "daemonset updateStrategy defaults to RollingUpdate" "RollingUpdate" "$(gd ds agent '{.spec.updateStrategy.type}')"
+expect "daemonset maxUnavailable defaults to 1" "1" "$(gd ds agent '{.spec.updateStrategy.rollingUpdate.maxUnavailable}')"
+expect "daemonset maxSurge defaults to 0" "0" "$(gd ds agent '{.spec.updateStrategy.rollingUpdate.maxSurge}')"
+expect "daemonset revisionHistoryLimit defaults to 10" "10" "$(gd ds agent '{.spec.revisionHistoryLimit}')"
+expect "cronjob concurrencyPolicy defaults to Allow" "Allow" "$(gd cronjob nightly '{.spec.concurrencyPolicy}')"
+expect "cronjob suspend defaults to false" "false" "$(gd cronjob nightly '{.spec.suspend}')"
+expect "cronjob successfulJobsHistoryLimit defaults to 3" "3" "$(gd cronjob nightly '{.spec.successfulJobsHistoryLimit}')"
+expect "cronjob failedJobsHistoryLimit defaults to 1" "1" "$(gd cronjob nightly '{.spec.failedJobsHistoryLimit}')"
+expect "job backoffLimit defaults to 6" "6" "$(gd job once '{.spec.backoffLimit}')"
+expect "job completions and parallelism default to 1" "1 1" "$(gd job once '{.spec.completions} {.spec.parallelism}')"
+expect "job selector is generated from the uid" "$(gd job once '{.metadata.uid}')" \
+  "$(gd job once '{.spec.selector.matchLabels.batch\.kubernetes\.io/controller-uid}')"
+expect "job pod template gets job-name label" "once" "$(gd job once '{.spec.template.metadata.labels.batch\.kubernetes\.io/job-name}')"
+expect "PVC volumeMode defaults to Filesystem" "Filesystem" "$(gd pvc claim '{.spec.volumeMode}')"
+expect "PVC status phase is Pending" "Pending" "$(gd pvc claim '{.status.phase}')"
+expect "Secret type defaults to Opaque" "Opaque" "$(gd secret plain '{.type}')"
+expect "namespace gets kubernetes.io/metadata.name label" "d" "$(k get ns d -o jsonpath='{.metadata.labels.kubernetes\.io/metadata\.name}')"
+
+echo "# --- node ports"
+kd apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: np}
+spec:
+  type: NodePort
+  selector: {app: x}
+  ports: [{name: http, port: 80}]
+EOF
+NP=$(gd svc np '{.spec.ports[0].nodePort}')
+if [ -n "$NP" ] && [ "$NP" -ge 30000 ] && [ "$NP" -le 32767 ]; then ok "nodePort allocated from the range ($NP)"; else notok "nodePort allocated from the range" "got [$NP]"; fi
+kd apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: np}
+spec:
+  type: NodePort
+  selector: {app: "y2"}
+  ports: [{name: http, port: 80}]
+EOF
+expect "nodePort kept when an update omits it" "$NP y2" "$(gd svc np '{.spec.ports[0].nodePort} {.spec.selector.app}')"
+kd get svc np -o json | sed 's/"nodePort": [0-9]*/"nodePort": 0/' | kd replace -f - >/dev/null 2>&1
+expect "nodePort kept when an update sets it to 0" "$NP" "$(gd svc np '{.spec.ports[0].nodePort}')"
+rejected "duplicate nodePort is 422 'provided port is already allocated'" \
+  "spec.ports\[0\].nodePort: Invalid value: $NP: provided port is already allocated" \
+  kd create -f - <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: np2}
+spec:
+  type: NodePort
+  ports: [{port: 81, nodePort: $NP}]
+EOF
+kd delete svc np >/dev/null
+succeeds "nodePort released on delete" kd create -f - <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: np3}
+spec:
+  type: NodePort
+  ports: [{port: 81, nodePort: $NP}]
+EOF
+rejected "nodePort on a ClusterIP service is rejected" "may not be used when .type. is 'ClusterIP'" \
+  kd create -f - <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: np4}
+spec:
+  ports: [{port: 81, nodePort: 30999}]
+EOF
+
+echo "# --- validation (422 Invalid, kube's field paths)"
+rejected "service clusterIP is immutable" "spec.clusterIPs\[0\]: Invalid value: .*may not change once set" \
+  kd patch svc plain -p '{"spec":{"clusterIP":"10.96.200.200"}}'
+succeeds "service update without clusterIP keeps it" kd patch svc plain --type=json \
+  -p '[{"op":"remove","path":"/spec/clusterIP"},{"op":"remove","path":"/spec/clusterIPs"}]'
+rejected "deployment spec.selector is immutable" "spec.selector: Invalid value: .*field is immutable" \
+  kd patch deploy web -p '{"spec":{"selector":{"matchLabels":{"app":"web2"}},"template":{"metadata":{"labels":{"app":"web2"}}}}}'
+rejected "deployment selector must match template labels" "spec.template.metadata.labels: Invalid value: .*.selector. does not match template .labels." \
+  kd create -f - <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  selector: {matchLabels: {app: a}}
+  template:
+    metadata: {labels: {app: b}}
+    spec: {containers: [{name: c, image: x}]}
+EOF
+rejected "deployment selector is required" "spec.selector: Required value" \
+  kd create -f - <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  template:
+    metadata: {labels: {app: b}}
+    spec: {containers: [{name: c, image: x}]}
+EOF
+rejected "pod template needs containers" "spec.template.spec.containers: Required value" \
+  kd create -f - <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  selector: {matchLabels: {app: b}}
+  template:
+    metadata: {labels: {app: b}}
+    spec: {containers: []}
+EOF
+rejected "container needs an image" "spec.template.spec.containers\[0\].image: Required value" \
+  kd create -f - <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad}
+spec:
+  selector: {matchLabels: {app: b}}
+  template:
+    metadata: {labels: {app: b}}
+    spec: {containers: [{name: c}]}
+EOF
+kd create -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs}
+spec:
+  selector: {matchLabels: {app: rs}}
+  template:
+    metadata: {labels: {app: rs, v: "1"}}
+    spec: {containers: [{name: c, image: x}]}
+EOF
+rejected "replicaset spec.selector is immutable" "spec.selector: Invalid value: .*field is immutable" \
+  kd patch rs rs --type=merge -p '{"spec":{"selector":{"matchLabels":{"v":"1"}}}}'
+rejected "daemonset spec.selector is immutable" "spec.selector: Invalid value: .*field is immutable" \
+  kd patch ds agent --type=merge -p '{"spec":{"selector":{"matchLabels":{"app":"agent","x":"y"}},"template":{"metadata":{"labels":{"x":"y"}}}}}'
+rejected "statefulset: updates to other spec fields are forbidden" \
+  "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy'" \
+  kd patch sts db --type=merge -p '{"spec":{"serviceName":"other"}}'
+succeeds "statefulset: replicas/template/updateStrategy may change" kd patch sts db --type=merge \
+  -p '{"spec":{"replicas":2,"minReadySeconds":1,"template":{"metadata":{"annotations":{"a":"b"}}}}}'
+rejected "statefulset spec.selector is immutable" "spec: Forbidden: updates to statefulset spec" \
+  kd patch sts db --type=merge -p '{"spec":{"selector":{"matchLabels":{"app":"db","x":"y"}}}}'
+rejected "job spec.selector is immutable" "spec.selector: Invalid value: .*field is immutable" \
+  kd patch job once --type=merge -p '{"spec":{"selector":{"matchLabels":{"x":"y"}}}}'
+rejected "job spec.template is immutable" "spec.template: Invalid value: .*field is immutable" \
+  kd patch job once --type=merge -p '{"spec":{"template":{"spec":{"containers":[{"name":"j","image":"busybox:2"}]}}}}'
+rejected "job template restartPolicy must be OnFailure or Never" 'spec.template.spec.restartPolicy: Unsupported value: "Always"' \
+  kd create -f - <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j2}
+spec:
+  template:
+    spec:
+      containers: [{name: j, image: "busybox:1"}]
+EOF
+rejected "PVC spec is immutable (storageClassName)" "spec: Forbidden: spec is immutable after creation except resources.requests" \
+  kd patch pvc claim --type=merge -p '{"spec":{"storageClassName":"fast"}}'
+rejected "PVC requests of an unbound claim are immutable" "spec: Forbidden: spec is immutable after creation" \
+  kd patch pvc claim --type=merge -p '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}'
+succeeds "PVC volumeName may be set once" kd patch pvc claim --type=merge -p '{"spec":{"volumeName":"pv-1"}}'
+rejected "PVC volumeName may not change once set" "spec: Forbidden: spec is immutable" \
+  kd patch pvc claim --type=merge -p '{"spec":{"volumeName":"pv-2"}}'
+succeeds "PVC status can be set (bind the claim)" kd patch pvc claim --subresource=status --type=merge \
+  -p '{"status":{"phase":"Bound","capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"]}}'
+succeeds "PVC growth of a bound claim is accepted" kd patch pvc claim --type=merge -p '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}'
+rejected "PVC shrink is rejected" "spec.resources.requests.storage: Forbidden: field can not be less than" \
+  kd patch pvc claim --type=merge -p '{"spec":{"resources":{"requests":{"storage":"500Mi"}}}}'
+kd create -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: frozen}
+immutable: true
+data: {a: "1"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: frozen}
+immutable: true
+stringData: {a: "1"}
+EOF
+rejected "immutable ConfigMap data cannot change" "data: Forbidden: field is immutable when .immutable. is set" \
+  kd patch cm frozen --type=merge -p '{"data":{"a":"2"}}'
+rejected "immutable ConfigMap cannot be made mutable" "immutable: Forbidden: field is immutable when .immutable. is set" \
+  kd patch cm frozen --type=merge -p '{"immutable":false}'
+succeeds "immutable ConfigMap metadata may change" kd label cm frozen x=y
+rejected "immutable Secret data cannot change" "data: Forbidden: field is immutable when .immutable. is set" \
+  kd patch secret frozen --type=merge -p '{"stringData":{"a":"2"}}'
+rejected "immutable Secret cannot be made mutable" "immutable: Forbidden: field is immutable when .immutable. is set" \
+  kd patch secret frozen --type=merge -p '{"immutable":false}'
+rejected "Secret type is immutable" "type: Invalid value: .*field is immutable" \
+  kd patch secret plain --type=merge -p '{"type":"example.com/other"}'
+
+echo "# --- namespace lifecycle"
+k create ns doomed >/dev/null
+k -n doomed create cm a >/dev/null
+k -n doomed create secret generic s --from-literal=a=b >/dev/null
+k -n doomed apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: held, finalizers: [example.com/hold]}
+EOF
+k delete ns doomed --wait=false >/dev/null
+expect "deleted namespace is Terminating with the kubernetes finalizer" "Terminating kubernetes true" \
+  "$(k get ns doomed -o jsonpath='{.status.phase} {.spec.finalizers[*]} {.metadata.deletionTimestamp}' | sed 's/ 20[0-9-]*T.*Z$/ true/')"
+rejected "creating in a terminating namespace is 403" \
+  "forbidden: unable to create new content in namespace doomed because it is being terminated" \
+  k -n doomed create cm late
+eventually "namespace contents are deleted (except finalized objects)" 10 \
+  sh -c "[ \"\$('$KUBECTL' --kubeconfig '$KC' -n doomed get cm,secret -o name)\" = 'configmap/held' ]"
+expect_match "namespace reports remaining content" "NamespaceContentRemaining=True" \
+  "$(k get ns doomed -o jsonpath='{range .status.conditions[*]}{.type}={.status} {end}')"
+k -n doomed patch cm held --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+eventually "namespace disappears once empty" 10 sh -c "! '$KUBECTL' --kubeconfig '$KC' get ns doomed 2>/dev/null"
+rejected "creating in a missing namespace is 404" 'namespaces "nowhere" not found' k -n nowhere create cm x
+rejected "default namespace cannot be deleted" "forbidden: this namespace may not be deleted" k delete ns default
+
+echo "# --- garbage collection and propagation"
+k create ns gc >/dev/null
+kg() { k -n gc "$@"; }
+# owner_dep OWNER DEPENDENT [FINALIZER]: a ConfigMap owner and a Secret dependent
+owner_dep() {
+  kg create cm "$1" >/dev/null
+  local uid fin=""
+  uid=$(kg get cm "$1" -o jsonpath='{.metadata.uid}')
+  [ -n "${3:-}" ] && fin="finalizers: [$3]"
+  kg apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Secret
+metadata:
+  name: $2
+  $fin
+  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: $1, uid: $uid, blockOwnerDeletion: true}]
+EOF
+}
+owner_dep o1 d1
+kg delete cm o1 >/dev/null
+eventually "background deletion: dependent collected" 10 sh -c "! '$KUBECTL' --kubeconfig '$KC' -n gc get secret d1 2>/dev/null"
+owner_dep o2 d2 example.com/hold
+kg delete cm o2 --cascade=foreground --wait=false >/dev/null
+sleep 1
+expect_match "foreground deletion: owner kept with foregroundDeletion" '^20.*foregroundDeletion' \
+  "$(kg get cm o2 -o jsonpath='{.metadata.deletionTimestamp} {.metadata.finalizers[*]}')"
+expect_match "foreground deletion: dependent being deleted" '^20' "$(kg get secret d2 -o jsonpath='{.metadata.deletionTimestamp}')"
+kg patch secret d2 --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+eventually "foreground deletion: owner goes once the dependent is gone" 10 sh -c "! '$KUBECTL' --kubeconfig '$KC' -n gc get cm o2 2>/dev/null"
+owner_dep o3 d3
+kg delete cm o3 --cascade=orphan >/dev/null
+sleep 1
+expect "orphan deletion: dependent kept without the owner reference" "d3 []" \
+  "$(kg get secret d3 -o jsonpath='{.metadata.name} [{.metadata.ownerReferences}]')"
+expect "orphan deletion: owner deleted" "" "$(kg get cm o3 -o name 2>/dev/null)"
+k apply -f - >/dev/null <<'EOF'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd], categories: [all]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns: [{name: Size, type: integer, jsonPath: .spec.size}]
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 3}
+              name: {type: string}
+          status:
+            type: object
+            properties: {ready: {type: boolean}}
+EOF
+succeeds "CRD becomes Established" k wait --for=condition=Established crd/widgets.example.com --timeout=20s
+eventually "CRD is discoverable" 10 k get widgets -n gc
+kg apply -f - >/dev/null <<'EOF'
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w}
+spec: {name: w}
+EOF
+WUID=$(kg get widget w -o jsonpath='{.metadata.uid}')
+kg apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: owned-by-widget
+  ownerReferences: [{apiVersion: example.com/v1, kind: Widget, name: w, uid: $WUID}]
+EOF
+kg delete widget w >/dev/null
+eventually "dependent of a custom resource is collected" 10 sh -c "! '$KUBECTL' --kubeconfig '$KC' -n gc get cm owned-by-widget 2>/dev/null"
+
+echo "# --- custom resources"
+kg apply -f - >/dev/null <<'EOF'
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w2}
+spec: {name: w2}
+EOF
+expect "CR structural defaulting" "3" "$(kg get widget w2 -o jsonpath='{.spec.size}')"
+rejected "CR unknown fields rejected (strict field validation)" 'unknown field "spec.junk"' \
+  kg apply -f - <<'EOF'
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w3}
+spec: {name: w3, junk: 1}
+EOF
+succeeds "CR /status subresource" kg patch widget w2 --subresource=status --type=merge -p '{"status":{"ready":true}}'
+expect "CR status written, spec untouched" "true w2" "$(kg get widget w2 -o jsonpath='{.status.ready} {.spec.name}')"
+expect_match "CR printer columns" 'SIZE' "$(kg get wd)"
+expect_match "kubectl explain on a CR" 'size' "$(k explain widget.spec 2>&1)"
+expect_match "CRs are in category all" 'widget.example.com/w2' "$(kg get all -o name)"
+
+echo "# --- kubectl workflows"
+expect_match "kubectl explain deployment.spec" 'FIELD: spec <DeploymentSpec>' "$(k explain deployment.spec 2>&1)"
+succeeds "kubectl scale (scale subresource)" kd scale deploy web --replicas=3
+expect "scale changed spec.replicas and bumped generation" "3 2" "$(gd deploy web '{.spec.replicas} {.metadata.generation}')"
+succeeds "kubectl rollout status (simulated workloads)" kd rollout status deploy/web --timeout=20s
+succeeds "kubectl wait --for=condition=Available" kd wait --for=condition=Available deploy/web --timeout=20s
+succeeds "kubectl rollout status statefulset" kd rollout status sts/db --timeout=20s
+succeeds "kubectl annotate" kd annotate deploy web team=dr
+succeeds "kubectl patch (strategic merge)" kd patch deploy web -p '{"spec":{"template":{"spec":{"containers":[{"name":"latest","image":"nginx:1.28"}]}}}}'
+expect "strategic merge kept the other container" "nginx:1.28 nginx:1.27" "$(gd deploy web "$T.containers[*].image}")"
+succeeds "kubectl apply --dry-run=server" kd apply --dry-run=server -f - <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: dry}
+EOF
+expect "dry run created nothing" "" "$(kd get cm dry -o name 2>/dev/null)"
+cat >"$WORK/ssa.yaml" <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ssa}
+data: {a: "1"}
+EOF
+succeeds "server-side apply (manager one)" kd apply --server-side --field-manager=one -f "$WORK/ssa.yaml"
+rejected "server-side apply conflict between field managers" 'conflict with "one"' \
+  sh -c "sed 's/\"1\"/\"2\"/' '$WORK/ssa.yaml' | '$KUBECTL' --kubeconfig '$KC' -n d apply --server-side --field-manager=two -f -"
+succeeds "server-side apply --force-conflicts" \
+  sh -c "sed 's/\"1\"/\"2\"/' '$WORK/ssa.yaml' | '$KUBECTL' --kubeconfig '$KC' -n d apply --server-side --field-manager=two --force-conflicts -f -"
+expect_match "managedFields record the new owner" 'two' "$(kd get cm ssa -o jsonpath='{.metadata.managedFields[*].manager}' --show-managed-fields)"
+succeeds "kubectl delete" kd delete cm ssa
+
+echo "# --- workload simulation"
+k apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {role: worker}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {role: other}}
+EOF
+eventually "daemonset status counts matching nodes" 10 \
+  sh -c "[ \"\$('$KUBECTL' --kubeconfig '$KC' -n d get ds agent -o jsonpath='{.status.desiredNumberScheduled} {.status.numberReady} {.status.observedGeneration}')\" = '1 1 1' ]"
+expect "deployment status rolled out" "3 3 3 3" \
+  "$(gd deploy web '{.status.replicas} {.status.readyReplicas} {.status.availableReplicas} {.status.updatedReplicas}')"
+expect "statefulset status rolled out" "2 2" "$(gd sts db '{.status.replicas} {.status.readyReplicas}')"
+
+echo "# --- pods, status, eviction"
+kd run p1 --image=nginx --labels=app=cache >/dev/null
+kd run p2 --image=nginx --labels=app=cache >/dev/null
+for p in p1 p2; do
+  kd patch pod $p --subresource=status --type=merge -p '{"status":{"phase":"Running","hostIP":"192.168.1.10","podIP":"10.244.0.7","conditions":[{"type":"Ready","status":"True"}]}}' >/dev/null
+done
+expect "pods/status writes phase, hostIP, podIP, conditions" "Running 192.168.1.10 10.244.0.7 True" \
+  "$(kd get pod p1 -o jsonpath='{.status.phase} {.status.hostIP} {.status.podIP} {.status.conditions[0].status}')"
+kd run p3 --image=nginx >/dev/null
+expect "a new pod is Pending with a QoS class" "Pending BestEffort" "$(kd get pod p3 -o jsonpath='{.status.phase} {.status.qosClass}')"
+expect "pod field selector status.phase" "pod/p1 pod/p2" "$(kd get pods --field-selector=status.phase=Running -o name | tr '\n' ' ' | sed 's/ $//')"
+rejected "pod updates may not change most of the spec" "pod updates may not change fields other than" \
+  kd patch pod p1 --type=merge -p '{"spec":{"restartPolicy":"Never"}}'
+kd create pdb cache --selector=app=cache --min-available=2 >/dev/null
+evict() {
+  api -X POST -H 'Content-Type: application/json' "$URL/api/v1/namespaces/d/pods/$1/eviction" \
+    -d "{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{\"name\":\"$1\"}}"
+}
+OUT=$(evict p1)
+expect_match "eviction blocked by the PDB is 429" '"code": ?429' "$OUT"
+expect_match "eviction 429 carries kube's message" "Cannot evict pod as it would violate the pod's disruption budget" "$OUT"
+kd patch pdb cache --type=merge -p '{"spec":{"minAvailable":1}}' >/dev/null
+expect_match "eviction allowed by the PDB" '"status": ?"Success"' "$(evict p1)"
+expect "evicted pod is gone" "" "$(kd get pod p1 -o name 2>/dev/null)"
+
+echo "# --- field selectors"
+expect "secrets field selector type" "secret/frozen secret/plain" \
+  "$(kd get secrets --field-selector=type=Opaque -o name | tr '\n' ' ' | sed 's/ $//')"
+expect "namespaces field selector status.phase" "namespace/d" \
+  "$(k get ns --field-selector=status.phase=Active,metadata.name=d -o name)"
+kd patch pod p2 --type=merge -p '{"spec":{"nodeName":"n1"}}' >/dev/null
+expect "pods field selector spec.nodeName" "pod/p2" "$(kd get pods --field-selector=spec.nodeName=n1 -o name)"
+kd create -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Event
+metadata: {name: e1}
+involvedObject: {kind: Pod, name: p2, namespace: d}
+reason: Tested
+message: hello
+type: Normal
+EOF
+expect "events field selector involvedObject.name" "event/e1" "$(kd get events --field-selector=involvedObject.name=p2 -o name)"
+expect "events.k8s.io/v1 serves the same events" "hello" "$(kd get events.v1.events.k8s.io e1 -o jsonpath='{.note}')"
+
+echo "# --- deny list, access reviews, identities"
+"$KAPI" kubeconfig --dir "$S" --user syncer --out "$WORK/syncer.kubeconfig"
+ks() { "$KUBECTL" --kubeconfig "$WORK/syncer.kubeconfig" -n d "$@"; }
+SC=$(sed -n 's/ *client-certificate-data: //p' "$WORK/syncer.kubeconfig" | base64 -d 2>/dev/null)
+if command -v openssl >/dev/null; then
+  CT=$(printf '%s' "$SC" | openssl x509 -noout -text)
+  expect_match "minted client cert is X.509 v3" 'Version: 3 ' "$CT"
+  expect_match "minted client cert has CA:FALSE" 'CA:FALSE' "$CT"
+  expect_match "minted client cert has keyUsage digitalSignature+keyEncipherment" 'Digital Signature, Key Encipherment' "$CT"
+  expect_match "minted client cert has extKeyUsage clientAuth" 'TLS Web Client Authentication' "$CT"
+fi
+expect "minted identity authenticates as its CN" "syncer" "$(ks auth whoami -o jsonpath='{.status.userInfo.username}')"
+rejected "--deny flag: denied create is 403 in kube's words" \
+  'configmaps is forbidden: User "blocked" cannot create resource "configmaps" in API group "" in the namespace "d"' \
+  sh -c "'$KAPI' kubeconfig --dir '$S' --user blocked --out '$WORK/blocked.kubeconfig' && '$KUBECTL' --kubeconfig '$WORK/blocked.kubeconfig' -n d create cm nope"
+expect "--deny flag: other verbs allowed" "configmap/frozen" \
+  "$("$KUBECTL" --kubeconfig "$WORK/blocked.kubeconfig" -n d get cm frozen -o name)"
+api -X POST "$URL/testing/deny" -d '{"user":"syncer","verbs":["create","patch"],"resources":["secrets","deployments.apps"],"namespaces":["d"]}' >/dev/null
+rejected "runtime deny rule: 403 Forbidden" 'secrets is forbidden: User "syncer" cannot create resource "secrets" in API group "" in the namespace "d"' \
+  ks create secret generic nope --from-literal=a=b
+rejected "runtime deny rule: group resource" 'deployments.apps "web" is forbidden: User "syncer" cannot patch resource "deployments" in API group "apps"' \
+  ks annotate deploy web x=y
+succeeds "runtime deny rule: other namespaces allowed" "$KUBECTL" --kubeconfig "$WORK/syncer.kubeconfig" -n gc create secret generic yes --from-literal=a=b
+expect_match "SelfSubjectAccessReview says no" '^no' "$(ks auth can-i create secrets 2>&1)"
+expect "SelfSubjectAccessReview says yes elsewhere" "yes" "$(ks auth can-i create configmaps 2>&1)"
+expect_match "SubjectAccessReview (impersonated can-i) says no" '^no' "$(k -n d auth can-i create secrets --as=syncer 2>&1)"
+expect_match "GET /testing/deny lists the rules" '"user": "syncer"' "$(api "$URL/testing/deny")"
+api -X DELETE "$URL/testing/deny" >/dev/null
+succeeds "DELETE /testing/deny clears the rules" ks create secret generic now-ok --from-literal=a=b
+
+echo "# --- request accounting"
+api -X POST "$URL/testing/requests/reset" >/dev/null
+ks get cm frozen >/dev/null
+ks get cm >/dev/null
+ks create cm acct >/dev/null
+ks patch cm acct -p '{"data":{"a":"1"}}' >/dev/null
+ks apply --server-side --field-manager=syncer -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: acct2}
+EOF
+ks delete cm acct --wait=false >/dev/null
+R=$(api "$URL/testing/requests?user=syncer")
+expect_match "per-user writes (create, patch, apply, delete)" '"writes": 4,' "$R"
+expect_match "per-user reads (get, list, ...)" '"reads": [2-9]' "$R"
+expect_match "apply counted as its own verb" '"apply": 1' "$R"
+expect_match "per-resource create" '"create /configmaps": 1' "$R"
+expect_match "per-resource patch" '"patch /configmaps": 1' "$R"
+expect_match "per-resource delete" '"delete /configmaps": 1' "$R"
+expect_match "per-resource get" '"get /configmaps": [1-9]' "$R"
+expect_match "per-resource list" '"list /configmaps": 1' "$R"
+expect_match "unknown user reads zeros" '"total": 0' "$(api "$URL/testing/requests?user=nobody")"
+expect_match "all users listed" '"syncer":' "$(api "$URL/testing/requests")"
+A=$(api "$URL/testing/requests?user=admin" | sed -n 's/^  "total": \([0-9]*\).*/\1/p')
+B=$(api "$URL/testing/requests?user=admin" | sed -n 's/^  "total": \([0-9]*\).*/\1/p')
+expect "/testing requests are not counted" "$A" "$B"
+api -X POST "$URL/testing/requests/reset" >/dev/null
+expect_match "POST /testing/requests/reset clears counts" '"total": 0' "$(api "$URL/testing/requests?user=syncer")"
+expect_match "/metrics has apiserver_request_total" 'apiserver_request_total' "$(api "$URL/metrics" 2>/dev/null | grep -m1 apiserver_request_total)"
+
+echo "# --- forced watch expiry"
+RV=$(api "$URL/api/v1/namespaces/d/configmaps" | sed -n 's/.*"resourceVersion": "\([0-9]*\)".*/\1/p' | head -1)
+api -N "$URL/api/v1/namespaces/d/configmaps?watch=1&resourceVersion=$RV" >"$WORK/watch.out" 2>&1 &
+WPID=$!
+sleep 0.5
+kd create cm before-expiry >/dev/null
+sleep 0.5
+expect_match "expire-watches compacts and closes watches" '"watchesClosed": [1-9]' "$(api -X POST "$URL/testing/expire-watches")"
+sleep 0.5
+if kill -0 $WPID 2>/dev/null; then notok "open watch stream was closed"; kill $WPID; else ok "open watch stream was closed"; fi
+wait $WPID 2>/dev/null
+expect_match "watch saw the change before expiry" 'before-expiry' "$(cat "$WORK/watch.out")"
+LAST=$(grep -o '"resourceVersion":"[0-9]*"' "$WORK/watch.out" | tail -1 | grep -o '[0-9]*')
+expect_match "resuming at the last seen resourceVersion is 410 Expired" '"code": ?410' \
+  "$(api --max-time 3 "$URL/api/v1/namespaces/d/configmaps?watch=1&resourceVersion=$LAST")"
+expect_match "resuming at an old resourceVersion is 410 Expired" '"reason": ?"Expired"' \
+  "$(api --max-time 3 "$URL/api/v1/namespaces/d/configmaps?watch=1&resourceVersion=$RV")"
+RV2=$(api "$URL/api/v1/namespaces/d/configmaps" | sed -n 's/.*"resourceVersion": "\([0-9]*\)".*/\1/p' | head -1)
+(sleep 0.7; kd create cm after-expiry >/dev/null) &
+expect_match "re-list and re-watch sees later changes" 'after-expiry' \
+  "$(api -N --max-time 3 "$URL/api/v1/namespaces/d/configmaps?watch=1&resourceVersion=$RV2" 2>/dev/null)"
+
+echo "# --- instances side by side, restart, errors, shutdown"
+S2=$WORK/s2
+start_server "$S2" && ok "second instance starts beside the first" || notok "second instance starts beside the first"
+P1=$(ready_field "$S" port)
+P2=$(ready_field "$S2" port)
+[ "$P1" != "$P2" ] && ok "instances use different ports" || notok "instances use different ports"
+K2() { "$KUBECTL" --kubeconfig "$S2/kubeconfig" "$@"; }
+K2 create cm only-in-two >/dev/null
+expect "instances do not share state" "" "$(k get cm only-in-two -o name 2>/dev/null)"
+PID2=$(ready_field "$S2" pid)
+T0=$(date +%s%N)
+kill -TERM "$PID2"
+for ((i = 0; i < 100; i++)); do kill -0 "$PID2" 2>/dev/null || break; sleep 0.1; done
+T1=$(date +%s%N)
+if kill -0 "$PID2" 2>/dev/null; then notok "SIGTERM stops the server"; else ok "SIGTERM stops the server ($(((T1 - T0) / 1000000)) ms)"; fi
+start_server "$S2" && expect "restart with the same dir keeps state" "configmap/only-in-two" "$(K2 get cm only-in-two -o name 2>&1)"
+OUT=$("$KAPI" serve --dir "$WORK/s3" --secure-port "$P1" 2>&1)
+RC=$?
+[ $RC -ne 0 ] && expect_match "busy port fails at once with a clear message" "^kapi: cannot listen on 127.0.0.1:$P1: address already in use$" "$OUT" \
+  || notok "busy port fails at once with a clear message" "rc=$RC $OUT"
+bash -c "'$KAPI' serve --dir '$WORK/s4' --exit-with-parent >'$WORK/s4.log' 2>&1 & for i in \$(seq 100); do [ -f '$WORK/s4/ready.json' ] && break; sleep 0.1; done" 
+PID4=$(ready_field "$WORK/s4" pid)
+for ((i = 0; i < 100; i++)); do kill -0 "$PID4" 2>/dev/null || break; sleep 0.1; done
+if [ -n "$PID4" ] && ! kill -0 "$PID4" 2>/dev/null; then ok "--exit-with-parent exits when the parent dies"; else notok "--exit-with-parent exits when the parent dies" "pid=$PID4"; kill "$PID4" 2>/dev/null; fi
+
+PID1=$(ready_field "$S" pid)
+RSS=$(awk '/VmRSS/{print int($2/1024)}' "/proc/$PID1/status" 2>/dev/null)
+echo "# rss of the first instance: ${RSS:-?} MB"
+echo "# $PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
