@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 
 /// Command-line arguments of `dr-syncer-operator` (flags and environment compatible with the Go operator).
 #[derive(Debug, Parser)]
-#[command(name = "dr-syncer-operator", version, about = "Kubernetes DR operator for dr-syncer.io custom resources")]
+#[command(
+    name = "dr-syncer-operator",
+    version,
+    about = "Kubernetes DR operator for dr-syncer.io custom resources"
+)]
 pub struct Args {
     /// Address of the Prometheus metrics endpoint.
     #[arg(long, env = "METRICS_ADDR", default_value = ":8080")]
@@ -34,7 +38,10 @@ pub enum Command {
 /// Run the operator with parsed arguments.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.version_json {
-        println!("{}", serde_json::to_string(&dr_syncer_core::version::build_info("dr-syncer-operator"))?);
+        println!(
+            "{}",
+            serde_json::to_string(&dr_syncer_core::version::build_info("dr-syncer-operator"))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     match args.command {
