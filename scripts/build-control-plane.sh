@@ -158,7 +158,7 @@ APT_OPTS=(
   -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$APT/parts"
   -o Dir::Etc::Preferences=/dev/null -o "Dir::Etc::PreferencesParts=$APT/prefs"
   -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache" -o Dir::State::status=/dev/null
-  -o Acquire::Retries=3 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30
+  -o Acquire::Retries=2 -o Acquire::http::Timeout=20 -o Acquire::https::Timeout=20
   -o Acquire::Languages=none -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
   -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
   -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
@@ -219,28 +219,26 @@ if [ "$FORCE" = 0 ] && [ -x "$OUT/kapi" ] && [ -x "$OUT/kubectl" ]; then
 fi
 log "building $KEY (Go $GOV, $(wc -l <"$MANIFEST") packages)"
 
-# --- download the .debs (one batched apt-get call; already downloaded files are kept) ---
+# --- download the .debs and unpack them into a private prefix (one per manifest) ---
 DEBS=$APT/debs
 deb_file() { ls "$DEBS/${1}_${2//:/%3a}_"*.deb 2>/dev/null | head -n 1; }
-NEED=()
-while read -r p v; do
-  [ -n "$(deb_file "$p" "$v")" ] || NEED+=("$p=$v")
-done <"$MANIFEST"
-if [ ${#NEED[@]} -gt 0 ]; then
-  log "downloading ${#NEED[@]} packages"
-  if ! (cd "$DEBS" && timeout 900 apt-get "${APT_OPTS[@]}" -q download "${NEED[@]}") >"$APT/download.log" 2>&1; then
-    grep -E '^(E|Err|W):' "$APT/download.log" | head -n 20 | sed 's/^/    /' >&2 || true
-    tail -n 5 "$APT/download.log" | sed 's/^/    /' >&2
-    die "step 'apt-get download' failed (see the packages named above)"
-  fi
-fi
-while read -r p v; do
-  [ -n "$(deb_file "$p" "$v")" ] || die "package $p $v was not downloaded (see $APT/download.log)"
-done <"$MANIFEST"
-
-# --- unpack into a private prefix (one per manifest) ---
 PREFIX=$CACHE/prefix-$MANIFEST_HASH
 if [ ! -f "$PREFIX/.complete" ]; then
+  NEED=()
+  while read -r p v; do
+    [ -n "$(deb_file "$p" "$v")" ] || NEED+=("$p=$v")
+  done <"$MANIFEST"
+  if [ ${#NEED[@]} -gt 0 ]; then
+    log "downloading ${#NEED[@]} packages"
+    if ! (cd "$DEBS" && timeout 900 apt-get "${APT_OPTS[@]}" -q download "${NEED[@]}") >"$APT/download.log" 2>&1; then
+      grep -E '^(E|Err|W):' "$APT/download.log" | head -n 20 | sed 's/^/    /' >&2 || true
+      tail -n 5 "$APT/download.log" | sed 's/^/    /' >&2
+      die "step 'apt-get download' failed (see the packages named above)"
+    fi
+  fi
+  while read -r p v; do
+    [ -n "$(deb_file "$p" "$v")" ] || die "package $p $v was not downloaded (see $APT/download.log)"
+  done <"$MANIFEST"
   log "unpacking into $PREFIX"
   rm -rf "$PREFIX" "$PREFIX.tmp"
   mkdir -p "$PREFIX.tmp"
@@ -260,7 +258,7 @@ LOGS=$CACHE/logs
 mkdir -p "$LOGS"
 BUILD_LOG=$LOGS/build-$KEY.log
 : >"$BUILD_LOG"
-rm -rf "$BUILD"
+rm -rf "$CACHE"/build-* # leftovers of failed builds
 mkdir -p "$BUILD/gopath/src/kapi/generated/openapi"
 cp "$SRC"/*.go "$SRC/go.mod" "$BUILD/gopath/src/kapi/"
 export GO111MODULE=off GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off GOENV=off GOFLAGS=-p=2 CGO_ENABLED=0
@@ -320,11 +318,13 @@ mv "$OUT.tmp" "$OUT"
 cp "$MANIFEST" "$CACHE/last-manifest.txt"
 rm -rf "$BUILD"
 
-# Prune unpacked prefixes and .debs of older manifests.
+# Prune: keep the three newest builds, the current prefix and the current .debs.
+find "$CACHE" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{24}' -printf '%T@ %p\n' |
+  sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
 for d in "$CACHE"/prefix-*; do
   [ "$d" = "$PREFIX" ] || rm -rf "$d"
 done
-KEEP=$(while read -r p v; do basename "$(deb_file "$p" "$v")"; done <"$MANIFEST")
+KEEP=$(while read -r p v; do f=$(deb_file "$p" "$v"); [ -z "$f" ] || basename "$f"; done <"$MANIFEST")
 for f in "$DEBS"/*.deb; do
   grep -qxF "$(basename "$f")" <<<"$KEEP" || rm -f "$f"
 done

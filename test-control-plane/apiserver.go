@@ -11,8 +11,8 @@ import (
 	"os"
 	"time"
 
-	apiextensionsv1beta1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsv1beta1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1"
 	extapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
 	extoptions "k8s.io/apiextensions-apiserver/pkg/cmd/server/options"
 	extopenapi "k8s.io/apiextensions-apiserver/pkg/generated/openapi"

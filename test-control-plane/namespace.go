@@ -95,12 +95,12 @@ func (reg *registry) namespaceStorage(def *resourceDef, store *genericregistry.S
 	}
 }
 
-func (r *namespaceREST) New() runtime.Object      { return r.store.New() }
-func (r *namespaceREST) NewList() runtime.Object  { return r.store.NewList() }
-func (r *namespaceREST) Destroy()                 { r.store.Destroy() }
-func (r *namespaceREST) NamespaceScoped() bool    { return false }
-func (r *namespaceREST) GetSingularName() string  { return "namespace" }
-func (r *namespaceREST) ShortNames() []string     { return []string{"ns"} }
+func (r *namespaceREST) New() runtime.Object                    { return r.store.New() }
+func (r *namespaceREST) NewList() runtime.Object                { return r.store.NewList() }
+func (r *namespaceREST) Destroy()                               { r.store.Destroy() }
+func (r *namespaceREST) NamespaceScoped() bool                  { return false }
+func (r *namespaceREST) GetSingularName() string                { return "namespace" }
+func (r *namespaceREST) ShortNames() []string                   { return []string{"ns"} }
 func (r *namespaceREST) StorageVersion() runtime.GroupVersioner { return r.store.StorageVersion() }
 func (r *namespaceREST) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return r.store.GetResetFields()

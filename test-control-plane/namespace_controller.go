@@ -118,8 +118,8 @@ func (c *namespaceController) sync(ctx context.Context, name string) (bool, erro
 	if err != nil && len(resources) == 0 {
 		return false, err
 	}
-	remaining := map[string]int{}        // "pods." (resource.group) -> count
-	finalizersLeft := map[string]int{}   // finalizer -> count
+	remaining := map[string]int{}      // "pods." (resource.group) -> count
+	finalizersLeft := map[string]int{} // finalizer -> count
 	for _, gvr := range resources {
 		res := c.meta.Resource(gvr).Namespace(name)
 		bg := metav1.DeletePropagationBackground

@@ -18,8 +18,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	"k8s.io/apimachinery/pkg/api/validation/path"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/api/validation/path"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -54,7 +54,9 @@ type resourceDef struct {
 	gcPolicy       rest.GarbageCollectionPolicy
 }
 
-func (d *resourceDef) gv() schema.GroupVersion { return schema.GroupVersion{Group: d.group, Version: d.version} }
+func (d *resourceDef) gv() schema.GroupVersion {
+	return schema.GroupVersion{Group: d.group, Version: d.version}
+}
 func (d *resourceDef) gr() schema.GroupResource {
 	return schema.GroupResource{Group: d.group, Resource: d.resource}
 }
@@ -194,12 +196,12 @@ func resourceTable() []*resourceDef {
 		// admissionregistration.k8s.io/v1
 		{group: "admissionregistration.k8s.io", version: "v1", resource: "mutatingwebhookconfigurations", kind: "MutatingWebhookConfiguration",
 			generation: true,
-			newObj:  func() runtime.Object { return &admissionregistrationv1.MutatingWebhookConfiguration{} },
-			newList: func() runtime.Object { return &admissionregistrationv1.MutatingWebhookConfigurationList{} }},
+			newObj:     func() runtime.Object { return &admissionregistrationv1.MutatingWebhookConfiguration{} },
+			newList:    func() runtime.Object { return &admissionregistrationv1.MutatingWebhookConfigurationList{} }},
 		{group: "admissionregistration.k8s.io", version: "v1", resource: "validatingwebhookconfigurations", kind: "ValidatingWebhookConfiguration",
 			generation: true,
-			newObj:  func() runtime.Object { return &admissionregistrationv1.ValidatingWebhookConfiguration{} },
-			newList: func() runtime.Object { return &admissionregistrationv1.ValidatingWebhookConfigurationList{} }},
+			newObj:     func() runtime.Object { return &admissionregistrationv1.ValidatingWebhookConfiguration{} },
+			newList:    func() runtime.Object { return &admissionregistrationv1.ValidatingWebhookConfigurationList{} }},
 	}
 	for _, d := range t {
 		if d.gcPolicy == "" {

@@ -106,6 +106,9 @@ func runServe(args []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := lockStateDir(dir); err != nil {
+		return err
+	}
 	_ = os.Remove(filepath.Join(dir, "ready.json"))
 
 	authz := &denyAuthorizer{}
@@ -204,6 +207,27 @@ func runServe(args []string) error {
 	case <-time.After(5 * time.Second):
 	case <-sigs: // a second signal: stop waiting
 	}
+	return nil
+}
+
+// stateDirLock stays open (and locked) for the life of the process.
+var stateDirLock *os.File
+
+// lockStateDir refuses a state directory another kapi is serving from (etcd would
+// otherwise wait forever for its database lock).
+func lockStateDir(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "kapi.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		other, _ := os.ReadFile(filepath.Join(dir, "kapi.lock"))
+		f.Close()
+		return fmt.Errorf("state directory %s is in use by another kapi (pid %s)", dir, strings.TrimSpace(string(other)))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	stateDirLock = f
 	return nil
 }
 

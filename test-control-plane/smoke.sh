@@ -756,6 +756,10 @@ OUT=$("$KAPI" serve --dir "$WORK/s3" --secure-port "$P1" 2>&1)
 RC=$?
 [ $RC -ne 0 ] && expect_match "busy port fails at once with a clear message" "^kapi: cannot listen on 127.0.0.1:$P1: address already in use$" "$OUT" \
   || notok "busy port fails at once with a clear message" "rc=$RC $OUT"
+OUT=$(timeout 20 "$KAPI" serve --dir "$S2" 2>&1)
+RC=$?
+[ $RC -ne 0 ] && [ $RC -ne 124 ] && expect_match "a state directory in use is refused" "^kapi: state directory .* is in use by another kapi \\(pid [0-9]+\\)$" "$OUT" \
+  || notok "a state directory in use is refused" "rc=$RC $OUT"
 bash -c "'$KAPI' serve --dir '$WORK/s4' --exit-with-parent >'$WORK/s4.log' 2>&1 & for i in \$(seq 100); do [ -f '$WORK/s4/ready.json' ] && break; sleep 0.1; done" 
 PID4=$(ready_field "$WORK/s4" pid)
 for ((i = 0; i < 100; i++)); do kill -0 "$PID4" 2>/dev/null || break; sleep 0.1; done

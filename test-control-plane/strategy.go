@@ -29,9 +29,9 @@ func newStrategy(def *resourceDef) *strategy {
 	return &strategy{ObjectTyper: Scheme, NameGenerator: names.SimpleNameGenerator, def: def}
 }
 
-func (s *strategy) NamespaceScoped() bool          { return s.def.namespaced }
-func (s *strategy) AllowCreateOnUpdate() bool      { return s.def.createOnUpdate }
-func (s *strategy) AllowUnconditionalUpdate() bool { return true }
+func (s *strategy) NamespaceScoped() bool           { return s.def.namespaced }
+func (s *strategy) AllowCreateOnUpdate() bool       { return s.def.createOnUpdate }
+func (s *strategy) AllowUnconditionalUpdate() bool  { return true }
 func (s *strategy) Canonicalize(obj runtime.Object) {}
 
 func (s *strategy) DefaultGarbageCollectionPolicy(ctx context.Context) rest.GarbageCollectionPolicy {
