@@ -221,6 +221,12 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// An admin client that does not retry 429/503/504 answers (kube's default client does, with backoff):
+    /// for tests that must see such an answer, e.g. an eviction refused by a PodDisruptionBudget.
+    pub async fn client_without_retries(&self) -> Result<Client> {
+        client_with(&self.kubeconfig, false).await
+    }
+
     /// A client for the admin identity.
     pub fn client(&self) -> Client {
         self.client.clone().expect("a started control plane has a client")
@@ -410,16 +416,21 @@ fn terminate(child: &mut Child) {
 
 /// Build a client from a kubeconfig file (its current context).
 pub(crate) async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    client_with(path, true).await
+}
+
+async fn client_with(path: &Path, retries: bool) -> Result<Client> {
     let kc = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
         path: path.into(),
         source,
     })?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|source| Error::Kubeconfig {
             path: path.into(),
             source,
         })?;
+    config.default_retry = retries;
     Ok(Client::try_from(config)?)
 }
 

@@ -283,7 +283,8 @@ async fn eviction_respects_pod_disruption_budgets() {
     )
     .await
     .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // kube's default client retries 429 answers; this test must see them.
+    let pods: Api<Pod> = Api::namespaced(cp.client_without_retries().await.unwrap(), &ns);
 
     let err = pods.evict("a", &EvictParams::default()).await.unwrap_err();
     let status = api_status(&err).unwrap();
