@@ -7,11 +7,11 @@
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
-use crate::{annotations, resource::ResourceType, transform::TransformError};
-
-fn ann<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
-    obj.metadata.annotations.as_ref()?.get(key).map(String::as_str)
-}
+use crate::{
+    annotations,
+    resource::ResourceType,
+    transform::{TransformError, annotation as ann},
+};
 
 fn err(obj: &DynamicObject, msg: impl Into<String>) -> TransformError {
     TransformError::new("activation", obj, msg)

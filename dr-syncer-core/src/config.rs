@@ -209,17 +209,8 @@ impl SyncConfig {
             }
         }
 
-        let mut rules = Vec::new();
-        for (i, rule) in spec.transform_rules.iter().flatten().enumerate() {
-            match CompiledRule::compile(rule) {
-                Ok(r) => rules.push(r),
-                Err(errs) => {
-                    for (field, msg) in errs {
-                        problem(&format!("spec.transformRules[{i}]{field}"), msg);
-                    }
-                }
-            }
-        }
+        let (rules, rule_problems) = compile_rules(spec.transform_rules.as_deref().unwrap_or_default());
+        problems.extend(rule_problems);
 
         if !problems.is_empty() {
             return Err(ConfigProblems(problems));
@@ -245,14 +236,29 @@ impl SyncConfig {
 
     /// A configuration with these declarative rules (for tests and embedding).
     pub fn with_rules(mut self, rules: &[TransformRule]) -> Result<Self, ConfigProblems> {
-        let spec = NamespaceMappingSpec {
-            source_namespace: Some("x".into()),
-            transform_rules: Some(rules.to_vec()),
-            ..Default::default()
-        };
-        self.rules = SyncConfig::from_spec(&spec)?.rules;
+        let (compiled, problems) = compile_rules(rules);
+        if !problems.is_empty() {
+            return Err(ConfigProblems(problems));
+        }
+        self.rules = compiled;
         Ok(self)
     }
+}
+
+/// Compile `spec.transformRules`, collecting every problem.
+fn compile_rules(rules: &[TransformRule]) -> (Vec<CompiledRule>, Vec<ConfigProblem>) {
+    let mut compiled = Vec::new();
+    let mut problems = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        match CompiledRule::compile(rule) {
+            Ok(r) => compiled.push(r),
+            Err(errs) => problems.extend(errs.into_iter().map(|(field, message)| ConfigProblem {
+                field: format!("spec.transformRules[{i}]{field}"),
+                message,
+            })),
+        }
+    }
+    (compiled, problems)
 }
 
 fn mappings(

@@ -13,9 +13,10 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn locate(what: &'static str, env: &'static str, file: &str) -> Result<PathBuf> {
-    let path = match std::env::var_os(env) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
+fn locate(what: &'static str, env: &'static str, file: &str, explicit: Option<&Path>) -> Result<PathBuf> {
+    let path = match (explicit, std::env::var_os(env)) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
         _ => workspace_root().join("target/testenv/bin").join(file),
     };
     if path.is_file() {
@@ -27,10 +28,20 @@ fn locate(what: &'static str, env: &'static str, file: &str) -> Result<PathBuf> 
 
 /// Path of the `kapi` test control plane binary (`DR_SYNCER_KAPI` overrides).
 pub fn kapi_path() -> Result<PathBuf> {
-    locate("the test control plane binary (kapi)", "DR_SYNCER_KAPI", "kapi")
+    kapi_path_or(None)
+}
+
+/// `explicit` when given, otherwise [`kapi_path`]; either way it must exist.
+pub(crate) fn kapi_path_or(explicit: Option<&Path>) -> Result<PathBuf> {
+    locate(
+        "the test control plane binary (kapi)",
+        "DR_SYNCER_KAPI",
+        "kapi",
+        explicit,
+    )
 }
 
 /// Path of the `kubectl` binary matching the control plane (`DR_SYNCER_KUBECTL` overrides).
 pub fn kubectl_path() -> Result<PathBuf> {
-    locate("kubectl", "DR_SYNCER_KUBECTL", "kubectl")
+    locate("kubectl", "DR_SYNCER_KUBECTL", "kubectl", None)
 }

@@ -92,23 +92,12 @@ impl ControlPlaneBuilder {
     /// because its port was taken — the message says so); [`Error::StartTimeout`] when it did not become
     /// ready in time.
     pub async fn start(self) -> Result<ControlPlane> {
-        let kapi = match &self.kapi {
-            Some(p) if p.is_file() => p.clone(),
-            Some(p) => {
-                return Err(Error::MissingBinary {
-                    what: "the test control plane binary (kapi)",
-                    path: p.clone(),
-                    env: "DR_SYNCER_KAPI",
-                });
-            }
-            None => binaries::kapi_path()?,
-        };
+        let kapi = binaries::kapi_path_or(self.kapi.as_deref())?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("kapi-{}-", self.name))
             .tempdir()
             .map_err(|e| Error::io("creating a state directory", e))?;
         let mut cp = ControlPlane {
-            name: self.name.clone(),
             kapi,
             dir: Some(dir),
             child: Mutex::new(None),
@@ -145,7 +134,6 @@ impl fmt::Debug for Identity {
 
 /// A running `kapi` test control plane. Stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct ControlPlane {
-    name: String,
     kapi: PathBuf,
     dir: Option<TempDir>,
     child: Mutex<Option<Child>>,
@@ -159,7 +147,7 @@ pub struct ControlPlane {
 impl fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ControlPlane")
-            .field("name", &self.name)
+            .field("name", &self.options.name)
             .field("url", &self.url)
             .field("dir", &self.dir())
             .finish()
@@ -192,15 +180,14 @@ impl ControlPlane {
         for cp in started {
             out.push(cp?);
         }
-        out.try_into().map_err(|_| Error::Decode {
-            context: "start_many".into(),
-            message: "count".into(),
-        })
+        Ok(out
+            .try_into()
+            .unwrap_or_else(|_: Vec<_>| unreachable!("join_all yields one result per name")))
     }
 
     /// The name given at start.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.options.name
     }
 
     /// The HTTPS URL of the API server.
@@ -343,7 +330,7 @@ impl ControlPlane {
             if let Some(status) = self.child_exit_status() {
                 self.stop();
                 return Err(Error::Exited {
-                    name: self.name.clone(),
+                    name: self.options.name.clone(),
                     status,
                     log_tail: log_tail(&log_path, 30),
                 });
@@ -356,7 +343,7 @@ impl ControlPlane {
             if started.elapsed() > opts.start_timeout {
                 self.stop();
                 return Err(Error::StartTimeout {
-                    name: self.name.clone(),
+                    name: self.options.name.clone(),
                     secs: opts.start_timeout.as_secs(),
                     log_tail: log_tail(&log_path, 30),
                 });
@@ -367,7 +354,7 @@ impl ControlPlane {
         self.port = ready.port;
         self.kubeconfig = dir.join("kubeconfig");
         self.client = Some(client_from_kubeconfig(&self.kubeconfig).await?);
-        tracing::debug!(name = %self.name, url = %self.url, elapsed = ?started.elapsed(), "control plane ready");
+        tracing::debug!(name = %self.options.name, url = %self.url, elapsed = ?started.elapsed(), "control plane ready");
         Ok(())
     }
 
@@ -389,7 +376,11 @@ impl Drop for ControlPlane {
             && let Some(dir) = self.dir.take()
         {
             let kept = dir.keep();
-            eprintln!("kept control plane `{}` state in {}", self.name, kept.display());
+            eprintln!(
+                "kept control plane `{}` state in {}",
+                self.options.name,
+                kept.display()
+            );
         }
     }
 }
