@@ -40,6 +40,13 @@ fi
 step "doc tests"
 cargo test --workspace --doc --locked
 
+step "examples run"
+for ex in examples/examples/*.rs; do
+  name=$(basename "$ex" .rs)
+  cargo run --quiet --locked -p dr-syncer-examples --example "$name" >/dev/null
+  echo "example $name: ok"
+done
+
 step "rustdoc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 

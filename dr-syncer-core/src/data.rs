@@ -163,6 +163,29 @@ pub enum DataMoverError {
     },
 }
 
+impl DataMoverError {
+    /// A short, stable name of the error's category (metric label, event reason).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DataMoverError::InvalidRequest(_) => "InvalidTransferRequest",
+            DataMoverError::HostKeyMismatch { .. } => "HostKeyMismatch",
+            DataMoverError::Failed { .. } => "TransferFailed",
+            DataMoverError::Verification(_) => "VerificationFailed",
+            DataMoverError::Io { .. } => "Io",
+        }
+    }
+
+    /// Whether retrying the transfer may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DataMoverError::Failed { transient, .. } => *transient,
+            // A verification difference usually means the source changed during the copy: run again.
+            DataMoverError::Verification(_) | DataMoverError::Io { .. } => true,
+            DataMoverError::InvalidRequest(_) | DataMoverError::HostKeyMismatch { .. } => false,
+        }
+    }
+}
+
 /// Receives progress reports.
 pub type ProgressFn<'a> = &'a (dyn Fn(TransferProgress) + Send + Sync);
 

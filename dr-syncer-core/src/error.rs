@@ -1,4 +1,14 @@
 //! The error type of dr-syncer-core.
+//!
+//! Each part of the pipeline has its own error type, scoped to what it knows (a [`TransformError`] names the
+//! object and transformer, an [`ApplyError`] the object and whether a retry may help …); [`Error`] gathers
+//! them for callers that drive the whole pipeline, with a stable [`Error::kind`] for metric labels, event
+//! reasons and exit codes, and [`Error::is_transient`] to choose between retrying and reporting.
+
+use crate::{
+    apply::ApplyError, config::ConfigProblems, data::DataMoverError, selection::UnknownResourceTypes,
+    source::SourceError, transform::TransformError,
+};
 
 /// Result alias with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -10,6 +20,12 @@ pub enum Error {
     /// The user's configuration is invalid; retrying will not help until it changes.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A mapping's spec has problems (all of them are listed).
+    #[error("invalid mapping: {0}")]
+    Config(#[from] ConfigProblems),
+    /// Requested resource types the server does not know.
+    #[error(transparent)]
+    UnknownResourceTypes(#[from] UnknownResourceTypes),
     /// A JSON document could not be encoded or decoded.
     #[error("{context}: {source}")]
     Json {
@@ -19,6 +35,18 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Reading the source failed.
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
+    /// A transformer could not handle an object.
+    #[error("transform: {0}")]
+    Transform(#[from] TransformError),
+    /// Applying an object to the destination failed.
+    #[error("apply: {0}")]
+    Apply(#[from] ApplyError),
+    /// Moving volume data failed.
+    #[error("data: {0}")]
+    Data(#[from] DataMoverError),
 }
 
 impl Error {
@@ -26,15 +54,27 @@ impl Error {
     /// exit codes. Never changes for an existing variant.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::InvalidConfig(_) => "InvalidConfig",
+            Error::InvalidConfig(_) | Error::Config(_) => "InvalidConfig",
+            Error::UnknownResourceTypes(_) => "UnknownResourceType",
             Error::Json { .. } => "Json",
+            Error::Source(_) => "SourceFailed",
+            Error::Transform(_) => "TransformFailed",
+            Error::Apply(_) => "ApplyFailed",
+            Error::Data(e) => e.kind(),
         }
     }
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::InvalidConfig(_) | Error::Json { .. } => false,
+            Error::InvalidConfig(_)
+            | Error::Config(_)
+            | Error::UnknownResourceTypes(_)
+            | Error::Json { .. }
+            | Error::Transform(_) => false,
+            Error::Source(e) => e.transient,
+            Error::Apply(e) => e.transient,
+            Error::Data(e) => e.is_transient(),
         }
     }
 }
@@ -44,13 +84,59 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+    use crate::config::ConfigProblem;
+
+    fn source(transient: bool) -> Error {
+        SourceError {
+            context: "list configmaps".into(),
+            message: "boom".into(),
+            transient,
+        }
+        .into()
+    }
+
+    fn apply(transient: bool) -> Error {
+        ApplyError {
+            object: "ConfigMap app/x".into(),
+            message: "boom".into(),
+            transient,
+        }
+        .into()
+    }
 
     #[rstest]
     #[case(Error::InvalidConfig("x".into()), "InvalidConfig", false)]
+    #[case(ConfigProblems(vec![ConfigProblem { field: "spec.a".into(), message: "bad".into() }]).into(), "InvalidConfig", false)]
+    #[case(UnknownResourceTypes(vec!["widgets".into()]).into(), "UnknownResourceType", false)]
     #[case(Error::Json { context: "c".into(), source: serde_json::from_str::<u8>("x").unwrap_err() }, "Json", false)]
+    #[case(source(true), "SourceFailed", true)]
+    #[case(source(false), "SourceFailed", false)]
+    #[case(TransformError { transformer: "t".into(), object: "o".into(), message: "m".into() }.into(), "TransformFailed", false)]
+    #[case(apply(true), "ApplyFailed", true)]
+    #[case(apply(false), "ApplyFailed", false)]
+    #[case(DataMoverError::HostKeyMismatch { host: "h".into() }.into(), "HostKeyMismatch", false)]
+    #[case(DataMoverError::Failed { message: "m".into(), transient: true }.into(), "TransferFailed", true)]
+    #[case(DataMoverError::InvalidRequest("r".into()).into(), "InvalidTransferRequest", false)]
+    #[case(DataMoverError::Verification("v".into()).into(), "VerificationFailed", true)]
     fn kinds_are_stable(#[case] err: Error, #[case] kind: &str, #[case] transient: bool) {
         assert_eq!(err.kind(), kind);
         assert_eq!(err.is_transient(), transient);
         assert!(!err.to_string().is_empty());
+    }
+
+    #[test]
+    fn config_problems_are_all_in_the_message() {
+        let err: Error = ConfigProblems(vec![
+            ConfigProblem {
+                field: "spec.a".into(),
+                message: "bad".into(),
+            },
+            ConfigProblem {
+                field: "spec.b".into(),
+                message: "worse".into(),
+            },
+        ])
+        .into();
+        assert_eq!(err.to_string(), "invalid mapping: spec.a: bad; spec.b: worse");
     }
 }

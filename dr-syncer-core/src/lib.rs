@@ -6,8 +6,7 @@
 //! The operator, the CLI and the agent are thin compositions of this crate. Its shape is a pipeline of
 //! pluggable parts — a `ResourceSource` that reads the production side, pure `Transformer`s that turn each
 //! object into its DR form, an `Applier` that writes to the DR side, and a `DataMover` for volume data —
-//! driven by the sync engine. Those parts arrive module by module; this version holds the shared error
-//! type and build information.
+//! driven by the sync engine. `docs/library.md` in the repository walks through the shape with an example.
 //!
 //! Design decisions:
 //! - IO is layered: pure domain code and transformers never hold a client.
@@ -27,3 +26,8 @@ pub mod transform;
 pub mod version;
 
 pub use error::{Error, Result};
+
+/// The code blocks of `docs/library.md` run as doc tests, so the guide's example always compiles and passes.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/library.md")]
+pub struct LibraryGuide;
