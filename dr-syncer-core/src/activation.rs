@@ -83,7 +83,12 @@ pub fn activate(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>,
                         ),
                     )
                 })?,
-                None => json!({}),
+                // Nothing recorded: lift only the hold, keep the rest of the selector.
+                None => {
+                    let mut rest = current.as_object().cloned().unwrap_or_default();
+                    rest.remove(annotations::QUIET_NODE_SELECTOR_KEY);
+                    Value::Object(rest)
+                }
             };
             // A merge patch replaces the selector map key by key: null removes the quiet key and any key
             // the original did not have.
@@ -150,6 +155,34 @@ pub fn quiet(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>, Tr
             })))
         }
         _ => Ok(None),
+    }
+}
+
+/// On an active DR site, carry the live DR object's activation fields over into the desired one, so a
+/// sync neither quiets an activated workload nor undoes a scale made on the DR side since the cutover:
+/// `spec.replicas` (Deployments, StatefulSets), `spec.suspend` (CronJobs) and the pod template's
+/// `nodeSelector` (DaemonSets). Server-side apply would *remove* a field dr-syncer owned and no longer
+/// sends, so the fields are carried with their live values instead of being left out.
+pub fn carry_live_activation(rt: &ResourceType, desired: &mut DynamicObject, live: &DynamicObject) {
+    let pointer = match (rt.group.as_str(), rt.kind.as_str()) {
+        ("apps", "Deployment" | "StatefulSet") => "/spec/replicas",
+        ("batch", "CronJob") => "/spec/suspend",
+        ("apps", "DaemonSet") => "/spec/template/spec/nodeSelector",
+        _ => return,
+    };
+    let live_value = live.data.pointer(pointer).cloned();
+    let (parent, field) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    match (
+        live_value,
+        desired.data.pointer_mut(parent).and_then(Value::as_object_mut),
+    ) {
+        (Some(v), Some(target)) => {
+            target.insert(field.to_owned(), v);
+        }
+        (None, Some(target)) => {
+            target.remove(field);
+        }
+        (_, None) => {}
     }
 }
 
@@ -222,5 +255,26 @@ mod tests {
             json!({"metadata": {"name": "d", "namespace": "a", "annotations": {"dr-syncer.io/original-replicas": "many"}}, "spec": {}}),
         );
         assert!(activate(&ctx_for(&o).resource, &o).is_err());
+    }
+
+    #[rstest::rstest]
+    #[case::deployment_scaled_on_dr("apps/v1", "Deployment", json!({"spec": {"replicas": 3}}), json!({"spec": {"replicas": 5}}), "/spec/replicas", Some(json!(5)))]
+    #[case::cronjob("batch/v1", "CronJob", json!({"spec": {"suspend": true}}), json!({"spec": {"suspend": false}}), "/spec/suspend", Some(json!(false)))]
+    #[case::daemonset("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"a": "b"}}}}}), json!({"spec": {"template": {"spec": {"nodeSelector": {"pool": "x"}}}}}), "/spec/template/spec/nodeSelector", Some(json!({"pool": "x"})))]
+    #[case::live_without_selector("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"a": "b"}}}}}), json!({"spec": {"template": {"spec": {}}}}), "/spec/template/spec/nodeSelector", None)]
+    #[case::other_kinds_untouched("v1", "ConfigMap", json!({"data": {"a": "1"}}), json!({"data": {"a": "2"}}), "/data/a", Some(json!("1")))]
+    fn live_activation_is_carried(
+        #[case] av: &str,
+        #[case] kind: &str,
+        #[case] desired: Value,
+        #[case] live: Value,
+        #[case] pointer: &str,
+        #[case] expected: Option<Value>,
+    ) {
+        let mut d = crate::transform::test_support::obj(av, kind, desired);
+        let l = crate::transform::test_support::obj(av, kind, live);
+        let rt = crate::transform::test_support::rt(av, kind);
+        carry_live_activation(&rt, &mut d, &l);
+        assert_eq!(d.data.pointer(pointer), expected.as_ref());
     }
 }

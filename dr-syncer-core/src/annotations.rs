@@ -18,6 +18,9 @@ pub const QUIET_NODE_SELECTOR_KEY: &str = "dr-syncer.io/quiet";
 pub const SYNC_NOW: &str = "dr-syncer.io/sync-now";
 /// Annotation on a DR object: time of the last write dr-syncer made to it.
 pub const LAST_SYNCED: &str = "dr-syncer.io/last-synced";
+/// Annotation on a DR object: fingerprint of the desired object dr-syncer last wrote (detects fields the
+/// source removed).
+pub const DESIRED_HASH: &str = "dr-syncer.io/desired-hash";
 /// Annotation on a DR object: which mapping wrote it (`<namespace>/<name>`, or `cli/<source-namespace>`).
 pub const SYNCED_BY: &str = "dr-syncer.io/synced-by";
 /// Annotation on a DR object: the source cluster's name.

@@ -2,10 +2,14 @@
 
 use kube::core::DynamicObject;
 
-use crate::resource::{ObjectKey, ResourceType};
+use crate::{
+    config::ImmutablePolicy,
+    resource::{ObjectKey, ResourceType},
+};
 
 /// What applying one object did (or, in plan mode, would do).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "action", content = "reason")]
 pub enum ApplyAction {
     /// The object did not exist and was created.
     Created,
@@ -17,6 +21,8 @@ pub enum ApplyAction {
     Recreated,
     /// Not applied, for the given reason (e.g. an immutable change under the `NoChange` policy).
     Skipped(String),
+    /// Deleted (prune, or a deletion policy).
+    Deleted,
 }
 
 /// The result of [`Applier::apply`].
@@ -29,14 +35,14 @@ pub struct ApplyResult {
 }
 
 /// A difference between the live DR object and the desired one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ObjectDiff {
     /// Changed fields as JSON pointers with old and new values (rendered as JSON).
     pub changes: Vec<FieldChange>,
 }
 
 /// One changed field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldChange {
     /// JSON pointer of the field.
     pub path: String,
@@ -47,14 +53,26 @@ pub struct FieldChange {
 }
 
 /// How to apply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyOptions {
     /// Report the difference instead of writing (plan mode).
     pub dry_run: bool,
+    /// What to do when a change hits an immutable field (the mapping's `immutableResourceConfig`).
+    pub immutable: std::sync::Arc<ImmutablePolicy>,
+}
+
+impl ApplyOptions {
+    /// Plan mode: report, do not write.
+    pub fn plan() -> Self {
+        ApplyOptions {
+            dry_run: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// Errors of an applier, for one object.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{object}: {message}")]
 pub struct ApplyError {
     /// The object.
@@ -63,6 +81,17 @@ pub struct ApplyError {
     pub message: String,
     /// Whether retrying may help.
     pub transient: bool,
+}
+
+impl ApplyError {
+    /// An error about `object`.
+    pub fn new(object: impl std::fmt::Display, message: impl Into<String>, transient: bool) -> Self {
+        ApplyError {
+            object: object.to_string(),
+            message: message.into(),
+            transient,
+        }
+    }
 }
 
 /// Writes desired objects to the destination.
@@ -94,6 +123,34 @@ pub trait Applier: Send + Sync {
         key: &ObjectKey,
         options: ApplyOptions,
     ) -> Result<bool, ApplyError>;
+
+    /// The live object on the destination, if it exists (from the applier's cache when it has one).
+    async fn live(
+        &self,
+        resource: &ResourceType,
+        key: &ObjectKey,
+    ) -> Result<Option<DynamicObject>, ApplyError>;
+
+    /// The destination objects of `resource` in `namespace` (`None`: cluster-scoped) whose
+    /// `dr-syncer.io/synced-by` annotation is `synced_by` — the only objects prune may delete.
+    async fn list_managed<'a>(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&'a str>,
+        synced_by: &str,
+    ) -> Result<Vec<DynamicObject>, ApplyError>;
+
+    /// Get ready to apply objects of `types` in `namespace`: an applier with a cache of live objects fills
+    /// it here (one list per type) so that [`Applier::apply`] can tell unchanged objects apart without a
+    /// request each. The default does nothing.
+    async fn prepare<'a>(
+        &self,
+        namespace: Option<&'a str>,
+        types: &[ResourceType],
+    ) -> Result<(), ApplyError> {
+        let _ = (namespace, types);
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -108,6 +165,20 @@ impl<T: Applier + ?Sized> Applier for Box<T> {
     }
     async fn delete(&self, r: &ResourceType, k: &ObjectKey, o: ApplyOptions) -> Result<bool, ApplyError> {
         (**self).delete(r, k, o).await
+    }
+    async fn live(&self, r: &ResourceType, k: &ObjectKey) -> Result<Option<DynamicObject>, ApplyError> {
+        (**self).live(r, k).await
+    }
+    async fn list_managed<'a>(
+        &self,
+        r: &ResourceType,
+        ns: Option<&'a str>,
+        by: &str,
+    ) -> Result<Vec<DynamicObject>, ApplyError> {
+        (**self).list_managed(r, ns, by).await
+    }
+    async fn prepare<'a>(&self, ns: Option<&'a str>, types: &[ResourceType]) -> Result<(), ApplyError> {
+        (**self).prepare(ns, types).await
     }
 }
 
@@ -124,6 +195,20 @@ impl<T: Applier + ?Sized> Applier for std::sync::Arc<T> {
     async fn delete(&self, r: &ResourceType, k: &ObjectKey, o: ApplyOptions) -> Result<bool, ApplyError> {
         (**self).delete(r, k, o).await
     }
+    async fn live(&self, r: &ResourceType, k: &ObjectKey) -> Result<Option<DynamicObject>, ApplyError> {
+        (**self).live(r, k).await
+    }
+    async fn list_managed<'a>(
+        &self,
+        r: &ResourceType,
+        ns: Option<&'a str>,
+        by: &str,
+    ) -> Result<Vec<DynamicObject>, ApplyError> {
+        (**self).list_managed(r, ns, by).await
+    }
+    async fn prepare<'a>(&self, ns: Option<&'a str>, types: &[ResourceType]) -> Result<(), ApplyError> {
+        (**self).prepare(ns, types).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -138,5 +223,19 @@ impl<T: Applier + ?Sized> Applier for &T {
     }
     async fn delete(&self, r: &ResourceType, k: &ObjectKey, o: ApplyOptions) -> Result<bool, ApplyError> {
         (**self).delete(r, k, o).await
+    }
+    async fn live(&self, r: &ResourceType, k: &ObjectKey) -> Result<Option<DynamicObject>, ApplyError> {
+        (**self).live(r, k).await
+    }
+    async fn list_managed<'a>(
+        &self,
+        r: &ResourceType,
+        ns: Option<&'a str>,
+        by: &str,
+    ) -> Result<Vec<DynamicObject>, ApplyError> {
+        (**self).list_managed(r, ns, by).await
+    }
+    async fn prepare<'a>(&self, ns: Option<&'a str>, types: &[ResourceType]) -> Result<(), ApplyError> {
+        (**self).prepare(ns, types).await
     }
 }

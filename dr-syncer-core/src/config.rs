@@ -4,12 +4,16 @@
 //! (invalid regular expressions and JSON pointers, contradictory options) instead of failing on the first.
 //! Resource-type names are checked later, against discovery (see [`crate::selection`]).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::{
-    api::{ExcludeLabel, IngressConfig, NamespaceConfig, NamespaceMappingSpec, ServiceConfig, TransformRule},
+    api::{
+        ExcludeLabel, ImmutableHandling, IngressConfig, NamespaceConfig, NamespaceMappingSpec, ServiceConfig,
+        TransformRule,
+    },
+    resource::ResourceType,
     selection::{self, ExcludeRule},
     transform::CompiledRule,
 };
@@ -47,6 +51,53 @@ pub struct SyncConfig {
     pub prune: bool,
     /// Declarative transforms.
     pub rules: Vec<CompiledRule>,
+    /// What to do when a change hits an immutable field.
+    pub immutable: ImmutablePolicy,
+}
+
+/// `immutableResourceConfig`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmutablePolicy {
+    /// Handling without an override.
+    pub default: ImmutableHandling,
+    /// Per `resource.group` (core types by plural).
+    pub overrides: BTreeMap<String, ImmutableHandling>,
+    /// How long evicting a workload's pods may take.
+    pub drain_timeout: Duration,
+    /// How long a foreground deletion may take.
+    pub force_delete_timeout: Duration,
+}
+
+impl Default for ImmutablePolicy {
+    fn default() -> Self {
+        ImmutablePolicy {
+            default: ImmutableHandling::NoChange,
+            overrides: BTreeMap::new(),
+            drain_timeout: Duration::from_secs(300),
+            force_delete_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl ImmutablePolicy {
+    /// The handling for objects of `rt`. PersistentVolumeClaims hold data: a default that deletes
+    /// (`Recreate`, `RecreateWithPodDrain`, `ForceUpdate`) never applies to them — only an override that
+    /// names `persistentvolumeclaims` explicitly can recreate a claim.
+    pub fn handling_for(&self, rt: &ResourceType) -> ImmutableHandling {
+        if let Some(h) = self.overrides.get(&rt.resource_group()) {
+            return *h;
+        }
+        match self.default {
+            ImmutableHandling::Recreate
+            | ImmutableHandling::RecreateWithPodDrain
+            | ImmutableHandling::ForceUpdate
+                if rt.is("", "PersistentVolumeClaim") =>
+            {
+                ImmutableHandling::NoChange
+            }
+            h => h,
+        }
+    }
 }
 
 impl Default for SyncConfig {
@@ -67,6 +118,7 @@ impl Default for SyncConfig {
             preserve_volume_bindings: false,
             prune: false,
             rules: Vec::new(),
+            immutable: ImmutablePolicy::default(),
         }
     }
 }
@@ -209,6 +261,37 @@ impl SyncConfig {
             }
         }
 
+        let mut immutable = ImmutablePolicy::default();
+        if let Some(ic) = &spec.immutable_resource_config {
+            immutable.default = ic.default_handling;
+            for (key, handling) in ic.resource_overrides.iter().flatten() {
+                let valid = key
+                    .split('.')
+                    .all(|part| is_dns1123_label(&part.to_ascii_lowercase()));
+                if !valid {
+                    problem(
+                        &format!("spec.immutableResourceConfig.resourceOverrides[{key}]"),
+                        "keys are resource.group names such as statefulsets.apps (core types by plural)"
+                            .into(),
+                    );
+                }
+                immutable.overrides.insert(key.to_ascii_lowercase(), *handling);
+            }
+            for (field, text, target) in [
+                ("drainTimeout", &ic.drain_timeout, &mut immutable.drain_timeout),
+                (
+                    "forceDeleteTimeout",
+                    &ic.force_delete_timeout,
+                    &mut immutable.force_delete_timeout,
+                ),
+            ] {
+                match parse_duration(text) {
+                    Ok(d) => *target = d,
+                    Err(e) => problem(&format!("spec.immutableResourceConfig.{field}"), e),
+                }
+            }
+        }
+
         let (rules, rule_problems) = compile_rules(spec.transform_rules.as_deref().unwrap_or_default());
         problems.extend(rule_problems);
 
@@ -231,6 +314,7 @@ impl SyncConfig {
             preserve_volume_bindings: pvc.sync_persistent_volumes || pvc.preserve_volume_attributes,
             prune: spec.prune,
             rules,
+            immutable,
         })
     }
 
@@ -282,6 +366,44 @@ fn mappings(
     out
 }
 
+/// Parse a Go-style duration (`90s`, `5m`, `1h30m`, `1.5h`, `250ms`; units ns, us, µs, ms, s, m, h).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{text:?}: missing unit (use h, m, s or ms)"))?;
+        let (num, tail) = rest.split_at(num_end);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 1h30m"))?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("{text:?}: unknown unit {unit:?} (use h, m, s or ms)")),
+        };
+        total += value * seconds;
+        rest = next;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))
+}
+
 /// RFC 1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, at most 63.
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
@@ -324,6 +446,68 @@ mod tests {
     fn problems_are_reported(#[case] v: serde_json::Value, #[case] field: &str) {
         let err = SyncConfig::from_spec(&spec(v)).unwrap_err();
         assert!(err.0.iter().any(|p| p.field == field), "{field} not in {err}");
+    }
+
+    #[rstest]
+    #[case("30s", 30_000)]
+    #[case("5m", 300_000)]
+    #[case("1h30m", 5_400_000)]
+    #[case("1.5h", 5_400_000)]
+    #[case("250ms", 250)]
+    #[case("0", 0)]
+    fn durations(#[case] text: &str, #[case] millis: u128) {
+        assert_eq!(parse_duration(text).unwrap().as_millis(), millis);
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("5")]
+    #[case("5 minutes")]
+    #[case("m")]
+    #[case("1d")]
+    fn bad_durations(#[case] text: &str) {
+        assert!(parse_duration(text).is_err());
+    }
+
+    #[rstest]
+    #[case::default_applies(json!({"defaultHandling": "Recreate"}), "configmaps", "", "ConfigMap", ImmutableHandling::Recreate)]
+    #[case::override_wins(json!({"defaultHandling": "Recreate", "resourceOverrides": {"statefulsets.apps": "PartialUpdate"}}), "statefulsets", "apps", "StatefulSet", ImmutableHandling::PartialUpdate)]
+    #[case::pvc_never_recreated_by_default(json!({"defaultHandling": "Recreate"}), "persistentvolumeclaims", "", "PersistentVolumeClaim", ImmutableHandling::NoChange)]
+    #[case::pvc_never_force_updated_by_default(json!({"defaultHandling": "ForceUpdate"}), "persistentvolumeclaims", "", "PersistentVolumeClaim", ImmutableHandling::NoChange)]
+    #[case::pvc_partial_update_is_fine(json!({"defaultHandling": "PartialUpdate"}), "persistentvolumeclaims", "", "PersistentVolumeClaim", ImmutableHandling::PartialUpdate)]
+    #[case::pvc_explicit_override(json!({"defaultHandling": "NoChange", "resourceOverrides": {"persistentvolumeclaims": "Recreate"}}), "persistentvolumeclaims", "", "PersistentVolumeClaim", ImmutableHandling::Recreate)]
+    fn immutable_handling(
+        #[case] config: serde_json::Value,
+        #[case] plural: &str,
+        #[case] group: &str,
+        #[case] kind: &str,
+        #[case] expected: ImmutableHandling,
+    ) {
+        let cfg = SyncConfig::from_spec(&spec(
+            json!({"sourceNamespace": "a", "immutableResourceConfig": config}),
+        ))
+        .unwrap();
+        let rt = ResourceType::namespaced(group, "v1", kind, plural);
+        assert_eq!(cfg.immutable.handling_for(&rt), expected);
+    }
+
+    #[test]
+    fn immutable_config_problems() {
+        let err = SyncConfig::from_spec(&spec(json!({"sourceNamespace": "a", "immutableResourceConfig": {
+            "drainTimeout": "forever", "resourceOverrides": {"Stateful Sets!": "Recreate"}
+        }})))
+        .unwrap_err();
+        let fields: Vec<_> = err.0.iter().map(|p| p.field.as_str()).collect();
+        assert!(
+            fields.contains(&"spec.immutableResourceConfig.drainTimeout"),
+            "{err}"
+        );
+        assert!(
+            fields
+                .iter()
+                .any(|f| f.starts_with("spec.immutableResourceConfig.resourceOverrides")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -47,6 +47,30 @@ pub enum Error {
     /// Moving volume data failed.
     #[error("data: {0}")]
     Data(#[from] DataMoverError),
+    /// A kubeconfig could not be read, parsed or used.
+    #[error("invalid kubeconfig: {0}")]
+    Kubeconfig(String),
+    /// A Kubernetes API request failed.
+    #[cfg(feature = "client")]
+    #[error("{context}: {source}")]
+    Kube {
+        /// What was being done.
+        context: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+}
+
+impl Error {
+    /// A Kubernetes API error with what was being done.
+    #[cfg(feature = "client")]
+    pub fn kube(context: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
 }
 
 impl Error {
@@ -61,6 +85,14 @@ impl Error {
             Error::Transform(_) => "TransformFailed",
             Error::Apply(_) => "ApplyFailed",
             Error::Data(e) => e.kind(),
+            Error::Kubeconfig(_) => "InvalidKubeconfig",
+            #[cfg(feature = "client")]
+            Error::Kube { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) if s.code == 401 || s.code == 403 => "Unauthorized",
+                kube::Error::Api(s) if s.code == 404 => "NotFound",
+                kube::Error::Api(_) => "KubeApi",
+                _ => "Connection",
+            },
         }
     }
 
@@ -75,6 +107,9 @@ impl Error {
             Error::Source(e) => e.transient,
             Error::Apply(e) => e.transient,
             Error::Data(e) => e.is_transient(),
+            Error::Kubeconfig(_) => false,
+            #[cfg(feature = "client")]
+            Error::Kube { source, .. } => crate::kube::is_retryable(source),
         }
     }
 }

@@ -18,7 +18,12 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod data;
+pub mod diff;
+pub mod engine;
 pub mod error;
+#[cfg(feature = "client")]
+pub mod kube;
+pub mod order;
 pub mod resource;
 pub mod selection;
 pub mod source;

@@ -85,6 +85,30 @@ impl ResourceType {
         }
     }
 
+    /// The type as kube's dynamic API needs it.
+    pub fn api_resource(&self) -> kube::core::ApiResource {
+        kube::core::ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            api_version: self.api_version(),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
+        }
+    }
+
+    /// The key of `obj` as an object of this type.
+    pub fn key_of(&self, obj: &kube::core::DynamicObject) -> ObjectKey {
+        ObjectKey {
+            group_kind: self.group_kind(),
+            namespace: if self.namespaced {
+                obj.metadata.namespace.clone()
+            } else {
+                None
+            },
+            name: obj.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+
     /// Whether the server supports `verb` on it.
     pub fn supports(&self, verb: &str) -> bool {
         self.verbs.iter().any(|v| v == verb)

@@ -35,15 +35,16 @@ pub enum SourceEvent {
     Applied(SourceObject),
     /// Deleted.
     Deleted(SourceObject),
-    /// The watch re-listed (after a restart or a 410 Gone): the objects that follow until
-    /// [`SourceEvent::Resynced`] are the complete current state; anything not among them is gone.
-    Relisting,
-    /// The re-list is complete.
-    Resynced,
+    /// The watch of this type re-listed (at the start, after a restart or a 410 Gone): the objects of the
+    /// type that follow until [`SourceEvent::Resynced`] are its complete current state; anything not among
+    /// them is gone.
+    Relisting(ResourceType),
+    /// The re-list of this type is complete.
+    Resynced(ResourceType),
 }
 
 /// Errors of a source.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{context}: {message}")]
 pub struct SourceError {
     /// What was being read.
@@ -77,6 +78,14 @@ pub trait ResourceSource: Send + Sync {
 
     /// Watch the scope's objects.
     fn watch(&self, scope: &SourceScope) -> BoxStream<'static, Result<SourceEvent, SourceError>>;
+
+    /// Get one object (`namespace` `None` for cluster-scoped types); `Ok(None)` when it does not exist.
+    async fn get<'a>(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&'a str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, SourceError>;
 }
 
 #[async_trait::async_trait]
@@ -86,6 +95,14 @@ impl<T: ResourceSource + ?Sized> ResourceSource for Box<T> {
     }
     fn watch(&self, scope: &SourceScope) -> BoxStream<'static, Result<SourceEvent, SourceError>> {
         (**self).watch(scope)
+    }
+    async fn get<'a>(
+        &self,
+        r: &ResourceType,
+        ns: Option<&'a str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, SourceError> {
+        (**self).get(r, ns, name).await
     }
 }
 
@@ -97,6 +114,14 @@ impl<T: ResourceSource + ?Sized> ResourceSource for std::sync::Arc<T> {
     fn watch(&self, scope: &SourceScope) -> BoxStream<'static, Result<SourceEvent, SourceError>> {
         (**self).watch(scope)
     }
+    async fn get<'a>(
+        &self,
+        r: &ResourceType,
+        ns: Option<&'a str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, SourceError> {
+        (**self).get(r, ns, name).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -106,5 +131,13 @@ impl<T: ResourceSource + ?Sized> ResourceSource for &T {
     }
     fn watch(&self, scope: &SourceScope) -> BoxStream<'static, Result<SourceEvent, SourceError>> {
         (**self).watch(scope)
+    }
+    async fn get<'a>(
+        &self,
+        r: &ResourceType,
+        ns: Option<&'a str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, SourceError> {
+        (**self).get(r, ns, name).await
     }
 }

@@ -54,7 +54,7 @@ impl Transformer for QuietDrSite {
             _ => return Ok(Outcome::Keep(obj)),
         };
         if ctx.destination_active {
-            keep_activation_state(&mut obj, kind);
+            keep_activation_state(&mut obj, ctx)?;
             return Ok(Outcome::Keep(obj));
         }
         if !ctx.config.scale_to_zero {
@@ -121,29 +121,23 @@ impl Transformer for QuietDrSite {
     }
 }
 
-/// On an active DR site the activation state belongs to the activation: leave those fields out of the
-/// desired object (replicas, suspend) and never add the quiet node selector.
-fn keep_activation_state(obj: &mut DynamicObject, kind: &str) {
-    let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    match kind {
-        "Deployment" | "StatefulSet" => {
-            spec.remove("replicas");
-        }
-        "CronJob" => {
-            spec.remove("suspend");
-        }
-        _ => {
-            if let Some(sel) = spec
-                .get_mut("template")
-                .and_then(|t| t.pointer_mut("/spec/nodeSelector"))
-                .and_then(Value::as_object_mut)
-            {
-                sel.remove(annotations::QUIET_NODE_SELECTOR_KEY);
-            }
-        }
+/// On an active DR site nothing is quieted. The desired state is the *active* form of the source object:
+/// when a cutover quieted the source, it recorded the originals there, so they are restored from those
+/// records ([`crate::activation::activate`]); a source that was never quieted passes as it is. The sync
+/// engine then carries the DR object's current activation fields over (its replicas may have been scaled
+/// since the cutover), see [`crate::activation::carry_live_activation`].
+fn keep_activation_state(obj: &mut DynamicObject, ctx: &TransformContext) -> Result<(), TransformError> {
+    if let Some(patch) = crate::activation::activate(&ctx.resource, obj)? {
+        *obj = crate::activation::merge(obj, &patch)?;
     }
+    if let Some(sel) = obj
+        .data
+        .pointer_mut("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object_mut)
+    {
+        sel.remove(annotations::QUIET_NODE_SELECTOR_KEY);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,14 +254,17 @@ mod tests {
     }
 
     #[rstest]
-    #[case::deployment("apps/v1", "Deployment", json!({"spec": {"replicas": 0, "template": {}}}), "/spec/replicas")]
-    #[case::cronjob("batch/v1", "CronJob", json!({"spec": {"suspend": true}}), "/spec/suspend")]
-    #[case::daemonset("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"dr-syncer.io/quiet": "true", "pool": "a"}}}}}), "/spec/template/spec/nodeSelector/dr-syncer.io~1quiet")]
+    #[case::deployment_source_never_quieted("apps/v1", "Deployment", json!({"spec": {"replicas": 4, "template": {}}}), "/spec/replicas", json!(4))]
+    #[case::deployment_source_quieted_by_cutover("apps/v1", "Deployment", json!({"metadata": {"name": "x", "annotations": {"dr-syncer.io/original-replicas": "3"}}, "spec": {"replicas": 0, "template": {}}}), "/spec/replicas", json!(3))]
+    #[case::cronjob_source_never_quieted("batch/v1", "CronJob", json!({"spec": {"suspend": false}}), "/spec/suspend", json!(false))]
+    #[case::cronjob_source_quieted_by_cutover("batch/v1", "CronJob", json!({"metadata": {"name": "x", "annotations": {"dr-syncer.io/original-suspend": "false"}}, "spec": {"suspend": true}}), "/spec/suspend", json!(false))]
+    #[case::daemonset_quiet_key_dropped("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"dr-syncer.io/quiet": "true", "pool": "a"}}}}}), "/spec/template/spec/nodeSelector", json!({"pool": "a"}))]
     fn active_site_is_never_quieted(
         #[case] av: &str,
         #[case] kind: &str,
         #[case] v: Value,
-        #[case] absent: &str,
+        #[case] pointer: &str,
+        #[case] expected: Value,
     ) {
         let o = obj(av, kind, v);
         let mut ctx = ctx_for(&o);
@@ -276,8 +273,7 @@ mod tests {
             panic!()
         };
         let out = json_of(&out);
-        assert!(out.pointer(absent).is_none(), "{absent} in {out:#}");
-        assert!(out.pointer("/metadata/annotations").is_none());
+        assert_eq!(out.pointer(pointer), Some(&expected), "{out:#}");
     }
 
     #[rstest]

@@ -7,10 +7,11 @@ use super::{TransformContext, TransformResult, Transformer, annotate};
 use crate::annotations;
 
 /// Annotations that describe the source server's own bookkeeping.
-const DROPPED_ANNOTATIONS: [&str; 3] = [
+const DROPPED_ANNOTATIONS: [&str; 4] = [
     annotations::LAST_APPLIED,
     "deployment.kubernetes.io/revision",
     annotations::LAST_SYNCED,
+    annotations::DESIRED_HASH,
 ];
 
 /// Removes uid, resourceVersion, creationTimestamp, generation, managedFields, ownerReferences, finalizers,

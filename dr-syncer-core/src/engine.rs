@@ -1,0 +1,526 @@
+//! The sync engine: source → selection → transformers → applier, with a report.
+//!
+//! [`SyncEngine`] is generic over the four traits (it holds them as trait objects), so the same engine
+//! runs the operator's scheduled and manual syncs, the CLI's stage/cutover/failback and `plan`, and
+//! embedding tools' pipelines with their own parts. One call syncs one namespace pair ([`SyncTarget`]):
+//!
+//! 1. **fetch** the selected types of the source namespace (one list per type) and the source Namespace;
+//! 2. **validate/select**: per object, the mapping's selection rules ([`crate::selection::ObjectFilter`]);
+//! 3. **transform** (pure) with the transformer chain; a transformer error fails that object only;
+//! 4. **apply** in dependency order ([`crate::order`]), tiers one after the other, objects of a tier in
+//!    parallel (bounded by [`SyncEngine::with_concurrency`]); the DR Namespace first (per
+//!    `namespaceConfig`), CRDs of replicated custom resources next (waited for until Established, with
+//!    `syncCRDs`); per-object failures are recorded and the rest carries on;
+//! 5. **prune** (only with `prune`): DR objects of the selected types whose `dr-syncer.io/synced-by` is
+//!    this mapping's and whose source object is gone are deleted — nothing else ever is;
+//! 6. **report**: per kind created / updated / unchanged / recreated / skipped / deleted / failed, the
+//!    failures with object names, what changed, and the duration.
+//!
+//! A DR namespace annotated `dr-syncer.io/active: "true"` (a cutover) is synced too, but its workloads keep
+//! their replica counts and activation state ([`crate::activation::carry_live_activation`]).
+
+mod report;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use kube::core::{DynamicObject, ObjectMeta};
+use serde_json::json;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+pub use self::report::{KindStats, ObjectChange, ObjectFailure, SkippedObject, SyncReport};
+use crate::{
+    Error, Result, activation, annotations,
+    apply::{Applier, ApplyAction, ApplyOptions, ApplyResult},
+    config::SyncConfig,
+    order::{Tier, tier},
+    resource::{ObjectKey, ResourceType},
+    selection::ObjectFilter,
+    source::{ResourceSource, SourceError, SourceObject, SourceScope},
+    transform::{Outcome, Sanitize, TransformContext, Transformer, TransformerChain},
+};
+
+/// The Namespace type.
+pub fn namespace_type() -> ResourceType {
+    ResourceType::namespaced("", "v1", "Namespace", "namespaces").cluster_scoped()
+}
+
+/// The CustomResourceDefinition type.
+pub fn crd_type() -> ResourceType {
+    ResourceType::namespaced(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    )
+    .cluster_scoped()
+}
+
+/// One namespace pair to sync, with everything the transformers need to know.
+#[derive(Debug, Clone)]
+pub struct SyncTarget {
+    /// Name of the source cluster (recorded in `dr-syncer.io/source-cluster`).
+    pub source_cluster: String,
+    /// Name of the destination cluster.
+    pub destination_cluster: String,
+    /// The source namespace.
+    pub source_namespace: String,
+    /// The destination namespace.
+    pub destination_namespace: String,
+    /// The value of `dr-syncer.io/synced-by`: `<namespace>/<mapping>`, or `cli/<source-namespace>`.
+    pub synced_by: String,
+    /// The types to replicate, resolved against discovery ([`crate::selection::resolve_resource_types`]).
+    pub types: Vec<ResourceType>,
+    /// The mapping's validated configuration.
+    pub config: Arc<SyncConfig>,
+}
+
+/// Runs syncs and plans (see the module docs).
+#[derive(Clone)]
+pub struct SyncEngine {
+    source: Arc<dyn ResourceSource>,
+    applier: Arc<dyn Applier>,
+    chain: TransformerChain,
+    concurrency: usize,
+    crd_timeout: Duration,
+}
+
+impl std::fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncEngine")
+            .field("chain", &self.chain)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A desired object, ready to apply.
+struct Desired {
+    resource: ResourceType,
+    object: DynamicObject,
+    key: ObjectKey,
+}
+
+impl SyncEngine {
+    /// An engine with the built-in transformer chain and 16 parallel applies.
+    pub fn new(source: Arc<dyn ResourceSource>, applier: Arc<dyn Applier>) -> Self {
+        SyncEngine {
+            source,
+            applier,
+            chain: TransformerChain::builtin(),
+            concurrency: 16,
+            crd_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Use this transformer chain instead of [`TransformerChain::builtin`] (e.g. the built-ins plus your own).
+    pub fn with_chain(mut self, chain: TransformerChain) -> Self {
+        self.chain = chain;
+        self
+    }
+
+    /// At most `n` applies in flight (at least 1).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// How long to wait for a replicated CRD to become Established.
+    pub fn with_crd_timeout(mut self, timeout: Duration) -> Self {
+        self.crd_timeout = timeout;
+        self
+    }
+
+    /// The applier (for callers that also need the live DR side, e.g. a cutover).
+    pub fn applier(&self) -> &Arc<dyn Applier> {
+        &self.applier
+    }
+
+    /// The source.
+    pub fn source(&self) -> &Arc<dyn ResourceSource> {
+        &self.source
+    }
+
+    /// Sync `target`: write what differs, report everything.
+    ///
+    /// # Errors
+    /// Only when the sync cannot start or the namespace cannot be prepared (source unreadable, destination
+    /// namespace missing with `createNamespace: false` …). Per-object failures are in the report.
+    pub async fn sync(&self, target: &SyncTarget) -> Result<SyncReport> {
+        let options = ApplyOptions {
+            dry_run: false,
+            immutable: Arc::new(target.config.immutable.clone()),
+        };
+        self.run(target, options)
+            .instrument(info_span!("sync", source = %target.source_namespace, destination = %target.destination_namespace))
+            .await
+    }
+
+    /// Plan `target`: report what a sync would change, write nothing.
+    ///
+    /// # Errors
+    /// As [`SyncEngine::sync`].
+    pub async fn plan(&self, target: &SyncTarget) -> Result<SyncReport> {
+        let options = ApplyOptions {
+            dry_run: true,
+            immutable: Arc::new(target.config.immutable.clone()),
+        };
+        self.run(target, options)
+            .instrument(info_span!("plan", source = %target.source_namespace, destination = %target.destination_namespace))
+            .await
+    }
+
+    async fn run(&self, target: &SyncTarget, options: ApplyOptions) -> Result<SyncReport> {
+        let started = Instant::now();
+        let mut report = SyncReport {
+            source_namespace: target.source_namespace.clone(),
+            destination_namespace: target.destination_namespace.clone(),
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        let types: Vec<ResourceType> = target.types.iter().filter(|t| t.namespaced).cloned().collect();
+
+        // 1. Fetch.
+        let source_ns = self
+            .source
+            .get(&namespace_type(), None, &target.source_namespace)
+            .await?
+            .ok_or_else(|| {
+                Error::Source(SourceError {
+                    context: format!("namespace {}", target.source_namespace),
+                    message: "not found on the source cluster".into(),
+                    transient: false,
+                })
+            })?;
+        let objects = self
+            .source
+            .list(&SourceScope {
+                namespace: Some(target.source_namespace.clone()),
+                types: types.clone(),
+            })
+            .await?;
+        debug!(objects = objects.len(), "listed source");
+
+        // The destination's live state.
+        self.applier
+            .prepare(Some(&target.destination_namespace), &types)
+            .await?;
+        let ns_key = ObjectKey {
+            group_kind: "Namespace".into(),
+            namespace: None,
+            name: target.destination_namespace.clone(),
+        };
+        let live_ns = self.applier.live(&namespace_type(), &ns_key).await?;
+        let active = live_ns
+            .as_ref()
+            .and_then(|ns| {
+                ns.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(annotations::ACTIVE)
+                    .cloned()
+            })
+            .is_some_and(|v| v == "true");
+        report.destination_active = active;
+
+        // 2.–3. Select and transform (pure).
+        let filter = ObjectFilter::new(&target.config);
+        let mut desired = Vec::new();
+        let mut source_names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for SourceObject { resource, object } in objects {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            source_names
+                .entry(resource.group_kind())
+                .or_default()
+                .insert(name.clone());
+            let label = format!("{}/{}/{}", resource.group_kind(), target.source_namespace, name);
+            if let Err(skip) = filter.check(&resource, &object) {
+                report.skip(&resource.group_kind(), label, skip.to_string());
+                continue;
+            }
+            let ctx = self.context(target, &resource, active);
+            match self.chain.transform(object, &ctx) {
+                Ok(Outcome::Keep(obj)) => {
+                    let key = resource.key_of(&obj);
+                    desired.push(Desired {
+                        resource,
+                        object: obj,
+                        key,
+                    });
+                }
+                Ok(Outcome::Drop { reason }) => report.skip(&resource.group_kind(), label, reason),
+                Err(e) => report.fail(&resource.group_kind(), label, &Error::Transform(e)),
+            }
+        }
+
+        // 4. Apply: the namespace, CRDs, then the objects tier by tier.
+        let ns = self.desired_namespace(target, &source_ns, live_ns.as_ref())?;
+        if live_ns.is_none() && !target.config.namespace.create_namespace {
+            return Err(Error::InvalidConfig(format!(
+                "destination namespace {} does not exist and namespaceConfig.createNamespace is false",
+                target.destination_namespace
+            )));
+        }
+        let ns_result = self
+            .applier
+            .apply(&namespace_type(), &ns, options.clone())
+            .await
+            .map_err(Error::Apply)?;
+        report.record("Namespace", ns_key.to_string(), ns_result.action, ns_result.diff);
+
+        if target.config.sync_crds {
+            self.sync_crds(target, &types, &options, &mut report).await;
+        }
+
+        let mut tiers: BTreeMap<Tier, Vec<Desired>> = BTreeMap::new();
+        for d in desired {
+            tiers.entry(tier(&d.resource)).or_default().push(d);
+        }
+        for (tier, items) in tiers {
+            let results: Vec<(Desired, Result<ApplyResult>)> = stream::iter(items)
+                .map(|d| {
+                    let options = options.clone();
+                    async move {
+                        let r = self.apply_one(&d, active, options).await;
+                        (d, r)
+                    }
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            debug!(?tier, objects = results.len(), "applied tier");
+            for (d, r) in results {
+                match r {
+                    Ok(res) => report.record(&d.key.group_kind, d.key.to_string(), res.action, res.diff),
+                    Err(e) => {
+                        warn!(object = %d.key, error = %e, "apply failed");
+                        report.fail(&d.key.group_kind, d.key.to_string(), &e);
+                    }
+                }
+            }
+        }
+
+        // 5. Prune.
+        if target.config.prune {
+            self.prune(target, &types, &source_names, &options, &mut report)
+                .await;
+        }
+
+        report.failures.sort_by(|a, b| a.object.cmp(&b.object));
+        report.changes.sort_by(|a, b| a.object.cmp(&b.object));
+        report.duration = started.elapsed();
+        let t = report.totals();
+        info!(
+            created = t.created,
+            updated = t.updated,
+            unchanged = t.unchanged,
+            recreated = t.recreated,
+            deleted = t.deleted,
+            skipped = t.skipped,
+            failed = t.failed,
+            seconds = report.duration.as_secs_f64(),
+            "sync finished"
+        );
+        Ok(report)
+    }
+
+    fn context(&self, target: &SyncTarget, resource: &ResourceType, active: bool) -> TransformContext {
+        TransformContext {
+            source_cluster: target.source_cluster.clone(),
+            destination_cluster: target.destination_cluster.clone(),
+            source_namespace: target.source_namespace.clone(),
+            destination_namespace: target.destination_namespace.clone(),
+            synced_by: target.synced_by.clone(),
+            resource: resource.clone(),
+            destination_active: active,
+            config: target.config.clone(),
+        }
+    }
+
+    async fn apply_one(&self, d: &Desired, active: bool, options: ApplyOptions) -> Result<ApplyResult> {
+        let mut object = d.object.clone();
+        if active && let Some(live) = self.applier.live(&d.resource, &d.key).await? {
+            activation::carry_live_activation(&d.resource, &mut object, &live);
+        }
+        Ok(self.applier.apply(&d.resource, &object, options).await?)
+    }
+
+    /// The DR Namespace: the destination name with the source's labels and annotations as
+    /// `namespaceConfig` asks, marked as dr-syncer's. The cutover's `dr-syncer.io/active` mark is kept.
+    fn desired_namespace(
+        &self,
+        target: &SyncTarget,
+        source_ns: &DynamicObject,
+        live_ns: Option<&DynamicObject>,
+    ) -> Result<DynamicObject> {
+        let cfg = &target.config.namespace;
+        let mut labels = BTreeMap::new();
+        if cfg.preserve_labels {
+            for (k, v) in source_ns.metadata.labels.iter().flatten() {
+                if k != "kubernetes.io/metadata.name" {
+                    labels.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let mut ann = BTreeMap::new();
+        if cfg.preserve_annotations {
+            for (k, v) in source_ns.metadata.annotations.iter().flatten() {
+                if k != annotations::LAST_APPLIED && !k.starts_with("dr-syncer.io/") {
+                    ann.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(active) = live_ns
+            .and_then(|ns| ns.metadata.annotations.as_ref())
+            .and_then(|a| a.get(annotations::ACTIVE))
+        {
+            ann.insert(annotations::ACTIVE.into(), active.clone());
+        }
+        ann.insert(annotations::SYNCED_BY.into(), target.synced_by.clone());
+        ann.insert(annotations::SOURCE_CLUSTER.into(), target.source_cluster.clone());
+        ann.insert(
+            annotations::SOURCE_NAMESPACE.into(),
+            target.source_namespace.clone(),
+        );
+        let mut ns = DynamicObject::new(&target.destination_namespace, &namespace_type().api_resource());
+        ns.metadata = ObjectMeta {
+            name: Some(target.destination_namespace.clone()),
+            labels: (!labels.is_empty()).then_some(labels),
+            annotations: Some(ann),
+            ..Default::default()
+        };
+        ns.data = json!({});
+        Ok(ns)
+    }
+
+    /// With `syncCRDs`: replicate the CRDs of the custom resource types in scope, then wait until the DR
+    /// API server serves them.
+    async fn sync_crds(
+        &self,
+        target: &SyncTarget,
+        types: &[ResourceType],
+        options: &ApplyOptions,
+        report: &mut SyncReport,
+    ) {
+        let crd_rt = crd_type();
+        for rt in types
+            .iter()
+            .filter(|t| t.group.contains('.') && !t.group.ends_with(".k8s.io"))
+        {
+            let name = format!("{}.{}", rt.plural, rt.group);
+            let key = ObjectKey {
+                group_kind: crd_rt.group_kind(),
+                namespace: None,
+                name: name.clone(),
+            };
+            let crd = match self.source.get(&crd_rt, None, &name).await {
+                Ok(Some(crd)) => crd,
+                Ok(None) => continue, // served by an aggregated API, not a CRD
+                Err(e) => {
+                    report.fail(&key.group_kind, key.to_string(), &Error::Source(e));
+                    continue;
+                }
+            };
+            let ctx = self.context(target, &crd_rt, false);
+            let desired = match Sanitize.transform(crd, &ctx) {
+                Ok(Outcome::Keep(c)) => c,
+                Ok(Outcome::Drop { .. }) => continue,
+                Err(e) => {
+                    report.fail(&key.group_kind, key.to_string(), &Error::Transform(e));
+                    continue;
+                }
+            };
+            match self.applier.apply(&crd_rt, &desired, options.clone()).await {
+                Ok(res) => {
+                    report.record(&key.group_kind, key.to_string(), res.action, res.diff);
+                    if !options.dry_run
+                        && let Err(e) = self.wait_established(&crd_rt, &key).await
+                    {
+                        report.fail(&key.group_kind, key.to_string(), &e);
+                    }
+                }
+                Err(e) => report.fail(&key.group_kind, key.to_string(), &Error::Apply(e)),
+            }
+        }
+    }
+
+    async fn wait_established(&self, crd_rt: &ResourceType, key: &ObjectKey) -> Result<()> {
+        let deadline = Instant::now() + self.crd_timeout;
+        loop {
+            let live = self.applier.live(crd_rt, key).await?;
+            let established = live
+                .as_ref()
+                .and_then(|c| c.data.pointer("/status/conditions"))
+                .and_then(|c| c.as_array())
+                .is_some_and(|conds| {
+                    conds
+                        .iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                });
+            if established {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Apply(crate::apply::ApplyError::new(
+                    key,
+                    format!("not Established after {:?}", self.crd_timeout),
+                    true,
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn prune(
+        &self,
+        target: &SyncTarget,
+        types: &[ResourceType],
+        source_names: &BTreeMap<String, BTreeSet<String>>,
+        options: &ApplyOptions,
+        report: &mut SyncReport,
+    ) {
+        let empty = BTreeSet::new();
+        for rt in types {
+            let gk = rt.group_kind();
+            let managed = match self
+                .applier
+                .list_managed(rt, Some(&target.destination_namespace), &target.synced_by)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    report.fail(
+                        &gk,
+                        format!("{gk}/{}", target.destination_namespace),
+                        &Error::Apply(e),
+                    );
+                    continue;
+                }
+            };
+            let names = source_names.get(&gk).unwrap_or(&empty);
+            for obj in managed {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                if names.contains(&name) {
+                    continue;
+                }
+                let key = ObjectKey {
+                    group_kind: gk.clone(),
+                    namespace: Some(target.destination_namespace.clone()),
+                    name,
+                };
+                match self.applier.delete(rt, &key, options.clone()).await {
+                    Ok(true) => report.record(&gk, key.to_string(), ApplyAction::Deleted, None),
+                    Ok(false) => {}
+                    Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! What a sync did: [`SyncReport`].
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Serialize;
+
+use crate::apply::{ApplyAction, ObjectDiff};
+
+/// Counts for one kind (`Kind.group`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KindStats {
+    /// Objects created on the DR side.
+    pub created: u32,
+    /// Objects updated (they differed).
+    pub updated: u32,
+    /// Objects that already matched: no write.
+    pub unchanged: u32,
+    /// Objects deleted and created again under an immutable-field policy.
+    pub recreated: u32,
+    /// Objects not applied: selection, a transformer's drop, or an immutable change under `NoChange`.
+    pub skipped: u32,
+    /// DR objects deleted by prune.
+    pub deleted: u32,
+    /// Objects that failed.
+    pub failed: u32,
+}
+
+impl KindStats {
+    /// Objects the sync looked at (everything but prune deletions).
+    pub fn total(&self) -> u32 {
+        self.created + self.updated + self.unchanged + self.recreated + self.skipped + self.failed
+    }
+
+    /// Objects written (created, updated, recreated, deleted).
+    pub fn writes(&self) -> u32 {
+        self.created + self.updated + self.recreated + self.deleted
+    }
+}
+
+/// One object that failed, with the error's stable kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectFailure {
+    /// The object (`Kind.group/namespace/name`).
+    pub object: String,
+    /// Stable error category (`TransformFailed`, `ApplyFailed` …).
+    pub kind: String,
+    /// What went wrong.
+    pub message: String,
+    /// Whether a retry may help.
+    pub transient: bool,
+}
+
+/// One object that was not applied, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedObject {
+    /// The object.
+    pub object: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A change made (or, in plan mode, that would be made) to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectChange {
+    /// The object.
+    pub object: String,
+    /// What happened (or would).
+    #[serde(flatten)]
+    pub action: ApplyAction,
+    /// The fields that change, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<ObjectDiff>,
+}
+
+/// The result of one sync or plan of a namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    /// Source namespace.
+    pub source_namespace: String,
+    /// Destination namespace.
+    pub destination_namespace: String,
+    /// Plan mode: nothing was written.
+    pub dry_run: bool,
+    /// The destination namespace is marked active (cutover): workloads were not quieted.
+    pub destination_active: bool,
+    /// Per kind (`Kind.group`).
+    pub kinds: BTreeMap<String, KindStats>,
+    /// Objects that failed.
+    pub failures: Vec<ObjectFailure>,
+    /// Objects not applied, with the reason.
+    pub skipped: Vec<SkippedObject>,
+    /// Objects created, updated, recreated or deleted (in plan mode: that would be).
+    pub changes: Vec<ObjectChange>,
+    /// How long the sync took.
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+}
+
+impl SyncReport {
+    /// Sum over all kinds.
+    pub fn totals(&self) -> KindStats {
+        self.kinds.values().fold(KindStats::default(), |mut acc, k| {
+            acc.created += k.created;
+            acc.updated += k.updated;
+            acc.unchanged += k.unchanged;
+            acc.recreated += k.recreated;
+            acc.skipped += k.skipped;
+            acc.deleted += k.deleted;
+            acc.failed += k.failed;
+            acc
+        })
+    }
+
+    /// Whether every object was handled without error.
+    pub fn is_success(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    pub(crate) fn stats(&mut self, group_kind: &str) -> &mut KindStats {
+        self.kinds.entry(group_kind.to_owned()).or_default()
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        group_kind: &str,
+        object: String,
+        action: ApplyAction,
+        diff: Option<ObjectDiff>,
+    ) {
+        let stats = self.stats(group_kind);
+        match &action {
+            ApplyAction::Created => stats.created += 1,
+            ApplyAction::Updated => stats.updated += 1,
+            ApplyAction::Unchanged => stats.unchanged += 1,
+            ApplyAction::Recreated => stats.recreated += 1,
+            ApplyAction::Deleted => stats.deleted += 1,
+            ApplyAction::Skipped(reason) => {
+                stats.skipped += 1;
+                self.skipped.push(SkippedObject {
+                    object,
+                    reason: reason.clone(),
+                });
+                return;
+            }
+        }
+        if action != ApplyAction::Unchanged {
+            self.changes.push(ObjectChange { object, action, diff });
+        }
+    }
+
+    pub(crate) fn fail(&mut self, group_kind: &str, object: String, err: &crate::Error) {
+        self.stats(group_kind).failed += 1;
+        self.failures.push(ObjectFailure {
+            object,
+            kind: err.kind().to_owned(),
+            message: err.to_string(),
+            transient: err.is_transient(),
+        });
+    }
+
+    pub(crate) fn skip(&mut self, group_kind: &str, object: String, reason: String) {
+        self.stats(group_kind).skipped += 1;
+        self.skipped.push(SkippedObject { object, reason });
+    }
+}
+
+mod duration_secs {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}

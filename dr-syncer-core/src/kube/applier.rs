@@ -1,0 +1,352 @@
+//! [`KubeApplier`]: server-side apply with no-op detection against the live DR objects.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Mutex, RwLock},
+};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::{
+    Client,
+    api::{DeleteParams, Patch, PatchParams},
+    core::DynamicObject,
+};
+use serde_json::Value;
+
+use super::{
+    FIELD_MANAGER,
+    calls::{Calls, is_retryable},
+    source::{api_for, list_all, with_types},
+};
+use crate::{
+    annotations,
+    apply::{Applier, ApplyAction, ApplyError, ApplyOptions, ApplyResult, ObjectDiff},
+    diff,
+    resource::{ObjectKey, ResourceType},
+};
+
+/// Cache key: `resource.group` and namespace.
+type CacheKey = (String, Option<String>);
+
+/// Writes to a cluster with server-side apply (field manager `dr-syncer`, conflicts forced: dr-syncer is
+/// the authority for the fields it sends, so a hand edit of one of them on the DR side is repaired).
+///
+/// # No-op detection
+/// [`Applier::prepare`] lists the live DR objects of each type (one list per type and namespace); `apply`
+/// compares the desired object with the live one ([`crate::diff`]) and writes only when they differ, so a
+/// sync of an unchanged namespace makes no write request. Each write records the desired object's
+/// fingerprint in `dr-syncer.io/desired-hash` (so a field removed at the source is removed on the DR side
+/// too) and the time in `dr-syncer.io/last-synced`.
+///
+/// # Immutable fields
+/// When the API server rejects a change to an immutable field, the mapping's policy decides
+/// (`ApplyOptions::immutable`): `NoChange` (skip, with one Warning Event on the DR object per desired
+/// state), `Recreate`, `RecreateWithPodDrain` (evict the workload's pods through the eviction API, which
+/// honours PodDisruptionBudgets, then recreate), `PartialUpdate` (apply everything but the immutable
+/// fields), `ForceUpdate` (foreground deletion, wait, create). PersistentVolumeClaims are recreated only
+/// when an override names them ([`crate::config::ImmutablePolicy::handling_for`]).
+pub struct KubeApplier {
+    pub(super) client: Client,
+    pub(super) calls: Calls,
+    cache: RwLock<HashMap<CacheKey, HashMap<String, DynamicObject>>>,
+    warned: Mutex<HashSet<(ObjectKey, String)>>,
+}
+
+impl std::fmt::Debug for KubeApplier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeApplier").finish_non_exhaustive()
+    }
+}
+
+pub(super) fn apply_error(key: &ObjectKey, e: &kube::Error) -> ApplyError {
+    let message = match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    };
+    ApplyError::new(key, message, is_retryable(e))
+}
+
+/// The desired object as compared with the live one: without `apiVersion`/`kind` (list items lack them)
+/// and without `dr-syncer.io/last-synced` (it changes with every write).
+fn comparable(obj: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    if let Some(a) = v
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(annotations::LAST_SYNCED);
+    }
+    v
+}
+
+/// The fingerprint of a desired object (without the annotations that change on every write).
+fn desired_fingerprint(obj: &DynamicObject) -> String {
+    let mut v = comparable(obj);
+    if let Some(a) = v
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(annotations::DESIRED_HASH);
+    }
+    diff::fingerprint(&v)
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+impl KubeApplier {
+    /// An applier on `client`, with the limits and retries of `calls`.
+    pub fn new(client: Client, calls: Calls) -> Self {
+        KubeApplier {
+            client,
+            calls,
+            cache: RwLock::new(HashMap::new()),
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn cache_key(rt: &ResourceType, namespace: Option<&str>) -> CacheKey {
+        (
+            rt.resource_group(),
+            namespace.filter(|_| rt.namespaced).map(str::to_owned),
+        )
+    }
+
+    pub(super) fn remember(&self, rt: &ResourceType, key: &ObjectKey, obj: Option<DynamicObject>) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(entries) = cache.get_mut(&Self::cache_key(rt, key.namespace.as_deref())) {
+            match obj {
+                Some(o) => entries.insert(key.name.clone(), with_types(o, rt)),
+                None => entries.remove(&key.name),
+            };
+        }
+    }
+
+    fn cached(&self, rt: &ResourceType, key: &ObjectKey) -> Option<Option<DynamicObject>> {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&Self::cache_key(rt, key.namespace.as_deref()))
+            .map(|entries| entries.get(&key.name).cloned())
+    }
+
+    /// Fetch one object from the server (bypassing the cache).
+    pub(super) async fn get(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+    ) -> Result<Option<DynamicObject>, ApplyError> {
+        let api = api_for(&self.client, rt, key.namespace.as_deref());
+        match self
+            .calls
+            .run(&format!("get {key}"), || api.get_opt(&key.name))
+            .await
+        {
+            Ok(o) => Ok(o.map(|o| with_types(o, rt))),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(apply_error(key, &e)),
+        }
+    }
+
+    /// Server-side apply of `desired`.
+    pub(super) async fn server_side_apply(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+        desired: &DynamicObject,
+    ) -> Result<DynamicObject, kube::Error> {
+        let api = api_for(&self.client, rt, key.namespace.as_deref());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(desired);
+        let written = self
+            .calls
+            .run(&format!("apply {key}"), || api.patch(&key.name, &params, &patch))
+            .await?;
+        self.remember(rt, key, Some(written.clone()));
+        Ok(written)
+    }
+
+    /// Delete one object; `Ok(false)` when it did not exist.
+    pub(super) async fn delete_object(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+        params: &DeleteParams,
+    ) -> Result<bool, ApplyError> {
+        let api = api_for(&self.client, rt, key.namespace.as_deref());
+        let r = self
+            .calls
+            .run(&format!("delete {key}"), || api.delete(&key.name, params))
+            .await;
+        self.remember(rt, key, None);
+        match r {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(apply_error(key, &e)),
+        }
+    }
+
+    /// Record a warning once per object and desired state (returns whether it is new).
+    pub(super) fn first_warning(&self, key: &ObjectKey, desired_hash: &str) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        warned.insert((key.clone(), desired_hash.to_owned()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Applier for KubeApplier {
+    async fn apply(
+        &self,
+        rt: &ResourceType,
+        desired: &DynamicObject,
+        options: ApplyOptions,
+    ) -> Result<ApplyResult, ApplyError> {
+        let key = rt.key_of(desired);
+        if key.name.is_empty() {
+            return Err(ApplyError::new(&key, "object has no name", false));
+        }
+        let live = self.live(rt, &key).await?;
+        let mut desired = with_types(desired.clone(), rt);
+        let hash = desired_fingerprint(&desired);
+        let ann = desired.metadata.annotations.get_or_insert_with(Default::default);
+        ann.remove(annotations::LAST_SYNCED);
+        ann.insert(annotations::DESIRED_HASH.into(), hash.clone());
+
+        let want = comparable(&desired);
+        let have = live.as_ref().map(comparable);
+        if let Some(have) = &have
+            && diff::is_subset(&want, have)
+        {
+            return Ok(ApplyResult {
+                action: ApplyAction::Unchanged,
+                diff: None,
+            });
+        }
+        let changes = ObjectDiff {
+            changes: diff::changes(have.as_ref(), &want),
+        };
+        let action = if live.is_some() {
+            ApplyAction::Updated
+        } else {
+            ApplyAction::Created
+        };
+        if options.dry_run {
+            return Ok(ApplyResult {
+                action,
+                diff: Some(changes),
+            });
+        }
+        desired
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(annotations::LAST_SYNCED.into(), now_rfc3339());
+        match self.server_side_apply(rt, &key, &desired).await {
+            Ok(_) => Ok(ApplyResult {
+                action,
+                diff: Some(changes),
+            }),
+            Err(e) if super::immutable::is_immutable_rejection(&e) => {
+                self.on_immutable(rt, &key, desired, live, &e, &options, &hash, changes)
+                    .await
+            }
+            Err(e) => Err(apply_error(&key, &e)),
+        }
+    }
+
+    async fn delete(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+        options: ApplyOptions,
+    ) -> Result<bool, ApplyError> {
+        if options.dry_run {
+            return Ok(self.live(rt, key).await?.is_some());
+        }
+        self.delete_object(rt, key, &DeleteParams::background()).await
+    }
+
+    async fn live(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<DynamicObject>, ApplyError> {
+        match self.cached(rt, key) {
+            Some(hit) => Ok(hit),
+            None => self.get(rt, key).await,
+        }
+    }
+
+    async fn list_managed<'a>(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&'a str>,
+        synced_by: &str,
+    ) -> Result<Vec<DynamicObject>, ApplyError> {
+        let ck = Self::cache_key(rt, namespace);
+        let cached: Option<Vec<DynamicObject>> = {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            cache.get(&ck).map(|e| e.values().cloned().collect())
+        };
+        let all = match cached {
+            Some(all) => all,
+            None => list_all(&self.client, &self.calls, rt, namespace, None)
+                .await
+                .map_err(|e| {
+                    ApplyError::new(format!("{rt} in {namespace:?}"), e.to_string(), is_retryable(&e))
+                })?,
+        };
+        let mut managed: Vec<DynamicObject> = all
+            .into_iter()
+            .filter(|o| {
+                o.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(annotations::SYNCED_BY))
+                    .is_some_and(|v| v == synced_by)
+            })
+            .collect();
+        managed.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(managed)
+    }
+
+    async fn prepare<'a>(
+        &self,
+        namespace: Option<&'a str>,
+        types: &[ResourceType],
+    ) -> Result<(), ApplyError> {
+        let lists: Vec<(CacheKey, Vec<DynamicObject>)> = stream::iter(types.iter().cloned())
+            .map(|rt| async move {
+                let rt = &rt;
+                let items = list_all(&self.client, &self.calls, rt, namespace, None)
+                    .await
+                    .map_err(|e| {
+                        ApplyError::new(
+                            format!("{rt} in {}", namespace.unwrap_or("the cluster")),
+                            e.to_string(),
+                            is_retryable(&e),
+                        )
+                    })?;
+                Ok::<_, ApplyError>((Self::cache_key(rt, namespace), items))
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for (ck, items) in lists {
+            let entries = items
+                .into_iter()
+                .filter_map(|o| Some((o.metadata.name.clone()?, o)))
+                .collect();
+            cache.insert(ck, entries);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! The resource types a server offers (discovery).
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use kube::Client;
+
+use super::calls::Calls;
+use crate::{Error, Result, resource::ResourceType};
+
+/// Every resource type the server serves, in each group's preferred version (subresources excluded).
+///
+/// # Errors
+/// [`Error::Kube`] when discovery fails.
+pub async fn discover(client: &Client, calls: &Calls) -> Result<Vec<ResourceType>> {
+    let err = |context: &str| {
+        let context = context.to_owned();
+        move |source| Error::kube(context.clone(), source)
+    };
+    let core = calls
+        .run("discovery /api/v1", || client.list_core_api_resources("v1"))
+        .await
+        .map_err(err("discovery /api/v1"))?;
+    let groups = calls
+        .run("discovery /apis", || client.list_api_groups())
+        .await
+        .map_err(err("discovery /apis"))?;
+    let mut out = types_of("", "v1", &core);
+    let versions: Vec<(String, String)> = groups
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let v = g.preferred_version.as_ref().or(g.versions.first())?;
+            Some((g.name.clone(), v.version.clone()))
+        })
+        .collect();
+    let lists: Vec<(String, String, APIResourceList)> = stream::iter(versions)
+        .map(|(group, version)| async move {
+            let gv = format!("{group}/{version}");
+            let what = format!("discovery /apis/{gv}");
+            let list = calls
+                .run(&what, || client.list_api_group_resources(&gv))
+                .await
+                .map_err(|e| Error::kube(what.clone(), e))?;
+            Ok::<_, Error>((group, version, list))
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    for (group, version, list) in lists {
+        out.extend(types_of(&group, &version, &list));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn types_of(group: &str, version: &str, list: &APIResourceList) -> Vec<ResourceType> {
+    list.resources
+        .iter()
+        .filter(|r| !r.name.contains('/'))
+        .map(|r| ResourceType {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: r.kind.clone(),
+            plural: r.name.clone(),
+            singular: r.singular_name.clone(),
+            short_names: r.short_names.clone().unwrap_or_default(),
+            namespaced: r.namespaced,
+            verbs: r.verbs.clone(),
+        })
+        .collect()
+}

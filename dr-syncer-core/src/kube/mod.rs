@@ -1,0 +1,27 @@
+//! The Kubernetes implementations of the IO traits, on kube-rs (feature `client`, on by default).
+//!
+//! - [`connect`]: clients from a kubeconfig file, kubeconfig bytes (e.g. from a Secret) or the
+//!   environment, with a context, and client-side limits ([`ClientOptions`]: requests per second, burst,
+//!   requests in flight, retries of 429/5xx/timeouts with exponential backoff and jitter).
+//! - [`discover`]: the server's resource types (discovery), for [`crate::selection`].
+//! - [`KubeSource`]: a [`crate::source::ResourceSource`] that lists and watches dynamic types.
+//! - [`KubeApplier`]: an [`crate::apply::Applier`] with server-side apply (field manager `dr-syncer`),
+//!   no-op detection against a cache of the live DR objects, and the immutable-field policies.
+
+mod applier;
+mod calls;
+mod client;
+mod discovery;
+mod immutable;
+mod source;
+
+pub use self::{
+    applier::KubeApplier,
+    calls::{Calls, RetryPolicy, is_retryable},
+    client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
+    discovery::discover,
+    source::{KubeSource, selector_string},
+};
+
+/// The field manager of every server-side apply dr-syncer makes.
+pub const FIELD_MANAGER: &str = "dr-syncer";
