@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{
     FIELD_MANAGER,
-    calls::{Calls, is_retryable},
+    calls::{Calls, is_not_found, is_retryable},
     source::{api_for, list_all, with_types},
 };
 use crate::{
@@ -154,7 +154,7 @@ impl KubeApplier {
             .await
         {
             Ok(o) => Ok(o.map(|o| with_types(o, rt))),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(apply_error(key, &e)),
         }
     }
@@ -192,7 +192,7 @@ impl KubeApplier {
         self.remember(rt, key, None);
         match r {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(apply_error(key, &e)),
         }
     }

@@ -62,6 +62,16 @@ pub fn is_retryable(err: &kube::Error) -> bool {
     }
 }
 
+/// Whether `err` means "not found": a 404 Status, or a 404 whose body was not a Status at all (an API path
+/// the server does not serve, e.g. a custom resource whose CRD is not installed, answers with a listing
+/// of the root paths, which kube decodes as an empty Status).
+pub fn is_not_found(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(s) => s.code == 404 || (s.code == 0 && s.reason.is_empty() && s.message.is_empty()),
+        _ => false,
+    }
+}
+
 /// A token bucket: `qps` requests per second on average, bursts up to `burst`.
 #[derive(Debug)]
 struct Bucket {

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::{
     applier::{KubeApplier, apply_error},
+    calls::is_not_found,
     source::{list_all, selector_string},
 };
 use crate::{
@@ -316,7 +317,7 @@ impl KubeApplier {
                     .await;
                 match r {
                     Ok(_) => break,
-                    Err(kube::Error::Api(s)) if s.code == 404 => break,
+                    Err(e) if is_not_found(&e) => break,
                     // 429: a PodDisruptionBudget does not allow it yet.
                     Err(kube::Error::Api(s)) if s.code == 429 && Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(500)).await;

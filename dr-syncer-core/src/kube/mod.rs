@@ -17,7 +17,7 @@ mod source;
 
 pub use self::{
     applier::KubeApplier,
-    calls::{Calls, RetryPolicy, is_retryable},
+    calls::{Calls, RetryPolicy, is_not_found, is_retryable},
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
     discovery::discover,
     source::{KubeSource, selector_string},

@@ -9,7 +9,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 
-use super::calls::{Calls, is_retryable};
+use super::calls::{Calls, is_not_found, is_retryable};
 use crate::{
     resource::ResourceType,
     source::{BoxStream, ResourceSource, SourceError, SourceEvent, SourceObject, SourceScope},
@@ -79,7 +79,7 @@ pub(crate) async fn list_all(
         let what = format!("list {rt}");
         let page = match calls.run(&what, || api.list(&lp)).await {
             Ok(p) => p,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         out.extend(page.items.into_iter().map(|o| with_types(o, rt)));
@@ -206,7 +206,7 @@ impl ResourceSource for KubeSource {
         let what = format!("get {resource} {name}");
         match self.calls.run(&what, || api.get_opt(name)).await {
             Ok(o) => Ok(o.map(|o| with_types(o, resource))),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(source_error(what, &e)),
         }
     }
