@@ -365,7 +365,15 @@ impl KubeApplier {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let event = Event {
             metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", key.name)),
+                // As Kubernetes names events: `<object>.<unique hex>`.
+                name: Some(format!(
+                    "{}.{:x}",
+                    key.name,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or_default()
+                )),
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },
