@@ -106,13 +106,13 @@ struct Desired {
 }
 
 impl SyncEngine {
-    /// An engine with the built-in transformer chain and 16 parallel applies.
+    /// An engine with the built-in transformer chain and 64 parallel applies.
     pub fn new(source: Arc<dyn ResourceSource>, applier: Arc<dyn Applier>) -> Self {
         SyncEngine {
             source,
             applier,
             chain: TransformerChain::builtin(),
-            concurrency: 16,
+            concurrency: 64,
             crd_timeout: Duration::from_secs(60),
         }
     }

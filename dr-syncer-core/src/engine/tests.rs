@@ -1,1 +1,295 @@
+//! The engine's orchestration with mocked source and applier: order, isolation, plan mode, prune,
+//! error paths. (The Kubernetes behaviour is tested on control planes in `tests/`.)
 
+use std::sync::{Arc, Mutex};
+
+use kube::core::DynamicObject;
+use serde_json::json;
+
+use super::*;
+use crate::{
+    apply::{ApplyError, MockApplier},
+    source::MockResourceSource,
+    transform::TransformError,
+};
+
+fn obj(api_version: &str, kind: &str, name: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": api_version, "kind": kind,
+        "metadata": {"name": name, "namespace": "app"},
+        "spec": {"replicas": 1, "template": {"spec": {}}}
+    }))
+    .unwrap()
+}
+
+fn rt(api_version: &str, kind: &str, plural: &str) -> ResourceType {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ResourceType::namespaced(group, version, kind, plural)
+}
+
+/// A source with namespace `app` holding these objects.
+fn source(objects: Vec<(ResourceType, DynamicObject)>) -> MockResourceSource {
+    let mut s = MockResourceSource::new();
+    s.expect_get().returning(|_, _, name| {
+        Ok(Some(
+            serde_json::from_value(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            )
+            .unwrap(),
+        ))
+    });
+    s.expect_list().returning(move |_| {
+        Ok(objects
+            .iter()
+            .map(|(r, o)| SourceObject {
+                resource: r.clone(),
+                object: o.clone(),
+            })
+            .collect())
+    });
+    s
+}
+
+/// An applier that records applied object names (in order) and reports Created.
+fn recording_applier(seen: Arc<Mutex<Vec<(String, bool)>>>) -> MockApplier {
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().returning(move |rt, o, opts| {
+        seen.lock().unwrap().push((
+            format!("{}/{}", rt.kind, o.metadata.name.clone().unwrap_or_default()),
+            opts.dry_run,
+        ));
+        Ok(ApplyResult {
+            action: ApplyAction::Created,
+            diff: None,
+        })
+    });
+    a
+}
+
+fn target(types: Vec<ResourceType>, config: SyncConfig) -> SyncTarget {
+    SyncTarget {
+        source_cluster: "prod".into(),
+        destination_cluster: "dr".into(),
+        source_namespace: "app".into(),
+        destination_namespace: "app-dr".into(),
+        synced_by: "dr-syncer/app".into(),
+        types,
+        config: Arc::new(config),
+    }
+}
+
+fn mixed() -> (Vec<ResourceType>, Vec<(ResourceType, DynamicObject)>) {
+    let deploy = rt("apps/v1", "Deployment", "deployments");
+    let ing = rt("networking.k8s.io/v1", "Ingress", "ingresses");
+    let svc = rt("v1", "Service", "services");
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let secret = rt("v1", "Secret", "secrets");
+    let sa = rt("v1", "ServiceAccount", "serviceaccounts");
+    let objects = vec![
+        (ing.clone(), obj("networking.k8s.io/v1", "Ingress", "ing")),
+        (deploy.clone(), obj("apps/v1", "Deployment", "web")),
+        (svc.clone(), obj("v1", "Service", "svc")),
+        (cm.clone(), obj("v1", "ConfigMap", "cm")),
+        (secret.clone(), obj("v1", "Secret", "secret")),
+        (sa.clone(), obj("v1", "ServiceAccount", "sa")),
+    ];
+    (vec![ing, deploy, svc, cm, secret, sa], objects)
+}
+
+#[tokio::test]
+async fn objects_are_applied_in_dependency_order() {
+    let (types, objects) = mixed();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engine = SyncEngine::new(
+        Arc::new(source(objects)),
+        Arc::new(recording_applier(seen.clone())),
+    )
+    .with_concurrency(1);
+    let report = engine.sync(&target(types, SyncConfig::default())).await.unwrap();
+    assert!(report.is_success(), "{report:#?}");
+    let order: Vec<String> = seen.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(
+        order,
+        [
+            "Namespace/app-dr",
+            "ServiceAccount/sa",
+            "Secret/secret",
+            "ConfigMap/cm",
+            "Service/svc",
+            "Deployment/web",
+            "Ingress/ing"
+        ]
+    );
+    assert_eq!(report.totals().created, 7);
+}
+
+#[tokio::test]
+async fn plan_mode_only_asks_for_dry_runs() {
+    let (types, objects) = mixed();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engine = SyncEngine::new(
+        Arc::new(source(objects)),
+        Arc::new(recording_applier(seen.clone())),
+    );
+    let report = engine.plan(&target(types, SyncConfig::default())).await.unwrap();
+    assert!(report.dry_run);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 7);
+    assert!(seen.iter().all(|(_, dry)| *dry));
+}
+
+#[tokio::test]
+async fn a_transformer_error_fails_that_object_only() {
+    let (types, objects) = mixed();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let failing = |o: DynamicObject, _: &TransformContext| {
+        if o.metadata.name.as_deref() == Some("cm") {
+            Err(TransformError::new("test", &o, "cannot handle"))
+        } else {
+            Ok(Outcome::Keep(o))
+        }
+    };
+    let engine = SyncEngine::new(
+        Arc::new(source(objects)),
+        Arc::new(recording_applier(seen.clone())),
+    )
+    .with_chain(TransformerChain::builtin().then(failing));
+    let report = engine.sync(&target(types, SyncConfig::default())).await.unwrap();
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].kind, "TransformFailed");
+    assert!(report.failures[0].object.ends_with("/cm"));
+    assert_eq!(report.kinds["ConfigMap"].failed, 1);
+    assert_eq!(seen.lock().unwrap().len(), 6, "everything else applied");
+}
+
+#[tokio::test]
+async fn an_apply_error_fails_that_object_only() {
+    let (types, objects) = mixed();
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().returning(|rt, o, _| {
+        if rt.kind == "Secret" {
+            Err(ApplyError::new(rt.key_of(o), "denied", false))
+        } else {
+            Ok(ApplyResult {
+                action: ApplyAction::Unchanged,
+                diff: None,
+            })
+        }
+    });
+    let engine = SyncEngine::new(Arc::new(source(objects)), Arc::new(a));
+    let report = engine.sync(&target(types, SyncConfig::default())).await.unwrap();
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].kind, "ApplyFailed");
+    assert_eq!(report.kinds["Secret"].failed, 1);
+    assert_eq!(report.totals().unchanged, 6);
+}
+
+#[tokio::test]
+async fn selection_skips_are_reported() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let mut ignored = obj("v1", "ConfigMap", "ignored");
+    ignored.metadata.labels = Some([("dr-syncer.io/ignore".to_owned(), "true".to_owned())].into());
+    let objects = vec![
+        (cm.clone(), ignored),
+        (cm.clone(), obj("v1", "ConfigMap", "kept")),
+    ];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engine = SyncEngine::new(
+        Arc::new(source(objects)),
+        Arc::new(recording_applier(seen.clone())),
+    );
+    let report = engine
+        .sync(&target(vec![cm], SyncConfig::default()))
+        .await
+        .unwrap();
+    assert_eq!(report.kinds["ConfigMap"].skipped, 1);
+    assert_eq!(report.kinds["ConfigMap"].created, 1);
+    assert!(report.skipped[0].object.ends_with("/ignored"));
+}
+
+#[tokio::test]
+async fn prune_deletes_managed_objects_whose_source_is_gone_and_nothing_else() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let objects = vec![(cm.clone(), obj("v1", "ConfigMap", "present"))];
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().returning(|_, _, _| {
+        Ok(ApplyResult {
+            action: ApplyAction::Unchanged,
+            diff: None,
+        })
+    });
+    a.expect_list_managed()
+        .withf(|_, ns, by| *ns == Some("app-dr") && by == "dr-syncer/app")
+        .returning(|_, _, _| {
+            Ok(vec![
+                obj("v1", "ConfigMap", "present"),
+                obj("v1", "ConfigMap", "gone"),
+            ])
+        });
+    a.expect_delete()
+        .withf(|_, key, _| key.name == "gone")
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let config = SyncConfig {
+        prune: true,
+        ..Default::default()
+    };
+    let engine = SyncEngine::new(Arc::new(source(objects)), Arc::new(a));
+    let report = engine.sync(&target(vec![cm], config)).await.unwrap();
+    assert_eq!(report.kinds["ConfigMap"].deleted, 1);
+}
+
+#[tokio::test]
+async fn without_prune_nothing_is_listed_for_deletion() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().returning(|_, _, _| {
+        Ok(ApplyResult {
+            action: ApplyAction::Created,
+            diff: None,
+        })
+    });
+    a.expect_list_managed().never();
+    a.expect_delete().never();
+    let engine = SyncEngine::new(Arc::new(source(vec![])), Arc::new(a));
+    engine
+        .sync(&target(vec![cm], SyncConfig::default()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_destination_namespace_without_create_namespace_is_an_error() {
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().never();
+    let mut config = SyncConfig::default();
+    config.namespace.create_namespace = false;
+    let engine = SyncEngine::new(Arc::new(source(vec![])), Arc::new(a));
+    let err = engine.sync(&target(vec![], config)).await.unwrap_err();
+    assert_eq!(err.kind(), "InvalidConfig");
+    assert!(err.to_string().contains("createNamespace"), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_source_namespace_is_an_error() {
+    let mut s = MockResourceSource::new();
+    s.expect_get().returning(|_, _, _| Ok(None));
+    s.expect_list().never();
+    let engine = SyncEngine::new(Arc::new(s), Arc::new(MockApplier::new()));
+    let err = engine
+        .sync(&target(vec![], SyncConfig::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "SourceFailed");
+    assert!(err.to_string().contains("not found"), "{err}");
+}

@@ -1,0 +1,393 @@
+//! dr-syncer's sync engine against the server's own limits and against a kubectl pipeline.
+//!
+//! How to run (after `scripts/build-control-plane.sh`; takes a few minutes):
+//! ```text
+//! cargo bench -p dr-syncer-benches --bench sync            # 1,000 and 10,000 objects
+//! BENCH_SIZES=1000 cargo bench -p dr-syncer-benches --bench sync
+//! ```
+//! Two test control planes (source and destination). For each size, a source namespace gets that many
+//! mixed objects (ConfigMaps 40 %, Secrets 30 %, Services 15 %, Deployments 15 %), then this prints:
+//! - `raw create`: the same objects created straight into the destination, 64 in parallel — the server's
+//!   own write limit;
+//! - `first copy`: our first sync of the namespace (target ≥ 0.8× raw);
+//! - `kubectl copy` / `kubectl re-apply`: `kubectl get -o json | kubectl apply -f -` (namespace, server
+//!   fields and ClusterIPs stripped in between, as a user's script must), first copy and after every
+//!   source object changed;
+//! - `re-sync changed`: our sync after every source object changed (target ≥ 20× the kubectl re-apply);
+//! - `no-op re-sync`: our sync with nothing changed: time and write requests, from the destination
+//!   server's request accounting (target: 0 writes, ≤ 2 s at 10,000 objects).
+//!
+//! Results are in docs/benchmarks.md.
+
+use std::{
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use dr_syncer_core::{
+    config::SyncConfig,
+    engine::{SyncEngine, SyncTarget},
+    kube::{ClientOptions, ClusterConfig, KubeApplier, KubeSource, KubeconfigSource, connect},
+    resource::ResourceType,
+};
+use dr_syncer_testenv::{ControlPlane, create_namespace, kubectl_path};
+use futures::{StreamExt, stream};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+const PARALLEL: usize = 64;
+
+fn types() -> Vec<ResourceType> {
+    vec![
+        ResourceType::namespaced("", "v1", "ConfigMap", "configmaps"),
+        ResourceType::namespaced("", "v1", "Secret", "secrets"),
+        ResourceType::namespaced("", "v1", "Service", "services"),
+        ResourceType::namespaced("apps", "v1", "Deployment", "deployments"),
+    ]
+}
+
+/// Object `i` of the mixed set, and its type.
+fn object(i: usize) -> (ResourceType, Value) {
+    let t = types();
+    let name = format!("obj-{i:05}");
+    match i % 20 {
+        0..=7 => (
+            t[0].clone(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"app": "bench"}},
+            "data": {"config.yaml": format!("replicas: {i}\nlevel: info\n"), "index": i.to_string()}}),
+        ),
+        8..=13 => (
+            t[1].clone(),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": {"app": "bench"}},
+            "type": "Opaque", "stringData": {"password": format!("secret-{i}")}}),
+        ),
+        14..=16 => (
+            t[2].clone(),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": {"app": "bench"}},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        ),
+        _ => (
+            t[3].clone(),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": "bench"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "app", "image": "nginx:1.27", "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}}}]}}}}),
+        ),
+    }
+}
+
+fn api(client: &Client, rt: &ResourceType, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &rt.api_resource())
+}
+
+/// Create objects 0..n in `ns`, `PARALLEL` at a time; returns the elapsed time.
+async fn create_all(client: &Client, ns: &str, n: usize) -> Duration {
+    let start = Instant::now();
+    stream::iter(0..n)
+        .map(|i| async move {
+            let (rt, v) = object(i);
+            let obj: DynamicObject = serde_json::from_value(v).expect("object");
+            api(client, &rt, ns)
+                .create(&PostParams::default(), &obj)
+                .await
+                .expect("create");
+        })
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await;
+    start.elapsed()
+}
+
+/// The source objects exactly as a copy sends them: listed from the source, with the fields the server
+/// owns (uid, resourceVersion, timestamps, managedFields, status, ClusterIPs) removed.
+async fn source_objects(client: &Client, ns: &str) -> Vec<(ResourceType, DynamicObject)> {
+    let mut out = Vec::new();
+    for rt in types() {
+        for mut o in api(client, &rt, ns)
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+        {
+            if o.metadata.name.as_deref() == Some("kube-root-ca.crt") {
+                continue;
+            }
+            let m = &mut o.metadata;
+            (
+                m.namespace,
+                m.uid,
+                m.resource_version,
+                m.creation_timestamp,
+                m.managed_fields,
+                m.generation,
+            ) = (None, None, None, None, None, None);
+            if let Some(body) = o.data.as_object_mut() {
+                body.remove("status");
+            }
+            if let Some(spec) = o.data.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
+            }
+            o.types = Some(kube::core::TypeMeta {
+                api_version: rt.api_version(),
+                kind: rt.kind.clone(),
+            });
+            out.push((rt.clone(), o));
+        }
+    }
+    out
+}
+
+/// Create (or with `apply`, server-side apply) `objects` into `ns`, `PARALLEL` at a time.
+async fn write_all(
+    client: &Client,
+    ns: &str,
+    objects: &[(ResourceType, DynamicObject)],
+    apply: bool,
+) -> Duration {
+    let start = Instant::now();
+    stream::iter(objects)
+        .map(|(rt, obj)| async move {
+            let api = api(client, rt, ns);
+            if apply {
+                let name = obj.metadata.name.clone().expect("name");
+                api.patch(&name, &PatchParams::apply("raw").force(), &Patch::Apply(obj))
+                    .await
+                    .expect("apply");
+            } else {
+                api.create(&PostParams::default(), obj).await.expect("create");
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await;
+    start.elapsed()
+}
+
+/// Change every object (a label each).
+async fn change_all(client: &Client, ns: &str, n: usize, round: u32) {
+    stream::iter(0..n)
+        .map(|i| async move {
+            let (rt, _) = object(i);
+            let patch = json!({"metadata": {"labels": {"round": round.to_string()}}});
+            api(client, &rt, ns)
+                .patch(
+                    &format!("obj-{i:05}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .expect("patch");
+        })
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// `kubectl get -o json | <strip> | kubectl apply -f -`; returns the time of the two kubectl commands.
+fn kubectl_copy(src: &ControlPlane, dst: &ControlPlane, from: &str, to: &str) -> Duration {
+    let kubectl = kubectl_path().expect("kubectl");
+    let start = Instant::now();
+    let out = Command::new(&kubectl)
+        .args(["--kubeconfig"])
+        .arg(src.kubeconfig())
+        .args([
+            "get",
+            "configmaps,secrets,services,deployments",
+            "-n",
+            from,
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("kubectl get");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let get_time = start.elapsed();
+    let mut list: Value = serde_json::from_slice(&out.stdout).expect("json");
+    for item in list["items"].as_array_mut().into_iter().flatten() {
+        let m = item["metadata"].as_object_mut().expect("metadata");
+        for k in [
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            m.remove(k);
+        }
+        if let Some(o) = item.as_object_mut() {
+            o.remove("status");
+        }
+        if let Some(spec) = item["spec"].as_object_mut() {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+    }
+    list["items"] = Value::Array(
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["metadata"]["name"] != "kube-root-ca.crt" && i["metadata"]["name"] != "kubernetes")
+            .cloned()
+            .collect(),
+    );
+    let input = serde_json::to_vec(&list).expect("json");
+    let start = Instant::now();
+    let mut child = Command::new(&kubectl)
+        .args(["--kubeconfig"])
+        .arg(dst.kubeconfig())
+        .args(["apply", "-n", to, "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&input)
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("kubectl apply");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    get_time + start.elapsed()
+}
+
+fn line(name: &str, n: usize, took: Duration, target: &str, pass: Option<bool>) {
+    let rate = n as f64 / took.as_secs_f64();
+    let verdict = match pass {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "",
+    };
+    println!(
+        "{name:<18} {n:>6} objects {:>9.2} s {rate:>9.0} obj/s   {target:<34} {verdict}",
+        took.as_secs_f64()
+    );
+}
+
+async fn run(n: usize) {
+    let [src, dst] = ControlPlane::start_many(["bench-prod", "bench-dr"])
+        .await
+        .expect("control planes");
+    let src_admin = src.client_without_retries().await.expect("client");
+    let dst_admin = dst.client_without_retries().await.expect("client");
+    let writer = dst.identity("dr-syncer").await.expect("identity");
+    let connect_file = |path: std::path::PathBuf| async move {
+        connect(&ClusterConfig {
+            kubeconfig: KubeconfigSource::File(path),
+            context: None,
+        })
+        .await
+        .expect("connect")
+    };
+    let options = ClientOptions::default();
+    let source = Arc::new(KubeSource::new(
+        connect_file(src.kubeconfig().to_path_buf()).await,
+        options.calls(),
+    ));
+    let applier = Arc::new(KubeApplier::new(
+        connect_file(writer.kubeconfig.clone()).await,
+        options.calls(),
+    ));
+    let engine = SyncEngine::new(source, applier);
+
+    let src_ns = create_namespace(&src_admin, "bench").await.expect("ns");
+    create_all(&src_admin, &src_ns, n).await;
+
+    println!("\n== {n} mixed objects (ConfigMaps, Secrets, Services, Deployments) ==");
+    let objects = source_objects(&src_admin, &src_ns).await;
+    assert_eq!(objects.len(), n);
+    let raw_ns = create_namespace(&dst_admin, "raw").await.expect("ns");
+    let raw = write_all(&dst_admin, &raw_ns, &objects, false).await;
+    line("raw create", n, raw, "server limit, 64 parallel creates", None);
+    let raw_apply_ns = create_namespace(&dst_admin, "raw-apply").await.expect("ns");
+    let raw_apply = write_all(&dst_admin, &raw_apply_ns, &objects, true).await;
+    line("raw apply", n, raw_apply, "64 parallel server-side applies", None);
+
+    let target = SyncTarget {
+        source_cluster: "prod".into(),
+        destination_cluster: "dr".into(),
+        source_namespace: src_ns.clone(),
+        destination_namespace: format!("{src_ns}-dr"),
+        synced_by: format!("bench/{src_ns}"),
+        types: types(),
+        config: Arc::new(SyncConfig::default()),
+    };
+    let first = engine.sync(&target).await.expect("sync");
+    assert!(first.is_success(), "{:#?}", first.failures);
+    let first_time = first.duration;
+    let raw_rate = n as f64 / raw.as_secs_f64();
+    let first_rate = n as f64 / first_time.as_secs_f64();
+    line(
+        "first copy",
+        n,
+        first_time,
+        &format!(">= 0.8x raw ({:.0} obj/s)", 0.8 * raw_rate),
+        Some(first_rate >= 0.8 * raw_rate),
+    );
+
+    let kubectl_ns = create_namespace(&dst_admin, "kubectl").await.expect("ns");
+    let kc_first = kubectl_copy(&src, &dst, &src_ns, &kubectl_ns);
+    line("kubectl copy", n, kc_first, "reference", None);
+
+    change_all(&src_admin, &src_ns, n, 1).await;
+    let kc_again = kubectl_copy(&src, &dst, &src_ns, &kubectl_ns);
+    line(
+        "kubectl re-apply",
+        n,
+        kc_again,
+        "reference (every object changed)",
+        None,
+    );
+
+    let changed = engine.sync(&target).await.expect("sync");
+    assert!(changed.is_success(), "{:#?}", changed.failures);
+    let kc_rate = n as f64 / kc_again.as_secs_f64();
+    let changed_rate = n as f64 / changed.duration.as_secs_f64();
+    line(
+        "re-sync changed",
+        n,
+        changed.duration,
+        &format!(">= 20x kubectl re-apply ({:.0} obj/s)", 20.0 * kc_rate),
+        Some(changed_rate >= 20.0 * kc_rate),
+    );
+    assert_eq!(changed.totals().updated as usize, n, "every object updated");
+
+    let before = dst.requests("dr-syncer").await.expect("accounting").writes;
+    let noop = engine.sync(&target).await.expect("sync");
+    let writes = dst.requests("dr-syncer").await.expect("accounting").writes - before;
+    let ok = writes == 0 && (n < 10_000 || noop.duration <= Duration::from_secs(2));
+    line(
+        "no-op re-sync",
+        n,
+        noop.duration,
+        &format!("0 writes (made {writes}), <= 2 s at 10k"),
+        Some(ok),
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this with other flags: only compile-check.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    for n in sizes {
+        rt.block_on(run(n));
+    }
+}
