@@ -255,3 +255,27 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
     .expect("fails");
     assert_eq!(missing.kind(), "InvalidKubeconfig");
 }
+
+#[tokio::test]
+async fn namespaces_are_selected_by_label() {
+    init_tracing();
+    let cp = ControlPlane::start("nsselect").await.unwrap();
+    let s = source(&cp).await;
+    let mut wanted = Vec::new();
+    for (i, dr) in ["yes", "yes", "no"].iter().enumerate() {
+        let ns = create_namespace(&cp.client(), &format!("sel{i}")).await.unwrap();
+        apply_yaml(
+            &cp.client(),
+            None,
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{dr: '{dr}'}}}}\n"),
+        )
+        .await
+        .unwrap();
+        if *dr == "yes" {
+            wanted.push(ns);
+        }
+    }
+    wanted.sort();
+    let selector = serde_json::from_value(serde_json::json!({"matchLabels": {"dr": "yes"}})).unwrap();
+    assert_eq!(s.namespaces_matching(&selector).await.unwrap(), wanted);
+}
