@@ -1,26 +1,208 @@
 //! `dr-syncer-cli`: run a DR drill (stage, cutover, failback) between two clusters without an operator.
 //!
-//! This crate is argument parsing plus calls into `dr-syncer-core`; it has no sync logic of its own.
+//! This crate is argument parsing plus calls into `dr-syncer-core` ([`dr_syncer_core::kube::Drill`] and the
+//! sync engine); it has no sync logic of its own. The Go CLI's flags keep working: `--mode=Stage|Cutover|Failback`
+//! (also spelled with one dash, as Go's flag package allows) runs the matching subcommand.
+//!
+//! Exit codes ([`exit_code`]): 0 success; 1 unexpected failure; 2 usage error; 3 `diff` found drift;
+//! 4 invalid input (kubeconfig, context, mapping, resource type, namespace); 5 a cluster could not be
+//! reached or refused a request; 6 some objects failed (see the report); 7 timed out.
 
-use std::process::ExitCode;
+mod output;
 
-use clap::Parser;
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use dr_syncer_core::{
+    Error,
+    api::{NamespaceMapping, NamespaceMappingSpec},
+    config::{SyncConfig, parse_duration},
+    engine::SyncTarget,
+    kube::{ClientOptions, ClusterConfig, Drill, DrillOptions, KubeconfigSource, connect, discover},
+    resource::ResourceType,
+    selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, is_replicable, resolve_resource_types},
+};
+use tracing::warn;
 
 /// Command-line arguments of `dr-syncer-cli`.
 #[derive(Debug, Parser)]
 #[command(
     name = "dr-syncer-cli",
     version,
-    about = "Kubernetes DR drills: stage, cutover and failback"
+    about = "Kubernetes DR drills: stage, cutover and failback between two clusters",
+    after_help = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 3 drift found (diff), 4 invalid input, \
+                  5 cluster unreachable or request refused, 6 some objects failed, 7 timed out."
 )]
 pub struct Args {
+    /// The drill step (or use `--mode`, the Go CLI's form).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Go-CLI form of the subcommands: Stage, Cutover or Failback.
+    #[arg(long, global = true, value_enum, ignore_case = true)]
+    pub mode: Option<Mode>,
+
+    /// Kubeconfig of the source (production) cluster [default: KUBECONFIG or ~/.kube/config].
+    #[arg(long, global = true, env = "DR_SYNCER_SOURCE_KUBECONFIG")]
+    pub source_kubeconfig: Option<PathBuf>,
+    /// Kubeconfig of the destination (DR) cluster [default: KUBECONFIG or ~/.kube/config].
+    #[arg(long, global = true, env = "DR_SYNCER_DEST_KUBECONFIG")]
+    pub dest_kubeconfig: Option<PathBuf>,
+    /// Context in the source kubeconfig [default: its current context].
+    #[arg(long, global = true)]
+    pub source_context: Option<String>,
+    /// Context in the destination kubeconfig [default: its current context].
+    #[arg(long, global = true)]
+    pub dest_context: Option<String>,
+    /// Source namespace (or from `--mapping`).
+    #[arg(long, global = true)]
+    pub source_namespace: Option<String>,
+    /// Destination namespace [default: the source namespace].
+    #[arg(long, global = true)]
+    pub dest_namespace: Option<String>,
+    /// Take the configuration from a NamespaceMapping manifest (the operator's transformations).
+    #[arg(long, global = true)]
+    pub mapping: Option<PathBuf>,
+    /// Resource types to copy (kinds, plurals, short names or resource.group; comma-separated or repeated)
+    /// [default: the Go CLI's 13 types].
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub resource_types: Vec<String>,
+    /// Resource types to leave out.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub exclude_resource_types: Vec<String>,
+    /// Also copy every custom resource type of the namespace.
+    #[arg(long, global = true)]
+    pub include_custom_resources: bool,
+    /// Report what would happen; write nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation before cutover or failback.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// Wait until the activated side's workloads are ready (cutover, failback), e.g. `5m`.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "5m")]
+    pub wait: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Show Secret values in plans and diffs (redacted by default).
+    #[arg(long, global = true)]
+    pub show_secrets: bool,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+    /// Copy PVC data too (Go CLI flag).
+    #[arg(long, global = true)]
+    pub migrate_pvc_data: bool,
+    /// Copy PVC data back on failback (Go CLI flag).
+    #[arg(long, global = true)]
+    pub reverse_migrate_pvc_data: bool,
+    /// Accepted for compatibility with the Go CLI and ignored (it drove the external pv-migrate).
+    #[arg(long, global = true)]
+    pub pv_migrate_flags: Option<String>,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,
 }
 
+/// Subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Sync the namespace to the DR side, which stays quiet (workloads at 0, CronJobs suspended).
+    Stage,
+    /// Sync, quiet the source, activate the DR side and mark it active.
+    Cutover,
+    /// Quiet the DR side, reactivate the source from its recorded originals, clear the active mark.
+    Failback,
+    /// Show what a stage would create, update or leave unchanged, with a diff per object.
+    Plan,
+    /// Report drift between source and DR (exit 3 when there is any).
+    Diff,
+}
+
+/// `--mode` values of the Go CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Stage.
+    Stage,
+    /// Cutover.
+    Cutover,
+    /// Failback.
+    Failback,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable summary.
+    Table,
+    /// The report as JSON (documented in docs/cli.md).
+    Json,
+}
+
+/// Go's flag package accepts `-flag=value` for long flags; clap wants `--flag`. Rewrites single-dash
+/// long flags (two or more letters) and leaves short flags (`-o`, `-y`) alone.
+pub fn normalize_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let name = a.strip_prefix('-').unwrap_or("");
+            let flag = name.split('=').next().unwrap_or("");
+            if i > 0
+                && !a.starts_with("--")
+                && flag.len() > 1
+                && flag.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// Exit code.
+    pub code: u8,
+    /// Message.
+    pub message: String,
+}
+
+/// The exit code for an error (see the crate docs).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(e) = err.downcast_ref::<Exit>() {
+        return e.code;
+    }
+    let core = err.downcast_ref::<Error>();
+    if let Some(Error::Source(e)) = core
+        && !e.transient
+    {
+        return 4; // e.g. the source namespace does not exist
+    }
+    match core.map(Error::kind) {
+        Some("InvalidConfig" | "UnknownResourceType" | "InvalidKubeconfig" | "TransformFailed") => 4,
+        Some("SourceFailed" | "ApplyFailed" | "KubeApi" | "Connection" | "Unauthorized" | "NotFound") => 5,
+        Some("Timeout") => 7,
+        _ => 1,
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},kube=warn,hyper=warn,tower=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
 /// Run the CLI with parsed arguments.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.version_json {
         println!(
             "{}",
@@ -28,7 +210,199 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    anyhow::bail!(
-        "no drill operation is available in this build yet (stage, cutover and failback are in progress)"
+    init_logging(&args.log_level);
+    let command = match (args.command, args.mode) {
+        (Some(c), None) => c,
+        (None, Some(Mode::Stage)) => Command::Stage,
+        (None, Some(Mode::Cutover)) => Command::Cutover,
+        (None, Some(Mode::Failback)) => Command::Failback,
+        (Some(_), Some(_)) => return Err(usage("use either a subcommand or --mode, not both")),
+        (None, None) => {
+            return Err(usage(
+                "a subcommand (stage, cutover, failback, plan, diff) or --mode is required",
+            ));
+        }
+    };
+    if args.pv_migrate_flags.is_some() {
+        warn!("--pv-migrate-flags is ignored: dr-syncer moves PVC data itself");
+    }
+    if args.migrate_pvc_data || args.reverse_migrate_pvc_data {
+        return Err(Exit {
+            code: 4,
+            message: "PVC data migration is not available yet".into(),
+        }
+        .into());
+    }
+    let wait = args
+        .wait
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| usage(&format!("--wait: {e}")))?;
+
+    let drill = build(&args).await?;
+    let options = DrillOptions {
+        dry_run: args.dry_run,
+        wait,
+    };
+    if matches!(command, Command::Cutover | Command::Failback) && !args.dry_run && !args.yes {
+        confirm(command, drill.target())?;
+    }
+    let out = output::Printer::new(args.output, args.show_secrets);
+    match command {
+        Command::Stage => out.drill(drill.stage(args.dry_run).await?),
+        Command::Cutover => out.drill(drill.cutover(options).await?),
+        Command::Failback => out.drill(drill.failback(options).await?),
+        Command::Plan => out.drill(dr_syncer_core::kube::DrillReport {
+            mode: "plan".into(),
+            dry_run: true,
+            sync: Some(drill.engine().plan(drill.target()).await?),
+            ..Default::default()
+        }),
+        Command::Diff => {
+            let mut target = drill.target().clone();
+            let mut config = (*target.config).clone();
+            config.prune = true; // extra DR objects are drift too
+            target.config = Arc::new(config);
+            let plan = drill.engine().plan(&target).await?;
+            out.diff(plan)
+        }
+    }
+}
+
+fn usage(message: &str) -> anyhow::Error {
+    Exit {
+        code: 2,
+        message: message.into(),
+    }
+    .into()
+}
+
+fn confirm(command: Command, target: &SyncTarget) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    eprint!(
+        "{command:?}: {} on {} -> {} on {}. Continue? [y/N] ",
+        target.source_namespace,
+        target.source_cluster,
+        target.destination_namespace,
+        target.destination_cluster
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Exit {
+            code: 1,
+            message: "aborted".into(),
+        }
+        .into())
+    }
+}
+
+/// Build the drill from the arguments: validate everything before any write.
+async fn build(args: &Args) -> anyhow::Result<Drill> {
+    let (spec, from_mapping) = match &args.mapping {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let mapping: NamespaceMapping = serde_saphyr::from_str(&text).map_err(|e| Exit {
+                code: 4,
+                message: format!("{}: not a NamespaceMapping: {e}", path.display()),
+            })?;
+            (mapping.spec, true)
+        }
+        // The schema's defaults (scaleToZero: true …), as an empty mapping would get them.
+        None => (
+            serde_json::from_value::<NamespaceMappingSpec>(serde_json::json!({}))?,
+            false,
+        ),
+    };
+    let mut spec = spec;
+    if let Some(ns) = &args.source_namespace {
+        spec.source_namespace = Some(ns.clone());
+    }
+    if let Some(ns) = &args.dest_namespace {
+        spec.destination_namespace = Some(ns.clone());
+    }
+    let source_ns = spec
+        .source_namespace
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| usage("--source-namespace (or a --mapping with sourceNamespace) is required"))?;
+    let dest_ns = spec
+        .destination_namespace
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| source_ns.clone());
+    spec.destination_namespace = Some(dest_ns.clone());
+    let config = SyncConfig::from_spec(&spec).map_err(Error::from)?;
+
+    let cluster = |path: &Option<PathBuf>, context: &Option<String>| ClusterConfig {
+        kubeconfig: path
+            .clone()
+            .map(KubeconfigSource::File)
+            .unwrap_or(KubeconfigSource::Infer),
+        context: context.clone(),
+    };
+    let options = ClientOptions::default();
+    let source = connect(&cluster(&args.source_kubeconfig, &args.source_context)).await?;
+    let destination = connect(&cluster(&args.dest_kubeconfig, &args.dest_context)).await?;
+    let discovered = discover(&source, &options.calls()).await?;
+    // The destination must answer too, before anything is written.
+    discover(&destination, &options.calls()).await?;
+
+    let requested: Vec<String> = if args.resource_types.is_empty() {
+        config.resource_types.clone()
+    } else {
+        args.resource_types.clone()
+    };
+    let defaults: &[&str] = if from_mapping {
+        &OPERATOR_DEFAULT_TYPES
+    } else {
+        &CLI_DEFAULT_TYPES
+    };
+    let mut types = resolve_resource_types(
+        &requested,
+        &config.namespace_scoped_resources,
+        defaults,
+        &discovered,
     )
+    .map_err(Error::from)?;
+    if args.include_custom_resources {
+        for rt in discovered
+            .iter()
+            .filter(|t| is_replicable(t) && t.group.contains('.') && !t.group.ends_with(".k8s.io"))
+        {
+            if !types.contains(rt) {
+                types.push(rt.clone());
+            }
+        }
+    }
+    if !args.exclude_resource_types.is_empty() {
+        let excluded: Vec<ResourceType> =
+            resolve_resource_types(&args.exclude_resource_types, &[], &[], &discovered)
+                .map_err(Error::from)?;
+        types.retain(|t| !excluded.contains(t));
+    }
+    let cluster_name =
+        |ctx: &Option<String>, fallback: &str| ctx.clone().unwrap_or_else(|| fallback.to_owned());
+    let target = SyncTarget {
+        source_cluster: spec
+            .source_cluster
+            .clone()
+            .unwrap_or_else(|| cluster_name(&args.source_context, "source")),
+        destination_cluster: spec
+            .destination_cluster
+            .clone()
+            .unwrap_or_else(|| cluster_name(&args.dest_context, "destination")),
+        source_namespace: source_ns.clone(),
+        destination_namespace: dest_ns,
+        synced_by: format!("cli/{source_ns}"),
+        types,
+        config: Arc::new(config),
+    };
+    Ok(Drill::new(source, destination, options, target))
 }

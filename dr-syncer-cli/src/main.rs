@@ -5,11 +5,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    match dr_syncer_cli::run(dr_syncer_cli::Args::parse()) {
+    let args = dr_syncer_cli::Args::parse_from(dr_syncer_cli::normalize_go_flags(std::env::args()));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dr-syncer-cli: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dr_syncer_cli::run(args)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("dr-syncer-cli: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(dr_syncer_cli::exit_code(&err))
         }
     }
 }

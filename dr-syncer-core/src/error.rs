@@ -47,6 +47,9 @@ pub enum Error {
     /// Moving volume data failed.
     #[error("data: {0}")]
     Data(#[from] DataMoverError),
+    /// Waiting for something took too long.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// A kubeconfig could not be read, parsed or used.
     #[error("invalid kubeconfig: {0}")]
     Kubeconfig(String),
@@ -86,6 +89,7 @@ impl Error {
             Error::Apply(_) => "ApplyFailed",
             Error::Data(e) => e.kind(),
             Error::Kubeconfig(_) => "InvalidKubeconfig",
+            Error::Timeout(_) => "Timeout",
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => match source.as_ref() {
                 kube::Error::Api(s) if s.code == 401 || s.code == 403 => "Unauthorized",
@@ -108,6 +112,7 @@ impl Error {
             Error::Apply(e) => e.transient,
             Error::Data(e) => e.is_transient(),
             Error::Kubeconfig(_) => false,
+            Error::Timeout(_) => true,
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => crate::kube::is_retryable(source),
         }

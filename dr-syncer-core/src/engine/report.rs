@@ -121,6 +121,27 @@ impl SyncReport {
         self.failures.is_empty()
     }
 
+    /// Replace the values of Secret fields in `changes` by `"<redacted>"` (keys and paths stay), so a
+    /// plan or diff can be shown and logged without leaking secrets.
+    pub fn redact_secrets(&mut self) {
+        for change in &mut self.changes {
+            if !change.object.starts_with("Secret/") {
+                continue;
+            }
+            for field in change.diff.iter_mut().flat_map(|d| d.changes.iter_mut()) {
+                let sensitive = field.path == "/data"
+                    || field.path == "/stringData"
+                    || field.path.starts_with("/data/")
+                    || field.path.starts_with("/stringData/");
+                if sensitive {
+                    for v in [&mut field.old, &mut field.new].into_iter().flatten() {
+                        *v = "\"<redacted>\"".into();
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) fn stats(&mut self, group_kind: &str) -> &mut KindStats {
         self.kinds.entry(group_kind.to_owned()).or_default()
     }
@@ -166,6 +187,56 @@ impl SyncReport {
     pub(crate) fn skip(&mut self, group_kind: &str, object: String, reason: String) {
         self.stats(group_kind).skipped += 1;
         self.skipped.push(SkippedObject { object, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::FieldChange;
+
+    #[test]
+    fn secret_values_are_redacted_keys_kept() {
+        let field = |path: &str| FieldChange {
+            path: path.into(),
+            old: Some("\"czNjcmV0\"".into()),
+            new: Some("\"bmV3\"".into()),
+        };
+        let mut r = SyncReport {
+            changes: vec![
+                ObjectChange {
+                    object: "Secret/app/db".into(),
+                    action: ApplyAction::Updated,
+                    diff: Some(ObjectDiff {
+                        changes: vec![field("/data/password"), field("/metadata/labels/x")],
+                    }),
+                },
+                ObjectChange {
+                    object: "ConfigMap/app/c".into(),
+                    action: ApplyAction::Updated,
+                    diff: Some(ObjectDiff {
+                        changes: vec![field("/data/a")],
+                    }),
+                },
+            ],
+            ..Default::default()
+        };
+        r.redact_secrets();
+        let secret = &r.changes[0].diff.as_ref().unwrap().changes;
+        assert_eq!(secret[0].path, "/data/password");
+        assert_eq!(secret[0].new.as_deref(), Some("\"<redacted>\""));
+        assert_eq!(secret[0].old.as_deref(), Some("\"<redacted>\""));
+        assert_eq!(
+            secret[1].new.as_deref(),
+            Some("\"bmV3\""),
+            "non-secret fields stay"
+        );
+        assert_eq!(
+            r.changes[1].diff.as_ref().unwrap().changes[0].new.as_deref(),
+            Some("\"bmV3\"")
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("czNjcmV0"));
     }
 }
 

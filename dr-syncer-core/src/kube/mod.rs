@@ -12,6 +12,7 @@ mod applier;
 mod calls;
 mod client;
 mod discovery;
+mod drill;
 mod immutable;
 mod source;
 
@@ -20,6 +21,7 @@ pub use self::{
     calls::{Calls, RetryPolicy, is_not_found, is_retryable},
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
     discovery::discover,
+    drill::{DRILL_FIELD_MANAGER, Drill, DrillChange, DrillOptions, DrillReport},
     source::{KubeSource, selector_string},
 };
 

@@ -60,6 +60,12 @@ impl Transformer for QuietDrSite {
         if !ctx.config.scale_to_zero {
             return Ok(Outcome::Keep(obj));
         }
+        // A source workload that a cutover quieted carries its originals: the DR copy records those, not
+        // the quiet state (so a cutover interrupted after quieting the source and run again still
+        // activates the DR side with the right counts).
+        if let Some(patch) = crate::activation::activate(rt, &obj)? {
+            obj = crate::activation::merge(&obj, &patch)?;
+        }
         let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) else {
             return Err(TransformError::new("quiet-dr-site", &obj, "has no spec object"));
         };
@@ -251,6 +257,21 @@ mod tests {
             panic!()
         };
         assert_eq!(out.data["spec"]["replicas"], json!(3));
+    }
+
+    #[rstest]
+    #[case::deployment("apps/v1", "Deployment", json!({"metadata": {"name": "x", "annotations": {"dr-syncer.io/original-replicas": "3"}}, "spec": {"replicas": 0, "template": {}}}), "/metadata/annotations/dr-syncer.io~1original-replicas", json!("3"))]
+    #[case::cronjob("batch/v1", "CronJob", json!({"metadata": {"name": "x", "annotations": {"dr-syncer.io/original-suspend": "false"}}, "spec": {"suspend": true}}), "/metadata/annotations/dr-syncer.io~1original-suspend", json!("false"))]
+    #[case::daemonset("apps/v1", "DaemonSet", json!({"metadata": {"name": "x", "annotations": {"dr-syncer.io/original-node-selector": "{\"pool\":\"a\"}"}}, "spec": {"template": {"spec": {"nodeSelector": {"dr-syncer.io/quiet": "true"}}}}}), "/metadata/annotations/dr-syncer.io~1original-node-selector", json!("{\"pool\":\"a\"}"))]
+    fn a_source_quieted_by_a_cutover_passes_its_originals_on(
+        #[case] av: &str,
+        #[case] kind: &str,
+        #[case] v: Value,
+        #[case] pointer: &str,
+        #[case] expected: Value,
+    ) {
+        let out = run(av, kind, v);
+        assert_eq!(out.pointer(pointer), Some(&expected), "{out:#}");
     }
 
     #[rstest]

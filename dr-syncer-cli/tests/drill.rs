@@ -1,0 +1,392 @@
+//! The built `dr-syncer-cli` binary against two test control planes: stage (twice, zero writes the second
+//! time), plan (zero writes, secrets redacted), diff, cutover and failback restoring exact counts, the Go
+//! flag form, JSON output, and bad input.
+
+use std::{path::PathBuf, process::Command};
+
+use dr_syncer_testenv::{ControlPlane, Identity, apply_yaml, create_namespace, init_tracing};
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment, StatefulSet},
+    batch::v1::CronJob,
+    core::v1::{ConfigMap, Namespace},
+};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-cli");
+/// Every kind of the sample application (the Go CLI's default list has no CronJobs).
+const TYPES: &str = "configmaps,secrets,services,deployments,statefulsets,daemonsets,cronjobs";
+
+const APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {LOG_LEVEL: info}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db-credentials}
+type: Opaque
+stringData: {password: s3cret-value}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {nodeSelector: {pool: general}, containers: [{name: a, image: busybox}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report}
+spec:
+  schedule: "0 2 * * *"
+  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: r, image: busybox}]}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+"#;
+
+struct Env {
+    src: ControlPlane,
+    dst: ControlPlane,
+    reader: Identity,
+    writer: Identity,
+    ns: String,
+}
+
+async fn env(name: &str) -> Env {
+    init_tracing();
+    let [src, dst] = ControlPlane::start_many([&format!("{name}-prod"), &format!("{name}-dr")])
+        .await
+        .unwrap();
+    let reader = src.identity("dr-syncer-cli").await.unwrap();
+    let writer = dst.identity("dr-syncer-cli").await.unwrap();
+    let ns = create_namespace(&src.client(), "shop").await.unwrap();
+    apply_yaml(&src.client(), Some(&ns), APP).await.unwrap();
+    Env {
+        src,
+        dst,
+        reader,
+        writer,
+        ns,
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Env {
+    fn cli(&self, args: &[&str]) -> Out {
+        let out = Command::new(BIN)
+            .arg("--source-kubeconfig")
+            .arg(&self.reader.kubeconfig)
+            .arg("--dest-kubeconfig")
+            .arg(&self.writer.kubeconfig)
+            .args(["--source-namespace", &self.ns])
+            .args(["--resource-types", TYPES])
+            .args(args)
+            .output()
+            .expect("run dr-syncer-cli");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn dst_writes(&self) -> u64 {
+        self.dst.requests("dr-syncer-cli").await.unwrap().writes
+    }
+
+    async fn src_writes(&self) -> u64 {
+        self.src.requests("dr-syncer-cli").await.unwrap().writes
+    }
+}
+
+fn ok(o: &Out) {
+    assert_eq!(o.code, 0, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+}
+
+#[tokio::test]
+async fn stage_twice_plan_and_diff() {
+    let e = env("cli-stage").await;
+    // plan first: nothing written, secret values redacted.
+    let before = e.dst_writes().await;
+    let plan = e.cli(&["plan"]);
+    ok(&plan);
+    assert_eq!(e.dst_writes().await - before, 0, "plan wrote");
+    assert!(plan.stdout.contains("create"), "{}", plan.stdout);
+    for secret in ["s3cret-value", "czNjcmV0LXZhbHVl"] {
+        assert!(
+            !plan.stdout.contains(secret) && !plan.stderr.contains(secret),
+            "secret leaked:\n{}",
+            plan.stdout
+        );
+    }
+    let shown = e.cli(&["plan", "--show-secrets"]);
+    ok(&shown);
+    assert!(
+        shown.stdout.contains("czNjcmV0LXZhbHVl"),
+        "--show-secrets shows the value"
+    );
+
+    // diff before stage: drift (exit 3).
+    let d = e.cli(&["diff"]);
+    assert_eq!(d.code, 3, "{}", d.stdout);
+    assert!(d.stdout.contains("missing on DR"), "{}", d.stdout);
+
+    let first = e.cli(&["stage"]);
+    ok(&first);
+    assert_eq!(e.src_writes().await, 0, "stage never writes to the source");
+    let dep: Deployment = Api::namespaced(e.dst.client(), &e.ns).get("web").await.unwrap();
+    assert_eq!(dep.spec.unwrap().replicas, Some(0), "DR side quiet");
+    let before = e.dst_writes().await;
+    let second = e.cli(&["stage"]);
+    ok(&second);
+    assert_eq!(
+        e.dst_writes().await - before,
+        0,
+        "second stage wrote:\n{}",
+        second.stdout
+    );
+
+    // In sync now; a source change is drift again.
+    ok(&e.cli(&["diff"]));
+    Api::<ConfigMap>::namespaced(e.src.client(), &e.ns)
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"LOG_LEVEL": "debug"}})),
+        )
+        .await
+        .unwrap();
+    let d = e.cli(&["diff", "-o", "json"]);
+    assert_eq!(d.code, 3);
+    let v: serde_json::Value = serde_json::from_str(&d.stdout).expect("JSON");
+    assert_eq!(v["inSync"], false);
+    assert!(
+        v["differing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().unwrap().ends_with("/settings"))
+    );
+
+    // JSON plan output has the documented shape.
+    let p = e.cli(&["plan", "--output", "json"]);
+    ok(&p);
+    let v: serde_json::Value = serde_json::from_str(&p.stdout).expect("JSON");
+    assert_eq!(v["mode"], "plan");
+    assert_eq!(v["dryRun"], true);
+    assert_eq!(v["sync"]["kinds"]["ConfigMap"]["updated"], 1);
+}
+
+async fn replicas(cp: &ControlPlane, ns: &str) -> (Option<i32>, Option<i32>, Option<bool>, Option<String>) {
+    let c = cp.client();
+    let web = Api::<Deployment>::namespaced(c.clone(), ns)
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .replicas;
+    let db = Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .get("db")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .replicas;
+    let cron = Api::<CronJob>::namespaced(c.clone(), ns)
+        .get("report")
+        .await
+        .unwrap()
+        .spec
+        .suspend;
+    let ds: DaemonSet = Api::namespaced(c.clone(), ns).get("agent").await.unwrap();
+    let sel = ds
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .node_selector
+        .unwrap_or_default();
+    let mut keys: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    keys.sort();
+    (web, db, cron, Some(keys.join(",")))
+}
+
+#[tokio::test]
+async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
+    let e = env("cli-cutover").await;
+    let original = replicas(&e.src, &e.ns).await;
+    assert_eq!(
+        original,
+        (Some(3), Some(2), Some(false), Some("pool=general".into()))
+    );
+
+    // The Go CLI's form, single dashes included.
+    let staged = Command::new(BIN)
+        .arg(format!("-source-kubeconfig={}", e.reader.kubeconfig.display()))
+        .arg(format!("-dest-kubeconfig={}", e.writer.kubeconfig.display()))
+        .arg(format!("-source-namespace={}", e.ns))
+        .arg(format!("-resource-types={TYPES}"))
+        .arg("-mode=Stage")
+        .output()
+        .unwrap();
+    assert!(
+        staged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&staged.stderr)
+    );
+
+    for round in 0..2 {
+        let c = e.cli(&["cutover", "--yes"]);
+        ok(&c);
+        let src = replicas(&e.src, &e.ns).await;
+        assert_eq!(
+            src,
+            (
+                Some(0),
+                Some(0),
+                Some(true),
+                Some("dr-syncer.io/quiet=true,pool=general".into())
+            ),
+            "round {round}"
+        );
+        let dr = replicas(&e.dst, &e.ns).await;
+        assert_eq!(
+            dr, original,
+            "DR active with the source's original counts (round {round})"
+        );
+        let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
+        assert_eq!(
+            ns.annotations().get("dr-syncer.io/active").map(String::as_str),
+            Some("true")
+        );
+    }
+    // A stage on the active site does not quiet it.
+    ok(&e.cli(&["stage"]));
+    assert_eq!(replicas(&e.dst, &e.ns).await, original);
+
+    for round in 0..2 {
+        let f = e.cli(&["failback", "--yes"]);
+        ok(&f);
+        assert_eq!(
+            replicas(&e.src, &e.ns).await,
+            original,
+            "source restored exactly (round {round})"
+        );
+        let dr = replicas(&e.dst, &e.ns).await;
+        assert_eq!(dr.0, Some(0));
+        assert_eq!(dr.2, Some(true));
+        let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
+        assert!(!ns.annotations().contains_key("dr-syncer.io/active"));
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_one_clear_message_and_no_write() {
+    let e = env("cli-bad").await;
+    let before = e.dst_writes().await;
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec!["stage".into(), "--resource-types".into(), "gizmos".into()],
+            4,
+            "gizmos",
+        ),
+        (
+            vec!["stage".into(), "--source-context".into(), "nope".into()],
+            4,
+            "nope",
+        ),
+        (
+            vec!["stage".into(), "--source-namespace".into(), "missing-ns".into()],
+            4,
+            "missing-ns",
+        ),
+        (
+            vec!["stage".into(), "--migrate-pvc-data".into()],
+            4,
+            "PVC data migration is not available yet",
+        ),
+        (vec![], 2, "subcommand"),
+    ];
+    for (args, code, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = e.cli(&args);
+        assert_eq!(o.code, code, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
+        assert_eq!(
+            o.stderr
+                .lines()
+                .filter(|l| l.starts_with("dr-syncer-cli:"))
+                .count(),
+            1,
+            "{}",
+            o.stderr
+        );
+    }
+    // Unreadable kubeconfig and a mapping that does not parse.
+    let dir = tempfile::tempdir().unwrap();
+    let garbage: PathBuf = dir.path().join("garbage");
+    std::fs::write(&garbage, "{not yaml: [").unwrap();
+    let o = Command::new(BIN)
+        .arg("--source-kubeconfig")
+        .arg(&garbage)
+        .args(["--source-namespace", "x", "stage"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = e.cli(&["stage", "--mapping", garbage.to_str().unwrap()]);
+    assert_eq!(o.code, 4, "{}", o.stderr);
+    assert!(o.stderr.contains("NamespaceMapping"), "{}", o.stderr);
+    // An unreachable cluster.
+    let unreachable = dir.path().join("unreachable");
+    let kc = std::fs::read_to_string(&e.writer.kubeconfig).unwrap();
+    let port = e.dst.port().to_string();
+    std::fs::write(&unreachable, kc.replace(&port, "1")).unwrap();
+    let o = Command::new(BIN)
+        .arg("--source-kubeconfig")
+        .arg(&e.reader.kubeconfig)
+        .arg("--dest-kubeconfig")
+        .arg(&unreachable)
+        .args(["--source-namespace", &e.ns, "stage"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(e.dst_writes().await - before, 0, "bad input must not write");
+}

@@ -1,0 +1,475 @@
+//! The DR drill on two clusters: stage, cutover and failback ([`Drill`]).
+//!
+//! Every step is idempotent, so a drill interrupted at any point is finished by running it again:
+//! - **stage**: sync; the DR side stays quiet.
+//! - **cutover**: sync; quiet the source workloads, recording their originals on them (scale to 0,
+//!   suspend CronJobs, hold DaemonSets); activate the DR workloads from the originals recorded at sync
+//!   time; then mark the DR namespace `dr-syncer.io/active: "true"` so no later sync quiets it. The mark
+//!   comes last: a re-run after an interruption re-syncs the still-unmarked DR side (quiet, originals
+//!   intact) and activates it again.
+//! - **failback**: report what changed on the DR side since the cutover (a plan of DR → source); quiet the
+//!   DR workloads; reactivate the source from its recorded originals; clear the mark.
+//!
+//! Activation writes are JSON merge patches with the field manager `dr-syncer-drill`, separate from the
+//! sync's server-side apply.
+
+use std::time::{Duration, Instant};
+
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+    core::DynamicObject,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::{
+    ClientOptions, KubeApplier, KubeSource,
+    calls::Calls,
+    source::{api_for, list_all},
+};
+use crate::{
+    Error, Result, activation, annotations,
+    engine::{SyncEngine, SyncReport, SyncTarget, namespace_type},
+    resource::ResourceType,
+    selection::ObjectFilter,
+};
+
+/// The field manager of activation writes.
+pub const DRILL_FIELD_MANAGER: &str = "dr-syncer-drill";
+
+/// One activation change of a drill.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillChange {
+    /// `source` or `destination`.
+    pub cluster: String,
+    /// The object (`Kind.group/namespace/name`).
+    pub object: String,
+    /// What was (or, in a dry run, would be) done: `quiet`, `activate`, `mark-active`, `clear-active`.
+    pub action: String,
+    /// The merge patch.
+    pub patch: Value,
+}
+
+/// What a drill step did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillReport {
+    /// `stage`, `cutover` or `failback`.
+    pub mode: String,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The sync (or, in a dry run, the plan) of source to DR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncReport>,
+    /// Failback: what changed on the DR side since the cutover (a plan of DR → source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverse_diff: Option<SyncReport>,
+    /// Activation changes, in the order they were made.
+    pub changes: Vec<DrillChange>,
+    /// Workloads waited for until ready.
+    pub waited: bool,
+}
+
+/// Options of cutover and failback.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrillOptions {
+    /// Report what would happen, write nothing.
+    pub dry_run: bool,
+    /// Wait until the activated side's workloads are ready, at most this long.
+    pub wait: Option<Duration>,
+}
+
+/// A drill between two clusters for one namespace pair.
+#[derive(Clone)]
+pub struct Drill {
+    source: Client,
+    destination: Client,
+    calls: Calls,
+    engine: SyncEngine,
+    target: SyncTarget,
+}
+
+impl std::fmt::Debug for Drill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drill")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Types whose activation state a drill changes.
+fn workload_types() -> [ResourceType; 4] {
+    [
+        ResourceType::namespaced("apps", "v1", "Deployment", "deployments"),
+        ResourceType::namespaced("apps", "v1", "StatefulSet", "statefulsets"),
+        ResourceType::namespaced("apps", "v1", "DaemonSet", "daemonsets"),
+        ResourceType::namespaced("batch", "v1", "CronJob", "cronjobs"),
+    ]
+}
+
+impl Drill {
+    /// A drill syncing `target` from `source` to `destination`.
+    pub fn new(source: Client, destination: Client, options: ClientOptions, target: SyncTarget) -> Self {
+        let calls = options.calls();
+        let engine = SyncEngine::new(
+            std::sync::Arc::new(KubeSource::new(source.clone(), calls.clone())),
+            std::sync::Arc::new(KubeApplier::new(destination.clone(), calls.clone())),
+        );
+        Drill {
+            source,
+            destination,
+            calls,
+            engine,
+            target,
+        }
+    }
+
+    /// The sync engine (source → DR).
+    pub fn engine(&self) -> &SyncEngine {
+        &self.engine
+    }
+
+    /// The target.
+    pub fn target(&self) -> &SyncTarget {
+        &self.target
+    }
+
+    /// Workload types in scope: those of the target that a drill activates.
+    fn workloads_in_scope(&self) -> Vec<ResourceType> {
+        workload_types()
+            .into_iter()
+            .filter(|w| {
+                self.target
+                    .types
+                    .iter()
+                    .any(|t| t.group == w.group && t.kind == w.kind)
+            })
+            .collect()
+    }
+
+    async fn sync_or_plan(&self, dry_run: bool) -> Result<SyncReport> {
+        if dry_run {
+            self.engine.plan(&self.target).await
+        } else {
+            self.engine.sync(&self.target).await
+        }
+    }
+
+    /// Stage: sync with the DR side quiet (plan only with `dry_run`).
+    ///
+    /// # Errors
+    /// As [`SyncEngine::sync`].
+    pub async fn stage(&self, dry_run: bool) -> Result<DrillReport> {
+        Ok(DrillReport {
+            mode: "stage".into(),
+            dry_run,
+            sync: Some(self.sync_or_plan(dry_run).await?),
+            ..Default::default()
+        })
+    }
+
+    /// Cutover (see the module docs).
+    ///
+    /// # Errors
+    /// When the sync cannot run, a workload cannot be patched, or `wait` times out. Re-running finishes
+    /// an interrupted cutover.
+    pub async fn cutover(&self, options: DrillOptions) -> Result<DrillReport> {
+        let mut report = DrillReport {
+            mode: "cutover".into(),
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        let sync = self.sync_or_plan(options.dry_run).await?;
+        if !sync.is_success() {
+            let failed: Vec<String> = sync
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.object, f.message))
+                .collect();
+            report.sync = Some(sync);
+            return Err(Error::InvalidConfig(format!(
+                "cutover stopped before touching any workload: the sync failed for {}",
+                failed.join("; ")
+            )));
+        }
+        report.sync = Some(sync);
+        let src_ns = self.target.source_namespace.clone();
+        let dst_ns = self.target.destination_namespace.clone();
+        let filter = ObjectFilter::new(&self.target.config);
+
+        // 1. Quiet the source, recording originals on it.
+        for rt in self.workloads_in_scope() {
+            for obj in self.list(&self.source, &rt, &src_ns).await? {
+                if filter.check(&rt, &obj).is_err() {
+                    continue;
+                }
+                if let Some(patch) = activation::quiet(&rt, &obj)? {
+                    self.patch(
+                        &self.source,
+                        "source",
+                        &rt,
+                        &obj,
+                        "quiet",
+                        patch,
+                        &mut report,
+                        options.dry_run,
+                    )
+                    .await?;
+                }
+            }
+        }
+        // 2. Activate the DR side from the originals recorded at sync time.
+        for rt in self.workloads_in_scope() {
+            for obj in self.managed(&self.destination, &rt, &dst_ns).await? {
+                if let Some(patch) = activation::activate(&rt, &obj)? {
+                    self.patch(
+                        &self.destination,
+                        "destination",
+                        &rt,
+                        &obj,
+                        "activate",
+                        patch,
+                        &mut report,
+                        options.dry_run,
+                    )
+                    .await?;
+                }
+            }
+        }
+        // 3. Mark the DR namespace active.
+        self.mark(&dst_ns, true, &mut report, options.dry_run).await?;
+        if let (Some(timeout), false) = (options.wait, options.dry_run) {
+            self.wait_ready(&self.destination, &dst_ns, timeout).await?;
+            report.waited = true;
+        }
+        Ok(report)
+    }
+
+    /// Failback (see the module docs).
+    ///
+    /// # Errors
+    /// When a workload cannot be patched or `wait` times out. Re-running finishes an interrupted failback.
+    pub async fn failback(&self, options: DrillOptions) -> Result<DrillReport> {
+        let mut report = DrillReport {
+            mode: "failback".into(),
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        report.reverse_diff = Some(self.reverse_diff().await?);
+        let src_ns = self.target.source_namespace.clone();
+        let dst_ns = self.target.destination_namespace.clone();
+        // 1. Quiet the DR side.
+        for rt in self.workloads_in_scope() {
+            for obj in self.managed(&self.destination, &rt, &dst_ns).await? {
+                if let Some(patch) = activation::quiet(&rt, &obj)? {
+                    self.patch(
+                        &self.destination,
+                        "destination",
+                        &rt,
+                        &obj,
+                        "quiet",
+                        patch,
+                        &mut report,
+                        options.dry_run,
+                    )
+                    .await?;
+                }
+            }
+        }
+        // 2. Reactivate the source from its recorded originals.
+        for rt in self.workloads_in_scope() {
+            for obj in self.list(&self.source, &rt, &src_ns).await? {
+                if let Some(patch) = activation::activate(&rt, &obj)? {
+                    self.patch(
+                        &self.source,
+                        "source",
+                        &rt,
+                        &obj,
+                        "activate",
+                        patch,
+                        &mut report,
+                        options.dry_run,
+                    )
+                    .await?;
+                }
+            }
+        }
+        // 3. Clear the mark.
+        self.mark(&dst_ns, false, &mut report, options.dry_run).await?;
+        if let (Some(timeout), false) = (options.wait, options.dry_run) {
+            self.wait_ready(&self.source, &src_ns, timeout).await?;
+            report.waited = true;
+        }
+        Ok(report)
+    }
+
+    /// What changed on the DR side since the cutover: a plan of DR → source without the DR-side
+    /// transformations (nothing is quieted, nothing renamed), for the same types.
+    ///
+    /// # Errors
+    /// As [`SyncEngine::plan`].
+    pub async fn reverse_diff(&self) -> Result<SyncReport> {
+        let reverse = SyncEngine::new(
+            std::sync::Arc::new(KubeSource::new(self.destination.clone(), self.calls.clone())),
+            std::sync::Arc::new(KubeApplier::new(self.source.clone(), self.calls.clone())),
+        );
+        let mut config = (*self.target.config).clone();
+        config.scale_to_zero = false;
+        config.prune = false;
+        config.storage_class_mappings.clear();
+        config.access_mode_mappings.clear();
+        config.ingress.transform_hosts = false;
+        config.rules.clear();
+        let target = SyncTarget {
+            source_cluster: self.target.destination_cluster.clone(),
+            destination_cluster: self.target.source_cluster.clone(),
+            source_namespace: self.target.destination_namespace.clone(),
+            destination_namespace: self.target.source_namespace.clone(),
+            synced_by: self.target.synced_by.clone(),
+            types: self.target.types.clone(),
+            config: std::sync::Arc::new(config),
+        };
+        reverse.plan(&target).await
+    }
+
+    async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
+        list_all(client, &self.calls, rt, Some(ns), None)
+            .await
+            .map_err(|e| Error::kube(format!("list {rt} in {ns}"), e))
+    }
+
+    /// DR objects of `rt` this target synced.
+    async fn managed(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
+        Ok(self
+            .list(client, rt, ns)
+            .await?
+            .into_iter()
+            .filter(|o| {
+                o.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(annotations::SYNCED_BY))
+                    .is_some_and(|v| *v == self.target.synced_by)
+            })
+            .collect())
+    }
+
+    #[allow(clippy::too_many_arguments)] // one activation write and where to record it
+    async fn patch(
+        &self,
+        client: &Client,
+        cluster: &str,
+        rt: &ResourceType,
+        obj: &DynamicObject,
+        action: &str,
+        patch: Value,
+        report: &mut DrillReport,
+        dry_run: bool,
+    ) -> Result<()> {
+        let key = rt.key_of(obj);
+        if !dry_run {
+            let api = api_for(client, rt, key.namespace.as_deref());
+            let params = PatchParams {
+                field_manager: Some(DRILL_FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            let merge = Patch::Merge(&patch);
+            self.calls
+                .run(&format!("{action} {key}"), || {
+                    api.patch(&key.name, &params, &merge)
+                })
+                .await
+                .map_err(|e| Error::kube(format!("{action} {key} on the {cluster} cluster"), e))?;
+            info!(object = %key, cluster, action, "drill");
+        }
+        report.changes.push(DrillChange {
+            cluster: cluster.into(),
+            object: key.to_string(),
+            action: action.into(),
+            patch,
+        });
+        Ok(())
+    }
+
+    async fn mark(&self, ns: &str, active: bool, report: &mut DrillReport, dry_run: bool) -> Result<()> {
+        let rt = namespace_type();
+        let api: Api<DynamicObject> = api_for(&self.destination, &rt, None);
+        let live = self
+            .calls
+            .run(&format!("get namespace {ns}"), || api.get_opt(ns))
+            .await
+            .map_err(|e| Error::kube(format!("get namespace {ns}"), e))?;
+        let Some(live) = live else {
+            if dry_run {
+                return Ok(()); // a dry run of a first cutover: the sync would have created it
+            }
+            return Err(Error::InvalidConfig(format!(
+                "destination namespace {ns} does not exist"
+            )));
+        };
+        let is_active = live
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::ACTIVE))
+            .is_some_and(|v| v == "true");
+        if is_active == active {
+            return Ok(());
+        }
+        let value = if active { json!("true") } else { Value::Null };
+        let patch = json!({"metadata": {"annotations": {annotations::ACTIVE: value}}});
+        let action = if active { "mark-active" } else { "clear-active" };
+        self.patch(
+            &self.destination,
+            "destination",
+            &rt,
+            &live,
+            action,
+            patch,
+            report,
+            dry_run,
+        )
+        .await
+    }
+
+    /// Wait until every Deployment and StatefulSet of `ns` has as many ready replicas as it wants.
+    async fn wait_ready(&self, client: &Client, ns: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut waiting = Vec::new();
+            for rt in workload_types()
+                .iter()
+                .filter(|t| t.kind == "Deployment" || t.kind == "StatefulSet")
+            {
+                for obj in self.list(client, rt, ns).await? {
+                    let want = obj
+                        .data
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    let ready = obj
+                        .data
+                        .pointer("/status/readyReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    if ready < want {
+                        waiting.push(format!("{} ({ready}/{want} ready)", rt.key_of(&obj)));
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "workloads not ready after {timeout:?}: {}",
+                    waiting.join(", ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
