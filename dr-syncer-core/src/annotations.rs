@@ -21,6 +21,9 @@ pub const LAST_SYNCED: &str = "dr-syncer.io/last-synced";
 /// Annotation on a DR object: fingerprint of the desired object dr-syncer last wrote (detects fields the
 /// source removed).
 pub const DESIRED_HASH: &str = "dr-syncer.io/desired-hash";
+/// Annotation on a DR object that `PartialUpdate` wrote: the fields it kept from the live object because
+/// they are immutable (comma-separated, as the API server named them).
+pub const IMMUTABLE_FIELDS: &str = "dr-syncer.io/immutable-fields";
 /// Annotation on a DR object: which mapping wrote it (`<namespace>/<name>`, or `cli/<source-namespace>`).
 pub const SYNCED_BY: &str = "dr-syncer.io/synced-by";
 /// Annotation on a DR object: the source cluster's name.

@@ -304,8 +304,11 @@ impl SyncEngine {
             }
         }
 
-        // 5. Prune.
-        if target.config.prune {
+        // 5. Prune — never on an active (cut-over) site: while it serves production, a source that comes
+        // back empty after a disaster must not empty it.
+        if target.config.prune && active {
+            warn!("prune skipped: the destination namespace is active (dr-syncer.io/active)");
+        } else if target.config.prune {
             self.prune(target, &types, &source_names, &options, &mut report)
                 .await;
         }
@@ -409,7 +412,9 @@ impl SyncEngine {
         let crd_rt = crd_type();
         for rt in types
             .iter()
-            .filter(|t| t.group.contains('.') && !t.group.ends_with(".k8s.io"))
+            // Built-in groups have no dot; a dotted group is a CRD's or an aggregated API's (the lookup
+            // below tells them apart).
+            .filter(|t| t.group.contains('.'))
         {
             let name = format!("{}.{}", rt.plural, rt.group);
             let key = ObjectKey {

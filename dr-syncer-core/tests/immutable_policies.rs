@@ -100,6 +100,10 @@ async fn no_change_leaves_the_object_and_warns_once() {
     let now = dst.get("web").await.unwrap();
     assert_eq!(now.uid(), old.uid());
     assert_eq!(selector_app(&now), "web");
+    // The rejection stands: later syncs skip it without a request.
+    let before = p.dst_writes().await;
+    p.engine.sync(&target).await.unwrap();
+    assert_eq!(p.dst_writes().await - before, 0);
     let events: Api<Event> = Api::namespaced(p.dst_client.clone(), &dst_ns);
     let warnings: Vec<Event> = events
         .list(&ListParams::default())
@@ -152,6 +156,11 @@ async fn partial_update_applies_everything_but_the_immutable_fields() {
     assert_eq!(now.uid(), old_uid, "not recreated");
     assert_eq!(now.data.as_ref().unwrap()["a"], "1", "immutable data kept");
     assert_eq!(now.labels()["version"], "2", "mutable change applied");
+    // Settled: the next sync neither retries the rejected change nor writes.
+    let before = p.dst_writes().await;
+    let r = p.engine.sync(&target).await.unwrap();
+    assert_eq!(r.kinds["ConfigMap"].unchanged, 1, "{r:#?}");
+    assert_eq!(p.dst_writes().await - before, 0);
 }
 
 type Deletions = Arc<Mutex<Vec<(String, u64)>>>;

@@ -103,16 +103,17 @@ async fn list_sets_types_and_get_tells_missing_objects() {
     );
     assert!(s.get(&configmaps(), Some(&ns), "a").await.unwrap().is_some());
     assert!(s.get(&configmaps(), Some(&ns), "nope").await.unwrap().is_none());
-    // A type the server does not serve lists as empty instead of failing.
+    // A type the source does not serve is an error, never "no objects" (which prune would act on).
     let widgets = ResourceType::namespaced("example.com", "v1", "Widget", "widgets");
-    let none = s
+    let err = s
         .list(&SourceScope {
             namespace: Some(ns),
             types: vec![widgets],
         })
         .await
-        .unwrap();
-    assert!(none.is_empty());
+        .unwrap_err();
+    assert!(err.message.contains("does not serve"), "{err}");
+    assert!(!err.transient);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! [`KubeApplier`]: server-side apply with no-op detection against the live DR objects.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Mutex, RwLock},
 };
 
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{
     FIELD_MANAGER,
-    calls::{Calls, is_not_found, is_retryable},
+    calls::{Calls, is_not_found, is_retryable, is_unserved},
     source::{api_for, list_all, with_types},
 };
 use crate::{
@@ -49,7 +49,8 @@ pub struct KubeApplier {
     pub(super) client: Client,
     pub(super) calls: Calls,
     cache: RwLock<HashMap<CacheKey, HashMap<String, DynamicObject>>>,
-    warned: Mutex<HashSet<(ObjectKey, String)>>,
+    /// Immutable rejections already reported: (object, desired hash) → the live resourceVersion then.
+    rejected: Mutex<HashMap<(ObjectKey, String), Option<String>>>,
 }
 
 impl std::fmt::Debug for KubeApplier {
@@ -108,7 +109,7 @@ impl KubeApplier {
             client,
             calls,
             cache: RwLock::new(HashMap::new()),
-            warned: Mutex::new(HashSet::new()),
+            rejected: Mutex::new(HashMap::new()),
         }
     }
 
@@ -154,7 +155,7 @@ impl KubeApplier {
             .await
         {
             Ok(o) => Ok(o.map(|o| with_types(o, rt))),
-            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) if is_unserved(&e) => Ok(None),
             Err(e) => Err(apply_error(key, &e)),
         }
     }
@@ -197,10 +198,30 @@ impl KubeApplier {
         }
     }
 
-    /// Record a warning once per object and desired state (returns whether it is new).
-    pub(super) fn first_warning(&self, key: &ObjectKey, desired_hash: &str) -> bool {
-        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-        warned.insert((key.clone(), desired_hash.to_owned()))
+    /// Record an immutable rejection left as it is (`NoChange`); returns whether it is new (a Warning
+    /// Event is due). Bounded: the record is cleared when it grows past 10,000 entries.
+    pub(super) fn first_rejection(
+        &self,
+        key: &ObjectKey,
+        desired_hash: &str,
+        live_rv: Option<String>,
+    ) -> bool {
+        let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        if rejected.len() > 10_000 {
+            rejected.clear();
+        }
+        rejected
+            .insert((key.clone(), desired_hash.to_owned()), live_rv)
+            .is_none()
+    }
+
+    /// Whether this desired state was already rejected against this very live object (same
+    /// resourceVersion): then a `NoChange` object is skipped without another request.
+    fn known_rejection(&self, key: &ObjectKey, desired_hash: &str, live: &DynamicObject) -> bool {
+        let rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        rejected
+            .get(&(key.clone(), desired_hash.to_owned()))
+            .is_some_and(|rv| rv.is_some() && *rv == live.metadata.resource_version)
     }
 }
 
@@ -230,6 +251,54 @@ impl Applier for KubeApplier {
         {
             return Ok(ApplyResult {
                 action: ApplyAction::Unchanged,
+                diff: None,
+            });
+        }
+        // Settled immutable differences: a PartialUpdate already applied this desired state except its
+        // immutable fields; a NoChange rejection of it stands against this very live object.
+        if let (Some(live), Some(have)) = (&live, &have)
+            && live
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(annotations::DESIRED_HASH))
+                .is_some_and(|h| *h == hash)
+        {
+            let handling = options.immutable.handling_for(rt);
+            if handling == crate::api::ImmutableHandling::PartialUpdate
+                && let Some(fields) = live
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(annotations::IMMUTABLE_FIELDS))
+            {
+                let fields: Vec<String> = fields
+                    .split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                let mut settled = super::immutable::keep_immutable(rt, &desired, live, &fields);
+                settled
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(annotations::IMMUTABLE_FIELDS.into(), fields.join(","));
+                if diff::is_subset(&comparable(&settled), have) {
+                    return Ok(ApplyResult {
+                        action: ApplyAction::Unchanged,
+                        diff: None,
+                    });
+                }
+            }
+        }
+        if let Some(live) = &live
+            && options.immutable.handling_for(rt) == crate::api::ImmutableHandling::NoChange
+            && self.known_rejection(&key, &hash, live)
+        {
+            return Ok(ApplyResult {
+                action: ApplyAction::Skipped(
+                    "immutable field changed, left as it is (immutableResourceConfig NoChange)".into(),
+                ),
                 diff: None,
             });
         }
@@ -271,10 +340,20 @@ impl Applier for KubeApplier {
         key: &ObjectKey,
         options: ApplyOptions,
     ) -> Result<bool, ApplyError> {
+        let live = self.live(rt, key).await?;
         if options.dry_run {
-            return Ok(self.live(rt, key).await?.is_some());
+            return Ok(live.is_some());
         }
-        self.delete_object(rt, key, &DeleteParams::background()).await
+        // Delete exactly the object that was looked at: if it changed since (another writer took it
+        // over), the server refuses (409) instead of deleting something else.
+        let mut params = DeleteParams::background();
+        if let Some(live) = &live {
+            params.preconditions = Some(kube::api::Preconditions {
+                uid: live.metadata.uid.clone(),
+                resource_version: live.metadata.resource_version.clone(),
+            });
+        }
+        self.delete_object(rt, key, &params).await
     }
 
     async fn live(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<DynamicObject>, ApplyError> {
@@ -297,7 +376,7 @@ impl Applier for KubeApplier {
         };
         let all = match cached {
             Some(all) => all,
-            None => list_all(&self.client, &self.calls, rt, namespace, None)
+            None => list_all(&self.client, &self.calls, rt, namespace, None, true)
                 .await
                 .map_err(|e| {
                     ApplyError::new(format!("{rt} in {namespace:?}"), e.to_string(), is_retryable(&e))
@@ -325,7 +404,7 @@ impl Applier for KubeApplier {
         let lists: Vec<(CacheKey, Vec<DynamicObject>)> = stream::iter(types.iter().cloned())
             .map(|rt| async move {
                 let rt = &rt;
-                let items = list_all(&self.client, &self.calls, rt, namespace, None)
+                let items = list_all(&self.client, &self.calls, rt, namespace, None, true)
                     .await
                     .map_err(|e| {
                         ApplyError::new(

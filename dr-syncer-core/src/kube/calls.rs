@@ -62,10 +62,17 @@ pub fn is_retryable(err: &kube::Error) -> bool {
     }
 }
 
-/// Whether `err` means "not found": a 404 Status, or a 404 whose body was not a Status at all (an API path
-/// the server does not serve, e.g. a custom resource whose CRD is not installed, answers with a listing
-/// of the root paths, which kube decodes as an empty Status).
+/// Whether `err` is a 404 Not Found.
 pub fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether `err` says the requested *type* is not served here: a 404, or a 404 whose body was not a Status
+/// at all (an API path the server does not serve — a custom resource whose CRD is not installed — answers
+/// with a listing of the root paths, which kube decodes as an empty Status). Only the destination side
+/// reads this as "nothing there" (the safe direction: an apply creates, prune finds nothing to delete);
+/// the source side reports it as an error, so prune never mistakes it for "every object is gone".
+pub fn is_unserved(err: &kube::Error) -> bool {
     match err {
         kube::Error::Api(s) => s.code == 404 || (s.code == 0 && s.reason.is_empty() && s.message.is_empty()),
         _ => false,
@@ -116,7 +123,8 @@ impl Calls {
         Calls {
             inner: Arc::new(Inner {
                 in_flight: Semaphore::new(max_in_flight.max(1)),
-                bucket: qps.filter(|q| *q > 0.0).map(|qps| {
+                // Below one request per 1000 s the bucket's wait would overflow; treat it as that floor.
+                bucket: qps.filter(|q| *q > 0.0).map(|qps| qps.max(0.001)).map(|qps| {
                     let burst = f64::from(burst.max(1));
                     Mutex::new(Bucket {
                         qps,
@@ -151,6 +159,16 @@ impl Calls {
             .acquire()
             .await
             .unwrap_or_else(|_| unreachable!("semaphore closed"))
+    }
+
+    /// Run one request once within the limits (no retry: the caller has its own policy).
+    pub async fn run_once<T, F, Fut>(&self, op: F) -> Result<T, kube::Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let _permit = self.permit().await;
+        op().await
     }
 
     /// Run one request (`op` is called once per attempt) within the limits, retrying transient failures.

@@ -1,8 +1,9 @@
 //! The resource types a server offers (discovery).
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::Client;
+use tracing::warn;
 
 use super::calls::Calls;
 use crate::{Error, Result, resource::ResourceType};
@@ -33,20 +34,24 @@ pub async fn discover(client: &Client, calls: &Calls) -> Result<Vec<ResourceType
             Some((g.name.clone(), v.version.clone()))
         })
         .collect();
-    let lists: Vec<(String, String, APIResourceList)> = stream::iter(versions)
+    // A group that does not answer (an aggregated API whose backend is down, e.g. metrics.k8s.io) is left
+    // out with a warning, as kubectl does: its types are then neither synced nor pruned.
+    let lists: Vec<Option<(String, String, APIResourceList)>> = stream::iter(versions)
         .map(|(group, version)| async move {
             let gv = format!("{group}/{version}");
             let what = format!("discovery /apis/{gv}");
-            let list = calls
-                .run(&what, || client.list_api_group_resources(&gv))
-                .await
-                .map_err(|e| Error::kube(what.clone(), e))?;
-            Ok::<_, Error>((group, version, list))
+            match calls.run(&what, || client.list_api_group_resources(&gv)).await {
+                Ok(list) => Some((group, version, list)),
+                Err(e) => {
+                    warn!(group = %gv, error = %e, "API group left out: discovery failed");
+                    None
+                }
+            }
         })
         .buffer_unordered(8)
-        .try_collect()
-        .await?;
-    for (group, version, list) in lists {
+        .collect()
+        .await;
+    for (group, version, list) in lists.into_iter().flatten() {
         out.extend(types_of(&group, &version, &list));
     }
     out.sort();

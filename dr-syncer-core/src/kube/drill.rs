@@ -336,7 +336,7 @@ impl Drill {
     }
 
     async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
-        list_all(client, &self.calls, rt, Some(ns), None)
+        list_all(client, &self.calls, rt, Some(ns), None, false)
             .await
             .map_err(|e| Error::kube(format!("list {rt} in {ns}"), e))
     }

@@ -9,7 +9,7 @@ use k8s_openapi::{
 use kube::{
     Api,
     api::{DeleteParams, EvictParams, ObjectMeta, PostParams},
-    core::{DynamicObject, Status},
+    core::DynamicObject,
 };
 use serde_json::Value;
 use tracing::{info, warn};
@@ -20,22 +20,89 @@ use super::{
     source::{list_all, selector_string},
 };
 use crate::{
+    annotations,
     api::ImmutableHandling,
     apply::{ApplyAction, ApplyError, ApplyOptions, ApplyResult, ObjectDiff},
     resource::{ObjectKey, ResourceType},
 };
 
-/// Whether `err` is the API server refusing a change to an immutable field.
+fn says_immutable(m: &str) -> bool {
+    m.contains("immutable") || m.contains("Forbidden: updates to") || m.contains("may not change once set")
+}
+
+/// Whether `err` is the API server refusing a change to an immutable field — and nothing else: when the
+/// rejection lists causes, every one of them must be an immutable-field cause (a 422 that also says the
+/// object is invalid for another reason is an ordinary failure, never a reason to delete anything).
 pub(super) fn is_immutable_rejection(err: &kube::Error) -> bool {
     match err {
         kube::Error::Api(s) if s.code == 422 => {
-            let m = &s.message;
-            m.contains("immutable")
-                || m.contains("Forbidden: updates to")
-                || m.contains("may not change once set")
+            let causes = s
+                .details
+                .as_ref()
+                .map(|d| d.causes.as_slice())
+                .unwrap_or_default();
+            if causes.is_empty() {
+                says_immutable(&s.message)
+            } else {
+                causes.iter().all(|c| says_immutable(&c.message))
+            }
         }
         _ => false,
     }
+}
+
+/// The fields an immutable rejection names (`spec.selector` …).
+pub(super) fn rejected_fields(err: &kube::Error) -> Vec<String> {
+    match err {
+        kube::Error::Api(s) => s
+            .details
+            .as_ref()
+            .map(|d| {
+                d.causes
+                    .iter()
+                    .map(|c| c.field.clone())
+                    .filter(|f| !f.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// How to delete an object for a recreate: StatefulSets orphan their pods and claims (with
+/// `persistentVolumeClaimRetentionPolicy.whenDeleted: Delete` their PVCs would otherwise be
+/// garbage-collected with them, and PVCs are only ever deleted when the user names them).
+fn recreate_delete(rt: &ResourceType, foreground: bool) -> DeleteParams {
+    if rt.is("apps", "StatefulSet") {
+        DeleteParams::orphan()
+    } else if foreground {
+        DeleteParams::foreground()
+    } else {
+        DeleteParams::background()
+    }
+}
+
+/// The live object as it can be created again (server-owned fields removed), to restore it when a
+/// recreate's create fails.
+fn restorable(live: &DynamicObject) -> DynamicObject {
+    let mut o = live.clone();
+    let m = &mut o.metadata;
+    (
+        m.uid,
+        m.resource_version,
+        m.creation_timestamp,
+        m.managed_fields,
+        m.generation,
+    ) = (None, None, None, None, None);
+    (
+        m.deletion_timestamp,
+        m.deletion_grace_period_seconds,
+        m.owner_references,
+    ) = (None, None, None);
+    if let Some(body) = o.data.as_object_mut() {
+        body.remove("status");
+    }
+    o
 }
 
 /// Fields of a StatefulSet's spec that may change (everything else is immutable).
@@ -117,7 +184,7 @@ pub(super) fn keep_immutable(
     rt: &ResourceType,
     desired: &DynamicObject,
     live: &DynamicObject,
-    status: Option<&Status>,
+    fields: &[String],
 ) -> DynamicObject {
     let mut out = desired.clone();
     let live_spec = live.data.get("spec").cloned().unwrap_or(Value::Null);
@@ -146,16 +213,6 @@ pub(super) fn keep_immutable(
         copy_spec_except(&["resources", "volumeAttributesClassName"]);
         return out;
     }
-    let fields: Vec<String> = status
-        .and_then(|s| s.details.as_ref())
-        .map(|d| {
-            d.causes
-                .iter()
-                .map(|c| c.field.clone())
-                .filter(|f| !f.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
     if fields.is_empty() {
         copy_spec_except(&[]);
         return out;
@@ -163,7 +220,7 @@ pub(super) fn keep_immutable(
     let live_json = serde_json::to_value(live).unwrap_or(Value::Null);
     let mut out_json = serde_json::to_value(&out).unwrap_or(Value::Null);
     for f in fields {
-        let pointer = field_to_pointer(&f);
+        let pointer = field_to_pointer(f);
         put(&mut out_json, &pointer, live_json.pointer(&pointer).cloned());
     }
     serde_json::from_value(out_json).unwrap_or(out)
@@ -182,23 +239,17 @@ impl KubeApplier {
         desired_hash: &str,
         changes: ObjectDiff,
     ) -> Result<ApplyResult, ApplyError> {
-        let status = match err {
-            kube::Error::Api(s) => Some(s.as_ref()),
-            _ => None,
+        let reason = match err {
+            kube::Error::Api(s) => s.message.clone(),
+            other => other.to_string(),
         };
-        let reason = status
-            .map(|s| s.message.clone())
-            .unwrap_or_else(|| err.to_string());
         let policy = &options.immutable;
         let handling = policy.handling_for(rt);
         info!(object = %key, ?handling, %reason, "immutable field changed");
-        let recreated = |changes| ApplyResult {
-            action: ApplyAction::Recreated,
-            diff: Some(changes),
-        };
+        let live_rv = live.as_ref().and_then(|l| l.metadata.resource_version.clone());
         match handling {
             ImmutableHandling::NoChange => {
-                if self.first_warning(key, desired_hash) {
+                if self.first_rejection(key, desired_hash, live_rv) {
                     self.warning_event(rt, key, live.as_ref(), &reason).await;
                 }
                 Ok(ApplyResult {
@@ -212,7 +263,13 @@ impl KubeApplier {
                 let Some(live) = live else {
                     return Err(apply_error(key, err));
                 };
-                let partial = keep_immutable(rt, &desired, &live, status);
+                let fields = rejected_fields(err);
+                let mut partial = keep_immutable(rt, &desired, &live, &fields);
+                partial
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(annotations::IMMUTABLE_FIELDS.into(), fields.join(","));
                 self.server_side_apply(rt, key, &partial)
                     .await
                     .map_err(|e| apply_error(key, &e))?;
@@ -221,26 +278,42 @@ impl KubeApplier {
                     diff: Some(changes),
                 })
             }
-            ImmutableHandling::Recreate => {
-                self.delete_and_wait(rt, key, DeleteParams::background(), policy.force_delete_timeout)
-                    .await?;
-                self.create(rt, key, &desired).await?;
-                Ok(recreated(changes))
-            }
-            ImmutableHandling::RecreateWithPodDrain => {
-                if let Some(live) = &live {
+            ImmutableHandling::Recreate
+            | ImmutableHandling::RecreateWithPodDrain
+            | ImmutableHandling::ForceUpdate => {
+                if handling == ImmutableHandling::RecreateWithPodDrain
+                    && let Some(live) = &live
+                {
                     self.drain(key, live, policy.drain_timeout).await?;
                 }
-                self.delete_and_wait(rt, key, DeleteParams::background(), policy.force_delete_timeout)
-                    .await?;
-                self.create(rt, key, &desired).await?;
-                Ok(recreated(changes))
-            }
-            ImmutableHandling::ForceUpdate => {
-                self.delete_and_wait(rt, key, DeleteParams::foreground(), policy.force_delete_timeout)
-                    .await?;
-                self.create(rt, key, &desired).await?;
-                Ok(recreated(changes))
+                let foreground = handling == ImmutableHandling::ForceUpdate;
+                self.delete_and_wait(
+                    rt,
+                    key,
+                    recreate_delete(rt, foreground),
+                    policy.force_delete_timeout,
+                )
+                .await?;
+                if let Err(create_err) = self.create(rt, key, &desired).await {
+                    // Never leave the DR side without the object: put the old one back.
+                    let restored = match &live {
+                        Some(live) => self.create(rt, key, &restorable(live)).await.is_ok(),
+                        None => false,
+                    };
+                    return Err(ApplyError::new(
+                        key,
+                        format!(
+                            "recreating failed ({}); the previous object was {}",
+                            create_err.message,
+                            if restored { "restored" } else { "NOT restored" }
+                        ),
+                        create_err.transient,
+                    ));
+                }
+                Ok(ApplyResult {
+                    action: ApplyAction::Recreated,
+                    diff: Some(changes),
+                })
             }
         }
     }
@@ -302,23 +375,23 @@ impl KubeApplier {
         }
         let ns = key.namespace.as_deref().unwrap_or("default");
         let pod_rt = ResourceType::namespaced("", "v1", "Pod", "pods");
-        let pods = list_all(&self.client, &self.calls, &pod_rt, Some(ns), Some(&sel))
+        let pods = list_all(&self.client, &self.calls, &pod_rt, Some(ns), Some(&sel), false)
             .await
             .map_err(|e| apply_error(key, &e))?;
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let deadline = Instant::now() + timeout;
         let evict = EvictParams::default();
+        // The pods running now; a controller may start replacements, which go with the workload.
+        let uids: Vec<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         for pod in pods {
             let Some(name) = pod.metadata.name else { continue };
             loop {
-                let r = self
-                    .calls
-                    .run(&format!("evict pod {ns}/{name}"), || api.evict(&name, &evict))
-                    .await;
+                // One attempt at a time: a 429 here is a PodDisruptionBudget saying "not yet", retried
+                // below until drainTimeout, not by the client's own retry.
+                let r = self.calls.run_once(|| api.evict(&name, &evict)).await;
                 match r {
                     Ok(_) => break,
                     Err(e) if is_not_found(&e) => break,
-                    // 429: a PodDisruptionBudget does not allow it yet.
                     Err(kube::Error::Api(s)) if s.code == 429 && Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
@@ -333,9 +406,13 @@ impl KubeApplier {
             }
         }
         loop {
-            let left = list_all(&self.client, &self.calls, &pod_rt, Some(ns), Some(&sel))
+            let left: Vec<String> = list_all(&self.client, &self.calls, &pod_rt, Some(ns), Some(&sel), false)
                 .await
-                .map_err(|e| apply_error(key, &e))?;
+                .map_err(|e| apply_error(key, &e))?
+                .into_iter()
+                .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
+                .filter_map(|p| p.metadata.name)
+                .collect();
             if left.is_empty() {
                 return Ok(());
             }
@@ -343,8 +420,8 @@ impl KubeApplier {
                 return Err(ApplyError::new(
                     key,
                     format!(
-                        "{} pod(s) still running after {timeout:?} of draining",
-                        left.len()
+                        "draining: pod(s) {} still running after {timeout:?}",
+                        left.join(", ")
                     ),
                     true,
                 ));
@@ -410,6 +487,7 @@ impl KubeApplier {
 
 #[cfg(test)]
 mod tests {
+    use kube::core::Status;
     use rstest::rstest;
     use serde_json::json;
 
@@ -451,7 +529,7 @@ mod tests {
             json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
             "spec": {"replicas": 3, "serviceName": "old", "template": {"x": 1}, "volumeClaimTemplates": [{"n": 1}], "podManagementPolicy": "OrderedReady"}}),
         );
-        let out = keep_immutable(&rt, &desired, &live, None);
+        let out = keep_immutable(&rt, &desired, &live, &[]);
         assert_eq!(out.data["spec"]["replicas"], 0);
         assert_eq!(out.data["spec"]["template"], json!({"x": 2}));
         assert_eq!(out.data["spec"]["serviceName"], "old");
@@ -470,7 +548,7 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"},
             "spec": {"storageClassName": "slow", "volumeName": "pv-1", "resources": {"requests": {"storage": "1Gi"}}}}),
         );
-        let out = keep_immutable(&rt, &desired, &live, None);
+        let out = keep_immutable(&rt, &desired, &live, &[]);
         assert_eq!(out.data["spec"]["storageClassName"], "slow");
         assert_eq!(out.data["spec"]["volumeName"], "pv-1");
         assert_eq!(out.data["spec"]["resources"]["requests"]["storage"], "2Gi");
@@ -490,9 +568,22 @@ mod tests {
         let status: Status = serde_json::from_value(json!({"code": 422, "message": "field is immutable",
             "details": {"causes": [{"field": "spec.selector", "message": "field is immutable", "reason": "FieldValueInvalid"}]}}))
         .unwrap();
-        let out = keep_immutable(&rt, &desired, &live, Some(&status));
+        let err = kube::Error::Api(Box::new(status));
+        assert!(is_immutable_rejection(&err));
+        let out = keep_immutable(&rt, &desired, &live, &rejected_fields(&err));
         assert_eq!(out.data["spec"]["selector"]["matchLabels"]["app"], "old");
         assert_eq!(out.metadata.labels.unwrap()["v"], "2");
+    }
+
+    #[test]
+    fn rejections_with_mixed_causes_are_not_immutable_rejections() {
+        let mixed: Status = serde_json::from_value(json!({"code": 422, "message": "Deployment.apps \"w\" is invalid: [spec.selector: Invalid value: field is immutable, spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`]",
+            "details": {"causes": [
+                {"field": "spec.selector", "message": "Invalid value: ...: field is immutable", "reason": "FieldValueInvalid"},
+                {"field": "spec.template.metadata.labels", "message": "Invalid value: ...: `selector` does not match template `labels`", "reason": "FieldValueInvalid"}
+            ]}}))
+        .unwrap();
+        assert!(!is_immutable_rejection(&kube::Error::Api(Box::new(mixed))));
     }
 
     #[rstest]

@@ -18,7 +18,7 @@ mod source;
 
 pub use self::{
     applier::KubeApplier,
-    calls::{Calls, RetryPolicy, is_not_found, is_retryable},
+    calls::{Calls, RetryPolicy, is_not_found, is_retryable, is_unserved},
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
     discovery::discover,
     drill::{DRILL_FIELD_MANAGER, Drill, DrillChange, DrillOptions, DrillReport},

@@ -9,7 +9,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 
-use super::calls::{Calls, is_not_found, is_retryable};
+use super::calls::{Calls, is_not_found, is_retryable, is_unserved};
 use crate::{
     resource::ResourceType,
     source::{BoxStream, ResourceSource, SourceError, SourceEvent, SourceObject, SourceScope},
@@ -57,13 +57,15 @@ pub(crate) fn api_for(client: &Client, rt: &ResourceType, namespace: Option<&str
 }
 
 /// List every object of `rt` in `namespace`, page by page (a consistent snapshot: the continue token pins
-/// the resourceVersion of the first page). A type the server does not serve (404) lists as empty.
+/// the resourceVersion of the first page). With `unserved_is_empty`, a type the server does not serve
+/// lists as empty (destination side only, see [`is_unserved`]); otherwise that is an error.
 pub(crate) async fn list_all(
     client: &Client,
     calls: &Calls,
     rt: &ResourceType,
     namespace: Option<&str>,
     label_selector: Option<&str>,
+    unserved_is_empty: bool,
 ) -> Result<Vec<DynamicObject>, kube::Error> {
     let api = api_for(client, rt, namespace);
     let mut out = Vec::new();
@@ -79,7 +81,7 @@ pub(crate) async fn list_all(
         let what = format!("list {rt}");
         let page = match calls.run(&what, || api.list(&lp)).await {
             Ok(p) => p,
-            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) if unserved_is_empty && is_unserved(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         out.extend(page.items.into_iter().map(|o| with_types(o, rt)));
@@ -108,12 +110,24 @@ impl KubeSource {
     pub async fn namespaces_matching(&self, selector: &LabelSelector) -> Result<Vec<String>, SourceError> {
         let rt = crate::engine::namespace_type();
         let sel = selector_string(selector);
-        let list = list_all(&self.client, &self.calls, &rt, None, Some(&sel))
+        let list = list_all(&self.client, &self.calls, &rt, None, Some(&sel), false)
             .await
             .map_err(|e| source_error(format!("list namespaces matching {sel:?}"), &e))?;
         let mut names: Vec<String> = list.into_iter().filter_map(|n| n.metadata.name).collect();
         names.sort();
         Ok(names)
+    }
+}
+
+/// Whether a watcher error may go away by itself (the watcher keeps retrying either way; a permanent one —
+/// forbidden, type not served — is surfaced as such so callers can report it).
+fn watch_error_is_transient(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => is_retryable(k),
+        watcher::Error::WatchError(s) => matches!(s.code, 410 | 429 | 500 | 502 | 503 | 504),
+        _ => true,
     }
 }
 
@@ -144,9 +158,16 @@ impl ResourceSource for KubeSource {
         let per_type: Vec<Vec<SourceObject>> = stream::iter(scope.types.iter().cloned())
             .map(|rt| async move {
                 let rt = &rt;
-                let items = list_all(&self.client, &self.calls, rt, ns, None)
+                let items = list_all(&self.client, &self.calls, rt, ns, None, false)
                     .await
-                    .map_err(|e| source_error(format!("list {rt} in {}", ns.unwrap_or("the cluster")), &e))?;
+                    .map_err(|e| {
+                        let mut err =
+                            source_error(format!("list {rt} in {}", ns.unwrap_or("the cluster")), &e);
+                        if is_unserved(&e) {
+                            err.message = format!("the source cluster does not serve {rt}");
+                        }
+                        err
+                    })?;
                 Ok::<_, SourceError>(
                     items
                         .into_iter()
@@ -187,7 +208,7 @@ impl ResourceSource for KubeSource {
                         Err(e) => Err(SourceError {
                             context: format!("watch {rt}"),
                             message: e.to_string(),
-                            transient: true,
+                            transient: watch_error_is_transient(&e),
                         }),
                     }
                 })
