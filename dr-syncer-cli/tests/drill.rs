@@ -302,6 +302,37 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
     ok(&e.cli(&["stage"]));
     assert_eq!(replicas(&e.dst, &e.ns).await, original);
 
+    // A change made on the DR side while it is active shows in failback's reverse diff — and nothing
+    // else does (no bookkeeping annotations, no activation state).
+    Api::<ConfigMap>::namespaced(e.dst.client(), &e.ns)
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"LOG_LEVEL": "debug"}})),
+        )
+        .await
+        .unwrap();
+    let preview = e.cli(&["failback", "--dry-run", "-o", "json"]);
+    ok(&preview);
+    let v: serde_json::Value = serde_json::from_str(&preview.stdout).expect("JSON");
+    let changed: Vec<&str> = v["reverseDiff"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changed,
+        [format!("ConfigMap/{}/settings", e.ns)],
+        "{}",
+        preview.stdout
+    );
+    assert_eq!(
+        replicas(&e.dst, &e.ns).await,
+        original,
+        "a dry run changes nothing"
+    );
+
     for round in 0..2 {
         let f = e.cli(&["failback", "--yes"]);
         ok(&f);

@@ -100,6 +100,23 @@ impl std::fmt::Debug for Drill {
     }
 }
 
+/// Whether a changed field of a reverse plan is dr-syncer's own (bookkeeping annotations, activation
+/// state) rather than a change made on the DR side.
+fn is_bookkeeping(path: &str, new: Option<&str>) -> bool {
+    if path.starts_with("/metadata/annotations/dr-syncer.io~1") {
+        return true;
+    }
+    if path == "/metadata/annotations" {
+        return new
+            .and_then(|v| serde_json::from_str::<serde_json::Map<String, Value>>(v).ok())
+            .is_some_and(|m| m.keys().all(|k| k.starts_with("dr-syncer.io/")));
+    }
+    matches!(
+        path,
+        "/spec/replicas" | "/spec/suspend" | "/spec/template/spec/nodeSelector"
+    ) || path.starts_with("/spec/template/spec/nodeSelector/")
+}
+
 /// Types whose activation state a drill changes.
 fn workload_types() -> [ResourceType; 4] {
     [
@@ -332,7 +349,30 @@ impl Drill {
             types: self.target.types.clone(),
             config: std::sync::Arc::new(config),
         };
-        reverse.plan(&target).await
+        let mut report = reverse.plan(&target).await?;
+        // Leave out what is not a change made on the DR side: dr-syncer's own bookkeeping annotations and
+        // the activation state (replicas, suspend, DaemonSet placement) that the drill itself switches.
+        let mut kinds_unchanged = Vec::new();
+        report.changes.retain_mut(|change| {
+            let Some(diff) = change.diff.as_mut() else {
+                return true;
+            };
+            let before = diff.changes.len();
+            diff.changes
+                .retain(|f| !is_bookkeeping(&f.path, f.new.as_deref()));
+            if diff.changes.is_empty() && before > 0 && change.action == crate::apply::ApplyAction::Updated {
+                kinds_unchanged.push(change.object.split('/').next().unwrap_or_default().to_owned());
+                return false;
+            }
+            true
+        });
+        for gk in kinds_unchanged {
+            if let Some(k) = report.kinds.get_mut(&gk) {
+                k.updated = k.updated.saturating_sub(1);
+                k.unchanged += 1;
+            }
+        }
+        Ok(report)
     }
 
     async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
@@ -471,5 +511,32 @@ impl Drill {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::is_bookkeeping;
+
+    #[rstest]
+    #[case("/metadata/annotations/dr-syncer.io~1synced-by", Some("\"cli/shop\""), true)]
+    #[case(
+        "/metadata/annotations",
+        Some(r#"{"dr-syncer.io/synced-by":"cli/shop","dr-syncer.io/desired-hash":"1"}"#),
+        true
+    )]
+    #[case(
+        "/metadata/annotations",
+        Some(r#"{"dr-syncer.io/synced-by":"cli/shop","team":"web"}"#),
+        false
+    )]
+    #[case("/spec/replicas", Some("3"), true)]
+    #[case("/spec/template/spec/nodeSelector/dr-syncer.io~1quiet", None, true)]
+    #[case("/data/CURRENCY", Some("\"USD\""), false)]
+    #[case("/metadata/labels/team", Some("\"web\""), false)]
+    fn bookkeeping(#[case] path: &str, #[case] new: Option<&str>, #[case] expected: bool) {
+        assert_eq!(is_bookkeeping(path, new), expected);
     }
 }
