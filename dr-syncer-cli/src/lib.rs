@@ -6,7 +6,8 @@
 //!
 //! Exit codes ([`exit_code`]): 0 success; 1 unexpected failure; 2 usage error; 3 `diff` found drift;
 //! 4 invalid input (kubeconfig, context, mapping, resource type, namespace); 5 a cluster could not be
-//! reached or refused a request; 6 some objects failed (see the report); 7 timed out.
+//! reached or refused a request; 6 some objects failed (see the report); 7 timed out; 8 preflight found
+//! problems that block the drill.
 
 mod output;
 
@@ -32,7 +33,8 @@ use tracing::warn;
     version,
     about = "Kubernetes DR drills: stage, cutover and failback between two clusters",
     after_help = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 3 drift found (diff), 4 invalid input, \
-                  5 cluster unreachable or request refused, 6 some objects failed, 7 timed out."
+                  5 cluster unreachable or request refused, 6 some objects failed, 7 timed out, \
+                  8 preflight blocks."
 )]
 pub struct Args {
     /// The drill step (or use `--mode`, the Go CLI's form).
@@ -101,6 +103,9 @@ pub struct Args {
     /// Accepted for compatibility with the Go CLI and ignored (it drove the external pv-migrate).
     #[arg(long, global = true)]
     pub pv_migrate_flags: Option<String>,
+    /// Do not run the preflight checks before stage and cutover.
+    #[arg(long, global = true)]
+    pub skip_preflight: bool,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,
@@ -109,6 +114,8 @@ pub struct Args {
 /// Subcommands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
+    /// Check what would break on the DR side before anything is written (exit 8 when something blocks).
+    Preflight,
     /// Sync the namespace to the DR side, which stays quiet (workloads at 0, CronJobs suspended).
     Stage,
     /// Sync, quiet the source, activate the DR side and mark it active.
@@ -249,7 +256,32 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         confirm(command, drill.target())?;
     }
     let out = output::Printer::new(args.output, args.show_secrets);
+    if command == Command::Preflight {
+        let report = drill.preflight(true).await?;
+        return out.preflight(&report);
+    }
+    if matches!(command, Command::Stage | Command::Cutover) && !args.skip_preflight {
+        let report = drill.preflight(command == Command::Cutover).await?;
+        if report.blocks() {
+            out.preflight(&report)?;
+            let problems: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.status == dr_syncer_core::kube::CheckStatus::Fail)
+                .map(|c| format!("{}: {}", c.name, c.message))
+                .collect();
+            return Err(Exit {
+                code: 8,
+                message: format!(
+                    "preflight blocks this drill (--skip-preflight to run anyway): {}",
+                    problems.join("; ")
+                ),
+            }
+            .into());
+        }
+    }
     match command {
+        Command::Preflight => unreachable!("handled above"),
         Command::Stage => out.drill(drill.stage(args.dry_run).await?),
         Command::Cutover => out.drill(drill.cutover(options).await?),
         Command::Failback => out.drill(drill.failback(options).await?),

@@ -2,7 +2,11 @@
 
 use std::process::ExitCode;
 
-use dr_syncer_core::{apply::ApplyAction, engine::SyncReport, kube::DrillReport};
+use dr_syncer_core::{
+    apply::ApplyAction,
+    engine::SyncReport,
+    kube::{CheckStatus, DrillReport, PreflightReport},
+};
 use serde::Serialize;
 
 use crate::OutputFormat;
@@ -138,6 +142,29 @@ impl Printer {
                 }
             }
         }
+    }
+
+    /// Print preflight checks; exit 8 when one blocks.
+    pub(crate) fn preflight(&self, report: &PreflightReport) -> anyhow::Result<ExitCode> {
+        match self.format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+            OutputFormat::Table => {
+                println!("preflight");
+                for c in &report.checks {
+                    let status = match c.status {
+                        CheckStatus::Ok => "ok",
+                        CheckStatus::Warn => "warn",
+                        CheckStatus::Fail => "FAIL",
+                    };
+                    println!("  {status:<5} {:<28} {}", c.name, c.message);
+                }
+            }
+        }
+        Ok(if report.blocks() {
+            ExitCode::from(8)
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 
     /// Print drift; exit 3 when there is any.

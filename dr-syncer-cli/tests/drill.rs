@@ -126,12 +126,13 @@ impl Env {
         }
     }
 
+    /// Writes to stored state (access reviews made by preflight do not count: they store nothing).
     async fn dst_writes(&self) -> u64 {
-        self.dst.requests("dr-syncer-cli").await.unwrap().writes
+        self.dst.requests("dr-syncer-cli").await.unwrap().stored_writes()
     }
 
     async fn src_writes(&self) -> u64 {
-        self.src.requests("dr-syncer-cli").await.unwrap().writes
+        self.src.requests("dr-syncer-cli").await.unwrap().stored_writes()
     }
 }
 
@@ -366,6 +367,16 @@ async fn bad_input_gets_one_clear_message_and_no_write() {
         ),
         (
             vec!["stage".into(), "--source-namespace".into(), "missing-ns".into()],
+            8,
+            "missing-ns does not exist",
+        ),
+        (
+            vec![
+                "stage".into(),
+                "--skip-preflight".into(),
+                "--source-namespace".into(),
+                "missing-ns".into(),
+            ],
             4,
             "missing-ns",
         ),
@@ -420,4 +431,92 @@ async fn bad_input_gets_one_clear_message_and_no_write() {
         .unwrap();
     assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(e.dst_writes().await - before, 0, "bad input must not write");
+}
+
+#[tokio::test]
+async fn preflight_finds_a_missing_storage_class_a_missing_crd_and_missing_permissions() {
+    let e = env("cli-preflight").await;
+    // Nothing blocks the sample application.
+    let o = e.cli(&["preflight"]);
+    ok(&o);
+    assert!(o.stdout.contains("permissions"), "{}", o.stdout);
+
+    // A PVC whose class the DR side lacks, and a custom resource whose CRD it lacks.
+    apply_yaml(
+        &e.src.client(),
+        None,
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gizmos.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: gizmos, singular: gizmo, kind: Gizmo}\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]\n",
+    )
+    .await
+    .unwrap();
+    apply_yaml(
+        &e.src.client(),
+        Some(&e.ns),
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], storageClassName: fast-ssd, resources: {requests: {storage: 1Gi}}}\n",
+    )
+    .await
+    .unwrap();
+    let mut found = false;
+    for _ in 0..50 {
+        let o = e.cli(&[
+            "preflight",
+            "--resource-types",
+            "configmaps,persistentvolumeclaims,gizmos",
+            "-o",
+            "json",
+        ]);
+        if o.code == 8 {
+            let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON");
+            let failed: Vec<String> = v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["status"] == "fail")
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c["name"].as_str().unwrap(),
+                        c["message"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            assert!(
+                failed
+                    .iter()
+                    .any(|f| f.starts_with("storage classes") && f.contains("fast-ssd")),
+                "{failed:?}"
+            );
+            assert!(failed.iter().any(|f| f.starts_with("custom resource definitions") && f.contains("gizmos.example.com")), "{failed:?}");
+            found = true;
+            break;
+        }
+        // The new CRD may take a moment to appear in discovery.
+        assert!(o.stderr.contains("gizmos") || o.code == 0, "{}", o.stderr);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(found, "preflight never reported the problems");
+
+    // Stage runs preflight first and writes nothing when it blocks.
+    let before = e.dst_writes().await;
+    let o = e.cli(&["stage", "--resource-types", "configmaps,persistentvolumeclaims"]);
+    assert_eq!(o.code, 8, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("fast-ssd"), "{}", o.stdout);
+    assert_eq!(e.dst_writes().await - before, 0);
+
+    // Permissions the destination identity lacks.
+    e.dst
+        .deny(&dr_syncer_testenv::DenyRule::new(
+            "dr-syncer-cli",
+            &["create", "patch"],
+            &["configmaps"],
+        ))
+        .await
+        .unwrap();
+    let o = e.cli(&["preflight", "--resource-types", "configmaps"]);
+    assert_eq!(o.code, 8, "{}", o.stdout);
+    assert!(
+        o.stdout.contains("destination: create configmaps"),
+        "{}",
+        o.stdout
+    );
 }

@@ -28,6 +28,18 @@ impl RequestCounts {
         self.by_verb.get(verb).copied().unwrap_or(0)
     }
 
+    /// Writes that change stored state: [`RequestCounts::writes`] without access reviews (a
+    /// SelfSubjectAccessReview is a `create` that stores nothing).
+    pub fn stored_writes(&self) -> u64 {
+        let reviews: u64 = self
+            .by_resource
+            .iter()
+            .filter(|(k, _)| k.starts_with("create ") && k.ends_with("accessreviews"))
+            .map(|(_, v)| v)
+            .sum();
+        self.writes.saturating_sub(reviews)
+    }
+
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
         let diff = |now: &BTreeMap<String, u64>, then: &BTreeMap<String, u64>| {

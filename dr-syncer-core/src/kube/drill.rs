@@ -154,6 +154,21 @@ impl Drill {
         &self.target
     }
 
+    /// Check what the drill needs before writing anything (see [`super::preflight`]).
+    ///
+    /// # Errors
+    /// When the clusters cannot be asked at all.
+    pub async fn preflight(&self, cutover: bool) -> Result<super::PreflightReport> {
+        super::preflight(
+            &self.source,
+            &self.destination,
+            &self.calls,
+            &self.target,
+            cutover,
+        )
+        .await
+    }
+
     /// Workload types in scope: those of the target that a drill activates.
     fn workloads_in_scope(&self) -> Vec<ResourceType> {
         workload_types()

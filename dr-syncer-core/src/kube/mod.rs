@@ -14,6 +14,7 @@ mod client;
 mod discovery;
 mod drill;
 mod immutable;
+mod preflight;
 mod source;
 
 pub use self::{
@@ -22,6 +23,7 @@ pub use self::{
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
     discovery::discover,
     drill::{DRILL_FIELD_MANAGER, Drill, DrillChange, DrillOptions, DrillReport},
+    preflight::{Check, CheckStatus, PreflightReport, preflight},
     source::{KubeSource, selector_string},
 };
 
