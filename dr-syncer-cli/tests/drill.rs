@@ -520,3 +520,48 @@ async fn preflight_finds_a_missing_storage_class_a_missing_crd_and_missing_permi
         o.stdout
     );
 }
+
+/// A cutover stopped at several points (here: the cluster refuses the next step, as a crash there would
+/// leave it) and run again ends exactly as an uninterrupted one; so does an interrupted failback.
+#[tokio::test]
+async fn interrupted_cutover_and_failback_finish_when_run_again() {
+    let e = env("cli-interrupt").await;
+    let original = replicas(&e.src, &e.ns).await;
+    ok(&e.cli(&["stage"]));
+    let deny = |resources: &'static [&'static str]| dr_syncer_testenv::DenyRule::new("dr-syncer-cli", &["patch"], resources);
+
+    // 1. Stopped after the source is quiet, before any DR workload is activated.
+    e.dst.deny(&deny(&["deployments.apps", "statefulsets.apps", "daemonsets.apps", "cronjobs.batch"])).await.unwrap();
+    // (preflight would see the missing permission and stop before the source is touched)
+    let o = e.cli(&["cutover", "--yes", "--skip-preflight"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert_eq!(replicas(&e.src, &e.ns).await.0, Some(0), "source quiet");
+    assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "DR not yet active");
+    e.dst.clear_denies().await.unwrap();
+
+    // 2. Stopped after the DR workloads are active, before the namespace is marked.
+    e.dst.deny(&deny(&["namespaces"])).await.unwrap();
+    let o = e.cli(&["cutover", "--yes", "--skip-preflight"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert_eq!(replicas(&e.dst, &e.ns).await, original, "DR activated from the source's originals");
+    e.dst.clear_denies().await.unwrap();
+
+    // Run again: the exact end state of a clean cutover.
+    ok(&e.cli(&["cutover", "--yes"]));
+    assert_eq!(replicas(&e.dst, &e.ns).await, original);
+    let src = replicas(&e.src, &e.ns).await;
+    assert_eq!((src.0, src.1, src.2), (Some(0), Some(0), Some(true)));
+    let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
+    assert_eq!(ns.annotations().get("dr-syncer.io/active").map(String::as_str), Some("true"));
+
+    // Failback stopped after the DR side is quiet, before the source is reactivated.
+    e.src.deny(&deny(&["deployments.apps", "statefulsets.apps", "daemonsets.apps", "cronjobs.batch"])).await.unwrap();
+    let o = e.cli(&["failback", "--yes"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "DR quiet");
+    e.src.clear_denies().await.unwrap();
+    ok(&e.cli(&["failback", "--yes"]));
+    assert_eq!(replicas(&e.src, &e.ns).await, original, "source restored exactly");
+    let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
+    assert!(!ns.annotations().contains_key("dr-syncer.io/active"));
+}
