@@ -88,6 +88,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Failback: copy what changed on the DR side since the cutover back to the source first.
+    #[arg(long, global = true)]
+    pub sync_back: bool,
     /// Show Secret values in plans and diffs (redacted by default).
     #[arg(long, global = true)]
     pub show_secrets: bool,
@@ -251,6 +254,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = DrillOptions {
         dry_run: args.dry_run,
         wait,
+        sync_back: args.sync_back,
     };
     if matches!(command, Command::Cutover | Command::Failback) && !args.dry_run && !args.yes {
         confirm(command, drill.target())?;

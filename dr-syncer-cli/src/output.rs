@@ -55,7 +55,12 @@ impl Printer {
 
     /// Print a drill report; exit 6 when objects failed.
     pub(crate) fn drill(&self, mut report: DrillReport) -> anyhow::Result<ExitCode> {
-        for r in report.sync.iter_mut().chain(report.reverse_diff.iter_mut()) {
+        for r in report
+            .sync
+            .iter_mut()
+            .chain(report.reverse_diff.iter_mut())
+            .chain(report.sync_back.iter_mut())
+        {
             self.redact(r);
         }
         let failed = report.sync.as_ref().is_some_and(|s| !s.is_success());
@@ -71,6 +76,10 @@ impl Printer {
                 if let Some(diff) = &report.reverse_diff {
                     println!("\nchanged on the DR side since the cutover (DR -> source):");
                     self.changes(diff, true);
+                }
+                if let Some(back) = &report.sync_back {
+                    println!("\ncopied back to the source:");
+                    self.changes(back, false);
                 }
                 if let Some(sync) = &report.sync {
                     self.sync(sync, report.mode == "plan" || report.dry_run);

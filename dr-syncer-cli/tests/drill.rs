@@ -334,6 +334,19 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
         "a dry run changes nothing"
     );
 
+    // --sync-back carries the DR-side change to the source; the source still comes back with its
+    // recorded originals. (Then cut over again for the failback rounds below.)
+    let f = e.cli(&["failback", "--yes", "--sync-back"]);
+    ok(&f);
+    let cm: ConfigMap = Api::namespaced(e.src.client(), &e.ns)
+        .get("settings")
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["LOG_LEVEL"], "debug", "{}", f.stdout);
+    assert_eq!(replicas(&e.src, &e.ns).await, original);
+    ok(&e.cli(&["cutover", "--yes"]));
+    assert_eq!(replicas(&e.dst, &e.ns).await, original);
+
     for round in 0..2 {
         let f = e.cli(&["failback", "--yes"]);
         ok(&f);
@@ -528,10 +541,20 @@ async fn interrupted_cutover_and_failback_finish_when_run_again() {
     let e = env("cli-interrupt").await;
     let original = replicas(&e.src, &e.ns).await;
     ok(&e.cli(&["stage"]));
-    let deny = |resources: &'static [&'static str]| dr_syncer_testenv::DenyRule::new("dr-syncer-cli", &["patch"], resources);
+    let deny = |resources: &'static [&'static str]| {
+        dr_syncer_testenv::DenyRule::new("dr-syncer-cli", &["patch"], resources)
+    };
 
     // 1. Stopped after the source is quiet, before any DR workload is activated.
-    e.dst.deny(&deny(&["deployments.apps", "statefulsets.apps", "daemonsets.apps", "cronjobs.batch"])).await.unwrap();
+    e.dst
+        .deny(&deny(&[
+            "deployments.apps",
+            "statefulsets.apps",
+            "daemonsets.apps",
+            "cronjobs.batch",
+        ]))
+        .await
+        .unwrap();
     // (preflight would see the missing permission and stop before the source is touched)
     let o = e.cli(&["cutover", "--yes", "--skip-preflight"]);
     assert_ne!(o.code, 0, "{}", o.stdout);
@@ -543,7 +566,11 @@ async fn interrupted_cutover_and_failback_finish_when_run_again() {
     e.dst.deny(&deny(&["namespaces"])).await.unwrap();
     let o = e.cli(&["cutover", "--yes", "--skip-preflight"]);
     assert_ne!(o.code, 0, "{}", o.stdout);
-    assert_eq!(replicas(&e.dst, &e.ns).await, original, "DR activated from the source's originals");
+    assert_eq!(
+        replicas(&e.dst, &e.ns).await,
+        original,
+        "DR activated from the source's originals"
+    );
     e.dst.clear_denies().await.unwrap();
 
     // Run again: the exact end state of a clean cutover.
@@ -552,10 +579,21 @@ async fn interrupted_cutover_and_failback_finish_when_run_again() {
     let src = replicas(&e.src, &e.ns).await;
     assert_eq!((src.0, src.1, src.2), (Some(0), Some(0), Some(true)));
     let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
-    assert_eq!(ns.annotations().get("dr-syncer.io/active").map(String::as_str), Some("true"));
+    assert_eq!(
+        ns.annotations().get("dr-syncer.io/active").map(String::as_str),
+        Some("true")
+    );
 
     // Failback stopped after the DR side is quiet, before the source is reactivated.
-    e.src.deny(&deny(&["deployments.apps", "statefulsets.apps", "daemonsets.apps", "cronjobs.batch"])).await.unwrap();
+    e.src
+        .deny(&deny(&[
+            "deployments.apps",
+            "statefulsets.apps",
+            "daemonsets.apps",
+            "cronjobs.batch",
+        ]))
+        .await
+        .unwrap();
     let o = e.cli(&["failback", "--yes"]);
     assert_ne!(o.code, 0, "{}", o.stdout);
     assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "DR quiet");

@@ -87,6 +87,7 @@ pub struct SyncEngine {
     chain: TransformerChain,
     concurrency: usize,
     crd_timeout: Duration,
+    keep_activation: bool,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -114,7 +115,15 @@ impl SyncEngine {
             chain: TransformerChain::builtin(),
             concurrency: 64,
             crd_timeout: Duration::from_secs(60),
+            keep_activation: false,
         }
+    }
+
+    /// Treat every destination namespace as active: workloads keep their live replicas, `suspend` and
+    /// placement whatever the source says (used to copy DR-side changes back to a quiet source).
+    pub fn keeping_destination_activation(mut self) -> Self {
+        self.keep_activation = true;
+        self
     }
 
     /// Use this transformer chain instead of [`TransformerChain::builtin`] (e.g. the built-ins plus your own).
@@ -224,7 +233,8 @@ impl SyncEngine {
                     .get(annotations::ACTIVE)
                     .cloned()
             })
-            .is_some_and(|v| v == "true");
+            .is_some_and(|v| v == "true")
+            || self.keep_activation;
         report.destination_active = active;
 
         // 2.–3. Select and transform (pure).

@@ -67,6 +67,9 @@ pub struct DrillReport {
     /// Failback: what changed on the DR side since the cutover (a plan of DR → source).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reverse_diff: Option<SyncReport>,
+    /// Failback with `sync_back`: the copy of those changes to the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_back: Option<SyncReport>,
     /// Activation changes, in the order they were made.
     pub changes: Vec<DrillChange>,
     /// Workloads waited for until ready.
@@ -80,6 +83,9 @@ pub struct DrillOptions {
     pub dry_run: bool,
     /// Wait until the activated side's workloads are ready, at most this long.
     pub wait: Option<Duration>,
+    /// Failback: copy what changed on the DR side to the source first (the source's workloads keep their
+    /// quiet state and recorded originals; they are reactivated from those afterwards).
+    pub sync_back: bool,
 }
 
 /// A drill between two clusters for one namespace pair.
@@ -291,6 +297,27 @@ impl Drill {
             ..Default::default()
         };
         report.reverse_diff = Some(self.reverse_diff().await?);
+        if options.sync_back {
+            let (engine, target) = self.reverse();
+            let engine = engine.keeping_destination_activation();
+            let copied = if options.dry_run {
+                engine.plan(&target).await?
+            } else {
+                engine.sync(&target).await?
+            };
+            if !copied.is_success() {
+                let failed: Vec<String> = copied
+                    .failures
+                    .iter()
+                    .map(|f| format!("{}: {}", f.object, f.message))
+                    .collect();
+                return Err(Error::InvalidConfig(format!(
+                    "failback stopped before touching any workload: copying DR changes back failed for {}",
+                    failed.join("; ")
+                )));
+            }
+            report.sync_back = Some(copied);
+        }
         let src_ns = self.target.source_namespace.clone();
         let dst_ns = self.target.destination_namespace.clone();
         // 1. Quiet the DR side.
@@ -344,26 +371,7 @@ impl Drill {
     /// # Errors
     /// As [`SyncEngine::plan`].
     pub async fn reverse_diff(&self) -> Result<SyncReport> {
-        let reverse = SyncEngine::new(
-            std::sync::Arc::new(KubeSource::new(self.destination.clone(), self.calls.clone())),
-            std::sync::Arc::new(KubeApplier::new(self.source.clone(), self.calls.clone())),
-        );
-        let mut config = (*self.target.config).clone();
-        config.scale_to_zero = false;
-        config.prune = false;
-        config.storage_class_mappings.clear();
-        config.access_mode_mappings.clear();
-        config.ingress.transform_hosts = false;
-        config.rules.clear();
-        let target = SyncTarget {
-            source_cluster: self.target.destination_cluster.clone(),
-            destination_cluster: self.target.source_cluster.clone(),
-            source_namespace: self.target.destination_namespace.clone(),
-            destination_namespace: self.target.source_namespace.clone(),
-            synced_by: self.target.synced_by.clone(),
-            types: self.target.types.clone(),
-            config: std::sync::Arc::new(config),
-        };
+        let (reverse, target) = self.reverse();
         let mut report = reverse.plan(&target).await?;
         // Leave out what is not a change made on the DR side: dr-syncer's own bookkeeping annotations and
         // the activation state (replicas, suspend, DaemonSet placement) that the drill itself switches.
@@ -388,6 +396,32 @@ impl Drill {
             }
         }
         Ok(report)
+    }
+
+    /// The engine and target of DR → source, without the DR-side transformations (nothing quieted,
+    /// renamed or remapped), for the same types.
+    fn reverse(&self) -> (SyncEngine, SyncTarget) {
+        let reverse = SyncEngine::new(
+            std::sync::Arc::new(KubeSource::new(self.destination.clone(), self.calls.clone())),
+            std::sync::Arc::new(KubeApplier::new(self.source.clone(), self.calls.clone())),
+        );
+        let mut config = (*self.target.config).clone();
+        config.scale_to_zero = false;
+        config.prune = false;
+        config.storage_class_mappings.clear();
+        config.access_mode_mappings.clear();
+        config.ingress.transform_hosts = false;
+        config.rules.clear();
+        let target = SyncTarget {
+            source_cluster: self.target.destination_cluster.clone(),
+            destination_cluster: self.target.source_cluster.clone(),
+            source_namespace: self.target.destination_namespace.clone(),
+            destination_namespace: self.target.source_namespace.clone(),
+            synced_by: self.target.synced_by.clone(),
+            types: self.target.types.clone(),
+            config: std::sync::Arc::new(config),
+        };
+        (reverse, target)
     }
 
     async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
