@@ -186,6 +186,11 @@ pub fn carry_live_activation(rt: &ResourceType, desired: &mut DynamicObject, liv
     }
 }
 
+/// Whether a (DR) Namespace carries the cutover's mark `dr-syncer.io/active: "true"`.
+pub fn is_marked_active(ns: &DynamicObject) -> bool {
+    ann(ns, annotations::ACTIVE) == Some("true")
+}
+
 /// Apply a JSON merge patch (RFC 7386) to an object — handy to preview what [`activate`] or [`quiet`] do.
 pub fn merge(obj: &DynamicObject, patch: &Value) -> Result<DynamicObject, TransformError> {
     let mut doc = serde_json::to_value(obj).map_err(|e| err(obj, e.to_string()))?;

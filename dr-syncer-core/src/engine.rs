@@ -41,7 +41,7 @@ use crate::{
     resource::{ObjectKey, ResourceType},
     selection::ObjectFilter,
     source::{ResourceSource, SourceError, SourceObject, SourceScope},
-    transform::{Outcome, Sanitize, TransformContext, Transformer, TransformerChain},
+    transform::{Outcome, Sanitize, TransformContext, Transformer, TransformerChain, annotation},
 };
 
 /// The Namespace type.
@@ -224,17 +224,7 @@ impl SyncEngine {
             name: target.destination_namespace.clone(),
         };
         let live_ns = self.applier.live(&namespace_type(), &ns_key).await?;
-        let active = live_ns
-            .as_ref()
-            .and_then(|ns| {
-                ns.metadata
-                    .annotations
-                    .as_ref()?
-                    .get(annotations::ACTIVE)
-                    .cloned()
-            })
-            .is_some_and(|v| v == "true")
-            || self.keep_activation;
+        let active = live_ns.as_ref().is_some_and(activation::is_marked_active) || self.keep_activation;
         report.destination_active = active;
 
         // 2.–3. Select and transform (pure).
@@ -387,11 +377,8 @@ impl SyncEngine {
                 }
             }
         }
-        if let Some(active) = live_ns
-            .and_then(|ns| ns.metadata.annotations.as_ref())
-            .and_then(|a| a.get(annotations::ACTIVE))
-        {
-            ann.insert(annotations::ACTIVE.into(), active.clone());
+        if let Some(active) = live_ns.and_then(|ns| annotation(ns, annotations::ACTIVE)) {
+            ann.insert(annotations::ACTIVE.into(), active.to_owned());
         }
         ann.insert(annotations::SYNCED_BY.into(), target.synced_by.clone());
         ann.insert(annotations::SOURCE_CLUSTER.into(), target.source_cluster.clone());

@@ -23,6 +23,7 @@ use crate::{
     apply::{Applier, ApplyAction, ApplyError, ApplyOptions, ApplyResult, ObjectDiff},
     diff,
     resource::{ObjectKey, ResourceType},
+    transform::{annotate, annotation},
 };
 
 /// Cache key: `resource.group` and namespace.
@@ -240,9 +241,8 @@ impl Applier for KubeApplier {
         let live = self.live(rt, &key).await?;
         let mut desired = with_types(desired.clone(), rt);
         let hash = desired_fingerprint(&desired);
-        let ann = desired.metadata.annotations.get_or_insert_with(Default::default);
-        ann.remove(annotations::LAST_SYNCED);
-        ann.insert(annotations::DESIRED_HASH.into(), hash.clone());
+        // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
+        annotate(&mut desired, annotations::DESIRED_HASH, hash.clone());
 
         let want = comparable(&desired);
         let have = live.as_ref().map(comparable);
@@ -257,20 +257,11 @@ impl Applier for KubeApplier {
         // Settled immutable differences: a PartialUpdate already applied this desired state except its
         // immutable fields; a NoChange rejection of it stands against this very live object.
         if let (Some(live), Some(have)) = (&live, &have)
-            && live
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(annotations::DESIRED_HASH))
-                .is_some_and(|h| *h == hash)
+            && annotation(live, annotations::DESIRED_HASH) == Some(hash.as_str())
         {
             let handling = options.immutable.handling_for(rt);
             if handling == crate::api::ImmutableHandling::PartialUpdate
-                && let Some(fields) = live
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(annotations::IMMUTABLE_FIELDS))
+                && let Some(fields) = annotation(live, annotations::IMMUTABLE_FIELDS)
             {
                 let fields: Vec<String> = fields
                     .split(',')
@@ -278,11 +269,7 @@ impl Applier for KubeApplier {
                     .map(str::to_owned)
                     .collect();
                 let mut settled = super::immutable::keep_immutable(rt, &desired, live, &fields);
-                settled
-                    .metadata
-                    .annotations
-                    .get_or_insert_with(Default::default)
-                    .insert(annotations::IMMUTABLE_FIELDS.into(), fields.join(","));
+                annotate(&mut settled, annotations::IMMUTABLE_FIELDS, fields.join(","));
                 if diff::is_subset(&comparable(&settled), have) {
                     return Ok(ApplyResult {
                         action: ApplyAction::Unchanged,
@@ -316,11 +303,7 @@ impl Applier for KubeApplier {
                 diff: Some(changes),
             });
         }
-        desired
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(annotations::LAST_SYNCED.into(), now_rfc3339());
+        annotate(&mut desired, annotations::LAST_SYNCED, now_rfc3339());
         match self.server_side_apply(rt, &key, &desired).await {
             Ok(_) => Ok(ApplyResult {
                 action,
@@ -384,13 +367,7 @@ impl Applier for KubeApplier {
         };
         let mut managed: Vec<DynamicObject> = all
             .into_iter()
-            .filter(|o| {
-                o.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(annotations::SYNCED_BY))
-                    .is_some_and(|v| v == synced_by)
-            })
+            .filter(|o| annotation(o, annotations::SYNCED_BY) == Some(synced_by))
             .collect();
         managed.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(managed)

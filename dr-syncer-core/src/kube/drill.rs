@@ -34,6 +34,7 @@ use crate::{
     engine::{SyncEngine, SyncReport, SyncTarget, namespace_type},
     resource::ResourceType,
     selection::ObjectFilter,
+    transform::annotation,
 };
 
 /// The field manager of activation writes.
@@ -436,13 +437,7 @@ impl Drill {
             .list(client, rt, ns)
             .await?
             .into_iter()
-            .filter(|o| {
-                o.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(annotations::SYNCED_BY))
-                    .is_some_and(|v| *v == self.target.synced_by)
-            })
+            .filter(|o| annotation(o, annotations::SYNCED_BY) == Some(self.target.synced_by.as_str()))
             .collect())
     }
 
@@ -499,13 +494,7 @@ impl Drill {
                 "destination namespace {ns} does not exist"
             )));
         };
-        let is_active = live
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(annotations::ACTIVE))
-            .is_some_and(|v| v == "true");
-        if is_active == active {
+        if activation::is_marked_active(&live) == active {
             return Ok(());
         }
         let value = if active { json!("true") } else { Value::Null };

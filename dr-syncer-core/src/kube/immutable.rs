@@ -24,6 +24,7 @@ use crate::{
     api::ImmutableHandling,
     apply::{ApplyAction, ApplyError, ApplyOptions, ApplyResult, ObjectDiff},
     resource::{ObjectKey, ResourceType},
+    transform::annotate,
 };
 
 fn says_immutable(m: &str) -> bool {
@@ -265,11 +266,7 @@ impl KubeApplier {
                 };
                 let fields = rejected_fields(err);
                 let mut partial = keep_immutable(rt, &desired, &live, &fields);
-                partial
-                    .metadata
-                    .annotations
-                    .get_or_insert_with(Default::default)
-                    .insert(annotations::IMMUTABLE_FIELDS.into(), fields.join(","));
+                annotate(&mut partial, annotations::IMMUTABLE_FIELDS, fields.join(","));
                 self.server_side_apply(rt, key, &partial)
                     .await
                     .map_err(|e| apply_error(key, &e))?;
