@@ -107,6 +107,38 @@ impl std::fmt::Debug for Drill {
     }
 }
 
+/// Which cluster of the drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Destination,
+}
+
+/// Which way a workload is switched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Switch {
+    Quiet,
+    Activate,
+}
+
+async fn sync_or_plan(engine: &SyncEngine, target: &SyncTarget, dry_run: bool) -> Result<SyncReport> {
+    if dry_run {
+        engine.plan(target).await
+    } else {
+        engine.sync(target).await
+    }
+}
+
+/// The failed objects of a report, for an error message.
+fn failures(report: &SyncReport) -> String {
+    report
+        .failures
+        .iter()
+        .map(|f| format!("{}: {}", f.object, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Whether a changed field of a reverse plan is dr-syncer's own (bookkeeping annotations, activation
 /// state) rather than a change made on the DR side.
 fn is_bookkeeping(path: &str, new: Option<&str>) -> bool {
@@ -190,11 +222,7 @@ impl Drill {
     }
 
     async fn sync_or_plan(&self, dry_run: bool) -> Result<SyncReport> {
-        if dry_run {
-            self.engine.plan(&self.target).await
-        } else {
-            self.engine.sync(&self.target).await
-        }
+        sync_or_plan(&self.engine, &self.target, dry_run).await
     }
 
     /// Stage: sync with the DR side quiet (plan only with `dry_run`).
@@ -223,65 +251,23 @@ impl Drill {
         };
         let sync = self.sync_or_plan(options.dry_run).await?;
         if !sync.is_success() {
-            let failed: Vec<String> = sync
-                .failures
-                .iter()
-                .map(|f| format!("{}: {}", f.object, f.message))
-                .collect();
-            report.sync = Some(sync);
             return Err(Error::InvalidConfig(format!(
                 "cutover stopped before touching any workload: the sync failed for {}",
-                failed.join("; ")
+                failures(&sync)
             )));
         }
         report.sync = Some(sync);
-        let src_ns = self.target.source_namespace.clone();
-        let dst_ns = self.target.destination_namespace.clone();
-        let filter = ObjectFilter::new(&self.target.config);
-
         // 1. Quiet the source, recording originals on it.
-        for rt in self.workloads_in_scope() {
-            for obj in self.list(&self.source, &rt, &src_ns).await? {
-                if filter.check(&rt, &obj).is_err() {
-                    continue;
-                }
-                if let Some(patch) = activation::quiet(&rt, &obj)? {
-                    self.patch(
-                        &self.source,
-                        "source",
-                        &rt,
-                        &obj,
-                        "quiet",
-                        patch,
-                        &mut report,
-                        options.dry_run,
-                    )
-                    .await?;
-                }
-            }
-        }
+        self.switch(Side::Source, Switch::Quiet, &mut report, options.dry_run)
+            .await?;
         // 2. Activate the DR side from the originals recorded at sync time.
-        for rt in self.workloads_in_scope() {
-            for obj in self.managed(&self.destination, &rt, &dst_ns).await? {
-                if let Some(patch) = activation::activate(&rt, &obj)? {
-                    self.patch(
-                        &self.destination,
-                        "destination",
-                        &rt,
-                        &obj,
-                        "activate",
-                        patch,
-                        &mut report,
-                        options.dry_run,
-                    )
-                    .await?;
-                }
-            }
-        }
+        self.switch(Side::Destination, Switch::Activate, &mut report, options.dry_run)
+            .await?;
         // 3. Mark the DR namespace active.
-        self.mark(&dst_ns, true, &mut report, options.dry_run).await?;
+        self.mark(true, &mut report, options.dry_run).await?;
         if let (Some(timeout), false) = (options.wait, options.dry_run) {
-            self.wait_ready(&self.destination, &dst_ns, timeout).await?;
+            self.wait_ready(&self.destination, &self.target.destination_namespace, timeout)
+                .await?;
             report.waited = true;
         }
         Ok(report)
@@ -301,66 +287,26 @@ impl Drill {
         if options.sync_back {
             let (engine, target) = self.reverse();
             let engine = engine.keeping_destination_activation();
-            let copied = if options.dry_run {
-                engine.plan(&target).await?
-            } else {
-                engine.sync(&target).await?
-            };
+            let copied = sync_or_plan(&engine, &target, options.dry_run).await?;
             if !copied.is_success() {
-                let failed: Vec<String> = copied
-                    .failures
-                    .iter()
-                    .map(|f| format!("{}: {}", f.object, f.message))
-                    .collect();
                 return Err(Error::InvalidConfig(format!(
                     "failback stopped before touching any workload: copying DR changes back failed for {}",
-                    failed.join("; ")
+                    failures(&copied)
                 )));
             }
             report.sync_back = Some(copied);
         }
-        let src_ns = self.target.source_namespace.clone();
-        let dst_ns = self.target.destination_namespace.clone();
         // 1. Quiet the DR side.
-        for rt in self.workloads_in_scope() {
-            for obj in self.managed(&self.destination, &rt, &dst_ns).await? {
-                if let Some(patch) = activation::quiet(&rt, &obj)? {
-                    self.patch(
-                        &self.destination,
-                        "destination",
-                        &rt,
-                        &obj,
-                        "quiet",
-                        patch,
-                        &mut report,
-                        options.dry_run,
-                    )
-                    .await?;
-                }
-            }
-        }
+        self.switch(Side::Destination, Switch::Quiet, &mut report, options.dry_run)
+            .await?;
         // 2. Reactivate the source from its recorded originals.
-        for rt in self.workloads_in_scope() {
-            for obj in self.list(&self.source, &rt, &src_ns).await? {
-                if let Some(patch) = activation::activate(&rt, &obj)? {
-                    self.patch(
-                        &self.source,
-                        "source",
-                        &rt,
-                        &obj,
-                        "activate",
-                        patch,
-                        &mut report,
-                        options.dry_run,
-                    )
-                    .await?;
-                }
-            }
-        }
+        self.switch(Side::Source, Switch::Activate, &mut report, options.dry_run)
+            .await?;
         // 3. Clear the mark.
-        self.mark(&dst_ns, false, &mut report, options.dry_run).await?;
+        self.mark(false, &mut report, options.dry_run).await?;
         if let (Some(timeout), false) = (options.wait, options.dry_run) {
-            self.wait_ready(&self.source, &src_ns, timeout).await?;
+            self.wait_ready(&self.source, &self.target.source_namespace, timeout)
+                .await?;
             report.waited = true;
         }
         Ok(report)
@@ -425,6 +371,46 @@ impl Drill {
         (reverse, target)
     }
 
+    /// Quiet or activate the workloads in scope on one side. On the source, quieting touches only what
+    /// the mapping replicates; on the destination, only what this target synced.
+    async fn switch(
+        &self,
+        side: Side,
+        switch: Switch,
+        report: &mut DrillReport,
+        dry_run: bool,
+    ) -> Result<()> {
+        let (client, ns, cluster) = match side {
+            Side::Source => (&self.source, &self.target.source_namespace, "source"),
+            Side::Destination => (
+                &self.destination,
+                &self.target.destination_namespace,
+                "destination",
+            ),
+        };
+        let filter = ObjectFilter::new(&self.target.config);
+        for rt in self.workloads_in_scope() {
+            let objects = match side {
+                Side::Source => self.list(client, &rt, ns).await?,
+                Side::Destination => self.managed(client, &rt, ns).await?,
+            };
+            for obj in objects {
+                if side == Side::Source && switch == Switch::Quiet && filter.check(&rt, &obj).is_err() {
+                    continue;
+                }
+                let (patch, action) = match switch {
+                    Switch::Quiet => (activation::quiet(&rt, &obj)?, "quiet"),
+                    Switch::Activate => (activation::activate(&rt, &obj)?, "activate"),
+                };
+                if let Some(patch) = patch {
+                    self.patch(client, cluster, &rt, &obj, action, patch, report, dry_run)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
         list_all(client, &self.calls, rt, Some(ns), None, false)
             .await
@@ -478,7 +464,9 @@ impl Drill {
         Ok(())
     }
 
-    async fn mark(&self, ns: &str, active: bool, report: &mut DrillReport, dry_run: bool) -> Result<()> {
+    /// Set or clear the destination namespace's active mark.
+    async fn mark(&self, active: bool, report: &mut DrillReport, dry_run: bool) -> Result<()> {
+        let ns = self.target.destination_namespace.as_str();
         let rt = namespace_type();
         let api: Api<DynamicObject> = api_for(&self.destination, &rt, None);
         let live = self
