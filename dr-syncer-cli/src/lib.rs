@@ -387,8 +387,12 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
     let source = connect(&cluster(&args.source_kubeconfig, &args.source_context)).await?;
     let destination = connect(&cluster(&args.dest_kubeconfig, &args.dest_context)).await?;
     let discovered = discover(&source, &options.calls()).await?;
-    // The destination must answer too, before anything is written.
-    discover(&destination, &options.calls()).await?;
+    // The destination must answer too, before anything is written (one request; preflight and the
+    // engine ask it the rest).
+    destination
+        .apiserver_version()
+        .await
+        .map_err(|e| Error::kube("reaching the destination cluster", e))?;
 
     let requested: Vec<String> = if args.resource_types.is_empty() {
         config.resource_types.clone()

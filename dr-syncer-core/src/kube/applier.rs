@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::{
     FIELD_MANAGER,
-    calls::{Calls, is_not_found, is_retryable, is_unserved},
-    source::{api_for, list_all, with_types},
+    calls::{Calls, is_not_found, is_retryable},
+    source::{api_for, get_one, list_all, with_types},
 };
 use crate::{
     annotations,
@@ -154,16 +154,16 @@ impl KubeApplier {
         rt: &ResourceType,
         key: &ObjectKey,
     ) -> Result<Option<DynamicObject>, ApplyError> {
-        let api = api_for(&self.client, rt, key.namespace.as_deref());
-        match self
-            .calls
-            .run(&format!("get {key}"), || api.get_opt(&key.name))
-            .await
-        {
-            Ok(o) => Ok(o.map(|o| with_types(o, rt))),
-            Err(e) if is_unserved(&e) => Ok(None),
-            Err(e) => Err(apply_error(key, &e)),
-        }
+        get_one(
+            &self.client,
+            &self.calls,
+            rt,
+            key.namespace.as_deref(),
+            &key.name,
+            true,
+        )
+        .await
+        .map_err(|e| apply_error(key, &e))
     }
 
     /// Server-side apply of `desired`.

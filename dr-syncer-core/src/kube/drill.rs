@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use kube::{
-    Api, Client,
+    Client,
     api::{Patch, PatchParams},
     core::DynamicObject,
 };
@@ -27,7 +27,7 @@ use tracing::info;
 use super::{
     ClientOptions, KubeApplier, KubeSource,
     calls::Calls,
-    source::{api_for, list_all},
+    source::{api_for, get_one, list_all},
 };
 use crate::{
     Error, Result, activation, annotations,
@@ -468,10 +468,7 @@ impl Drill {
     async fn mark(&self, active: bool, report: &mut DrillReport, dry_run: bool) -> Result<()> {
         let ns = self.target.destination_namespace.as_str();
         let rt = namespace_type();
-        let api: Api<DynamicObject> = api_for(&self.destination, &rt, None);
-        let live = self
-            .calls
-            .run(&format!("get namespace {ns}"), || api.get_opt(ns))
+        let live = get_one(&self.destination, &self.calls, &rt, None, ns, false)
             .await
             .map_err(|e| Error::kube(format!("get namespace {ns}"), e))?;
         let Some(live) = live else {

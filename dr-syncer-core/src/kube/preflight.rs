@@ -9,7 +9,11 @@ use kube::{Api, Client, api::PostParams, core::DynamicObject};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{calls::Calls, discover, source::list_all};
+use super::{
+    calls::Calls,
+    discover,
+    source::{get_one, list_all},
+};
 use crate::{
     Error, Result,
     engine::SyncTarget,
@@ -111,8 +115,7 @@ pub async fn preflight(
     let ns_rt = crate::engine::namespace_type();
 
     // Namespaces.
-    let src_exists = super::source::api_for(source, &ns_rt, None)
-        .get_opt(src_ns)
+    let src_exists = get_one(source, calls, &ns_rt, None, src_ns, false)
         .await
         .map_err(|e| Error::kube("get source namespace", e))?
         .is_some();
@@ -129,8 +132,7 @@ pub async fn preflight(
             format!("{src_ns} does not exist on the source cluster")
         },
     );
-    let dst_exists = super::source::api_for(destination, &ns_rt, None)
-        .get_opt(dst_ns)
+    let dst_exists = get_one(destination, calls, &ns_rt, None, dst_ns, false)
         .await
         .map_err(|e| Error::kube("get destination namespace", e))?
         .is_some();

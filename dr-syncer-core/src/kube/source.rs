@@ -92,6 +92,25 @@ pub(crate) async fn list_all(
     }
 }
 
+/// Get one object of `rt` (`namespace` `None` for cluster-scoped types), with `apiVersion`/`kind` set;
+/// `Ok(None)` when it does not exist. With `unserved_is_none`, a type the server does not serve also
+/// reads as `None` (destination side only, as for [`list_all`]).
+pub(crate) async fn get_one(
+    client: &Client,
+    calls: &Calls,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    unserved_is_none: bool,
+) -> Result<Option<DynamicObject>, kube::Error> {
+    let api = api_for(client, rt, namespace);
+    match calls.run(&format!("get {rt} {name}"), || api.get_opt(name)).await {
+        Ok(o) => Ok(o.map(|o| with_types(o, rt))),
+        Err(e) if is_not_found(&e) || (unserved_is_none && is_unserved(&e)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl KubeSource {
     /// A source on `client`, with the limits and retries of `calls`.
     pub fn new(client: Client, calls: Calls) -> Self {
@@ -223,13 +242,9 @@ impl ResourceSource for KubeSource {
         namespace: Option<&'a str>,
         name: &str,
     ) -> Result<Option<DynamicObject>, SourceError> {
-        let api = api_for(&self.client, resource, namespace);
-        let what = format!("get {resource} {name}");
-        match self.calls.run(&what, || api.get_opt(name)).await {
-            Ok(o) => Ok(o.map(|o| with_types(o, resource))),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(source_error(what, &e)),
-        }
+        get_one(&self.client, &self.calls, resource, namespace, name, false)
+            .await
+            .map_err(|e| source_error(format!("get {resource} {name}"), &e))
     }
 }
 
