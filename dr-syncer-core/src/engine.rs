@@ -79,6 +79,23 @@ pub struct SyncTarget {
     pub config: Arc<SyncConfig>,
 }
 
+impl SyncTarget {
+    /// What the transformers get for an object of `resource` (`active`: the DR namespace is marked
+    /// active).
+    pub fn context(&self, resource: &ResourceType, active: bool) -> TransformContext {
+        TransformContext {
+            source_cluster: self.source_cluster.clone(),
+            destination_cluster: self.destination_cluster.clone(),
+            source_namespace: self.source_namespace.clone(),
+            destination_namespace: self.destination_namespace.clone(),
+            synced_by: self.synced_by.clone(),
+            resource: resource.clone(),
+            destination_active: active,
+            config: self.config.clone(),
+        }
+    }
+}
+
 /// Runs syncs and plans (see the module docs).
 #[derive(Clone)]
 pub struct SyncEngine {
@@ -242,7 +259,7 @@ impl SyncEngine {
                 report.skip(&resource.group_kind(), label, skip.to_string());
                 continue;
             }
-            let ctx = self.context(target, &resource, active);
+            let ctx = target.context(&resource, active);
             match self.chain.transform(object, &ctx) {
                 Ok(Outcome::Keep(obj)) => {
                     let key = resource.key_of(&obj);
@@ -331,19 +348,6 @@ impl SyncEngine {
         Ok(report)
     }
 
-    fn context(&self, target: &SyncTarget, resource: &ResourceType, active: bool) -> TransformContext {
-        TransformContext {
-            source_cluster: target.source_cluster.clone(),
-            destination_cluster: target.destination_cluster.clone(),
-            source_namespace: target.source_namespace.clone(),
-            destination_namespace: target.destination_namespace.clone(),
-            synced_by: target.synced_by.clone(),
-            resource: resource.clone(),
-            destination_active: active,
-            config: target.config.clone(),
-        }
-    }
-
     async fn apply_one(&self, d: &Desired, active: bool, options: ApplyOptions) -> Result<ApplyResult> {
         let mut object = d.object.clone();
         if active && let Some(live) = self.applier.live(&d.resource, &d.key).await? {
@@ -427,7 +431,7 @@ impl SyncEngine {
                     continue;
                 }
             };
-            let ctx = self.context(target, &crd_rt, false);
+            let ctx = target.context(&crd_rt, false);
             let desired = match Sanitize.transform(crd, &ctx) {
                 Ok(Outcome::Keep(c)) => c,
                 Ok(Outcome::Drop { .. }) => continue,

@@ -18,7 +18,7 @@ use crate::{
     Error, Result,
     engine::SyncTarget,
     resource::ResourceType,
-    transform::{Outcome, TransformContext, Transformer, TransformerChain},
+    transform::{Outcome, Transformer, TransformerChain},
 };
 
 /// How a check came out.
@@ -206,19 +206,9 @@ pub async fn preflight(
     // Classes and CRDs the DR side must have.
     let dr_types = discover(destination, calls).await?;
     let chain = TransformerChain::builtin();
-    let ctx = |rt: &ResourceType| TransformContext {
-        source_cluster: target.source_cluster.clone(),
-        destination_cluster: target.destination_cluster.clone(),
-        source_namespace: target.source_namespace.clone(),
-        destination_namespace: target.destination_namespace.clone(),
-        synced_by: target.synced_by.clone(),
-        resource: rt.clone(),
-        destination_active: false,
-        config: target.config.clone(),
-    };
     let transformed = |rt: &ResourceType, objs: Vec<DynamicObject>| -> Vec<DynamicObject> {
         objs.into_iter()
-            .filter_map(|o| match chain.transform(o, &ctx(rt)) {
+            .filter_map(|o| match chain.transform(o, &target.context(rt, false)) {
                 Ok(Outcome::Keep(o)) => Some(o),
                 _ => None,
             })
