@@ -84,22 +84,14 @@ fn api(client: &Client, rt: &ResourceType, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &rt.api_resource())
 }
 
-/// Create objects 0..n in `ns`, `PARALLEL` at a time; returns the elapsed time.
-async fn create_all(client: &Client, ns: &str, n: usize) -> Duration {
-    let start = Instant::now();
-    stream::iter(0..n)
-        .map(|i| async move {
+/// Objects 0..n of the mixed set.
+fn mixed_objects(n: usize) -> Vec<(ResourceType, DynamicObject)> {
+    (0..n)
+        .map(|i| {
             let (rt, v) = object(i);
-            let obj: DynamicObject = serde_json::from_value(v).expect("object");
-            api(client, &rt, ns)
-                .create(&PostParams::default(), &obj)
-                .await
-                .expect("create");
+            (rt, serde_json::from_value(v).expect("object"))
         })
-        .buffer_unordered(PARALLEL)
-        .collect::<Vec<_>>()
-        .await;
-    start.elapsed()
+        .collect()
 }
 
 /// The source objects exactly as a copy sends them: listed from the source, with the fields the server
@@ -302,7 +294,7 @@ async fn run(n: usize) {
     let engine = SyncEngine::new(source, applier);
 
     let src_ns = create_namespace(&src_admin, "bench").await.expect("ns");
-    create_all(&src_admin, &src_ns, n).await;
+    write_all(&src_admin, &src_ns, &mixed_objects(n), false).await;
 
     println!("\n== {n} mixed objects (ConfigMaps, Secrets, Services, Deployments) ==");
     let objects = source_objects(&src_admin, &src_ns).await;
