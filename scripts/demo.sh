@@ -31,6 +31,9 @@ cargo build --quiet --release -p dr-syncer-cli
 CLI=(target/release/dr-syncer-cli --source-kubeconfig "$PROD" --dest-kubeconfig "$DR" --source-namespace shop
      --resource-types configmaps,secrets,deployments,services,persistentvolumeclaims)
 
+step "preflight: namespaces, storage classes, resource types and permissions on both sides"
+"${CLI[@]}" preflight
+
 step "plan: what a stage would create on the DR side (Secret values redacted)"
 "${CLI[@]}" plan
 

@@ -10,6 +10,7 @@
 //! problems that block the drill.
 
 mod output;
+mod progress;
 
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -20,9 +21,12 @@ use dr_syncer_core::{
     api::{NamespaceMapping, NamespaceMappingSpec},
     config::{SyncConfig, parse_duration},
     engine::SyncTarget,
-    kube::{ClientOptions, ClusterConfig, Drill, DrillOptions, KubeconfigSource, connect, discover},
+    kube::{
+        ClientOptions, ClusterConfig, Drill, DrillOptions, DrillStep, KubeconfigSource, connect,
+        custom_resource_types, discover,
+    },
     resource::ResourceType,
-    selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, is_replicable, resolve_resource_types},
+    selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, resolve_resource_types},
 };
 use tracing::warn;
 
@@ -106,7 +110,7 @@ pub struct Args {
     /// Accepted for compatibility with the Go CLI and ignored (it drove the external pv-migrate).
     #[arg(long, global = true)]
     pub pv_migrate_flags: Option<String>,
-    /// Do not run the preflight checks before stage and cutover.
+    /// Do not run the preflight checks before stage, cutover and failback.
     #[arg(long, global = true)]
     pub skip_preflight: bool,
     /// Print build information as JSON and exit.
@@ -261,11 +265,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let out = output::Printer::new(args.output, args.show_secrets);
     if command == Command::Preflight {
-        let report = drill.preflight(true).await?;
+        let report = drill.preflight(DrillStep::Cutover).await?;
         return out.preflight(&report);
     }
-    if matches!(command, Command::Stage | Command::Cutover) && !args.skip_preflight {
-        let report = drill.preflight(command == Command::Cutover).await?;
+    let step = match command {
+        Command::Stage => Some(DrillStep::Stage),
+        Command::Cutover => Some(DrillStep::Cutover),
+        Command::Failback => Some(DrillStep::Failback {
+            sync_back: args.sync_back,
+        }),
+        _ => None,
+    };
+    if let (Some(step), false) = (step, args.skip_preflight) {
+        let report = drill.preflight(step).await?;
         if report.blocks() {
             out.preflight(&report)?;
             let problems: Vec<String> = report
@@ -284,6 +296,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
+    let (progress, _display) = progress::display(&format!("{command:?}").to_lowercase());
+    let drill = drill.with_progress(progress);
     match command {
         Command::Preflight => unreachable!("handled above"),
         Command::Stage => out.drill(drill.stage(args.dry_run).await?),
@@ -412,12 +426,9 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
     )
     .map_err(Error::from)?;
     if args.include_custom_resources {
-        for rt in discovered
-            .iter()
-            .filter(|t| is_replicable(t) && t.group.contains('.') && !t.group.ends_with(".k8s.io"))
-        {
-            if !types.contains(rt) {
-                types.push(rt.clone());
+        for rt in custom_resource_types(&source, &options.calls(), &discovered).await? {
+            if !types.contains(&rt) {
+                types.push(rt);
             }
         }
     }

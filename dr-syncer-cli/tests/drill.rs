@@ -109,16 +109,21 @@ struct Out {
 
 impl Env {
     fn cli(&self, args: &[&str]) -> Out {
-        let out = Command::new(BIN)
-            .arg("--source-kubeconfig")
+        self.cli_typed(Some(TYPES), args)
+    }
+
+    /// The CLI with `--resource-types types`, or without the flag.
+    fn cli_typed(&self, types: Option<&str>, args: &[&str]) -> Out {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--source-kubeconfig")
             .arg(&self.reader.kubeconfig)
             .arg("--dest-kubeconfig")
             .arg(&self.writer.kubeconfig)
-            .args(["--source-namespace", &self.ns])
-            .args(["--resource-types", TYPES])
-            .args(args)
-            .output()
-            .expect("run dr-syncer-cli");
+            .args(["--source-namespace", &self.ns]);
+        if let Some(types) = types {
+            cmd.args(["--resource-types", types]);
+        }
+        let out = cmd.args(args).output().expect("run dr-syncer-cli");
         Out {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -170,6 +175,13 @@ async fn stage_twice_plan_and_diff() {
 
     let first = e.cli(&["stage"]);
     ok(&first);
+    // Not a terminal: progress as plain lines.
+    assert!(
+        first.stderr.contains("[stage] 7 objects to apply")
+            && first.stderr.contains("[stage] applied 7/7 objects"),
+        "{}",
+        first.stderr
+    );
     assert_eq!(e.src_writes().await, 0, "stage never writes to the source");
     let dep: Deployment = Api::namespaced(e.dst.client(), &e.ns).get("web").await.unwrap();
     assert_eq!(dep.spec.unwrap().replicas, Some(0), "DR side quiet");
@@ -499,7 +511,12 @@ async fn preflight_finds_a_missing_storage_class_a_missing_crd_and_missing_permi
                     .any(|f| f.starts_with("storage classes") && f.contains("fast-ssd")),
                 "{failed:?}"
             );
-            assert!(failed.iter().any(|f| f.starts_with("custom resource definitions") && f.contains("gizmos.example.com")), "{failed:?}");
+            assert!(
+                failed.iter().any(|f| f.starts_with("resource types")
+                    && f.contains("gizmos.example.com")
+                    && f.contains("install the CRDs")),
+                "{failed:?}"
+            );
             found = true;
             break;
         }
@@ -594,7 +611,20 @@ async fn interrupted_cutover_and_failback_finish_when_run_again() {
         ]))
         .await
         .unwrap();
+    // Preflight sees that the source workloads cannot be reactivated and writes nothing …
+    let (src_before, dst_before) = (e.src_writes().await, e.dst_writes().await);
     let o = e.cli(&["failback", "--yes"]);
+    assert_eq!(o.code, 8, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("source: patch deployments.apps"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(e.src_writes().await - src_before, 0);
+    assert_eq!(e.dst_writes().await - dst_before, 0);
+    assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(3), "DR still active");
+    // … and without it the failback stops after the DR side is quiet.
+    let o = e.cli(&["failback", "--yes", "--skip-preflight"]);
     assert_ne!(o.code, 0, "{}", o.stdout);
     assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "DR quiet");
     e.src.clear_denies().await.unwrap();
@@ -602,4 +632,180 @@ async fn interrupted_cutover_and_failback_finish_when_run_again() {
     assert_eq!(replicas(&e.src, &e.ns).await, original, "source restored exactly");
     let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
     assert!(!ns.annotations().contains_key("dr-syncer.io/active"));
+}
+
+#[tokio::test]
+async fn mapping_file_gives_the_operators_transformations() {
+    let e = env("cli-mapping").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("mapping.yaml");
+    let dest = format!("{}-mapped", e.ns);
+    std::fs::write(
+        &mapping,
+        format!(
+            r#"apiVersion: dr-syncer.io/v1alpha1
+kind: NamespaceMapping
+metadata: {{name: shop, namespace: dr-syncer}}
+spec:
+  sourceCluster: prod
+  destinationCluster: dr
+  sourceNamespace: {src}
+  destinationNamespace: {dest}
+  resourceTypes: [configmaps, secrets, deployments]
+  excludeResources: [{{kind: Secret, name: db-credentials}}]
+  namespaceConfig: {{createNamespace: true, preserveLabels: true}}
+  transformRules:
+    - match: {{kind: Deployment}}
+      patches: [{{op: add, path: /metadata/labels, value: {{site: dr}}}}]
+"#,
+            src = e.ns
+        ),
+    )
+    .unwrap();
+    let path = mapping.to_str().unwrap();
+    let o = e.cli_typed(None, &["stage", "--mapping", path]);
+    ok(&o);
+    let dst = e.dst.client();
+    let dep: Deployment = Api::namespaced(dst.clone(), &dest).get("web").await.unwrap();
+    assert_eq!(
+        dep.spec.as_ref().unwrap().replicas,
+        Some(0),
+        "scaleToZero (schema default)"
+    );
+    assert_eq!(
+        dep.labels().get("site").map(String::as_str),
+        Some("dr"),
+        "transformRules applied"
+    );
+    assert_eq!(
+        dep.annotations()
+            .get("dr-syncer.io/synced-by")
+            .map(String::as_str),
+        Some(format!("cli/{}", e.ns).as_str())
+    );
+    let ns: Namespace = Api::all(dst.clone()).get(&dest).await.unwrap();
+    assert_eq!(
+        ns.annotations()
+            .get("dr-syncer.io/source-cluster")
+            .map(String::as_str),
+        Some("prod"),
+        "sourceCluster from the mapping"
+    );
+    assert!(
+        Api::<ConfigMap>::namespaced(dst.clone(), &dest)
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(dst.clone(), &dest)
+            .get_opt("db-credentials")
+            .await
+            .unwrap()
+            .is_none(),
+        "excludeResources honoured"
+    );
+    assert!(
+        Api::<StatefulSet>::namespaced(dst.clone(), &dest)
+            .get_opt("db")
+            .await
+            .unwrap()
+            .is_none(),
+        "resourceTypes honoured"
+    );
+    // The destination namespace comes from the mapping, so the second run finds everything in sync.
+    let d = e.cli_typed(None, &["diff", "--mapping", path]);
+    assert_eq!(d.code, 0, "{}\n{}", d.stdout, d.stderr);
+}
+
+/// A CRD in a `*.k8s.io` group (as the Gateway API's are) and one in a group of its own.
+fn crd(group: &str, plural: &str, kind: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.{group}\n  annotations: {{api-approved.kubernetes.io: \"https://github.com/kubernetes/enhancements/pull/1111\"}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}\n  versions: [{{name: v1, served: true, storage: true, schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}}}]\n",
+        singular = kind.to_lowercase()
+    )
+}
+
+#[tokio::test]
+async fn include_custom_resources_copies_every_crd_backed_type() {
+    let e = env("cli-crs").await;
+    for cp in [&e.src, &e.dst] {
+        for (group, plural, kind) in [
+            ("example.com", "gizmos", "Gizmo"),
+            ("gateway.networking.k8s.io", "httproutes", "HTTPRoute"),
+        ] {
+            apply_yaml(&cp.client(), None, &crd(group, plural, kind))
+                .await
+                .unwrap();
+        }
+    }
+    apply_yaml(
+        &e.src.client(),
+        Some(&e.ns),
+        "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g1}\nspec: {size: 3}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web}\nspec: {hostnames: [shop.example.com]}\n",
+    )
+    .await
+    .unwrap();
+    let gizmo = kube::discovery::ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Gizmo".into(),
+        plural: "gizmos".into(),
+    };
+    let route = kube::discovery::ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: "HTTPRoute".into(),
+        plural: "httproutes".into(),
+    };
+    let get = |ar: &kube::discovery::ApiResource, name: &str| {
+        let api: Api<kube::core::DynamicObject> = Api::namespaced_with(e.dst.client(), &e.ns, ar);
+        let name = name.to_owned();
+        async move { api.get_opt(&name).await.unwrap() }
+    };
+
+    // Without the flag: the default types only.
+    ok(&e.cli(&["stage"]));
+    assert!(get(&gizmo, "g1").await.is_none());
+
+    // With it: both custom resources (discovery of the new CRDs may lag a moment).
+    let mut copied = false;
+    for _ in 0..50 {
+        let o = e.cli(&["stage", "--include-custom-resources"]);
+        ok(&o);
+        if get(&gizmo, "g1").await.is_some() && get(&route, "web").await.is_some() {
+            copied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(copied, "custom resources not copied");
+    let r = get(&route, "web").await.unwrap();
+    assert_eq!(r.data["spec"]["hostnames"][0], "shop.example.com");
+    // Only CRD-backed types were added: no other type showed up.
+    let o = e.cli(&["plan", "--include-custom-resources", "-o", "json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let kinds: Vec<&String> = v["sync"]["kinds"].as_object().unwrap().keys().collect();
+    for k in &kinds {
+        assert!(
+            [
+                "ConfigMap",
+                "Secret",
+                "Service",
+                "Deployment.apps",
+                "StatefulSet.apps",
+                "DaemonSet.apps",
+                "CronJob.batch",
+                "Namespace",
+                "Gizmo.example.com",
+                "HTTPRoute.gateway.networking.k8s.io"
+            ]
+            .contains(&k.as_str()),
+            "unexpected kind {k}: {kinds:?}"
+        );
+    }
 }

@@ -96,6 +96,34 @@ impl SyncTarget {
     }
 }
 
+/// Where a sync (or a drill built on it) is, for progress bars and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Progress {
+    /// The source was read, selected and transformed: `total` objects are to be applied.
+    Planned {
+        /// Objects to apply.
+        total: usize,
+    },
+    /// One object was applied (or failed; the report tells which).
+    Applied {
+        /// Objects applied so far, this one included.
+        done: usize,
+        /// Objects to apply.
+        total: usize,
+        /// The object (`Kind.group/namespace/name`).
+        object: String,
+    },
+    /// A step of a drill started (e.g. `quiet source workloads`).
+    Step {
+        /// What the step does.
+        name: String,
+    },
+}
+
+/// A progress callback. Called from the sync's tasks: it must be cheap and must not block.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// Runs syncs and plans (see the module docs).
 #[derive(Clone)]
 pub struct SyncEngine {
@@ -105,6 +133,7 @@ pub struct SyncEngine {
     concurrency: usize,
     crd_timeout: Duration,
     keep_activation: bool,
+    progress: Option<ProgressFn>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -133,6 +162,24 @@ impl SyncEngine {
             concurrency: 64,
             crd_timeout: Duration::from_secs(60),
             keep_activation: false,
+            progress: None,
+        }
+    }
+
+    /// Report progress to `f` ([`Progress::Planned`], then one [`Progress::Applied`] per object).
+    pub fn with_progress(mut self, f: ProgressFn) -> Self {
+        self.progress = Some(f);
+        self
+    }
+
+    /// The progress callback, if any.
+    pub fn progress(&self) -> Option<&ProgressFn> {
+        self.progress.as_ref()
+    }
+
+    fn emit(&self, event: Progress) {
+        if let Some(f) = &self.progress {
+            f(&event);
         }
     }
 
@@ -293,6 +340,9 @@ impl SyncEngine {
             self.sync_crds(target, &types, &options, &mut report).await;
         }
 
+        let total = desired.len();
+        self.emit(Progress::Planned { total });
+        let done = std::sync::atomic::AtomicUsize::new(0);
         let mut tiers: BTreeMap<Tier, Vec<Desired>> = BTreeMap::new();
         for d in desired {
             tiers.entry(tier(&d.resource)).or_default().push(d);
@@ -301,8 +351,17 @@ impl SyncEngine {
             let results: Vec<(Desired, Result<ApplyResult>)> = stream::iter(items)
                 .map(|d| {
                     let options = options.clone();
+                    let done = &done;
                     async move {
                         let r = self.apply_one(&d, active, options).await;
+                        if self.progress.is_some() {
+                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            self.emit(Progress::Applied {
+                                done: n,
+                                total,
+                                object: d.key.to_string(),
+                            });
+                        }
                         (d, r)
                     }
                 })

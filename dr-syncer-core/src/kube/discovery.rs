@@ -74,3 +74,28 @@ fn types_of(group: &str, version: &str, list: &APIResourceList) -> Vec<ResourceT
         })
         .collect()
 }
+
+/// The namespaced, replicable types of `discovered` that are defined by a CustomResourceDefinition on the
+/// server (aggregated APIs such as `metrics.k8s.io` are not; CRDs in `*.k8s.io` groups such as the
+/// Gateway API or VolumeSnapshots are).
+///
+/// # Errors
+/// [`Error::Kube`] when the CRDs cannot be listed.
+pub async fn custom_resource_types(
+    client: &Client,
+    calls: &Calls,
+    discovered: &[ResourceType],
+) -> Result<Vec<ResourceType>> {
+    let crds = super::source::list_all(client, calls, &crate::engine::crd_type(), None, None, true)
+        .await
+        .map_err(|e| Error::kube("listing CustomResourceDefinitions", e))?;
+    let names: std::collections::BTreeSet<String> =
+        crds.into_iter().filter_map(|c| c.metadata.name).collect();
+    Ok(discovered
+        .iter()
+        .filter(|t| {
+            crate::selection::is_replicable(t) && names.contains(&format!("{}.{}", t.plural, t.group))
+        })
+        .cloned()
+        .collect())
+}

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     Error, Result, activation, annotations,
-    engine::{SyncEngine, SyncReport, SyncTarget, namespace_type},
+    engine::{Progress, ProgressFn, SyncEngine, SyncReport, SyncTarget, namespace_type},
     resource::ResourceType,
     selection::ObjectFilter,
     transform::annotation,
@@ -183,6 +183,18 @@ impl Drill {
         }
     }
 
+    /// Report progress to `f`: the syncs' [`Progress`] and one [`Progress::Step`] per drill step.
+    pub fn with_progress(mut self, f: ProgressFn) -> Self {
+        self.engine = self.engine.with_progress(f);
+        self
+    }
+
+    fn step(&self, name: &str) {
+        if let Some(f) = self.engine.progress() {
+            f(&Progress::Step { name: name.into() });
+        }
+    }
+
     /// The sync engine (source → DR).
     pub fn engine(&self) -> &SyncEngine {
         &self.engine
@@ -197,15 +209,8 @@ impl Drill {
     ///
     /// # Errors
     /// When the clusters cannot be asked at all.
-    pub async fn preflight(&self, cutover: bool) -> Result<super::PreflightReport> {
-        super::preflight(
-            &self.source,
-            &self.destination,
-            &self.calls,
-            &self.target,
-            cutover,
-        )
-        .await
+    pub async fn preflight(&self, step: super::DrillStep) -> Result<super::PreflightReport> {
+        super::preflight(&self.source, &self.destination, &self.calls, &self.target, step).await
     }
 
     /// Workload types in scope: those of the target that a drill activates.
@@ -283,10 +288,12 @@ impl Drill {
             dry_run: options.dry_run,
             ..Default::default()
         };
+        self.step("compare the DR side with the source (reverse diff)");
         report.reverse_diff = Some(self.reverse_diff().await?);
         if options.sync_back {
             let (engine, target) = self.reverse();
             let engine = engine.keeping_destination_activation();
+            self.step("copy DR-side changes back to the source");
             let copied = sync_or_plan(&engine, &target, options.dry_run).await?;
             if !copied.is_success() {
                 return Err(Error::InvalidConfig(format!(
@@ -348,10 +355,13 @@ impl Drill {
     /// The engine and target of DR → source, without the DR-side transformations (nothing quieted,
     /// renamed or remapped), for the same types.
     fn reverse(&self) -> (SyncEngine, SyncTarget) {
-        let reverse = SyncEngine::new(
+        let mut reverse = SyncEngine::new(
             std::sync::Arc::new(KubeSource::new(self.destination.clone(), self.calls.clone())),
             std::sync::Arc::new(KubeApplier::new(self.source.clone(), self.calls.clone())),
         );
+        if let Some(f) = self.engine.progress() {
+            reverse = reverse.with_progress(f.clone());
+        }
         let mut config = (*self.target.config).clone();
         config.scale_to_zero = false;
         config.prune = false;
@@ -388,6 +398,11 @@ impl Drill {
                 "destination",
             ),
         };
+        let verb = match switch {
+            Switch::Quiet => "quiet",
+            Switch::Activate => "activate",
+        };
+        self.step(&format!("{verb} {cluster} workloads"));
         let filter = ObjectFilter::new(&self.target.config);
         for rt in self.workloads_in_scope() {
             let objects = match side {
@@ -466,6 +481,11 @@ impl Drill {
 
     /// Set or clear the destination namespace's active mark.
     async fn mark(&self, active: bool, report: &mut DrillReport, dry_run: bool) -> Result<()> {
+        self.step(if active {
+            "mark the DR namespace active"
+        } else {
+            "clear the DR namespace's active mark"
+        });
         let ns = self.target.destination_namespace.as_str();
         let rt = namespace_type();
         let live = get_one(&self.destination, &self.calls, &rt, None, ns, false)
@@ -500,6 +520,7 @@ impl Drill {
 
     /// Wait until every Deployment and StatefulSet of `ns` has as many ready replicas as it wants.
     async fn wait_ready(&self, client: &Client, ns: &str, timeout: Duration) -> Result<()> {
+        self.step(&format!("wait until the workloads of {ns} are ready"));
         let deadline = Instant::now() + timeout;
         loop {
             let mut waiting = Vec::new();

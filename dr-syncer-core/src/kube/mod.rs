@@ -21,9 +21,9 @@ pub use self::{
     applier::KubeApplier,
     calls::{Calls, RetryPolicy, is_not_found, is_retryable, is_unserved},
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
-    discovery::discover,
+    discovery::{custom_resource_types, discover},
     drill::{DRILL_FIELD_MANAGER, Drill, DrillChange, DrillOptions, DrillReport},
-    preflight::{Check, CheckStatus, PreflightReport, preflight},
+    preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     source::{KubeSource, selector_string},
 };
 

@@ -95,10 +95,27 @@ async fn allowed(
     Ok(r.status.is_some_and(|s| s.allowed))
 }
 
+/// Which drill step a preflight checks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillStep {
+    /// A sync to the DR side (stage, `plan`): read the source, write the DR side.
+    Stage,
+    /// A stage plus quieting the source workloads.
+    Cutover,
+    /// Quiet the DR workloads and reactivate the source's; with `sync_back`, also copy the DR side's
+    /// objects to the source first.
+    Failback {
+        /// `--sync-back`.
+        sync_back: bool,
+    },
+}
+
 /// Check what a drill of `target` needs before writing anything: the source namespace; the DR namespace
 /// (or permission to create it); StorageClasses the PVCs will ask for on the DR side (after mapping);
 /// IngressClasses of Ingresses; CRDs of the custom resources in scope (unless `syncCRDs` copies them); and
-/// the permissions of both identities for the planned operations (SelfSubjectAccessReview).
+/// the permissions of both identities for the planned operations (SelfSubjectAccessReview). A failback
+/// checks the namespaces and the permissions it needs (both sides' workloads; with `sync_back`, writing
+/// the source).
 ///
 /// # Errors
 /// Only when the clusters cannot be asked at all; problems found are checks in the report.
@@ -107,8 +124,9 @@ pub async fn preflight(
     destination: &Client,
     calls: &Calls,
     target: &SyncTarget,
-    cutover: bool,
+    step: DrillStep,
 ) -> Result<PreflightReport> {
+    let failback = matches!(step, DrillStep::Failback { .. });
     let mut report = PreflightReport::default();
     let src_ns = target.source_namespace.as_str();
     let dst_ns = target.destination_namespace.as_str();
@@ -136,7 +154,13 @@ pub async fn preflight(
         .await
         .map_err(|e| Error::kube("get destination namespace", e))?
         .is_some();
-    if dst_exists {
+    if failback && !dst_exists {
+        report.add(
+            "destination namespace",
+            CheckStatus::Fail,
+            format!("{dst_ns} does not exist on the DR cluster: nothing to fail back from"),
+        );
+    } else if dst_exists {
         report.add(
             "destination namespace",
             CheckStatus::Ok,
@@ -163,31 +187,48 @@ pub async fn preflight(
     }
 
     // Permissions for the planned operations.
+    let is_workload = |rt: &ResourceType| {
+        matches!(
+            rt.kind.as_str(),
+            "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob"
+        )
+    };
     let mut missing = Vec::new();
     for rt in &target.types {
-        for verb in ["get", "list"] {
+        let mut src_verbs = vec!["get", "list"];
+        let mut dst_verbs = vec!["get", "list"];
+        match step {
+            DrillStep::Stage | DrillStep::Cutover => {
+                dst_verbs.extend(["create", "patch"]);
+                if target.config.prune {
+                    dst_verbs.push("delete");
+                }
+            }
+            DrillStep::Failback { sync_back } => {
+                if sync_back {
+                    src_verbs.extend(["create", "patch"]);
+                }
+            }
+        }
+        if is_workload(rt) && step != DrillStep::Stage && !src_verbs.contains(&"patch") {
+            src_verbs.push("patch"); // quiet (cutover) or reactivate (failback) the source
+        }
+        if is_workload(rt) && failback {
+            dst_verbs.push("patch"); // quiet the DR side
+        }
+        for verb in src_verbs {
             if !allowed(source, calls, verb, rt, Some(src_ns)).await? {
                 missing.push(format!("source: {verb} {rt}"));
             }
         }
-        let mut verbs = vec!["get", "list", "create", "patch"];
-        if target.config.prune {
-            verbs.push("delete");
-        }
-        for verb in verbs {
+        for verb in dst_verbs {
             if !allowed(destination, calls, verb, rt, Some(dst_ns)).await? {
                 missing.push(format!("destination: {verb} {rt}"));
             }
         }
-        if cutover
-            && matches!(
-                rt.kind.as_str(),
-                "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob"
-            )
-            && !allowed(source, calls, "patch", rt, Some(src_ns)).await?
-        {
-            missing.push(format!("source: patch {rt} (to quiet it)"));
-        }
+    }
+    if failback && !allowed(destination, calls, "patch", &ns_rt, None).await? {
+        missing.push(format!("destination: patch {ns_rt} (to clear the active mark)"));
     }
     if missing.is_empty() {
         report.add(
@@ -201,6 +242,10 @@ pub async fn preflight(
             CheckStatus::Fail,
             format!("missing: {}", missing.join(", ")),
         );
+    }
+
+    if failback {
+        return Ok(report); // nothing is created on the DR side
     }
 
     // Classes and CRDs the DR side must have.
@@ -292,39 +337,54 @@ pub async fn preflight(
             );
         }
     }
-    let custom: Vec<&ResourceType> = target
+    // Every type in scope must be served on DR; a custom resource's CRD can be copied with syncCRDs.
+    let absent: Vec<&ResourceType> = target
         .types
         .iter()
-        .filter(|t| t.group.contains('.') && !t.group.ends_with(".k8s.io"))
+        .filter(|t| {
+            !dr_types
+                .iter()
+                .any(|d| d.group == t.group && d.plural == t.plural)
+        })
         .collect();
-    if !custom.is_empty() {
-        let absent: Vec<String> = custom
-            .iter()
-            .filter(|t| {
-                !dr_types
-                    .iter()
-                    .any(|d| d.group == t.group && d.plural == t.plural)
-            })
+    let crd_backed = if absent.is_empty() {
+        Vec::new()
+    } else {
+        let absent: Vec<ResourceType> = absent.iter().map(|t| (*t).clone()).collect();
+        super::custom_resource_types(source, calls, &absent).await?
+    };
+    let (copied, missing): (Vec<&ResourceType>, Vec<&ResourceType>) = absent
+        .into_iter()
+        .partition(|t| target.config.sync_crds && crd_backed.contains(t));
+    let names = |ts: &[&ResourceType]| {
+        ts.iter()
             .map(|t| t.resource_group())
-            .collect();
-        if absent.is_empty() {
-            report.add("custom resource definitions", CheckStatus::Ok, "served on DR");
-        } else if target.config.sync_crds {
-            report.add(
-                "custom resource definitions",
-                CheckStatus::Ok,
-                format!("will be copied (syncCRDs): {}", absent.join(", ")),
-            );
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !missing.is_empty() {
+        let hint = if missing.iter().any(|t| crd_backed.contains(t)) {
+            "install the CRDs or set syncCRDs"
         } else {
-            report.add(
-                "custom resource definitions",
-                CheckStatus::Fail,
-                format!(
-                    "not served on DR (install the CRDs or set syncCRDs): {}",
-                    absent.join(", ")
-                ),
-            );
-        }
+            "the DR API server does not offer them"
+        };
+        report.add(
+            "resource types",
+            CheckStatus::Fail,
+            format!("not served on DR ({hint}): {}", names(&missing)),
+        );
+    } else if !copied.is_empty() {
+        report.add(
+            "resource types",
+            CheckStatus::Ok,
+            format!("CRDs will be copied (syncCRDs): {}", names(&copied)),
+        );
+    } else {
+        report.add(
+            "resource types",
+            CheckStatus::Ok,
+            format!("all {} served on DR", target.types.len()),
+        );
     }
     Ok(report)
 }
