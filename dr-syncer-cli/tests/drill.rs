@@ -809,3 +809,149 @@ async fn include_custom_resources_copies_every_crd_backed_type() {
         );
     }
 }
+
+/// Replicas of the realistic namespace's Deployment and StatefulSet and whether its CronJob is suspended.
+async fn realistic_state(cp: &ControlPlane, ns: &str) -> (Option<i32>, Option<i32>, Option<bool>) {
+    let c = cp.client();
+    let web = Api::<Deployment>::namespaced(c.clone(), ns)
+        .get("storefront")
+        .await
+        .unwrap();
+    let db = Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .get("db")
+        .await
+        .unwrap();
+    let cron = Api::<CronJob>::namespaced(c.clone(), ns)
+        .get("nightly-report")
+        .await
+        .unwrap();
+    (
+        web.spec.unwrap().replicas,
+        db.spec.unwrap().replicas,
+        cron.spec.suspend,
+    )
+}
+
+#[tokio::test]
+async fn every_subcommand_twice_on_the_realistic_namespace() {
+    init_tracing();
+    let [src, dst] = ControlPlane::start_many(["cli-real-prod", "cli-real-dr"])
+        .await
+        .unwrap();
+    let crd = include_str!("../../dr-syncer-core/tests/fixtures/widget-crd.yaml");
+    for cp in [&src, &dst] {
+        apply_yaml(&cp.client(), None, crd).await.unwrap();
+    }
+    apply_yaml(
+        &dst.client(),
+        None,
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: standard}\nprovisioner: example.com/fake\n",
+    )
+    .await
+    .unwrap();
+    let ns = create_namespace(&src.client(), "realistic").await.unwrap();
+    let e = Env {
+        reader: src.identity("dr-syncer-cli").await.unwrap(),
+        writer: dst.identity("dr-syncer-cli").await.unwrap(),
+        src,
+        dst,
+        ns,
+    };
+    // The Widget type may take a moment to appear in discovery.
+    let fixture = include_str!("../../dr-syncer-core/tests/fixtures/realistic.yaml");
+    let mut applied = false;
+    for _ in 0..50 {
+        if apply_yaml(&e.src.client(), Some(&e.ns), fixture).await.is_ok() {
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(applied, "fixture not applied");
+    let original = realistic_state(&e.src, &e.ns).await;
+    assert_eq!(original, (Some(3), Some(2), Some(false)));
+    let all = Some("*");
+
+    for round in 0..2 {
+        let p = e.cli_typed(all, &["preflight"]);
+        ok(&p);
+        let before = e.dst_writes().await;
+        let plan = e.cli_typed(all, &["plan", "-o", "json"]);
+        ok(&plan);
+        assert_eq!(e.dst_writes().await - before, 0, "plan wrote");
+        let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+        for kind in [
+            "ConfigMap",
+            "Secret",
+            "ServiceAccount",
+            "Role.rbac.authorization.k8s.io",
+            "RoleBinding.rbac.authorization.k8s.io",
+            "PersistentVolumeClaim",
+            "Deployment.apps",
+            "StatefulSet.apps",
+            "DaemonSet.apps",
+            "CronJob.batch",
+            "Service",
+            "Ingress.networking.k8s.io",
+            "Widget.example.com",
+        ] {
+            assert!(
+                v["sync"]["kinds"].get(kind).is_some(),
+                "round {round}: {kind} not planned: {}",
+                plan.stdout
+            );
+        }
+        assert!(
+            !plan.stdout.contains("s3cret") && !plan.stdout.contains("czNjcmV0"),
+            "secret leaked"
+        );
+    }
+    for round in 0..2 {
+        let before = e.dst_writes().await;
+        let s = e.cli_typed(all, &["stage", "-o", "json"]);
+        ok(&s);
+        let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+        assert!(
+            v["sync"]["failures"].as_array().unwrap().is_empty(),
+            "{}",
+            s.stdout
+        );
+        if round == 1 {
+            assert_eq!(
+                e.dst_writes().await - before,
+                0,
+                "second stage wrote: {}",
+                s.stdout
+            );
+        }
+        assert_eq!(
+            realistic_state(&e.dst, &e.ns).await,
+            (Some(0), Some(0), Some(true))
+        );
+        ok(&e.cli_typed(all, &["diff"]));
+    }
+    for round in 0..2 {
+        ok(&e.cli_typed(all, &["cutover", "--yes"]));
+        assert_eq!(
+            realistic_state(&e.src, &e.ns).await,
+            (Some(0), Some(0), Some(true)),
+            "round {round}"
+        );
+        assert_eq!(
+            realistic_state(&e.dst, &e.ns).await,
+            (Some(3), Some(2), Some(false)),
+            "round {round}"
+        );
+    }
+    for round in 0..2 {
+        ok(&e.cli_typed(all, &["failback", "--yes"]));
+        assert_eq!(realistic_state(&e.src, &e.ns).await, original, "round {round}");
+        assert_eq!(
+            realistic_state(&e.dst, &e.ns).await,
+            (Some(0), Some(0), Some(true)),
+            "round {round}"
+        );
+    }
+    // Back where we started: in sync.
+    ok(&e.cli_typed(all, &["diff"]));
+}

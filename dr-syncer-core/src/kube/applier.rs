@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use kube::{
     Client,
     api::{DeleteParams, Patch, PatchParams},
-    core::DynamicObject,
+    core::{DynamicObject, TypeMeta},
 };
 use serde_json::Value;
 
@@ -85,6 +85,40 @@ fn comparable(obj: &DynamicObject) -> Value {
     v
 }
 
+/// `want` without the activation state a drill switches (Deployment/StatefulSet replicas, CronJob
+/// `suspend`, a DaemonSet's quiet node-selector key, the `dr-syncer.io/active` mark). The desired-hash leaves these out, so a cutover or failback
+/// does not make the next sync rewrite every workload for bookkeeping alone; their values are still
+/// compared field by field ([`diff::is_subset`]), and they are always present in a desired object, so no
+/// removal of them can go unnoticed.
+fn activation_neutral(want: &Value, types: Option<&TypeMeta>) -> Value {
+    let mut v = want.clone();
+    let (api_version, kind) = types
+        .map(|t| (t.api_version.clone(), t.kind.clone()))
+        .unwrap_or_default();
+    let field = match (api_version.as_str(), kind.as_str()) {
+        ("apps/v1", "Deployment" | "StatefulSet") => Some("replicas"),
+        ("batch/v1", "CronJob") => Some("suspend"),
+        _ => None,
+    };
+    if let (Some(field), Some(spec)) = (field, v.get_mut("spec").and_then(Value::as_object_mut)) {
+        spec.remove(field);
+    }
+    if (api_version.as_str(), kind.as_str()) == ("apps/v1", "DaemonSet")
+        && let Some(sel) = v
+            .pointer_mut("/spec/template/spec/nodeSelector")
+            .and_then(Value::as_object_mut)
+    {
+        sel.remove(annotations::QUIET_NODE_SELECTOR_KEY);
+    }
+    if let Some(a) = v
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(annotations::ACTIVE);
+    }
+    v
+}
+
 /// Stamp the desired object with `dr-syncer.io/desired-hash`, the fingerprint of its comparable form
 /// (which leaves out `last-synced` and any earlier hash); returns that form, stamped too, and the hash.
 /// One serialisation per object: this runs for every object of every sync.
@@ -96,7 +130,7 @@ fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
     {
         a.remove(annotations::DESIRED_HASH);
     }
-    let hash = diff::fingerprint(&want);
+    let hash = diff::fingerprint(&activation_neutral(&want, desired.types.as_ref()));
     annotate(desired, annotations::DESIRED_HASH, hash.clone());
     want["metadata"]["annotations"][annotations::DESIRED_HASH] = Value::String(hash.clone());
     (want, hash)
@@ -438,5 +472,50 @@ mod tests {
                 assert_eq!(stamp_desired_hash(&mut again).1, hash);
             }
         }
+    }
+
+    fn hash_of(v: Value) -> String {
+        let mut obj: DynamicObject = serde_json::from_value(v).unwrap();
+        stamp_desired_hash(&mut obj).1
+    }
+
+    #[test]
+    fn the_hash_ignores_only_the_activation_state_of_workloads() {
+        let deploy = |replicas: i64, active: Option<&str>| {
+            let mut ann = json!({"a": "1"});
+            if let Some(a) = active {
+                ann["dr-syncer.io/active"] = json!(a);
+            }
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "annotations": ann},
+                   "spec": {"replicas": replicas, "template": {"spec": {"nodeSelector": {"pool": "a"}}}}})
+        };
+        assert_eq!(hash_of(deploy(0, None)), hash_of(deploy(3, None)));
+        assert_eq!(hash_of(deploy(0, None)), hash_of(deploy(0, Some("true"))));
+        let cron = |suspend: bool| {
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "annotations": {}},
+                   "spec": {"suspend": suspend, "schedule": "* * * * *"}})
+        };
+        assert_eq!(hash_of(cron(true)), hash_of(cron(false)));
+        let ds = |sel: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d", "annotations": {}},
+                   "spec": {"template": {"spec": {"nodeSelector": sel}}}})
+        };
+        assert_eq!(
+            hash_of(ds(json!({"pool": "a"}))),
+            hash_of(ds(json!({"pool": "a", "dr-syncer.io/quiet": "true"})))
+        );
+        // Everything else still counts: another node-selector key, replicas of a custom resource.
+        assert_ne!(
+            hash_of(ds(json!({"pool": "a"}))),
+            hash_of(ds(json!({"pool": "b"})))
+        );
+        let widget = |replicas: i64| {
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x", "annotations": {}},
+                   "spec": {"replicas": replicas}})
+        };
+        assert_ne!(hash_of(widget(0)), hash_of(widget(3)));
+        let mut d = deploy(3, None);
+        d["spec"]["template"]["spec"]["nodeSelector"]["pool"] = json!("b");
+        assert_ne!(hash_of(deploy(3, None)), hash_of(d));
     }
 }
