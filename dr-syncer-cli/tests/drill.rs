@@ -549,6 +549,45 @@ async fn preflight_finds_a_missing_storage_class_a_missing_crd_and_missing_permi
         "{}",
         o.stdout
     );
+
+    // Without access reviews the same is found by trying each operation as a dry run.
+    for cp in [&e.src, &e.dst] {
+        cp.deny(&dr_syncer_testenv::DenyRule::new(
+            "dr-syncer-cli",
+            &["create"],
+            &["selfsubjectaccessreviews.authorization.k8s.io"],
+        ))
+        .await
+        .unwrap();
+    }
+    let o = e.cli(&["preflight", "--resource-types", "configmaps", "-o", "json"]);
+    assert_eq!(o.code, 8, "{}\n{}", o.stdout, o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON");
+    let permissions = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "permissions")
+        .expect("a permissions check");
+    assert_eq!(permissions["status"], "fail");
+    let message = permissions["message"].as_str().unwrap();
+    assert!(
+        message.contains("destination: create configmaps")
+            && message.contains("destination: patch configmaps"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("get configmaps") && !message.contains("list configmaps"),
+        "reads are allowed: {message}"
+    );
+    // The probes stored nothing.
+    assert!(
+        Api::<Namespace>::all(e.dst.client())
+            .get_opt("dr-syncer-preflight-probe")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// A cutover stopped at several points (here: the cluster refuses the next step, as a crash there would

@@ -5,14 +5,18 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use kube::{Api, Client, api::PostParams, core::DynamicObject};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    core::DynamicObject,
+};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{
     calls::Calls,
-    discover,
-    source::{get_one, list_all},
+    discover, is_unserved,
+    source::{api_for, get_one, list_all},
 };
 use crate::{
     Error, Result,
@@ -88,11 +92,70 @@ async fn allowed(
     };
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let pp = PostParams::default();
-    let r = calls
+    match calls
         .run("selfsubjectaccessreview", || api.create(&pp, &review))
         .await
-        .map_err(|e| Error::kube("access review", e))?;
-    Ok(r.status.is_some_and(|s| s.allowed))
+    {
+        Ok(r) => Ok(r.status.is_some_and(|s| s.allowed)),
+        // No access reviews here (not served, or this identity may not ask): try the operation itself.
+        Err(e) if is_unserved(&e) || is_forbidden(&e) => probe(client, calls, verb, rt, ns).await,
+        Err(e) => Err(Error::kube("access review", e)),
+    }
+}
+
+fn is_forbidden(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403)
+}
+
+/// Whether `verb` on `rt` is allowed, found by trying it without effect: reads list one object; writes are
+/// server-side dry runs on a name that does not exist. Authorization comes before everything else in the
+/// API server, so any answer but 403 Forbidden means allowed (the 404 or 422 that follows is expected).
+async fn probe(
+    client: &Client,
+    calls: &Calls,
+    verb: &str,
+    rt: &ResourceType,
+    ns: Option<&str>,
+) -> Result<bool> {
+    const PROBE: &str = "dr-syncer-preflight-probe";
+    let api = api_for(client, rt, ns);
+    let list = ListParams::default().limit(1);
+    let create = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let patch = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let empty = Patch::Merge(serde_json::json!({}));
+    let delete = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut obj = DynamicObject::new(PROBE, &rt.api_resource());
+    obj.metadata.namespace = ns.map(str::to_owned);
+    let result = match verb {
+        "get" => calls.run_once(|| api.get(PROBE)).await.map(drop),
+        "list" => calls.run_once(|| api.list_metadata(&list)).await.map(drop),
+        "create" => calls.run_once(|| api.create(&create, &obj)).await.map(drop),
+        "patch" => calls
+            .run_once(|| api.patch(PROBE, &patch, &empty))
+            .await
+            .map(drop),
+        "delete" => calls.run_once(|| api.delete(PROBE, &delete)).await.map(drop),
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "preflight cannot probe the verb {other}"
+            )));
+        }
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if is_forbidden(&e) => Ok(false),
+        Err(kube::Error::Api(_)) => Ok(true),
+        Err(e) => Err(Error::kube(format!("probing {verb} {rt}"), e)),
+    }
 }
 
 /// Which drill step a preflight checks for.
@@ -113,7 +176,8 @@ pub enum DrillStep {
 /// Check what a drill of `target` needs before writing anything: the source namespace; the DR namespace
 /// (or permission to create it); StorageClasses the PVCs will ask for on the DR side (after mapping);
 /// IngressClasses of Ingresses; CRDs of the custom resources in scope (unless `syncCRDs` copies them); and
-/// the permissions of both identities for the planned operations (SelfSubjectAccessReview). A failback
+/// the permissions of both identities for the planned operations (SelfSubjectAccessReview; where an
+/// identity may not ask, each operation is tried as a server-side dry run). A failback
 /// checks the namespaces and the permissions it needs (both sides' workloads; with `sync_back`, writing
 /// the source).
 ///
