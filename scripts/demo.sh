@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dr-syncer's main job on this machine, without a real cluster: bring up two local Kubernetes control
 # planes ("prod" and "dr"), put a small application into prod, and run a DR drill on it with
-# dr-syncer-cli: plan, stage, diff, cutover, failback.
+# dr-syncer-cli: preflight, plan, stage, diff, cutover, failback. Each run starts from fresh control planes.
 #
 # First run installs what it needs (Debian packages, the test control plane build, cached under
 # ~/.cache/dr-syncer). The control planes keep running afterwards so you can explore them with kubectl;
@@ -15,7 +15,8 @@ ensure_debs "${BASE_DEBS[@]}"
 step "test control plane (build or reuse)"
 scripts/build-control-plane.sh | tail -n 2
 
-step "starting control planes prod and dr"
+step "starting control planes prod and dr (fresh: state of an earlier demo run is removed)"
+scripts/testenv.sh reset prod dr
 scripts/testenv.sh up prod dr --simulate-workloads
 
 KUBECTL=target/testenv/bin/kubectl
