@@ -21,10 +21,12 @@ pub mod data;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod failure;
 #[cfg(feature = "client")]
 pub mod kube;
 pub mod order;
 pub mod resource;
+pub mod schedule;
 pub mod selection;
 pub mod source;
 pub mod transform;
