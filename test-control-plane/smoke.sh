@@ -719,6 +719,8 @@ RV=$(api "$URL/api/v1/namespaces/d/configmaps" | sed -n 's/.*"resourceVersion": 
 api -N "$URL/api/v1/namespaces/d/configmaps?watch=1&resourceVersion=$RV" >"$WORK/watch.out" 2>&1 &
 WPID=$!
 sleep 0.5
+expect_match "an open watch is listed under its user" '"open": [1-9]' "$(api "$URL/testing/watches?user=admin")"
+expect_match "a user without watches has none open" '"open": 0' "$(api "$URL/testing/watches?user=nobody")"
 kd create cm before-expiry >/dev/null
 sleep 0.5
 expect_match "expire-watches compacts and closes watches" '"watchesClosed": [1-9]' "$(api -X POST "$URL/testing/expire-watches")"
