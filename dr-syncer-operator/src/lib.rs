@@ -101,7 +101,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub unhealthy_recheck_interval: Duration,
     /// How long changes are collected before a continuous-mode sync (debounce).
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
     pub debounce: Duration,
     /// How long a graceful shutdown waits for running syncs.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]

@@ -88,10 +88,20 @@ pub(crate) async fn write_status(
     old: Option<&NamespaceMappingStatus>,
     status: &NamespaceMappingStatus,
 ) -> Result<()> {
+    write_status_with(&ctx.client, nm, old, status).await
+}
+
+/// [`write_status`] with a client.
+pub(crate) async fn write_status_with(
+    client: &kube::Client,
+    nm: &NamespaceMapping,
+    old: Option<&NamespaceMappingStatus>,
+    status: &NamespaceMappingStatus,
+) -> Result<()> {
     if old == Some(status) {
         return Ok(());
     }
-    let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &nm.namespace().unwrap_or_default());
+    let api: Api<NamespaceMapping> = Api::namespaced(client.clone(), &nm.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "NamespaceMapping", "status": status});
     api.patch_status(
         &nm.name_any(),

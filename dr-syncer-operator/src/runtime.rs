@@ -295,23 +295,34 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // The replication-lag gauge.
         let (ctx, stop) = (ctx.clone(), stop.clone());
         tokio::spawn(async move {
+            let mut known = std::collections::BTreeSet::new();
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
-                update_lag(&ctx, &nm_store.state());
+                update_lag(&ctx, &nm_store.state(), &mut known);
             }
         });
     }
     info!(%identity, namespace = ns.unwrap_or("(all)"), "controllers started");
     let controllers = future::join3(rc_controller, cm_controller, nm_controller);
+    let timeout = args.shutdown_timeout;
+    let shutdown_deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(timeout).await;
+    };
     tokio::select! {
         _ = controllers => {}
         () = lost.cancelled() => {
             ctx.workers.stop_all();
             metrics.leader.set(0);
             return Ok(ExitCode::FAILURE);
+        }
+        () = shutdown_deadline => {
+            // Syncs still running are abandoned; their mappings show phase Running and are resumed by
+            // the next leader ("resuming an interrupted sync").
+            warn!(?timeout, "shutdown timeout: stopping with syncs still running");
         }
     }
     // Graceful shutdown: the controllers have finished their running reconciles (bounded below).
@@ -356,9 +367,13 @@ where
 
 /// Replication lag per mapping: in continuous mode the age of the oldest change not yet applied (or, after
 /// a failure, the time since the last success); otherwise the time since the last successful sync.
-fn update_lag(ctx: &Context, mappings: &[Arc<NamespaceMapping>]) {
+fn update_lag(
+    ctx: &Context,
+    mappings: &[Arc<NamespaceMapping>],
+    known: &mut std::collections::BTreeSet<String>,
+) {
     let now = conditions::now().0.as_second() as f64;
-    let mut seen = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for nm in mappings {
         let key = format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any());
         let labels = MappingLabels { mapping: key.clone() };
@@ -388,8 +403,15 @@ fn update_lag(ctx: &Context, mappings: &[Arc<NamespaceMapping>]) {
             since_success.unwrap_or(0.0)
         };
         ctx.metrics.replication_lag.get_or_create(&labels).set(lag);
-        seen.push(labels);
+        seen.insert(key);
     }
-    // Mappings that are gone.
-    let _ = seen;
+    // Mappings that are gone: their series go too.
+    for gone in known.difference(&seen) {
+        let labels = MappingLabels {
+            mapping: gone.clone(),
+        };
+        ctx.metrics.replication_lag.remove(&labels);
+        ctx.metrics.last_success.remove(&labels);
+    }
+    *known = seen;
 }

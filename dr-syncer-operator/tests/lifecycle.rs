@@ -486,3 +486,113 @@ async fn cli_cutover_while_the_operator_runs() {
         Some(3)
     );
 }
+
+/// SIGTERM during a sync: no new work starts, the running sync finishes and writes its status (never
+/// left half-written as Running), the process exits 0 and releases the leader lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_running_sync() {
+    let env = Env::start("sigterm").await;
+    let src = create_namespace(&env.prod.client(), "big").await.unwrap();
+    let mut yaml = String::new();
+    for i in 0..150 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:04}}}\ndata: {{v: '{i}'}}\n"
+        ));
+    }
+    apply_yaml(&env.prod.client(), Some(&src), &yaml).await.unwrap();
+    let mut op = env
+        .operator(
+            "dr-syncer-operator",
+            &["--qps", "40", "--burst", "1", "--leader-elect"],
+        )
+        .await;
+    env.apply(&mapping(
+        "big",
+        &format!("  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]"),
+    ))
+    .await;
+    env.nm_api()
+        .patch(
+            "big",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "go"}}})),
+        )
+        .await
+        .unwrap();
+    env.wait_status("big", "running", |s| s.phase == Some(SyncPhase::Running))
+        .await;
+    let code = tokio::task::block_in_place(|| op.terminate(Duration::from_secs(90)));
+    assert_eq!(code, Some(0), "{}", op.log());
+    let nm = env.nm_api().get("big").await.unwrap();
+    let s = nm.status.unwrap();
+    assert_eq!(s.phase, Some(SyncPhase::Completed), "{s:#?}");
+    assert_eq!(s.sync_stats.unwrap().successful_syncs, 150);
+    assert!(
+        s.sync_progress.is_none(),
+        "progress is gone with the final status"
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(env.controller.client(), NS);
+    let holder = leases
+        .get("dr-syncer.io")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert!(
+        holder.as_deref().is_none_or(str::is_empty),
+        "lease released: {holder:?}"
+    );
+}
+
+/// ClusterMapping: a missing RemoteCluster fails with a backoff; once it exists the mapping connects and
+/// the failure count resets.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_mapping_fails_then_connects_and_resets_its_backoff() {
+    let env = Env::start("clmap").await;
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata: {{name: to-later, namespace: {NS}}}\nspec: {{sourceCluster: prod, targetCluster: later}}\n"
+    ))
+    .await;
+    let api: Api<dr_syncer_core::api::ClusterMapping> = Api::namespaced(env.controller.client(), NS);
+    let failed = wait_for("failed with a count", T, || async {
+        let cm = api.get("to-later").await?;
+        Ok(cm.status.filter(|s| {
+            s.phase == Some(dr_syncer_core::api::ClusterMappingPhase::Failed)
+                && s.consecutive_failures.unwrap_or(0) >= 1
+        }))
+    })
+    .await
+    .unwrap();
+    assert!(
+        failed
+            .message
+            .unwrap()
+            .contains("RemoteCluster dr-syncer/later not found")
+    );
+    let c = failed
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "TargetClusterAvailable")
+        .unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "RemoteClusterNotFound")
+    );
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: RemoteCluster\nmetadata: {{name: later, namespace: {NS}}}\nspec: {{kubeconfigSecretRef: {{name: dr-kubeconfig, namespace: {NS}}}}}\n"
+    ))
+    .await;
+    let connected = wait_for("connected", T, || async {
+        let cm = api.get("to-later").await?;
+        Ok(cm
+            .status
+            .filter(|s| s.phase == Some(dr_syncer_core::api::ClusterMappingPhase::Connected)))
+    })
+    .await
+    .unwrap();
+    assert_eq!(connected.consecutive_failures, Some(0));
+    assert!(connected.last_verified.is_some());
+}

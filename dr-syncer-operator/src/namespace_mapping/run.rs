@@ -37,7 +37,7 @@ use super::{
     SYNC_NOW, TRIGGER_SYNC, due,
     status::{Outcome, RunError, after_sync},
     workers::{WatchBuffer, WatchSpec},
-    write_status,
+    write_status, write_status_with,
 };
 use crate::{
     clusters::ClusterHandle,
@@ -277,13 +277,19 @@ impl<'a> Runner<'a> {
         // Progress: counted by the engine, written to status every few seconds while a full sync runs.
         let done = Arc::new(AtomicUsize::new(0));
         let total = Arc::new(AtomicUsize::new(0));
+        // (Written with the same server-side apply as every other status write, so that the final write
+        // removes it again; stopped and awaited before that write, so it can never land after it.)
+        let (stop_progress, mut progress_stopped) = tokio::sync::watch::channel(false);
         let progress_task = full.then(|| {
             let (done, total, nm, client) = (done.clone(), total.clone(), nm.clone(), ctx.client.clone());
             let interval = ctx.options.progress_interval;
-            let mut last = running.sync_progress.clone();
+            let mut status = running.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(interval).await;
+                    tokio::select! {
+                        _ = progress_stopped.changed() => return,
+                        () = tokio::time::sleep(interval) => {}
+                    }
                     let (d, t) = (done.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
                     let p = Some(SyncProgress {
                         percent_complete: (d * 100).checked_div(t).unwrap_or(0).min(100) as i32,
@@ -291,19 +297,14 @@ impl<'a> Runner<'a> {
                         current_operation: Some("applying objects".into()),
                         resources_remaining: Some(t.saturating_sub(d) as i32),
                     });
-                    if p == last {
+                    if p == status.sync_progress {
                         continue;
                     }
-                    let api: Api<NamespaceMapping> =
-                        Api::namespaced(client.clone(), &nm.namespace().unwrap_or_default());
-                    let patch = json!({"status": {"syncProgress": p}});
-                    if let Err(e) = api
-                        .patch_status(&nm.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
+                    let previous = status.clone();
+                    status.sync_progress = p;
+                    if let Err(e) = write_status_with(&client, &nm, Some(&previous), &status).await {
                         warn!(error = %e, "could not write sync progress");
                     }
-                    last = p;
                 }
             })
         });
@@ -368,8 +369,9 @@ impl<'a> Runner<'a> {
                 }
             }
         }
+        let _ = stop_progress.send(true);
         if let Some(t) = progress_task {
-            t.abort();
+            let _ = t.await;
         }
 
         // Namespaces that left the selector.
@@ -464,12 +466,15 @@ impl<'a> Runner<'a> {
         }
         .and_then(|s| Timestamp::from_second(s).ok())
         .map(Time);
-        write_status(ctx, &nm, Some(&running), &status).await?;
-        self.record_metrics(&outcome, full);
-        self.emit_events(&outcome, full).await;
+        // The trigger goes before the final status, so that a status saying the sync is done never
+        // shows next to the trigger that asked for it. (Should the process stop in between, the phase is
+        // still Running and the next start syncs again.)
         if let Some((annotation, value)) = trigger {
             self.clear_trigger(annotation, &value).await?;
         }
+        write_status(ctx, &nm, Some(&running), &status).await?;
+        self.record_metrics(&outcome, full);
+        self.emit_events(&outcome, full).await;
 
         let next_retry = outcome
             .retry

@@ -107,7 +107,8 @@ pub fn after_sync(
 
     let mut kinds: BTreeMap<String, KindStats> = BTreeMap::new();
     for r in &o.reports {
-        for (gk, k) in &r.kinds {
+        // The DR Namespace itself is the container, not one of the synced objects.
+        for (gk, k) in r.kinds.iter().filter(|(gk, _)| gk.as_str() != "Namespace") {
             let e = kinds.entry(gk.clone()).or_default();
             e.created += k.created;
             e.updated += k.updated;
