@@ -33,6 +33,8 @@ pub struct Options {
     pub apply_concurrency: usize,
     /// How often a running sync's progress is written to status.
     pub progress_interval: Duration,
+    /// Continuous mode: how long changes are collected into one batch.
+    pub debounce: Duration,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             default_schedule: "*/5 * * * *".into(),
             apply_concurrency: 64,
             progress_interval: Duration::from_secs(5),
+            debounce: Duration::from_millis(100),
         }
     }
 }

@@ -100,7 +100,7 @@ pub struct Args {
     /// How often unhealthy ones are checked again.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub unhealthy_recheck_interval: Duration,
-    /// How long changes are collected before a continuous-mode sync (debounce).
+    /// Continuous mode: how long changes are collected into one batch (a change never waits longer).
     #[arg(long, value_parser = parse_duration, default_value = "100ms")]
     pub debounce: Duration,
     /// How long a graceful shutdown waits for running syncs.

@@ -349,7 +349,7 @@ async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e.into()),
     };
     let config = SyncConfig::from_spec(&nm.spec).map(Arc::new).unwrap_or_default();
-    let runner = run::Runner::new(ctx, nm.clone(), config, clusters).await?;
+    let runner = run::Runner::for_cleanup(ctx, nm.clone(), config, clusters).await?;
     let deleted = runner.delete_synced_everywhere().await?;
     ctx.event(
         nm.as_ref(),

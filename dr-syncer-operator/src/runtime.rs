@@ -237,6 +237,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             unhealthy_recheck_interval: args.unhealthy_recheck_interval,
             default_schedule: args.default_schedule.clone(),
             apply_concurrency: args.apply_concurrency.max(1),
+            debounce: args.debounce,
             ..Default::default()
         },
     );
@@ -277,9 +278,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut triggers = triggers;
     let trigger_stream = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx));
     let nm_controller = Controller::new(api::<NamespaceMapping>(&client, ns), wc).with_config(
-        ControllerConfig::default()
-            .concurrency(args.max_concurrent_syncs.max(1))
-            .debounce(args.debounce),
+        // No trailing-edge debounce here: continuous mode batches its changes itself (see
+        // `Options::debounce`), and a steady stream of changes must not postpone syncs forever.
+        ControllerConfig::default().concurrency(args.max_concurrent_syncs.max(1)),
     );
     let nm_store = nm_controller.store();
     let nm_controller = nm_controller

@@ -596,3 +596,56 @@ async fn cluster_mapping_fails_then_connects_and_resets_its_backoff() {
     assert_eq!(connected.consecutive_failures, Some(0));
     assert!(connected.last_verified.is_some());
 }
+
+/// A PVC whose StorageClass the DR cluster lacks is not created (its class could never change later);
+/// `failureHandling.storageClassNotFound` (default WaitForNextSync) reports it and does not retry, and
+/// the next sync after the class appears creates the claim.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_storage_class_waits_for_the_next_sync() {
+    let env = Env::start("sclass").await;
+    let src = create_namespace(&env.prod.client(), "db").await.unwrap();
+    apply_yaml(
+        &env.prod.client(),
+        Some(&src),
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], storageClassName: gold, resources: {requests: {storage: 1Gi}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {v: '1'}\n",
+    )
+    .await
+    .unwrap();
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "db",
+        &format!("  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps, persistentvolumeclaims]"),
+    ))
+    .await;
+    let nm = env
+        .wait_status("db", "failed sync", |s| s.phase == Some(SyncPhase::Failed))
+        .await;
+    let s = nm.status.unwrap();
+    assert_eq!(s.error_categories.unwrap()[0].category, "storageClassNotFound");
+    assert!(s.retry_status.is_none(), "WaitForNextSync: no retry");
+    assert!(
+        s.last_error
+            .unwrap()
+            .message
+            .contains("StorageClass gold does not exist")
+    );
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(env.dr.client(), &src);
+    assert!(
+        pvcs.get_opt("data").await.unwrap().is_none(),
+        "not created with a missing class"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    assert!(cms.get_opt("c").await.unwrap().is_some(), "the rest is synced");
+    apply_yaml(
+        &env.dr.client(),
+        None,
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: gold}\nprovisioner: example.com/fake\n",
+    )
+    .await
+    .unwrap();
+    env.wait_status("db", "the next scheduled sync creates the claim", |s| {
+        s.phase == Some(SyncPhase::Completed)
+    })
+    .await;
+    assert!(pvcs.get_opt("data").await.unwrap().is_some());
+}

@@ -112,8 +112,33 @@ impl<'a> Runner<'a> {
         config: Arc<SyncConfig>,
         clusters: Clusters,
     ) -> Result<Runner<'a>> {
+        Self::build(ctx, nm, config, clusters, false).await
+    }
+
+    /// For deleting what the mapping synced: types are resolved against the destination and namespaces
+    /// come from the spec and status, so a source cluster that is gone (the disaster) cannot block it.
+    pub(super) async fn for_cleanup(
+        ctx: &'a Context,
+        nm: Arc<NamespaceMapping>,
+        config: Arc<SyncConfig>,
+        clusters: Clusters,
+    ) -> Result<Runner<'a>> {
+        Self::build(ctx, nm, config, clusters, true).await
+    }
+
+    async fn build(
+        ctx: &'a Context,
+        nm: Arc<NamespaceMapping>,
+        config: Arc<SyncConfig>,
+        clusters: Clusters,
+        cleanup: bool,
+    ) -> Result<Runner<'a>> {
         let key = format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any());
-        let discovered = clusters.source.types().await?;
+        let discovered = if cleanup {
+            clusters.destination.types().await?
+        } else {
+            clusters.source.types().await?
+        };
         let requested: Vec<String> = if config.resource_types.is_empty() {
             clusters
                 .source_rc
@@ -142,6 +167,8 @@ impl<'a> Runner<'a> {
                     .unwrap_or_else(|| src.clone());
                 vec![(src, dst)]
             }
+            // Cleanup: the namespaces the status says were synced.
+            Some(_) if cleanup => Vec::new(),
             Some(sel) => {
                 let source = KubeSource::new(clusters.source.client.clone(), clusters.source.calls.clone());
                 let mut names = source
@@ -220,6 +247,7 @@ impl<'a> Runner<'a> {
                 .namespace_selector
                 .as_ref()
                 .map(|s| s.label_selector.clone()),
+            window: self.ctx.options.debounce,
         };
         let (buffer, started) =
             self.ctx
@@ -345,7 +373,9 @@ impl<'a> Runner<'a> {
             let engine = SyncEngine::new(source.clone(), applier)
                 .with_concurrency(ctx.options.apply_concurrency)
                 .with_progress(progress.clone())
-                .with_fail_fast(fail_fast.clone());
+                .with_fail_fast(fail_fast.clone())
+                .with_storage_class_check(true);
+            let mut taken = None;
             let result = if full {
                 engine.sync(&target).await
             } else {
@@ -353,11 +383,16 @@ impl<'a> Runner<'a> {
                 if list.is_empty() {
                     continue;
                 }
+                taken = Some(list.clone());
                 engine.sync_changes(&target, list).await
             };
             match result {
                 Ok(r) => reports.push(r),
                 Err(e) => {
+                    // The batch could not run: its changes wait for the next one.
+                    if let (Some(w), Some(list)) = (watch, taken) {
+                        w.restore(false, std::iter::once((src.clone(), list)).collect());
+                    }
                     warn!(source = %src, destination = %dst, error = %e, "sync could not run");
                     run_errors.push(RunError {
                         source_namespace: src.clone(),
@@ -472,7 +507,9 @@ impl<'a> Runner<'a> {
         if let Some((annotation, value)) = trigger {
             self.clear_trigger(annotation, &value).await?;
         }
-        write_status(ctx, &nm, Some(&running), &status).await?;
+        if full || !only_times_moved(&running, &status) {
+            write_status(ctx, &nm, Some(&running), &status).await?;
+        }
         self.record_metrics(&outcome, full);
         self.emit_events(&outcome, full).await;
 
@@ -564,7 +601,8 @@ impl<'a> Runner<'a> {
             .await;
         }
         if outcome.is_success() {
-            if full || totals.0 + totals.1 + totals.2 > 0 {
+            // Continuous mode's batches are too frequent for an Event each (metrics count them).
+            if full {
                 ctx.event(
                     nm,
                     false,
@@ -720,6 +758,33 @@ impl<'a> Runner<'a> {
         }
         Ok(deleted)
     }
+}
+
+/// How often continuous mode's batches refresh the times in status when nothing else changed.
+const TIMES_REFRESH: i64 = 5;
+
+/// Whether `new` differs from `old` only in the times every continuous batch moves (last sync, last
+/// watch event, next background sync, duration) and those were written less than [`TIMES_REFRESH`]
+/// seconds ago: such a batch does not write status (at 100 changes/s it would write it 10 times a second).
+fn only_times_moved(
+    old: &dr_syncer_core::api::NamespaceMappingStatus,
+    new: &dr_syncer_core::api::NamespaceMappingStatus,
+) -> bool {
+    let recent = match (&old.last_sync_time, &new.last_sync_time) {
+        (Some(a), Some(b)) => b.0.as_second() - a.0.as_second() < TIMES_REFRESH,
+        _ => false,
+    };
+    let strip = |s: &dr_syncer_core::api::NamespaceMappingStatus| {
+        let mut s = s.clone();
+        s.last_sync_time = None;
+        s.last_watch_event = None;
+        s.next_sync_time = None;
+        if let Some(stats) = s.sync_stats.as_mut() {
+            stats.last_sync_duration = String::new();
+        }
+        s
+    };
+    recent && strip(old) == strip(new)
 }
 
 fn s_interval(schedule: Option<&Schedule>) -> Option<Duration> {

@@ -159,6 +159,39 @@ impl std::fmt::Debug for Workers {
     }
 }
 
+/// Asks the controller to reconcile a mapping, at most once per `window`: the first change after a quiet
+/// spell schedules a reconcile `window` later, and every change until then joins that batch. (A
+/// trailing-edge debounce would be wrong here: under a steady stream of changes it would never fire.)
+#[derive(Clone)]
+struct Notifier {
+    tx: UnboundedSender<ObjectRef<NamespaceMapping>>,
+    mapping: ObjectRef<NamespaceMapping>,
+    window: std::time::Duration,
+    pending: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Notifier {
+    /// Schedule a reconcile; `false` when the controller is gone.
+    fn notify(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.tx.is_closed() {
+            return false;
+        }
+        if self.window.is_zero() {
+            return self.tx.send(self.mapping.clone()).is_ok();
+        }
+        if !self.pending.swap(true, Ordering::SeqCst) {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(me.window).await;
+                me.pending.store(false, Ordering::SeqCst);
+                let _ = me.tx.send(me.mapping.clone());
+            });
+        }
+        true
+    }
+}
+
 /// What a worker watches.
 #[derive(Clone)]
 pub struct WatchSpec {
@@ -174,6 +207,8 @@ pub struct WatchSpec {
     pub types: Vec<ResourceType>,
     /// With a `namespaceSelector`: watch source Namespaces matching it.
     pub namespace_selector: Option<LabelSelector>,
+    /// How long changes are collected into one batch.
+    pub window: std::time::Duration,
 }
 
 impl std::fmt::Debug for WatchSpec {
@@ -267,19 +302,19 @@ fn spawn(
     cancel: CancellationToken,
     key: &str,
 ) {
+    let notifier = Notifier {
+        tx: trigger,
+        mapping: spec.mapping.clone(),
+        window: spec.window,
+        pending: Arc::default(),
+    };
     for ns in &spec.namespaces {
         let scope = SourceScope {
             namespace: Some(ns.clone()),
             types: spec.types.clone(),
         };
         let mut stream = spec.source.watch(&scope);
-        let (buffer, trigger, cancel, mapping, ns) = (
-            buffer.clone(),
-            trigger.clone(),
-            cancel.clone(),
-            spec.mapping.clone(),
-            ns.clone(),
-        );
+        let (buffer, notifier, cancel, ns) = (buffer.clone(), notifier.clone(), cancel.clone(), ns.clone());
         let span = info_span!("watch", mapping = %key, namespace = %ns);
         tokio::spawn(
             async move {
@@ -315,7 +350,7 @@ fn spawn(
                             true
                         }
                     };
-                    if notify && trigger.send(mapping.clone()).is_err() {
+                    if notify && !notifier.notify() {
                         break;
                     }
                 }
@@ -328,7 +363,6 @@ fn spawn(
         let api: Api<Namespace> = Api::all(spec.client.clone());
         let config = watcher::Config::default().labels(&selector_string(&sel));
         let mut stream = watcher(api, config).default_backoff().boxed();
-        let mapping = spec.mapping.clone();
         tokio::spawn(
             async move {
                 let mut initial = true;
@@ -343,7 +377,7 @@ fn spawn(
                         Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) if !initial => {
                             // The set of namespaces may have changed: the reconcile recomputes it.
                             buffer.relisted();
-                            if trigger.send(mapping.clone()).is_err() {
+                            if !notifier.notify() {
                                 break;
                             }
                         }
