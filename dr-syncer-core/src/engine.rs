@@ -81,8 +81,9 @@ fn namespace_key(target: &SyncTarget) -> ObjectKey {
     }
 }
 
-/// Sort the report, stamp its duration and log it.
-fn finish(mut report: SyncReport, started: Instant) -> SyncReport {
+/// Sort the report, stamp its duration and log it (`info` for full syncs, `debug` for batches of
+/// changes, which continuous replication runs many times a second).
+fn finish(mut report: SyncReport, started: Instant, full: bool) -> SyncReport {
     report.failures.sort_by(|a, b| a.object.cmp(&b.object));
     report.changes.sort_by(|a, b| a.object.cmp(&b.object));
     report
@@ -90,6 +91,19 @@ fn finish(mut report: SyncReport, started: Instant) -> SyncReport {
         .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
     report.duration = started.elapsed();
     let t = report.totals();
+    if !full {
+        debug!(
+            created = t.created,
+            updated = t.updated,
+            unchanged = t.unchanged,
+            deleted = t.deleted,
+            skipped = t.skipped,
+            failed = t.failed,
+            seconds = report.duration.as_secs_f64(),
+            "changes synced"
+        );
+        return report;
+    }
     info!(
         created = t.created,
         updated = t.updated,
@@ -397,7 +411,7 @@ impl SyncEngine {
             self.prune(target, &types, &source_names, &options, &mut report)
                 .await;
         }
-        Ok(finish(report, started))
+        Ok(finish(report, started, true))
     }
 
     /// Select and transform source objects into desired DR objects (pure); records what is left out and
@@ -647,7 +661,7 @@ impl SyncEngine {
                 Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
             }
         }
-        Ok(finish(report, started))
+        Ok(finish(report, started, false))
     }
 
     async fn apply_one(&self, d: &Desired, active: bool, options: ApplyOptions) -> Result<ApplyResult> {

@@ -288,8 +288,12 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         now: now().0.as_second(),
     });
     let Some(reason) = decision.sync else {
-        // Nothing to do now: keep nextSyncTime and the conditions current.
-        let mut next = status.clone();
+        // Nothing to do now: keep nextSyncTime and the conditions current (and write the times a
+        // continuous batch left unwritten).
+        let mut next = watch
+            .as_ref()
+            .and_then(|w| w.take_deferred_status())
+            .unwrap_or_else(|| status.clone());
         next.next_sync_time = decision
             .next_sync
             .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())

@@ -507,7 +507,16 @@ impl<'a> Runner<'a> {
         if let Some((annotation, value)) = trigger {
             self.clear_trigger(annotation, &value).await?;
         }
-        if full || !only_times_moved(&running, &status) {
+        let deferred = !full && only_times_moved(&running, &status);
+        if deferred {
+            // Written by a later reconcile (at most TIMES_REFRESH seconds later), unless a sync writes first.
+            if let Some(w) = watch {
+                w.defer_status(status.clone());
+            }
+        } else {
+            if let Some(w) = watch {
+                w.take_deferred_status();
+            }
             write_status(ctx, &nm, Some(&running), &status).await?;
         }
         self.record_metrics(&outcome, full);
@@ -522,10 +531,10 @@ impl<'a> Runner<'a> {
             .next_sync_time
             .as_ref()
             .map(|t| Duration::from_secs((t.0.as_second() - finished.0.as_second()).max(1) as u64));
-        Ok(match (next_retry, next_sync) {
-            (Some(a), Some(b)) => Action::requeue(a.min(b)),
-            (Some(a), None) | (None, Some(a)) => Action::requeue(a),
-            (None, None) => Action::await_change(),
+        let flush = deferred.then(|| Duration::from_secs(TIMES_REFRESH as u64));
+        Ok(match [next_retry, next_sync, flush].into_iter().flatten().min() {
+            Some(d) => Action::requeue(d),
+            None => Action::await_change(),
         })
     }
 
@@ -761,7 +770,7 @@ impl<'a> Runner<'a> {
 }
 
 /// How often continuous mode's batches refresh the times in status when nothing else changed.
-const TIMES_REFRESH: i64 = 5;
+pub(super) const TIMES_REFRESH: i64 = 5;
 
 /// Whether `new` differs from `old` only in the times every continuous batch moves (last sync, last
 /// watch event, next background sync, duration) and those were written less than [`TIMES_REFRESH`]
@@ -784,7 +793,8 @@ fn only_times_moved(
         }
         s
     };
-    recent && strip(old) == strip(new)
+    let first_event = old.last_watch_event.is_none() && new.last_watch_event.is_some();
+    recent && !first_event && strip(old) == strip(new)
 }
 
 fn s_interval(schedule: Option<&Schedule>) -> Option<Duration> {

@@ -53,6 +53,8 @@ pub struct WatchBuffer {
     inner: Mutex<Buffer>,
     /// Appliers per destination namespace, kept between syncs so that their live caches stay warm.
     appliers: Mutex<HashMap<String, Arc<KubeApplier>>>,
+    /// A status whose only news are times, not written yet (see `run::only_times_moved`).
+    deferred: Mutex<Option<dr_syncer_core::api::NamespaceMappingStatus>>,
 }
 
 impl WatchBuffer {
@@ -96,6 +98,16 @@ impl WatchBuffer {
         }
     }
 
+    /// Keep `status` to be written later.
+    pub fn defer_status(&self, status: dr_syncer_core::api::NamespaceMappingStatus) {
+        *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+    }
+
+    /// The status kept to be written later, if any.
+    pub fn take_deferred_status(&self) -> Option<dr_syncer_core::api::NamespaceMappingStatus> {
+        self.deferred.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     /// How long the oldest waiting change has waited (continuous mode's replication lag).
     pub fn oldest_pending(&self) -> Option<std::time::Duration> {
         self.lock().oldest.map(|t| t.elapsed())
@@ -125,6 +137,29 @@ impl WatchBuffer {
         b.relisted = true;
         b.oldest.get_or_insert_with(Instant::now);
     }
+}
+
+fn seen_key(o: &SourceObject) -> (String, String) {
+    (
+        o.resource.group_kind(),
+        o.object.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// A fingerprint of what a sync could replicate of `o`: everything but `status` and the metadata the
+/// server maintains (resourceVersion, generation, managedFields, timestamps).
+fn fingerprint(o: &SourceObject) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut obj = o.object.clone();
+    obj.metadata.resource_version = None;
+    obj.metadata.generation = None;
+    obj.metadata.managed_fields = None;
+    if let Some(body) = obj.data.as_object_mut() {
+        body.remove("status");
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&obj).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 fn object_of(c: &Change) -> &SourceObject {
@@ -315,11 +350,17 @@ fn spawn(
         };
         let mut stream = spec.source.watch(&scope);
         let (buffer, notifier, cancel, ns) = (buffer.clone(), notifier.clone(), cancel.clone(), ns.clone());
+        let types = spec.types.len();
         let span = info_span!("watch", mapping = %key, namespace = %ns);
         tokio::spawn(
             async move {
                 // Types whose (re)list is under way: their Applied events are the list, not changes.
                 let mut listing: Vec<ResourceType> = Vec::new();
+                // Types that have not finished their first list: the first full sync waits for all.
+                let mut first_lists = types;
+                // What each object looked like last, without what the server alone changes (status,
+                // resourceVersion …): an event that changes nothing else is not a change to replicate.
+                let mut seen: HashMap<(String, String), u64> = HashMap::new();
                 loop {
                     let event = tokio::select! {
                         () = cancel.cancelled() => break,
@@ -337,15 +378,31 @@ fn spawn(
                         }
                         Some(Ok(SourceEvent::Resynced(rt))) => {
                             listing.retain(|t| *t != rt);
-                            buffer.relisted();
-                            true
+                            if first_lists > 0 {
+                                first_lists -= 1;
+                            }
+                            if first_lists == 0 {
+                                buffer.relisted();
+                                true
+                            } else {
+                                false
+                            }
                         }
-                        Some(Ok(SourceEvent::Applied(o))) if listing.contains(&o.resource) => false,
+                        Some(Ok(SourceEvent::Applied(o))) if listing.contains(&o.resource) => {
+                            seen.insert(seen_key(&o), fingerprint(&o));
+                            false
+                        }
                         Some(Ok(SourceEvent::Applied(o))) => {
-                            buffer.record(&ns, Change::Applied(o));
-                            true
+                            let fp = fingerprint(&o);
+                            if seen.insert(seen_key(&o), fp) == Some(fp) {
+                                false
+                            } else {
+                                buffer.record(&ns, Change::Applied(o));
+                                true
+                            }
                         }
                         Some(Ok(SourceEvent::Deleted(o))) => {
+                            seen.remove(&seen_key(&o));
                             buffer.record(&ns, Change::Deleted(o));
                             true
                         }
