@@ -378,9 +378,7 @@ fn spawn(
                         }
                         Some(Ok(SourceEvent::Resynced(rt))) => {
                             listing.retain(|t| *t != rt);
-                            if first_lists > 0 {
-                                first_lists -= 1;
-                            }
+                            first_lists = first_lists.saturating_sub(1);
                             if first_lists == 0 {
                                 buffer.relisted();
                                 true
