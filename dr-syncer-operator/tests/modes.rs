@@ -119,7 +119,7 @@ async fn scheduled_mode_transforms_filters_and_reports_exact_status() {
     .await
     .unwrap();
 
-    let _op = env.operator("dr-syncer-operator", &[]).await;
+    let op = env.operator("dr-syncer-operator", &[]).await;
     env.apply(&mapping(
         "shop",
         "Scheduled",
@@ -252,6 +252,21 @@ async fn scheduled_mode_transforms_filters_and_reports_exact_status() {
     assert_eq!(
         (synced.status.as_str(), synced.reason.as_str()),
         ("True", "SyncCompleted")
+    );
+
+    // The schedule is honoured: every 3 s means about 3 syncs in 9 s — neither a hot loop nor none.
+    let syncs = |text: String| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with("dr_syncer_sync_operations_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = syncs(op.metrics().await);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let made = syncs(op.metrics().await) - before;
+    assert!(
+        (2..=4).contains(&made),
+        "{made} syncs in 9 s on a 3-second schedule"
     );
 }
 
