@@ -1,5 +1,5 @@
 //! The NamespaceMapping controller: validates the mapping, decides when it syncs (Scheduled, Continuous,
-//! Manual — [`due`]), runs the sync through core's engine ([`run`]), and writes a truthful status
+//! Manual — [`due`]), runs the sync through core's engine (`run`), and writes a truthful status
 //! ([`status`]) only when it changed.
 //!
 //! Reconcile = fetch → validate → decide → sync → status, wrapped in the finalizer
