@@ -21,6 +21,7 @@ pub mod data;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;
 pub mod order;
