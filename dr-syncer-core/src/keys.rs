@@ -385,6 +385,11 @@ impl AuthorizedClientKeys {
         )
     }
 
+    /// Exactly these entries.
+    pub fn from_entries(entries: Vec<AuthorizedClientKey>) -> Self {
+        AuthorizedClientKeys(entries)
+    }
+
     /// The entries.
     pub fn entries(&self) -> &[AuthorizedClientKey] {
         &self.0

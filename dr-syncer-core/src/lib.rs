@@ -28,6 +28,8 @@ pub mod order;
 pub mod resource;
 pub mod selection;
 pub mod source;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 pub mod transform;
 pub mod version;
 
