@@ -226,7 +226,20 @@ fn settings(args: &ServeArgs, state: &State, host_keys: Vec<PathBuf>, forced: St
 ///
 /// # Errors
 /// Setup problems (keys, directories, an sshd that refuses the configuration) and sshd exiting.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+    // The forced command runs in the login user's home directory: every path it gets is absolute.
+    for path in [
+        &mut args.state_dir,
+        &mut args.allow_dir,
+        &mut args.volume_root,
+        &mut args.host_keys_dir,
+        &mut args.authorized_keys_dir,
+    ] {
+        *path = std::path::absolute(&*path).with_context(|| format!("resolving {}", path.display()))?;
+    }
+    if args.rsync.components().count() > 1 {
+        args.rsync = std::path::absolute(&args.rsync)?;
+    }
     let state = State::new(&args.state_dir);
     for dir in [&state.dir, &state.host_keys_dir, &args.allow_dir] {
         std::fs::DirBuilder::new()
