@@ -91,11 +91,12 @@ fn audit(args: &CommandArgs, command: Option<&str>, outcome: Result<&Request, &R
 /// Run the forced command; returns the exit code (when it does not replace itself with rsync).
 pub fn run(args: &CommandArgs) -> i32 {
     let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
-    let checked = allowed_roots(args).and_then(|roots| forced::check(original.as_deref(), &roots));
-    audit(args, original.as_deref(), checked.as_ref());
-    let result = checked.and_then(|request| serve(args, request));
-    match result {
-        Ok(code) => code,
+    let prepared = allowed_roots(args)
+        .and_then(|roots| forced::check(original.as_deref(), &roots))
+        .and_then(prepare);
+    audit(args, original.as_deref(), prepared.as_ref().map(|p| &p.request));
+    match prepared {
+        Ok(p) => execute(args, p),
         Err(refusal) => {
             eprintln!("dr-syncer-agent: refused: {refusal}");
             REFUSED_EXIT_CODE
@@ -103,31 +104,19 @@ pub fn run(args: &CommandArgs) -> i32 {
     }
 }
 
-fn serve(args: &CommandArgs, request: Request) -> Result<i32, Refusal> {
-    match request {
-        Request::Probe => {
-            println!("dr-syncer-agent ok version={}", env!("CARGO_PKG_VERSION"));
-            Ok(0)
-        }
-        Request::ProbePath { root } => {
-            open_root(&root)?;
-            println!("dr-syncer-agent ok volume={}", root.display());
-            Ok(0)
-        }
-        Request::Checksum { root } => {
-            let dir = open_root(&root)?;
-            let stdout = std::io::stdout();
-            match crate::checksum::serve(&dir, std::io::stdin(), stdout.lock()) {
-                Ok(()) => Ok(0),
-                Err(e) => {
-                    eprintln!("dr-syncer-agent: checksum: {e}");
-                    Ok(1)
-                }
-            }
-        }
-        Request::Rsync { options, root, paths } => {
-            let dir = open_root(&root)?;
-            for path in &paths {
+/// A checked request with its volume opened (and its paths checked) without following symlinks.
+struct Prepared {
+    request: Request,
+    dir: Option<std::os::fd::OwnedFd>,
+}
+
+fn prepare(request: Request) -> Result<Prepared, Refusal> {
+    let dir = match &request {
+        Request::Probe => None,
+        Request::ProbePath { root } | Request::Checksum { root } => Some(open_root(root)?),
+        Request::Rsync { root, paths, .. } => {
+            let dir = open_root(root)?;
+            for path in paths {
                 let leaf = if path.ends_with('/') {
                     Leaf::Directory
                 } else {
@@ -135,11 +124,42 @@ fn serve(args: &CommandArgs, request: Request) -> Result<i32, Refusal> {
                 };
                 open_beneath(&dir, path.as_bytes(), leaf)?;
             }
-            nix::unistd::fchdir(&dir).map_err(|e| Refusal(format!("entering the volume: {e}")))?;
+            Some(dir)
+        }
+    };
+    Ok(Prepared { request, dir })
+}
+
+fn execute(args: &CommandArgs, prepared: Prepared) -> i32 {
+    match (prepared.request, prepared.dir) {
+        (Request::Probe, _) => {
+            println!("dr-syncer-agent ok version={}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        (Request::ProbePath { root }, _) => {
+            println!("dr-syncer-agent ok volume={}", root.display());
+            0
+        }
+        (Request::Checksum { .. }, Some(dir)) => {
+            let stdout = std::io::stdout();
+            match crate::checksum::serve(&dir, std::io::stdin(), stdout.lock()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("dr-syncer-agent: checksum: {e}");
+                    1
+                }
+            }
+        }
+        (Request::Rsync { options, root, paths }, Some(dir)) => {
+            if let Err(e) = nix::unistd::fchdir(&dir) {
+                eprintln!("dr-syncer-agent: entering the volume: {e}");
+                return 1;
+            }
             let err = rsync_command(args, &root, &options, &paths).exec();
             eprintln!("dr-syncer-agent: starting {}: {err}", args.rsync.display());
-            Ok(126)
+            126
         }
+        (_, None) => 1,
     }
 }
 

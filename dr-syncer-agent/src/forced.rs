@@ -92,8 +92,11 @@ const LONG_FLAGS: &[&str] = &[
     "--no-msgs2stderr",
 ];
 
+/// Checks an option's value.
+type ValueCheck = fn(&str) -> bool;
+
 /// Long options with a value, and the check of the value.
-const LONG_VALUED: &[(&str, fn(&str) -> bool)] = &[
+const LONG_VALUED: &[(&str, ValueCheck)] = &[
     ("--timeout", is_number),
     ("--bwlimit", is_size),
     ("--compress-level", is_number),

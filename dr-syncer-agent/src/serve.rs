@@ -257,9 +257,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             .create("/run/sshd")
             .context("creating /run/sshd")?;
     }
-    for (word, what) in [(&args.login_user, "--login-user")] {
-        shell_word(word).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-    }
+    shell_word(&args.login_user).map_err(|e| anyhow::anyhow!("--login-user: {e}"))?;
     let confine = rsync_can_confine(&args.rsync).await;
     if !confine {
         warn!(

@@ -114,19 +114,45 @@ async fn an_interrupted_transfer_resumes_without_resending_what_arrived() {
     let dest = TestDir::data("dest");
     let dst = dest.path().join("pvc");
 
-    // 4 MiB/s for 48 MiB, stopped after 4 s: interrupted mid-file.
-    let slow = TransferOptions {
-        resumable: true,
-        bandwidth_limit_kib: Some(4096),
-        timeout: Some(Duration::from_secs(4)),
-        ..options()
+    // A slow (4 MiB/s) resumable transfer, stopped once 8 MiB have arrived: the caller drops it, as a
+    // controller does when it shuts down, and rsync keeps the partial file.
+    let request = TransferRequest {
+        source: DataSource::Ssh(reader.endpoint(&vol)),
+        destination: dst.clone(),
+        options: TransferOptions {
+            resumable: true,
+            bandwidth_limit_kib: Some(4096),
+            ..options()
+        },
     };
-    let err = reader.pull(&vol, &dst, slow).await.unwrap_err();
-    assert!(matches!(err, DataMoverError::TimedOut(_)), "{err}");
-    let kept = std::fs::metadata(dst.join("big.bin"))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    assert!(kept > 0 && kept < SIZE as u64, "partial file kept: {kept} bytes");
+    let arrived = std::sync::atomic::AtomicU64::new(0);
+    let progress = |p: TransferProgress| arrived.store(p.bytes, Ordering::SeqCst);
+    let mover = common::mover();
+    tokio::select! {
+        result = mover.transfer(&request, &progress) => panic!("the transfer ended before it was stopped: {result:?}"),
+        () = async {
+            while arrived.load(Ordering::SeqCst) < 8 << 20 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+    // rsync saves the partial file as it exits.
+    let partial = dst.join("big.bin");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut kept = 0;
+    loop {
+        let size = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        if size > 0 && size == kept {
+            break;
+        }
+        kept = size;
+        assert!(std::time::Instant::now() < deadline, "no partial file kept");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        kept >= 4 << 20 && kept < SIZE as u64,
+        "partial file: {kept} bytes"
+    );
 
     let resumed = reader
         .pull(
@@ -145,6 +171,33 @@ async fn an_interrupted_transfer_resumes_without_resending_what_arrived() {
         "resent {} of {SIZE} bytes although {kept} had arrived",
         resumed.literal_bytes
     );
+}
+
+#[tokio::test]
+async fn the_time_limit_stops_a_transfer() {
+    let reader = Reader::start(ReaderOptions::default());
+    let vol = reader.volume("slow");
+    std::fs::write(vol.join("big.bin"), random_bytes(4, 16 << 20)).unwrap();
+    reader.allow("slow", &vol);
+    let dest = TestDir::data("dest");
+    let err = reader
+        .pull(
+            &vol,
+            &dest.path().join("pvc"),
+            TransferOptions {
+                bandwidth_limit_kib: Some(1024),
+                timeout: Some(Duration::from_secs(2)),
+                retry: RetryPolicy::default(),
+                ..options()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DataMoverError::TimedOut(t) if t == Duration::from_secs(2)),
+        "{err}"
+    );
+    assert!(err.is_transient());
 }
 
 #[tokio::test]

@@ -62,8 +62,11 @@ const ALLOWED_FLAGS: &[&str] = &[
     "--safe-links",
 ];
 
-/// Options users may add with a value (`--name=VALUE`), and the characters the value may hold.
-const ALLOWED_VALUED: &[(&str, fn(&str) -> bool)] = &[
+/// Checks an option's value.
+type ValueCheck = fn(&str) -> bool;
+
+/// Options users may add with a value (`--name=VALUE`), and the check of the value.
+const ALLOWED_VALUED: &[(&str, ValueCheck)] = &[
     ("--bwlimit", is_rate),
     ("--compress-level", is_number),
     ("--compress-choice", is_word),
