@@ -73,9 +73,13 @@ fn build_tree(root: &Path) -> usize {
 fn change_one_percent(root: &Path, round: u64) -> u64 {
     let mut changed = 0;
     let mut overwrite = |rel: &str, offset: u64, len: u64, seed: u64| {
-        let mut f = std::fs::OpenOptions::new().write(true).open(root.join(rel)).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(root.join(rel))
+            .unwrap();
         f.seek(SeekFrom::Start(offset)).unwrap();
-        f.write_all(&random_bytes(seed + round * 100_000, len as usize)).unwrap();
+        f.write_all(&random_bytes(seed + round * 100_000, len as usize))
+            .unwrap();
         changed += len;
     };
     overwrite("db/huge.bin", 40 * MIB, 2 * MIB, 5001);
@@ -87,7 +91,12 @@ fn change_one_percent(root: &Path, round: u64) -> u64 {
     }
     for i in 0..40u64 {
         let i = i * 100 + 3;
-        overwrite(&format!("small/s{:02}/f{i:04}.bin", i % 64), 0, 64 * 1024, 7000 + i);
+        overwrite(
+            &format!("small/s{:02}/f{i:04}.bin", i % 64),
+            0,
+            64 * 1024,
+            7000 + i,
+        );
     }
     changed
 }
@@ -154,8 +163,15 @@ fn start_servers(state: &Path, volume_root: &Path, volume: &Path) -> Setup {
     for d in ["host-keys", "authorized-keys"] {
         std::fs::create_dir_all(state.join(d)).unwrap();
     }
-    write_private(&state.join("host-keys/ssh_host_ed25519_key"), &host.private_key_openssh());
-    std::fs::write(state.join("authorized-keys/mover.pub"), format!("{}\n", client.public_key())).unwrap();
+    write_private(
+        &state.join("host-keys/ssh_host_ed25519_key"),
+        &host.private_key_openssh(),
+    );
+    std::fs::write(
+        state.join("authorized-keys/mover.pub"),
+        format!("{}\n", client.public_key()),
+    )
+    .unwrap();
     let key = state.join("id_ed25519");
     write_private(&key, &client.private_key_openssh());
 
@@ -163,7 +179,13 @@ fn start_servers(state: &Path, volume_root: &Path, volume: &Path) -> Setup {
     let ours_port = free_port();
     let log = std::fs::File::create(state.join("agent.log")).unwrap();
     let ours = Command::new(&agent)
-        .args(["serve", "--port", &ours_port.to_string(), "--listen-address", "127.0.0.1"])
+        .args([
+            "serve",
+            "--port",
+            &ours_port.to_string(),
+            "--listen-address",
+            "127.0.0.1",
+        ])
         .arg("--state-dir")
         .arg(state.join("agent"))
         .arg("--host-keys-dir")
@@ -192,7 +214,10 @@ fn start_servers(state: &Path, volume_root: &Path, volume: &Path) -> Setup {
 
     // Plain: a stock sshd configuration with the same host key and a plain authorized_keys file.
     let plain_port = free_port();
-    write_private(&state.join("plain_authorized_keys"), &format!("{}\n", client.public_key()));
+    write_private(
+        &state.join("plain_authorized_keys"),
+        &format!("{}\n", client.public_key()),
+    );
     let config = format!(
         "Port {plain_port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\n\
          PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
@@ -215,7 +240,11 @@ fn start_servers(state: &Path, volume_root: &Path, volume: &Path) -> Setup {
     wait_for_ssh(ours_port);
     wait_for_ssh(plain_port);
     let known = state.join("known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{plain_port} {}\n", host.public_key())).unwrap();
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{plain_port} {}\n", host.public_key()),
+    )
+    .unwrap();
     let plain_rsh = format!(
         "ssh -F /dev/null -i {} -p {plain_port} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes",
         key.display(),
@@ -247,7 +276,11 @@ fn plain(setup: &Setup, volume: &Path, dest: &Path) -> Run {
         .output()
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
-    assert!(out.status.success(), "plain rsync: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "plain rsync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let stats = RsyncStats::parse(text.lines());
     Run {
@@ -284,9 +317,7 @@ fn ours(setup: &Setup, rt: &tokio::runtime::Runtime, volume: &Path, dest: &Path)
 }
 
 fn best(runs: impl IntoIterator<Item = Run>) -> Run {
-    runs.into_iter()
-        .min_by(|a, b| a.secs.total_cmp(&b.secs))
-        .unwrap()
+    runs.into_iter().min_by(|a, b| a.secs.total_cmp(&b.secs)).unwrap()
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -301,8 +332,12 @@ fn main() {
         nix::unistd::geteuid().is_root(),
         "this benchmark starts sshd: run it as root"
     );
-    let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("data-path-bench-{}", std::process::id()));
+    let repeat: usize = std::env::var("BENCH_REPEAT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let base =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("data-path-bench-{}", std::process::id()));
     let state = PathBuf::from(format!("/run/dr-syncer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -314,9 +349,15 @@ fn main() {
 
     let t = Instant::now();
     let files = build_tree(&volume);
-    eprintln!("built the tree ({files} files) in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "built the tree ({files} files) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let setup = start_servers(&state, &volume_root, &volume);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let total = 1024 * MIB;
 
     let mut first_plain = Vec::new();
