@@ -144,7 +144,11 @@ func withAccounting(a *accounting, watches *watchRegistry, next http.Handler) ht
 		}
 		if ok && info.IsResourceRequest && info.Verb == "watch" {
 			wctx, cancel := context.WithCancel(ctx)
-			id := watches.add(cancel)
+			user := ""
+			if uok {
+				user = u.GetName()
+			}
+			id := watches.add(user, cancel)
 			defer watches.remove(id)
 			defer cancel()
 			r = r.WithContext(wctx)
@@ -153,22 +157,24 @@ func withAccounting(a *accounting, watches *watchRegistry, next http.Handler) ht
 	})
 }
 
-// watchRegistry can end every open watch at once.
+// watchRegistry knows every open watch and who opened it; it can end them all at once.
 type watchRegistry struct {
 	mu      sync.Mutex
 	next    int64
 	cancels map[int64]context.CancelFunc
+	users   map[int64]string
 }
 
 func newWatchRegistry() *watchRegistry {
-	return &watchRegistry{cancels: map[int64]context.CancelFunc{}}
+	return &watchRegistry{cancels: map[int64]context.CancelFunc{}, users: map[int64]string{}}
 }
 
-func (w *watchRegistry) add(c context.CancelFunc) int64 {
+func (w *watchRegistry) add(user string, c context.CancelFunc) int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.next++
 	w.cancels[w.next] = c
+	w.users[w.next] = user
 	return w.next
 }
 
@@ -176,6 +182,18 @@ func (w *watchRegistry) remove(id int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.cancels, id)
+	delete(w.users, id)
+}
+
+// open counts the open watches per user.
+func (w *watchRegistry) open() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for _, u := range w.users {
+		out[u]++
+	}
+	return out
 }
 
 func (w *watchRegistry) cancelAll() int {
@@ -185,6 +203,7 @@ func (w *watchRegistry) cancelAll() int {
 	for id, c := range w.cancels {
 		c()
 		delete(w.cancels, id)
+		delete(w.users, id)
 	}
 	return n
 }

@@ -89,6 +89,10 @@ func buildServers(o *serveOptions, ln net.Listener, pki pkiPaths, etcdURL string
 		return nil, err
 	}
 	cfg.Authentication.Authenticator = x509request.NewDynamic(ca.VerifyOptions, x509request.CommonNameUserConversion)
+	if o.authzMode == authzRBAC {
+		// As kube-apiserver: system:authenticated, and the ServiceAccount groups.
+		cfg.Authentication.Authenticator = withKubeGroups(cfg.Authentication.Authenticator)
+	}
 	cfg.Authorization.Authorizer = reg.authz
 	genericapiserver.AuthorizeClientBearerToken(cfg.LoopbackClientConfig, &cfg.Authentication, &cfg.Authorization)
 
@@ -123,6 +127,11 @@ func buildServers(o *serveOptions, ln net.Listener, pki pkiPaths, etcdURL string
 	}
 	cfg.ClientConfig = loopback
 	cfg.SharedInformerFactory = informers.NewSharedInformerFactory(client, 10*time.Minute)
+	if o.authzMode == authzRBAC {
+		// Roles and bindings come from informers on the loopback client, whose user is in
+		// system:masters: the authorizer never waits on the server's own requests.
+		reg.authz.rbac = newRBACAuthorizer(cfg.SharedInformerFactory)
+	}
 
 	// Admission: NamespaceLifecycle and the webhooks (as kube-apiserver); not the
 	// admission policies, whose API we do not serve.

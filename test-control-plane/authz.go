@@ -1,9 +1,12 @@
 package main
 
-// Authorization: everything is allowed except what the deny list names. Rules come
-// from --deny flags and from POST /testing/deny; SelfSubjectAccessReview,
-// SubjectAccessReview and LocalSubjectAccessReview are answered from the same rules.
-// RBAC objects are stored but not enforced.
+// Authorization. With --authorization-mode AlwaysAllow (the default) everything is
+// allowed except what the deny list names; with RBAC (rbac.go) a resource request is
+// allowed for group system:masters or when an RBAC rule grants it, and the deny list
+// still refuses on top. Non-resource requests (discovery, /version, /openapi, /testing,
+// ...) are allowed in both modes. Deny rules come from --deny flags and from POST
+// /testing/deny; SelfSubjectAccessReview, SubjectAccessReview and
+// LocalSubjectAccessReview are answered from the same decision.
 
 import (
 	"context"
@@ -93,6 +96,7 @@ type denyAuthorizer struct {
 	mu    sync.RWMutex
 	rules []denyRule
 	acct  *accounting
+	rbac  *rbacAuthorizer // nil: AlwaysAllow
 }
 
 func (d *denyAuthorizer) add(r denyRule) {
@@ -113,26 +117,48 @@ func (d *denyAuthorizer) list() []denyRule {
 	return append([]denyRule{}, d.rules...)
 }
 
-// decide evaluates the rules without side effects.
-func (d *denyAuthorizer) decide(a authorizer.Attributes) (authorizer.Decision, string) {
-	if !a.IsResourceRequest() {
-		return authorizer.DecisionAllow, ""
-	}
+func (d *denyAuthorizer) denied(a authorizer.Attributes) bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	for _, r := range d.rules {
 		if r.matches(a) {
-			return authorizer.DecisionDeny, ""
+			return true
 		}
 	}
-	return authorizer.DecisionAllow, ""
+	return false
 }
 
-// Authorize is the request path. A denial carries no reason, so the 403 reads exactly
-// like RBAC's: `secrets "x" is forbidden: User "u" cannot create resource "secrets" ...`.
+// decide evaluates the deny list, then (in RBAC mode) system:masters and the RBAC
+// rules, without side effects. The reason of an allowed request says why; a refusal
+// carries no reason (so the 403 reads exactly like kube's), except RBAC's errors.
+func (d *denyAuthorizer) decide(a authorizer.Attributes) (authorizer.Decision, string) {
+	if !a.IsResourceRequest() {
+		if d.rbac != nil {
+			return authorizer.DecisionAllow, "kapi: non-resource requests are allowed for every user"
+		}
+		return authorizer.DecisionAllow, "kapi: allowed (no deny rule matches)"
+	}
+	if d.denied(a) {
+		return authorizer.DecisionDeny, ""
+	}
+	if d.rbac == nil {
+		return authorizer.DecisionAllow, "kapi: allowed (no deny rule matches)"
+	}
+	if u := a.GetUser(); u != nil && hasString(u.GetGroups(), user.SystemPrivilegedGroup) {
+		return authorizer.DecisionAllow, "kapi: allowed for group system:masters"
+	}
+	ok, reason := d.rbac.authorize(a)
+	if ok {
+		return authorizer.DecisionAllow, reason
+	}
+	return authorizer.DecisionNoOpinion, reason
+}
+
+// Authorize is the request path. A refusal is a 403 in kube's words:
+// `secrets "x" is forbidden: User "u" cannot create resource "secrets" ...`.
 func (d *denyAuthorizer) Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
 	dec, reason := d.decide(a)
-	if dec == authorizer.DecisionDeny && d.acct != nil {
+	if dec != authorizer.DecisionAllow && d.acct != nil {
 		d.acct.recordDenied(ctx, a)
 	}
 	return dec, reason, nil
@@ -178,12 +204,16 @@ func attributesFrom(u user.Info, ra *authorizationv1.ResourceAttributes, nra *au
 }
 
 func (r *accessReviewREST) review(a authorizer.AttributesRecord) authorizationv1.SubjectAccessReviewStatus {
-	dec, _ := r.authz.decide(a)
-	if dec == authorizer.DecisionDeny {
+	dec, reason := r.authz.decide(a)
+	switch dec {
+	case authorizer.DecisionAllow:
+		return authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: reason}
+	case authorizer.DecisionDeny:
 		return authorizationv1.SubjectAccessReviewStatus{Allowed: false, Denied: true,
 			Reason: fmt.Sprintf("kapi: denied by a deny rule for user %q", a.User.GetName())}
 	}
-	return authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: "kapi: allowed (no deny rule matches)"}
+	// No RBAC rule allows it: neither allowed nor denied, as with kube's RBAC.
+	return authorizationv1.SubjectAccessReviewStatus{Allowed: false, Reason: reason}
 }
 
 func (r *accessReviewREST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {

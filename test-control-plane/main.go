@@ -4,7 +4,8 @@
 // embedded etcd) into one process that behaves like kube-apiserver for API machinery,
 // and adds, in our own code, the type-specific behaviour a DR syncer depends on
 // (defaulting, validation, namespace lifecycle, garbage collection, eviction) plus
-// test hooks (request accounting, forced watch expiry, a deny list). See README.md.
+// test hooks (request accounting, forced watch expiry, a deny list), and optionally
+// enforces RBAC. See README.md.
 package main
 
 import (
@@ -14,7 +15,8 @@ import (
 
 const usage = `usage:
   kapi serve --dir DIR [--secure-port 0] [--bind-address 127.0.0.1] [--simulate-workloads]
-             [--deny USER:VERBS:RESOURCES]... [--service-cidr 10.96.0.0/16]
+             [--deny USER:VERBS:RESOURCES]... [--authorization-mode AlwaysAllow|RBAC]
+             [--service-cidr 10.96.0.0/16]
              [--node-port-range 30000-32767] [--exit-with-parent] [-v N]
   kapi kubeconfig --dir DIR --user CN [--group G]... [--out FILE]
   kapi version

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -37,6 +38,7 @@ type serveOptions struct {
 	bindAddress    string
 	simulate       bool
 	denies         []string
+	authzMode      string
 	serviceCIDR    string
 	nodePortRange  string
 	exitWithParent bool
@@ -87,6 +89,7 @@ func runServe(args []string) error {
 	fs.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "address to listen on")
 	fs.BoolVar(&o.simulate, "simulate-workloads", false, "mark Deployments/StatefulSets/DaemonSets/ReplicaSets as rolled out")
 	fs.StringArrayVar(&o.denies, "deny", nil, "deny rule USER:VERB[,VERB]:RESOURCE[,RESOURCE] (repeatable)")
+	fs.StringVar(&o.authzMode, "authorization-mode", authzAlwaysAllow, "AlwaysAllow (everything but the deny list) or RBAC (system:masters and RBAC rules, minus the deny list)")
 	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/16", "range of Service cluster IPs")
 	fs.StringVar(&o.nodePortRange, "node-port-range", "30000-32767", "range of Service node ports")
 	fs.BoolVar(&o.exitWithParent, "exit-with-parent", false, "exit when the parent process dies")
@@ -96,6 +99,9 @@ func runServe(args []string) error {
 	}
 	if o.dir == "" {
 		return fmt.Errorf("serve: --dir is required")
+	}
+	if o.authzMode != authzAlwaysAllow && o.authzMode != authzRBAC {
+		return fmt.Errorf("serve: invalid --authorization-mode %q: want %s or %s", o.authzMode, authzAlwaysAllow, authzRBAC)
 	}
 	setupLogging(o.verbosity)
 	dir, err := filepath.Abs(o.dir)
@@ -265,6 +271,15 @@ func addPostStartHooks(srv *servers, reg *registry, o *serveOptions) {
 		}
 		return nil
 	})
+	if rbac := reg.authz.rbac; rbac != nil {
+		// Ready only once the RBAC informers have listed every role and binding.
+		s.AddPostStartHookOrDie("kapi-rbac-informers", func(hc genericapiserver.PostStartHookContext) error {
+			if !cache.WaitForCacheSync(hc.Done(), rbac.synced...) {
+				return fmt.Errorf("RBAC informers did not sync")
+			}
+			return nil
+		})
+	}
 	s.AddPostStartHookOrDie("kapi-controllers", func(hc genericapiserver.PostStartHookContext) error {
 		loopback := *hc.LoopbackClientConfig
 		loopback.QPS, loopback.Burst = -1, -1
@@ -329,7 +344,7 @@ func runKubeconfig(args []string) error {
 	fs := pflag.NewFlagSet("kubeconfig", pflag.ContinueOnError)
 	dir := fs.String("dir", "", "state directory of a started server")
 	user := fs.String("user", "", "user name (certificate CN)")
-	groups := fs.StringArray("group", nil, "group (certificate O), repeatable; default system:masters")
+	groups := fs.StringArray("group", nil, "group (certificate O), repeatable; default system:masters; --group '' for none")
 	out := fs.String("out", "", "write to FILE instead of stdout")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -340,6 +355,12 @@ func runKubeconfig(args []string) error {
 	if len(*groups) == 0 {
 		*groups = []string{"system:masters"}
 	}
+	var orgs []string // --group '' alone: a certificate without groups
+	for _, g := range *groups {
+		if g != "" {
+			orgs = append(orgs, g)
+		}
+	}
 	raw, err := os.ReadFile(filepath.Join(*dir, "ready.json"))
 	if err != nil {
 		return fmt.Errorf("kubeconfig: reading %s/ready.json (is the server running?): %w", *dir, err)
@@ -348,7 +369,7 @@ func runKubeconfig(args []string) error {
 	if err := json.Unmarshal(raw, &ri); err != nil {
 		return fmt.Errorf("kubeconfig: parsing ready.json: %w", err)
 	}
-	kc, err := mintKubeconfig(*dir, ri.URL, *user, *groups)
+	kc, err := mintKubeconfig(*dir, ri.URL, *user, orgs)
 	if err != nil {
 		return err
 	}

@@ -719,6 +719,8 @@ RV=$(api "$URL/api/v1/namespaces/d/configmaps" | sed -n 's/.*"resourceVersion": 
 api -N "$URL/api/v1/namespaces/d/configmaps?watch=1&resourceVersion=$RV" >"$WORK/watch.out" 2>&1 &
 WPID=$!
 sleep 0.5
+expect_match "an open watch is listed under its user" '"open": [1-9]' "$(api "$URL/testing/watches?user=admin")"
+expect_match "a user without watches has none open" '"open": 0' "$(api "$URL/testing/watches?user=nobody")"
 kd create cm before-expiry >/dev/null
 sleep 0.5
 expect_match "expire-watches compacts and closes watches" '"watchesClosed": [1-9]' "$(api -X POST "$URL/testing/expire-watches")"
@@ -764,6 +766,201 @@ bash -c "'$KAPI' serve --dir '$WORK/s4' --exit-with-parent >'$WORK/s4.log' 2>&1 
 PID4=$(ready_field "$WORK/s4" pid)
 for ((i = 0; i < 100; i++)); do kill -0 "$PID4" 2>/dev/null || break; sleep 0.1; done
 if [ -n "$PID4" ] && ! kill -0 "$PID4" 2>/dev/null; then ok "--exit-with-parent exits when the parent dies"; else notok "--exit-with-parent exits when the parent dies" "pid=$PID4"; kill "$PID4" 2>/dev/null; fi
+
+echo "# --- RBAC mode (--authorization-mode RBAC)"
+R=$WORK/rbac
+start_server "$R" --authorization-mode RBAC && ok "RBAC mode: a server with --authorization-mode RBAC becomes ready" \
+  || notok "RBAC mode: a server with --authorization-mode RBAC becomes ready"
+RURL=$(ready_field "$R" url)
+ka() { "$KUBECTL" --kubeconfig "$R/kubeconfig" "$@"; }
+rapi() { curl -sS --max-time 10 --cacert "$R/pki/ca.crt" --cert "$R/pki/admin.crt" --key "$R/pki/admin.key" "$@"; }
+# mint NAME USER [GROUP]...: an identity (no GROUP: a certificate without groups); as NAME ARGS...: kubectl as it
+mint() {
+  local name=$1 user=$2 gs=(--group '')
+  shift 2
+  [ $# -gt 0 ] && gs=()
+  for g in "$@"; do gs+=(--group "$g"); done
+  "$KAPI" kubeconfig --dir "$R" --user "$user" "${gs[@]}" --out "$WORK/rbac-$name.kubeconfig"
+}
+as() {
+  local f=$WORK/rbac-$1.kubeconfig
+  shift
+  "$KUBECTL" --kubeconfig "$f" "$@"
+}
+mint nobody nobody
+mint alice alice team-a
+mint bob bob
+mint carol carol
+mint sa system:serviceaccount:r1:syncer
+mint sa2 system:serviceaccount:r2:syncer
+mint dave dave auditors
+mint erin erin
+mint op op
+succeeds "RBAC mode: the admin kubeconfig (system:masters) has full access" \
+  sh -c "'$KUBECTL' --kubeconfig '$R/kubeconfig' create ns r1 && '$KUBECTL' --kubeconfig '$R/kubeconfig' create ns r2 && '$KUBECTL' --kubeconfig '$R/kubeconfig' -n r1 create cm allowed"
+ka -n r1 create cm other >/dev/null
+
+rejected "RBAC mode: a user without bindings is refused with kube's 403" \
+  'configmaps is forbidden: User "nobody" cannot list resource "configmaps" in API group "" in the namespace "r1"' \
+  as nobody -n r1 get cm
+rejected "RBAC mode: a refused get names the object" \
+  'configmaps "allowed" is forbidden: User "nobody" cannot get resource "configmaps" in API group "" in the namespace "r1"' \
+  as nobody -n r1 get cm allowed
+rejected "RBAC mode: a refused cluster-scoped request says 'at the cluster scope'" \
+  'namespaces is forbidden: User "nobody" cannot list resource "namespaces" in API group "" at the cluster scope' \
+  as nobody get ns
+succeeds "RBAC mode: discovery stays allowed without bindings" as nobody api-resources
+succeeds "RBAC mode: /version and /openapi stay allowed without bindings" \
+  sh -c "'$KUBECTL' --kubeconfig '$WORK/rbac-nobody.kubeconfig' get --raw /version && '$KUBECTL' --kubeconfig '$WORK/rbac-nobody.kubeconfig' get --raw /openapi/v3 >/dev/null"
+expect "RBAC mode: every user is in group system:authenticated" "system:authenticated" \
+  "$(as nobody auth whoami -o jsonpath='{.status.userInfo.groups[*]}' 2>&1)"
+expect "RBAC mode: any user may ask what it may do (SelfSubjectAccessReview, as system:basic-user)" "no" \
+  "$(as nobody auth can-i list configmaps -n r1 2>&1)"
+expect_match "RBAC mode: refused requests are counted" '"list /configmaps": [1-9]' "$(rapi "$RURL/testing/requests?user=nobody")"
+
+ka -n r1 create role cm-rw --verb=get,list,create --resource=configmaps >/dev/null
+ka -n r1 create rolebinding alice-cm --role=cm-rw --user=alice >/dev/null
+eventually "RBAC mode: a Role + RoleBinding grants at once" 2 as alice -n r1 create cm by-alice
+rejected "RBAC mode: a RoleBinding grants nothing in another namespace" \
+  'configmaps is forbidden: User "alice" cannot create resource "configmaps" in API group "" in the namespace "r2"' \
+  as alice -n r2 create cm by-alice
+rejected "RBAC mode: a Role grants only its verbs" 'configmaps "by-alice" is forbidden: User "alice" cannot delete resource "configmaps"' \
+  as alice -n r1 delete cm by-alice
+rejected "RBAC mode: a Role grants only its resources" 'secrets is forbidden: User "alice" cannot list resource "secrets"' \
+  as alice -n r1 get secrets
+
+ka create clusterrole secret-reader --verb=get,list --resource=secrets >/dev/null
+ka create clusterrolebinding bob-secrets --clusterrole=secret-reader --user=bob >/dev/null
+bob_reads_everywhere() { as bob -n r1 get secrets && as bob -n r2 get secrets && as bob get secrets -A; }
+eventually "RBAC mode: a ClusterRole + ClusterRoleBinding grants in every namespace and cluster-wide" 2 bob_reads_everywhere
+rejected "RBAC mode: a ClusterRole grants only its verbs" 'secrets is forbidden: User "bob" cannot create resource "secrets"' \
+  as bob -n r1 create secret generic nope --from-literal=a=b
+ka -n r2 create rolebinding carol-secrets --clusterrole=secret-reader --user=carol >/dev/null
+eventually "RBAC mode: a RoleBinding to a ClusterRole grants in its namespace" 2 as carol -n r2 get secrets
+rejected "RBAC mode: ... and nowhere else" 'secrets is forbidden: User "carol" cannot list resource "secrets" in API group "" in the namespace "r1"' \
+  as carol -n r1 get secrets
+rejected "RBAC mode: ... not cluster-wide" 'secrets is forbidden: User "carol" cannot list resource "secrets" in API group "" at the cluster scope' \
+  as carol get secrets -A
+
+ka -n r1 create rolebinding syncer-cm --role=cm-rw --serviceaccount=r1:syncer >/dev/null
+eventually "RBAC mode: a ServiceAccount subject matches user system:serviceaccount:NS:NAME" 2 as sa -n r1 get cm
+rejected "RBAC mode: ... and not the same name in another namespace" \
+  'configmaps is forbidden: User "system:serviceaccount:r2:syncer" cannot list resource "configmaps"' as sa2 -n r1 get cm
+expect "RBAC mode: ServiceAccount users get kube's ServiceAccount groups" \
+  "system:serviceaccounts system:serviceaccounts:r1 system:authenticated" \
+  "$(as sa auth whoami -o jsonpath='{.status.userInfo.groups[*]}' 2>&1)"
+ka -n r2 create rolebinding r2-sas --clusterrole=secret-reader --group=system:serviceaccounts:r2 >/dev/null
+eventually "RBAC mode: a Group system:serviceaccounts:NS subject matches that namespace's ServiceAccounts" 2 as sa2 -n r2 get secrets
+
+ka create clusterrole pod-reader --verb=get,list,watch --resource=pods >/dev/null
+ka create clusterrolebinding auditors --clusterrole=pod-reader --group=auditors >/dev/null
+eventually "RBAC mode: a Group subject matches the client certificate's O" 2 as dave get pods -A
+rejected "RBAC mode: ... and not users outside the group" 'pods is forbidden: User "erin" cannot list resource "pods"' as erin get pods -A
+
+ka -n r1 create role one-cm --verb=get,list,watch --resource=configmaps --resource-name=allowed >/dev/null
+ka -n r1 create rolebinding erin-one --role=one-cm --user=erin >/dev/null
+eventually "RBAC mode: resourceNames grant get of a named object" 2 as erin -n r1 get cm allowed
+rejected "RBAC mode: resourceNames refuse get of other objects" \
+  'configmaps "other" is forbidden: User "erin" cannot get resource "configmaps"' as erin -n r1 get cm other
+rejected "RBAC mode: resourceNames never grant a list (no name)" \
+  'configmaps is forbidden: User "erin" cannot list resource "configmaps"' as erin -n r1 get cm
+succeeds "RBAC mode: resourceNames grant a list of one name (fieldSelector metadata.name)" \
+  as erin -n r1 get cm --field-selector metadata.name=allowed
+
+ka -n r1 create deploy web --image=nginx >/dev/null
+ka -n r1 run p --image=nginx >/dev/null
+ka apply -f - >/dev/null <<'EOF'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Gadget, plural: gadgets, singular: gadget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          status: {type: object, properties: {ready: {type: boolean}}}
+EOF
+ka wait --for=condition=Established crd/gadgets.example.com --timeout=20s >/dev/null
+eventually "RBAC mode: the admin creates custom resources" 10 \
+  sh -c "printf 'apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1}\n' | '$KUBECTL' --kubeconfig '$R/kubeconfig' -n r1 apply -f -"
+# op_rules RULE...: Role "op" in r1 with these rules (YAML flow mappings), bound to user op
+op_rules() {
+  local rules="" r
+  for r in "$@"; do rules+="- $r"$'\n'; done
+  ka apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: op, namespace: r1}
+rules:
+$rules---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: op, namespace: r1}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: op}
+subjects: [{kind: User, name: op}]
+EOF
+}
+OP_BASE=('{apiGroups: [apps], resources: [deployments], verbs: [get, list, patch, update]}'
+  '{apiGroups: [""], resources: [pods], verbs: [get, list, delete]}'
+  '{apiGroups: [example.com], resources: [gadgets], verbs: [get, list, patch]}')
+op_rules "${OP_BASE[@]}" '{apiGroups: [apps], resources: ["deployments/*"], verbs: ["*"]}'
+op_can_all() { as op -n r1 get deploy web && as op -n r1 get pod p && as op -n r1 get gadget g1; }
+eventually "RBAC mode: rules for deployments, pods and a custom resource grant them" 2 op_can_all
+rejected "RBAC mode: deployments/scale needs its own rule ('deployments/*' is no wildcard, as in kube)" \
+  'deployments.apps "web" is forbidden: User "op" cannot patch resource "deployments/scale" in API group "apps" in the namespace "r1"' \
+  as op -n r1 scale deploy web --replicas=2
+echo '{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p","namespace":"r1"}}' >"$WORK/eviction.json"
+rejected "RBAC mode: pods/eviction needs its own rule" \
+  'pods "p" is forbidden: User "op" cannot create resource "pods/eviction" in API group "" in the namespace "r1"' \
+  as op create --raw /api/v1/namespaces/r1/pods/p/eviction -f "$WORK/eviction.json"
+rejected "RBAC mode: a custom resource's status needs its own rule" \
+  'gadgets.example.com "g1" is forbidden: User "op" cannot (get|patch) resource "gadgets/status" in API group "example.com" in the namespace "r1"' \
+  as op -n r1 patch gadget g1 --subresource=status --type=merge -p '{"status":{"ready":true}}'
+op_rules "${OP_BASE[@]}" '{apiGroups: [apps], resources: [deployments/scale], verbs: [get, patch, update]}' \
+  '{apiGroups: [""], resources: [pods/eviction], verbs: [create]}' '{apiGroups: ["*"], resources: ["*/status"], verbs: [get, patch]}'
+eventually "RBAC mode: a deployments/scale rule grants kubectl scale" 2 as op -n r1 scale deploy web --replicas=2
+eventually "RBAC mode: a pods/eviction rule grants an eviction" 2 as op create --raw /api/v1/namespaces/r1/pods/p/eviction -f "$WORK/eviction.json"
+eventually "RBAC mode: a '*/status' rule grants a custom resource's status" 2 \
+  as op -n r1 patch gadget g1 --subresource=status --type=merge -p '{"status":{"ready":true}}'
+
+expect "RBAC mode: SelfSubjectAccessReview answers from RBAC (allowed)" "yes" "$(as alice auth can-i create configmaps -n r1 2>&1)"
+expect "RBAC mode: SelfSubjectAccessReview answers from RBAC (other namespace)" "no" "$(as alice auth can-i create configmaps -n r2 2>&1)"
+SAR=$(rapi -X POST -H 'Content-Type: application/json' "$RURL/apis/authorization.k8s.io/v1/subjectaccessreviews" \
+  -d '{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"system:serviceaccount:r1:syncer","resourceAttributes":{"namespace":"r1","verb":"list","resource":"configmaps"}}}')
+expect_match "RBAC mode: SubjectAccessReview allows with the binding as the reason" \
+  '"allowed": ?true, *"reason": ?"RBAC: allowed by RoleBinding \\"syncer-cm/r1\\" of Role \\"cm-rw\\" to ServiceAccount \\"syncer/r1\\""' \
+  "$(printf '%s' "$SAR" | tr -d '\n')"
+
+rapi -X POST "$RURL/testing/deny" -d '{"user":"bob","verbs":["list"],"resources":["secrets"],"namespaces":["r2"]}' >/dev/null
+rejected "RBAC mode: the deny list refuses what RBAC allows" \
+  'secrets is forbidden: User "bob" cannot list resource "secrets" in API group "" in the namespace "r2"' as bob -n r2 get secrets
+succeeds "RBAC mode: ... and only what it names" as bob -n r1 get secrets
+LSAR=$(rapi -X POST -H 'Content-Type: application/json' "$RURL/apis/authorization.k8s.io/v1/namespaces/r2/localsubjectaccessreviews" \
+  -d '{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","metadata":{"namespace":"r2"},"spec":{"user":"bob","resourceAttributes":{"namespace":"r2","verb":"list","resource":"secrets"}}}')
+expect_match "RBAC mode: LocalSubjectAccessReview reports the deny rule" '"allowed": ?false, *"denied": ?true' "$(printf '%s' "$LSAR" | tr -d '\n')"
+rapi -X POST "$RURL/testing/deny" -d '{"user":"admin","verbs":["delete"],"resources":["namespaces"]}' >/dev/null
+rejected "RBAC mode: the deny list refuses system:masters too" \
+  'namespaces "r2" is forbidden: User "admin" cannot delete resource "namespaces" in API group ""' ka delete ns r2
+rapi -X DELETE "$RURL/testing/deny" >/dev/null
+
+ka -n r1 create rolebinding ghost --role=ghost --user=nobody >/dev/null
+nobody_sees_ghost() {
+  local out
+  out=$(as nobody -n r1 get cm 2>&1)
+  printf '%s' "$out" | grep -q 'in the namespace "r1": RBAC: role.rbac.authorization.k8s.io "ghost" not found' || { echo "$out"; return 1; }
+}
+eventually "RBAC mode: a binding to a missing role is named in the 403" 2 nobody_sees_ghost
+ka delete ns r2 --wait=false >/dev/null
+eventually "RBAC mode: the server's own controllers keep working (namespace deletion)" 10 \
+  sh -c "! '$KUBECTL' --kubeconfig '$R/kubeconfig' get ns r2 2>/dev/null"
 
 PID1=$(ready_field "$S" pid)
 RSS=$(awk '/VmRSS/{print int($2/1024)}' "/proc/$PID1/status" 2>/dev/null)

@@ -4,6 +4,7 @@ package main
 //   GET  /testing/requests[?user=CN]   request counts per client identity
 //   POST /testing/requests/reset       clear the counts
 //   POST /testing/expire-watches       compact etcd and end every open watch
+//   GET  /testing/watches[?user=CN]    open watches per client identity
 //   GET|POST|DELETE /testing/deny      list / add / clear deny rules
 
 import (
@@ -42,6 +43,7 @@ func (h *testHooks) install(m *mux.PathRecorderMux) {
 	m.HandleFunc("/testing/requests", h.requests)
 	m.HandleFunc("/testing/requests/reset", h.reset)
 	m.HandleFunc("/testing/expire-watches", h.expireWatches)
+	m.HandleFunc("/testing/watches", h.openWatches)
 	m.HandleFunc("/testing/deny", h.deny)
 }
 
@@ -60,6 +62,20 @@ func (h *testHooks) requests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]interface{}{"users": snap})
+}
+
+// openWatches reports the watches open right now, per client identity.
+func (h *testHooks) openWatches(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, "GET")
+		return
+	}
+	open := h.watches.open()
+	if u := r.URL.Query().Get("user"); u != "" {
+		writeJSON(w, http.StatusOK, map[string]int{"open": open[u]})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]interface{}{"users": open})
 }
 
 func (h *testHooks) reset(w http.ResponseWriter, r *http.Request) {

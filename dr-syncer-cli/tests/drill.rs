@@ -994,3 +994,84 @@ async fn every_subcommand_twice_on_the_realistic_namespace() {
     // Back where we started: in sync.
     ok(&e.cli_typed(all, &["diff"]));
 }
+
+/// `diff` reports each kind of drift: an object missing on DR, one that differs, one that is extra on DR
+/// (its source is gone), and activation state changed by hand on DR — each with exit code 3.
+#[tokio::test]
+async fn diff_reports_every_kind_of_drift() {
+    let e = env("drift").await;
+    ok(&e.cli(&["stage"]));
+    ok(&e.cli(&["diff"]));
+    let diff = |e: &Env| {
+        let d = e.cli(&["diff", "-o", "json"]);
+        assert_eq!(d.code, 3, "{}\n{}", d.stdout, d.stderr);
+        serde_json::from_str::<serde_json::Value>(&d.stdout).expect("JSON")
+    };
+    let names = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Extra on DR: the source object is gone.
+    Api::<ConfigMap>::namespaced(e.src.client(), &e.ns)
+        .delete("settings", &Default::default())
+        .await
+        .unwrap();
+    let v = diff(&e);
+    assert_eq!(v["inSync"], false);
+    assert_eq!(
+        names(&v, "extra"),
+        vec![format!("ConfigMap/{}/settings", e.ns)],
+        "{v:#}"
+    );
+    assert!(
+        names(&v, "missing").is_empty() && names(&v, "differing").is_empty(),
+        "{v:#}"
+    );
+    ok(&e.cli(&["stage"]));
+    Api::<ConfigMap>::namespaced(e.dst.client(), &e.ns)
+        .delete("settings", &Default::default())
+        .await
+        .unwrap();
+
+    // Activation state changed by hand on the DR side (the staged site should be quiet).
+    Api::<Deployment>::namespaced(e.dst.client(), &e.ns)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let v = diff(&e);
+    assert_eq!(
+        names(&v, "differing"),
+        vec![format!("Deployment.apps/{}/web", e.ns)],
+        "{v:#}"
+    );
+    let table = e.cli(&["diff"]);
+    assert_eq!(table.code, 3);
+    assert!(table.stdout.contains("/spec/replicas"), "{}", table.stdout);
+
+    // Missing on DR.
+    Api::<ConfigMap>::namespaced(e.src.client(), &e.ns)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "new-one"}, "data": {"a": "1"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let v = diff(&e);
+    assert_eq!(
+        names(&v, "missing"),
+        vec![format!("ConfigMap/{}/new-one", e.ns)],
+        "{v:#}"
+    );
+
+    ok(&e.cli(&["stage"]));
+    ok(&e.cli(&["diff"]));
+}

@@ -17,6 +17,21 @@ fn err(obj: &DynamicObject, msg: impl Into<String>) -> TransformError {
     TransformError::new("activation", obj, msg)
 }
 
+/// The replica count a source workload stands for: its recorded original when a cutover quieted it
+/// (`dr-syncer.io/original-replicas`), else `spec.replicas` (1 when unset, as the API server defaults it).
+pub fn source_replicas(obj: &DynamicObject) -> i32 {
+    ann(obj, annotations::ORIGINAL_REPLICAS)
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|n| *n >= 0)
+        .or_else(|| {
+            obj.data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .and_then(|n| i32::try_from(n).ok())
+        })
+        .unwrap_or(1)
+}
+
 /// The change that activates a quiet DR object: restore replicas from `dr-syncer.io/original-replicas`,
 /// `suspend` from `dr-syncer.io/original-suspend`, a DaemonSet's node selector from
 /// `dr-syncer.io/original-node-selector`. Returns a merge patch, or `None` when the object is already

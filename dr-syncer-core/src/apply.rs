@@ -4,6 +4,7 @@ use kube::core::DynamicObject;
 
 use crate::{
     config::ImmutablePolicy,
+    failure::FailureCategory,
     resource::{ObjectKey, ResourceType},
 };
 
@@ -81,16 +82,29 @@ pub struct ApplyError {
     pub message: String,
     /// Whether retrying may help.
     pub transient: bool,
+    /// The `failureHandling` category.
+    pub category: FailureCategory,
 }
 
 impl ApplyError {
-    /// An error about `object`.
+    /// An error about `object`; its category follows from `transient` (network or other).
     pub fn new(object: impl std::fmt::Display, message: impl Into<String>, transient: bool) -> Self {
         ApplyError {
             object: object.to_string(),
             message: message.into(),
             transient,
+            category: if transient {
+                FailureCategory::NetworkError
+            } else {
+                FailureCategory::Other
+            },
         }
+    }
+
+    /// The same error in `category`.
+    pub fn with_category(mut self, category: FailureCategory) -> Self {
+        self.category = category;
+        self
     }
 }
 

@@ -23,7 +23,10 @@ mod report;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -32,11 +35,12 @@ use kube::core::{DynamicObject, ObjectMeta};
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-pub use self::report::{KindStats, ObjectChange, ObjectFailure, SkippedObject, SyncReport};
+pub use self::report::{KindStats, ObjectChange, ObjectFailure, SkippedObject, SyncReport, WorkloadScale};
 use crate::{
     Error, Result, activation, annotations,
-    apply::{Applier, ApplyAction, ApplyOptions, ApplyResult},
+    apply::{Applier, ApplyAction, ApplyError, ApplyOptions, ApplyResult},
     config::SyncConfig,
+    failure::FailureCategory,
     order::{Tier, tier},
     resource::{ObjectKey, ResourceType},
     selection::ObjectFilter,
@@ -58,6 +62,60 @@ pub fn crd_type() -> ResourceType {
         "customresourcedefinitions",
     )
     .cluster_scoped()
+}
+
+/// A change of one source object, for [`SyncEngine::sync_changes`] (continuous replication).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Created or updated: its current state.
+    Applied(SourceObject),
+    /// Deleted: its last known state.
+    Deleted(SourceObject),
+}
+
+fn namespace_key(target: &SyncTarget) -> ObjectKey {
+    ObjectKey {
+        group_kind: "Namespace".into(),
+        namespace: None,
+        name: target.destination_namespace.clone(),
+    }
+}
+
+/// Sort the report, stamp its duration and log it (`info` for full syncs, `debug` for batches of
+/// changes, which continuous replication runs many times a second).
+fn finish(mut report: SyncReport, started: Instant, full: bool) -> SyncReport {
+    report.failures.sort_by(|a, b| a.object.cmp(&b.object));
+    report.changes.sort_by(|a, b| a.object.cmp(&b.object));
+    report
+        .workloads
+        .sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    report.duration = started.elapsed();
+    let t = report.totals();
+    if !full {
+        debug!(
+            created = t.created,
+            updated = t.updated,
+            unchanged = t.unchanged,
+            deleted = t.deleted,
+            skipped = t.skipped,
+            failed = t.failed,
+            seconds = report.duration.as_secs_f64(),
+            "changes synced"
+        );
+        return report;
+    }
+    info!(
+        created = t.created,
+        updated = t.updated,
+        unchanged = t.unchanged,
+        recreated = t.recreated,
+        deleted = t.deleted,
+        skipped = t.skipped,
+        failed = t.failed,
+        seconds = report.duration.as_secs_f64(),
+        "sync finished"
+    );
+    report
 }
 
 /// One namespace pair to sync, with everything the transformers need to know.
@@ -134,6 +192,8 @@ pub struct SyncEngine {
     crd_timeout: Duration,
     keep_activation: bool,
     progress: Option<ProgressFn>,
+    fail_fast: Vec<FailureCategory>,
+    check_storage_classes: bool,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -163,7 +223,23 @@ impl SyncEngine {
             crd_timeout: Duration::from_secs(60),
             keep_activation: false,
             progress: None,
+            fail_fast: Vec::new(),
+            check_storage_classes: false,
         }
+    }
+
+    /// Stop applying after the first failure of one of these categories (`failureHandling` `FailFast`):
+    /// the objects not applied yet are reported as skipped.
+    pub fn with_fail_fast(mut self, categories: Vec<FailureCategory>) -> Self {
+        self.fail_fast = categories;
+        self
+    }
+
+    /// Check that the StorageClasses of PersistentVolumeClaims exist on the destination before creating
+    /// the claims; a claim whose class is missing fails with category `StorageClassNotFound`.
+    pub fn with_storage_class_check(mut self, on: bool) -> Self {
+        self.check_storage_classes = on;
+        self
     }
 
     /// Report progress to `f` ([`Progress::Planned`], then one [`Progress::Applied`] per object).
@@ -263,11 +339,14 @@ impl SyncEngine {
             .get(&namespace_type(), None, &target.source_namespace)
             .await?
             .ok_or_else(|| {
-                Error::Source(SourceError {
-                    context: format!("namespace {}", target.source_namespace),
-                    message: "not found on the source cluster".into(),
-                    transient: false,
-                })
+                Error::Source(
+                    SourceError::new(
+                        format!("namespace {}", target.source_namespace),
+                        "not found on the source cluster",
+                        false,
+                    )
+                    .with_category(FailureCategory::ResourceNotFound),
+                )
             })?;
         let objects = self
             .source
@@ -282,44 +361,22 @@ impl SyncEngine {
         self.applier
             .prepare(Some(&target.destination_namespace), &types)
             .await?;
-        let ns_key = ObjectKey {
-            group_kind: "Namespace".into(),
-            namespace: None,
-            name: target.destination_namespace.clone(),
-        };
-        let live_ns = self.applier.live(&namespace_type(), &ns_key).await?;
+        let live_ns = self
+            .applier
+            .live(&namespace_type(), &namespace_key(target))
+            .await?;
         let active = live_ns.as_ref().is_some_and(activation::is_marked_active) || self.keep_activation;
         report.destination_active = active;
 
         // 2.–3. Select and transform (pure).
-        let filter = ObjectFilter::new(&target.config);
-        let mut desired = Vec::new();
         let mut source_names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for SourceObject { resource, object } in objects {
-            let name = object.metadata.name.clone().unwrap_or_default();
+        for o in &objects {
             source_names
-                .entry(resource.group_kind())
+                .entry(o.resource.group_kind())
                 .or_default()
-                .insert(name.clone());
-            let label = format!("{}/{}/{}", resource.group_kind(), target.source_namespace, name);
-            if let Err(skip) = filter.check(&resource, &object) {
-                report.skip(&resource.group_kind(), label, skip.to_string());
-                continue;
-            }
-            let ctx = target.context(&resource, active);
-            match self.chain.transform(object, &ctx) {
-                Ok(Outcome::Keep(obj)) => {
-                    let key = resource.key_of(&obj);
-                    desired.push(Desired {
-                        resource,
-                        object: obj,
-                        key,
-                    });
-                }
-                Ok(Outcome::Drop { reason }) => report.skip(&resource.group_kind(), label, reason),
-                Err(e) => report.fail(&resource.group_kind(), label, &Error::Transform(e)),
-            }
+                .insert(o.object.metadata.name.clone().unwrap_or_default());
         }
+        let desired = self.select_and_transform(target, active, objects, &mut report);
 
         // 4. Apply: the namespace, CRDs, then the objects tier by tier.
         let ns = self.desired_namespace(target, &source_ns, live_ns.as_ref())?;
@@ -334,51 +391,17 @@ impl SyncEngine {
             .apply(&namespace_type(), &ns, options.clone())
             .await
             .map_err(Error::Apply)?;
-        report.record("Namespace", ns_key.to_string(), ns_result.action, ns_result.diff);
+        report.record(
+            "Namespace",
+            namespace_key(target).to_string(),
+            ns_result.action,
+            ns_result.diff,
+        );
 
         if target.config.sync_crds {
             self.sync_crds(target, &types, &options, &mut report).await;
         }
-
-        let total = desired.len();
-        self.emit(Progress::Planned { total });
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let mut tiers: BTreeMap<Tier, Vec<Desired>> = BTreeMap::new();
-        for d in desired {
-            tiers.entry(tier(&d.resource)).or_default().push(d);
-        }
-        for (tier, items) in tiers {
-            let results: Vec<(Desired, Result<ApplyResult>)> = stream::iter(items)
-                .map(|d| {
-                    let options = options.clone();
-                    let done = &done;
-                    async move {
-                        let r = self.apply_one(&d, active, options).await;
-                        if self.progress.is_some() {
-                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                            self.emit(Progress::Applied {
-                                done: n,
-                                total,
-                                object: d.key.to_string(),
-                            });
-                        }
-                        (d, r)
-                    }
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            debug!(?tier, objects = results.len(), "applied tier");
-            for (d, r) in results {
-                match r {
-                    Ok(res) => report.record(&d.key.group_kind, d.key.to_string(), res.action, res.diff),
-                    Err(e) => {
-                        warn!(object = %d.key, error = %e, "apply failed");
-                        report.fail(&d.key.group_kind, d.key.to_string(), &e);
-                    }
-                }
-            }
-        }
+        self.apply_all(desired, active, &options, &mut report).await;
 
         // 5. Prune — never on an active (cut-over) site: while it serves production, a source that comes
         // back empty after a disaster must not empty it.
@@ -388,23 +411,257 @@ impl SyncEngine {
             self.prune(target, &types, &source_names, &options, &mut report)
                 .await;
         }
+        Ok(finish(report, started, true))
+    }
 
-        report.failures.sort_by(|a, b| a.object.cmp(&b.object));
-        report.changes.sort_by(|a, b| a.object.cmp(&b.object));
-        report.duration = started.elapsed();
-        let t = report.totals();
-        info!(
-            created = t.created,
-            updated = t.updated,
-            unchanged = t.unchanged,
-            recreated = t.recreated,
-            deleted = t.deleted,
-            skipped = t.skipped,
-            failed = t.failed,
-            seconds = report.duration.as_secs_f64(),
-            "sync finished"
-        );
-        Ok(report)
+    /// Select and transform source objects into desired DR objects (pure); records what is left out and
+    /// the source workloads' replica counts in `report`.
+    fn select_and_transform(
+        &self,
+        target: &SyncTarget,
+        active: bool,
+        objects: Vec<SourceObject>,
+        report: &mut SyncReport,
+    ) -> Vec<Desired> {
+        let filter = ObjectFilter::new(&target.config);
+        let mut desired = Vec::new();
+        for SourceObject { resource, object } in objects {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            let label = format!("{}/{}/{}", resource.group_kind(), target.source_namespace, name);
+            if let Err(skip) = filter.check(&resource, &object) {
+                report.exclude(&resource.group_kind(), label, skip.to_string());
+                continue;
+            }
+            if resource.is("apps", "Deployment") || resource.is("apps", "StatefulSet") {
+                report.workloads.push(WorkloadScale {
+                    kind: resource.kind.clone(),
+                    name: name.clone(),
+                    source_replicas: activation::source_replicas(&object),
+                });
+            }
+            let ctx = target.context(&resource, active);
+            match self.chain.transform(object, &ctx) {
+                Ok(Outcome::Keep(obj)) => {
+                    let key = resource.key_of(&obj);
+                    desired.push(Desired {
+                        resource,
+                        object: obj,
+                        key,
+                    });
+                }
+                Ok(Outcome::Drop { reason }) => report.exclude(&resource.group_kind(), label, reason),
+                Err(e) => report.fail(&resource.group_kind(), label, &Error::Transform(e)),
+            }
+        }
+        desired
+    }
+
+    /// Apply `desired` in dependency order, tiers one after the other, objects of a tier in parallel.
+    /// After a failure whose category is in [`SyncEngine::with_fail_fast`], nothing more is applied.
+    async fn apply_all(
+        &self,
+        desired: Vec<Desired>,
+        active: bool,
+        options: &ApplyOptions,
+        report: &mut SyncReport,
+    ) {
+        let desired = if self.check_storage_classes {
+            self.check_storage_classes(desired, report).await
+        } else {
+            desired
+        };
+        let total = desired.len();
+        self.emit(Progress::Planned { total });
+        let done = AtomicUsize::new(0);
+        let stopped = AtomicBool::new(false);
+        const STOPPED: &str =
+            "not applied: the sync stopped at an earlier failure (failureHandling FailFast)";
+        let mut tiers: BTreeMap<Tier, Vec<Desired>> = BTreeMap::new();
+        for d in desired {
+            tiers.entry(tier(&d.resource)).or_default().push(d);
+        }
+        for (tier, items) in tiers {
+            let results: Vec<(Desired, Option<Result<ApplyResult>>)> = stream::iter(items)
+                .map(|d| {
+                    let options = options.clone();
+                    let (done, stopped) = (&done, &stopped);
+                    async move {
+                        if stopped.load(Ordering::Relaxed) {
+                            return (d, None);
+                        }
+                        let r = self.apply_one(&d, active, options).await;
+                        if let Err(e) = &r
+                            && self.fail_fast.contains(&e.category())
+                        {
+                            stopped.store(true, Ordering::Relaxed);
+                        }
+                        if self.progress.is_some() {
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            self.emit(Progress::Applied {
+                                done: n,
+                                total,
+                                object: d.key.to_string(),
+                            });
+                        }
+                        (d, Some(r))
+                    }
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            debug!(?tier, objects = results.len(), "applied tier");
+            for (d, r) in results {
+                match r {
+                    None => report.skip(&d.key.group_kind, d.key.to_string(), STOPPED.into()),
+                    Some(Ok(res)) => {
+                        report.record(&d.key.group_kind, d.key.to_string(), res.action, res.diff)
+                    }
+                    Some(Err(e)) => {
+                        warn!(object = %d.key, error = %e, "apply failed");
+                        report.fail(&d.key.group_kind, d.key.to_string(), &e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// PersistentVolumeClaims naming a StorageClass the destination lacks fail (category
+    /// `StorageClassNotFound`) instead of being created: a claim's class cannot be changed later, and it
+    /// would never be provisioned. A class that cannot be looked up (e.g. no permission) is assumed present.
+    async fn check_storage_classes(&self, desired: Vec<Desired>, report: &mut SyncReport) -> Vec<Desired> {
+        let sc_type = ResourceType::namespaced("storage.k8s.io", "v1", "StorageClass", "storageclasses")
+            .cluster_scoped();
+        let mut known: BTreeMap<String, bool> = BTreeMap::new();
+        let mut keep = Vec::with_capacity(desired.len());
+        for d in desired {
+            let class = d
+                .resource
+                .is("", "PersistentVolumeClaim")
+                .then(|| {
+                    d.object
+                        .data
+                        .pointer("/spec/storageClassName")
+                        .and_then(|v| v.as_str())
+                })
+                .flatten()
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
+            let Some(class) = class else {
+                keep.push(d);
+                continue;
+            };
+            if !known.contains_key(&class) {
+                let key = ObjectKey {
+                    group_kind: sc_type.group_kind(),
+                    namespace: None,
+                    name: class.clone(),
+                };
+                let exists = match self.applier.live(&sc_type, &key).await {
+                    Ok(found) => found.is_some(),
+                    Err(e) => {
+                        debug!(class = %class, error = %e, "cannot look up StorageClass; assuming it exists");
+                        true
+                    }
+                };
+                known.insert(class.clone(), exists);
+            }
+            if known[&class] {
+                keep.push(d);
+            } else {
+                let e = ApplyError::new(
+                    &d.key,
+                    format!(
+                        "StorageClass {class} does not exist on the destination cluster: create it there or map it \
+                         with pvcConfig.storageClassMappings"
+                    ),
+                    false,
+                )
+                .with_category(FailureCategory::StorageClassNotFound);
+                report.fail(&d.key.group_kind, d.key.to_string(), &Error::Apply(e));
+            }
+        }
+        keep
+    }
+
+    /// Apply just these source changes (continuous replication): the changed objects are selected,
+    /// transformed and applied as in a full sync; a deleted object's DR copy is deleted only with `prune`,
+    /// only when it carries this mapping's `dr-syncer.io/synced-by`, and never on an active site. When the
+    /// destination namespace does not exist, this is a full sync.
+    ///
+    /// # Errors
+    /// As [`SyncEngine::sync`].
+    pub async fn sync_changes(&self, target: &SyncTarget, changes: Vec<Change>) -> Result<SyncReport> {
+        let options = ApplyOptions {
+            dry_run: false,
+            immutable: Arc::new(target.config.immutable.clone()),
+        };
+        self.run_changes(target, changes, options)
+            .instrument(info_span!("sync_changes", source = %target.source_namespace, destination = %target.destination_namespace))
+            .await
+    }
+
+    async fn run_changes(
+        &self,
+        target: &SyncTarget,
+        changes: Vec<Change>,
+        options: ApplyOptions,
+    ) -> Result<SyncReport> {
+        let started = Instant::now();
+        let Some(live_ns) = self
+            .applier
+            .live(&namespace_type(), &namespace_key(target))
+            .await?
+        else {
+            return self.run(target, options).await;
+        };
+        let mut report = SyncReport {
+            source_namespace: target.source_namespace.clone(),
+            destination_namespace: target.destination_namespace.clone(),
+            ..Default::default()
+        };
+        let active = activation::is_marked_active(&live_ns) || self.keep_activation;
+        report.destination_active = active;
+        let (mut applied, mut deleted) = (Vec::new(), Vec::new());
+        for change in changes {
+            match change {
+                Change::Applied(o) if target.types.contains(&o.resource) => applied.push(o),
+                Change::Deleted(o) if target.types.contains(&o.resource) => deleted.push(o),
+                _ => {}
+            }
+        }
+        let desired = self.select_and_transform(target, active, applied, &mut report);
+        self.apply_all(desired, active, &options, &mut report).await;
+        for SourceObject { resource, object } in deleted {
+            let gk = resource.group_kind();
+            let key = ObjectKey {
+                group_kind: gk.clone(),
+                namespace: Some(target.destination_namespace.clone()),
+                name: object.metadata.name.clone().unwrap_or_default(),
+            };
+            if !target.config.prune || active {
+                let why = if active {
+                    "deleted at the source; the DR copy is kept: the destination namespace is active"
+                } else {
+                    "deleted at the source; the DR copy is kept (prune is off)"
+                };
+                report.skip(&gk, key.to_string(), why.into());
+                continue;
+            }
+            match self.applier.live(&resource, &key).await {
+                Ok(Some(live))
+                    if annotation(&live, annotations::SYNCED_BY) == Some(target.synced_by.as_str()) =>
+                {
+                    match self.applier.delete(&resource, &key, options.clone()).await {
+                        Ok(true) => report.record(&gk, key.to_string(), ApplyAction::Deleted, None),
+                        Ok(false) => {}
+                        Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
+            }
+        }
+        Ok(finish(report, started, false))
     }
 
     async fn apply_one(&self, d: &Desired, active: bool, options: ApplyOptions) -> Result<ApplyResult> {

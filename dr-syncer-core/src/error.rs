@@ -6,8 +6,8 @@
 //! reasons and exit codes, and [`Error::is_transient`] to choose between retrying and reporting.
 
 use crate::{
-    apply::ApplyError, config::ConfigProblems, data::DataMoverError, selection::UnknownResourceTypes,
-    source::SourceError, transform::TransformError,
+    apply::ApplyError, config::ConfigProblems, data::DataMoverError, failure::FailureCategory,
+    selection::UnknownResourceTypes, source::SourceError, transform::TransformError,
 };
 
 /// Result alias with [`Error`] as the default error.
@@ -77,6 +77,23 @@ impl Error {
 }
 
 impl Error {
+    /// The `failureHandling` category (what a mapping's `failureHandling` decides about).
+    pub fn category(&self) -> FailureCategory {
+        match self {
+            Error::InvalidConfig(_) | Error::Config(_) | Error::Json { .. } | Error::Transform(_) => {
+                FailureCategory::ValidationFailure
+            }
+            Error::UnknownResourceTypes(_) => FailureCategory::ResourceNotFound,
+            Error::Source(e) => e.category,
+            Error::Apply(e) => e.category,
+            Error::Data(e) if e.is_transient() => FailureCategory::NetworkError,
+            Error::Data(_) | Error::Kubeconfig(_) => FailureCategory::Other,
+            Error::Timeout(_) => FailureCategory::NetworkError,
+            #[cfg(feature = "client")]
+            Error::Kube { source, .. } => crate::kube::category_of(source),
+        }
+    }
+
     /// A short, stable name of the error's category, used as a metric label, an event reason and to choose
     /// exit codes. Never changes for an existing variant.
     pub fn kind(&self) -> &'static str {
@@ -127,21 +144,11 @@ mod tests {
     use crate::config::ConfigProblem;
 
     fn source(transient: bool) -> Error {
-        SourceError {
-            context: "list configmaps".into(),
-            message: "boom".into(),
-            transient,
-        }
-        .into()
+        SourceError::new("list configmaps", "boom", transient).into()
     }
 
     fn apply(transient: bool) -> Error {
-        ApplyError {
-            object: "ConfigMap app/x".into(),
-            message: "boom".into(),
-            transient,
-        }
-        .into()
+        ApplyError::new("ConfigMap app/x", "boom", transient).into()
     }
 
     #[rstest]

@@ -21,11 +21,13 @@ pub mod data;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod failure;
 pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;
 pub mod order;
 pub mod resource;
+pub mod schedule;
 pub mod selection;
 pub mod source;
 #[cfg(feature = "ssh")]

@@ -53,6 +53,30 @@ pub struct SourceError {
     pub message: String,
     /// Whether retrying may help (network, 5xx, 429).
     pub transient: bool,
+    /// The `failureHandling` category.
+    pub category: crate::failure::FailureCategory,
+}
+
+impl SourceError {
+    /// An error reading `context`; its category follows from `transient` (network or other).
+    pub fn new(context: impl Into<String>, message: impl Into<String>, transient: bool) -> Self {
+        SourceError {
+            context: context.into(),
+            message: message.into(),
+            transient,
+            category: if transient {
+                crate::failure::FailureCategory::NetworkError
+            } else {
+                crate::failure::FailureCategory::Other
+            },
+        }
+    }
+
+    /// The same error in `category`.
+    pub fn with_category(mut self, category: crate::failure::FailureCategory) -> Self {
+        self.category = category;
+        self
+    }
 }
 
 /// Reads the selected objects of a namespace and watches them.

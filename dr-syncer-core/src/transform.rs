@@ -292,7 +292,7 @@ pub(crate) fn annotate(obj: &mut DynamicObject, key: &str, value: impl Into<Stri
 }
 
 /// Read an annotation.
-pub(crate) fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
+pub fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
     obj.metadata.annotations.as_ref()?.get(key).map(String::as_str)
 }
 

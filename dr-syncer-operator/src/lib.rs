@@ -1,25 +1,126 @@
 //! `dr-syncer-operator`: keeps a DR cluster in step with production from custom resources.
 //!
-//! This crate wires `dr-syncer-core` into controllers; it has no sync logic of its own.
+//! This crate wires `dr-syncer-core` into controllers on kube-runtime; the sync logic is core's. Modules:
+//! - [`remote_cluster`], [`cluster_mapping`], [`namespace_mapping`]: the three controllers;
+//! - [`runtime`]: the process — controller-cluster client, admin endpoints ([`admin`]), metrics
+//!   ([`metrics`]), leader election ([`lease`]), graceful shutdown;
+//! - [`clusters`]: clients of the remote clusters, from their kubeconfig Secrets.
+//!
+//! Flags and environment variables follow the Go operator where they mean the same thing
+//! (`--metrics-bind-address`/`METRICS_ADDR` `:8080`, `--health-probe-bind-address`/`PROBE_ADDR` `:8081`,
+//! `--leader-elect`/`ENABLE_LEADER_ELECTION`, `LEADER_ELECTION_ID` `dr-syncer.io`, `LOG_LEVEL`).
 
-use std::process::ExitCode;
+pub mod admin;
+pub mod cluster_mapping;
+pub mod clusters;
+pub mod conditions;
+pub mod context;
+pub mod error;
+pub mod lease;
+pub mod metrics;
+pub mod namespace_mapping;
+pub mod remote_cluster;
+pub mod runtime;
 
-use clap::{Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{ArgAction, Parser, Subcommand};
+
+/// The field manager of the operator's status writes.
+pub const OPERATOR_FIELD_MANAGER: &str = "dr-syncer-operator";
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    dr_syncer_core::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Go's `strconv`-style booleans as the Go operator's config accepted them.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "enabled" => Ok(true),
+        "0" | "false" | "no" | "off" | "disabled" | "" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean")),
+    }
+}
 
 /// Command-line arguments of `dr-syncer-operator` (flags and environment compatible with the Go operator).
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "dr-syncer-operator",
     version,
     about = "Kubernetes DR operator for dr-syncer.io custom resources"
 )]
 pub struct Args {
-    /// Address of the Prometheus metrics endpoint.
+    /// Address of the Prometheus metrics endpoint (`/metrics`; `0` disables it).
     #[arg(long, env = "METRICS_ADDR", default_value = ":8080")]
     pub metrics_bind_address: String,
-    /// Address of the /healthz and /readyz probes.
+    /// Address of the `/healthz` and `/readyz` probes.
     #[arg(long, env = "PROBE_ADDR", default_value = ":8081")]
     pub health_probe_bind_address: String,
+    /// Run only while holding the leader Lease (for more than one replica).
+    #[arg(long, env = "ENABLE_LEADER_ELECTION", value_parser = parse_bool, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEADER_ELECTION_ID", default_value = "dr-syncer.io")]
+    pub leader_election_id: String,
+    /// Namespace of the leader Lease [default: the operator's own namespace (POD_NAMESPACE), else `dr-syncer`].
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// This replica's identity in the election [default: POD_NAME, else the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Kubeconfig of the controller cluster [default: KUBECONFIG, ~/.kube/config, or in-cluster].
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in that kubeconfig.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Only watch custom resources in this namespace [default: all namespaces].
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Log level: error, warn, info, debug, trace (or a tracing filter).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log as JSON lines.
+    #[arg(long, env = "LOG_JSON", value_parser = parse_bool, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub log_json: bool,
+    /// NamespaceMappings syncing at the same time.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
+    pub max_concurrent_syncs: u16,
+    /// Objects applied in parallel within one sync.
+    #[arg(long, default_value_t = 64)]
+    pub apply_concurrency: usize,
+    /// Schedule of Scheduled mappings that have none (nor a RemoteCluster defaultSchedule).
+    #[arg(long, env = "DEFAULT_SCHEDULE", default_value = "*/5 * * * *")]
+    pub default_schedule: String,
+    /// How often healthy RemoteClusters and ClusterMappings are checked again.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub recheck_interval: Duration,
+    /// How often unhealthy ones are checked again.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub unhealthy_recheck_interval: Duration,
+    /// Continuous mode: how long changes are collected into one batch (a change never waits longer).
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    pub debounce: Duration,
+    /// How long a graceful shutdown waits for running syncs.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub shutdown_timeout: Duration,
+    /// Leader lease duration.
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub lease_duration: Duration,
+    /// Leader lease renew deadline.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub renew_deadline: Duration,
+    /// Leader election retry period.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub retry_period: Duration,
+    /// Client-side limit of requests per second to each remote cluster (0: unlimited).
+    #[arg(long, default_value_t = 0.0)]
+    pub qps: f64,
+    /// Burst above `--qps`.
+    #[arg(long, default_value_t = 100)]
+    pub burst: u32,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,
@@ -29,7 +130,7 @@ pub struct Args {
 }
 
 /// Subcommands of the operator binary.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print the CustomResourceDefinitions (YAML) and exit.
     Crd,
@@ -49,6 +150,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             print!("{}", dr_syncer_core::api::crds_yaml()?);
             Ok(ExitCode::SUCCESS)
         }
-        None => anyhow::bail!("the controllers are not available in this build yet"),
+        None => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(runtime::run(args))
+        }
     }
 }

@@ -37,6 +37,7 @@ struct ReadyFile {
 pub struct ControlPlaneBuilder {
     name: String,
     simulate_workloads: bool,
+    rbac: bool,
     deny: Vec<String>,
     port: Option<u16>,
     start_timeout: Duration,
@@ -55,6 +56,16 @@ impl ControlPlaneBuilder {
     /// themselves rolled out and ready (`kapi serve --simulate-workloads`).
     pub fn simulate_workloads(mut self, on: bool) -> Self {
         self.simulate_workloads = on;
+        self
+    }
+
+    /// Enforce RBAC (`kapi serve --authorization-mode RBAC`): a request is allowed for group
+    /// `system:masters` (the admin client, and [`ControlPlane::identity`]) or when a Role/ClusterRole bound
+    /// to the user, one of its groups or its ServiceAccount grants it; the deny list still applies on top.
+    /// Create identities with [`ControlPlane::identity_in_groups`] to be subject to RBAC. Off by default
+    /// (everything is allowed except the deny list).
+    pub fn rbac(mut self, on: bool) -> Self {
+        self.rbac = on;
         self
     }
 
@@ -160,6 +171,7 @@ impl ControlPlane {
         ControlPlaneBuilder {
             name: name.to_owned(),
             simulate_workloads: false,
+            rbac: false,
             deny: Vec::new(),
             port: None,
             start_timeout: DEFAULT_START_TIMEOUT,
@@ -232,19 +244,47 @@ impl ControlPlane {
     /// Mint a client certificate for `user` (groups `system:masters`) and return its kubeconfig and client.
     ///
     /// Use one identity per process under test so that request accounting and the deny list can tell
-    /// them apart.
+    /// them apart. In RBAC mode ([`ControlPlaneBuilder::rbac`]) this identity is allowed everything (but the
+    /// deny list); use [`ControlPlane::identity_in_groups`] for one that RBAC applies to.
     pub async fn identity(&self, user: &str) -> Result<Identity> {
+        self.mint_identity(user, None).await
+    }
+
+    /// Mint a client certificate for `user` (CN) with exactly these `groups` (O; none if empty) and return
+    /// its kubeconfig and client.
+    ///
+    /// For RBAC mode ([`ControlPlaneBuilder::rbac`]): bindings match the user name, the groups, and — for a
+    /// user named `system:serviceaccount:<namespace>:<name>` — ServiceAccount subjects; such a user also
+    /// gets groups `system:serviceaccounts` and `system:serviceaccounts:<namespace>`, and every user gets
+    /// `system:authenticated`, as in Kubernetes.
+    pub async fn identity_in_groups(&self, user: &str, groups: &[&str]) -> Result<Identity> {
+        self.mint_identity(user, Some(groups)).await
+    }
+
+    async fn mint_identity(&self, user: &str, groups: Option<&[&str]>) -> Result<Identity> {
         let users = self.dir().join("users");
         std::fs::create_dir_all(&users).map_err(|e| Error::io("creating users directory", e))?;
         let path = users.join(format!("{user}.kubeconfig"));
-        let out = Command::new(&self.kapi)
-            .arg("kubeconfig")
+        let mut cmd = Command::new(&self.kapi);
+        cmd.arg("kubeconfig")
             .arg("--dir")
             .arg(self.dir())
             .arg("--user")
             .arg(user)
             .arg("--out")
-            .arg(&path)
+            .arg(&path);
+        match groups {
+            None => {} // kapi's default: system:masters
+            Some([]) => {
+                cmd.arg("--group").arg(""); // a certificate without groups
+            }
+            Some(groups) => {
+                for g in groups {
+                    cmd.arg("--group").arg(g);
+                }
+            }
+        }
+        let out = cmd
             .output()
             .map_err(|e| Error::io(format!("running {}", self.kapi.display()), e))?;
         if !out.status.success() {
@@ -312,6 +352,9 @@ impl ControlPlane {
             .arg("--exit-with-parent");
         if opts.simulate_workloads {
             cmd.arg("--simulate-workloads");
+        }
+        if opts.rbac {
+            cmd.arg("--authorization-mode").arg("RBAC");
         }
         for rule in &opts.deny {
             cmd.arg("--deny").arg(rule);

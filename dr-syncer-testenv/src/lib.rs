@@ -8,7 +8,9 @@
 //!
 //! The server adds test hooks that a real cluster does not have, wrapped here as methods:
 //! per-client request accounting ([`ControlPlane::requests`]), forced watch expiry
-//! ([`ControlPlane::expire_watches`]) and a per-client deny list ([`ControlPlane::deny`]).
+//! ([`ControlPlane::expire_watches`]) and a per-client deny list ([`ControlPlane::deny`]). Opt-in RBAC
+//! enforcement ([`ControlPlaneBuilder::rbac`] with identities from [`ControlPlane::identity_in_groups`])
+//! checks that least-privilege Roles and bindings are sufficient.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_syncer_testenv::Error> {

@@ -122,6 +122,27 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The watches client identity `user` has open right now.
+    pub async fn open_watches(&self, user: &str) -> Result<u64> {
+        let text = self
+            .testing_call(
+                http::Method::GET,
+                &format!("/testing/watches?user={user}"),
+                vec![],
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct Open {
+            open: u64,
+        }
+        serde_json::from_str::<Open>(&text)
+            .map(|o| o.open)
+            .map_err(|e| Error::Decode {
+                context: "GET /testing/watches".into(),
+                message: format!("{e}: {text}"),
+            })
+    }
+
     /// Add a deny rule at run time.
     pub async fn deny(&self, rule: &DenyRule) -> Result<()> {
         let body = serde_json::to_vec(rule).map_err(|e| Error::Decode {

@@ -44,7 +44,8 @@ pub const SCHEDULE_PATTERN: &str = r"^\s*\S+(\s+\S+){4,5}\s*$";
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.replicationMode"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
-    printcolumn(name = "Next Sync", type_ = "date", json_path = ".status.nextSyncTime"),
+    // A string, as in the Go CRD: a `date` column shows a future time as `<invalid>`.
+    printcolumn(name = "Next Sync", type_ = "string", json_path = ".status.nextSyncTime"),
     printcolumn(
         name = "Selector",
         type_ = "string",

@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::Serialize;
 
-use crate::apply::{ApplyAction, ObjectDiff};
+use crate::{
+    apply::{ApplyAction, ObjectDiff},
+    failure::FailureCategory,
+};
 
 /// Counts for one kind (`Kind.group`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -20,6 +23,9 @@ pub struct KindStats {
     pub recreated: u32,
     /// Objects not applied: selection, a transformer's drop, or an immutable change under `NoChange`.
     pub skipped: u32,
+    /// Of `skipped`, those left out on purpose (selection, a transformer's drop): they are not meant to
+    /// reach the DR side at all.
+    pub excluded: u32,
     /// DR objects deleted by prune.
     pub deleted: u32,
     /// Objects that failed.
@@ -46,6 +52,8 @@ pub struct ObjectFailure {
     pub object: String,
     /// Stable error category (`TransformFailed`, `ApplyFailed` …).
     pub kind: String,
+    /// The `failureHandling` category.
+    pub category: FailureCategory,
     /// What went wrong.
     pub message: String,
     /// Whether a retry may help.
@@ -76,6 +84,18 @@ pub struct ObjectChange {
     pub diff: Option<ObjectDiff>,
 }
 
+/// A source workload's replica count (for the operator's `deploymentScales`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadScale {
+    /// `Deployment` or `StatefulSet`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its replicas at the source (the recorded original when a cutover quieted it).
+    pub source_replicas: i32,
+}
+
 /// The result of one sync or plan of a namespace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -96,6 +116,8 @@ pub struct SyncReport {
     pub skipped: Vec<SkippedObject>,
     /// Objects created, updated, recreated or deleted (in plan mode: that would be).
     pub changes: Vec<ObjectChange>,
+    /// The source Deployments and StatefulSets, with their replica counts.
+    pub workloads: Vec<WorkloadScale>,
     /// How long the sync took.
     #[serde(with = "duration_secs")]
     pub duration: Duration,
@@ -110,6 +132,7 @@ impl SyncReport {
             acc.unchanged += k.unchanged;
             acc.recreated += k.recreated;
             acc.skipped += k.skipped;
+            acc.excluded += k.excluded;
             acc.deleted += k.deleted;
             acc.failed += k.failed;
             acc
@@ -179,9 +202,16 @@ impl SyncReport {
         self.failures.push(ObjectFailure {
             object,
             kind: err.kind().to_owned(),
+            category: err.category(),
             message: err.to_string(),
             transient: err.is_transient(),
         });
+    }
+
+    /// Left out on purpose (selection, a transformer's drop).
+    pub(crate) fn exclude(&mut self, group_kind: &str, object: String, reason: String) {
+        self.stats(group_kind).excluded += 1;
+        self.skip(group_kind, object, reason);
     }
 
     pub(crate) fn skip(&mut self, group_kind: &str, object: String, reason: String) {

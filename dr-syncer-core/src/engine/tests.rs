@@ -293,3 +293,283 @@ async fn a_missing_source_namespace_is_an_error() {
     assert_eq!(err.kind(), "SourceFailed");
     assert!(err.to_string().contains("not found"), "{err}");
 }
+
+#[tokio::test]
+async fn fail_fast_stops_applying_after_a_failure_of_its_category() {
+    let (types, objects) = mixed();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    let s2 = seen.clone();
+    a.expect_apply().returning(move |rt, o, _| {
+        s2.lock().unwrap().push(rt.kind.clone());
+        if rt.kind == "Secret" {
+            Err(ApplyError::new(rt.key_of(o), "rejected (422)", false)
+                .with_category(FailureCategory::ValidationFailure))
+        } else {
+            Ok(ApplyResult {
+                action: ApplyAction::Created,
+                diff: None,
+            })
+        }
+    });
+    let engine = SyncEngine::new(Arc::new(source(objects.clone())), Arc::new(a))
+        .with_concurrency(1)
+        .with_fail_fast(vec![FailureCategory::ValidationFailure]);
+    let report = engine
+        .sync(&target(types.clone(), SyncConfig::default()))
+        .await
+        .unwrap();
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].category, FailureCategory::ValidationFailure);
+    // Namespace, ServiceAccount, then the Secret failed: nothing after it was applied.
+    assert_eq!(*seen.lock().unwrap(), ["Namespace", "ServiceAccount", "Secret"]);
+    for kind in [
+        "ConfigMap",
+        "Service",
+        "Deployment.apps",
+        "Ingress.networking.k8s.io",
+    ] {
+        assert_eq!(report.kinds[kind].skipped, 1, "{kind}: {report:#?}");
+    }
+    assert!(report.skipped.iter().all(|s| s.reason.contains("FailFast")));
+
+    // Another category does not stop the sync.
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().returning(|rt, o, _| {
+        if rt.kind == "Secret" {
+            Err(ApplyError::new(rt.key_of(o), "unavailable (503)", true))
+        } else {
+            Ok(ApplyResult {
+                action: ApplyAction::Created,
+                diff: None,
+            })
+        }
+    });
+    let engine = SyncEngine::new(Arc::new(source(objects)), Arc::new(a))
+        .with_fail_fast(vec![FailureCategory::ValidationFailure]);
+    let report = engine.sync(&target(types, SyncConfig::default())).await.unwrap();
+    assert_eq!(report.failures[0].category, FailureCategory::NetworkError);
+    assert_eq!(report.totals().created, 6);
+}
+
+#[tokio::test]
+async fn claims_of_a_missing_storage_class_fail_instead_of_being_created() {
+    let pvc = rt("v1", "PersistentVolumeClaim", "persistentvolumeclaims");
+    let claim = |name: &str, class: &str| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": "app"},
+            "spec": {"storageClassName": class, "accessModes": ["ReadWriteOnce"]}
+        }))
+        .unwrap()
+    };
+    let objects = vec![
+        (pvc.clone(), claim("fast", "ssd")),
+        (pvc.clone(), claim("slow", "missing")),
+    ];
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|rt, key| {
+        Ok((rt.kind == "StorageClass" && key.name == "ssd").then(|| {
+            serde_json::from_value(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "ssd"}}))
+                .unwrap()
+        }))
+    });
+    a.expect_apply()
+        .withf(|rt, o, _| rt.kind != "PersistentVolumeClaim" || o.metadata.name.as_deref() == Some("fast"))
+        .returning(|_, _, _| {
+            Ok(ApplyResult {
+                action: ApplyAction::Created,
+                diff: None,
+            })
+        });
+    let engine =
+        SyncEngine::new(Arc::new(source(objects.clone())), Arc::new(a)).with_storage_class_check(true);
+    let report = engine
+        .sync(&target(vec![pvc.clone()], SyncConfig::default()))
+        .await
+        .unwrap();
+    assert_eq!(report.failures.len(), 1, "{report:#?}");
+    let f = &report.failures[0];
+    assert!(f.object.ends_with("/slow"), "{f:?}");
+    assert_eq!(f.category, FailureCategory::StorageClassNotFound);
+    assert!(f.message.contains("StorageClass missing"), "{f:?}");
+    assert_eq!(report.kinds["PersistentVolumeClaim"].created, 1);
+}
+
+#[tokio::test]
+async fn workloads_and_exclusions_are_reported() {
+    let deploy = rt("apps/v1", "Deployment", "deployments");
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let mut quiet = obj("apps/v1", "Deployment", "quiet");
+    quiet.data["spec"]["replicas"] = json!(0);
+    quiet.metadata.annotations = Some([("dr-syncer.io/original-replicas".to_owned(), "4".to_owned())].into());
+    let mut ignored = obj("v1", "ConfigMap", "ignored");
+    ignored.metadata.labels = Some([("dr-syncer.io/ignore".to_owned(), "true".to_owned())].into());
+    let objects = vec![
+        (deploy.clone(), obj("apps/v1", "Deployment", "web")),
+        (deploy.clone(), quiet),
+        (cm.clone(), ignored),
+    ];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engine = SyncEngine::new(Arc::new(source(objects)), Arc::new(recording_applier(seen)));
+    let report = engine
+        .sync(&target(vec![deploy, cm], SyncConfig::default()))
+        .await
+        .unwrap();
+    let scales: Vec<(&str, i32)> = report
+        .workloads
+        .iter()
+        .map(|w| (w.name.as_str(), w.source_replicas))
+        .collect();
+    assert_eq!(
+        scales,
+        [("quiet", 4), ("web", 1)],
+        "a quieted source counts its recorded original"
+    );
+    assert_eq!(
+        (
+            report.kinds["ConfigMap"].excluded,
+            report.kinds["ConfigMap"].skipped
+        ),
+        (1, 1)
+    );
+}
+
+fn live_ns(active: bool) -> DynamicObject {
+    let mut ns: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app-dr"}}),
+    )
+    .unwrap();
+    if active {
+        ns.metadata.annotations = Some([("dr-syncer.io/active".to_owned(), "true".to_owned())].into());
+    }
+    ns
+}
+
+fn synced(name: &str, by: &str) -> DynamicObject {
+    let mut o = obj("v1", "ConfigMap", name);
+    o.metadata.annotations = Some([("dr-syncer.io/synced-by".to_owned(), by.to_owned())].into());
+    o
+}
+
+#[tokio::test]
+async fn changes_apply_only_the_changed_objects_and_delete_only_with_prune() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let change = |name: &str, deleted: bool| {
+        let o = SourceObject {
+            resource: cm.clone(),
+            object: obj("v1", "ConfigMap", name),
+        };
+        if deleted {
+            Change::Deleted(o)
+        } else {
+            Change::Applied(o)
+        }
+    };
+    let changes = vec![
+        change("edited", false),
+        change("gone", true),
+        change("foreign", true),
+    ];
+    let mut s = MockResourceSource::new();
+    s.expect_list().never();
+    s.expect_get().never();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let mut a = MockApplier::new();
+    a.expect_prepare().never();
+    a.expect_live().returning(|rt, key| {
+        Ok(match (rt.kind.as_str(), key.name.as_str()) {
+            ("Namespace", _) => Some(live_ns(false)),
+            (_, "gone") => Some(synced("gone", "dr-syncer/app")),
+            (_, "foreign") => Some(synced("foreign", "dr-syncer/other")),
+            _ => None,
+        })
+    });
+    a.expect_apply().returning(move |_, o, _| {
+        s2.lock()
+            .unwrap()
+            .push(o.metadata.name.clone().unwrap_or_default());
+        Ok(ApplyResult {
+            action: ApplyAction::Updated,
+            diff: None,
+        })
+    });
+    a.expect_delete()
+        .withf(|_, key, _| key.name == "gone")
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
+    let config = SyncConfig {
+        prune: true,
+        ..Default::default()
+    };
+    let report = engine
+        .sync_changes(&target(vec![cm.clone()], config), changes.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["edited"],
+        "only the changed object, no Namespace write"
+    );
+    assert_eq!(
+        (
+            report.kinds["ConfigMap"].updated,
+            report.kinds["ConfigMap"].deleted
+        ),
+        (1, 1)
+    );
+
+    // Without prune (and on an active site) nothing is deleted; the deletion is reported.
+    for (prune, active) in [(false, false), (true, true)] {
+        let mut a = MockApplier::new();
+        a.expect_live()
+            .returning(move |rt, _| Ok((rt.kind == "Namespace").then(|| live_ns(active))));
+        a.expect_apply().returning(|_, _, _| {
+            Ok(ApplyResult {
+                action: ApplyAction::Unchanged,
+                diff: None,
+            })
+        });
+        a.expect_delete().never();
+        let mut s = MockResourceSource::new();
+        s.expect_list().never();
+        let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
+        let config = SyncConfig {
+            prune,
+            ..Default::default()
+        };
+        let report = engine
+            .sync_changes(&target(vec![cm.clone()], config), changes.clone())
+            .await
+            .unwrap();
+        assert_eq!(report.kinds["ConfigMap"].skipped, 2, "{report:#?}");
+        assert!(
+            report.skipped.iter().all(|s| s.reason.contains("kept")),
+            "{report:#?}"
+        );
+        assert_eq!(report.destination_active, active);
+    }
+}
+
+#[tokio::test]
+async fn changes_to_a_missing_destination_namespace_run_a_full_sync() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let objects = vec![(cm.clone(), obj("v1", "ConfigMap", "a"))];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engine = SyncEngine::new(
+        Arc::new(source(objects)),
+        Arc::new(recording_applier(seen.clone())),
+    );
+    let report = engine
+        .sync_changes(&target(vec![cm], SyncConfig::default()), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(report.totals().created, 2, "namespace and object: {report:#?}");
+}

@@ -3,7 +3,10 @@
 
 use std::{
     future::Future,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -62,6 +65,15 @@ pub fn is_retryable(err: &kube::Error) -> bool {
     }
 }
 
+/// The `failureHandling` category of a failed request.
+pub fn category_of(err: &kube::Error) -> crate::failure::FailureCategory {
+    match err {
+        kube::Error::Api(status) => crate::failure::FailureCategory::from_status(status.code),
+        _ if is_retryable(err) => crate::failure::FailureCategory::NetworkError,
+        _ => crate::failure::FailureCategory::Other,
+    }
+}
+
 /// Whether `err` is a 404 Not Found.
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
@@ -114,6 +126,17 @@ struct Inner {
     in_flight: Semaphore,
     bucket: Option<Mutex<Bucket>>,
     retry: RetryPolicy,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// What the requests through one [`Calls`] met so far (monotonic counters, for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Attempts retried after a transient failure.
+    pub retries: u64,
+    /// Responses `429 Too Many Requests` (the server throttling us).
+    pub throttled: u64,
 }
 
 impl Calls {
@@ -134,7 +157,17 @@ impl Calls {
                     })
                 }),
                 retry,
+                retries: AtomicU64::new(0),
+                throttled: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// Counters of retries and throttling so far.
+    pub fn stats(&self) -> CallStats {
+        CallStats {
+            retries: self.inner.retries.load(Ordering::Relaxed),
+            throttled: self.inner.throttled.load(Ordering::Relaxed),
         }
     }
 
@@ -183,8 +216,14 @@ impl Calls {
                 let _permit = self.permit().await;
                 op().await
             };
+            if let Err(kube::Error::Api(s)) = &result
+                && s.code == 429
+            {
+                self.inner.throttled.fetch_add(1, Ordering::Relaxed);
+            }
             match result {
                 Err(e) if attempt < self.inner.retry.max_retries && is_retryable(&e) => {
+                    self.inner.retries.fetch_add(1, Ordering::Relaxed);
                     let delay = self.inner.retry.delay(attempt);
                     debug!(what, attempt, ?delay, error = %e, "retrying");
                     tokio::time::sleep(delay).await;
@@ -261,7 +300,8 @@ mod tests {
     #[tokio::test]
     async fn transient_failures_are_retried_until_success() {
         let attempts = AtomicU32::new(0);
-        let r = fast(5)
+        let calls = fast(5);
+        let r = calls
             .run("get x", || async {
                 match attempts.fetch_add(1, Ordering::SeqCst) {
                     0 => Err(api(503)),
@@ -272,6 +312,13 @@ mod tests {
             .await;
         assert_eq!(r.unwrap(), 7);
         assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            calls.stats(),
+            CallStats {
+                retries: 2,
+                throttled: 1
+            }
+        );
     }
 
     #[tokio::test]

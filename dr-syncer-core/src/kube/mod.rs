@@ -19,7 +19,7 @@ mod source;
 
 pub use self::{
     applier::KubeApplier,
-    calls::{Calls, RetryPolicy, is_not_found, is_retryable, is_unserved},
+    calls::{CallStats, Calls, RetryPolicy, category_of, is_not_found, is_retryable, is_unserved},
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
     discovery::{custom_resource_types, discover},
     drill::{DRILL_FIELD_MANAGER, Drill, DrillChange, DrillOptions, DrillReport},

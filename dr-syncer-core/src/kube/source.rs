@@ -32,11 +32,7 @@ impl std::fmt::Debug for KubeSource {
 }
 
 pub(crate) fn source_error(context: String, e: &kube::Error) -> SourceError {
-    SourceError {
-        context,
-        message: e.to_string(),
-        transient: is_retryable(e),
-    }
+    SourceError::new(context, e.to_string(), is_retryable(e)).with_category(super::calls::category_of(e))
 }
 
 /// Set `apiVersion`/`kind`, which list responses leave out of their items.
@@ -224,11 +220,11 @@ impl ResourceSource for KubeSource {
                             Ok(SourceEvent::Applied(obj(o)))
                         }
                         Ok(watcher::Event::Delete(o)) => Ok(SourceEvent::Deleted(obj(o))),
-                        Err(e) => Err(SourceError {
-                            context: format!("watch {rt}"),
-                            message: e.to_string(),
-                            transient: watch_error_is_transient(&e),
-                        }),
+                        Err(e) => Err(SourceError::new(
+                            format!("watch {rt}"),
+                            e.to_string(),
+                            watch_error_is_transient(&e),
+                        )),
                     }
                 })
                 .boxed()

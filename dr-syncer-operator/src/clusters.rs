@@ -1,0 +1,259 @@
+//! Clients of the remote clusters, built from their RemoteClusters' kubeconfig Secrets and cached: a client
+//! is rebuilt only when its Secret changes (uid, resourceVersion or key).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use dr_syncer_core::{
+    api::{ClusterMapping, NamespaceMapping, RemoteCluster},
+    kube::{Calls, ClientOptions, ClusterConfig, KubeconfigSource, connect, discover},
+    resource::ResourceType,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use crate::error::ClusterError;
+
+/// The default key of the kubeconfig in a RemoteCluster's Secret.
+pub const DEFAULT_KUBECONFIG_KEY: &str = "kubeconfig";
+
+/// How long a discovery result is reused.
+const DISCOVERY_TTL: Duration = Duration::from_secs(60);
+
+/// One remote cluster: a client with its limits, and its discovered types.
+pub struct ClusterHandle {
+    /// `namespace/name` of the RemoteCluster.
+    pub name: String,
+    /// The client.
+    pub client: Client,
+    /// Limits and retries of every request to it.
+    pub calls: Calls,
+    discovery: tokio::sync::Mutex<Option<(Instant, Arc<Vec<ResourceType>>)>>,
+    /// Counters already exported as metrics: (retries, throttled).
+    pub exported: Mutex<(u64, u64)>,
+}
+
+impl std::fmt::Debug for ClusterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHandle").field("name", &self.name).finish()
+    }
+}
+
+impl ClusterHandle {
+    /// The cluster's resource types (discovery, cached for a minute).
+    pub async fn types(&self) -> Result<Arc<Vec<ResourceType>>, ClusterError> {
+        let mut cached = self.discovery.lock().await;
+        if let Some((at, types)) = cached.as_ref()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(types.clone());
+        }
+        let types = Arc::new(discover(&self.client, &self.calls).await.map_err(|e| {
+            ClusterError::ConnectionFailed {
+                cluster: self.name.clone(),
+                message: e.to_string(),
+            }
+        })?);
+        *cached = Some((Instant::now(), types.clone()));
+        Ok(types)
+    }
+
+    /// Ask the cluster for its version (a connectivity check that needs no permission).
+    pub async fn check(&self) -> Result<String, ClusterError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map(|v| v.git_version)
+            .map_err(|e| ClusterError::ConnectionFailed {
+                cluster: self.name.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+struct Cached {
+    secret_version: String,
+    handle: Arc<ClusterHandle>,
+}
+
+/// The cache of remote cluster clients.
+pub struct Clusters {
+    client: Client,
+    options: ClientOptions,
+    cache: Mutex<HashMap<(String, String), Cached>>,
+}
+
+impl std::fmt::Debug for Clusters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clusters").finish_non_exhaustive()
+    }
+}
+
+fn controller_error(what: String, e: &kube::Error) -> ClusterError {
+    ClusterError::ControllerApi {
+        what,
+        message: match e {
+            kube::Error::Api(s) => s.message.clone(),
+            other => other.to_string(),
+        },
+        transient: dr_syncer_core::kube::is_retryable(e),
+    }
+}
+
+impl Clusters {
+    /// A cache reading RemoteClusters and Secrets through `client` (the controller cluster).
+    pub fn new(client: Client, options: ClientOptions) -> Self {
+        Clusters {
+            client,
+            options,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every cached handle (for exporting their counters).
+    pub fn handles(&self) -> Vec<Arc<ClusterHandle>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.values().map(|c| c.handle.clone()).collect()
+    }
+
+    /// Get RemoteCluster `namespace/name`.
+    pub async fn remote_cluster(&self, namespace: &str, name: &str) -> Result<RemoteCluster, ClusterError> {
+        let api: Api<RemoteCluster> = Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(Some(rc)) => Ok(rc),
+            Ok(None) => Err(ClusterError::RemoteClusterNotFound(format!("{namespace}/{name}"))),
+            Err(e) => Err(controller_error(
+                format!("reading RemoteCluster {namespace}/{name}"),
+                &e,
+            )),
+        }
+    }
+
+    /// The client of `rc`, from its kubeconfig Secret (rebuilt when the Secret changed).
+    pub async fn handle_for(&self, rc: &RemoteCluster) -> Result<Arc<ClusterHandle>, ClusterError> {
+        let rc_ns = rc.namespace().unwrap_or_default();
+        let rc_name = rc.name_any();
+        let r = &rc.spec.kubeconfig_secret_ref;
+        let secret_ns = if r.namespace.is_empty() {
+            rc_ns.clone()
+        } else {
+            r.namespace.clone()
+        };
+        let secret_id = format!("{secret_ns}/{}", r.name);
+        let key = r
+            .key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| DEFAULT_KUBECONFIG_KEY.to_owned());
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &secret_ns);
+        let secret = match secrets.get_opt(&r.name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(ClusterError::SecretNotFound(secret_id)),
+            Err(e) => return Err(controller_error(format!("reading Secret {secret_id}"), &e)),
+        };
+        let version = format!(
+            "{}/{}/{key}",
+            secret.metadata.uid.clone().unwrap_or_default(),
+            secret.metadata.resource_version.clone().unwrap_or_default()
+        );
+        let cache_key = (rc_ns.clone(), rc_name.clone());
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cache.get(&cache_key)
+                && c.secret_version == version
+            {
+                return Ok(c.handle.clone());
+            }
+        }
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&key))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| ClusterError::KeyNotFound {
+                secret: secret_id.clone(),
+                key: key.clone(),
+            })?;
+        let client = connect(&ClusterConfig {
+            kubeconfig: KubeconfigSource::Bytes(bytes),
+            context: None,
+        })
+        .await
+        .map_err(|e| ClusterError::InvalidKubeconfig {
+            secret: secret_id,
+            message: e.to_string(),
+        })?;
+        let handle = Arc::new(ClusterHandle {
+            name: format!("{rc_ns}/{rc_name}"),
+            client,
+            calls: self.options.calls(),
+            discovery: tokio::sync::Mutex::new(None),
+            exported: Mutex::new((0, 0)),
+        });
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(
+            cache_key,
+            Cached {
+                secret_version: version,
+                handle: handle.clone(),
+            },
+        );
+        Ok(handle)
+    }
+
+    /// Forget the client of RemoteCluster `namespace/name` (it was deleted).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// The source and destination RemoteCluster names of a NamespaceMapping: from its
+    /// `clusterMappingRef` (ClusterMapping `sourceCluster`/`targetCluster`, in the ClusterMapping's
+    /// namespace) or from `sourceCluster`/`destinationCluster` (in the mapping's namespace).
+    pub async fn cluster_names(
+        &self,
+        nm: &NamespaceMapping,
+    ) -> Result<((String, String), (String, String)), ClusterError> {
+        let ns = nm.namespace().unwrap_or_default();
+        if let Some(r) = &nm.spec.cluster_mapping_ref {
+            let cm_ns = r
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| ns.clone());
+            let api: Api<ClusterMapping> = Api::namespaced(self.client.clone(), &cm_ns);
+            let cm = match api.get_opt(&r.name).await {
+                Ok(Some(cm)) => cm,
+                Ok(None) => {
+                    return Err(ClusterError::ClusterMappingNotFound(format!(
+                        "{cm_ns}/{}",
+                        r.name
+                    )));
+                }
+                Err(e) => {
+                    return Err(controller_error(
+                        format!("reading ClusterMapping {cm_ns}/{}", r.name),
+                        &e,
+                    ));
+                }
+            };
+            return Ok((
+                (cm_ns.clone(), cm.spec.source_cluster.clone()),
+                (cm_ns, cm.spec.target_cluster.clone()),
+            ));
+        }
+        match (
+            nm.spec.source_cluster.as_deref().filter(|s| !s.is_empty()),
+            nm.spec.destination_cluster.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            (Some(s), Some(d)) => Ok(((ns.clone(), s.to_owned()), (ns, d.to_owned()))),
+            _ => Err(ClusterError::ClustersUnspecified(
+                "either clusterMappingRef or both sourceCluster and destinationCluster must be specified"
+                    .into(),
+            )),
+        }
+    }
+}

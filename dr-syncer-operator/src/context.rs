@@ -1,0 +1,181 @@
+//! What every reconcile shares: the controller-cluster client, the remote cluster clients, metrics, the
+//! event recorder, continuous-mode workers, and per-object error backoff.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use dr_syncer_core::api::NamespaceMapping;
+use kube::{
+    Client, Resource,
+    runtime::{
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
+    },
+};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::{clusters::Clusters, metrics::Metrics, namespace_mapping::workers::Workers};
+
+/// Tunables of the controllers (from flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How often a healthy RemoteCluster / ClusterMapping is checked again.
+    pub recheck_interval: Duration,
+    /// How often an unhealthy one is checked again.
+    pub unhealthy_recheck_interval: Duration,
+    /// The schedule of Scheduled mappings without their own and without a RemoteCluster default.
+    pub default_schedule: String,
+    /// Objects applied in parallel within one sync.
+    pub apply_concurrency: usize,
+    /// How often a running sync's progress is written to status.
+    pub progress_interval: Duration,
+    /// Continuous mode: how long changes are collected into one batch.
+    pub debounce: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            recheck_interval: Duration::from_secs(300),
+            unhealthy_recheck_interval: Duration::from_secs(30),
+            default_schedule: "*/5 * * * *".into(),
+            apply_concurrency: 64,
+            progress_interval: Duration::from_secs(5),
+            debounce: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Per-object exponential backoff of failed reconciles (kube-runtime has none), reset on success.
+#[derive(Debug, Default)]
+pub struct Backoffs(Mutex<HashMap<String, u32>>);
+
+impl Backoffs {
+    /// The delay before retrying `key` after one more failure: 1 s, 2 s, 4 s … capped at 5 min.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key.to_owned()).or_insert(0);
+        *n = (*n + 1).min(16);
+        let secs = 2u64.saturating_pow(*n - 1).min(300);
+        // Up to 10 % jitter so that many failing objects do not retry in lockstep.
+        Duration::from_millis(secs * 1000 + fastrand::u64(0..=secs * 100))
+    }
+
+    /// Forget `key`'s failures.
+    pub fn reset(&self, key: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
+}
+
+/// The shared context of the controllers.
+pub struct Context {
+    /// The controller cluster.
+    pub client: Client,
+    /// Remote cluster clients.
+    pub clusters: Clusters,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder (reporting controller `dr-syncer`).
+    pub recorder: Recorder,
+    /// Continuous-mode watch sets, one per mapping.
+    pub workers: Workers,
+    /// Sends a NamespaceMapping to its controller for a reconcile (continuous-mode changes).
+    pub trigger: mpsc::UnboundedSender<ObjectRef<NamespaceMapping>>,
+    /// Error backoff per object.
+    pub backoffs: Backoffs,
+    /// Tunables.
+    pub options: Options,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context on `client`; returns the receiving end of [`Context::trigger`].
+    pub fn new(
+        client: Client,
+        clusters: Clusters,
+        metrics: Arc<Metrics>,
+        identity: &str,
+        options: Options,
+    ) -> (Context, mpsc::UnboundedReceiver<ObjectRef<NamespaceMapping>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "dr-syncer".into(),
+                instance: Some(identity.to_owned()),
+            },
+        );
+        let ctx = Context {
+            client,
+            clusters,
+            metrics,
+            recorder,
+            workers: Workers::default(),
+            trigger: tx,
+            backoffs: Backoffs::default(),
+            options,
+        };
+        (ctx, rx)
+    }
+
+    /// Publish an Event on `obj` (best effort: a failure is logged, never fails the reconcile).
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        let mut note: String = note.into();
+        if note.len() > 1000 {
+            let mut end = 1000;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+        }
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "could not publish an event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_resets() {
+        let b = Backoffs::default();
+        let d: Vec<u64> = (0..12).map(|_| b.next("x").as_secs()).collect();
+        assert_eq!(&d[..4], &[1, 2, 4, 8]);
+        assert!(d.iter().all(|s| *s <= 330), "{d:?}");
+        assert!((300..=330).contains(&d[11]), "{d:?}");
+        b.reset("x");
+        assert_eq!(b.next("x").as_secs(), 1);
+    }
+}

@@ -1,0 +1,300 @@
+//! Prometheus metrics (`/metrics`), named as the seeds and the Go project name them so dashboards carry
+//! over: `dr_syncer_sync_operations_total{namespace,status}` and
+//! `dr_syncer_resources_synced_total{namespace,resource_type,status}`; plus ours: the sync-duration
+//! histogram, the replication lag (RPO) per mapping, errors by kind, API retries and throttling, reconcile
+//! errors and leadership.
+
+use std::sync::atomic::AtomicU64;
+
+use dr_syncer_core::engine::SyncReport;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// `namespace`, `status`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncOpLabels {
+    /// Source namespace.
+    pub namespace: String,
+    /// `success` or `failure`.
+    pub status: String,
+}
+
+/// `namespace`, `resource_type`, `status`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    /// Source namespace.
+    pub namespace: String,
+    /// `Kind` or `Kind.group`.
+    pub resource_type: String,
+    /// `created`, `updated`, `unchanged`, `recreated`, `deleted`, `skipped` or `failed`.
+    pub status: String,
+}
+
+/// `mapping` (`namespace/name` of the NamespaceMapping), `mode`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    /// The mapping.
+    pub mapping: String,
+    /// `full` (a complete pass) or `incremental` (continuous mode's watch-driven batches).
+    pub mode: String,
+}
+
+/// `mapping`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MappingLabels {
+    /// The mapping.
+    pub mapping: String,
+}
+
+/// `namespace`, `kind`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Source namespace.
+    pub namespace: String,
+    /// Stable error kind (`ApplyFailed`, `KubeApi` …).
+    pub kind: String,
+}
+
+/// `cluster`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// RemoteCluster (`namespace/name`).
+    pub cluster: String,
+}
+
+/// `controller`, `kind`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileErrorLabels {
+    /// `remotecluster`, `clustermapping` or `namespacemapping`.
+    pub controller: String,
+    /// Stable error kind.
+    pub kind: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The operator's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Syncs per namespace and outcome.
+    pub sync_operations: Family<SyncOpLabels, Counter>,
+    /// Objects handled per namespace, type and outcome.
+    pub resources_synced: Family<ResourceLabels, Counter>,
+    /// Duration of syncs.
+    pub sync_duration: Family<DurationLabels, Histogram>,
+    /// Replication lag (RPO) in seconds.
+    pub replication_lag: Family<MappingLabels, FloatGauge>,
+    /// Unix time of the last successful sync.
+    pub last_success: Family<MappingLabels, FloatGauge>,
+    /// Objects that failed, by error kind.
+    pub sync_errors: Family<ErrorLabels, Counter>,
+    /// API requests retried after a transient failure.
+    pub api_retries: Family<ClusterLabels, Counter>,
+    /// API requests answered 429 (server-side throttling).
+    pub api_throttled: Family<ClusterLabels, Counter>,
+    /// Reconciles that ended in an error.
+    pub reconcile_errors: Family<ReconcileErrorLabels, Counter>,
+    /// 1 while this process holds the leader lease (or runs without election).
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    // 10 ms … ~5.5 min.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.01, 2.0, 16,
+    ))
+}
+
+impl Metrics {
+    /// Register every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let sync_operations = Family::<SyncOpLabels, Counter>::default();
+        registry.register(
+            "dr_syncer_sync_operations",
+            "Synchronization operations by source namespace and outcome",
+            sync_operations.clone(),
+        );
+        let resources_synced = Family::<ResourceLabels, Counter>::default();
+        registry.register(
+            "dr_syncer_resources_synced",
+            "Objects handled by synchronizations, by source namespace, type and outcome",
+            resources_synced.clone(),
+        );
+        let sync_duration = Family::<DurationLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "dr_syncer_sync_duration_seconds",
+            "Duration of synchronizations",
+            sync_duration.clone(),
+        );
+        let replication_lag = Family::<MappingLabels, FloatGauge>::default();
+        registry.register(
+            "dr_syncer_replication_lag_seconds",
+            "Replication lag (RPO): in continuous mode the age of the oldest source change not yet applied, \
+             otherwise the time since the last successful sync",
+            replication_lag.clone(),
+        );
+        let last_success = Family::<MappingLabels, FloatGauge>::default();
+        registry.register(
+            "dr_syncer_last_successful_sync_timestamp_seconds",
+            "Unix time of the last successful synchronization",
+            last_success.clone(),
+        );
+        let sync_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "dr_syncer_sync_errors",
+            "Objects or syncs that failed, by error kind",
+            sync_errors.clone(),
+        );
+        let api_retries = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "dr_syncer_api_retries",
+            "Kubernetes API requests retried after a transient failure",
+            api_retries.clone(),
+        );
+        let api_throttled = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "dr_syncer_api_throttled",
+            "Kubernetes API requests answered 429 Too Many Requests",
+            api_throttled.clone(),
+        );
+        let reconcile_errors = Family::<ReconcileErrorLabels, Counter>::default();
+        registry.register(
+            "dr_syncer_reconcile_errors",
+            "Reconciles that ended in an error",
+            reconcile_errors.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "dr_syncer_leader",
+            "1 while this process is the leader",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            sync_operations,
+            resources_synced,
+            sync_duration,
+            replication_lag,
+            last_success,
+            sync_errors,
+            api_retries,
+            api_throttled,
+            reconcile_errors,
+            leader,
+        }
+    }
+
+    /// Record one sync of a namespace.
+    pub fn record_sync(&self, report: &SyncReport, failed_to_run: Option<&str>) {
+        let namespace = report.source_namespace.clone();
+        let ok = failed_to_run.is_none() && report.is_success();
+        self.sync_operations
+            .get_or_create(&SyncOpLabels {
+                namespace: namespace.clone(),
+                status: if ok { "success" } else { "failure" }.into(),
+            })
+            .inc();
+        for (kind, stats) in &report.kinds {
+            for (status, n) in [
+                ("created", stats.created),
+                ("updated", stats.updated),
+                ("unchanged", stats.unchanged),
+                ("recreated", stats.recreated),
+                ("deleted", stats.deleted),
+                ("skipped", stats.skipped),
+                ("failed", stats.failed),
+            ] {
+                if n > 0 {
+                    self.resources_synced
+                        .get_or_create(&ResourceLabels {
+                            namespace: namespace.clone(),
+                            resource_type: kind.clone(),
+                            status: status.into(),
+                        })
+                        .inc_by(u64::from(n));
+                }
+            }
+        }
+        for failure in &report.failures {
+            self.sync_errors
+                .get_or_create(&ErrorLabels {
+                    namespace: namespace.clone(),
+                    kind: failure.kind.clone(),
+                })
+                .inc();
+        }
+        if let Some(kind) = failed_to_run {
+            self.sync_errors
+                .get_or_create(&ErrorLabels {
+                    namespace,
+                    kind: kind.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dr_syncer_core::engine::KindStats;
+
+    use super::*;
+
+    #[test]
+    fn a_sync_shows_up_under_the_seed_names() {
+        let m = Metrics::new();
+        let mut report = SyncReport {
+            source_namespace: "shop".into(),
+            ..Default::default()
+        };
+        report.kinds.insert(
+            "ConfigMap".into(),
+            KindStats {
+                created: 2,
+                unchanged: 1,
+                ..Default::default()
+            },
+        );
+        m.record_sync(&report, None);
+        m.sync_duration
+            .get_or_create(&DurationLabels {
+                mapping: "dr/shop".into(),
+                mode: "full".into(),
+            })
+            .observe(0.5);
+        let text = m.render();
+        assert!(
+            text.contains(r#"dr_syncer_sync_operations_total{namespace="shop",status="success"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"dr_syncer_resources_synced_total{namespace="shop",resource_type="ConfigMap",status="created"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("dr_syncer_sync_duration_seconds_bucket"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

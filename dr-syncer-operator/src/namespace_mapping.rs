@@ -1,0 +1,367 @@
+//! The NamespaceMapping controller: validates the mapping, decides when it syncs (Scheduled, Continuous,
+//! Manual — [`due`]), runs the sync through core's engine ([`run`]), and writes a truthful status
+//! ([`status`]) only when it changed.
+//!
+//! Reconcile = fetch → validate → decide → sync → status, wrapped in the finalizer
+//! `dr-syncer.io/cleanup-namespacemapping` whose cleanup applies `deletionPolicy`.
+
+pub mod due;
+mod run;
+pub mod status;
+pub mod workers;
+
+use std::{sync::Arc, time::Duration};
+
+use dr_syncer_core::{
+    api::{DeletionPolicy, NamespaceMapping, NamespaceMappingStatus, ReplicationMode, SyncPhase},
+    config::SyncConfig,
+    schedule::Schedule,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        finalizer::{Event as FinalizerEvent, finalizer},
+    },
+};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::{
+    OPERATOR_FIELD_MANAGER,
+    conditions::{self, now},
+    context::Context,
+    error::{ClusterError, Error, Result},
+    metrics::ReconcileErrorLabels,
+};
+
+/// The finalizer (the Go operator's name).
+pub const FINALIZER: &str = "dr-syncer.io/cleanup-namespacemapping";
+/// The manual trigger.
+pub const SYNC_NOW: &str = "dr-syncer.io/sync-now";
+/// The Go operator's deprecated manual trigger.
+pub const TRIGGER_SYNC: &str = "dr-syncer.io/trigger-sync";
+
+fn key_of(nm: &NamespaceMapping) -> String {
+    format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any())
+}
+
+/// Reconcile one NamespaceMapping.
+#[instrument(skip(nm, ctx), fields(namespacemapping = %key_of(&nm)))]
+pub async fn reconcile(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action> {
+    let key = key_of(&nm);
+    let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &nm.namespace().unwrap_or_default());
+    let ctx2 = ctx.clone();
+    let result = finalizer(&api, FINALIZER, nm, |event| async move {
+        match event {
+            FinalizerEvent::Apply(nm) => apply(nm, &ctx2).await,
+            FinalizerEvent::Cleanup(nm) => cleanup(nm, &ctx2).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.backoffs.reset(&key);
+    }
+    result
+}
+
+/// After a failed reconcile: count it, and retry with this object's exponential backoff.
+pub fn error_policy(nm: Arc<NamespaceMapping>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = key_of(&nm);
+    warn!(namespacemapping = %key, error = %err, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReconcileErrorLabels {
+            controller: "namespacemapping".into(),
+            kind: err.kind().into(),
+        })
+        .inc();
+    Action::requeue(ctx.backoffs.next(&key))
+}
+
+/// Write `status` if it differs from `old` (server-side apply of the status subresource).
+pub(crate) async fn write_status(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    old: Option<&NamespaceMappingStatus>,
+    status: &NamespaceMappingStatus,
+) -> Result<()> {
+    write_status_with(&ctx.client, nm, old, status).await
+}
+
+/// [`write_status`] with a client.
+pub(crate) async fn write_status_with(
+    client: &kube::Client,
+    nm: &NamespaceMapping,
+    old: Option<&NamespaceMappingStatus>,
+    status: &NamespaceMappingStatus,
+) -> Result<()> {
+    if old == Some(status) {
+        return Ok(());
+    }
+    let api: Api<NamespaceMapping> = Api::namespaced(client.clone(), &nm.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "NamespaceMapping", "status": status});
+    api.patch_status(
+        &nm.name_any(),
+        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::kube(format!("writing status of NamespaceMapping {}", key_of(nm)), e))?;
+    Ok(())
+}
+
+/// A problem that stops the mapping until something changes: condition, event, no retry of its own
+/// (`bounded`: retry with the object's backoff, for problems that may go away on their own).
+async fn blocked(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    reason: &str,
+    message: String,
+    retry: bool,
+) -> Result<Action> {
+    let old = nm.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let mut conds = status.conditions.take().unwrap_or_default();
+    conditions::set(
+        &mut conds,
+        "Synced",
+        false,
+        reason,
+        message.clone(),
+        nm.meta().generation,
+    );
+    status.conditions = Some(conds);
+    if status.phase != Some(SyncPhase::Completed) {
+        status.phase = Some(SyncPhase::Failed);
+    }
+    status.last_error = Some(dr_syncer_core::api::LastError {
+        message: message.clone(),
+        time: now(),
+        resource: None,
+    });
+    status.next_sync_time = None;
+    status.sync_progress = None;
+    let changed = status.conditions != old.conditions;
+    write_status(ctx, nm, Some(&old), &status).await?;
+    if changed {
+        ctx.event(nm, true, reason, "Validate", message).await;
+    }
+    Ok(if retry {
+        Action::requeue(ctx.backoffs.next(&format!("{}#blocked", key_of(nm))))
+    } else {
+        Action::await_change()
+    })
+}
+
+/// The schedule of a Scheduled mapping: its own, else the source then destination RemoteCluster's
+/// `defaultSchedule`, else the operator's default.
+fn schedule_expression(nm: &NamespaceMapping, defaults: &[Option<&str>], fallback: &str) -> String {
+    nm.spec
+        .schedule
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| defaults.iter().flatten().copied().find(|s| !s.trim().is_empty()))
+        .unwrap_or(fallback)
+        .to_owned()
+}
+
+async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
+    let key = key_of(&nm);
+    let config = match SyncConfig::from_spec(&nm.spec) {
+        Ok(c) => Arc::new(c),
+        Err(problems) => {
+            ctx.workers.stop(&key);
+            return blocked(
+                ctx,
+                &nm,
+                "InvalidSpec",
+                format!("invalid spec: {problems}"),
+                false,
+            )
+            .await;
+        }
+    };
+    if nm.spec.paused {
+        ctx.workers.stop(&key);
+        let old = nm.status.clone().unwrap_or_default();
+        let mut status = old.clone();
+        let mut conds = status.conditions.take().unwrap_or_default();
+        conditions::set(
+            &mut conds,
+            "Paused",
+            true,
+            "Paused",
+            "spec.paused is true: no syncs",
+            nm.meta().generation,
+        );
+        status.conditions = Some(conds);
+        status.next_sync_time = None;
+        write_status(ctx, &nm, Some(&old), &status).await?;
+        return Ok(Action::await_change());
+    }
+    let clusters = match run::Clusters::resolve(ctx, &nm).await {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.workers.stop(&key);
+            let retry = !matches!(e, ClusterError::ClustersUnspecified(_));
+            return blocked(ctx, &nm, e.reason(), e.to_string(), retry).await;
+        }
+    };
+    let schedule = if nm.spec.replication_mode == ReplicationMode::Scheduled {
+        let expr = schedule_expression(
+            &nm,
+            &[
+                clusters.source_rc.spec.default_schedule.as_deref(),
+                clusters.destination_rc.spec.default_schedule.as_deref(),
+            ],
+            &ctx.options.default_schedule,
+        );
+        match Schedule::parse(&expr) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                ctx.workers.stop(&key);
+                return blocked(ctx, &nm, "InvalidSchedule", e.to_string(), false).await;
+            }
+        }
+    } else {
+        None
+    };
+    let background = nm
+        .spec
+        .continuous
+        .as_ref()
+        .map(|c| dr_syncer_core::config::parse_duration(&c.background_sync_interval))
+        .transpose()
+        .unwrap_or(None)
+        .unwrap_or(Duration::from_secs(3600));
+
+    let mut runner = match run::Runner::new(ctx, nm.clone(), config, clusters).await {
+        Ok(r) => r,
+        // Unknown types (a CRD may be installed later), an unreachable source: a condition, and a
+        // slow retry.
+        Err(Error::Core(e)) => {
+            ctx.workers.stop(&key);
+            let retry = e.kind() != "InvalidConfig";
+            return blocked(ctx, &nm, e.kind(), e.to_string(), retry).await;
+        }
+        Err(Error::Cluster(e)) => {
+            ctx.workers.stop(&key);
+            return blocked(ctx, &nm, e.reason(), e.to_string(), true).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let watch = if nm.spec.replication_mode == ReplicationMode::Continuous
+        && nm.spec.continuous.as_ref().is_none_or(|c| c.watch_resources)
+    {
+        Some(runner.ensure_watches()?)
+    } else {
+        ctx.workers.stop(&key);
+        None
+    };
+    let status = nm.status.clone().unwrap_or_default();
+    let synced_generation = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Synced")
+        .and_then(|c| c.observed_generation);
+    let halted = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Synced" && c.reason == "RetriesExhausted");
+    let interval = schedule.as_ref().and_then(|s| s.interval_after(chrono_now()));
+    let decision = due::decide(&due::Inputs {
+        mode: nm.spec.replication_mode,
+        status: &status,
+        generation: nm.meta().generation,
+        synced_generation,
+        triggered: run::trigger_value(&nm).is_some(),
+        schedule: schedule.as_ref(),
+        jitter: due::jitter(&nm.uid().unwrap_or_default(), interval),
+        watch: watch.as_ref().map(|w| w.state()).unwrap_or_default(),
+        background_interval: background,
+        halted,
+        now: now().0.as_second(),
+    });
+    let Some(reason) = decision.sync else {
+        // Nothing to do now: keep nextSyncTime and the conditions current (and write the times a
+        // continuous batch left unwritten).
+        let mut next = watch
+            .as_ref()
+            .and_then(|w| w.take_deferred_status())
+            .unwrap_or_else(|| status.clone());
+        next.next_sync_time = decision
+            .next_sync
+            .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+        let mut conds = next.conditions.take().unwrap_or_default();
+        conditions::remove(&mut conds, "Paused");
+        next.conditions = (!conds.is_empty()).then_some(conds);
+        if next.phase.is_none() {
+            next.phase = Some(SyncPhase::Pending);
+        }
+        write_status(ctx, &nm, Some(&status), &next).await?;
+        return Ok(decision
+            .requeue
+            .map_or_else(Action::await_change, Action::requeue));
+    };
+    info!(reason = reason.describe(), "sync");
+    let outcome = runner
+        .sync(reason, watch.as_deref(), schedule.as_ref(), background)
+        .await?;
+    Ok(outcome)
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// The mapping is being deleted: stop its watches and apply `deletionPolicy`.
+async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
+    let key = key_of(&nm);
+    ctx.workers.stop(&key);
+    if nm.spec.deletion_policy == DeletionPolicy::Retain {
+        info!("deleted; DR objects retained (deletionPolicy Retain)");
+        return Ok(Action::await_change());
+    }
+    let clusters = match run::Clusters::resolve(ctx, &nm).await {
+        Ok(c) => c,
+        Err(
+            e @ (ClusterError::RemoteClusterNotFound(_)
+            | ClusterError::ClusterMappingNotFound(_)
+            | ClusterError::ClustersUnspecified(_)
+            | ClusterError::SecretNotFound(_)
+            | ClusterError::KeyNotFound { .. }
+            | ClusterError::InvalidKubeconfig { .. }),
+        ) => {
+            // The DR cluster cannot be named or reached any more, and never will be from this
+            // mapping: deleting it must not hang forever.
+            ctx.event(
+                nm.as_ref(),
+                true,
+                "CleanupSkipped",
+                "Delete",
+                format!("deletionPolicy DeleteSynced not applied: {e}"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let config = SyncConfig::from_spec(&nm.spec).map(Arc::new).unwrap_or_default();
+    let runner = run::Runner::for_cleanup(ctx, nm.clone(), config, clusters).await?;
+    let deleted = runner.delete_synced_everywhere().await?;
+    ctx.event(
+        nm.as_ref(),
+        false,
+        "CleanedUp",
+        "Delete",
+        format!("deletionPolicy DeleteSynced: deleted {deleted} object(s) this mapping synced"),
+    )
+    .await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,812 @@
+//! Running a NamespaceMapping's sync: clusters, namespace pairs, types, the engine, failure handling,
+//! status, metrics and events.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use dr_syncer_core::{
+    api::{
+        DeletionPolicy, NamespaceMapping, RemoteCluster, ReplicationMode, RetryConfig, SyncPhase,
+        SyncProgress,
+    },
+    apply::{Applier, ApplyOptions},
+    config::SyncConfig,
+    engine::{Progress, SyncEngine, SyncReport, SyncTarget},
+    failure::FailureCategory,
+    kube::{KubeApplier, KubeSource},
+    resource::{ObjectKey, ResourceType},
+    schedule::Schedule,
+    selection::{OPERATOR_DEFAULT_TYPES, resolve_resource_types},
+    source::{ResourceSource, SourceScope},
+};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{controller::Action, reflector::ObjectRef},
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{
+    SYNC_NOW, TRIGGER_SYNC, due,
+    status::{Outcome, RunError, after_sync},
+    workers::{WatchBuffer, WatchSpec},
+    write_status, write_status_with,
+};
+use crate::{
+    clusters::ClusterHandle,
+    conditions::now,
+    context::Context,
+    error::{ClusterError, Error, Result},
+    metrics::{DurationLabels, MappingLabels},
+};
+
+/// The two clusters of a mapping.
+pub(super) struct Clusters {
+    pub(super) source_rc: RemoteCluster,
+    pub(super) destination_rc: RemoteCluster,
+    pub(super) source: Arc<ClusterHandle>,
+    pub(super) destination: Arc<ClusterHandle>,
+}
+
+impl Clusters {
+    /// Find both RemoteClusters and their clients.
+    pub(super) async fn resolve(ctx: &Context, nm: &NamespaceMapping) -> Result<Clusters, ClusterError> {
+        let ((sns, sname), (dns, dname)) = ctx.clusters.cluster_names(nm).await?;
+        if (&sns, &sname) == (&dns, &dname) {
+            return Err(ClusterError::ClustersUnspecified(format!(
+                "source and destination are the same RemoteCluster {sns}/{sname}"
+            )));
+        }
+        let source_rc = ctx.clusters.remote_cluster(&sns, &sname).await?;
+        let destination_rc = ctx.clusters.remote_cluster(&dns, &dname).await?;
+        let source = ctx.clusters.handle_for(&source_rc).await?;
+        let destination = ctx.clusters.handle_for(&destination_rc).await?;
+        Ok(Clusters {
+            source_rc,
+            destination_rc,
+            source,
+            destination,
+        })
+    }
+}
+
+/// The value of the manual trigger annotation, if set.
+pub(super) fn trigger_value(nm: &NamespaceMapping) -> Option<(&'static str, String)> {
+    let ann = nm.meta().annotations.as_ref()?;
+    [SYNC_NOW, TRIGGER_SYNC]
+        .into_iter()
+        .find_map(|k| ann.get(k).map(|v| (k, v.clone())))
+}
+
+/// One sync's worth of state.
+pub(super) struct Runner<'a> {
+    ctx: &'a Context,
+    nm: Arc<NamespaceMapping>,
+    key: String,
+    config: Arc<SyncConfig>,
+    clusters: Clusters,
+    types: Vec<ResourceType>,
+    /// (source, destination) namespace pairs.
+    pairs: Vec<(String, String)>,
+}
+
+fn json_patch_path(key: &str) -> String {
+    format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )
+}
+
+impl<'a> Runner<'a> {
+    /// Resolve the namespace pairs and types (discovery on the source).
+    pub(super) async fn new(
+        ctx: &'a Context,
+        nm: Arc<NamespaceMapping>,
+        config: Arc<SyncConfig>,
+        clusters: Clusters,
+    ) -> Result<Runner<'a>> {
+        Self::build(ctx, nm, config, clusters, false).await
+    }
+
+    /// For deleting what the mapping synced: types are resolved against the destination and namespaces
+    /// come from the spec and status, so a source cluster that is gone (the disaster) cannot block it.
+    pub(super) async fn for_cleanup(
+        ctx: &'a Context,
+        nm: Arc<NamespaceMapping>,
+        config: Arc<SyncConfig>,
+        clusters: Clusters,
+    ) -> Result<Runner<'a>> {
+        Self::build(ctx, nm, config, clusters, true).await
+    }
+
+    async fn build(
+        ctx: &'a Context,
+        nm: Arc<NamespaceMapping>,
+        config: Arc<SyncConfig>,
+        clusters: Clusters,
+        cleanup: bool,
+    ) -> Result<Runner<'a>> {
+        let key = format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any());
+        let discovered = if cleanup {
+            clusters.destination.types().await?
+        } else {
+            clusters.source.types().await?
+        };
+        let requested: Vec<String> = if config.resource_types.is_empty() {
+            clusters
+                .source_rc
+                .spec
+                .default_resource_types
+                .clone()
+                .unwrap_or_default()
+        } else {
+            config.resource_types.clone()
+        };
+        let types = resolve_resource_types(
+            &requested,
+            &config.namespace_scoped_resources,
+            &OPERATOR_DEFAULT_TYPES,
+            &discovered,
+        )
+        .map_err(dr_syncer_core::Error::from)?;
+        let pairs = match &nm.spec.namespace_selector {
+            None => {
+                let src = nm.spec.source_namespace.clone().unwrap_or_default();
+                let dst = nm
+                    .spec
+                    .destination_namespace
+                    .clone()
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| src.clone());
+                vec![(src, dst)]
+            }
+            // Cleanup: the namespaces the status says were synced.
+            Some(_) if cleanup => Vec::new(),
+            Some(sel) => {
+                let source = KubeSource::new(clusters.source.client.clone(), clusters.source.calls.clone());
+                let mut names = source
+                    .namespaces_matching(&sel.label_selector)
+                    .await
+                    .map_err(dr_syncer_core::Error::from)?;
+                names.sort();
+                names
+                    .into_iter()
+                    .map(|n| {
+                        let d = format!("{n}{}", sel.destination_suffix);
+                        (n, d)
+                    })
+                    .collect()
+            }
+        };
+        Ok(Runner {
+            ctx,
+            nm,
+            key,
+            config,
+            clusters,
+            types,
+            pairs,
+        })
+    }
+
+    fn target(&self, src: &str, dst: &str) -> SyncTarget {
+        SyncTarget {
+            source_cluster: self.clusters.source_rc.name_any(),
+            destination_cluster: self.clusters.destination_rc.name_any(),
+            source_namespace: src.to_owned(),
+            destination_namespace: dst.to_owned(),
+            synced_by: self.key.clone(),
+            types: self.types.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    fn source(&self) -> KubeSource {
+        KubeSource::new(
+            self.clusters.source.client.clone(),
+            self.clusters.source.calls.clone(),
+        )
+    }
+
+    fn new_applier(&self) -> KubeApplier {
+        KubeApplier::new(
+            self.clusters.destination.client.clone(),
+            self.clusters.destination.calls.clone(),
+        )
+    }
+
+    /// Make sure the mapping's watch set runs (continuous mode); returns its buffer.
+    pub(super) fn ensure_watches(&mut self) -> Result<Arc<WatchBuffer>> {
+        let fingerprint = format!(
+            "{}|{}|{}|{:?}|{:?}",
+            self.nm.meta().generation.unwrap_or_default(),
+            self.clusters.source.name,
+            Arc::as_ptr(&self.clusters.source) as usize,
+            self.pairs,
+            self.types
+                .iter()
+                .map(ResourceType::resource_group)
+                .collect::<Vec<_>>(),
+        );
+        let spec = WatchSpec {
+            mapping: ObjectRef::from_obj(self.nm.as_ref()),
+            source: self.source(),
+            client: self.clusters.source.client.clone(),
+            namespaces: self.pairs.iter().map(|(s, _)| s.clone()).collect(),
+            types: self.types.clone(),
+            namespace_selector: self
+                .nm
+                .spec
+                .namespace_selector
+                .as_ref()
+                .map(|s| s.label_selector.clone()),
+            window: self.ctx.options.debounce,
+        };
+        let (buffer, started) =
+            self.ctx
+                .workers
+                .ensure(&self.key, &fingerprint, spec, self.ctx.trigger.clone());
+        if started {
+            info!(mapping = %self.key, namespaces = self.pairs.len(), types = self.types.len(), "watching the source");
+        }
+        Ok(buffer)
+    }
+
+    /// Run one sync and write its status; returns when to reconcile next.
+    pub(super) async fn sync(
+        &mut self,
+        reason: due::Reason,
+        watch: Option<&WatchBuffer>,
+        schedule: Option<&Schedule>,
+        background: Duration,
+    ) -> Result<Action> {
+        let ctx = self.ctx;
+        let nm = self.nm.clone();
+        let generation = nm.meta().generation;
+        let old = nm.status.clone().unwrap_or_default();
+        let trigger = trigger_value(&nm);
+        let started = Instant::now();
+        let (relisted, mut changes) = watch.map(WatchBuffer::take).unwrap_or_default();
+        // A full sync compares everything: waiting changes are part of it.
+        let full = reason.is_full() || relisted;
+        let reason = if full && reason == due::Reason::Changes {
+            due::Reason::Relisted
+        } else {
+            reason
+        };
+
+        let mut running = old.clone();
+        if full {
+            running.phase = Some(SyncPhase::Running);
+            running.sync_progress = Some(SyncProgress {
+                percent_complete: 0,
+                estimated_time_remaining: None,
+                current_operation: Some(format!("sync started: {}", reason.describe())),
+                resources_remaining: None,
+            });
+            write_status(ctx, &nm, Some(&old), &running).await?;
+            ctx.event(
+                nm.as_ref(),
+                false,
+                "SyncStarted",
+                "Sync",
+                format!("Sync started ({})", reason.describe()),
+            )
+            .await;
+        }
+
+        // Progress: counted by the engine, written to status every few seconds while a full sync runs.
+        let done = Arc::new(AtomicUsize::new(0));
+        let total = Arc::new(AtomicUsize::new(0));
+        // (Written with the same server-side apply as every other status write, so that the final write
+        // removes it again; stopped and awaited before that write, so it can never land after it.)
+        let (stop_progress, mut progress_stopped) = tokio::sync::watch::channel(false);
+        let progress_task = full.then(|| {
+            let (done, total, nm, client) = (done.clone(), total.clone(), nm.clone(), ctx.client.clone());
+            let interval = ctx.options.progress_interval;
+            let mut status = running.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = progress_stopped.changed() => return,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    let (d, t) = (done.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
+                    let p = Some(SyncProgress {
+                        percent_complete: (d * 100).checked_div(t).unwrap_or(0).min(100) as i32,
+                        estimated_time_remaining: None,
+                        current_operation: Some("applying objects".into()),
+                        resources_remaining: Some(t.saturating_sub(d) as i32),
+                    });
+                    if p == status.sync_progress {
+                        continue;
+                    }
+                    let previous = status.clone();
+                    status.sync_progress = p;
+                    if let Err(e) = write_status_with(&client, &nm, Some(&previous), &status).await {
+                        warn!(error = %e, "could not write sync progress");
+                    }
+                }
+            })
+        });
+        let progress: dr_syncer_core::engine::ProgressFn = {
+            let (done, total) = (done.clone(), total.clone());
+            Arc::new(move |p: &Progress| match p {
+                Progress::Planned { total: n } => {
+                    total.fetch_add(*n, Ordering::Relaxed);
+                }
+                Progress::Applied { .. } => {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            })
+        };
+
+        let handling = nm.spec.failure_handling.clone().unwrap_or_default();
+        let fail_fast: Vec<FailureCategory> = [
+            FailureCategory::StorageClassNotFound,
+            FailureCategory::ResourceNotFound,
+            FailureCategory::ValidationFailure,
+            FailureCategory::NetworkError,
+            FailureCategory::Other,
+        ]
+        .into_iter()
+        .filter(|c| c.mode(&handling) == dr_syncer_core::api::FailureMode::FailFast)
+        .collect();
+
+        let mut reports = Vec::new();
+        let mut run_errors = Vec::new();
+        let source: Arc<dyn ResourceSource> = Arc::new(self.source());
+        for (src, dst) in self.pairs.clone() {
+            let target = self.target(&src, &dst);
+            let applier: Arc<dyn Applier> = match watch {
+                Some(w) => w.applier(&dst, || self.new_applier()),
+                None => Arc::new(self.new_applier()),
+            };
+            let engine = SyncEngine::new(source.clone(), applier)
+                .with_concurrency(ctx.options.apply_concurrency)
+                .with_progress(progress.clone())
+                .with_fail_fast(fail_fast.clone())
+                .with_storage_class_check(true);
+            let mut taken = None;
+            let result = if full {
+                engine.sync(&target).await
+            } else {
+                let list = changes.remove(&src).unwrap_or_default();
+                if list.is_empty() {
+                    continue;
+                }
+                taken = Some(list.clone());
+                engine.sync_changes(&target, list).await
+            };
+            match result {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    // The batch could not run: its changes wait for the next one.
+                    if let (Some(w), Some(list)) = (watch, taken) {
+                        w.restore(false, std::iter::once((src.clone(), list)).collect());
+                    }
+                    warn!(source = %src, destination = %dst, error = %e, "sync could not run");
+                    run_errors.push(RunError {
+                        source_namespace: src.clone(),
+                        destination_namespace: dst.clone(),
+                        kind: e.kind().to_owned(),
+                        category: e.category(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        let _ = stop_progress.send(true);
+        if let Some(t) = progress_task {
+            let _ = t.await;
+        }
+
+        // Namespaces that left the selector.
+        if let Some(sel) = &nm.spec.namespace_selector {
+            for gone in old
+                .namespaces
+                .iter()
+                .flatten()
+                .filter(|n| !self.pairs.iter().any(|(s, _)| *s == n.source))
+            {
+                if sel.cleanup_on_unlabel {
+                    match self.delete_synced(&gone.destination).await {
+                        Ok(n) => {
+                            ctx.event(
+                                nm.as_ref(),
+                                false,
+                                "NamespaceCleanedUp",
+                                "Cleanup",
+                                format!(
+                                    "Namespace {} no longer matches the selector: deleted {n} object(s) synced into {} (cleanupOnUnlabel)",
+                                    gone.source, gone.destination
+                                ),
+                            )
+                            .await;
+                        }
+                        Err(e) => run_errors.push(RunError {
+                            source_namespace: gone.source.clone(),
+                            destination_namespace: gone.destination.clone(),
+                            kind: e.kind().to_owned(),
+                            category: FailureCategory::Other,
+                            message: format!("cleanup of {}: {e}", gone.destination),
+                        }),
+                    }
+                } else {
+                    info!(namespace = %gone.source, "no longer selected; DR copy kept (cleanupOnUnlabel is false)");
+                }
+            }
+        }
+
+        let finished = now();
+        let mut outcome = Outcome {
+            reason,
+            reports,
+            run_errors,
+            finished: finished.clone(),
+            duration: started.elapsed(),
+            retry: None,
+            halted: false,
+            clusters: (
+                self.clusters.source_rc.name_any(),
+                self.clusters.destination_rc.name_any(),
+            ),
+            selected: nm.spec.namespace_selector.as_ref().map(|_| self.pairs.clone()),
+            last_watch_event: watch.and_then(WatchBuffer::last_event).map(Time),
+        };
+        if !outcome.is_success() {
+            let modes: Vec<dr_syncer_core::api::FailureMode> =
+                outcome.categories().keys().map(|c| c.mode(&handling)).collect();
+            let retry_mode = modes
+                .iter()
+                .copied()
+                .find(|m| *m == dr_syncer_core::api::FailureMode::RetryOnly)
+                .or_else(|| {
+                    modes
+                        .iter()
+                        .copied()
+                        .find(|m| *m == dr_syncer_core::api::FailureMode::RetryAndWait)
+                });
+            let retry_config = nm.spec.retry_config.clone().unwrap_or_else(default_retry);
+            let previous = old.retry_status.as_ref().filter(|_| reason == due::Reason::Retry);
+            outcome.retry =
+                retry_mode.and_then(|m| due::next_retry(&retry_config, previous, m, finished.0.as_second()));
+            outcome.halted =
+                outcome.retry.is_none() && retry_mode == Some(dr_syncer_core::api::FailureMode::RetryOnly);
+        } else if !full {
+            // A successful incremental batch does not cancel a retry scheduled for a failed full sync.
+            outcome.retry = old.retry_status.clone();
+        }
+        let mut status = after_sync(&old, &outcome, generation);
+        // When the next sync runs.
+        status.next_sync_time = match nm.spec.replication_mode {
+            ReplicationMode::Scheduled if !outcome.halted => schedule
+                .and_then(|s| s.next_after_unix(finished.0.as_second()))
+                .map(|n| {
+                    let interval = s_interval(schedule);
+                    n + due::jitter(&nm.uid().unwrap_or_default(), interval).as_secs() as i64
+                }),
+            ReplicationMode::Continuous if !outcome.halted => {
+                Some(finished.0.as_second() + background.as_secs() as i64)
+            }
+            _ => None,
+        }
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .map(Time);
+        // The trigger goes before the final status, so that a status saying the sync is done never
+        // shows next to the trigger that asked for it. (Should the process stop in between, the phase is
+        // still Running and the next start syncs again.)
+        if let Some((annotation, value)) = trigger {
+            self.clear_trigger(annotation, &value).await?;
+        }
+        let deferred = !full && only_times_moved(&running, &status);
+        if deferred {
+            // Written by a later reconcile (at most TIMES_REFRESH seconds later), unless a sync writes first.
+            if let Some(w) = watch {
+                w.defer_status(status.clone());
+            }
+        } else {
+            if let Some(w) = watch {
+                w.take_deferred_status();
+            }
+            write_status(ctx, &nm, Some(&running), &status).await?;
+        }
+        self.record_metrics(&outcome, full);
+        self.emit_events(&outcome, full).await;
+
+        let next_retry = outcome
+            .retry
+            .as_ref()
+            .and_then(|r| r.next_retry_time.as_ref())
+            .map(|t| Duration::from_secs((t.0.as_second() - finished.0.as_second()).max(1) as u64));
+        let next_sync = status
+            .next_sync_time
+            .as_ref()
+            .map(|t| Duration::from_secs((t.0.as_second() - finished.0.as_second()).max(1) as u64));
+        let flush = deferred.then(|| Duration::from_secs(TIMES_REFRESH as u64));
+        Ok(match [next_retry, next_sync, flush].into_iter().flatten().min() {
+            Some(d) => Action::requeue(d),
+            None => Action::await_change(),
+        })
+    }
+
+    fn record_metrics(&self, outcome: &Outcome, full: bool) {
+        let m = &self.ctx.metrics;
+        for r in &outcome.reports {
+            m.record_sync(r, None);
+        }
+        for e in &outcome.run_errors {
+            let empty = SyncReport {
+                source_namespace: e.source_namespace.clone(),
+                ..Default::default()
+            };
+            m.record_sync(&empty, Some(&e.kind));
+        }
+        m.sync_duration
+            .get_or_create(&DurationLabels {
+                mapping: self.key.clone(),
+                mode: if full { "full" } else { "incremental" }.into(),
+            })
+            .observe(outcome.duration.as_secs_f64());
+        if outcome.is_success() {
+            let labels = MappingLabels {
+                mapping: self.key.clone(),
+            };
+            m.last_success
+                .get_or_create(&labels)
+                .set(outcome.finished.0.as_second() as f64);
+            // Just synced: no lag (the periodic update takes over from here).
+            m.replication_lag.get_or_create(&labels).set(0.0);
+        }
+        for h in [&self.clusters.source, &self.clusters.destination] {
+            let stats = h.calls.stats();
+            let mut exported = h.exported.lock().unwrap_or_else(|p| p.into_inner());
+            let labels = crate::metrics::ClusterLabels {
+                cluster: h.name.clone(),
+            };
+            m.api_retries
+                .get_or_create(&labels)
+                .inc_by(stats.retries.saturating_sub(exported.0));
+            m.api_throttled
+                .get_or_create(&labels)
+                .inc_by(stats.throttled.saturating_sub(exported.1));
+            *exported = (stats.retries, stats.throttled);
+        }
+    }
+
+    async fn emit_events(&self, outcome: &Outcome, full: bool) {
+        let ctx = self.ctx;
+        let nm = self.nm.as_ref();
+        let totals = outcome.reports.iter().fold((0u32, 0u32, 0u32, 0u32), |acc, r| {
+            let t = r.totals();
+            (
+                acc.0 + t.created + t.recreated,
+                acc.1 + t.updated,
+                acc.2 + t.deleted,
+                acc.3 + t.unchanged,
+            )
+        });
+        for skip in outcome
+            .reports
+            .iter()
+            .flat_map(|r| &r.skipped)
+            .filter(|s| s.reason.contains("immutable"))
+        {
+            ctx.event(
+                nm,
+                true,
+                "ImmutableChangeSkipped",
+                "Sync",
+                format!("{}: {}", skip.object, skip.reason),
+            )
+            .await;
+        }
+        if outcome.is_success() {
+            // Continuous mode's batches are too frequent for an Event each (metrics count them).
+            if full {
+                ctx.event(
+                    nm,
+                    false,
+                    "SyncCompleted",
+                    "Sync",
+                    format!(
+                        "Sync completed in {}: {} created, {} updated, {} deleted, {} unchanged",
+                        due::format_duration(outcome.duration),
+                        totals.0,
+                        totals.1,
+                        totals.2,
+                        totals.3
+                    ),
+                )
+                .await;
+            }
+        } else {
+            let problems: Vec<String> = outcome
+                .run_errors
+                .iter()
+                .map(|e| format!("{}: {}", e.source_namespace, e.message))
+                .chain(
+                    outcome
+                        .reports
+                        .iter()
+                        .flat_map(|r| &r.failures)
+                        .map(|f| f.message.clone()),
+                )
+                .take(5)
+                .collect();
+            ctx.event(
+                nm,
+                true,
+                "SyncFailed",
+                "Sync",
+                format!("Sync failed: {}", problems.join("; ")),
+            )
+            .await;
+        }
+    }
+
+    /// Remove the manual trigger, unless it was set again (to another value) during the sync.
+    async fn clear_trigger(&self, annotation: &str, value: &str) -> Result<()> {
+        let api: Api<NamespaceMapping> =
+            Api::namespaced(self.ctx.client.clone(), &self.nm.namespace().unwrap_or_default());
+        let path = json_patch_path(annotation);
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": path, "value": value},
+            {"op": "remove", "path": path},
+        ]))
+        .map_err(|e| {
+            Error::Core(dr_syncer_core::Error::Json {
+                context: "trigger patch".into(),
+                source: e,
+            })
+        })?;
+        match api
+            .patch(
+                &self.nm.name_any(),
+                &PatchParams::default(),
+                &Patch::<()>::Json(patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The test failed (set again meanwhile) or the mapping is gone: nothing to remove.
+            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => Ok(()),
+            Err(e) => Err(Error::kube("removing the manual trigger", e)),
+        }
+    }
+
+    /// Delete what this mapping synced into DR namespace `dst` (objects carrying its
+    /// `dr-syncer.io/synced-by`), then the namespace itself if dr-syncer created it and nothing of the
+    /// mapping's types is left in it.
+    pub(super) async fn delete_synced(&self, dst: &str) -> Result<usize> {
+        let applier = self.new_applier();
+        let options = ApplyOptions::default();
+        let mut deleted = 0;
+        for rt in &self.types {
+            let managed = applier
+                .list_managed(rt, Some(dst), &self.key)
+                .await
+                .map_err(dr_syncer_core::Error::from)?;
+            for obj in managed {
+                let key = rt.key_of(&obj);
+                if applier
+                    .delete(rt, &key, options.clone())
+                    .await
+                    .map_err(dr_syncer_core::Error::from)?
+                {
+                    deleted += 1;
+                }
+            }
+        }
+        let ns_type = dr_syncer_core::engine::namespace_type();
+        let ns_key = ObjectKey {
+            group_kind: "Namespace".into(),
+            namespace: None,
+            name: dst.to_owned(),
+        };
+        let live = applier
+            .live(&ns_type, &ns_key)
+            .await
+            .map_err(dr_syncer_core::Error::from)?;
+        let ours = live.as_ref().is_some_and(|ns| {
+            dr_syncer_core::transform::annotation(ns, dr_syncer_core::annotations::SYNCED_BY)
+                == Some(self.key.as_str())
+        });
+        if ours {
+            // Only when nothing of the mapping's types is left in it (what the cluster itself puts in
+            // every namespace aside): a namespace holding anyone else's objects is kept.
+            let remaining = KubeSource::new(
+                self.clusters.destination.client.clone(),
+                self.clusters.destination.calls.clone(),
+            )
+            .list(&SourceScope {
+                namespace: Some(dst.to_owned()),
+                types: self.types.clone(),
+            })
+            .await
+            .map_err(dr_syncer_core::Error::from)?;
+            let foreign = remaining.iter().any(|o| {
+                let name = o.object.metadata.name.as_deref().unwrap_or_default();
+                !matches!(
+                    (o.resource.kind.as_str(), name),
+                    ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default")
+                )
+            });
+            if !foreign
+                && applier
+                    .delete(&ns_type, &ns_key, options.clone())
+                    .await
+                    .map_err(dr_syncer_core::Error::from)?
+            {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// `deletionPolicy: DeleteSynced` on deletion: every destination namespace the mapping synced.
+    pub(super) async fn delete_synced_everywhere(&self) -> Result<usize> {
+        debug_assert_eq!(self.nm.spec.deletion_policy, DeletionPolicy::DeleteSynced);
+        let mut destinations: Vec<String> = self.pairs.iter().map(|(_, d)| d.clone()).collect();
+        for n in self.nm.status.iter().flat_map(|s| s.namespaces.iter().flatten()) {
+            if !destinations.contains(&n.destination) {
+                destinations.push(n.destination.clone());
+            }
+        }
+        let mut deleted = 0;
+        for d in destinations {
+            deleted += self.delete_synced(&d).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// How often continuous mode's batches refresh the times in status when nothing else changed.
+pub(super) const TIMES_REFRESH: i64 = 5;
+
+/// Whether `new` differs from `old` only in the times every continuous batch moves (last sync, last
+/// watch event, next background sync, duration) and those were written less than [`TIMES_REFRESH`]
+/// seconds ago: such a batch does not write status (at 100 changes/s it would write it 10 times a second).
+fn only_times_moved(
+    old: &dr_syncer_core::api::NamespaceMappingStatus,
+    new: &dr_syncer_core::api::NamespaceMappingStatus,
+) -> bool {
+    let recent = match (&old.last_sync_time, &new.last_sync_time) {
+        (Some(a), Some(b)) => b.0.as_second() - a.0.as_second() < TIMES_REFRESH,
+        _ => false,
+    };
+    let strip = |s: &dr_syncer_core::api::NamespaceMappingStatus| {
+        let mut s = s.clone();
+        s.last_sync_time = None;
+        s.last_watch_event = None;
+        s.next_sync_time = None;
+        if let Some(stats) = s.sync_stats.as_mut() {
+            stats.last_sync_duration = String::new();
+        }
+        s
+    };
+    let first_event = old.last_watch_event.is_none() && new.last_watch_event.is_some();
+    recent && !first_event && strip(old) == strip(new)
+}
+
+fn s_interval(schedule: Option<&Schedule>) -> Option<Duration> {
+    schedule.and_then(|s| s.interval_after(chrono::Utc::now()))
+}
+
+/// The Go operator's retry defaults.
+fn default_retry() -> RetryConfig {
+    serde_json::from_value(json!({})).unwrap_or(RetryConfig {
+        max_retries: 5,
+        initial_backoff: "5s".into(),
+        max_backoff: "5m".into(),
+        backoff_multiplier: 200,
+    })
+}

@@ -1,0 +1,233 @@
+use dr_syncer_core::engine::{ObjectFailure, WorkloadScale};
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+
+fn time(s: i64) -> Time {
+    Time(Timestamp::from_second(s).unwrap())
+}
+
+fn report(ns: &str) -> SyncReport {
+    let mut r = SyncReport {
+        source_namespace: ns.into(),
+        destination_namespace: format!("{ns}-dr"),
+        ..Default::default()
+    };
+    r.kinds.insert(
+        "ConfigMap".into(),
+        KindStats {
+            created: 2,
+            failed: 1,
+            skipped: 2,
+            excluded: 1,
+            ..Default::default()
+        },
+    );
+    r.kinds.insert(
+        "Deployment.apps".into(),
+        KindStats {
+            unchanged: 1,
+            ..Default::default()
+        },
+    );
+    r.failures.push(ObjectFailure {
+        object: format!("ConfigMap/{ns}-dr/bad"),
+        kind: "ApplyFailed".into(),
+        category: FailureCategory::ValidationFailure,
+        message: format!("ConfigMap/{ns}-dr/bad: ConfigMap \"bad\" is invalid (422)"),
+        transient: false,
+    });
+    r.workloads.push(WorkloadScale {
+        kind: "Deployment".into(),
+        name: "web".into(),
+        source_replicas: 3,
+    });
+    r
+}
+
+fn outcome(reports: Vec<SyncReport>) -> Outcome {
+    Outcome {
+        reason: Reason::Schedule,
+        reports,
+        run_errors: Vec::new(),
+        finished: time(1000),
+        duration: Duration::from_secs(3),
+        retry: None,
+        halted: false,
+        clusters: ("prod".into(), "dr".into()),
+        selected: None,
+        last_watch_event: None,
+    }
+}
+
+#[test]
+fn one_rejected_object_gives_exact_counts() {
+    let s = after_sync(&Default::default(), &outcome(vec![report("shop")]), Some(4));
+    assert_eq!(s.phase, Some(SyncPhase::Failed));
+    let stats = s.sync_stats.as_ref().unwrap();
+    // ConfigMaps: 2 created + 1 failed + 1 immutable-skipped (the other skip was excluded); 1 Deployment.
+    assert_eq!(
+        (stats.total_resources, stats.successful_syncs, stats.failed_syncs),
+        (5, 3, 1)
+    );
+    assert_eq!(stats.last_sync_duration, "3s");
+    let groups = s.resource_groups.as_ref().unwrap();
+    let cm = groups.iter().find(|g| g.group_kind == "ConfigMap").unwrap();
+    assert_eq!(
+        (cm.total_count, cm.synced_count, cm.failed_count, cm.pending_count),
+        (4, 2, 1, 1)
+    );
+    let last = s.last_error.as_ref().unwrap();
+    assert_eq!(last.resource.as_deref(), Some("ConfigMap/shop-dr/bad"));
+    assert!(last.message.contains("bad"));
+    let rs = &s.resource_status.as_ref().unwrap()[0];
+    assert_eq!(
+        (rs.kind.as_str(), rs.namespace.as_deref(), rs.name.as_str()),
+        ("ConfigMap", Some("shop-dr"), "bad")
+    );
+    assert_eq!(
+        s.error_categories.as_ref().unwrap()[0].category,
+        "validationFailure"
+    );
+    let synced = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("False", "SyncFailed")
+    );
+    assert_eq!(synced.observed_generation, Some(4));
+    assert_eq!(s.deployment_scales.as_ref().unwrap()[0].original_replicas, 3);
+}
+
+#[test]
+fn success_clears_errors_and_keeps_the_scale_timestamp() {
+    let first = after_sync(&Default::default(), &outcome(vec![report("shop")]), Some(1));
+    let mut ok = report("shop");
+    ok.failures.clear();
+    ok.kinds.get_mut("ConfigMap").unwrap().failed = 0;
+    let mut o = outcome(vec![ok]);
+    o.finished = time(2000);
+    let s = after_sync(&first, &o, Some(1));
+    assert_eq!(s.phase, Some(SyncPhase::Completed));
+    assert!(s.last_error.is_none() && s.error_categories.is_none() && s.resource_status.is_none());
+    assert_eq!(s.last_sync_time, Some(time(2000)));
+    assert_eq!(
+        s.deployment_scales.as_ref().unwrap()[0].last_synced_at,
+        Some(time(1000)),
+        "unchanged replicas keep their timestamp"
+    );
+    let synced = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert_eq!(synced.reason, "SyncCompleted");
+    assert_eq!(
+        synced.message,
+        "Resources successfully synced from cluster prod to cluster dr"
+    );
+}
+
+#[test]
+fn incremental_batches_keep_the_full_counts() {
+    let full = after_sync(&Default::default(), &outcome(vec![report("shop")]), Some(1));
+    let mut small = SyncReport {
+        source_namespace: "shop".into(),
+        ..Default::default()
+    };
+    small.kinds.insert(
+        "ConfigMap".into(),
+        KindStats {
+            updated: 1,
+            ..Default::default()
+        },
+    );
+    let mut o = outcome(vec![small]);
+    o.reason = Reason::Changes;
+    o.last_watch_event = Some(time(999));
+    let s = after_sync(&full, &o, Some(1));
+    assert_eq!(s.sync_stats.as_ref().unwrap().total_resources, 5);
+    assert_eq!(s.resource_groups, full.resource_groups);
+    assert_eq!(s.last_watch_event, Some(time(999)));
+    assert_eq!(s.phase, Some(SyncPhase::Completed));
+}
+
+#[test]
+fn active_destinations_are_reported() {
+    let mut r = report("shop");
+    r.destination_active = true;
+    let s = after_sync(&Default::default(), &outcome(vec![r]), None);
+    let c = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "DestinationActive")
+        .unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "CutoverActive"));
+    assert!(c.message.contains("shop-dr"));
+}
+
+#[test]
+fn retries_and_exhaustion_are_explained() {
+    let mut o = outcome(vec![report("shop")]);
+    o.retry = Some(RetryStatus {
+        next_retry_time: Some(time(1010)),
+        retries_remaining: 4,
+        backoff_duration: "10s".into(),
+    });
+    let s = after_sync(&Default::default(), &o, None);
+    let c = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert!(
+        c.message.contains("Retry scheduled in 10s (4 retries remaining)"),
+        "{}",
+        c.message
+    );
+    o.retry = None;
+    o.halted = true;
+    let s = after_sync(&Default::default(), &o, None);
+    let c = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert_eq!(c.reason, "RetriesExhausted");
+}
+
+#[test]
+fn selected_namespaces_each_get_an_entry() {
+    let mut o = outcome(vec![report("a")]);
+    o.run_errors.push(RunError {
+        source_namespace: "b".into(),
+        destination_namespace: "b-dr".into(),
+        kind: "SourceFailed".into(),
+        category: FailureCategory::ResourceNotFound,
+        message: "namespace b: not found".into(),
+    });
+    o.selected = Some(vec![("a".into(), "a-dr".into()), ("b".into(), "b-dr".into())]);
+    let s = after_sync(&Default::default(), &o, None);
+    let ns = s.namespaces.as_ref().unwrap();
+    assert_eq!(ns.len(), 2);
+    assert_eq!((ns[0].source.as_str(), ns[0].destination.as_str()), ("a", "a-dr"));
+    assert_eq!(ns[0].phase, Some(SyncPhase::Failed));
+    assert_eq!(ns[1].message.as_deref(), Some("namespace b: not found"));
+    assert_eq!(
+        s.last_error.as_ref().unwrap().resource.as_deref(),
+        Some("Namespace/b")
+    );
+}

@@ -1,0 +1,362 @@
+//! The RemoteCluster controller: reads the kubeconfig from the referenced Secret, validates it, connects
+//! (server version), and reports conditions `KubeconfigAvailable`, `KubeconfigValid`, `ClusterAvailable`
+//! (and `ScheduleValid` when `defaultSchedule` is set) with the Go operator's reasons, plus
+//! `status.health` (`Healthy` / `Unhealthy`). Healthy clusters are checked again every
+//! `recheck_interval`, unhealthy ones every `unhealthy_recheck_interval`.
+//!
+//! The Secret is read on every check (no cluster-wide Secret watch, so the operator needs only `get` on
+//! Secrets); a changed Secret gives a new client at the next check or sync.
+
+use std::sync::Arc;
+
+use dr_syncer_core::{
+    api::{RemoteCluster, RemoteClusterStatus},
+    schedule::Schedule,
+};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::controller::Action,
+};
+use serde_json::json;
+use tracing::{info, instrument};
+
+use crate::{
+    OPERATOR_FIELD_MANAGER,
+    conditions::{self, now},
+    context::Context,
+    error::{ClusterError, Error, Result},
+};
+
+/// What a check found, before it becomes status.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    /// `Err((reason, message))` when `defaultSchedule` is invalid; `None` when not set.
+    pub schedule: Option<Result<(), String>>,
+    /// The kubeconfig Secret and key exist.
+    pub available: Result<(), ClusterError>,
+    /// The kubeconfig yields a client.
+    pub valid: Result<(), ClusterError>,
+    /// The cluster answered (its version).
+    pub connected: Result<String, ClusterError>,
+}
+
+/// Turn a check into status conditions and health (pure).
+pub fn status_from(
+    name: &str,
+    check: &CheckResult,
+    old: &RemoteClusterStatus,
+    generation: Option<i64>,
+) -> RemoteClusterStatus {
+    let mut status = old.clone();
+    let mut conds = status.conditions.take().unwrap_or_default();
+    match &check.schedule {
+        None => conditions::remove(&mut conds, "ScheduleValid"),
+        Some(Ok(())) => conditions::set(
+            &mut conds,
+            "ScheduleValid",
+            true,
+            "ScheduleValidated",
+            "defaultSchedule is valid",
+            generation,
+        ),
+        Some(Err(m)) => conditions::set(
+            &mut conds,
+            "ScheduleValid",
+            false,
+            "InvalidSchedule",
+            m.clone(),
+            generation,
+        ),
+    }
+    let not_checked = "not checked: an earlier step failed";
+    match &check.available {
+        Ok(()) => conditions::set(
+            &mut conds,
+            "KubeconfigAvailable",
+            true,
+            "KubeconfigFound",
+            "kubeconfig Secret found",
+            generation,
+        ),
+        Err(e) => conditions::set(
+            &mut conds,
+            "KubeconfigAvailable",
+            false,
+            e.reason(),
+            e.to_string(),
+            generation,
+        ),
+    }
+    match (&check.available, &check.valid) {
+        (Ok(()), Ok(())) => conditions::set(
+            &mut conds,
+            "KubeconfigValid",
+            true,
+            "KubeconfigValidated",
+            "kubeconfig is valid",
+            generation,
+        ),
+        (Ok(()), Err(e)) => conditions::set(
+            &mut conds,
+            "KubeconfigValid",
+            false,
+            e.reason(),
+            e.to_string(),
+            generation,
+        ),
+        (Err(_), _) => conditions::set(
+            &mut conds,
+            "KubeconfigValid",
+            false,
+            "NotChecked",
+            not_checked,
+            generation,
+        ),
+    }
+    match (&check.available, &check.valid, &check.connected) {
+        (Ok(()), Ok(()), Ok(version)) => conditions::set(
+            &mut conds,
+            "ClusterAvailable",
+            true,
+            "ConnectionSuccessful",
+            format!("Successfully connected to cluster {name} (Kubernetes {version})"),
+            generation,
+        ),
+        (Ok(()), Ok(()), Err(e)) => conditions::set(
+            &mut conds,
+            "ClusterAvailable",
+            false,
+            e.reason(),
+            e.to_string(),
+            generation,
+        ),
+        _ => conditions::set(
+            &mut conds,
+            "ClusterAvailable",
+            false,
+            "NotChecked",
+            not_checked,
+            generation,
+        ),
+    }
+    let healthy = check.available.is_ok()
+        && check.valid.is_ok()
+        && check.connected.is_ok()
+        && !matches!(check.schedule, Some(Err(_)));
+    status.health = Some(if healthy { "Healthy" } else { "Unhealthy" }.into());
+    status.conditions = Some(conds);
+    status
+}
+
+/// Check `rc`: schedule, Secret, kubeconfig, connection.
+pub async fn check(rc: &RemoteCluster, ctx: &Context) -> CheckResult {
+    let schedule = rc
+        .spec
+        .default_schedule
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| Schedule::parse(s).map(|_| ()).map_err(|e| e.to_string()));
+    let handle = ctx.clusters.handle_for(rc).await;
+    let (available, valid) = match &handle {
+        Ok(_) => (Ok(()), Ok(())),
+        Err(e @ ClusterError::InvalidKubeconfig { .. }) => (Ok(()), Err(e.clone())),
+        Err(e) => (Err(e.clone()), Err(e.clone())),
+    };
+    let connected = match &handle {
+        Ok(h) => h.check().await,
+        Err(e) => Err(e.clone()),
+    };
+    CheckResult {
+        schedule,
+        available,
+        valid,
+        connected,
+    }
+}
+
+/// Reconcile one RemoteCluster.
+#[instrument(skip(rc, ctx), fields(remotecluster = %format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any())))]
+pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = rc.namespace().unwrap_or_default();
+    let name = rc.name_any();
+    if rc.metadata.deletion_timestamp.is_some() {
+        ctx.clusters.forget(&ns, &name);
+        return Ok(Action::await_change());
+    }
+    let result = check(&rc, &ctx).await;
+    let old = rc.status.clone().unwrap_or_default();
+    let mut status = status_from(&name, &result, &old, rc.metadata.generation);
+    let healthy = status.health.as_deref() == Some("Healthy");
+    let was_healthy = old.health.as_deref() == Some("Healthy");
+    // lastSyncTime: the last successful check, written at most once per recheck interval.
+    if result.connected.is_ok() {
+        let stale = old.last_sync_time.as_ref().is_none_or(|t| {
+            let age = now().0.as_second() - t.0.as_second();
+            age < 0 || age as u64 >= ctx.options.recheck_interval.as_secs() / 2
+        });
+        if stale {
+            status.last_sync_time = Some(now());
+        }
+    }
+    if status != old {
+        let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "RemoteCluster", "status": status});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| Error::kube(format!("writing status of RemoteCluster {ns}/{name}"), e))?;
+    }
+    if healthy && !was_healthy {
+        info!("cluster available");
+        ctx.event(
+            rc.as_ref(),
+            false,
+            "ClusterAvailable",
+            "Check",
+            format!("Successfully connected to cluster {name}"),
+        )
+        .await;
+    } else if !healthy {
+        let problem = [&result.available, &result.valid]
+            .into_iter()
+            .find_map(|r| r.as_ref().err().cloned())
+            .or_else(|| result.connected.as_ref().err().cloned());
+        let (reason, message) = match (problem, &result.schedule) {
+            (Some(e), _) => (e.reason(), e.to_string()),
+            (None, Some(Err(m))) => ("InvalidSchedule", m.clone()),
+            (None, _) => ("Unhealthy", "cluster is not usable".to_owned()),
+        };
+        // Repeats of the same problem are aggregated by the recorder into one Event series.
+        ctx.event(rc.as_ref(), true, reason, "Check", message).await;
+    }
+    Ok(Action::requeue(if healthy {
+        ctx.options.recheck_interval
+    } else {
+        ctx.options.unhealthy_recheck_interval
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> CheckResult {
+        CheckResult {
+            schedule: None,
+            available: Ok(()),
+            valid: Ok(()),
+            connected: Ok("v1.36.4".into()),
+        }
+    }
+
+    fn cond<'a>(s: &'a RemoteClusterStatus, t: &str) -> (&'a str, &'a str) {
+        let c = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn healthy_cluster() {
+        let s = status_from("dr", &ok(), &Default::default(), Some(1));
+        assert_eq!(s.health.as_deref(), Some("Healthy"));
+        assert_eq!(cond(&s, "KubeconfigAvailable"), ("True", "KubeconfigFound"));
+        assert_eq!(cond(&s, "KubeconfigValid"), ("True", "KubeconfigValidated"));
+        assert_eq!(cond(&s, "ClusterAvailable"), ("True", "ConnectionSuccessful"));
+        assert!(
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|c| c.type_ != "ScheduleValid")
+        );
+    }
+
+    #[test]
+    fn go_reasons_for_each_failure() {
+        let missing = CheckResult {
+            available: Err(ClusterError::SecretNotFound("dr/kc".into())),
+            valid: Err(ClusterError::SecretNotFound("dr/kc".into())),
+            connected: Err(ClusterError::SecretNotFound("dr/kc".into())),
+            ..ok()
+        };
+        let s = status_from("dr", &missing, &Default::default(), None);
+        assert_eq!(s.health.as_deref(), Some("Unhealthy"));
+        assert_eq!(
+            cond(&s, "KubeconfigAvailable"),
+            ("False", "KubeconfigSecretNotFound")
+        );
+        assert_eq!(cond(&s, "ClusterAvailable"), ("False", "NotChecked"));
+
+        let key = ClusterError::KeyNotFound {
+            secret: "dr/kc".into(),
+            key: "kubeconfig".into(),
+        };
+        let s = status_from(
+            "dr",
+            &CheckResult {
+                available: Err(key.clone()),
+                valid: Err(key),
+                ..ok()
+            },
+            &Default::default(),
+            None,
+        );
+        assert_eq!(
+            cond(&s, "KubeconfigAvailable"),
+            ("False", "KubeconfigKeyNotFound")
+        );
+
+        let bad = ClusterError::InvalidKubeconfig {
+            secret: "dr/kc".into(),
+            message: "garbage".into(),
+        };
+        let s = status_from(
+            "dr",
+            &CheckResult {
+                valid: Err(bad.clone()),
+                connected: Err(bad),
+                ..ok()
+            },
+            &Default::default(),
+            None,
+        );
+        assert_eq!(cond(&s, "KubeconfigAvailable"), ("True", "KubeconfigFound"));
+        assert_eq!(cond(&s, "KubeconfigValid"), ("False", "InvalidKubeconfig"));
+
+        let down = ClusterError::ConnectionFailed {
+            cluster: "dr".into(),
+            message: "refused".into(),
+        };
+        let s = status_from(
+            "dr",
+            &CheckResult {
+                connected: Err(down),
+                ..ok()
+            },
+            &Default::default(),
+            None,
+        );
+        assert_eq!(cond(&s, "ClusterAvailable"), ("False", "ConnectionFailed"));
+
+        let s = status_from(
+            "dr",
+            &CheckResult {
+                schedule: Some(Err("bad".into())),
+                ..ok()
+            },
+            &Default::default(),
+            None,
+        );
+        assert_eq!(cond(&s, "ScheduleValid"), ("False", "InvalidSchedule"));
+        assert_eq!(s.health.as_deref(), Some("Unhealthy"));
+    }
+}

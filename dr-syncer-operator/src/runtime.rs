@@ -1,0 +1,418 @@
+//! The operator process: controller-cluster client, admin endpoints, leader election, the three
+//! controllers, the replication-lag gauge, and shutdown.
+//!
+//! - `/healthz` answers from the start; `/readyz` once this replica's watch caches of the three custom
+//!   resources have listed (every replica, leader or standby).
+//! - With `--leader-elect`, the controllers run only while this replica holds the Lease. A replica that
+//!   loses it stops at once and exits non-zero (its Deployment restarts it as a standby), so two replicas
+//!   never write at the same time.
+//! - SIGTERM/SIGINT: no new reconciles start; running syncs finish (bounded by `--shutdown-timeout`) and
+//!   write their status; the Lease is released so a standby takes over at once.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use dr_syncer_core::{
+    api::{ClusterMapping, NamespaceMapping, RemoteCluster, ReplicationMode},
+    kube::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
+};
+use futures::{StreamExt, future};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{Controller, controller::Config as ControllerConfig, reflector::ObjectRef, watcher},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    Args,
+    admin::{self, Readiness},
+    cluster_mapping,
+    clusters::Clusters,
+    conditions,
+    context::{Context, Options},
+    lease::{LeaderElector, LeaseTiming},
+    metrics::{MappingLabels, Metrics, ReconcileErrorLabels},
+    namespace_mapping, remote_cluster,
+};
+
+fn init_logging(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{},kube=warn,hyper=warn,tower=warn,rustls=warn",
+        args.log_level
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = if args.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// Mark `ready` once a watch of each custom resource has listed.
+fn readiness(client: Client, namespace: Option<String>, ready: Readiness, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let ns = namespace.as_deref();
+        let listed = |stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>| async move {
+            let mut stream = stream;
+            while let Some(r) = stream.next().await {
+                if r.is_ok() {
+                    return true;
+                }
+            }
+            false
+        };
+        fn init_done<K>(api: Api<K>) -> futures::stream::BoxStream<'static, Result<(), watcher::Error>>
+        where
+            K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+            K::DynamicType: Default,
+        {
+            watcher::watcher(api, watcher::Config::default())
+                .filter_map(|e| {
+                    future::ready(match e {
+                        Ok(watcher::Event::InitDone) => Some(Ok(())),
+                        Ok(_) => None,
+                        Err(e) => {
+                            warn!(error = %e, "readiness watch");
+                            None
+                        }
+                    })
+                })
+                .boxed()
+        }
+        let all = future::join3(
+            listed(init_done(api::<RemoteCluster>(&client, ns))),
+            listed(init_done(api::<ClusterMapping>(&client, ns))),
+            listed(init_done(api::<NamespaceMapping>(&client, ns))),
+        );
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            (a, b, c) = all => if a && b && c {
+                info!("watch caches synced: ready");
+                ready.set_ready();
+            },
+        }
+    });
+}
+
+/// Run the operator until a signal (exit 0) or lost leadership (exit 1).
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(&args);
+    let client = connect(&ClusterConfig {
+        kubeconfig: args
+            .kubeconfig
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(KubeconfigSource::File)
+            .unwrap_or(KubeconfigSource::Infer),
+        context: args.context.clone(),
+    })
+    .await
+    .context("connecting to the controller cluster")?;
+    let identity = args
+        .identity
+        .clone()
+        .filter(|i| !i.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("dr-syncer-operator-{}", std::process::id()));
+    let metrics = Arc::new(Metrics::new());
+    let ready = Readiness::default();
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutdown requested");
+            shutdown.cancel();
+        });
+    }
+
+    // Admin endpoints: metrics and probes (one listener when both use the same address).
+    let metrics_addr = (args.metrics_bind_address != "0")
+        .then(|| admin::parse_addr(&args.metrics_bind_address))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let probe_addr = (args.health_probe_bind_address != "0")
+        .then(|| admin::parse_addr(&args.health_probe_bind_address))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(addr) = metrics_addr {
+        admin::serve(addr, Some(metrics.clone()), ready.clone(), shutdown.child_token())
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
+    if let Some(addr) = probe_addr.filter(|a| Some(*a) != metrics_addr) {
+        admin::serve(addr, None, ready.clone(), shutdown.child_token())
+            .await
+            .with_context(|| format!("serving probes on {addr}"))?;
+    }
+    readiness(
+        client.clone(),
+        args.watch_namespace.clone(),
+        ready.clone(),
+        shutdown.child_token(),
+    );
+
+    // Leadership.
+    let stop = shutdown.child_token();
+    let lost = CancellationToken::new();
+    let elector = if args.leader_elect {
+        let ns = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "dr-syncer".into());
+        let elector = LeaderElector::new(
+            client.clone(),
+            &ns,
+            &args.leader_election_id,
+            &identity,
+            LeaseTiming {
+                lease_duration: args.lease_duration,
+                renew_deadline: args.renew_deadline,
+                retry_period: args.retry_period,
+            },
+        );
+        if !elector.acquire(&shutdown).await {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let (elector2, shutdown2, lost2, stop2) =
+            (elector.clone(), shutdown.clone(), lost.clone(), stop.clone());
+        tokio::spawn(async move {
+            if !elector2.hold(&shutdown2).await {
+                error!("lost the leader lease: stopping");
+                lost2.cancel();
+                stop2.cancel();
+            }
+        });
+        Some(elector)
+    } else {
+        None
+    };
+    metrics.leader.set(1);
+
+    // Controllers.
+    let options = ClientOptions {
+        qps: (args.qps > 0.0).then_some(args.qps),
+        burst: args.burst,
+        ..Default::default()
+    };
+    let (ctx, triggers) = Context::new(
+        client.clone(),
+        Clusters::new(client.clone(), options),
+        metrics.clone(),
+        &identity,
+        Options {
+            recheck_interval: args.recheck_interval,
+            unhealthy_recheck_interval: args.unhealthy_recheck_interval,
+            default_schedule: args.default_schedule.clone(),
+            apply_concurrency: args.apply_concurrency.max(1),
+            debounce: args.debounce,
+            ..Default::default()
+        },
+    );
+    let ctx = Arc::new(ctx);
+    let ns = args.watch_namespace.as_deref();
+    let wc = watcher::Config::default().any_semantic();
+
+    let rc_controller = Controller::new(api::<RemoteCluster>(&client, ns), wc.clone())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(
+            remote_cluster::reconcile,
+            error_policy("remotecluster"),
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    let cm_controller = Controller::new(api::<ClusterMapping>(&client, ns), wc.clone());
+    let cm_store = cm_controller.store();
+    let cm_controller = cm_controller
+        .watches(api::<RemoteCluster>(&client, ns), wc.clone(), move |rc| {
+            let (rc_ns, rc_name) = (rc.namespace(), rc.name_any());
+            cm_store
+                .state()
+                .into_iter()
+                .filter(|cm| {
+                    cm.namespace() == rc_ns
+                        && (cm.spec.source_cluster == rc_name || cm.spec.target_cluster == rc_name)
+                })
+                .map(|cm| ObjectRef::from_obj(cm.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(
+            cluster_mapping::reconcile,
+            error_policy("clustermapping"),
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    let mut triggers = triggers;
+    let trigger_stream = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx));
+    let nm_controller = Controller::new(api::<NamespaceMapping>(&client, ns), wc).with_config(
+        // No trailing-edge debounce here: continuous mode batches its changes itself (see
+        // `Options::debounce`), and a steady stream of changes must not postpone syncs forever.
+        ControllerConfig::default().concurrency(args.max_concurrent_syncs.max(1)),
+    );
+    let nm_store = nm_controller.store();
+    let nm_controller = nm_controller
+        .reconcile_on(trigger_stream)
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(
+            namespace_mapping::reconcile,
+            namespace_mapping::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    {
+        // The replication-lag gauge.
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut known = std::collections::BTreeSet::new();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                update_lag(&ctx, &nm_store.state(), &mut known);
+            }
+        });
+    }
+    info!(%identity, namespace = ns.unwrap_or("(all)"), "controllers started");
+    let controllers = future::join3(rc_controller, cm_controller, nm_controller);
+    let timeout = args.shutdown_timeout;
+    let shutdown_deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        _ = controllers => {}
+        () = lost.cancelled() => {
+            ctx.workers.stop_all();
+            metrics.leader.set(0);
+            return Ok(ExitCode::FAILURE);
+        }
+        () = shutdown_deadline => {
+            // Syncs still running are abandoned; their mappings show phase Running and are resumed by
+            // the next leader ("resuming an interrupted sync").
+            warn!(?timeout, "shutdown timeout: stopping with syncs still running");
+        }
+    }
+    // Graceful shutdown: the controllers have finished their running reconciles (bounded below).
+    ctx.workers.stop_all();
+    metrics.leader.set(0);
+    if let Some(e) = elector {
+        tokio::time::timeout(Duration::from_secs(5), e.release())
+            .await
+            .ok();
+    }
+    info!("stopped");
+    Ok(if lost.is_cancelled() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn error_policy<K>(
+    controller: &'static str,
+) -> impl Fn(Arc<K>, &crate::error::Error, Arc<Context>) -> kube::runtime::controller::Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    move |obj, err, ctx| {
+        let key = format!(
+            "{controller}:{}/{}",
+            obj.meta().namespace.clone().unwrap_or_default(),
+            obj.meta().name.clone().unwrap_or_default()
+        );
+        warn!(%controller, object = %key, error = %err, "reconcile failed");
+        ctx.metrics
+            .reconcile_errors
+            .get_or_create(&ReconcileErrorLabels {
+                controller: controller.into(),
+                kind: err.kind().into(),
+            })
+            .inc();
+        kube::runtime::controller::Action::requeue(ctx.backoffs.next(&key))
+    }
+}
+
+/// Replication lag per mapping: in continuous mode the age of the oldest change not yet applied (or, after
+/// a failure, the time since the last success); otherwise the time since the last successful sync.
+fn update_lag(
+    ctx: &Context,
+    mappings: &[Arc<NamespaceMapping>],
+    known: &mut std::collections::BTreeSet<String>,
+) {
+    let now = conditions::now().0.as_second() as f64;
+    let mut seen = std::collections::BTreeSet::new();
+    for nm in mappings {
+        let key = format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any());
+        let labels = MappingLabels { mapping: key.clone() };
+        let status = nm.status.clone().unwrap_or_default();
+        let synced_ok = conditions::is_true(status.conditions.as_ref(), "Synced");
+        let from_gauge = ctx.metrics.last_success.get_or_create(&labels).get();
+        let last_success = if from_gauge > 0.0 {
+            Some(from_gauge)
+        } else if synced_ok {
+            status.last_sync_time.as_ref().map(|t| t.0.as_second() as f64)
+        } else {
+            None
+        };
+        let since_success = last_success.map(|t| (now - t).max(0.0));
+        let lag = if nm.spec.replication_mode == ReplicationMode::Continuous {
+            let pending = ctx
+                .workers
+                .buffer(&key)
+                .and_then(|b| b.oldest_pending())
+                .map_or(0.0, |d| d.as_secs_f64());
+            if synced_ok {
+                pending
+            } else {
+                pending.max(since_success.unwrap_or(0.0))
+            }
+        } else {
+            since_success.unwrap_or(0.0)
+        };
+        ctx.metrics.replication_lag.get_or_create(&labels).set(lag);
+        seen.insert(key);
+    }
+    // Mappings that are gone: their series go too.
+    for gone in known.difference(&seen) {
+        let labels = MappingLabels {
+            mapping: gone.clone(),
+        };
+        ctx.metrics.replication_lag.remove(&labels);
+        ctx.metrics.last_success.remove(&labels);
+    }
+    *known = seen;
+}
