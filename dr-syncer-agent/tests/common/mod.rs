@@ -438,6 +438,17 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// Run `f` on every item, four at a time (each check is mostly waiting for ssh and sshd to start).
+pub fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) + Sync) {
+    for chunk in items.chunks(4) {
+        std::thread::scope(|s| {
+            for item in chunk {
+                s.spawn(|| f(item));
+            }
+        });
+    }
+}
+
 /// A deterministic pseudo-random byte stream (xorshift), for incompressible test files.
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
