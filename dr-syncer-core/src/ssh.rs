@@ -278,37 +278,27 @@ impl VerifiedSession {
         let mut first_error: Vec<u8> = Vec::new();
         let mut first_error_done = false;
         let mut last_keepalive = Instant::now();
+        // Whether standard input may have data (a read said so, or poll did): no read syscall otherwise.
+        let mut stdin_ready = true;
         loop {
             let mut progressed = false;
-            // Reader → our standard output.
+            // Reader → our standard output. A short read means libssh2's queue is empty.
             loop {
                 match channel.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
                         write_all(stdout.as_fd(), &buf[..n])?;
                         progressed = true;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            loop {
-                match channel.stderr().read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if !first_error_done {
-                            first_error.extend_from_slice(&buf[..n]);
-                            first_error_done = first_error.contains(&b'\n') || first_error.len() > 4096;
+                        if n < buf.len() {
+                            break;
                         }
-                        write_all(stderr.as_fd(), &buf[..n])?;
-                        progressed = true;
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e.into()),
                 }
             }
             // Our standard input → reader.
-            if offset == pending.len() && !stdin_eof {
+            if offset == pending.len() && !stdin_eof && stdin_ready {
                 match nix::unistd::read(stdin_fd, &mut buf) {
                     Ok(0) => stdin_eof = true,
                     Ok(n) => {
@@ -317,7 +307,8 @@ impl VerifiedSession {
                         offset = 0;
                         progressed = true;
                     }
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                    Err(nix::errno::Errno::EAGAIN) => stdin_ready = false,
+                    Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => return Err(std::io::Error::from(e).into()),
                 }
             }
@@ -342,6 +333,25 @@ impl VerifiedSession {
                     Err(e) => eof_sent = ssh_io(e).kind() != ErrorKind::WouldBlock,
                 }
             }
+            // Standard error is rare (warnings, a refusal): read it when the data stream pauses.
+            if !progressed || channel.eof() {
+                loop {
+                    match channel.stderr().read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if !first_error_done {
+                                first_error.extend_from_slice(&buf[..n]);
+                                first_error_done =
+                                    first_error.contains(&b'\n') || first_error.len() > 4096;
+                            }
+                            write_all(stderr.as_fd(), &buf[..n])?;
+                            progressed = true;
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             if channel.eof() {
                 break;
             }
@@ -352,7 +362,7 @@ impl VerifiedSession {
                 last_keepalive = Instant::now();
             }
             if !progressed {
-                self.wait(stdin_fd, !stdin_eof && offset == pending.len())?;
+                stdin_ready |= self.wait(stdin_fd, !stdin_eof && offset == pending.len())?;
             }
         }
         // Drain what is left of standard error, then collect the exit status.
@@ -385,8 +395,8 @@ impl VerifiedSession {
     }
 
     /// Wait until the socket (in the direction libssh2 needs) or standard input is ready, or a second
-    /// has passed.
-    fn wait(&self, stdin: BorrowedFd<'_>, want_stdin: bool) -> Result<(), SshError> {
+    /// has passed; whether standard input is ready.
+    fn wait(&self, stdin: BorrowedFd<'_>, want_stdin: bool) -> Result<bool, SshError> {
         let mut events = PollFlags::POLLIN;
         if matches!(
             self.session.block_directions(),
@@ -399,7 +409,11 @@ impl VerifiedSession {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
         }
         match poll(&mut fds, PollTimeout::from(1000u16)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Ok(_) => Ok(fds
+                .get(1)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty())),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
             Err(e) => Err(std::io::Error::from(e).into()),
         }
     }
