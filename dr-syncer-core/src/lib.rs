@@ -22,6 +22,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod failure;
+pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;
 pub mod order;
@@ -29,6 +30,8 @@ pub mod resource;
 pub mod schedule;
 pub mod selection;
 pub mod source;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 pub mod transform;
 pub mod version;
 

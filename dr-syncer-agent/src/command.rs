@@ -1,0 +1,257 @@
+//! `dr-syncer-agent ssh-command`: the forced command every login to the reader runs.
+//!
+//! It reads the allowed volumes, checks `SSH_ORIGINAL_COMMAND` ([`crate::forced`]), opens the volume and
+//! the requested paths without following symlinks ([`crate::beneath`]), makes the opened volume its
+//! working directory and replaces itself with `rsync --server --sender` on paths relative to it (with
+//! `--confine-root` when the installed rsync has it), with a clean environment. Refusals go to the
+//! client's standard error and exit with [`REFUSED_EXIT_CODE`]; every decision is appended to the audit
+//! log as one JSON line.
+
+use std::{
+    io::Write,
+    os::unix::{ffi::OsStrExt, process::CommandExt},
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use dr_syncer_core::data::REFUSED_EXIT_CODE;
+
+use crate::{
+    allow::AllowList,
+    beneath::{Leaf, open_beneath, open_root},
+    forced::{self, Refusal, Request},
+};
+
+/// Settings of the forced command (the agent's `serve` writes them into the sshd configuration).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommandArgs {
+    /// Directory of allowed volumes.
+    #[arg(long)]
+    pub allow_dir: PathBuf,
+    /// Only volumes under this directory are ever served (the kubelet root), whatever the allow-list says.
+    #[arg(long)]
+    pub volume_root: PathBuf,
+    /// rsync binary.
+    #[arg(long, default_value = "/usr/bin/rsync")]
+    pub rsync: PathBuf,
+    /// Pass `--confine-root=VOLUME` to rsync (rsync ≥ 3.5.0).
+    #[arg(long)]
+    pub confine_root: bool,
+    /// Run rsync as this `UID:GID` instead of the login user.
+    #[arg(long, value_parser = parse_run_as)]
+    pub run_as: Option<(u32, u32)>,
+    /// Append one JSON line per request to this file.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Parse `UID:GID`.
+pub fn parse_run_as(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = s.split_once(':').ok_or("expected UID:GID")?;
+    Ok((
+        u.parse().map_err(|_| format!("invalid uid {u:?}"))?,
+        g.parse().map_err(|_| format!("invalid gid {g:?}"))?,
+    ))
+}
+
+/// The allowed volumes that lie under the volume root.
+fn allowed_roots(args: &CommandArgs) -> Result<Vec<PathBuf>, Refusal> {
+    let base = std::fs::canonicalize(&args.volume_root)
+        .map_err(|e| Refusal(format!("volume root {}: {e}", args.volume_root.display())))?;
+    let entries = AllowList::new(&args.allow_dir)
+        .entries()
+        .map_err(|e| Refusal(format!("reading the allow-list: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| e.path)
+        .filter(|p| p.starts_with(&base) && p != &base)
+        .collect())
+}
+
+fn audit(args: &CommandArgs, command: Option<&str>, outcome: Result<&Request, &Refusal>) {
+    let Some(path) = &args.audit_log else {
+        return;
+    };
+    let client = std::env::var("SSH_CONNECTION").unwrap_or_default();
+    let mut shown = command.unwrap_or("").to_string();
+    shown.truncate(2000);
+    let line = serde_json::json!({
+        "time": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "client": client.split_whitespace().next().unwrap_or(""),
+        "command": shown,
+        "accepted": outcome.is_ok(),
+        "reason": outcome.err().map(|r| r.0.clone()),
+    });
+    let file = std::fs::OpenOptions::new().append(true).create(true).open(path);
+    if let Ok(mut f) = file {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Run the forced command; returns the exit code (when it does not replace itself with rsync).
+pub fn run(args: &CommandArgs) -> i32 {
+    let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    let prepared = allowed_roots(args)
+        .and_then(|roots| forced::check(original.as_deref(), &roots))
+        .and_then(prepare);
+    audit(args, original.as_deref(), prepared.as_ref().map(|p| &p.request));
+    match prepared {
+        Ok(p) => execute(args, p),
+        Err(refusal) => {
+            eprintln!("dr-syncer-agent: refused: {refusal}");
+            REFUSED_EXIT_CODE
+        }
+    }
+}
+
+/// A checked request with its volume opened (and its paths checked) without following symlinks.
+struct Prepared {
+    request: Request,
+    dir: Option<std::os::fd::OwnedFd>,
+}
+
+fn prepare(request: Request) -> Result<Prepared, Refusal> {
+    let dir = match &request {
+        Request::Probe => None,
+        Request::ProbePath { root } | Request::Checksum { root } => Some(open_root(root)?),
+        Request::Rsync { root, paths, .. } => {
+            let dir = open_root(root)?;
+            for path in paths {
+                let leaf = if path.ends_with('/') {
+                    Leaf::Directory
+                } else {
+                    Leaf::Any
+                };
+                open_beneath(&dir, path.as_bytes(), leaf)?;
+            }
+            Some(dir)
+        }
+    };
+    Ok(Prepared { request, dir })
+}
+
+fn execute(args: &CommandArgs, prepared: Prepared) -> i32 {
+    match (prepared.request, prepared.dir) {
+        (Request::Probe, _) => {
+            println!("dr-syncer-agent ok version={}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        (Request::ProbePath { root }, _) => {
+            println!("dr-syncer-agent ok volume={}", root.display());
+            0
+        }
+        (Request::Checksum { .. }, Some(dir)) => {
+            let stdout = std::io::stdout();
+            match crate::checksum::serve(&dir, std::io::stdin(), stdout.lock()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("dr-syncer-agent: checksum: {e}");
+                    1
+                }
+            }
+        }
+        (Request::Rsync { options, root, paths }, Some(dir)) => {
+            if let Err(e) = nix::unistd::fchdir(&dir) {
+                eprintln!("dr-syncer-agent: entering the volume: {e}");
+                return 1;
+            }
+            let err = rsync_command(args, &root, &options, &paths).exec();
+            eprintln!("dr-syncer-agent: starting {}: {err}", args.rsync.display());
+            126
+        }
+        (_, None) => 1,
+    }
+}
+
+/// The rsync server command for a checked request (its working directory is the volume).
+fn rsync_command(
+    args: &CommandArgs,
+    root: &Path,
+    options: &[String],
+    paths: &[String],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(&args.rsync);
+    cmd.args(["--server", "--sender"]).args(options);
+    if args.confine_root {
+        let mut opt = std::ffi::OsString::from("--confine-root=");
+        opt.push(std::ffi::OsStr::from_bytes(root.as_os_str().as_bytes()));
+        cmd.arg(opt);
+    }
+    cmd.arg(".").args(paths);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C");
+    if let Some((uid, gid)) = args.run_as {
+        cmd.gid(gid).uid(uid);
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsync_runs_on_relative_paths_with_confinement() {
+        let args = CommandArgs {
+            allow_dir: "/a".into(),
+            volume_root: "/v".into(),
+            rsync: "/usr/bin/rsync".into(),
+            confine_root: true,
+            run_as: Some((65534, 65534)),
+            audit_log: None,
+        };
+        let cmd = rsync_command(
+            &args,
+            Path::new("/v/pods/u/volumes/x/pv"),
+            &["-logDtpre.iLsfxCIvu".into()],
+            &["./".into()],
+        );
+        let argv: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            argv,
+            [
+                "--server",
+                "--sender",
+                "-logDtpre.iLsfxCIvu",
+                "--confine-root=/v/pods/u/volumes/x/pv",
+                ".",
+                "./"
+            ]
+        );
+        let envs: Vec<_> = cmd.get_envs().collect();
+        assert!(
+            envs.iter().all(|(k, _)| *k == "PATH" || *k == "LC_ALL"),
+            "{envs:?}"
+        );
+        assert_eq!(parse_run_as("1:2"), Ok((1, 2)));
+        assert!(parse_run_as("1").is_err() && parse_run_as("a:b").is_err());
+    }
+
+    #[test]
+    fn only_allowed_volumes_under_the_volume_root_are_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let kubelet = base.join("kubelet");
+        std::fs::create_dir_all(kubelet.join("pods/u/vol")).unwrap();
+        std::fs::create_dir_all(base.join("elsewhere")).unwrap();
+        let list = AllowList::new(base.join("allow"));
+        list.grant("inside", &kubelet.join("pods/u/vol")).unwrap();
+        list.grant("outside", &base.join("elsewhere")).unwrap();
+        list.grant("root", &kubelet).unwrap();
+        let args = CommandArgs {
+            allow_dir: base.join("allow"),
+            volume_root: kubelet.clone(),
+            rsync: "rsync".into(),
+            confine_root: false,
+            run_as: None,
+            audit_log: Some(base.join("audit.log")),
+        };
+        assert_eq!(allowed_roots(&args).unwrap(), vec![kubelet.join("pods/u/vol")]);
+        audit(&args, Some("sh"), Err(&Refusal("no".into())));
+        let log = std::fs::read_to_string(base.join("audit.log")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+        assert_eq!(line["accepted"], false);
+        assert_eq!(line["command"], "sh");
+    }
+}

@@ -1,0 +1,340 @@
+//! `dr-syncer-agent mover` (the writer: pull a volume from a reader) and `dr-syncer-agent probe` (check
+//! that a reader is reachable, is the pinned one, accepts the key and serves a volume).
+//!
+//! Both write JSON lines on standard output so that a controller following the mover pod's log can read
+//! them:
+//! - `{"event":"progress","attempt":1,"bytes":…,"percent":…,"bytesPerSecond":…,"remainingSeconds":…,
+//!   "filesTransferred":…,"filesToCheck":…,"filesTotal":…}` (at most once a second, and at the end);
+//! - `{"event":"completed","stats":{"bytesSent":…,"bytesReceived":…,"literalBytes":…,"totalBytes":…,
+//!   "filesTransferred":…,"filesDeleted":…,"filesTotal":…,"filesVerified":…,"durationSeconds":…,
+//!   "bytesPerSecond":…,"attempts":…}}`;
+//! - `{"event":"failed","kind":"HostKeyMismatch","transient":false,"message":"…"}`;
+//! - for `probe`: `{"event":"probe","ok":true,"hostKeyFingerprint":"SHA256:…","reply":"…"}`.
+//!
+//! The exit code tells the failure's kind too: see [`exit_code`].
+
+use std::{
+    path::PathBuf,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use dr_syncer_core::{
+    api::VerificationMode,
+    data::{
+        DataMover, DataMoverError, DataSource, RetryPolicy, RsyncSsh, SshEndpoint, TransferOptions,
+        TransferProgress, TransferRequest, TransferStats, bridge::BridgeConfig,
+    },
+};
+use serde_json::json;
+
+/// Where the reader is and how to log in (shared by `mover` and `probe`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReaderArgs {
+    /// The reader's host (the source node's IP).
+    #[arg(long)]
+    pub host: String,
+    /// The reader's port.
+    #[arg(long, default_value_t = 2222)]
+    pub port: u16,
+    /// Login user.
+    #[arg(long, default_value = "root")]
+    pub user: String,
+    /// File with the pinned host key(s) of the reader (OpenSSH public key lines).
+    #[arg(long)]
+    pub host_key_file: PathBuf,
+    /// The client's private key.
+    #[arg(long)]
+    pub identity: PathBuf,
+    /// Limit of connecting and logging in, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub connect_timeout_secs: u64,
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MoverArgs {
+    #[command(flatten)]
+    pub reader: ReaderArgs,
+    /// The volume's path on the reader's node (its contents are copied).
+    #[arg(long)]
+    pub source_path: String,
+    /// The destination directory (the mounted DR volume).
+    #[arg(long)]
+    pub destination: PathBuf,
+    /// Bandwidth limit in KiB/s.
+    #[arg(long)]
+    pub bwlimit_kib: Option<u32>,
+    /// rsync pattern not to copy (repeatable).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Time limit of the whole transfer in seconds.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+    /// Fail (and retry) when no data moves for this many seconds; 0 for no limit.
+    #[arg(long, default_value_t = 300)]
+    pub io_timeout_secs: u64,
+    /// Extra rsync option from the allow-list (repeatable; one word each, e.g. `--compress`).
+    #[arg(long = "rsync-option", allow_hyphen_values = true)]
+    pub rsync_options: Vec<String>,
+    /// Keep partial files so that an interrupted transfer resumes.
+    #[arg(long)]
+    pub resumable: bool,
+    /// Copy extended attributes too.
+    #[arg(long)]
+    pub xattrs: bool,
+    /// Do not delete destination files the source lacks.
+    #[arg(long)]
+    pub no_delete: bool,
+    /// Accept a transfer in which some files could not be copied or vanished (rsync 23/24).
+    #[arg(long)]
+    pub allow_incomplete: bool,
+    /// Verification after copying: none, sample or full.
+    #[arg(long, default_value = "none", value_parser = parse_verification)]
+    pub verification: VerificationMode,
+    /// Percentage of files checked by sample verification.
+    #[arg(long, default_value_t = 10)]
+    pub sample_percent: u8,
+    /// Retries of transient failures.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// First retry delay in milliseconds (doubling, ±15 % jitter).
+    #[arg(long, default_value_t = 5000)]
+    pub retry_initial_ms: u64,
+    /// Longest retry delay in milliseconds.
+    #[arg(long, default_value_t = 300_000)]
+    pub retry_max_ms: u64,
+    /// rsync binary.
+    #[arg(long, default_value = "rsync")]
+    pub rsync: PathBuf,
+}
+
+fn parse_verification(s: &str) -> Result<VerificationMode, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "none" => Ok(VerificationMode::None),
+        "sample" => Ok(VerificationMode::Sample),
+        "full" => Ok(VerificationMode::Full),
+        _ => Err(format!("{s:?} is not none, sample or full")),
+    }
+}
+
+/// The exit code of a failed transfer or probe, by kind: 2 invalid request, 3 host key mismatch,
+/// 4 authentication failed, 5 refused by the reader, 6 incomplete (rsync 23/24), 7 verification failed,
+/// 8 timed out, 9 other transfer failures.
+pub fn exit_code(err: &DataMoverError) -> u8 {
+    match err {
+        DataMoverError::InvalidRequest(_) => 2,
+        DataMoverError::HostKeyMismatch { .. } => 3,
+        DataMoverError::AuthenticationFailed { .. } => 4,
+        DataMoverError::Refused(_) => 5,
+        DataMoverError::Incomplete { .. } => 6,
+        DataMoverError::Verification(_) => 7,
+        DataMoverError::TimedOut(_) => 8,
+        DataMoverError::Failed { .. } | DataMoverError::Io { .. } => 9,
+    }
+}
+
+fn emit(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn progress_json(p: &TransferProgress) -> serde_json::Value {
+    json!({
+        "event": "progress",
+        "attempt": p.attempt,
+        "bytes": p.bytes,
+        "percent": p.percent,
+        "bytesPerSecond": p.bytes_per_second,
+        "remainingSeconds": p.remaining.map(|d| d.as_secs()),
+        "filesTransferred": p.files_transferred,
+        "filesToCheck": p.files_to_check,
+        "filesTotal": p.files_total,
+    })
+}
+
+/// The `completed` line's statistics.
+pub fn stats_json(s: &TransferStats) -> serde_json::Value {
+    json!({
+        "bytesSent": s.bytes_sent,
+        "bytesReceived": s.bytes_received,
+        "literalBytes": s.literal_bytes,
+        "totalBytes": s.total_bytes,
+        "filesTransferred": s.files_transferred,
+        "filesDeleted": s.files_deleted,
+        "filesTotal": s.files_total,
+        "filesVerified": s.files_verified,
+        "durationSeconds": s.duration.as_secs_f64(),
+        "bytesPerSecond": s.bytes_per_second(),
+        "attempts": s.attempts,
+    })
+}
+
+fn failed_json(err: &DataMoverError) -> serde_json::Value {
+    json!({"event": "failed", "kind": err.kind(), "transient": err.is_transient(), "message": err.to_string()})
+}
+
+fn read_pins(reader: &ReaderArgs) -> Result<String, DataMoverError> {
+    std::fs::read_to_string(&reader.host_key_file).map_err(|e| {
+        DataMoverError::InvalidRequest(format!("reading {}: {e}", reader.host_key_file.display()))
+    })
+}
+
+/// Run the writer; the process exit code.
+pub async fn run_mover(args: MoverArgs) -> u8 {
+    let request = match build_request(&args) {
+        Ok(r) => r,
+        Err(err) => {
+            emit(failed_json(&err));
+            return exit_code(&err);
+        }
+    };
+    let bridge = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            let err = DataMoverError::Io {
+                context: "locating the agent binary".into(),
+                source: e,
+            };
+            emit(failed_json(&err));
+            return exit_code(&err);
+        }
+    };
+    let mover = RsyncSsh::new(bridge)
+        .with_rsync(&args.rsync)
+        .with_connect_timeout(Duration::from_secs(args.reader.connect_timeout_secs.max(1)));
+    // At most one progress line a second (rsync reports far more often); the last one always.
+    let last: Mutex<(Option<Instant>, Option<TransferProgress>)> = Mutex::new((None, None));
+    let report = |p: TransferProgress| {
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            emit(progress_json(&p));
+            *last = (Some(Instant::now()), None);
+        } else {
+            last.1 = Some(p);
+        }
+    };
+    let result = mover.transfer(&request, &report).await;
+    if let Some(p) = last.lock().unwrap_or_else(|e| e.into_inner()).1.take() {
+        emit(progress_json(&p));
+    }
+    match result {
+        Ok(stats) => {
+            emit(json!({"event": "completed", "stats": stats_json(&stats)}));
+            0
+        }
+        Err(err) => {
+            emit(failed_json(&err));
+            exit_code(&err)
+        }
+    }
+}
+
+fn build_request(args: &MoverArgs) -> Result<TransferRequest, DataMoverError> {
+    Ok(TransferRequest {
+        source: DataSource::Ssh(SshEndpoint {
+            host: args.reader.host.clone(),
+            port: args.reader.port,
+            user: args.reader.user.clone(),
+            path: args.source_path.clone(),
+            pinned_host_key: read_pins(&args.reader)?,
+            client_key: args.reader.identity.clone(),
+        }),
+        destination: args.destination.clone(),
+        options: TransferOptions {
+            delete: !args.no_delete,
+            exclude: args.exclude.clone(),
+            bandwidth_limit_kib: args.bwlimit_kib,
+            timeout: args.timeout_secs.map(Duration::from_secs),
+            io_timeout: (args.io_timeout_secs > 0).then(|| Duration::from_secs(args.io_timeout_secs)),
+            extra_options: args.rsync_options.clone(),
+            resumable: args.resumable,
+            xattrs: args.xattrs,
+            allow_incomplete: args.allow_incomplete,
+            retry: RetryPolicy {
+                max_retries: args.retries,
+                initial_delay: Duration::from_millis(args.retry_initial_ms),
+                max_delay: Duration::from_millis(args.retry_max_ms),
+                jitter_percent: 15,
+            },
+            verification: args.verification,
+            sample_percent: args.sample_percent,
+        },
+    })
+}
+
+/// Settings of the probe.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub reader: ReaderArgs,
+    /// Also check that this volume path is served.
+    #[arg(long)]
+    pub volume_path: Option<String>,
+}
+
+/// Probe a reader; the process exit code.
+pub fn run_probe(args: ProbeArgs) -> u8 {
+    let result = probe(&args);
+    match result {
+        Ok((fingerprint, reply)) => {
+            emit(json!({"event": "probe", "ok": true, "hostKeyFingerprint": fingerprint, "reply": reply}));
+            0
+        }
+        Err(err) => {
+            emit(failed_json(&err));
+            exit_code(&err)
+        }
+    }
+}
+
+fn probe(args: &ProbeArgs) -> Result<(String, String), DataMoverError> {
+    let r = &args.reader;
+    let config = BridgeConfig {
+        host: r.host.clone(),
+        port: r.port,
+        user: r.user.clone(),
+        pinned_host_keys: read_pins(r)?,
+        identity: r.identity.clone(),
+        connect_timeout_ms: r.connect_timeout_secs.max(1) * 1000,
+        keepalive_secs: 0,
+    };
+    let mut seen = None;
+    let session = dr_syncer_core::ssh::connect(&config, &mut seen).map_err(|e| ssh_error(e, &r.host))?;
+    let command = match &args.volume_path {
+        Some(p) => format!("{} {p}", crate::forced::PROBE_COMMAND),
+        None => crate::forced::PROBE_COMMAND.to_string(),
+    };
+    let (code, out, err) = session
+        .exec_capture(&command, b"")
+        .map_err(|e| ssh_error(e, &r.host))?;
+    let reply = String::from_utf8_lossy(&out).trim().to_string();
+    match code {
+        0 => Ok((session.host_key_fingerprint().to_string(), reply)),
+        dr_syncer_core::data::REFUSED_EXIT_CODE => Err(DataMoverError::Refused(
+            String::from_utf8_lossy(&err).trim().to_string(),
+        )),
+        _ => Err(DataMoverError::Failed {
+            message: format!(
+                "the probe exited with {code}: {}",
+                String::from_utf8_lossy(&err).trim()
+            ),
+            transient: true,
+        }),
+    }
+}
+
+fn ssh_error(e: dr_syncer_core::ssh::SshError, host: &str) -> DataMoverError {
+    use dr_syncer_core::ssh::SshError;
+    match e {
+        SshError::HostKeyMismatch { .. } => DataMoverError::HostKeyMismatch { host: host.into() },
+        SshError::Authentication { message, .. } => DataMoverError::AuthenticationFailed {
+            host: host.into(),
+            message,
+        },
+        SshError::InvalidConfig(m) => DataMoverError::InvalidRequest(m),
+        other => DataMoverError::Failed {
+            message: other.to_string(),
+            transient: true,
+        },
+    }
+}
