@@ -17,7 +17,7 @@ use std::{
 use dr_syncer_core::data::REFUSED_EXIT_CODE;
 
 use crate::{
-    allow::AllowList,
+    allow::{AllowEntry, AllowList},
     beneath::{Leaf, open_beneath, open_root},
     forced::{self, Refusal, Request},
 };
@@ -56,6 +56,11 @@ pub fn parse_run_as(s: &str) -> Result<(u32, u32), String> {
 
 /// The allowed volumes that lie under the volume root.
 fn allowed_roots(args: &CommandArgs) -> Result<Vec<PathBuf>, Refusal> {
+    Ok(allowed_entries(args)?.into_iter().map(|e| e.path).collect())
+}
+
+/// The allow-list entries whose volumes lie under the volume root.
+fn allowed_entries(args: &CommandArgs) -> Result<Vec<AllowEntry>, Refusal> {
     let base = std::fs::canonicalize(&args.volume_root)
         .map_err(|e| Refusal(format!("volume root {}: {e}", args.volume_root.display())))?;
     let entries = AllowList::new(&args.allow_dir)
@@ -63,8 +68,7 @@ fn allowed_roots(args: &CommandArgs) -> Result<Vec<PathBuf>, Refusal> {
         .map_err(|e| Refusal(format!("reading the allow-list: {e}")))?;
     Ok(entries
         .into_iter()
-        .map(|e| e.path)
-        .filter(|p| p.starts_with(&base) && p != &base)
+        .filter(|e| e.path.starts_with(&base) && e.path != base)
         .collect())
 }
 
@@ -91,9 +95,7 @@ fn audit(args: &CommandArgs, command: Option<&str>, outcome: Result<&Request, &R
 /// Run the forced command; returns the exit code (when it does not replace itself with rsync).
 pub fn run(args: &CommandArgs) -> i32 {
     let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
-    let prepared = allowed_roots(args)
-        .and_then(|roots| forced::check(original.as_deref(), &roots))
-        .and_then(prepare);
+    let prepared = check(args, original.as_deref()).and_then(prepare);
     audit(args, original.as_deref(), prepared.as_ref().map(|p| &p.request));
     match prepared {
         Ok(p) => execute(args, p),
@@ -102,6 +104,22 @@ pub fn run(args: &CommandArgs) -> i32 {
             REFUSED_EXIT_CODE
         }
     }
+}
+
+/// Check the request against the allow-list (by path, or by grant name for `dr-syncer-resolve`).
+fn check(args: &CommandArgs, command: Option<&str>) -> Result<Request, Refusal> {
+    if let Some(name) = forced::resolve_name(command)? {
+        return allowed_entries(args)?
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| Request::Resolve { root: e.path })
+            .ok_or_else(|| {
+                Refusal(format!(
+                    "grant {name} is not served by this node (not granted yet, or its volume is not mounted here)"
+                ))
+            });
+    }
+    forced::check(command, &allowed_roots(args)?)
 }
 
 /// A checked request with its volume opened (and its paths checked) without following symlinks.
@@ -113,7 +131,9 @@ struct Prepared {
 fn prepare(request: Request) -> Result<Prepared, Refusal> {
     let dir = match &request {
         Request::Probe => None,
-        Request::ProbePath { root } | Request::Checksum { root } => Some(open_root(root)?),
+        Request::ProbePath { root } | Request::Resolve { root } | Request::Checksum { root } => {
+            Some(open_root(root)?)
+        }
         Request::Rsync { root, paths, .. } => {
             let dir = open_root(root)?;
             for path in paths {
@@ -138,6 +158,10 @@ fn execute(args: &CommandArgs, prepared: Prepared) -> i32 {
         }
         (Request::ProbePath { root }, _) => {
             println!("dr-syncer-agent ok volume={}", root.display());
+            0
+        }
+        (Request::Resolve { root }, _) => {
+            println!("{}", root.display());
             0
         }
         (Request::Checksum { .. }, Some(dir)) => {

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 /// The probe command.
 pub const PROBE_COMMAND: &str = "dr-syncer-probe";
+/// The command that asks for the path of a grant (see [`crate::grants`]).
+pub const RESOLVE_COMMAND: &str = "dr-syncer-resolve";
 pub use dr_syncer_core::data::CHECKSUM_COMMAND;
 
 /// A request the reader will serve.
@@ -28,6 +30,11 @@ pub enum Request {
     Probe,
     /// Is this volume served here?
     ProbePath {
+        /// The allowed volume.
+        root: PathBuf,
+    },
+    /// The path of an allowed volume, asked by its grant's name.
+    Resolve {
         /// The allowed volume.
         root: PathBuf,
     },
@@ -224,6 +231,33 @@ fn locate<'r>(path: &str, roots: &'r [PathBuf]) -> Result<(&'r Path, String), Re
         }
     }
     refuse(format!("path {path:?} is not a volume served by this node"))
+}
+
+/// The grant name of a `dr-syncer-resolve NAME` request (`None` for any other request).
+///
+/// # Errors
+/// [`Refusal`] when the name is not `[A-Za-z0-9_.-]{1,200}` or starts with `.`.
+pub fn resolve_name(command: Option<&str>) -> Result<Option<String>, Refusal> {
+    let Some(command) = command else {
+        return Ok(None);
+    };
+    let words: Vec<&str> = command.split(' ').filter(|w| !w.is_empty()).collect();
+    match words.as_slice() {
+        [RESOLVE_COMMAND, name] => {
+            let ok = name.len() <= 200
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+            if ok {
+                Ok(Some((*name).to_string()))
+            } else {
+                refuse(format!("invalid grant name {name:?}"))
+            }
+        }
+        [RESOLVE_COMMAND, ..] => refuse("usage: dr-syncer-resolve NAME"),
+        _ => Ok(None),
+    }
 }
 
 /// Check `SSH_ORIGINAL_COMMAND` against the allowed volume roots.

@@ -21,6 +21,7 @@ pub mod beneath;
 pub mod checksum;
 pub mod command;
 pub mod forced;
+pub mod grants;
 pub mod kubelet;
 pub mod mover;
 pub mod serve;

@@ -57,8 +57,19 @@ pub struct MoverArgs {
     #[command(flatten)]
     pub reader: ReaderArgs,
     /// The volume's path on the reader's node (its contents are copied).
+    #[arg(long, required_unless_present = "grant", conflicts_with = "grant")]
+    pub source_path: Option<String>,
+    /// Name of the grant that allows the volume on the reader (the reader resolves it to the path;
+    /// see `grants`); waits up to `--grant-wait-secs` for the reader to serve it.
     #[arg(long)]
-    pub source_path: String,
+    pub grant: Option<String>,
+    /// How long to wait for the reader to serve the grant, in seconds (the kubelet may take a minute to
+    /// update the agent's mounted grants).
+    #[arg(long, default_value_t = 180)]
+    pub grant_wait_secs: u64,
+    /// File that receives the final JSON line too (the pod's termination message).
+    #[arg(long)]
+    pub termination_log: Option<PathBuf>,
     /// The destination directory (the mounted DR volume).
     #[arg(long)]
     pub destination: PathBuf,
@@ -179,12 +190,74 @@ fn read_pins(reader: &ReaderArgs) -> Result<String, DataMoverError> {
     })
 }
 
+/// Write the final line to the termination log too (best effort: the log line is the record).
+fn finish(args: &MoverArgs, value: serde_json::Value) {
+    if let Some(path) = &args.termination_log {
+        let mut text = value.to_string();
+        // The kubelet keeps at most 4096 bytes of a termination message.
+        if text.len() > 4096 {
+            text =
+                json!({"event": value["event"], "kind": value["kind"], "message": "(truncated)"}).to_string();
+        }
+        if let Err(e) = std::fs::write(path, &text) {
+            eprintln!("writing {}: {e}", path.display());
+        }
+    }
+    emit(value);
+}
+
+/// The volume path: `--source-path`, or the path the reader gives for `--grant` (waiting for it).
+async fn source_path(args: &MoverArgs) -> Result<String, DataMoverError> {
+    if let Some(path) = &args.source_path {
+        return Ok(path.clone());
+    }
+    let Some(grant) = args.grant.clone() else {
+        return Err(DataMoverError::InvalidRequest(
+            "--source-path or --grant is required".into(),
+        ));
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.grant_wait_secs);
+    let mut told = false;
+    loop {
+        let reader = args.reader.clone();
+        let command = format!("{} {grant}", crate::forced::RESOLVE_COMMAND);
+        let result = tokio::task::spawn_blocking(move || exec_on_reader(&reader, &command))
+            .await
+            .map_err(|e| DataMoverError::Failed {
+                message: format!("resolving the grant: {e}"),
+                transient: true,
+            })?;
+        let err = match result {
+            Ok((_, reply)) if reply.starts_with('/') => return Ok(reply),
+            Ok((_, reply)) => DataMoverError::Failed {
+                message: format!("unexpected reply to the grant's resolution: {reply:?}"),
+                transient: false,
+            },
+            Err(e) => e,
+        };
+        let retry = matches!(err, DataMoverError::Refused(_)) || err.is_transient();
+        if !retry || Instant::now() >= deadline {
+            return Err(err);
+        }
+        if !told {
+            emit(
+                json!({"event": "waiting", "message": format!("waiting for the reader to serve grant {grant}: {err}")}),
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// Run the writer; the process exit code.
 pub async fn run_mover(args: MoverArgs) -> u8 {
-    let request = match build_request(&args) {
+    let request = match source_path(&args)
+        .await
+        .and_then(|path| build_request(&args, path))
+    {
         Ok(r) => r,
         Err(err) => {
-            emit(failed_json(&err));
+            finish(&args, failed_json(&err));
             return exit_code(&err);
         }
     };
@@ -195,7 +268,7 @@ pub async fn run_mover(args: MoverArgs) -> u8 {
                 context: "locating the agent binary".into(),
                 source: e,
             };
-            emit(failed_json(&err));
+            finish(&args, failed_json(&err));
             return exit_code(&err);
         }
     };
@@ -219,23 +292,23 @@ pub async fn run_mover(args: MoverArgs) -> u8 {
     }
     match result {
         Ok(stats) => {
-            emit(json!({"event": "completed", "stats": stats_json(&stats)}));
+            finish(&args, json!({"event": "completed", "stats": stats_json(&stats)}));
             0
         }
         Err(err) => {
-            emit(failed_json(&err));
+            finish(&args, failed_json(&err));
             exit_code(&err)
         }
     }
 }
 
-fn build_request(args: &MoverArgs) -> Result<TransferRequest, DataMoverError> {
+fn build_request(args: &MoverArgs, path: String) -> Result<TransferRequest, DataMoverError> {
     Ok(TransferRequest {
         source: DataSource::Ssh(SshEndpoint {
             host: args.reader.host.clone(),
             port: args.reader.port,
             user: args.reader.user.clone(),
-            path: args.source_path.clone(),
+            path,
             pinned_host_key: read_pins(&args.reader)?,
             client_key: args.reader.identity.clone(),
         }),
@@ -288,7 +361,16 @@ pub fn run_probe(args: ProbeArgs) -> u8 {
 }
 
 fn probe(args: &ProbeArgs) -> Result<(String, String), DataMoverError> {
-    let r = &args.reader;
+    let command = match &args.volume_path {
+        Some(p) => format!("{} {p}", crate::forced::PROBE_COMMAND),
+        None => crate::forced::PROBE_COMMAND.to_string(),
+    };
+    exec_on_reader(&args.reader, &command)
+}
+
+/// Run one request on the reader: its host key's fingerprint and its reply (first line of standard
+/// output, trimmed).
+fn exec_on_reader(r: &ReaderArgs, command: &str) -> Result<(String, String), DataMoverError> {
     let config = BridgeConfig {
         host: r.host.clone(),
         port: r.port,
@@ -300,12 +382,8 @@ fn probe(args: &ProbeArgs) -> Result<(String, String), DataMoverError> {
     };
     let mut seen = None;
     let session = dr_syncer_core::ssh::connect(&config, &mut seen).map_err(|e| ssh_error(e, &r.host))?;
-    let command = match &args.volume_path {
-        Some(p) => format!("{} {p}", crate::forced::PROBE_COMMAND),
-        None => crate::forced::PROBE_COMMAND.to_string(),
-    };
     let (code, out, err) = session
-        .exec_capture(&command, b"")
+        .exec_capture(command, b"")
         .map_err(|e| ssh_error(e, &r.host))?;
     let reply = String::from_utf8_lossy(&out).trim().to_string();
     match code {
@@ -315,7 +393,8 @@ fn probe(args: &ProbeArgs) -> Result<(String, String), DataMoverError> {
         )),
         _ => Err(DataMoverError::Failed {
             message: format!(
-                "the probe exited with {code}: {}",
+                "the reader's {} exited with {code}: {}",
+                command.split(' ').next().unwrap_or_default(),
                 String::from_utf8_lossy(&err).trim()
             ),
             transient: true,

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Only volumes under this directory are ever served (the kubelet root).
     #[arg(long, default_value = "/var/lib/kubelet")]
     pub volume_root: PathBuf,
+    /// Directory of grants (the mounted `dr-syncer-agent-grants` ConfigMap): the agent then keeps the
+    /// allow-list equal to the grants that resolve on this node (see the grants format).
+    #[arg(long)]
+    pub grants_dir: Option<PathBuf>,
     /// Address of the health endpoint (`/healthz`, `/readyz`), or `off`.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub health_address: String,
@@ -312,6 +316,10 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(args.refresh_interval_ms.max(100)));
     let mut audit_offset = 0u64;
+    let mut grant_problems = Vec::new();
+    if let Some(dir) = &args.grants_dir {
+        sync_grants(dir, &args, &mut grant_problems);
+    }
     loop {
         tokio::select! {
             status = sshd.wait() => {
@@ -323,6 +331,9 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 if let Err(e) = refresh(&args, &state, &forced, &sshd).await {
                     error!("refreshing keys: {e:#}");
+                }
+                if let Some(dir) = &args.grants_dir {
+                    sync_grants(dir, &args, &mut grant_problems);
                 }
                 audit_offset = relay_audit(&state.audit_log, audit_offset).await;
             }
@@ -363,6 +374,28 @@ async fn refresh(
         )?;
     }
     Ok(())
+}
+
+/// Keep the allow-list equal to the grants resolved on this node; problems are logged when they change.
+fn sync_grants(dir: &Path, args: &ServeArgs, last_problems: &mut Vec<String>) {
+    let allow = crate::allow::AllowList::new(&args.allow_dir);
+    match crate::grants::sync(dir, &allow, &args.volume_root) {
+        Ok(done) => {
+            for (name, path) in &done.allowed {
+                info!(grant = %name, path = %path.display(), "volume allowed");
+            }
+            for name in &done.revoked {
+                info!(grant = %name, "volume no longer allowed");
+            }
+            if done.problems != *last_problems {
+                for p in &done.problems {
+                    warn!("{p}");
+                }
+                *last_problems = done.problems;
+            }
+        }
+        Err(e) => error!("applying grants: {e}"),
+    }
 }
 
 /// Log the audit lines written since `offset`; the new offset.

@@ -562,3 +562,79 @@ fn the_reader_audits_requests_and_reports_health() {
     );
     assert!(health("/readyz").starts_with("HTTP/1.1 200"));
 }
+
+#[test]
+fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
+    let reader = Reader::start(ReaderOptions {
+        grants: true,
+        ..Default::default()
+    });
+    let vol = reader.volume("app");
+    std::fs::write(vol.join("data.txt"), "granted data").unwrap();
+    let dest = TestDir::data("dest");
+    let pin = dest.path().join("pin");
+    std::fs::write(&pin, format!("{}\n", reader.pin())).unwrap();
+    let term = dest.path().join("termination-log");
+    let mover = |grant: &str, wait: &str| {
+        let mut cmd = Command::new(AGENT);
+        cmd.args([
+            "mover",
+            "--host",
+            &reader.host,
+            "--port",
+            &reader.port.to_string(),
+        ])
+        .arg("--host-key-file")
+        .arg(&pin)
+        .arg("--identity")
+        .arg(&reader.client_key)
+        .args(["--grant", grant, "--grant-wait-secs", wait])
+        .arg("--destination")
+        .arg(dest.path().join("pvc"))
+        .arg("--termination-log")
+        .arg(&term)
+        .args(["--retries", "0"]);
+        run_with_timeout(&mut cmd, Duration::from_secs(120))
+    };
+
+    // Not granted: the mover waits, then fails as refused, and says so in its termination message.
+    let out = mover("ns.app", "1");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let last = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(last["kind"], "TransferRefused", "{last}");
+    let message: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&term).unwrap()).unwrap();
+    assert_eq!(message, last);
+    assert!(!dest.path().join("pvc/data.txt").exists());
+
+    // The grant names the pod and the PV; the agent resolves it on its node and the mover copies.
+    std::fs::write(reader.grants_dir.join("ns.app"), "app-uid/pv-app\n").unwrap();
+    // A grant whose pod is on another node resolves nowhere here.
+    std::fs::write(reader.grants_dir.join("ns.other"), "other-uid/pv-other\n").unwrap();
+    let out = mover("ns.app", "30");
+    assert!(out.status.success(), "{out:?}\n{}", reader.log_text());
+    let last = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(last["event"], "completed", "{last}");
+    assert_eq!(
+        std::fs::read_to_string(dest.path().join("pvc/data.txt")).unwrap(),
+        "granted data"
+    );
+    let message: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&term).unwrap()).unwrap();
+    assert_eq!(message["event"], "completed");
+    let allowed: Vec<_> = dr_syncer_agent::allow::AllowList::new(&reader.allow_dir)
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.path))
+        .collect();
+    assert_eq!(allowed, vec![("ns.app".to_string(), vol.clone())]);
+    assert!(reader.audit().contains("dr-syncer-resolve ns.app"));
+
+    // Removing the grant revokes the volume: the next mover is refused again.
+    std::fs::remove_file(reader.grants_dir.join("ns.app")).unwrap();
+    let out = mover("ns.app", "1");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not served by this node"),
+        "{out:?}"
+    );
+}

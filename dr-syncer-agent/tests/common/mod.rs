@@ -116,6 +116,8 @@ pub struct ReaderOptions {
     pub run_as: Option<(u32, u32)>,
     /// Serve the health endpoint (on a free loopback port).
     pub health: bool,
+    /// Keep the allow-list from a grants directory (`Reader::grants_dir`).
+    pub grants: bool,
 }
 
 /// A running reader and its keys.
@@ -131,6 +133,8 @@ pub struct Reader {
     pub allow_dir: PathBuf,
     /// The volume root (`--volume-root`): volumes are created below it.
     pub kubelet: PathBuf,
+    /// `--grants-dir` (when `ReaderOptions::grants`).
+    pub grants_dir: PathBuf,
     pub log: PathBuf,
     /// The health endpoint, when asked for.
     pub health: Option<std::net::SocketAddr>,
@@ -194,6 +198,11 @@ impl Reader {
         if let Some((u, g)) = opts.run_as {
             args.extend(["--run-as".into(), format!("{u}:{g}")]);
         }
+        let grants_dir = s.join("grants");
+        if opts.grants {
+            std::fs::create_dir_all(&grants_dir).unwrap();
+            args.extend(["--grants-dir".into(), grants_dir.display().to_string()]);
+        }
         let mut cmd = match &opts.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -223,6 +232,7 @@ impl Reader {
             authorized_dir,
             allow_dir,
             kubelet,
+            grants_dir,
             log,
             health,
             child: Some(child),
