@@ -55,6 +55,8 @@ pub enum Command {
     Mover(mover::MoverArgs),
     /// Check that a reader is reachable, presents the pinned host key and accepts the client key.
     Probe(mover::ProbeArgs),
+    /// Hold a volume mounted until stopped (the read-only mount pod); exits 0 on SIGTERM or SIGINT.
+    Hold,
     /// Allow a volume path on this node (an allow-list entry).
     Allow {
         /// The allow-list directory.
@@ -154,6 +156,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(runtime()?.block_on(mover::run_mover(a))))
         }
         Command::Probe(a) => Ok(ExitCode::from(mover::run_probe(a))),
+        Command::Hold => {
+            runtime()?.block_on(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Allow {
             allow_dir,
             name,

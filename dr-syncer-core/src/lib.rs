@@ -26,6 +26,7 @@ pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;
 pub mod order;
+pub mod pvc;
 pub mod resource;
 pub mod schedule;
 pub mod selection;

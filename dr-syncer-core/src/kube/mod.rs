@@ -15,6 +15,7 @@ mod discovery;
 mod drill;
 mod immutable;
 mod preflight;
+mod pvc_sync;
 mod source;
 
 pub use self::{
@@ -24,6 +25,10 @@ pub use self::{
     discovery::{custom_resource_types, discover},
     drill::{DRILL_FIELD_MANAGER, Drill, DrillChange, DrillOptions, DrillReport},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
+    pvc_sync::{
+        AgentKeys, AgentReadiness, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult,
+        PvcSyncStage, agent_readiness, deploy_agents, lock_name, remove_agents,
+    },
     source::{KubeSource, selector_string},
 };
 

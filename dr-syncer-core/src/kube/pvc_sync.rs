@@ -1,0 +1,892 @@
+//! PVC data replication through the Kubernetes API: deploy the agents, and run transfers with mount and
+//! mover pods (the pure half is [`crate::pvc`]).
+//!
+//! One transfer ([`PvcDataSync::sync_one`]):
+//! 1. **lock** — a Lease `dr-syncer-pvc-…` in the DR namespace, held (and renewed) for the transfer: a
+//!    second mover for the same PVC — from another mapping, another operator replica or the CLI — is not
+//!    started while it is held, and an operator that crashed loses it after its duration;
+//! 2. **find the volume** — the node where the source PVC is mounted, from the pods' status; when no pod
+//!    mounts it, a read-only mount pod is created and waited for;
+//! 3. **grant** — a key of the agents' grants ConfigMap names the pod and the PV; the agent of that
+//!    node serves the volume from then on;
+//! 4. **reader** — the agent pod of that node, found by its status (Ready, `hostIP`);
+//! 5. **move** — a Secret with the mover's key and the pinned host keys, and the mover pod, in the DR
+//!    namespace; its log's JSON lines are followed for progress, its termination message is the result;
+//! 6. **clean up** — mover pod and Secret, grant, mount pod and Lease are removed whatever happened.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{
+        coordination::v1::Lease,
+        core::v1::{ConfigMap, PersistentVolumeClaim, Pod},
+    },
+    apimachinery::pkg::apis::meta::v1::MicroTime,
+    jiff::{SignedDuration, Timestamp},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::FIELD_MANAGER;
+use crate::{
+    data::{DataMoverError, TransferStats},
+    error::{Error, Result},
+    keys::{AuthorizedClientKeys, HostKeyPins, KeyPair, KeySecrets},
+    pvc::{
+        AgentSettings, GRANTS_CONFIGMAP, MoverEvent, MoverProgress, SourceVolume, TransferSettings,
+        grant_name,
+        manifests::{self, MoverTarget},
+        object_name,
+    },
+};
+
+/// The keys of one source → DR pair: the agents' host key and the movers' client key.
+#[derive(Debug, Clone)]
+pub struct AgentKeys {
+    /// The agents' host key pair.
+    pub host: KeyPair,
+    /// The movers' client key pair.
+    pub client: KeyPair,
+}
+
+impl AgentKeys {
+    /// New keys for the agents of `cluster`.
+    ///
+    /// # Errors
+    /// No randomness available.
+    pub fn generate(cluster: &str) -> Result<Self> {
+        let names = KeySecrets::for_remote_cluster(cluster);
+        let key = |r: std::result::Result<KeyPair, crate::keys::KeyError>| {
+            r.map_err(|e| Error::InvalidConfig(format!("generating SSH keys: {e}")))
+        };
+        Ok(AgentKeys {
+            host: key(names.generate_host_key())?,
+            client: key(names.generate_client_key())?,
+        })
+    }
+
+    /// Data of the mover's key Secret: the client key pair and the pinned host key.
+    ///
+    /// # Errors
+    /// The host key cannot be pinned.
+    pub fn mover_secret_data(&self, cluster: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+        let pins = HostKeyPins::new(vec![self.host.public_key()])
+            .map_err(|e| Error::InvalidConfig(format!("pinning the host key: {e}")))?;
+        Ok(KeySecrets::for_remote_cluster(cluster).client_key_data(&self.client, &pins))
+    }
+}
+
+fn api_err(context: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let context = context.into();
+    move |e| Error::kube(context, e)
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<()>
+where
+    K: kube::Resource + serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(api_err(format!("applying {name}")))?;
+    Ok(())
+}
+
+/// Deploy (or update) the agents of a cluster: namespace, key Secrets, grants ConfigMap, DaemonSet.
+/// Grants already in the ConfigMap are kept.
+///
+/// # Errors
+/// [`Error::Kube`] naming the object that could not be written.
+pub async fn deploy_agents(
+    client: &Client,
+    settings: &AgentSettings,
+    cluster: &str,
+    host: &KeyPair,
+    authorized: &AuthorizedClientKeys,
+) -> Result<()> {
+    let names = KeySecrets::for_remote_cluster(cluster);
+    let ns = &settings.namespace;
+    apply(
+        &Api::all(client.clone()),
+        ns,
+        &manifests::agent_namespace(settings),
+    )
+    .await?;
+    let secrets = Api::namespaced(client.clone(), ns);
+    apply(
+        &secrets,
+        &names.host_keys(),
+        &manifests::host_keys_secret(settings, &names, host),
+    )
+    .await?;
+    apply(
+        &secrets,
+        &names.authorized_keys(),
+        &manifests::authorized_keys_secret(settings, &names, authorized),
+    )
+    .await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        GRANTS_CONFIGMAP,
+        &manifests::grants_configmap(settings),
+    )
+    .await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        crate::pvc::AGENT_NAME,
+        &manifests::agent_daemonset(settings, &names),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Remove what [`deploy_agents`] created (not the namespace).
+///
+/// # Errors
+/// [`Error::Kube`] for failures other than "not found".
+pub async fn remove_agents(client: &Client, settings: &AgentSettings, cluster: &str) -> Result<()> {
+    let names = KeySecrets::for_remote_cluster(cluster);
+    let ns = &settings.namespace;
+    let dp = DeleteParams::background();
+    let ignore_missing = |r: std::result::Result<(), kube::Error>, what: &str| match r {
+        Err(e) if !is_status(&e, 404) => Err(Error::kube(format!("deleting {what}"), e)),
+        _ => Ok(()),
+    };
+    let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), ns);
+    ignore_missing(
+        ds.delete(crate::pvc::AGENT_NAME, &dp).await.map(|_| ()),
+        "the agent DaemonSet",
+    )?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    ignore_missing(cms.delete(GRANTS_CONFIGMAP, &dp).await.map(|_| ()), "the grants")?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    for name in [names.host_keys(), names.authorized_keys()] {
+        ignore_missing(secrets.delete(&name, &dp).await.map(|_| ()), &name)?;
+    }
+    Ok(())
+}
+
+/// Readiness of the agents of a cluster, from their pods.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentReadiness {
+    /// Nodes whose agent pod is Ready.
+    pub ready_nodes: usize,
+    /// Nodes with an agent pod.
+    pub total_nodes: usize,
+    /// Per node: ready, and the IP the agent serves on.
+    pub nodes: BTreeMap<String, (bool, Option<String>)>,
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The agents' readiness per node.
+///
+/// # Errors
+/// [`Error::Kube`] when the pods cannot be listed.
+pub async fn agent_readiness(client: &Client, settings: &AgentSettings) -> Result<AgentReadiness> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &settings.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&manifests::agent_selector()))
+        .await
+        .map_err(api_err("listing the agent pods"))?;
+    let mut out = AgentReadiness::default();
+    for pod in list.items {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            continue;
+        };
+        let ready = pod_ready(&pod) && pod.metadata.deletion_timestamp.is_none();
+        let ip = pod.status.as_ref().and_then(|s| s.host_ip.clone());
+        let entry = out.nodes.entry(node).or_insert((false, None));
+        if ready || !entry.0 {
+            *entry = (ready, ip);
+        }
+    }
+    out.total_nodes = out.nodes.len();
+    out.ready_nodes = out.nodes.values().filter(|(r, _)| *r).count();
+    Ok(out)
+}
+
+/// One PVC to copy: source claim and DR claim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PvcPair {
+    /// Source namespace.
+    pub source_namespace: String,
+    /// Source PVC.
+    pub source_pvc: String,
+    /// DR namespace.
+    pub destination_namespace: String,
+    /// DR PVC.
+    pub destination_pvc: String,
+}
+
+impl std::fmt::Display for PvcPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} → {}/{}",
+            self.source_namespace, self.source_pvc, self.destination_namespace, self.destination_pvc
+        )
+    }
+}
+
+/// What a transfer is doing, reported while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PvcSyncStage {
+    /// Waiting for the source volume to be mounted (mount pod).
+    Mounting,
+    /// The mover pod was created and waits to start.
+    Starting {
+        /// The source node.
+        node: String,
+    },
+    /// The mover reports progress.
+    Moving(MoverProgress),
+}
+
+/// The result of one PVC's transfer.
+#[derive(Debug)]
+pub enum PvcSyncOutcome {
+    /// Data copied.
+    Synced(TransferStats),
+    /// Not attempted (with the reason): another transfer holds the PVC's lock.
+    Skipped(String),
+    /// Failed.
+    Failed(Error),
+}
+
+/// One PVC's result.
+#[derive(Debug)]
+pub struct PvcSyncResult {
+    /// Which PVC.
+    pub pair: PvcPair,
+    /// The source node the data came from (when found).
+    pub node: Option<String>,
+    /// What happened.
+    pub outcome: PvcSyncOutcome,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Callback of progress updates (`pair`, stage).
+pub type PvcProgressFn = dyn Fn(&PvcPair, &PvcSyncStage) + Send + Sync;
+
+/// Runs PVC transfers from a source cluster (with agents deployed) into a DR cluster.
+#[derive(Clone)]
+pub struct PvcDataSync {
+    source: Client,
+    destination: Client,
+    agents: AgentSettings,
+    mover_image: String,
+    mover_pull_policy: Option<String>,
+    mover_key: BTreeMap<String, Vec<u8>>,
+    transfer: TransferSettings,
+    holder: String,
+    lock_duration: Duration,
+    wait_timeout: Duration,
+    poll: Duration,
+    global: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl std::fmt::Debug for PvcDataSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PvcDataSync")
+            .field("agents", &self.agents)
+            .field("mover_image", &self.mover_image)
+            .field("holder", &self.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PvcDataSync {
+    /// Transfers from `source` (agents per `agents`) to `destination`; movers authenticate with the key
+    /// Secret data `mover_key` (see [`AgentKeys::mover_secret_data`]); `holder` names the lock holder
+    /// (e.g. the operator's pod, or `cli@host`).
+    pub fn new(
+        source: Client,
+        destination: Client,
+        agents: AgentSettings,
+        mover_key: BTreeMap<String, Vec<u8>>,
+        holder: impl Into<String>,
+    ) -> Self {
+        PvcDataSync {
+            source,
+            destination,
+            mover_image: agents.image.clone(),
+            mover_pull_policy: agents.pull_policy.clone(),
+            agents,
+            mover_key,
+            transfer: TransferSettings::default(),
+            holder: holder.into(),
+            lock_duration: Duration::from_secs(60),
+            wait_timeout: Duration::from_secs(300),
+            poll: Duration::from_secs(1),
+            global: None,
+        }
+    }
+
+    /// Transfer settings (excludes, bandwidth, timeout, verification …).
+    pub fn with_transfer(mut self, transfer: TransferSettings) -> Self {
+        self.transfer = transfer;
+        self
+    }
+
+    /// Image of the mover pods (default: the agents' image).
+    pub fn with_mover_image(mut self, image: impl Into<String>, pull_policy: Option<String>) -> Self {
+        self.mover_image = image.into();
+        self.mover_pull_policy = pull_policy;
+        self
+    }
+
+    /// How long the lock is valid without renewal (renewed every third of it while the transfer runs).
+    pub fn with_lock_duration(mut self, d: Duration) -> Self {
+        self.lock_duration = d.max(Duration::from_secs(3));
+        self
+    }
+
+    /// How long to wait for a mount pod, an agent or the mover pod to start.
+    pub fn with_wait_timeout(mut self, d: Duration) -> Self {
+        self.wait_timeout = d;
+        self
+    }
+
+    /// How often the mover is polled.
+    pub fn with_poll_interval(mut self, d: Duration) -> Self {
+        self.poll = d.max(Duration::from_millis(100));
+        self
+    }
+
+    /// A limit shared with other `PvcDataSync`s (e.g. every mapping reading the same source cluster).
+    pub fn with_global_limit(mut self, limit: Arc<tokio::sync::Semaphore>) -> Self {
+        self.global = Some(limit);
+        self
+    }
+
+    /// Copy every pair, at most `concurrency` at a time (and within the global limit).
+    pub async fn sync_all(
+        &self,
+        pairs: Vec<PvcPair>,
+        concurrency: usize,
+        progress: &PvcProgressFn,
+    ) -> Vec<PvcSyncResult> {
+        futures::stream::iter(pairs)
+            .map(|pair| self.sync_one(pair, progress))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Copy one PVC's data (see the module documentation for the steps).
+    pub async fn sync_one(&self, pair: PvcPair, progress: &PvcProgressFn) -> PvcSyncResult {
+        let start = Instant::now();
+        let span = info_span!("pvc_sync", pvc = %pair);
+        let _permit = match &self.global {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let mut node = None;
+        let outcome = async {
+            let lease = match self.lock(&pair).await {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    return PvcSyncOutcome::Skipped(format!(
+                        "another transfer of {} holds its lock",
+                        pair.destination_pvc
+                    ));
+                }
+                Err(e) => return PvcSyncOutcome::Failed(e),
+            };
+            let mut cleanup = Cleanup::default();
+            let result = self.transfer(&pair, progress, &mut cleanup, &mut node).await;
+            self.clean(&pair, &cleanup).await;
+            lease.release().await;
+            match result {
+                Ok(stats) => PvcSyncOutcome::Synced(stats),
+                Err(e) => PvcSyncOutcome::Failed(e),
+            }
+        }
+        .instrument(span)
+        .await;
+        match &outcome {
+            PvcSyncOutcome::Synced(s) => {
+                info!(pvc = %pair, bytes = s.bytes_sent, files = s.files_transferred, "PVC data synced")
+            }
+            PvcSyncOutcome::Skipped(r) => info!(pvc = %pair, "PVC data sync skipped: {r}"),
+            PvcSyncOutcome::Failed(e) => warn!(pvc = %pair, "PVC data sync failed: {e}"),
+        }
+        PvcSyncResult {
+            pair,
+            node,
+            outcome,
+            duration: start.elapsed(),
+        }
+    }
+
+    async fn transfer(
+        &self,
+        pair: &PvcPair,
+        progress: &PvcProgressFn,
+        cleanup: &mut Cleanup,
+        node_out: &mut Option<String>,
+    ) -> Result<TransferStats> {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.source.clone(), &pair.source_namespace);
+        let claim = claims.get(&pair.source_pvc).await.map_err(api_err(format!(
+            "reading source PVC {}/{}",
+            pair.source_namespace, pair.source_pvc
+        )))?;
+        if claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.as_deref())
+            .is_none_or(str::is_empty)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "source PVC {}/{} is not bound to a volume",
+                pair.source_namespace, pair.source_pvc
+            )));
+        }
+        let dr_claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.destination.clone(), &pair.destination_namespace);
+        dr_claims
+            .get(&pair.destination_pvc)
+            .await
+            .map_err(api_err(format!(
+                "reading DR PVC {}/{} (the object sync creates it first)",
+                pair.destination_namespace, pair.destination_pvc
+            )))?;
+
+        // 2. Where is the volume mounted?
+        let volume = self.locate(pair, &claim, progress, cleanup).await?;
+        *node_out = Some(volume.node.clone());
+
+        // 3. Grant it.
+        let grant = grant_name(&pair.source_namespace, &pair.source_pvc);
+        let grants: Api<ConfigMap> = Api::namespaced(self.source.clone(), &self.agents.namespace);
+        grants
+            .patch(
+                GRANTS_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {&grant: volume.grant_value()}})),
+            )
+            .await
+            .map_err(|e| {
+                if is_status(&e, 404) {
+                    Error::InvalidConfig(format!(
+                        "no agents in the source cluster (ConfigMap {}/{GRANTS_CONFIGMAP} is missing): enable pvcSync on its RemoteCluster",
+                        self.agents.namespace
+                    ))
+                } else {
+                    Error::kube("granting the volume to the agents", e)
+                }
+            })?;
+        cleanup.grant = Some(grant.clone());
+
+        // 4. The reader on that node.
+        let reader_ip = self.reader_ip(&volume.node).await?;
+
+        // 5. The mover.
+        let pod_name = manifests::mover_pod_name(&pair.destination_namespace, &pair.destination_pvc);
+        let pods: Api<Pod> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
+        delete_and_wait(&pods, &pod_name, self.wait_timeout).await?;
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.destination.clone(), &pair.destination_namespace);
+        let secret =
+            manifests::mover_key_secret(&pair.destination_namespace, &pod_name, self.mover_key.clone());
+        apply(&secrets, &pod_name, &secret).await?;
+        cleanup.mover_secret = true;
+        let source = format!("{}/{}", pair.source_namespace, pair.source_pvc);
+        let target = MoverTarget {
+            namespace: &pair.destination_namespace,
+            pvc: &pair.destination_pvc,
+            reader_ip: &reader_ip,
+            reader_port: self.agents.port,
+            grant: &grant,
+            key_secret: &pod_name,
+            source: &source,
+        };
+        let pod = manifests::mover_pod(
+            &self.mover_image,
+            self.mover_pull_policy.as_deref(),
+            &target,
+            &self.transfer,
+        );
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .map_err(api_err(format!("creating mover pod {pod_name}")))?;
+        cleanup.mover_pod = true;
+        progress(
+            pair,
+            &PvcSyncStage::Starting {
+                node: volume.node.clone(),
+            },
+        );
+        self.follow(pair, &pods, &pod_name, progress).await
+    }
+
+    /// The mounted volume, creating a mount pod when no pod mounts it.
+    async fn locate(
+        &self,
+        pair: &PvcPair,
+        claim: &PersistentVolumeClaim,
+        progress: &PvcProgressFn,
+        cleanup: &mut Cleanup,
+    ) -> Result<SourceVolume> {
+        let pods: Api<Pod> = Api::namespaced(self.source.clone(), &pair.source_namespace);
+        let list = || async {
+            pods.list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .map_err(api_err(format!("listing pods of {}", pair.source_namespace)))
+        };
+        if let Some(v) = SourceVolume::locate(claim, &list().await?) {
+            return Ok(v);
+        }
+        progress(pair, &PvcSyncStage::Mounting);
+        let mount = manifests::mount_pod(&self.agents, &pair.source_namespace, &pair.source_pvc, None);
+        let name = mount.metadata.name.clone().unwrap_or_default();
+        match pods.create(&PostParams::default(), &mount).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => return Err(Error::kube(format!("creating mount pod {name}"), e)),
+        }
+        cleanup.mount_pod = Some(name.clone());
+        let deadline = Instant::now() + self.wait_timeout;
+        loop {
+            if let Some(v) = SourceVolume::locate(claim, &list().await?) {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "mount pod {}/{name} for PVC {} did not run within {:?}",
+                    pair.source_namespace, pair.source_pvc, self.wait_timeout
+                )));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    /// The IP of the ready agent on `node` (from its pod's status), waiting for it.
+    async fn reader_ip(&self, node: &str) -> Result<String> {
+        let deadline = Instant::now() + self.wait_timeout;
+        loop {
+            let readiness = agent_readiness(&self.source, &self.agents).await?;
+            if let Some((true, Some(ip))) = readiness.nodes.get(node) {
+                return Ok(ip.clone());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "no ready dr-syncer agent on node {node} (namespace {}) within {:?}",
+                    self.agents.namespace, self.wait_timeout
+                )));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    /// Follow the mover until it ends: its result.
+    async fn follow(
+        &self,
+        pair: &PvcPair,
+        pods: &Api<Pod>,
+        name: &str,
+        progress: &PvcProgressFn,
+    ) -> Result<TransferStats> {
+        let deadline = Instant::now() + self.transfer.timeout + self.wait_timeout;
+        let mut last: Option<MoverProgress> = None;
+        loop {
+            let pod = pods
+                .get_opt(name)
+                .await
+                .map_err(api_err(format!("reading mover pod {name}")))?
+                .ok_or_else(|| {
+                    Error::Data(DataMoverError::Failed {
+                        message: format!("mover pod {name} was deleted"),
+                        transient: true,
+                    })
+                })?;
+            let phase = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
+            if phase == "Running" || phase == "Succeeded" || phase == "Failed" {
+                let params = LogParams {
+                    container: Some("mover".into()),
+                    tail_lines: Some(20),
+                    ..LogParams::default()
+                };
+                match pods.logs(name, &params).await {
+                    Ok(text) => {
+                        if let Some(MoverEvent::Progress(p)) =
+                            text.lines().rev().find_map(|l| match MoverEvent::parse(l) {
+                                Some(e @ MoverEvent::Progress(_)) => Some(e),
+                                _ => None,
+                            })
+                            && last.as_ref() != Some(&p)
+                        {
+                            progress(pair, &PvcSyncStage::Moving(p.clone()));
+                            last = Some(p);
+                        }
+                    }
+                    Err(e) => debug!("reading the mover's log: {e}"),
+                }
+            }
+            if phase == "Succeeded" || phase == "Failed" {
+                return self.result(pods, name, &pod, &phase).await;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Data(DataMoverError::TimedOut(self.transfer.timeout)));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    async fn result(&self, pods: &Api<Pod>, name: &str, pod: &Pod, phase: &str) -> Result<TransferStats> {
+        let terminated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.iter().find(|c| c.name == "mover"))
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.terminated.clone());
+        let mut event = terminated
+            .as_ref()
+            .and_then(|t| t.message.as_deref())
+            .and_then(MoverEvent::last_in);
+        if event.is_none()
+            && let Ok(text) = pods
+                .logs(
+                    name,
+                    &LogParams {
+                        container: Some("mover".into()),
+                        tail_lines: Some(50),
+                        ..LogParams::default()
+                    },
+                )
+                .await
+        {
+            event = MoverEvent::last_in(&text);
+        }
+        match event {
+            Some(MoverEvent::Completed(stats)) if phase == "Succeeded" => Ok(stats),
+            Some(MoverEvent::Failed {
+                kind,
+                transient,
+                message,
+            }) => Err(Error::Data(MoverEvent::into_error(&kind, transient, message))),
+            _ => Err(Error::Data(DataMoverError::Failed {
+                message: format!(
+                    "mover pod {name} ended {phase} (exit code {}) without a result",
+                    terminated.map_or("unknown".to_string(), |t| t.exit_code.to_string())
+                ),
+                transient: true,
+            })),
+        }
+    }
+
+    async fn clean(&self, pair: &PvcPair, cleanup: &Cleanup) {
+        let dp = DeleteParams::background();
+        let name = manifests::mover_pod_name(&pair.destination_namespace, &pair.destination_pvc);
+        if cleanup.mover_pod {
+            let pods: Api<Pod> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
+            if let Err(e) = pods.delete(&name, &dp).await
+                && !is_status(&e, 404)
+            {
+                warn!("deleting mover pod {name}: {e}");
+            }
+        }
+        if cleanup.mover_secret {
+            let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+                Api::namespaced(self.destination.clone(), &pair.destination_namespace);
+            if let Err(e) = secrets.delete(&name, &dp).await
+                && !is_status(&e, 404)
+            {
+                warn!("deleting mover key Secret {name}: {e}");
+            }
+        }
+        if let Some(grant) = &cleanup.grant {
+            let grants: Api<ConfigMap> = Api::namespaced(self.source.clone(), &self.agents.namespace);
+            if let Err(e) = grants
+                .patch(
+                    GRANTS_CONFIGMAP,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"data": {grant: null}})),
+                )
+                .await
+                && !is_status(&e, 404)
+            {
+                warn!("removing grant {grant}: {e}");
+            }
+        }
+        if let Some(mount) = &cleanup.mount_pod {
+            let pods: Api<Pod> = Api::namespaced(self.source.clone(), &pair.source_namespace);
+            if let Err(e) = pods.delete(mount, &dp).await
+                && !is_status(&e, 404)
+            {
+                warn!("deleting mount pod {mount}: {e}");
+            }
+        }
+    }
+
+    /// Take the PVC's lock; `None` when another holder has it.
+    async fn lock(&self, pair: &PvcPair) -> Result<Option<HeldLease>> {
+        let name = lock_name(pair);
+        let api: Api<Lease> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
+        let secs = i32::try_from(self.lock_duration.as_secs()).unwrap_or(i32::MAX);
+        let now = MicroTime(Timestamp::now());
+        let fresh = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": pair.destination_namespace,
+                         "labels": {"app.kubernetes.io/managed-by": crate::pvc::MANAGED_BY}},
+            "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": secs,
+                     "acquireTime": now, "renewTime": now},
+        });
+        let lease: Lease = serde_json::from_value(fresh).map_err(|e| Error::Json {
+            context: "building the PVC lock".into(),
+            source: e,
+        })?;
+        match api
+            .get_opt(&name)
+            .await
+            .map_err(api_err(format!("reading lock {name}")))?
+        {
+            None => match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 409) => return Ok(None),
+                Err(e) => return Err(Error::kube(format!("creating lock {name}"), e)),
+            },
+            Some(existing) => {
+                let spec = existing.spec.clone().unwrap_or_default();
+                let ours = spec.holder_identity.as_deref() == Some(self.holder.as_str());
+                let expired = match (spec.renew_time.as_ref(), spec.lease_duration_seconds) {
+                    (Some(t), Some(d)) => t.0 + SignedDuration::from_secs(i64::from(d)) < Timestamp::now(),
+                    _ => true,
+                };
+                if !ours && !expired && spec.holder_identity.is_some() {
+                    return Ok(None);
+                }
+                let mut take = lease.clone();
+                take.metadata.resource_version = existing.metadata.resource_version.clone();
+                match api.replace(&name, &PostParams::default(), &take).await {
+                    Ok(_) => {}
+                    Err(e) if is_status(&e, 409) => return Ok(None),
+                    Err(e) => return Err(Error::kube(format!("taking lock {name}"), e)),
+                }
+            }
+        }
+        // Renew while the transfer runs.
+        let renew_api = api.clone();
+        let renew_name = name.clone();
+        let holder = self.holder.clone();
+        let every = self.lock_duration / 3;
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let patch =
+                    json!({"spec": {"renewTime": MicroTime(Timestamp::now()), "holderIdentity": holder}});
+                if let Err(e) = renew_api
+                    .patch(&renew_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    warn!("renewing lock {renew_name}: {e}");
+                }
+            }
+        });
+        Ok(Some(HeldLease {
+            api,
+            name,
+            holder: self.holder.clone(),
+            renewer,
+        }))
+    }
+}
+
+/// Name of the Lease that locks a DR PVC's transfers.
+pub fn lock_name(pair: &PvcPair) -> String {
+    object_name(
+        "dr-syncer-pvc",
+        &pair.destination_pvc,
+        &[&pair.destination_namespace, &pair.destination_pvc],
+    )
+}
+
+/// What a transfer created and must remove.
+#[derive(Debug, Default)]
+struct Cleanup {
+    mount_pod: Option<String>,
+    grant: Option<String>,
+    mover_secret: bool,
+    mover_pod: bool,
+}
+
+struct HeldLease {
+    api: Api<Lease>,
+    name: String,
+    holder: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl HeldLease {
+    async fn release(self) {
+        self.renewer.abort();
+        // Only our own lease is removed.
+        if let Ok(Some(l)) = self.api.get_opt(&self.name).await
+            && l.spec.and_then(|s| s.holder_identity).as_deref() == Some(self.holder.as_str())
+        {
+            let dp = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    resource_version: l.metadata.resource_version,
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = self.api.delete(&self.name, &dp).await {
+                warn!("releasing lock {}: {e}", self.name);
+            }
+        }
+    }
+}
+
+/// Delete a pod (if present) and wait until it is gone.
+async fn delete_and_wait(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<()> {
+    match pods.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(e) if is_status(&e, 404) => return Ok(()),
+        Err(e) => return Err(Error::kube(format!("deleting old pod {name}"), e)),
+    }
+    let deadline = Instant::now() + timeout;
+    while pods
+        .get_opt(name)
+        .await
+        .map_err(api_err(format!("reading pod {name}")))?
+        .is_some()
+    {
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "old pod {name} was not deleted within {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}

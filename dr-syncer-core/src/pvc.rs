@@ -1,0 +1,443 @@
+//! PVC data replication through the Kubernetes API: the pure part (no client).
+//!
+//! The data path itself (agent, forced command, `RsyncSsh`) is described in `docs/data-path.md`; this
+//! module decides **what to create** so that a volume's data moves from a source cluster to a DR cluster:
+//!
+//! - [`manifests`]: the agent's objects in a source cluster (namespace, key Secrets, the grants ConfigMap,
+//!   the DaemonSet), the read-only **mount pod** that mounts a PVC on its node when no application pod
+//!   does, and the **mover pod** in the DR namespace;
+//! - [`SourceVolume::locate`]: where a PVC is mounted (node, pod UID, PV name) from the pods' status;
+//! - [`MoverEvent`]: the mover's JSON lines (log and termination message) parsed back into progress and
+//!   results.
+//!
+//! The IO half (creating these objects, following the mover, locking, cleaning up) is
+//! `crate::kube::PvcDataSync`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    api::{PvcSyncSpec, VerificationMode},
+    data::{DataMoverError, TransferStats},
+};
+
+pub mod manifests;
+
+/// Name of the agent's DaemonSet, ServiceAccount and label value.
+pub const AGENT_NAME: &str = "dr-syncer-agent";
+/// Namespace of the agents unless configured otherwise.
+pub const DEFAULT_AGENT_NAMESPACE: &str = "dr-syncer-system";
+/// The ConfigMap the agents mount as their grants (see the agent's `grants` module).
+pub const GRANTS_CONFIGMAP: &str = "dr-syncer-agent-grants";
+/// Label naming the role of a pod dr-syncer created: `agent`, `mount` or `mover`.
+pub const ROLE_LABEL: &str = "dr-syncer.io/role";
+/// Label with the (source) PVC a mount or mover pod serves.
+pub const PVC_LABEL: &str = "dr-syncer.io/pvc";
+/// `app.kubernetes.io/managed-by` value of everything this module creates.
+pub const MANAGED_BY: &str = "dr-syncer";
+/// Default agent image (repository and tag).
+pub const DEFAULT_AGENT_IMAGE: &str = "ghcr.io/supporttools/dr-syncer-agent:latest";
+
+/// How the agents of one cluster are deployed and reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// Namespace of the DaemonSet, its Secrets and the grants ConfigMap.
+    pub namespace: String,
+    /// The agent image (also used for mount and mover pods).
+    pub image: String,
+    /// Image pull policy.
+    pub pull_policy: Option<String>,
+    /// SSH port (host network).
+    pub port: u16,
+    /// Port of the agent's health endpoint.
+    pub health_port: u16,
+    /// The kubelet's root directory on the nodes.
+    pub kubelet_root: String,
+    /// Node selector of the agent pods.
+    pub node_selector: BTreeMap<String, String>,
+    /// Extra pod labels and annotations.
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Priority class.
+    pub priority_class_name: Option<String>,
+    /// Tolerations as given in the CRD (maps of `key`, `operator`, `value`, `effect`, `tolerationSeconds`);
+    /// empty means "tolerate everything" (the agent must run where volumes are mounted).
+    pub tolerations: Vec<BTreeMap<String, String>>,
+    /// Resource limits and requests.
+    pub resources: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+    /// Extra environment variables (literal values).
+    pub env: Vec<(String, String)>,
+    /// Concurrent transfers across the cluster.
+    pub global_concurrency: usize,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            namespace: DEFAULT_AGENT_NAMESPACE.into(),
+            image: DEFAULT_AGENT_IMAGE.into(),
+            pull_policy: None,
+            port: 2222,
+            health_port: 2223,
+            kubelet_root: "/var/lib/kubelet".into(),
+            node_selector: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            priority_class_name: None,
+            tolerations: Vec::new(),
+            resources: None,
+            env: Vec::new(),
+            global_concurrency: 4,
+        }
+    }
+}
+
+impl AgentSettings {
+    /// Settings from a RemoteCluster's `spec.pvcSync` (defaults where it says nothing).
+    pub fn from_spec(spec: Option<&PvcSyncSpec>) -> Self {
+        let mut s = AgentSettings::default();
+        let Some(spec) = spec else {
+            return s;
+        };
+        if let Some(image) = &spec.image {
+            if let Some(repo) = image.repository.as_deref().filter(|r| !r.is_empty()) {
+                let tag = image.tag.as_deref().filter(|t| !t.is_empty()).unwrap_or("latest");
+                s.image = format!("{repo}:{tag}");
+            }
+            s.pull_policy = image.pull_policy.clone().filter(|p| !p.is_empty());
+        }
+        if let Some(ssh) = &spec.ssh
+            && let Ok(port) = u16::try_from(ssh.port)
+            && port > 0
+        {
+            s.port = port;
+            s.health_port = port.saturating_add(1);
+        }
+        if let Some(d) = &spec.deployment {
+            s.node_selector = d.node_selector.clone().unwrap_or_default();
+            s.labels = d.labels.clone().unwrap_or_default();
+            s.annotations = d.annotations.clone().unwrap_or_default();
+            s.priority_class_name = d.priority_class_name.clone();
+            s.tolerations = d.tolerations.clone().unwrap_or_default();
+            s.resources = d.resources.as_ref().map(|r| {
+                (
+                    r.limits.clone().unwrap_or_default(),
+                    r.requests.clone().unwrap_or_default(),
+                )
+            });
+            s.env = d
+                .extra_env
+                .iter()
+                .flatten()
+                .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+                .collect();
+        }
+        s.global_concurrency = usize::try_from(spec.global_concurrency_limit.max(1)).unwrap_or(1);
+        s
+    }
+}
+
+/// Where a source PVC's data can be read: the pod that has it mounted and its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceVolume {
+    /// The pod's name.
+    pub pod: String,
+    /// The pod's UID (part of the volume's path on the node).
+    pub pod_uid: String,
+    /// The node the pod runs on.
+    pub node: String,
+    /// The PV bound to the claim (the volume's directory name on the node).
+    pub pv: String,
+    /// Whether the pod is one of dr-syncer's read-only mount pods.
+    pub mount_pod: bool,
+}
+
+impl SourceVolume {
+    /// The running pod (preferring application pods over dr-syncer's mount pods) that mounts `pvc`,
+    /// from the pods of its namespace; `None` when no running pod mounts it or the claim is not bound.
+    pub fn locate(pvc: &PersistentVolumeClaim, pods: &[Pod]) -> Option<SourceVolume> {
+        let claim = pvc.metadata.name.as_deref()?;
+        let pv = pvc.spec.as_ref()?.volume_name.clone().filter(|v| !v.is_empty())?;
+        let mut found: Vec<SourceVolume> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter(|p| {
+                p.spec.as_ref().is_some_and(|s| {
+                    s.volumes.iter().flatten().any(|v| {
+                        v.persistent_volume_claim
+                            .as_ref()
+                            .is_some_and(|c| c.claim_name == claim)
+                    })
+                })
+            })
+            .filter_map(|p| {
+                Some(SourceVolume {
+                    pod: p.metadata.name.clone()?,
+                    pod_uid: p.metadata.uid.clone()?,
+                    node: p.spec.as_ref()?.node_name.clone().filter(|n| !n.is_empty())?,
+                    pv: pv.clone(),
+                    mount_pod: p
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(ROLE_LABEL))
+                        .is_some_and(|r| r == "mount"),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| (a.mount_pod, &a.pod).cmp(&(b.mount_pod, &b.pod)));
+        found.into_iter().next()
+    }
+
+    /// The grant's value the agents resolve (`<pod UID>/<PV>`).
+    pub fn grant_value(&self) -> String {
+        format!("{}/{}", self.pod_uid, self.pv)
+    }
+}
+
+/// A short hash suffix that keeps generated names unique and within limits.
+pub fn name_hash(parts: &[&str]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..5].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `prefix-<name>-<hash>` cut to a valid object name (≤ 63 characters, DNS label).
+pub fn object_name(prefix: &str, name: &str, hash_parts: &[&str]) -> String {
+    let hash = name_hash(hash_parts);
+    let room = 63 - prefix.len() - hash.len() - 2;
+    let mut middle: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(room)
+        .collect();
+    middle = middle.trim_matches('-').to_string();
+    if middle.is_empty() {
+        format!("{prefix}-{hash}")
+    } else {
+        format!("{prefix}-{middle}-{hash}")
+    }
+}
+
+/// The grant's name for a source PVC (a ConfigMap key: `[-._a-zA-Z0-9]`, ≤ 200 characters).
+pub fn grant_name(namespace: &str, pvc: &str) -> String {
+    let name = format!("{namespace}.{pvc}");
+    if name.len() <= 200 {
+        name
+    } else {
+        format!("{}.{}", &name[..180], name_hash(&[namespace, pvc]))
+    }
+}
+
+/// Settings of one transfer, from a NamespaceMapping's `pvcConfig.dataSyncConfig` (or the CLI).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferSettings {
+    /// rsync exclude patterns.
+    pub exclude: Vec<String>,
+    /// Extra rsync options (from the allow-list).
+    pub rsync_options: Vec<String>,
+    /// Bandwidth limit in KiB/s.
+    pub bandwidth_limit_kib: Option<u32>,
+    /// Time limit of one transfer.
+    pub timeout: std::time::Duration,
+    /// Verification after the copy.
+    pub verification: VerificationMode,
+    /// Percentage of files checked by sample verification.
+    pub sample_percent: u8,
+    /// Retries of transient failures inside one mover.
+    pub retries: u32,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        TransferSettings {
+            exclude: Vec::new(),
+            rsync_options: Vec::new(),
+            bandwidth_limit_kib: None,
+            timeout: std::time::Duration::from_secs(30 * 60),
+            verification: VerificationMode::None,
+            sample_percent: 10,
+            retries: 3,
+        }
+    }
+}
+
+impl TransferSettings {
+    /// From a NamespaceMapping's `dataSyncConfig`.
+    ///
+    /// # Errors
+    /// A message naming the field when a value is invalid (timeout, rsync option).
+    pub fn from_config(config: Option<&crate::api::DataSyncConfig>) -> Result<Self, String> {
+        let mut s = TransferSettings::default();
+        let Some(c) = config else {
+            return Ok(s);
+        };
+        s.exclude = c.exclude_paths.clone().unwrap_or_default();
+        s.rsync_options = c.rsync_options.clone().unwrap_or_default();
+        crate::data::validate_extra_options(&s.rsync_options)
+            .map_err(|e| format!("pvcConfig.dataSyncConfig.rsyncOptions: {e}"))?;
+        s.bandwidth_limit_kib = c
+            .bandwidth_limit
+            .filter(|b| *b > 0)
+            .and_then(|b| u32::try_from(b).ok());
+        s.timeout = crate::config::parse_duration(&c.timeout)
+            .map_err(|e| format!("pvcConfig.dataSyncConfig.timeout: {e}"))?;
+        s.verification = c.verification_mode;
+        s.sample_percent = u8::try_from(c.sample_percent.clamp(1, 100)).unwrap_or(10);
+        Ok(s)
+    }
+
+    /// The mover's command-line options for these settings.
+    pub fn mover_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        for e in &self.exclude {
+            a.push(format!("--exclude={e}"));
+        }
+        for o in &self.rsync_options {
+            a.push(format!("--rsync-option={o}"));
+        }
+        if let Some(b) = self.bandwidth_limit_kib {
+            a.push(format!("--bwlimit-kib={b}"));
+        }
+        a.push(format!("--timeout-secs={}", self.timeout.as_secs().max(1)));
+        a.push(format!(
+            "--verification={}",
+            match self.verification {
+                VerificationMode::None => "none",
+                VerificationMode::Sample => "sample",
+                VerificationMode::Full => "full",
+            }
+        ));
+        a.push(format!("--sample-percent={}", self.sample_percent));
+        a.push(format!("--retries={}", self.retries));
+        a
+    }
+}
+
+/// Progress of one transfer as the mover reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoverProgress {
+    /// Attempt number (1 for the first).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Bytes transferred so far.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Percent done.
+    #[serde(default)]
+    pub percent: u8,
+    /// Current speed.
+    #[serde(default)]
+    pub bytes_per_second: f64,
+    /// Estimated seconds left.
+    #[serde(default)]
+    pub remaining_seconds: Option<u64>,
+    /// Files transferred so far.
+    #[serde(default)]
+    pub files_transferred: u64,
+    /// Files in the transfer.
+    #[serde(default)]
+    pub files_total: u64,
+}
+
+/// One line of the mover's output (its log and its termination message).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MoverEvent {
+    /// Transfer progress.
+    Progress(MoverProgress),
+    /// The mover waits for the reader to serve the grant.
+    Waiting(String),
+    /// Done.
+    Completed(TransferStats),
+    /// Failed, with the error kind (as [`DataMoverError::kind`]) and whether a retry may help.
+    Failed {
+        /// The error's kind.
+        kind: String,
+        /// Whether a retry may help.
+        transient: bool,
+        /// The message.
+        message: String,
+    },
+}
+
+impl MoverEvent {
+    /// Parse one JSON line; `None` for anything else (e.g. a log line of the agent).
+    pub fn parse(line: &str) -> Option<MoverEvent> {
+        let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+        match v.get("event")?.as_str()? {
+            "progress" => serde_json::from_value(v.clone()).ok().map(MoverEvent::Progress),
+            "waiting" => Some(MoverEvent::Waiting(text("message"))),
+            "failed" => Some(MoverEvent::Failed {
+                kind: text("kind"),
+                transient: v.get("transient").and_then(|t| t.as_bool()).unwrap_or(false),
+                message: text("message"),
+            }),
+            "completed" => {
+                let s = v.get("stats")?;
+                let n = |k: &str| s.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+                Some(MoverEvent::Completed(TransferStats {
+                    bytes_sent: n("bytesSent"),
+                    bytes_received: n("bytesReceived"),
+                    literal_bytes: n("literalBytes"),
+                    total_bytes: n("totalBytes"),
+                    files_transferred: n("filesTransferred"),
+                    files_deleted: n("filesDeleted"),
+                    files_total: n("filesTotal"),
+                    files_verified: n("filesVerified"),
+                    duration: std::time::Duration::from_secs_f64(
+                        s.get("durationSeconds")
+                            .and_then(|x| x.as_f64())
+                            .unwrap_or(0.0)
+                            .max(0.0),
+                    ),
+                    attempts: u32::try_from(n("attempts")).unwrap_or(1),
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// The last event of a log (or termination message) text.
+    pub fn last_in(text: &str) -> Option<MoverEvent> {
+        text.lines().rev().find_map(MoverEvent::parse)
+    }
+
+    /// The error a `Failed` event stands for.
+    pub fn into_error(kind: &str, transient: bool, message: String) -> DataMoverError {
+        match kind {
+            "InvalidTransferRequest" => DataMoverError::InvalidRequest(message),
+            "HostKeyMismatch" => DataMoverError::HostKeyMismatch { host: message },
+            "AuthenticationFailed" => DataMoverError::AuthenticationFailed {
+                host: String::new(),
+                message,
+            },
+            "TransferRefused" => DataMoverError::Refused(message),
+            "TransferIncomplete" => DataMoverError::Incomplete {
+                code: if transient { 24 } else { 23 },
+                message,
+            },
+            "VerificationFailed" => DataMoverError::Verification(message),
+            _ => DataMoverError::Failed { message, transient },
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "pvc_tests.rs"]
+mod tests;

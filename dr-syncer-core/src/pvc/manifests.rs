@@ -1,0 +1,376 @@
+//! The objects of the PVC data path, built from settings (pure; `crate::kube::PvcDataSync` creates them).
+//!
+//! | object | cluster | what for |
+//! |---|---|---|
+//! | [`agent_namespace`] | source | holds the agents (Pod Security level `privileged`: hostNetwork, hostPath) |
+//! | [`host_keys_secret`], [`authorized_keys_secret`] | source | the agents' host key; the client keys they accept |
+//! | [`grants_configmap`] | source | which volumes the agents serve (mounted as `--grants-dir`) |
+//! | [`agent_daemonset`] | source | the readers: `dr-syncer-agent serve` on every node, host network |
+//! | [`mount_pod`] | source | mounts a PVC read-only on a node when no application pod does |
+//! | [`mover_key_secret`], [`mover_pod`] | DR | the writer: mounts the DR PVC and pulls the data |
+//!
+//! Pods dr-syncer creates carry `app.kubernetes.io/managed-by: dr-syncer` and [`super::ROLE_LABEL`], never
+//! mount a ServiceAccount token (they do not talk to the API), and keep their privileges to what their
+//! role needs: the reader runs as root to read every file with its owner (contained by the forced command,
+//! see `docs/data-path.md`), the mount pod holds a read-only mount, the mover writes only its own volume.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        apps::v1::DaemonSet,
+        core::v1::{ConfigMap, Namespace, Pod, Secret},
+    },
+};
+use serde_json::{Value, json};
+
+use super::{
+    AGENT_NAME, AgentSettings, GRANTS_CONFIGMAP, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings,
+};
+use crate::keys::{AuthorizedClientKeys, KeyPair, KeySecrets};
+
+/// Mount point of the host keys Secret in the agent.
+pub const AGENT_HOST_KEYS_DIR: &str = "/etc/dr-syncer/host-keys";
+/// Mount point of the authorized keys Secret in the agent.
+pub const AGENT_AUTHORIZED_KEYS_DIR: &str = "/etc/dr-syncer/authorized-keys";
+/// Mount point of the grants ConfigMap in the agent.
+pub const AGENT_GRANTS_DIR: &str = "/etc/dr-syncer/grants";
+/// Mount point of the mover's key Secret.
+pub const MOVER_KEY_DIR: &str = "/etc/dr-syncer/mover-key";
+/// Mount point of the DR volume in the mover.
+pub const MOVER_DATA_DIR: &str = "/data";
+/// Where the mover writes its final line (the pod's termination message).
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    // The values are built here from fixed shapes; a failure is a bug in this module (covered by tests).
+    serde_json::from_value(value).unwrap_or_else(|e| panic!("dr-syncer built an invalid manifest: {e}"))
+}
+
+fn labels(role: &str, extra: &BTreeMap<String, String>) -> Value {
+    let mut l: BTreeMap<String, String> = extra.clone();
+    l.insert("app.kubernetes.io/name".into(), AGENT_NAME.into());
+    l.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    l.insert(ROLE_LABEL.into(), role.into());
+    json!(l)
+}
+
+/// Label selector of the agent pods.
+pub fn agent_selector() -> String {
+    format!("app.kubernetes.io/name={AGENT_NAME},{ROLE_LABEL}=agent")
+}
+
+fn image_fields(settings: &AgentSettings) -> (String, Option<String>) {
+    (settings.image.clone(), settings.pull_policy.clone())
+}
+
+/// The agents' namespace.
+pub fn agent_namespace(settings: &AgentSettings) -> Namespace {
+    typed(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {
+            "name": settings.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                // hostNetwork, hostPath and root need the privileged Pod Security level.
+                "pod-security.kubernetes.io/enforce": "privileged",
+            },
+        },
+    }))
+}
+
+fn secret(namespace: &str, name: &str, data: BTreeMap<String, Vec<u8>>) -> Secret {
+    let mut s: Secret = typed(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
+        "type": "Opaque",
+    }));
+    s.data = Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect());
+    s
+}
+
+/// The agents' host key Secret.
+pub fn host_keys_secret(settings: &AgentSettings, keys: &KeySecrets, host: &KeyPair) -> Secret {
+    secret(&settings.namespace, &keys.host_keys(), keys.host_keys_data(host))
+}
+
+/// The Secret with the client keys the agents accept.
+pub fn authorized_keys_secret(
+    settings: &AgentSettings,
+    keys: &KeySecrets,
+    authorized: &AuthorizedClientKeys,
+) -> Secret {
+    secret(
+        &settings.namespace,
+        &keys.authorized_keys(),
+        keys.authorized_keys_data(authorized),
+    )
+}
+
+/// The (empty) grants ConfigMap; grants are added and removed key by key.
+pub fn grants_configmap(settings: &AgentSettings) -> ConfigMap {
+    typed(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": GRANTS_CONFIGMAP, "namespace": settings.namespace,
+                     "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
+    }))
+}
+
+fn tolerations(settings: &AgentSettings) -> Value {
+    if settings.tolerations.is_empty() {
+        return json!([{"operator": "Exists"}]);
+    }
+    Value::Array(
+        settings
+            .tolerations
+            .iter()
+            .map(|t| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in t {
+                    let value = if k == "tolerationSeconds" {
+                        v.parse::<i64>().map_or(json!(v), |n| json!(n))
+                    } else {
+                        json!(v)
+                    };
+                    m.insert(k.clone(), value);
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    )
+}
+
+/// The agent DaemonSet of a cluster whose key Secrets are named by `keys`.
+pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet {
+    let (image, pull) = image_fields(settings);
+    let mut container = json!({
+        "name": "agent",
+        "image": image,
+        "args": [
+            "serve",
+            format!("--port={}", settings.port),
+            format!("--health-address=0.0.0.0:{}", settings.health_port),
+            format!("--host-keys-dir={AGENT_HOST_KEYS_DIR}"),
+            format!("--authorized-keys-dir={AGENT_AUTHORIZED_KEYS_DIR}"),
+            format!("--grants-dir={AGENT_GRANTS_DIR}"),
+            "--state-dir=/run/dr-syncer-agent",
+            "--allow-dir=/run/dr-syncer-agent/allow",
+            format!("--volume-root={}", settings.kubelet_root),
+        ],
+        "env": settings.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        "ports": [
+            {"name": "ssh", "containerPort": settings.port, "protocol": "TCP"},
+            {"name": "health", "containerPort": settings.health_port, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": settings.health_port},
+                           "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": settings.health_port},
+                          "periodSeconds": 20, "failureThreshold": 3},
+        "securityContext": {
+            "runAsUser": 0,
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {
+                "drop": ["ALL"],
+                // sshd (privilege separation, chroot) and rsync reading every file with its owner.
+                "add": ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SETUID", "SETGID",
+                        "SYS_CHROOT", "KILL", "AUDIT_WRITE"],
+            },
+        },
+        "volumeMounts": [
+            {"name": "kubelet", "mountPath": settings.kubelet_root, "readOnly": true,
+             "mountPropagation": "HostToContainer"},
+            {"name": "host-keys", "mountPath": AGENT_HOST_KEYS_DIR, "readOnly": true},
+            {"name": "authorized-keys", "mountPath": AGENT_AUTHORIZED_KEYS_DIR, "readOnly": true},
+            {"name": "grants", "mountPath": AGENT_GRANTS_DIR, "readOnly": true},
+            {"name": "run", "mountPath": "/run"},
+        ],
+    });
+    if let Some(p) = pull {
+        container["imagePullPolicy"] = json!(p);
+    }
+    if let Some((limits, requests)) = &settings.resources {
+        container["resources"] = json!({"limits": limits, "requests": requests});
+    }
+    let mut pod_spec = json!({
+        "hostNetwork": true,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "terminationGracePeriodSeconds": 30,
+        "tolerations": tolerations(settings),
+        "containers": [container],
+        "volumes": [
+            {"name": "kubelet", "hostPath": {"path": settings.kubelet_root, "type": "Directory"}},
+            {"name": "host-keys", "secret": {"secretName": keys.host_keys(), "defaultMode": 0o400}},
+            {"name": "authorized-keys", "secret": {"secretName": keys.authorized_keys(), "defaultMode": 0o400}},
+            {"name": "grants", "configMap": {"name": GRANTS_CONFIGMAP, "optional": true}},
+            {"name": "run", "emptyDir": {"medium": "Memory"}},
+        ],
+    });
+    if !settings.node_selector.is_empty() {
+        pod_spec["nodeSelector"] = json!(settings.node_selector);
+    }
+    if let Some(pc) = &settings.priority_class_name {
+        pod_spec["priorityClassName"] = json!(pc);
+    }
+    typed(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": AGENT_NAME, "namespace": settings.namespace,
+                     "labels": labels("agent", &BTreeMap::new())},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": AGENT_NAME, ROLE_LABEL: "agent"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": labels("agent", &settings.labels), "annotations": settings.annotations},
+                "spec": pod_spec,
+            },
+        },
+    }))
+}
+
+/// Name of the mount pod of a source PVC.
+pub fn mount_pod_name(namespace: &str, pvc: &str) -> String {
+    super::object_name("dr-syncer-mount", pvc, &[namespace, pvc])
+}
+
+/// A pod that mounts `pvc` read-only and holds it until deleted (so the node's agent can serve the volume
+/// when no application pod runs); pinned to `node` when given, else placed by the scheduler (which also
+/// respects the volume's topology).
+pub fn mount_pod(settings: &AgentSettings, namespace: &str, pvc: &str, node: Option<&str>) -> Pod {
+    let (image, pull) = image_fields(settings);
+    let mut container = json!({
+        "name": "hold",
+        "image": image,
+        "args": ["hold"],
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "readOnlyRootFilesystem": true,
+                            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "data", "mountPath": MOVER_DATA_DIR, "readOnly": true}],
+        "resources": {"requests": {"cpu": "1m", "memory": "8Mi"}},
+    });
+    if let Some(p) = pull {
+        container["imagePullPolicy"] = json!(p);
+    }
+    let mut l = BTreeMap::new();
+    l.insert(PVC_LABEL.to_string(), pvc.to_string());
+    let mut pod: Pod = typed(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": mount_pod_name(namespace, pvc), "namespace": namespace,
+                     "labels": labels("mount", &l)},
+        "spec": {
+            "restartPolicy": "Always",
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "terminationGracePeriodSeconds": 5,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [container],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": pvc, "readOnly": true}}],
+        },
+    }));
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.node_name = node.map(str::to_string);
+    }
+    pod
+}
+
+/// Name of the mover pod (and its key Secret) of a DR PVC.
+pub fn mover_pod_name(namespace: &str, pvc: &str) -> String {
+    super::object_name("dr-syncer-mover", pvc, &[namespace, pvc])
+}
+
+/// The Secret with the mover's client key and pinned host keys, in the DR namespace.
+pub fn mover_key_secret(namespace: &str, name: &str, data: BTreeMap<String, Vec<u8>>) -> Secret {
+    let mut s = secret(namespace, name, data);
+    if let Some(l) = s.metadata.labels.as_mut() {
+        l.insert(ROLE_LABEL.into(), "mover".into());
+    }
+    s
+}
+
+/// Where a mover pulls from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoverTarget<'a> {
+    /// DR namespace.
+    pub namespace: &'a str,
+    /// DR PVC (mounted read-write at `/data`).
+    pub pvc: &'a str,
+    /// The reader's IP (the source node's, from the agent pod's status).
+    pub reader_ip: &'a str,
+    /// The reader's SSH port.
+    pub reader_port: u16,
+    /// The grant the reader resolves.
+    pub grant: &'a str,
+    /// Name of the key Secret in the DR namespace.
+    pub key_secret: &'a str,
+    /// The source PVC as `namespace/name` (label and annotation, for people reading the pod).
+    pub source: &'a str,
+}
+
+/// The mover pod: pulls the granted volume from the reader into the DR PVC, then exits (its final
+/// JSON line is the termination message).
+pub fn mover_pod(
+    image: &str,
+    pull_policy: Option<&str>,
+    target: &MoverTarget<'_>,
+    transfer: &TransferSettings,
+) -> Pod {
+    let mut args = vec![
+        "mover".to_string(),
+        format!("--host={}", target.reader_ip),
+        format!("--port={}", target.reader_port),
+        format!(
+            "--host-key-file={MOVER_KEY_DIR}/{}",
+            crate::keys::PINNED_HOST_KEYS_FILE
+        ),
+        format!("--identity={MOVER_KEY_DIR}/{}", crate::keys::CLIENT_KEY_FILE),
+        format!("--grant={}", target.grant),
+        format!("--destination={MOVER_DATA_DIR}"),
+        format!("--termination-log={TERMINATION_LOG}"),
+    ];
+    args.extend(transfer.mover_args());
+    let mut container = json!({
+        "name": "mover",
+        "image": image,
+        "args": args,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            // The mover writes files with their original owners and modes.
+            "runAsUser": 0,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"]},
+        },
+        "volumeMounts": [
+            {"name": "data", "mountPath": MOVER_DATA_DIR},
+            {"name": "key", "mountPath": MOVER_KEY_DIR, "readOnly": true},
+        ],
+    });
+    if let Some(p) = pull_policy {
+        container["imagePullPolicy"] = json!(p);
+    }
+    let mut l = BTreeMap::new();
+    l.insert(PVC_LABEL.to_string(), target.pvc.to_string());
+    typed(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": mover_pod_name(target.namespace, target.pvc),
+            "namespace": target.namespace,
+            "labels": labels("mover", &l),
+            "annotations": {"dr-syncer.io/source-pvc": target.source},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "terminationGracePeriodSeconds": 10,
+            "activeDeadlineSeconds": transfer.timeout.as_secs().max(1) + 300,
+            "containers": [container],
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": target.pvc}},
+                {"name": "key", "secret": {"secretName": target.key_secret, "defaultMode": 0o400}},
+            ],
+        },
+    }))
+}
