@@ -9,6 +9,7 @@
 //! reached or refused a request; 6 some objects failed (see the report); 7 timed out; 8 preflight found
 //! problems that block the drill.
 
+mod data;
 mod output;
 mod progress;
 
@@ -107,6 +108,22 @@ pub struct Args {
     /// Copy PVC data back on failback (Go CLI flag).
     #[arg(long, global = true)]
     pub reverse_migrate_pvc_data: bool,
+    /// Image of the temporary agents and mover pods of `--migrate-pvc-data` / `--reverse-migrate-pvc-data`.
+    #[arg(long, global = true, env = "DR_SYNCER_AGENT_IMAGE", default_value = dr_syncer_core::pvc::DEFAULT_AGENT_IMAGE)]
+    pub agent_image: String,
+    /// Namespace of the temporary agents (created if missing).
+    #[arg(long, global = true, default_value = dr_syncer_core::pvc::DEFAULT_AGENT_NAMESPACE)]
+    pub agent_namespace: String,
+    /// PVCs whose data is copied at the same time [default: the mapping's concurrentSyncs, else 2].
+    #[arg(long, global = true)]
+    pub data_concurrency: Option<usize>,
+    /// Cutover: skip the data copy made while the source still runs (only the final copy, after the
+    /// source is quiet, is made; the downtime is then the whole copy).
+    #[arg(long, global = true)]
+    pub no_pre_copy: bool,
+    /// How long to wait for agents, mount pods and mover pods to start, e.g. `5m`.
+    #[arg(long, global = true, default_value = "5m")]
+    pub data_wait_timeout: String,
     /// Accepted for compatibility with the Go CLI and ignored (it drove the external pv-migrate).
     #[arg(long, global = true)]
     pub pv_migrate_flags: Option<String>,
@@ -240,13 +257,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.pv_migrate_flags.is_some() {
         warn!("--pv-migrate-flags is ignored: dr-syncer moves PVC data itself");
     }
-    if args.migrate_pvc_data || args.reverse_migrate_pvc_data {
-        return Err(Exit {
-            code: 4,
-            message: "PVC data migration is not available yet".into(),
-        }
-        .into());
+    if args.migrate_pvc_data && !matches!(command, Command::Stage | Command::Cutover) {
+        return Err(usage("--migrate-pvc-data applies to stage and cutover"));
     }
+    if args.reverse_migrate_pvc_data && command != Command::Failback {
+        return Err(usage("--reverse-migrate-pvc-data applies to failback"));
+    }
+    let data_wait =
+        parse_duration(&args.data_wait_timeout).map_err(|e| usage(&format!("--data-wait-timeout: {e}")))?;
     let wait = args
         .wait
         .as_deref()
@@ -298,6 +316,29 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (progress, _display) = progress::display(&format!("{command:?}").to_lowercase());
     let drill = drill.with_progress(progress);
+    let data = if (args.migrate_pvc_data || args.reverse_migrate_pvc_data) && !args.dry_run {
+        Some(data::prepare(&args, &drill, args.reverse_migrate_pvc_data, data_wait).await?)
+    } else {
+        None
+    };
+    let drill = match &data {
+        Some(d) => drill.with_data(d.drill_data.clone()),
+        None => drill,
+    };
+    let result = run_command(command, &args, &drill, options, &out).await;
+    if let Some(d) = data {
+        d.remove().await;
+    }
+    result
+}
+
+async fn run_command(
+    command: Command,
+    args: &Args,
+    drill: &Drill,
+    options: DrillOptions,
+    out: &output::Printer,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Preflight => unreachable!("handled above"),
         Command::Stage => out.drill(drill.stage(args.dry_run).await?),
@@ -456,4 +497,17 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
         config: Arc::new(config),
     };
     Ok(Drill::new(source, destination, options, target))
+}
+
+/// The mapping's `pvcConfig.dataSyncConfig` (from `--mapping`), if any.
+fn mapping_data_config(args: &Args) -> anyhow::Result<Option<dr_syncer_core::api::DataSyncConfig>> {
+    let Some(path) = &args.mapping else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mapping: NamespaceMapping = serde_saphyr::from_str(&text).map_err(|e| Exit {
+        code: 4,
+        message: format!("{}: not a NamespaceMapping: {e}", path.display()),
+    })?;
+    Ok(mapping.spec.pvc_config.and_then(|p| p.data_sync_config))
 }

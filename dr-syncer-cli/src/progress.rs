@@ -6,7 +6,10 @@ use std::{
     time::Duration,
 };
 
-use dr_syncer_core::engine::{Progress, ProgressFn};
+use dr_syncer_core::{
+    engine::{Progress, ProgressFn},
+    kube::PvcSyncStage,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The progress display of one CLI run; cleared when dropped.
@@ -55,6 +58,21 @@ fn bar(label: &str) -> (ProgressFn, Display) {
             handle.println(format!("{} {name}", handle.prefix()));
             handle.set_message(name.clone());
         }
+        Progress::Data { pvc, stage } => match stage {
+            PvcSyncStage::Moving(p) => {
+                handle.set_length(100);
+                handle.set_position(u64::from(p.percent));
+                handle.set_message(format!(
+                    "{pvc}: {} at {}/s{}",
+                    human_bytes(p.bytes),
+                    human_bytes(p.bytes_per_second as u64),
+                    p.remaining_seconds
+                        .map(|s| format!(", {s} s left"))
+                        .unwrap_or_default()
+                ));
+            }
+            other => handle.println(format!("{} {pvc}: {}", handle.prefix(), stage_text(other))),
+        },
         _ => {}
     });
     (f, Display { bar: Some(bar) })
@@ -64,6 +82,7 @@ fn bar(label: &str) -> (ProgressFn, Display) {
 fn lines(label: &str) -> (ProgressFn, Display) {
     let label = label.to_owned();
     let last_quarter = Mutex::new(0usize);
+    let last_data: Mutex<std::collections::HashMap<String, u8>> = Mutex::new(Default::default());
     let f: ProgressFn = Arc::new(move |event: &Progress| match event {
         Progress::Planned { total } => {
             *last_quarter.lock().unwrap_or_else(|p| p.into_inner()) = 0;
@@ -78,7 +97,48 @@ fn lines(label: &str) -> (ProgressFn, Display) {
             }
         }
         Progress::Step { name } => eprintln!("[{label}] {name}"),
+        Progress::Data { pvc, stage } => {
+            // Progress lines at most every 10 %.
+            if let PvcSyncStage::Moving(p) = stage {
+                let mut last = last_data.lock().unwrap_or_else(|p| p.into_inner());
+                let tenth = p.percent / 10;
+                if last.get(pvc) == Some(&tenth) {
+                    return;
+                }
+                last.insert(pvc.clone(), tenth);
+            }
+            eprintln!("[{label}] {pvc}: {}", stage_text(stage));
+        }
         _ => {}
     });
     (f, Display { bar: None })
+}
+
+fn stage_text(stage: &PvcSyncStage) -> String {
+    match stage {
+        PvcSyncStage::Mounting => "no pod mounts the volume: starting a read-only mount pod".into(),
+        PvcSyncStage::Starting { node } => format!("mover started, reading on node {node}"),
+        PvcSyncStage::Moving(p) => format!(
+            "{}% ({} at {}/s)",
+            p.percent,
+            human_bytes(p.bytes),
+            human_bytes(p.bytes_per_second as u64)
+        ),
+    }
+}
+
+/// `1.5 GiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }

@@ -406,9 +406,24 @@ async fn bad_input_gets_one_clear_message_and_no_write() {
             "missing-ns",
         ),
         (
-            vec!["stage".into(), "--migrate-pvc-data".into()],
-            4,
-            "PVC data migration is not available yet",
+            vec!["failback".into(), "--yes".into(), "--migrate-pvc-data".into()],
+            2,
+            "--migrate-pvc-data applies to stage and cutover",
+        ),
+        (
+            vec!["stage".into(), "--reverse-migrate-pvc-data".into()],
+            2,
+            "--reverse-migrate-pvc-data applies to failback",
+        ),
+        (
+            vec![
+                "stage".into(),
+                "--migrate-pvc-data".into(),
+                "--data-wait-timeout".into(),
+                "soon".into(),
+            ],
+            2,
+            "--data-wait-timeout",
         ),
         (vec![], 2, "subcommand"),
     ];

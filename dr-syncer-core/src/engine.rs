@@ -155,7 +155,7 @@ impl SyncTarget {
 }
 
 /// Where a sync (or a drill built on it) is, for progress bars and status.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Progress {
     /// The source was read, selected and transformed: `total` objects are to be applied.
@@ -176,6 +176,14 @@ pub enum Progress {
     Step {
         /// What the step does.
         name: String,
+    },
+    /// A PVC's data copy moved on.
+    #[cfg(feature = "client")]
+    Data {
+        /// `source/pvc → destination/pvc`.
+        pvc: String,
+        /// Where it is.
+        stage: crate::kube::PvcSyncStage,
     },
 }
 

@@ -73,8 +73,57 @@ pub struct DrillReport {
     pub sync_back: Option<SyncReport>,
     /// Activation changes, in the order they were made.
     pub changes: Vec<DrillChange>,
+    /// PVC data copies, in the order they ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataCopy>,
+    /// The steps, in the order they ran (activation steps and data copies).
+    pub steps: Vec<String>,
     /// Workloads waited for until ready.
     pub waited: bool,
+}
+
+/// One PVC's data copy during a drill.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataCopy {
+    /// The step it belonged to (`stage`, `pre-copy`, `final delta`, `reverse`).
+    pub step: String,
+    /// `source/pvc → destination/pvc` (for a reverse copy, DR → source).
+    pub pvc: String,
+    /// The node the data was read on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `Synced`, `Skipped` or `Failed`.
+    pub status: String,
+    /// Bytes sent over the network.
+    pub bytes_sent: u64,
+    /// Files transferred.
+    pub files_transferred: u64,
+    /// Files deleted on the receiving side.
+    pub files_deleted: u64,
+    /// Seconds.
+    pub duration_seconds: f64,
+    /// The error or the reason it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The error's kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+}
+
+/// PVC data copying of a drill: the data path from the source to the DR cluster (stage, cutover) and
+/// back (failback), each through agents deployed on the reading side.
+#[derive(Clone, Debug, Default)]
+pub struct DrillData {
+    /// Source → DR.
+    pub forward: Option<super::PvcDataSync>,
+    /// DR → source.
+    pub reverse: Option<super::PvcDataSync>,
+    /// PVCs copied at a time.
+    pub concurrency: usize,
+    /// Cutover: copy once while the source still runs (most of the data), so that the final delta
+    /// after quieting the source is short.
+    pub pre_copy: bool,
 }
 
 /// Options of cutover and failback.
@@ -97,6 +146,7 @@ pub struct Drill {
     calls: Calls,
     engine: SyncEngine,
     target: SyncTarget,
+    data: DrillData,
 }
 
 impl std::fmt::Debug for Drill {
@@ -180,7 +230,15 @@ impl Drill {
             calls,
             engine,
             target,
+            data: DrillData::default(),
         }
+    }
+
+    /// Copy PVC data too: after the stage sync, before activating the DR side at cutover (after the
+    /// source is quiet), and before reactivating the source at failback (after the DR side is quiet).
+    pub fn with_data(mut self, data: DrillData) -> Self {
+        self.data = data;
+        self
     }
 
     /// Report progress to `f`: the syncs' [`Progress`] and one [`Progress::Step`] per drill step.
@@ -195,9 +253,132 @@ impl Drill {
         }
     }
 
+    fn step_in(&self, report: &mut DrillReport, name: &str) {
+        report.steps.push(name.to_string());
+        self.step(name);
+    }
+
+    /// Copy the data of the PVCs that exist on both sides; an error names every PVC that failed.
+    async fn copy_data(
+        &self,
+        reverse: bool,
+        label: &str,
+        report: &mut DrillReport,
+        dry_run: bool,
+    ) -> Result<()> {
+        let mover = if reverse {
+            &self.data.reverse
+        } else {
+            &self.data.forward
+        };
+        let Some(mover) = mover else {
+            return Ok(());
+        };
+        self.step_in(report, &format!("copy PVC data ({label})"));
+        if dry_run {
+            return Ok(());
+        }
+        let (from, to, from_ns, to_ns) = if reverse {
+            (
+                &self.destination,
+                &self.source,
+                &self.target.destination_namespace,
+                &self.target.source_namespace,
+            )
+        } else {
+            (
+                &self.source,
+                &self.destination,
+                &self.target.source_namespace,
+                &self.target.destination_namespace,
+            )
+        };
+        let names = |client: &Client, ns: &str| {
+            let api: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                kube::Api::namespaced(client.clone(), ns);
+            let ns = ns.to_string();
+            async move {
+                api.list(&kube::api::ListParams::default())
+                    .await
+                    .map(|l| {
+                        l.items
+                            .into_iter()
+                            .filter_map(|p| p.metadata.name)
+                            .collect::<std::collections::BTreeSet<_>>()
+                    })
+                    .map_err(|e| Error::kube(format!("listing PVCs of {ns}"), e))
+            }
+        };
+        let here = names(to, to_ns).await?;
+        let pairs: Vec<super::PvcPair> = names(from, from_ns)
+            .await?
+            .into_iter()
+            .filter(|n| here.contains(n))
+            .map(|n| super::PvcPair {
+                source_namespace: from_ns.clone(),
+                source_pvc: n.clone(),
+                destination_namespace: to_ns.clone(),
+                destination_pvc: n,
+            })
+            .collect();
+        let progress = self.engine.progress().cloned();
+        let on = move |pair: &super::PvcPair, stage: &super::PvcSyncStage| {
+            if let Some(f) = &progress {
+                f(&Progress::Data {
+                    pvc: pair.to_string(),
+                    stage: stage.clone(),
+                });
+            }
+        };
+        let results = mover.sync_all(pairs, self.data.concurrency.max(1), &on).await;
+        let mut failed = Vec::new();
+        for r in results {
+            let mut copy = DataCopy {
+                step: label.to_string(),
+                pvc: r.pair.to_string(),
+                node: r.node.clone(),
+                duration_seconds: r.duration.as_secs_f64(),
+                ..DataCopy::default()
+            };
+            match r.outcome {
+                super::PvcSyncOutcome::Synced(stats) => {
+                    copy.status = "Synced".into();
+                    copy.bytes_sent = stats.bytes_sent;
+                    copy.files_transferred = stats.files_transferred;
+                    copy.files_deleted = stats.files_deleted;
+                }
+                super::PvcSyncOutcome::Skipped(reason) => {
+                    copy.status = "Skipped".into();
+                    failed.push(format!("{} ({reason})", r.pair));
+                    copy.error = Some(reason);
+                }
+                super::PvcSyncOutcome::Failed(e) => {
+                    copy.status = "Failed".into();
+                    failed.push(format!("{} ({e})", r.pair));
+                    copy.error_kind = Some(e.kind().to_string());
+                    copy.error = Some(e.to_string());
+                }
+            }
+            report.data.push(copy);
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Data(crate::data::DataMoverError::Failed {
+                message: format!("PVC data copy ({label}) failed for {}", failed.join(", ")),
+                transient: true,
+            }))
+        }
+    }
+
     /// The sync engine (source → DR).
     pub fn engine(&self) -> &SyncEngine {
         &self.engine
+    }
+
+    /// The source and destination clients.
+    pub fn clients(&self) -> (&Client, &Client) {
+        (&self.source, &self.destination)
     }
 
     /// The target.
@@ -235,12 +416,17 @@ impl Drill {
     /// # Errors
     /// As [`SyncEngine::sync`].
     pub async fn stage(&self, dry_run: bool) -> Result<DrillReport> {
-        Ok(DrillReport {
+        let mut report = DrillReport {
             mode: "stage".into(),
             dry_run,
             sync: Some(self.sync_or_plan(dry_run).await?),
             ..Default::default()
-        })
+        };
+        report.steps.push("sync".into());
+        if report.sync.as_ref().is_some_and(SyncReport::is_success) {
+            self.copy_data(false, "stage", &mut report, dry_run).await?;
+        }
+        Ok(report)
     }
 
     /// Cutover (see the module docs).
@@ -262,13 +448,21 @@ impl Drill {
             )));
         }
         report.sync = Some(sync);
+        report.steps.push("sync".into());
+        if self.data.pre_copy {
+            self.copy_data(false, "pre-copy", &mut report, options.dry_run)
+                .await?;
+        }
         // 1. Quiet the source, recording originals on it.
         self.switch(Side::Source, Switch::Quiet, &mut report, options.dry_run)
             .await?;
-        // 2. Activate the DR side from the originals recorded at sync time.
+        // 2. The final data delta, with nothing writing on the source any more.
+        self.copy_data(false, "final delta", &mut report, options.dry_run)
+            .await?;
+        // 3. Activate the DR side from the originals recorded at sync time.
         self.switch(Side::Destination, Switch::Activate, &mut report, options.dry_run)
             .await?;
-        // 3. Mark the DR namespace active.
+        // 4. Mark the DR namespace active.
         self.mark(true, &mut report, options.dry_run).await?;
         if let (Some(timeout), false) = (options.wait, options.dry_run) {
             self.wait_ready(&self.destination, &self.target.destination_namespace, timeout)
@@ -306,10 +500,13 @@ impl Drill {
         // 1. Quiet the DR side.
         self.switch(Side::Destination, Switch::Quiet, &mut report, options.dry_run)
             .await?;
-        // 2. Reactivate the source from its recorded originals.
+        // 2. Copy the DR side's data back, with nothing writing on it any more.
+        self.copy_data(true, "reverse", &mut report, options.dry_run)
+            .await?;
+        // 3. Reactivate the source from its recorded originals.
         self.switch(Side::Source, Switch::Activate, &mut report, options.dry_run)
             .await?;
-        // 3. Clear the mark.
+        // 4. Clear the mark.
         self.mark(false, &mut report, options.dry_run).await?;
         if let (Some(timeout), false) = (options.wait, options.dry_run) {
             self.wait_ready(&self.source, &self.target.source_namespace, timeout)
@@ -402,7 +599,7 @@ impl Drill {
             Switch::Quiet => "quiet",
             Switch::Activate => "activate",
         };
-        self.step(&format!("{verb} {cluster} workloads"));
+        self.step_in(report, &format!("{verb} {cluster} workloads"));
         let filter = ObjectFilter::new(&self.target.config);
         for rt in self.workloads_in_scope() {
             let objects = match side {
@@ -481,11 +678,14 @@ impl Drill {
 
     /// Set or clear the destination namespace's active mark.
     async fn mark(&self, active: bool, report: &mut DrillReport, dry_run: bool) -> Result<()> {
-        self.step(if active {
-            "mark the DR namespace active"
-        } else {
-            "clear the DR namespace's active mark"
-        });
+        self.step_in(
+            report,
+            if active {
+                "mark the DR namespace active"
+            } else {
+                "clear the DR namespace's active mark"
+            },
+        );
         let ns = self.target.destination_namespace.as_str();
         let rt = namespace_type();
         let live = get_one(&self.destination, &self.calls, &rt, None, ns, false)

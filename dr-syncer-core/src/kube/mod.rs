@@ -23,7 +23,7 @@ pub use self::{
     calls::{CallStats, Calls, RetryPolicy, category_of, is_not_found, is_retryable, is_unserved},
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
     discovery::{custom_resource_types, discover},
-    drill::{DRILL_FIELD_MANAGER, Drill, DrillChange, DrillOptions, DrillReport},
+    drill::{DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{
         AgentKeys, AgentReadiness, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult,
@@ -31,6 +31,9 @@ pub use self::{
     },
     source::{KubeSource, selector_string},
 };
+
+/// kube-rs's client, re-exported for callers that only hand clients around.
+pub use ::kube::Client;
 
 /// The field manager of every server-side apply dr-syncer makes.
 pub const FIELD_MANAGER: &str = "dr-syncer";
