@@ -11,6 +11,7 @@
 //! `--leader-elect`/`ENABLE_LEADER_ELECTION`, `LEADER_ELECTION_ID` `dr-syncer.io`, `LOG_LEVEL`).
 
 pub mod admin;
+pub mod agents;
 pub mod cluster_mapping;
 pub mod clusters;
 pub mod conditions;

@@ -187,6 +187,19 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
     let result = check(&rc, &ctx).await;
     let old = rc.status.clone().unwrap_or_default();
     let mut status = status_from(&name, &result, &old, rc.metadata.generation);
+    // PVC data replication: the agents of this cluster.
+    let handle = ctx.clusters.handle_for(&rc).await;
+    let reachable = result.connected.is_ok();
+    let (pvc_sync, pvc_again) = if reachable {
+        crate::agents::reconcile(&ctx, &rc, handle.as_deref()).await
+    } else {
+        let err = ClusterError::ConnectionFailed {
+            cluster: name.clone(),
+            message: "not reachable".into(),
+        };
+        crate::agents::reconcile(&ctx, &rc, Err(&err)).await
+    };
+    status.pvc_sync = pvc_sync;
     let healthy = status.health.as_deref() == Some("Healthy");
     let was_healthy = old.health.as_deref() == Some("Healthy");
     // lastSyncTime: the last successful check, written at most once per recheck interval.
@@ -233,11 +246,12 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
         // Repeats of the same problem are aggregated by the recorder into one Event series.
         ctx.event(rc.as_ref(), true, reason, "Check", message).await;
     }
-    Ok(Action::requeue(if healthy {
+    let again = if healthy {
         ctx.options.recheck_interval
     } else {
         ctx.options.unhealthy_recheck_interval
-    }))
+    };
+    Ok(Action::requeue(pvc_again.map_or(again, |p| p.min(again))))
 }
 
 #[cfg(test)]

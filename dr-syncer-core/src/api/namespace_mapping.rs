@@ -691,6 +691,52 @@ pub struct NamespaceMappingStatus {
     /// One entry per namespace matched by `namespaceSelector`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<NamespaceSyncStatus>>,
+    /// PVC data replication (`pvcConfig.syncData`): one entry per PVC (a dr-syncer addition to the Go
+    /// schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sync: Option<Vec<VolumeSyncStatus>>,
+}
+
+/// Data replication state of one PVC.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSyncStatus {
+    /// Source PVC (`namespace/name`).
+    pub source: String,
+    /// DR PVC (`namespace/name`).
+    pub destination: String,
+    /// `Mounting`, `Syncing`, `Synced`, `Failed` or `Skipped`.
+    pub phase: String,
+    /// Node the data is read on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Percent done of the running copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<i32>,
+    /// Bytes sent by the running or last copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_transferred: Option<i64>,
+    /// Files transferred by the running or last copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_transferred: Option<i64>,
+    /// Speed of the running or last copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<i64>,
+    /// Duration of the last copy (e.g. `1m30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// End of the last successful copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// Start of the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
+    /// Failed attempts since the last success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<i32>,
+    /// Detail: the error of a failed copy, why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Progress of a running sync.

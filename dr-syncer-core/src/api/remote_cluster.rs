@@ -351,6 +351,15 @@ pub struct PvcSyncStatus {
     /// Agent readiness per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status: Option<AgentStatus>,
+    /// SHA-256 fingerprint of the agents' host key (what movers pin; a dr-syncer addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key_fingerprint: Option<String>,
+    /// SHA-256 fingerprint of the client key of movers writing into this cluster (a dr-syncer addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_fingerprint: Option<String>,
+    /// Last key rotation (annotation `dr-syncer.io/rotate-ssh-key`; a dr-syncer addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_key_rotation: Option<Time>,
 }
 
 /// Agent readiness across nodes.

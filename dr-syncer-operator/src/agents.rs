@@ -1,0 +1,475 @@
+//! PVC data replication, operator side: the SSH keys of each RemoteCluster (kept in the controller
+//! cluster), the agents deployed into clusters with `spec.pvcSync.enabled`, their readiness in
+//! `status.pvcSync`, key rotation, and the mover key data a transfer needs.
+//!
+//! Keys (never shared between RemoteClusters) live in the RemoteCluster's namespace of the controller
+//! cluster: Secret `dr-syncer-agent-host-keys-<rc>` (the host key of the cluster's agents, as a reader)
+//! and `dr-syncer-mover-key-<rc>` (the client key of movers writing into the cluster). The agents accept
+//! the client keys of the clusters that read from them: the destinations of NamespaceMappings with
+//! `pvcConfig.syncData` whose source is the cluster, plus the user-managed keys of those mappings
+//! (`tempPodKeySecretRef`, ClusterMapping `sshKeySecretRef`).
+//!
+//! **Rotation**: setting the annotation `dr-syncer.io/rotate-ssh-key` on a RemoteCluster to a new value
+//! replaces both of its keys. The old client key stays accepted (with an `expiry-time`) and the old host
+//! key stays pinned for [`ROTATION_GRACE`]; sshd checks keys at login only, so a transfer that is running
+//! continues to its end.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
+
+use dr_syncer_core::{
+    api::{AgentStatus, NamespaceMapping, NodeAgentStatus, PvcSyncStatus, RemoteCluster},
+    keys::{
+        AuthorizedClientKey, AuthorizedClientKeys, HostKeyPins, KeyPair, KeySecrets, PublicKey, UserKeyPair,
+    },
+    kube::{agent_readiness, deploy_agents, remove_agents},
+    pvc::AgentSettings,
+};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, PostParams},
+};
+use tracing::{info, warn};
+
+use crate::{
+    clusters::ClusterHandle,
+    conditions::now,
+    context::Context,
+    error::{ClusterError, Error, Result},
+};
+
+/// Annotation on a RemoteCluster: a new value rotates its SSH keys.
+pub const ROTATE_ANNOTATION: &str = "dr-syncer.io/rotate-ssh-key";
+/// Annotation on a stored key Secret: the rotation value it was made for.
+const ROTATION_TOKEN: &str = "dr-syncer.io/rotation-token";
+/// How long the previous key stays accepted (client) or pinned (host) after a rotation.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(15 * 60);
+
+const KEY: &str = "key";
+const KEY_PUB: &str = "key.pub";
+const PREVIOUS_PUB: &str = "previous.pub";
+const PREVIOUS_EXPIRES: &str = "previous-expires";
+
+/// A key kept in the controller cluster, with the previous one during a rotation's grace window.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    /// The current pair.
+    pub current: KeyPair,
+    /// The previous public key and when it stops being accepted.
+    pub previous: Option<(PublicKey, SystemTime)>,
+    /// Whether this call rotated the key.
+    pub rotated: bool,
+}
+
+impl StoredKey {
+    fn previous_valid(&self) -> Option<&(PublicKey, SystemTime)> {
+        self.previous.as_ref().filter(|(_, t)| *t > SystemTime::now())
+    }
+}
+
+fn data_of(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+fn invalid(what: String) -> impl FnOnce(dr_syncer_core::keys::KeyError) -> Error {
+    move |e| Error::Core(dr_syncer_core::Error::InvalidConfig(format!("{what}: {e}")))
+}
+
+/// The key stored in Secret `namespace/name` (generated when missing; rotated when `rotation` differs
+/// from the value it was made for).
+async fn stored_key(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    comment: &str,
+    rotation: Option<&str>,
+) -> Result<StoredKey> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("reading key Secret {namespace}/{name}"), e))?;
+    let token = |s: &Secret| s.annotations().get(ROTATION_TOKEN).cloned();
+    let generate = || KeyPair::generate_ed25519(comment).map_err(invalid("generating a key".into()));
+    if let Some(secret) = &existing {
+        let data = data_of(secret);
+        let pem = String::from_utf8_lossy(data.get(KEY).map(Vec::as_slice).unwrap_or_default()).into_owned();
+        let current = KeyPair::parse(&pem).map_err(invalid(format!("key Secret {namespace}/{name}")))?;
+        let previous = match (data.get(PREVIOUS_PUB), data.get(PREVIOUS_EXPIRES)) {
+            (Some(p), Some(t)) => {
+                let key = PublicKey::parse(String::from_utf8_lossy(p).trim()).ok();
+                let secs: u64 = String::from_utf8_lossy(t).trim().parse().unwrap_or(0);
+                key.map(|k| (k, SystemTime::UNIX_EPOCH + Duration::from_secs(secs)))
+            }
+            _ => None,
+        };
+        let wanted = rotation.map(str::to_string);
+        if wanted.is_none() || wanted == token(secret) {
+            return Ok(StoredKey {
+                current,
+                previous,
+                rotated: false,
+            });
+        }
+        // Rotate: the new key, the old one kept for the grace window.
+        let new = generate()?;
+        let expires = SystemTime::now() + ROTATION_GRACE;
+        let mut updated = key_secret(
+            namespace,
+            name,
+            &new,
+            Some((&current.public_key(), expires)),
+            rotation,
+        );
+        updated.metadata.resource_version = secret.metadata.resource_version.clone();
+        api.replace(name, &PostParams::default(), &updated)
+            .await
+            .map_err(|e| Error::kube(format!("rotating key Secret {namespace}/{name}"), e))?;
+        return Ok(StoredKey {
+            current: new,
+            previous: Some((current.public_key(), expires)),
+            rotated: true,
+        });
+    }
+    let new = generate()?;
+    let secret = key_secret(namespace, name, &new, None, rotation);
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(StoredKey {
+            current: new,
+            previous: None,
+            rotated: false,
+        }),
+        // Created meanwhile by another reconcile: use that one.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            Box::pin(stored_key(client, namespace, name, comment, None)).await
+        }
+        Err(e) => Err(Error::kube(format!("creating key Secret {namespace}/{name}"), e)),
+    }
+}
+
+fn key_secret(
+    namespace: &str,
+    name: &str,
+    key: &KeyPair,
+    previous: Option<(&PublicKey, SystemTime)>,
+    rotation: Option<&str>,
+) -> Secret {
+    let mut data = BTreeMap::from([
+        (
+            KEY.to_string(),
+            ByteString(key.private_key_openssh().into_bytes()),
+        ),
+        (
+            KEY_PUB.to_string(),
+            ByteString(format!("{}\n", key.public_key()).into_bytes()),
+        ),
+    ]);
+    if let Some((p, t)) = previous {
+        data.insert(PREVIOUS_PUB.into(), ByteString(format!("{p}\n").into_bytes()));
+        let secs = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        data.insert(PREVIOUS_EXPIRES.into(), ByteString(secs.to_string().into_bytes()));
+    }
+    let mut s = Secret {
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    s.metadata.name = Some(name.into());
+    s.metadata.namespace = Some(namespace.into());
+    s.metadata.labels = Some(BTreeMap::from([(
+        "app.kubernetes.io/managed-by".to_string(),
+        "dr-syncer".to_string(),
+    )]));
+    if let Some(r) = rotation {
+        s.metadata.annotations = Some(BTreeMap::from([(ROTATION_TOKEN.to_string(), r.to_string())]));
+    }
+    s
+}
+
+fn rotation_of(rc: &RemoteCluster) -> Option<&str> {
+    rc.annotations().get(ROTATE_ANNOTATION).map(String::as_str)
+}
+
+/// The host key of `rc`'s agents.
+pub async fn host_key(ctx: &Context, rc: &RemoteCluster) -> Result<StoredKey> {
+    let name = rc.name_any();
+    stored_key(
+        &ctx.client,
+        &rc.namespace().unwrap_or_default(),
+        &KeySecrets::for_remote_cluster(&name).host_keys(),
+        &format!("dr-syncer-agent@{name}"),
+        rotation_of(rc),
+    )
+    .await
+}
+
+/// The client key of movers writing into `rc`.
+pub async fn client_key(ctx: &Context, rc: &RemoteCluster) -> Result<StoredKey> {
+    let name = rc.name_any();
+    stored_key(
+        &ctx.client,
+        &rc.namespace().unwrap_or_default(),
+        &KeySecrets::for_remote_cluster(&name).client_key(),
+        &format!("dr-syncer-mover@{name}"),
+        rotation_of(rc),
+    )
+    .await
+}
+
+/// A user-managed client key pair of a mapping (`tempPodKeySecretRef`, else the ClusterMapping's
+/// `sshKeySecretRef`), if it names one.
+pub async fn user_key(ctx: &Context, nm: &NamespaceMapping) -> Result<Option<UserKeyPair>> {
+    let ns = nm.namespace().unwrap_or_default();
+    let mut reference: Option<(String, String, String, String)> =
+        nm.spec.temp_pod_key_secret_ref.as_ref().map(|r| {
+            (
+                if r.namespace.is_empty() {
+                    ns.clone()
+                } else {
+                    r.namespace.clone()
+                },
+                r.name.clone(),
+                "id_rsa".to_string(),
+                "id_rsa.pub".to_string(),
+            )
+        });
+    if reference.is_none()
+        && let Some(r) = &nm.spec.cluster_mapping_ref
+    {
+        let cm_ns = r
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| ns.clone());
+        let api: Api<dr_syncer_core::api::ClusterMapping> = Api::namespaced(ctx.client.clone(), &cm_ns);
+        if let Ok(Some(cm)) = api.get_opt(&r.name).await
+            && let Some(k) = cm.spec.ssh_key_secret_ref
+        {
+            reference = Some((
+                k.namespace.clone().filter(|n| !n.is_empty()).unwrap_or(cm_ns),
+                k.name.clone(),
+                k.private_key_key.clone(),
+                k.public_key_key.clone(),
+            ));
+        }
+    }
+    let Some((sns, sname, private, public)) = reference else {
+        return Ok(None);
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &sns);
+    let secret = api
+        .get(&sname)
+        .await
+        .map_err(|e| Error::kube(format!("reading SSH key Secret {sns}/{sname}"), e))?;
+    UserKeyPair::from_secret_data(&data_of(&secret), &private, &public)
+        .map(Some)
+        .map_err(invalid(format!("SSH key Secret {sns}/{sname}")))
+}
+
+/// The client keys `source`'s agents accept: those of the clusters that copy data from it.
+pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<AuthorizedClientKeys> {
+    let (sns, sname) = (source.namespace().unwrap_or_default(), source.name_any());
+    let mappings: Api<NamespaceMapping> = Api::all(ctx.client.clone());
+    let list = mappings
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::kube("listing NamespaceMappings", e))?;
+    let mut entries: Vec<AuthorizedClientKey> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut add = |key: PublicKey, expires: Option<SystemTime>| {
+        if seen.insert(key.blob()) {
+            entries.push(AuthorizedClientKey { key, expires });
+        }
+    };
+    for nm in list.items {
+        if !nm.spec.pvc_config.as_ref().is_some_and(|p| p.sync_data) {
+            continue;
+        }
+        let Ok(((src_ns, src), (dst_ns, dst))) = ctx.clusters.cluster_names(&nm).await else {
+            continue;
+        };
+        if (src_ns.as_str(), src.as_str()) != (sns.as_str(), sname.as_str()) {
+            continue;
+        }
+        match user_key(ctx, &nm).await {
+            Ok(Some(user)) => add(user.public, None),
+            Ok(None) => {}
+            Err(e) => warn!(mapping = %nm.name_any(), "user-managed SSH key: {e}"),
+        }
+        let Ok(dest) = ctx.clusters.remote_cluster(&dst_ns, &dst).await else {
+            continue;
+        };
+        let key = client_key(ctx, &dest).await?;
+        if let Some((p, t)) = key.previous_valid() {
+            add(p.clone(), Some(*t));
+        }
+        add(key.current.public_key(), None);
+    }
+    Ok(AuthorizedClientKeys::from_entries(entries))
+}
+
+/// The data of a mover's key Secret for a copy from `source` into `destination`: the client key (the
+/// mapping's user-managed one, else the destination's) and the pinned host keys of the source's agents
+/// (the previous one too during a rotation).
+pub async fn mover_key_data(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    source: &RemoteCluster,
+    destination: &RemoteCluster,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let host = host_key(ctx, source).await?;
+    let mut pins = vec![host.current.public_key()];
+    if let Some((p, _)) = host.previous_valid() {
+        pins.push(p.clone());
+    }
+    let pins = HostKeyPins::new(pins).map_err(invalid("pinning host keys".into()))?;
+    let client = match user_key(ctx, nm).await? {
+        Some(user) => user.pair,
+        None => client_key(ctx, destination).await?.current,
+    };
+    Ok(KeySecrets::for_remote_cluster(&destination.name_any()).client_key_data(&client, &pins))
+}
+
+/// Deploy (or update) the agents of `rc` with its current keys; returns the host key (for status).
+pub async fn deploy(ctx: &Context, rc: &RemoteCluster, handle: &ClusterHandle) -> Result<StoredKey> {
+    let settings = AgentSettings::from_spec(rc.spec.pvc_sync.as_ref());
+    let host = host_key(ctx, rc).await?;
+    let mut authorized = authorized_for(ctx, rc).await?;
+    authorized.prune(SystemTime::now());
+    deploy_agents(
+        &handle.client,
+        &settings,
+        &rc.name_any(),
+        &host.current,
+        &authorized,
+    )
+    .await
+    .map_err(Error::Core)?;
+    Ok(host)
+}
+
+/// Reconcile the agents of `rc`: the new `status.pvcSync` (None when PVC sync is off) and when to look
+/// again.
+pub async fn reconcile(
+    ctx: &Context,
+    rc: &RemoteCluster,
+    handle: Result<&ClusterHandle, &ClusterError>,
+) -> (Option<PvcSyncStatus>, Option<Duration>) {
+    let old = rc.status.as_ref().and_then(|s| s.pvc_sync.clone());
+    let enabled = rc
+        .spec
+        .pvc_sync
+        .as_ref()
+        .is_some_and(|p| p.enabled.unwrap_or(false));
+    let settings = AgentSettings::from_spec(rc.spec.pvc_sync.as_ref());
+    let Ok(handle) = handle else {
+        // The cluster cannot be reached: keep what status said, with the reason.
+        return (
+            old.map(|mut s| {
+                s.phase = Some("Failed".into());
+                s.message = Some("the cluster is not reachable".into());
+                s
+            }),
+            None,
+        );
+    };
+    if !enabled {
+        if old.is_some() {
+            if let Err(e) = remove_agents(&handle.client, &settings, &rc.name_any()).await {
+                warn!("removing the agents of {}: {e}", rc.name_any());
+                return (old, Some(Duration::from_secs(30)));
+            }
+            info!("PVC sync disabled: agents removed");
+        }
+        return (None, None);
+    }
+    let mut status = old.clone().unwrap_or_default();
+    let host = match deploy(ctx, rc, handle).await {
+        Ok(h) => h,
+        Err(e) => {
+            status.phase = Some("Failed".into());
+            status.message = Some(format!("deploying the agents: {e}"));
+            ctx.event(rc, true, "AgentDeploymentFailed", "DeployAgents", e.to_string())
+                .await;
+            return (Some(status), Some(Duration::from_secs(30)));
+        }
+    };
+    if host.rotated {
+        status.last_key_rotation = Some(now());
+        ctx.event(
+            rc,
+            false,
+            "SSHKeysRotated",
+            "RotateKeys",
+            format!(
+                "SSH keys rotated: host key {} (the previous key is accepted for {} min)",
+                host.current.fingerprint(),
+                ROTATION_GRACE.as_secs() / 60
+            ),
+        )
+        .await;
+    }
+    // The client key of movers writing into this cluster (generated now, so its fingerprint shows).
+    if let Ok(client) = client_key(ctx, rc).await {
+        status.client_key_fingerprint = Some(client.current.fingerprint());
+    }
+    status.host_key_fingerprint = Some(host.current.fingerprint());
+    if old.is_none() || host.rotated {
+        status.last_deployment_time = Some(now());
+    }
+    match agent_readiness(&handle.client, &settings).await {
+        Ok(r) => {
+            let nodes: BTreeMap<String, NodeAgentStatus> = r
+                .nodes
+                .iter()
+                .map(|(n, (ready, ip))| {
+                    (
+                        n.clone(),
+                        NodeAgentStatus {
+                            ready: *ready,
+                            message: ip.as_ref().map(|ip| format!("serving on {ip}:{}", settings.port)),
+                            ..NodeAgentStatus::default()
+                        },
+                    )
+                })
+                .collect();
+            let (ready, total) = (r.ready_nodes, r.total_nodes);
+            status.phase = Some(
+                match (ready, total) {
+                    (_, 0) => "Deploying",
+                    (r, t) if r == t => "Running",
+                    _ => "Degraded",
+                }
+                .into(),
+            );
+            status.message = Some(format!(
+                "{ready} of {total} agents ready in namespace {}",
+                settings.namespace
+            ));
+            status.agent_status = Some(AgentStatus {
+                ready_nodes: i32::try_from(ready).unwrap_or(i32::MAX),
+                total_nodes: i32::try_from(total).unwrap_or(i32::MAX),
+                node_statuses: (!nodes.is_empty()).then_some(nodes),
+            });
+            let again = (ready < total || total == 0).then_some(Duration::from_secs(10));
+            (Some(status), again)
+        }
+        Err(e) => {
+            status.phase = Some("Failed".into());
+            status.message = Some(format!("reading agent status: {e}"));
+            (Some(status), Some(Duration::from_secs(30)))
+        }
+    }
+}
