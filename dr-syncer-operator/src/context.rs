@@ -90,6 +90,10 @@ pub struct Context {
     pub backoffs: Backoffs,
     /// Tunables.
     pub options: Options,
+    /// This process's identity (lease holder, PVC lock holder).
+    pub identity: String,
+    /// Global limits of PVC data copies, per source RemoteCluster (`pvcSync.globalConcurrencyLimit`).
+    data_limits: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -126,8 +130,23 @@ impl Context {
             trigger: tx,
             backoffs: Backoffs::default(),
             options,
+            identity: identity.to_owned(),
+            data_limits: Mutex::new(HashMap::new()),
         };
         (ctx, rx)
+    }
+
+    /// The global limit of PVC data copies reading from `cluster` (`limit` slots; a changed limit
+    /// takes effect for copies that start afterwards).
+    pub fn data_limit(&self, cluster: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut map = self.data_limits.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry(cluster.to_owned())
+            .or_insert_with(|| (limit, Arc::new(tokio::sync::Semaphore::new(limit.max(1)))));
+        if entry.0 != limit {
+            *entry = (limit, Arc::new(tokio::sync::Semaphore::new(limit.max(1))));
+        }
+        entry.1.clone()
     }
 
     /// Publish an Event on `obj` (best effort: a failure is logged, never fails the reconcile).

@@ -76,6 +76,53 @@ pub struct ReconcileErrorLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// `namespace`, `pvc_name`, `destination_namespace` (the Go project's PVC sync labels).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PvcLabels {
+    /// Source namespace.
+    pub namespace: String,
+    /// The PVC.
+    pub pvc_name: String,
+    /// DR namespace.
+    pub destination_namespace: String,
+}
+
+/// [`PvcLabels`] and `status` (`success` or `failure`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PvcStatusLabels {
+    /// Source namespace.
+    pub namespace: String,
+    /// The PVC.
+    pub pvc_name: String,
+    /// DR namespace.
+    pub destination_namespace: String,
+    /// `success` or `failure`.
+    pub status: String,
+}
+
+/// The `dr_syncer_pvc_sync_*` family (names and labels as in the Go project).
+#[derive(Debug, Clone)]
+pub struct PvcMetrics {
+    /// Bytes sent by PVC data copies.
+    pub bytes_transferred: Family<PvcLabels, Counter>,
+    /// Files transferred by PVC data copies.
+    pub files_transferred: Family<PvcLabels, Counter>,
+    /// Progress of the running copy.
+    pub progress_percent: Family<PvcLabels, FloatGauge>,
+    /// Duration of copies.
+    pub duration: Family<PvcStatusLabels, Histogram>,
+    /// Copies by outcome.
+    pub operations: Family<PvcStatusLabels, Counter>,
+    /// Speed of the running or last copy.
+    pub speed: Family<PvcLabels, FloatGauge>,
+    /// Copies waiting for a slot of the global limit.
+    pub queue_depth: Gauge,
+    /// Copies running.
+    pub concurrent: Gauge,
+    /// Time copies waited for a slot.
+    pub queue_wait: Histogram,
+}
+
 /// The operator's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -100,6 +147,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReconcileErrorLabels, Counter>,
     /// 1 while this process holds the leader lease (or runs without election).
     pub leader: Gauge,
+    /// PVC data copies.
+    pub pvc: PvcMetrics,
 }
 
 impl Default for Metrics {
@@ -112,6 +161,13 @@ fn duration_histogram() -> Histogram {
     // 10 ms … ~5.5 min.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
         0.01, 2.0, 16,
+    ))
+}
+
+fn pvc_duration_histogram() -> Histogram {
+    // 1 s … 2^14 s, as the Go project's.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1.0, 2.0, 15,
     ))
 }
 
@@ -182,8 +238,69 @@ impl Metrics {
             "1 while this process is the leader",
             leader.clone(),
         );
+        let pvc = PvcMetrics {
+            bytes_transferred: Family::default(),
+            files_transferred: Family::default(),
+            progress_percent: Family::default(),
+            duration: Family::<PvcStatusLabels, Histogram>::new_with_constructor(
+                pvc_duration_histogram as fn() -> Histogram,
+            ),
+            operations: Family::default(),
+            speed: Family::default(),
+            queue_depth: Gauge::default(),
+            concurrent: Gauge::default(),
+            queue_wait: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.1, 2.0, 12,
+            )),
+        };
+        registry.register(
+            "dr_syncer_pvc_sync_bytes_transferred",
+            "Bytes sent by PVC data copies",
+            pvc.bytes_transferred.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_files_transferred",
+            "Files transferred by PVC data copies",
+            pvc.files_transferred.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_progress_percent",
+            "Progress of the running PVC data copy",
+            pvc.progress_percent.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_duration_seconds",
+            "Duration of PVC data copies",
+            pvc.duration.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_operations",
+            "PVC data copies by outcome",
+            pvc.operations.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_speed_bytes_per_second",
+            "Speed of the running or last PVC data copy",
+            pvc.speed.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_queue_depth",
+            "PVC data copies waiting for a slot",
+            pvc.queue_depth.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_concurrent_count",
+            "PVC data copies running",
+            pvc.concurrent.clone(),
+        );
+        registry.register(
+            "dr_syncer_pvc_sync_queue_wait_seconds",
+            "Time PVC data copies waited for a slot",
+            pvc.queue_wait.clone(),
+        );
         Metrics {
             registry,
+            pvc,
             sync_operations,
             resources_synced,
             sync_duration,

@@ -5,6 +5,7 @@
 //! Reconcile = fetch → validate → decide → sync → status, wrapped in the finalizer
 //! `dr-syncer.io/cleanup-namespacemapping` whose cleanup applies `deletionPolicy`.
 
+mod data;
 pub mod due;
 mod run;
 pub mod status;

@@ -289,7 +289,7 @@ pub struct PvcSyncResult {
 }
 
 /// Callback of progress updates (`pair`, stage).
-pub type PvcProgressFn = dyn Fn(&PvcPair, &PvcSyncStage) + Send + Sync;
+pub type PvcProgressFn<'a> = dyn Fn(&PvcPair, &PvcSyncStage) + Send + Sync + 'a;
 
 /// Runs PVC transfers from a source cluster (with agents deployed) into a DR cluster.
 #[derive(Clone)]
@@ -387,7 +387,7 @@ impl PvcDataSync {
         &self,
         pairs: Vec<PvcPair>,
         concurrency: usize,
-        progress: &PvcProgressFn,
+        progress: &PvcProgressFn<'_>,
     ) -> Vec<PvcSyncResult> {
         futures::stream::iter(pairs)
             .map(|pair| self.sync_one(pair, progress))
@@ -397,7 +397,7 @@ impl PvcDataSync {
     }
 
     /// Copy one PVC's data (see the module documentation for the steps).
-    pub async fn sync_one(&self, pair: PvcPair, progress: &PvcProgressFn) -> PvcSyncResult {
+    pub async fn sync_one(&self, pair: PvcPair, progress: &PvcProgressFn<'_>) -> PvcSyncResult {
         let start = Instant::now();
         let span = info_span!("pvc_sync", pvc = %pair);
         let _permit = match &self.global {
@@ -445,7 +445,7 @@ impl PvcDataSync {
     async fn transfer(
         &self,
         pair: &PvcPair,
-        progress: &PvcProgressFn,
+        progress: &PvcProgressFn<'_>,
         cleanup: &mut Cleanup,
         node_out: &mut Option<String>,
     ) -> Result<TransferStats> {
@@ -548,7 +548,7 @@ impl PvcDataSync {
         &self,
         pair: &PvcPair,
         claim: &PersistentVolumeClaim,
-        progress: &PvcProgressFn,
+        progress: &PvcProgressFn<'_>,
         cleanup: &mut Cleanup,
     ) -> Result<SourceVolume> {
         let pods: Api<Pod> = Api::namespaced(self.source.clone(), &pair.source_namespace);
@@ -609,7 +609,7 @@ impl PvcDataSync {
         pair: &PvcPair,
         pods: &Api<Pod>,
         name: &str,
-        progress: &PvcProgressFn,
+        progress: &PvcProgressFn<'_>,
     ) -> Result<TransferStats> {
         let deadline = Instant::now() + self.transfer.timeout + self.wait_timeout;
         let mut last: Option<MoverProgress> = None;

@@ -409,6 +409,55 @@ impl<'a> Runner<'a> {
             let _ = t.await;
         }
 
+        // PVC data, after the objects of a full sync.
+        let mut data_volumes = None;
+        if full && nm.spec.pvc_config.as_ref().is_some_and(|p| p.sync_data) && !self.pairs.is_empty() {
+            let (tx, mut rx) =
+                tokio::sync::watch::channel(Vec::<dr_syncer_core::api::VolumeSyncStatus>::new());
+            let writer = {
+                let (nm, client) = (nm.clone(), ctx.client.clone());
+                let interval = ctx.options.progress_interval;
+                let mut status = running.clone();
+                tokio::spawn(async move {
+                    while rx.changed().await.is_ok() {
+                        let volumes = rx.borrow_and_update().clone();
+                        let done = volumes
+                            .iter()
+                            .filter(|v| v.phase != "Pending" && v.phase != "Mounting" && v.phase != "Syncing")
+                            .count();
+                        let previous = status.clone();
+                        status.data_sync = Some(volumes.clone());
+                        status.sync_progress = Some(SyncProgress {
+                            percent_complete: (done * 100).checked_div(volumes.len()).unwrap_or(0).min(100)
+                                as i32,
+                            estimated_time_remaining: None,
+                            current_operation: Some(format!(
+                                "copying PVC data: {done} of {} volumes done",
+                                volumes.len()
+                            )),
+                            resources_remaining: Some(volumes.len().saturating_sub(done) as i32),
+                        });
+                        if status != previous
+                            && let Err(e) = write_status_with(&client, &nm, Some(&previous), &status).await
+                        {
+                            warn!(error = %e, "could not write data sync progress");
+                        }
+                        tokio::time::sleep(interval).await;
+                    }
+                })
+            };
+            let on_update = move |v: Vec<dr_syncer_core::api::VolumeSyncStatus>| {
+                let _ = tx.send(v);
+            };
+            let synced_by = self.key.clone();
+            let outcome =
+                super::data::sync_data(ctx, &nm, &self.clusters, &self.pairs, &synced_by, &on_update).await;
+            drop(on_update);
+            let _ = writer.await;
+            run_errors.extend(outcome.errors);
+            data_volumes = Some(outcome.volumes);
+        }
+
         // Namespaces that left the selector.
         if let Some(sel) = &nm.spec.namespace_selector {
             for gone in old
@@ -486,6 +535,9 @@ impl<'a> Runner<'a> {
             outcome.retry = old.retry_status.clone();
         }
         let mut status = after_sync(&old, &outcome, generation);
+        if let Some(v) = data_volumes {
+            status.data_sync = Some(v);
+        }
         // When the next sync runs.
         status.next_sync_time = match nm.spec.replication_mode {
             ReplicationMode::Scheduled if !outcome.halted => schedule

@@ -1,0 +1,399 @@
+//! PVC data of a NamespaceMapping (`pvcConfig.syncData`): after the objects of a full sync, every PVC this
+//! mapping synced gets its data copied through core's `PvcDataSync` (mount pod when needed, grant, mover
+//! pod, per-PVC Lease lock). Progress goes to `status.dataSync` and the `dr_syncer_pvc_sync_*` metrics,
+//! results to Events; failures become run errors, so `retryConfig` and `failureHandling` apply to them
+//! as to objects.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use dr_syncer_core::{
+    annotations,
+    api::{NamespaceMapping, VolumeSyncStatus},
+    failure::FailureCategory,
+    kube::{PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncStage},
+    pvc::{AgentSettings, TransferSettings},
+};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::{Api, ResourceExt, api::ListParams};
+use tracing::warn;
+
+use super::{run::Clusters, status::RunError};
+use crate::{
+    conditions::now,
+    context::Context,
+    metrics::{PvcLabels, PvcStatusLabels},
+};
+
+/// What the data copies of one sync did.
+#[derive(Debug, Default)]
+pub(super) struct DataOutcome {
+    /// One entry per PVC.
+    pub volumes: Vec<VolumeSyncStatus>,
+    /// Failed copies (and a mapping that cannot copy at all).
+    pub errors: Vec<RunError>,
+}
+
+fn key_of(pair: &PvcPair) -> String {
+    format!("{}/{}", pair.source_namespace, pair.source_pvc)
+}
+
+fn labels(pair: &PvcPair) -> PvcLabels {
+    PvcLabels {
+        namespace: pair.source_namespace.clone(),
+        pvc_name: pair.source_pvc.clone(),
+        destination_namespace: pair.destination_namespace.clone(),
+    }
+}
+
+fn run_error(src: &str, dst: &str, kind: &str, category: FailureCategory, message: String) -> RunError {
+    RunError {
+        source_namespace: src.to_owned(),
+        destination_namespace: dst.to_owned(),
+        kind: kind.to_owned(),
+        category,
+        message,
+    }
+}
+
+/// The PVCs to copy: source PVCs whose DR PVC this mapping synced (`synced_by`).
+async fn pairs_of(
+    clusters: &Clusters,
+    namespaces: &[(String, String)],
+    synced_by: &str,
+) -> Result<Vec<PvcPair>, dr_syncer_core::Error> {
+    let mut out = Vec::new();
+    for (src, dst) in namespaces {
+        let list = |client: &kube::Client, ns: &str| {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+            let ns = ns.to_owned();
+            async move {
+                api.list(&ListParams::default())
+                    .await
+                    .map(|l| l.items)
+                    .map_err(|e| dr_syncer_core::Error::kube(format!("listing PVCs of {ns}"), e))
+            }
+        };
+        let managed: std::collections::BTreeSet<String> = list(&clusters.destination.client, dst)
+            .await?
+            .into_iter()
+            .filter(|p| p.annotations().get(annotations::SYNCED_BY).map(String::as_str) == Some(synced_by))
+            .map(|p| p.name_any())
+            .collect();
+        for pvc in list(&clusters.source.client, src).await? {
+            let name = pvc.name_any();
+            if managed.contains(&name) {
+                out.push(PvcPair {
+                    source_namespace: src.clone(),
+                    source_pvc: name.clone(),
+                    destination_namespace: dst.clone(),
+                    destination_pvc: name,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Copy the data of every PVC of the mapping; `on_update` gets the per-PVC state whenever it changes.
+pub(super) async fn sync_data(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    clusters: &Clusters,
+    namespaces: &[(String, String)],
+    synced_by: &str,
+    on_update: &(dyn Fn(Vec<VolumeSyncStatus>) + Send + Sync),
+) -> DataOutcome {
+    let mut outcome = DataOutcome::default();
+    let pvc_config = nm.spec.pvc_config.clone().unwrap_or_default();
+    let fail_all = |outcome: &mut DataOutcome, kind: &str, category: FailureCategory, message: String| {
+        for (src, dst) in namespaces {
+            outcome
+                .errors
+                .push(run_error(src, dst, kind, category, message.clone()));
+        }
+    };
+    let source_rc = &clusters.source_rc;
+    if !source_rc
+        .spec
+        .pvc_sync
+        .as_ref()
+        .is_some_and(|p| p.enabled.unwrap_or(false))
+    {
+        fail_all(
+            &mut outcome,
+            "DataSyncUnavailable",
+            FailureCategory::ValidationFailure,
+            format!(
+                "pvcConfig.syncData needs agents in the source cluster: set spec.pvcSync.enabled on RemoteCluster {}",
+                source_rc.name_any()
+            ),
+        );
+        return outcome;
+    }
+    let transfer = match TransferSettings::from_config(pvc_config.data_sync_config.as_ref()) {
+        Ok(t) => t,
+        Err(m) => {
+            fail_all(
+                &mut outcome,
+                "InvalidConfig",
+                FailureCategory::ValidationFailure,
+                m,
+            );
+            return outcome;
+        }
+    };
+    let concurrency = pvc_config
+        .data_sync_config
+        .as_ref()
+        .and_then(|c| usize::try_from(c.concurrent_syncs).ok())
+        .filter(|c| *c > 0)
+        .unwrap_or(2);
+    // The source's agents must accept this mapping's key: deploy (a no-op when nothing changed).
+    if let Err(e) = crate::agents::deploy(ctx, source_rc, &clusters.source).await {
+        fail_all(
+            &mut outcome,
+            e.kind(),
+            FailureCategory::NetworkError,
+            format!("updating the source agents: {e}"),
+        );
+        return outcome;
+    }
+    let key_data = match crate::agents::mover_key_data(ctx, nm, source_rc, &clusters.destination_rc).await {
+        Ok(k) => k,
+        Err(e) => {
+            fail_all(
+                &mut outcome,
+                e.kind(),
+                FailureCategory::ValidationFailure,
+                format!("SSH keys: {e}"),
+            );
+            return outcome;
+        }
+    };
+    let pairs = match pairs_of(clusters, namespaces, synced_by).await {
+        Ok(p) => p,
+        Err(e) => {
+            fail_all(&mut outcome, e.kind(), e.category(), e.to_string());
+            return outcome;
+        }
+    };
+    let settings = AgentSettings::from_spec(source_rc.spec.pvc_sync.as_ref());
+    let limit = ctx.data_limit(
+        &format!(
+            "{}/{}",
+            source_rc.namespace().unwrap_or_default(),
+            source_rc.name_any()
+        ),
+        settings.global_concurrency,
+    );
+    let mover = PvcDataSync::new(
+        clusters.source.client.clone(),
+        clusters.destination.client.clone(),
+        settings,
+        key_data,
+        ctx.identity.clone(),
+    )
+    .with_transfer(transfer);
+
+    // Per-PVC state, seeded from the last status.
+    let previous: BTreeMap<String, VolumeSyncStatus> = nm
+        .status
+        .as_ref()
+        .and_then(|s| s.data_sync.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| (v.source.clone(), v))
+        .collect();
+    let state: Arc<Mutex<BTreeMap<String, VolumeSyncStatus>>> = Arc::new(Mutex::new(
+        pairs
+            .iter()
+            .map(|p| {
+                let key = key_of(p);
+                let mut v = previous.get(&key).cloned().unwrap_or_else(|| VolumeSyncStatus {
+                    source: key.clone(),
+                    destination: format!("{}/{}", p.destination_namespace, p.destination_pvc),
+                    ..VolumeSyncStatus::default()
+                });
+                v.phase = "Pending".into();
+                v.percent = None;
+                (key, v)
+            })
+            .collect(),
+    ));
+    let snapshot = |state: &Mutex<BTreeMap<String, VolumeSyncStatus>>| -> Vec<VolumeSyncStatus> {
+        state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    };
+    on_update(snapshot(&state));
+    let metrics = ctx.metrics.clone();
+    let on_stage = {
+        let state = state.clone();
+        let metrics = metrics.clone();
+        move |pair: &PvcPair, stage: &PvcSyncStage| {
+            {
+                let mut map = state.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(v) = map.get_mut(&key_of(pair)) else {
+                    return;
+                };
+                match stage {
+                    PvcSyncStage::Mounting => v.phase = "Mounting".into(),
+                    PvcSyncStage::Starting { node } => {
+                        v.phase = "Syncing".into();
+                        v.node = Some(node.clone());
+                        v.percent = Some(0);
+                        v.last_attempt_time = Some(now());
+                    }
+                    PvcSyncStage::Moving(p) => {
+                        v.phase = "Syncing".into();
+                        v.percent = Some(i32::from(p.percent));
+                        v.bytes_transferred = i64::try_from(p.bytes).ok();
+                        v.files_transferred = i64::try_from(p.files_transferred).ok();
+                        v.bytes_per_second = Some(p.bytes_per_second as i64);
+                        metrics
+                            .pvc
+                            .progress_percent
+                            .get_or_create(&labels(pair))
+                            .set(f64::from(p.percent));
+                        metrics
+                            .pvc
+                            .speed
+                            .get_or_create(&labels(pair))
+                            .set(p.bytes_per_second);
+                    }
+                }
+            }
+            on_update(snapshot(&state));
+        }
+    };
+    let on_stage = &on_stage;
+    let results: Vec<_> = futures::stream::iter(pairs)
+        .map(|pair| {
+            let limit = limit.clone();
+            let mover = &mover;
+            let metrics = metrics.clone();
+            async move {
+                metrics.pvc.queue_depth.inc();
+                let waited = Instant::now();
+                let permit = limit.acquire_owned().await;
+                metrics.pvc.queue_depth.dec();
+                metrics.pvc.queue_wait.observe(waited.elapsed().as_secs_f64());
+                metrics.pvc.concurrent.inc();
+                let result = mover.sync_one(pair, on_stage).await;
+                metrics.pvc.concurrent.dec();
+                drop(permit);
+                result
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+
+    for r in results {
+        let key = key_of(&r.pair);
+        let l = labels(&r.pair);
+        let status_labels = |status: &str| PvcStatusLabels {
+            namespace: l.namespace.clone(),
+            pvc_name: l.pvc_name.clone(),
+            destination_namespace: l.destination_namespace.clone(),
+            status: status.into(),
+        };
+        let event: (bool, &str, String) = {
+            let mut map = state.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(v) = map.get_mut(&key) else {
+                continue;
+            };
+            v.node = r.node.clone().or(v.node.take());
+            v.duration = Some(super::due::format_duration(r.duration));
+            match r.outcome {
+                PvcSyncOutcome::Synced(stats) => {
+                    v.phase = "Synced".into();
+                    v.percent = Some(100);
+                    v.bytes_transferred = i64::try_from(stats.bytes_sent).ok();
+                    v.files_transferred = i64::try_from(stats.files_transferred).ok();
+                    v.bytes_per_second = Some(stats.bytes_per_second() as i64);
+                    v.last_sync_time = Some(now());
+                    v.consecutive_failures = None;
+                    v.message = None;
+                    metrics
+                        .pvc
+                        .bytes_transferred
+                        .get_or_create(&l)
+                        .inc_by(stats.bytes_sent);
+                    metrics
+                        .pvc
+                        .files_transferred
+                        .get_or_create(&l)
+                        .inc_by(stats.files_transferred);
+                    metrics.pvc.progress_percent.get_or_create(&l).set(100.0);
+                    metrics.pvc.speed.get_or_create(&l).set(stats.bytes_per_second());
+                    metrics
+                        .pvc
+                        .operations
+                        .get_or_create(&status_labels("success"))
+                        .inc();
+                    metrics
+                        .pvc
+                        .duration
+                        .get_or_create(&status_labels("success"))
+                        .observe(r.duration.as_secs_f64());
+                    let note = format!(
+                        "PVC data of {key} copied to {}: {} bytes sent, {} files, {} deleted, from node {} in {}",
+                        v.destination,
+                        stats.bytes_sent,
+                        stats.files_transferred,
+                        stats.files_deleted,
+                        r.node.as_deref().unwrap_or("?"),
+                        v.duration.as_deref().unwrap_or_default()
+                    );
+                    (false, "DataSyncCompleted", note)
+                }
+                PvcSyncOutcome::Skipped(reason) => {
+                    v.phase = "Skipped".into();
+                    v.message = Some(reason.clone());
+                    (false, "DataSyncSkipped", format!("PVC data of {key}: {reason}"))
+                }
+                PvcSyncOutcome::Failed(e) => {
+                    v.phase = "Failed".into();
+                    v.consecutive_failures = Some(v.consecutive_failures.unwrap_or(0) + 1);
+                    v.message = Some(e.to_string());
+                    metrics
+                        .pvc
+                        .operations
+                        .get_or_create(&status_labels("failure"))
+                        .inc();
+                    metrics
+                        .pvc
+                        .duration
+                        .get_or_create(&status_labels("failure"))
+                        .observe(r.duration.as_secs_f64());
+                    warn!(pvc = %key, "PVC data copy failed: {e}");
+                    let category = if e.is_transient() {
+                        FailureCategory::NetworkError
+                    } else {
+                        e.category()
+                    };
+                    outcome.errors.push(run_error(
+                        &r.pair.source_namespace,
+                        &r.pair.destination_namespace,
+                        e.kind(),
+                        category,
+                        format!("PVC data of {key}: {e}"),
+                    ));
+                    (true, "DataSyncFailed", format!("PVC data of {key}: {e}"))
+                }
+            }
+        };
+        ctx.event(nm, event.0, event.1, "DataSync", event.2).await;
+    }
+    outcome.volumes = snapshot(&state);
+    outcome
+}
