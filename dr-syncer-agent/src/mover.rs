@@ -343,21 +343,51 @@ pub struct ProbeArgs {
     /// Also check that this volume path is served.
     #[arg(long)]
     pub volume_path: Option<String>,
+    /// More readers to probe the same way (repeatable); one JSON line per reader, exit 0 only when
+    /// every one answered.
+    #[arg(long = "extra-host")]
+    pub extra_hosts: Vec<String>,
+    /// File that receives the JSON lines too (the pod's termination message).
+    #[arg(long)]
+    pub termination_log: Option<PathBuf>,
 }
 
-/// Probe a reader; the process exit code.
+/// Probe the reader(s); the process exit code (of the first failure).
 pub fn run_probe(args: ProbeArgs) -> u8 {
-    let result = probe(&args);
-    match result {
-        Ok((fingerprint, reply)) => {
-            emit(json!({"event": "probe", "ok": true, "hostKeyFingerprint": fingerprint, "reply": reply}));
-            0
-        }
-        Err(err) => {
-            emit(failed_json(&err));
-            exit_code(&err)
+    let mut code = 0;
+    let mut lines = Vec::new();
+    let hosts: Vec<String> = std::iter::once(args.reader.host.clone())
+        .chain(args.extra_hosts.iter().cloned())
+        .collect();
+    for host in hosts {
+        let mut one = args.clone();
+        one.reader.host = host.clone();
+        let line = match probe(&one) {
+            Ok((fingerprint, reply)) => {
+                json!({"event": "probe", "ok": true, "host": host, "hostKeyFingerprint": fingerprint, "reply": reply})
+            }
+            Err(err) => {
+                if code == 0 {
+                    code = exit_code(&err);
+                }
+                let mut v = failed_json(&err);
+                v["event"] = json!("probe");
+                v["ok"] = json!(false);
+                v["host"] = json!(host);
+                v
+            }
+        };
+        emit(line.clone());
+        lines.push(line.to_string());
+    }
+    if let Some(path) = &args.termination_log {
+        let mut text = lines.join("\n");
+        text.truncate(4096);
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("writing {}: {e}", path.display());
         }
     }
+    code
 }
 
 fn probe(args: &ProbeArgs) -> Result<(String, String), DataMoverError> {

@@ -529,6 +529,28 @@ fn the_mover_and_probe_commands_report_json_lines_and_exit_codes() {
     let out = probe(&["--volume-path", &vol.display().to_string()]);
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert_eq!(json_lines(&out.stdout)[0]["kind"], "TransferRefused");
+    // Several readers in one probe: one line each, failure when one does not answer.
+    let term = dest.path().join("probe-termination-log");
+    let out = probe(&[
+        "--extra-host",
+        "127.0.0.9",
+        "--connect-timeout-secs",
+        "3",
+        "--termination-log",
+        &term.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(9), "{out:?}");
+    let lines = json_lines(&out.stdout);
+    assert_eq!(
+        (lines[0]["ok"].as_bool(), lines[1]["ok"].as_bool()),
+        (Some(true), Some(false)),
+        "{lines:?}"
+    );
+    assert_eq!(
+        (lines[0]["host"].as_str(), lines[1]["host"].as_str()),
+        (Some(reader.host.as_str()), Some("127.0.0.9"))
+    );
+    assert_eq!(std::fs::read_to_string(&term).unwrap().lines().count(), 2);
 }
 
 #[test]

@@ -26,8 +26,8 @@ pub use self::{
     drill::{DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{
-        AgentKeys, AgentReadiness, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult,
-        PvcSyncStage, agent_readiness, deploy_agents, lock_name, remove_agents,
+        AgentKeys, AgentProbe, AgentReadiness, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome,
+        PvcSyncResult, PvcSyncStage, agent_readiness, deploy_agents, lock_name, probe_agents, remove_agents,
     },
     source::{KubeSource, selector_string},
 };

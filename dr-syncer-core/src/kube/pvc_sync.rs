@@ -890,3 +890,150 @@ async fn delete_and_wait(pods: &Api<Pod>, name: &str, timeout: Duration) -> Resu
     }
     Ok(())
 }
+
+/// One source agent's reachability over SSH from the DR cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProbe {
+    /// The source node.
+    pub node: String,
+    /// The IP probed.
+    pub ip: String,
+    /// Whether the agent answered with the pinned host key and accepted the client key.
+    pub connected: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// Check from a pod in `namespace` of the DR cluster that every ready agent of the source cluster
+/// answers over SSH as a mover needs it to (pinned host key, client key accepted); the pod and its key
+/// Secret are removed afterwards. Agents that are not ready are reported as not connected.
+///
+/// # Errors
+/// [`Error::Kube`] when the pod cannot be created or read, [`Error::Timeout`] when it does not finish
+/// within `timeout`.
+#[allow(clippy::too_many_arguments)] // the two clusters, where and what to run, and the keys
+pub async fn probe_agents(
+    source: &Client,
+    destination: &Client,
+    agents: &AgentSettings,
+    namespace: &str,
+    name: &str,
+    image: &str,
+    key_data: BTreeMap<String, Vec<u8>>,
+    timeout: Duration,
+) -> Result<Vec<AgentProbe>> {
+    let readiness = agent_readiness(source, agents).await?;
+    let mut probes: Vec<AgentProbe> = readiness
+        .nodes
+        .iter()
+        .map(|(node, (ready, ip))| AgentProbe {
+            node: node.clone(),
+            ip: ip.clone().unwrap_or_default(),
+            connected: false,
+            error: (!ready || ip.is_none()).then(|| "agent not ready".to_string()),
+        })
+        .collect();
+    let hosts: Vec<String> = probes
+        .iter()
+        .filter(|p| p.error.is_none())
+        .map(|p| p.ip.clone())
+        .collect();
+    if hosts.is_empty() {
+        return Ok(probes);
+    }
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(destination.clone());
+    let mut ns = manifests::agent_namespace(agents);
+    ns.metadata.name = Some(namespace.to_string());
+    if ns_api
+        .get_opt(namespace)
+        .await
+        .map_err(api_err(format!("reading namespace {namespace}")))?
+        .is_none()
+    {
+        apply(&ns_api, namespace, &ns).await?;
+    }
+    let pod_name = manifests::probe_pod_name(name);
+    let pods: Api<Pod> = Api::namespaced(destination.clone(), namespace);
+    delete_and_wait(&pods, &pod_name, timeout).await?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(destination.clone(), namespace);
+    apply(
+        &secrets,
+        &pod_name,
+        &manifests::mover_key_secret(namespace, &pod_name, key_data),
+    )
+    .await?;
+    let pod = manifests::probe_pod(
+        image,
+        agents.pull_policy.as_deref(),
+        namespace,
+        &pod_name,
+        &hosts,
+        agents.port,
+        &pod_name,
+    );
+    let result = async {
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .map_err(api_err(format!("creating probe pod {pod_name}")))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let p = pods
+                .get_opt(&pod_name)
+                .await
+                .map_err(api_err(format!("reading probe pod {pod_name}")))?;
+            let phase = p
+                .as_ref()
+                .and_then(|p| p.status.as_ref())
+                .and_then(|s| s.phase.clone());
+            if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+                let message = p
+                    .as_ref()
+                    .and_then(|p| p.status.as_ref())
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .and_then(|c| c.first())
+                    .and_then(|c| c.state.as_ref())
+                    .and_then(|s| s.terminated.as_ref())
+                    .and_then(|t| t.message.clone());
+                let text = match message {
+                    Some(m) if !m.trim().is_empty() => m,
+                    _ => pods
+                        .logs(&pod_name, &LogParams::default())
+                        .await
+                        .unwrap_or_default(),
+                };
+                return Ok(text);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "probe pod {namespace}/{pod_name} did not finish within {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    .await;
+    let _ = pods.delete(&pod_name, &DeleteParams::background()).await;
+    let _ = secrets.delete(&pod_name, &DeleteParams::background()).await;
+    let text = result?;
+    let answers: BTreeMap<String, (bool, Option<String>)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .filter(|v| v["event"] == "probe")
+        .filter_map(|v| {
+            let host = v["host"].as_str()?.to_string();
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            let err = (!ok).then(|| v["message"].as_str().unwrap_or("no answer").to_string());
+            Some((host, (ok, err)))
+        })
+        .collect();
+    for p in probes.iter_mut().filter(|p| p.error.is_none()) {
+        match answers.get(&p.ip) {
+            Some((ok, err)) => {
+                p.connected = *ok;
+                p.error = err.clone();
+            }
+            None => p.error = Some("the probe gave no answer for this agent".into()),
+        }
+    }
+    Ok(probes)
+}

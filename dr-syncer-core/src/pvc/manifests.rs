@@ -374,3 +374,65 @@ pub fn mover_pod(
         },
     }))
 }
+
+/// Name of the connectivity probe pod (and its key Secret) of a ClusterMapping.
+pub fn probe_pod_name(mapping: &str) -> String {
+    super::object_name("dr-syncer-probe", mapping, &[mapping])
+}
+
+/// A pod in the DR cluster that checks, as a mover would, that every reader in `hosts` answers on
+/// `port` with the pinned host key and accepts the client key; one JSON line per reader in its log and
+/// termination message.
+pub fn probe_pod(
+    image: &str,
+    pull_policy: Option<&str>,
+    namespace: &str,
+    name: &str,
+    hosts: &[String],
+    port: u16,
+    key_secret: &str,
+) -> Pod {
+    let mut args = vec![
+        "probe".to_string(),
+        format!("--port={port}"),
+        format!(
+            "--host-key-file={MOVER_KEY_DIR}/{}",
+            crate::keys::PINNED_HOST_KEYS_FILE
+        ),
+        format!("--identity={MOVER_KEY_DIR}/{}", crate::keys::CLIENT_KEY_FILE),
+        "--connect-timeout-secs=10".to_string(),
+        format!("--termination-log={TERMINATION_LOG}"),
+    ];
+    for (i, h) in hosts.iter().enumerate() {
+        args.push(if i == 0 {
+            format!("--host={h}")
+        } else {
+            format!("--extra-host={h}")
+        });
+    }
+    let mut container = json!({
+        "name": "probe",
+        "image": image,
+        "args": args,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "readOnlyRootFilesystem": true,
+                            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "key", "mountPath": MOVER_KEY_DIR, "readOnly": true}],
+    });
+    if let Some(p) = pull_policy {
+        container["imagePullPolicy"] = json!(p);
+    }
+    typed(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels("probe", &BTreeMap::new())},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "activeDeadlineSeconds": 300,
+            "containers": [container],
+            "volumes": [{"name": "key", "secret": {"secretName": key_secret, "defaultMode": 0o444}}],
+        },
+    }))
+}
