@@ -30,6 +30,7 @@
 mod binaries;
 mod control_plane;
 mod error;
+pub mod kubelet;
 mod names;
 mod testing_api;
 mod wait;
