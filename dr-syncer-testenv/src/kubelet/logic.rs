@@ -139,7 +139,11 @@ fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&String>) ->
             ) else {
                 return false;
             };
-            if req.operator == "Gt" { v > bound } else { v < bound }
+            if req.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -170,12 +174,10 @@ pub(crate) fn node_matches(spec: &PodSpec, node: &str, labels: &BTreeMap<String,
             return false;
         }
         let name = node.to_owned();
-        exprs
-            .iter()
-            .all(|r| requirement_matches(r, labels.get(&r.key)))
-            && fields.iter().all(|r| {
-                r.key == "metadata.name" && requirement_matches(r, Some(&name))
-            })
+        exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key)))
+            && fields
+                .iter()
+                .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(&name)))
     })
 }
 
@@ -189,11 +191,7 @@ pub(crate) struct NodeInfo {
 
 /// The nodes a DaemonSet wants a pod on, in node order.
 pub(crate) fn daemonset_nodes<'a>(ds: &DaemonSet, nodes: &'a [NodeInfo]) -> Vec<&'a NodeInfo> {
-    let Some(spec) = ds
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-    else {
+    let Some(spec) = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
         return Vec::new();
     };
     nodes
@@ -229,9 +227,7 @@ pub(crate) fn restart_backoff(restarts: u32) -> std::time::Duration {
 mod tests {
     use k8s_openapi::api::{
         apps::v1::DaemonSetSpec,
-        core::v1::{
-            Affinity, NodeAffinity, NodeSelector, NodeSelectorTerm, PodSpec, PodTemplateSpec,
-        },
+        core::v1::{Affinity, NodeAffinity, NodeSelector, NodeSelectorTerm, PodSpec, PodTemplateSpec},
     };
     use kube::api::ObjectMeta;
 

@@ -319,10 +319,7 @@ impl Kubelet {
 
     /// The node's IP address (empty for an unknown node).
     pub fn node_ip(&self, node: &str) -> String {
-        self.config
-            .node(node)
-            .map(|n| n.ip.clone())
-            .unwrap_or_default()
+        self.config.node(node).map(|n| n.ip.clone()).unwrap_or_default()
     }
 
     /// The node's network namespace (for `ip netns exec`; empty for an unknown node).
@@ -354,10 +351,7 @@ impl Kubelet {
 
     /// Every container process started so far, in order.
     pub fn started_processes(&self) -> Vec<StartedProcess> {
-        self.shared
-            .lock()
-            .map(|s| s.started.clone())
-            .unwrap_or_default()
+        self.shared.lock().map(|s| s.started.clone()).unwrap_or_default()
     }
 
     /// The processes of containers that are still running (pid, `namespace/pod/container`).

@@ -14,9 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::DaemonSet,
-        core::v1::{
-            ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
-        },
+        core::v1::{ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume},
     },
     jiff::Timestamp,
 };
@@ -50,9 +48,7 @@ const MAX_GRACE: Duration = Duration::from_secs(5);
 /// The current time as an RFC 3339 timestamp (seconds).
 pub(crate) fn now() -> String {
     let now = Timestamp::now();
-    Timestamp::from_second(now.as_second())
-        .unwrap_or(now)
-        .to_string()
+    Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
 }
 
 /// Start the watch tasks and the reconciler.
@@ -87,9 +83,7 @@ where
     let api: Api<K> = Api::all(client.clone());
     let notify = notify.clone();
     tokio::spawn(async move {
-        let mut events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
         while let Some(ev) = events.next().await {
             match ev {
                 Ok(_) => notify.notify_one(),
@@ -211,7 +205,12 @@ impl Sim {
             tracing::warn!(error = %e, "simulated PV provisioner");
         }
         for pod in &pods {
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("").is_empty()
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .unwrap_or("")
+                .is_empty()
                 && let Err(e) = self.schedule(pod).await
             {
                 tracing::warn!(pod = %pod.name_any(), error = %e, "simulated scheduler");
@@ -247,10 +246,7 @@ impl Sim {
 
     fn registered(&self, c: &Container) -> Option<PathBuf> {
         let image = c.image.as_deref().unwrap_or("");
-        self.config
-            .images
-            .get(logic::image_repository(image))
-            .cloned()
+        self.config.images.get(logic::image_repository(image)).cloned()
     }
 
     async fn daemonset(&mut self, ds: &DaemonSet, pods: &[Pod]) -> crate::Result<()> {
@@ -358,8 +354,7 @@ impl Sim {
                 .iter()
                 .any(|o| o.kind == "DaemonSet" && !uids.contains(&o.uid));
             if orphan {
-                let api: Api<Pod> =
-                    Api::namespaced(self.client(), &pod.namespace().unwrap_or_default());
+                let api: Api<Pod> = Api::namespaced(self.client(), &pod.namespace().unwrap_or_default());
                 if let Err(e) = delete_now(&api, &pod.name_any()).await {
                     tracing::warn!(pod = %pod.name_any(), error = %e, "deleting an orphaned DaemonSet pod");
                 }
@@ -387,10 +382,7 @@ impl Sim {
             if spec.volume_name.is_some() && bound {
                 continue;
             }
-            let pv_name = spec
-                .volume_name
-                .clone()
-                .unwrap_or_else(|| format!("pvc-{uid}"));
+            let pv_name = spec.volume_name.clone().unwrap_or_else(|| format!("pvc-{uid}"));
             let storage = spec
                 .resources
                 .as_ref()
@@ -422,11 +414,10 @@ impl Sim {
                         "csi": {"driver": CSI_DRIVER, "volumeHandle": pv_name},
                     },
                 });
-                let pv: PersistentVolume =
-                    serde_json::from_value(pv).map_err(|e| crate::Error::Decode {
-                        context: "building a PV".into(),
-                        message: e.to_string(),
-                    })?;
+                let pv: PersistentVolume = serde_json::from_value(pv).map_err(|e| crate::Error::Decode {
+                    context: "building a PV".into(),
+                    message: e.to_string(),
+                })?;
                 match pv_api.create(&PostParams::default(), &pv).await {
                     Ok(_) => {}
                     Err(e) if api_code(&e) == Some(409) => {}
@@ -575,13 +566,15 @@ impl Sim {
         let ready = self.pods.get(&uid).is_some_and(|rt| rt.ready);
         if ready {
             for c in &spec.containers {
-                let due = self.pods.get(&uid).and_then(|rt| rt.containers.get(&c.name)).is_some_and(
-                    |ctr| {
+                let due = self
+                    .pods
+                    .get(&uid)
+                    .and_then(|rt| rt.containers.get(&c.name))
+                    .is_some_and(|ctr| {
                         ctr.pid.is_none()
                             && ctr.terminated.is_none()
                             && ctr.restart_at.is_none_or(|t| Instant::now() >= t)
-                    },
-                );
+                    });
                 if due && let Err(e) = self.start_container(pod, &uid, c).await {
                     tracing::warn!(pod = %name, container = %c.name, error = %e, "starting a container");
                     if let Some(rt) = self.pods.get_mut(&uid) {
@@ -610,18 +603,14 @@ impl Sim {
     }
 
     fn node_ip(&self, node: &str) -> String {
-        self.config
-            .node(node)
-            .map(|n| n.ip.clone())
-            .unwrap_or_default()
+        self.config.node(node).map(|n| n.ip.clone()).unwrap_or_default()
     }
 
     /// Set up missing volumes and re-sync Secret/ConfigMap volumes. Err: why the pod must wait.
     async fn setup_volumes(&mut self, pod: &Pod, uid: &str) -> Result<(), String> {
         let spec = pod.spec.clone().unwrap_or_default();
         let ns = pod.namespace().unwrap_or_default();
-        let Some((dir, node)) = self.pods.get(uid).map(|rt| (rt.dir.clone(), rt.node.clone()))
-        else {
+        let Some((dir, node)) = self.pods.get(uid).map(|rt| (rt.dir.clone(), rt.node.clone())) else {
             return Ok(());
         };
         let vols = dir.join("volumes");
@@ -735,8 +724,7 @@ impl Sim {
             .filter(|m| m.name == vol.name)
             .map(|m| m.read_only == Some(true))
             .collect();
-        let read_only = vol.persistent_volume_claim.as_ref().and_then(|p| p.read_only)
-            == Some(true)
+        let read_only = vol.persistent_volume_claim.as_ref().and_then(|p| p.read_only) == Some(true)
             || (!mounts.is_empty() && mounts.iter().all(|ro| *ro));
         volumes::bind_mount(&src, &target, read_only).map_err(|e| e.to_string())?;
         if let Ok(mut s) = self.shared.lock() {
@@ -752,10 +740,7 @@ impl Sim {
         items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
         default_mode: Option<i32>,
     ) -> crate::Result<Option<Payload>> {
-        let Some(secret) = Api::<Secret>::namespaced(self.client(), ns)
-            .get_opt(name)
-            .await?
-        else {
+        let Some(secret) = Api::<Secret>::namespaced(self.client(), ns).get_opt(name).await? else {
             return Ok(None);
         };
         let mut data: BTreeMap<String, Vec<u8>> = secret
@@ -910,7 +895,10 @@ impl Sim {
             .arg(&binary)
             .args(&args)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
             .env("HOSTNAME", &rt.name)
             .envs(env)
             .current_dir(&cwd)
@@ -977,12 +965,17 @@ impl Sim {
         let Some(rt) = self.pods.get_mut(&exit.uid) else {
             return;
         };
-        let message = fs::read(rt.dir.join("containers").join(&exit.container).join("termination-log"))
-            .map(|mut b| {
-                b.truncate(4096);
-                String::from_utf8_lossy(&b).trim_end().to_owned()
-            })
-            .unwrap_or_default();
+        let message = fs::read(
+            rt.dir
+                .join("containers")
+                .join(&exit.container)
+                .join("termination-log"),
+        )
+        .map(|mut b| {
+            b.truncate(4096);
+            String::from_utf8_lossy(&b).trim_end().to_owned()
+        })
+        .unwrap_or_default();
         let policy = rt.restart_policy.clone();
         let Some(ctr) = rt.containers.get_mut(&exit.container) else {
             return;
@@ -1106,30 +1099,72 @@ fn pod_status(pod: &Pod, rt: &PodRt, node_ip: &str) -> Value {
                 let cid = ctr.pid.map(|p| format!("sim://{p}"));
                 if let (Some(_), Some(at)) = (ctr.pid, &ctr.started_at) {
                     registered_done = false;
-                    (json!({"running": {"startedAt": at}}), last, true, true, ctr.restart_count, cid)
+                    (
+                        json!({"running": {"startedAt": at}}),
+                        last,
+                        true,
+                        true,
+                        ctr.restart_count,
+                        cid,
+                    )
                 } else if let Some(t) = &ctr.terminated {
                     any_failed |= t.exit_code != 0;
                     (t.to_json(), last, false, false, ctr.restart_count, cid)
                 } else if ctr.restart_at.is_some() {
                     registered_done = false;
-                    let msg = format!("back-off restarting failed container {} in pod {}", c.name, rt.name);
-                    (json!({"waiting": {"reason": "CrashLoopBackOff", "message": msg}}), last, false, false, ctr.restart_count, cid)
+                    let msg = format!(
+                        "back-off restarting failed container {} in pod {}",
+                        c.name, rt.name
+                    );
+                    (
+                        json!({"waiting": {"reason": "CrashLoopBackOff", "message": msg}}),
+                        last,
+                        false,
+                        false,
+                        ctr.restart_count,
+                        cid,
+                    )
                 } else {
                     registered_done = false;
-                    let reason = if rt.waiting.as_deref().is_some_and(|w| w.starts_with("CreateContainerError")) {
+                    let reason = if rt
+                        .waiting
+                        .as_deref()
+                        .is_some_and(|w| w.starts_with("CreateContainerError"))
+                    {
                         "CreateContainerError"
                     } else {
                         "ContainerCreating"
                     };
-                    (json!({"waiting": {"reason": reason}}), last, false, false, ctr.restart_count, cid)
+                    (
+                        json!({"waiting": {"reason": reason}}),
+                        last,
+                        false,
+                        false,
+                        ctr.restart_count,
+                        cid,
+                    )
                 }
             }
             None => {
                 unregistered = true;
                 if rt.ready {
-                    (json!({"running": {"startedAt": rt.start_time}}), json!({}), true, true, 0, Some(format!("sim://{}", c.name)))
+                    (
+                        json!({"running": {"startedAt": rt.start_time}}),
+                        json!({}),
+                        true,
+                        true,
+                        0,
+                        Some(format!("sim://{}", c.name)),
+                    )
                 } else {
-                    (json!({"waiting": {"reason": "ContainerCreating"}}), json!({}), false, false, 0, None)
+                    (
+                        json!({"waiting": {"reason": "ContainerCreating"}}),
+                        json!({}),
+                        false,
+                        false,
+                        0,
+                        None,
+                    )
                 }
             }
         };
@@ -1159,7 +1194,11 @@ fn pod_status(pod: &Pod, rt: &PodRt, node_ip: &str) -> Value {
         }
         c
     };
-    let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let mut status = json!({
         "phase": phase,
         "hostIP": node_ip,

@@ -38,11 +38,9 @@ pub(crate) fn write_atomic(dir: &Path, payload: &Payload) -> Result<bool> {
             fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
         }
         fs::write(&path, content).map_err(|e| io("writing", &path, e))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(*mode))
-            .map_err(|e| io("chmod", &path, e))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).map_err(|e| io("chmod", &path, e))?;
     }
-    fs::set_permissions(&ts_dir, fs::Permissions::from_mode(0o755))
-        .map_err(|e| io("chmod", &ts_dir, e))?;
+    fs::set_permissions(&ts_dir, fs::Permissions::from_mode(0o755)).map_err(|e| io("chmod", &ts_dir, e))?;
     let old = fs::read_link(&data_link).ok();
     let tmp_link = dir.join("..data_tmp");
     let _ = fs::remove_file(&tmp_link);
