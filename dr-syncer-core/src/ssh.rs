@@ -341,8 +341,7 @@ impl VerifiedSession {
                         Ok(n) => {
                             if !first_error_done {
                                 first_error.extend_from_slice(&buf[..n]);
-                                first_error_done =
-                                    first_error.contains(&b'\n') || first_error.len() > 4096;
+                                first_error_done = first_error.contains(&b'\n') || first_error.len() > 4096;
                             }
                             write_all(stderr.as_fd(), &buf[..n])?;
                             progressed = true;
