@@ -18,10 +18,12 @@ import (
 	extopenapi "k8s.io/apiextensions-apiserver/pkg/generated/openapi"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/sets"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	serverstorage "k8s.io/apiserver/pkg/server/storage"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
@@ -64,6 +66,9 @@ func buildServers(o *serveOptions, ln net.Listener, pki pkiPaths, etcdURL string
 	cfg.ShutdownWatchTerminationGracePeriod = 0
 	cfg.ShutdownDelayDuration = 0
 	cfg.MinRequestTimeout = 1800
+	// As kube-apiserver: watches and pods/log (which may follow) are not cut off by the request timeout.
+	cfg.LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch", "proxy"),
+		sets.NewString("attach", "exec", "proxy", "log", "portforward"))
 	cfg.ExternalAddress = net.JoinHostPort("127.0.0.1", fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
 
 	// Serving on our listener, with the serving certificate of DIR/pki.

@@ -28,6 +28,8 @@ type registry struct {
 	stores   map[schema.GroupResource]*genericregistry.Store
 	services *serviceAllocator
 	authz    *denyAuthorizer
+	// podLogDir holds the container logs that pods/log serves (--pod-log-dir).
+	podLogDir string
 }
 
 // resourceREST adds short names and categories to a store.
@@ -77,6 +79,7 @@ func (reg *registry) buildStorage(def *resourceDef, getter generic.RESTOptionsGe
 	case schema.GroupResource{Resource: "pods"}:
 		out["pods/eviction"] = &evictionREST{reg: reg}
 		out["pods/binding"] = &bindingREST{pods: store}
+		out["pods/log"] = &podLogREST{pods: store, dir: reg.podLogDir}
 	}
 	out[def.resource] = &resourceREST{Store: store, def: def}
 	if def.status {
@@ -291,6 +294,10 @@ func (reg *registry) installBuiltins(s *genericapiserver.GenericAPIServer, gette
 			return i
 		}
 		i := genericapiserver.NewDefaultAPIGroupInfo(group, Scheme, metav1.ParameterCodec, Codecs)
+		if group == "" {
+			// pods/log decodes PodLogOptions from the query (as kube-apiserver's legacy scheme does).
+			i.ParameterCodec = runtime.NewParameterCodec(Scheme)
+		}
 		infos[group] = &i
 		order = append(order, group)
 		return &i

@@ -10,6 +10,7 @@ package main
 // Event (also served as events.k8s.io/v1).
 
 import (
+	"net/url"
 	"reflect"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -95,6 +96,8 @@ func setupScheme() {
 	// events.k8s.io/v1 is served from the core/v1 Event store (as in kube-apiserver).
 	addInternal("events.k8s.io", "Event", &corev1.Event{})
 	addInternal("events.k8s.io", "EventList", &corev1.EventList{})
+	// pods/log options come from the query string.
+	utilruntime.Must(Scheme.AddConversionFunc((*url.Values)(nil), (*corev1.PodLogOptions)(nil), podLogOptionsFromQuery))
 	// The autoscaling/v1 HPA is converted from/to the v2 hub.
 	utilruntime.Must(Scheme.AddConversionFunc((*autoscalingv1.HorizontalPodAutoscaler)(nil), (*autoscalingv2.HorizontalPodAutoscaler)(nil),
 		func(a, b interface{}, _ conversion.Scope) error {

@@ -43,6 +43,7 @@ type serveOptions struct {
 	nodePortRange  string
 	exitWithParent bool
 	verbosity      int
+	podLogDir      string
 }
 
 type readyInfo struct {
@@ -93,6 +94,7 @@ func runServe(args []string) error {
 	fs.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/16", "range of Service cluster IPs")
 	fs.StringVar(&o.nodePortRange, "node-port-range", "30000-32767", "range of Service node ports")
 	fs.BoolVar(&o.exitWithParent, "exit-with-parent", false, "exit when the parent process dies")
+	fs.StringVar(&o.podLogDir, "pod-log-dir", "", "directory of container logs served by pods/log (DIR/<namespace>/<pod>/<container>.log)")
 	fs.IntVarP(&o.verbosity, "v", "v", 0, "log verbosity (klog)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -109,6 +111,11 @@ func runServe(args []string) error {
 		return err
 	}
 	o.dir = dir
+	if o.podLogDir != "" {
+		if o.podLogDir, err = filepath.Abs(o.podLogDir); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -155,7 +162,7 @@ func runServe(args []string) error {
 	acct := newAccounting()
 	authz.acct = acct
 	hooks := &testHooks{acct: acct, watches: newWatchRegistry(), authz: authz, etcd: etcdClient}
-	reg := &registry{stores: map[schema.GroupResource]*genericregistry.Store{}, services: alloc, authz: authz}
+	reg := &registry{stores: map[schema.GroupResource]*genericregistry.Store{}, services: alloc, authz: authz, podLogDir: o.podLogDir}
 	srv, err := buildServers(o, ln, pki, etcd.clientURL, reg, hooks)
 	if err != nil {
 		return err

@@ -87,7 +87,7 @@ ready_field() { sed -n "s/.*\"$2\":\\(\"[^\"]*\"\\|[0-9]*\\).*/\\1/p" "$1/ready.
 
 S=$WORK/s1
 T0=$(date +%s%N)
-start_server "$S" --simulate-workloads --deny "blocked:create,delete:configmaps" || exit 1
+start_server "$S" --simulate-workloads --deny "blocked:create,delete:configmaps" --pod-log-dir "$WORK/pod-logs" || exit 1
 T1=$(date +%s%N)
 echo "# start to ready: $(((T1 - T0) / 1000000)) ms"
 KC=$S/kubeconfig
@@ -634,6 +634,28 @@ expect_match "eviction 429 carries kube's message" "Cannot evict pod as it would
 kd patch pdb cache --type=merge -p '{"spec":{"minAvailable":1}}' >/dev/null
 expect_match "eviction allowed by the PDB" '"status": ?"Success"' "$(evict p1)"
 expect "evicted pod is gone" "" "$(kd get pod p1 -o name 2>/dev/null)"
+
+echo "# --- pods/log"
+rejected "pods/log before the log file exists: waiting to start" \
+  'container "p3" in pod "p3" is waiting to start: ContainerCreating' kd logs p3
+mkdir -p "$WORK/pod-logs/d/p3"
+printf 'one\ntwo\nthree\n' >"$WORK/pod-logs/d/p3/p3.log"
+expect "kubectl logs returns the log file of the container" "one two three" "$(kd logs p3 | tr '\n' ' ' | sed 's/ $//')"
+expect "kubectl logs --tail=1" "three" "$(kd logs p3 --tail=1)"
+expect "kubectl logs --limit-bytes=6" "one tw" "$(kd logs p3 --limit-bytes=6 | tr '\n' ' ')"
+expect_match "pods/log of an unknown container is 400" '"code": ?400' "$(api "$URL/api/v1/namespaces/d/pods/p3/log?container=nope")"
+expect_match "pods/log of a missing pod is 404" '"code": ?404' "$(api "$URL/api/v1/namespaces/d/pods/nope/log")"
+expect_match "pods/log answers text/plain" 'content-type: text/plain' \
+  "$(api -s -o /dev/null -D - "$URL/api/v1/namespaces/d/pods/p3/log" | tr 'A-Z' 'a-z')"
+kd logs -f p3 >"$WORK/follow.out" 2>&1 &
+FOLLOW=$!
+sleep 0.5
+echo four >>"$WORK/pod-logs/d/p3/p3.log"
+kd patch pod p3 --subresource=status --type=merge -p '{"status":{"phase":"Succeeded"}}' >/dev/null
+follow_ended() { ! kill -0 "$FOLLOW" 2>/dev/null; }
+eventually "kubectl logs -f ends when the pod has finished" 5 follow_ended
+kill "$FOLLOW" 2>/dev/null; wait "$FOLLOW" 2>/dev/null
+expect "kubectl logs -f streams appended lines" "one two three four" "$(tr '\n' ' ' <"$WORK/follow.out" | sed 's/ $//')"
 
 echo "# --- field selectors"
 expect "secrets field selector type" "secret/frozen secret/plain" \

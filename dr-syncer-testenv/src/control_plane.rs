@@ -231,6 +231,13 @@ impl ControlPlane {
         self.client.clone().expect("a started control plane has a client")
     }
 
+    /// The directory of container logs that the server's `pods/log` serves
+    /// (`<dir>/<namespace>/<pod>/<container>.log`; kapi runs with `--pod-log-dir` set to it). Whoever plays
+    /// the kubelet (see [`crate::kubelet::Kubelet`]) writes the logs there.
+    pub fn pod_log_dir(&self) -> PathBuf {
+        self.dir().join("pod-logs")
+    }
+
     /// The server's log (stderr of kapi).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir().join("kapi.log")).unwrap_or_default()
@@ -349,7 +356,9 @@ impl ControlPlane {
             .arg(&dir)
             .arg("--secure-port")
             .arg(opts.port.unwrap_or(0).to_string())
-            .arg("--exit-with-parent");
+            .arg("--exit-with-parent")
+            .arg("--pod-log-dir")
+            .arg(dir.join("pod-logs"));
         if opts.simulate_workloads {
             cmd.arg("--simulate-workloads");
         }

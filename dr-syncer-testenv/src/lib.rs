@@ -12,6 +12,11 @@
 //! enforcement ([`ControlPlaneBuilder::rbac`] with identities from [`ControlPlane::identity_in_groups`])
 //! checks that least-privilege Roles and bindings are sufficient.
 //!
+//! kapi has no nodes, kubelets, scheduler or controllers. [`kubelet::Kubelet`] plays them for end-to-end
+//! tests: simulated nodes in Linux network namespaces on a [`kubelet::SimNetwork`], scheduling, DaemonSet
+//! pods, PV provisioning, pod volumes (real bind mounts for PVCs) and containers run as real processes
+//! whose output `pods/log` serves ([`ControlPlane::pod_log_dir`]). It needs root.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_syncer_testenv::Error> {
 //! use dr_syncer_testenv::ControlPlane;
@@ -30,6 +35,7 @@
 mod binaries;
 mod control_plane;
 mod error;
+pub mod kubelet;
 mod names;
 mod testing_api;
 mod wait;

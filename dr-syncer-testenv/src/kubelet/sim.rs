@@ -1,0 +1,1226 @@
+//! The background tasks: watches that wake the reconciler, and the reconciler itself (DaemonSets, PV
+//! provisioning, scheduling, pods on the simulated nodes).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fs,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{
+        apps::v1::DaemonSet,
+        core::v1::{ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume},
+    },
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinHandle,
+};
+
+use super::{
+    Config, Shared, StartedProcess, kill_groups,
+    logic::{self, PathMapping},
+    volumes::{self, Payload},
+};
+
+/// How often everything is re-synced without a watch event.
+const RESYNC: Duration = Duration::from_secs(1);
+/// The annotation on DaemonSet pods holding the hash of the template they were made from.
+const TEMPLATE_HASH: &str = "sim.dr-syncer.io/template-hash";
+/// The CSI driver name of provisioned PVs.
+pub(crate) const CSI_DRIVER: &str = "sim.csi.dr-syncer.io";
+/// Longest grace period honoured on pod deletion.
+const MAX_GRACE: Duration = Duration::from_secs(5);
+
+/// The current time as an RFC 3339 timestamp (seconds).
+pub(crate) fn now() -> String {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+}
+
+/// Start the watch tasks and the reconciler.
+pub(crate) fn spawn(config: Arc<Config>, shared: Arc<Mutex<Shared>>) -> Vec<JoinHandle<()>> {
+    let notify = Arc::new(Notify::new());
+    let client = config.client.clone();
+    let mut tasks = vec![
+        watch::<Pod>(&client, &notify),
+        watch::<DaemonSet>(&client, &notify),
+        watch::<PersistentVolumeClaim>(&client, &notify),
+        watch::<ConfigMap>(&client, &notify),
+        watch::<Secret>(&client, &notify),
+    ];
+    let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+    let sim = Sim {
+        config,
+        shared,
+        notify: notify.clone(),
+        pods: HashMap::new(),
+        exits_tx,
+        exits_rx,
+        ds_status: HashMap::new(),
+    };
+    tasks.push(tokio::spawn(sim.run()));
+    tasks
+}
+
+fn watch<K>(client: &Client, notify: &Arc<Notify>) -> JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let notify = notify.clone();
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        while let Some(ev) = events.next().await {
+            match ev {
+                Ok(_) => notify.notify_one(),
+                Err(e) => tracing::debug!(error = %e, "simulator watch"),
+            }
+        }
+    })
+}
+
+/// A container process ended.
+#[derive(Debug)]
+struct Exit {
+    uid: String,
+    container: String,
+    pid: i32,
+    code: i32,
+    finished_at: String,
+}
+
+#[derive(Debug, Clone)]
+struct Terminated {
+    exit_code: i32,
+    reason: String,
+    message: String,
+    started_at: String,
+    finished_at: String,
+}
+
+impl Terminated {
+    fn to_json(&self) -> Value {
+        json!({"terminated": {
+            "exitCode": self.exit_code, "reason": self.reason, "message": self.message,
+            "startedAt": self.started_at, "finishedAt": self.finished_at,
+        }})
+    }
+}
+
+#[derive(Debug)]
+struct Ctr {
+    binary: PathBuf,
+    pid: Option<i32>,
+    started_at: Option<String>,
+    restart_count: u32,
+    /// The final state (no restart coming).
+    terminated: Option<Terminated>,
+    last_terminated: Option<Terminated>,
+    /// When a restart is due (CrashLoopBackOff meanwhile).
+    restart_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct PodRt {
+    namespace: String,
+    name: String,
+    node: String,
+    dir: PathBuf,
+    grace: Duration,
+    restart_policy: String,
+    mounts: Vec<PathBuf>,
+    volume_dirs: BTreeMap<String, PathBuf>,
+    ready: bool,
+    waiting: Option<String>,
+    start_time: String,
+    containers: BTreeMap<String, Ctr>,
+    last_status: Option<Value>,
+}
+
+struct Sim {
+    config: Arc<Config>,
+    shared: Arc<Mutex<Shared>>,
+    notify: Arc<Notify>,
+    pods: HashMap<String, PodRt>,
+    exits_tx: mpsc::UnboundedSender<Exit>,
+    exits_rx: mpsc::UnboundedReceiver<Exit>,
+    ds_status: HashMap<String, Value>,
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    crate::api_status(e).map(|s| s.code)
+}
+
+impl Sim {
+    async fn run(mut self) {
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "simulated kubelet: reconcile failed; retrying");
+            }
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                Some(exit) = self.exits_rx.recv() => self.on_exit(exit),
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+            while let Ok(exit) = self.exits_rx.try_recv() {
+                self.on_exit(exit);
+            }
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.config.client.clone()
+    }
+
+    async fn reconcile(&mut self) -> crate::Result<()> {
+        let pods = Api::<Pod>::all(self.client())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let dss = Api::<DaemonSet>::all(self.client())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        for ds in &dss {
+            if let Err(e) = self.daemonset(ds, &pods).await {
+                tracing::warn!(ds = %ds.name_any(), error = %e, "simulated DaemonSet controller");
+            }
+        }
+        self.orphaned_daemon_pods(&dss, &pods).await;
+        if let Err(e) = self.provision().await {
+            tracing::warn!(error = %e, "simulated PV provisioner");
+        }
+        for pod in &pods {
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .unwrap_or("")
+                .is_empty()
+                && let Err(e) = self.schedule(pod).await
+            {
+                tracing::warn!(pod = %pod.name_any(), error = %e, "simulated scheduler");
+            }
+        }
+        let mut seen = HashSet::new();
+        for pod in &pods {
+            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                continue;
+            };
+            if self.config.node(&node).is_none() {
+                continue;
+            }
+            let uid = pod.uid().unwrap_or_default();
+            seen.insert(uid.clone());
+            if let Err(e) = self.sync_pod(pod, &node).await {
+                tracing::warn!(pod = %pod.name_any(), error = %e, "simulated kubelet");
+            }
+        }
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|uid| !seen.contains(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.teardown(&uid);
+        }
+        Ok(())
+    }
+
+    // --- DaemonSet controller ---
+
+    fn registered(&self, c: &Container) -> Option<PathBuf> {
+        let image = c.image.as_deref().unwrap_or("");
+        self.config.images.get(logic::image_repository(image)).cloned()
+    }
+
+    async fn daemonset(&mut self, ds: &DaemonSet, pods: &[Pod]) -> crate::Result<()> {
+        let Some(spec) = &ds.spec else { return Ok(()) };
+        let Some(pod_spec) = &spec.template.spec else {
+            return Ok(());
+        };
+        if !pod_spec.containers.iter().any(|c| self.registered(c).is_some()) {
+            return Ok(());
+        }
+        let ns = ds.namespace().unwrap_or_default();
+        let name = ds.name_any();
+        let uid = ds.uid().unwrap_or_default();
+        let hash = logic::template_hash(&spec.template);
+        let api: Api<Pod> = Api::namespaced(self.client(), &ns);
+        let owned: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| {
+                p.owner_references()
+                    .iter()
+                    .any(|o| o.uid == uid && o.controller == Some(true))
+            })
+            .collect();
+        let wanted = logic::daemonset_nodes(ds, &self.config.nodes);
+        let wanted_names: HashSet<String> = wanted
+            .iter()
+            .map(|n| logic::daemon_pod_name(&name, &n.name))
+            .collect();
+        let (mut current, mut ready, mut updated) = (0, 0, 0);
+        for pod in &owned {
+            let pname = pod.name_any();
+            let pod_hash = pod.annotations().get(TEMPLATE_HASH).cloned();
+            if !wanted_names.contains(&pname) || pod_hash.as_deref() != Some(hash.as_str()) {
+                delete_now(&api, &pname).await?;
+                continue;
+            }
+            current += 1;
+            updated += 1;
+            if is_ready(pod) {
+                ready += 1;
+            }
+        }
+        for node in &wanted {
+            let pname = logic::daemon_pod_name(&name, &node.name);
+            if owned.iter().any(|p| p.name_any() == pname) {
+                continue;
+            }
+            let mut meta = spec.template.metadata.clone().unwrap_or_default();
+            let mut annotations = meta.annotations.take().unwrap_or_default();
+            annotations.insert(TEMPLATE_HASH.to_owned(), hash.clone());
+            let mut pod_spec = pod_spec.clone();
+            pod_spec.node_name = Some(node.name.clone());
+            let pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {
+                    "name": pname, "namespace": ns,
+                    "labels": meta.labels.unwrap_or_default(),
+                    "annotations": annotations,
+                    "ownerReferences": [{
+                        "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": uid,
+                        "controller": true, "blockOwnerDeletion": true,
+                    }],
+                },
+                "spec": pod_spec,
+            });
+            let pod: Pod = serde_json::from_value(pod).map_err(|e| crate::Error::Decode {
+                context: "building a DaemonSet pod".into(),
+                message: e.to_string(),
+            })?;
+            match api.create(&PostParams::default(), &pod).await {
+                Ok(_) => {}
+                Err(e) if api_code(&e) == Some(409) => {} // the old one is still going
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let status = json!({"status": {
+            "desiredNumberScheduled": wanted.len(),
+            "currentNumberScheduled": current,
+            "numberReady": ready,
+            "numberAvailable": ready,
+            "numberUnavailable": wanted.len().saturating_sub(ready),
+            "updatedNumberScheduled": updated,
+            "numberMisscheduled": 0,
+            "observedGeneration": ds.metadata.generation.unwrap_or(0),
+        }});
+        let key = format!("{ns}/{name}/{uid}");
+        if self.ds_status.get(&key) != Some(&status) {
+            Api::<DaemonSet>::namespaced(self.client(), &ns)
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            self.ds_status.insert(key, status);
+        }
+        Ok(())
+    }
+
+    /// Delete the pods we made for DaemonSets that are gone.
+    async fn orphaned_daemon_pods(&self, dss: &[DaemonSet], pods: &[Pod]) {
+        let uids: HashSet<String> = dss.iter().filter_map(|d| d.uid()).collect();
+        for pod in pods {
+            if !pod.annotations().contains_key(TEMPLATE_HASH) {
+                continue;
+            }
+            let orphan = pod
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "DaemonSet" && !uids.contains(&o.uid));
+            if orphan {
+                let api: Api<Pod> = Api::namespaced(self.client(), &pod.namespace().unwrap_or_default());
+                if let Err(e) = delete_now(&api, &pod.name_any()).await {
+                    tracing::warn!(pod = %pod.name_any(), error = %e, "deleting an orphaned DaemonSet pod");
+                }
+            }
+        }
+    }
+
+    // --- PV provisioner ---
+
+    async fn provision(&self) -> crate::Result<()> {
+        let pvcs = Api::<PersistentVolumeClaim>::all(self.client())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let pv_api: Api<PersistentVolume> = Api::all(self.client());
+        for pvc in pvcs {
+            if pvc.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let ns = pvc.namespace().unwrap_or_default();
+            let name = pvc.name_any();
+            let uid = pvc.uid().unwrap_or_default();
+            let spec = pvc.spec.clone().unwrap_or_default();
+            let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            if spec.volume_name.is_some() && bound {
+                continue;
+            }
+            let pv_name = spec.volume_name.clone().unwrap_or_else(|| format!("pvc-{uid}"));
+            let storage = spec
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .map(|q| q.0.clone())
+                .unwrap_or_else(|| "1Gi".to_owned());
+            let modes = spec
+                .access_modes
+                .clone()
+                .unwrap_or_else(|| vec!["ReadWriteOnce".to_owned()]);
+            if pv_api.get_opt(&pv_name).await?.is_none() {
+                if spec.volume_name.is_some() {
+                    continue; // names a PV that does not exist (yet)
+                }
+                let pv = json!({
+                    "apiVersion": "v1", "kind": "PersistentVolume",
+                    "metadata": {"name": pv_name, "annotations": {"pv.kubernetes.io/provisioned-by": CSI_DRIVER}},
+                    "spec": {
+                        "capacity": {"storage": storage},
+                        "accessModes": modes,
+                        "persistentVolumeReclaimPolicy": "Delete",
+                        "storageClassName": spec.storage_class_name,
+                        "volumeMode": spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into()),
+                        "claimRef": {
+                            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                            "namespace": ns, "name": name, "uid": uid,
+                        },
+                        "csi": {"driver": CSI_DRIVER, "volumeHandle": pv_name},
+                    },
+                });
+                let pv: PersistentVolume = serde_json::from_value(pv).map_err(|e| crate::Error::Decode {
+                    context: "building a PV".into(),
+                    message: e.to_string(),
+                })?;
+                match pv_api.create(&PostParams::default(), &pv).await {
+                    Ok(_) => {}
+                    Err(e) if api_code(&e) == Some(409) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            fs::create_dir_all(self.config.volume_dir(&pv_name))
+                .map_err(|e| crate::Error::io("creating a volume's storage directory", e))?;
+            pv_api
+                .patch_status(
+                    &pv_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+                )
+                .await?;
+            let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client(), &ns);
+            if spec.volume_name.is_none() {
+                pvc_api
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"volumeName": pv_name}})),
+                    )
+                    .await?;
+            }
+            pvc_api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {
+                        "phase": "Bound", "capacity": {"storage": storage}, "accessModes": modes,
+                    }})),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    // --- scheduler ---
+
+    async fn schedule(&self, pod: &Pod) -> crate::Result<()> {
+        if pod.metadata.deletion_timestamp.is_some() || is_terminal(pod) {
+            return Ok(());
+        }
+        let Some(spec) = &pod.spec else { return Ok(()) };
+        let Some(node) = self
+            .config
+            .nodes
+            .iter()
+            .find(|n| logic::node_matches(spec, &n.name, &n.labels))
+        else {
+            return Ok(()); // unschedulable here
+        };
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": ns},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node.name},
+        });
+        let api: Api<Pod> = Api::namespaced(self.client(), &ns);
+        match api
+            .create_subresource::<Value, Value>("binding", &name, &PostParams::default(), &binding)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if api_code(&e) == Some(409) => {} // bound meanwhile
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    // --- kubelet ---
+
+    async fn sync_pod(&mut self, pod: &Pod, node: &str) -> crate::Result<()> {
+        let uid = pod.uid().unwrap_or_default();
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.teardown(&uid);
+            let api: Api<Pod> = Api::namespaced(self.client(), &ns);
+            delete_now(&api, &name).await?;
+            return Ok(());
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        if !self.pods.contains_key(&uid) {
+            if is_terminal(pod) {
+                return Ok(()); // finished before we (re)started: leave it be
+            }
+            let dir = self.config.kubelet_root(node).join("pods").join(&uid);
+            let mut containers = BTreeMap::new();
+            for c in &spec.containers {
+                if let Some(binary) = self.registered(c) {
+                    containers.insert(
+                        c.name.clone(),
+                        Ctr {
+                            binary,
+                            pid: None,
+                            started_at: None,
+                            restart_count: 0,
+                            terminated: None,
+                            last_terminated: None,
+                            restart_at: None,
+                        },
+                    );
+                }
+            }
+            let grace = spec
+                .termination_grace_period_seconds
+                .map(|s| Duration::from_secs(s.max(0) as u64))
+                .unwrap_or(MAX_GRACE)
+                .min(MAX_GRACE);
+            self.pods.insert(
+                uid.clone(),
+                PodRt {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    node: node.to_owned(),
+                    dir,
+                    grace,
+                    restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+                    mounts: Vec::new(),
+                    volume_dirs: BTreeMap::new(),
+                    ready: false,
+                    waiting: None,
+                    start_time: now(),
+                    containers,
+                    last_status: None,
+                },
+            );
+        }
+        // Volumes: set up once (retried until complete), Secrets and ConfigMaps re-synced.
+        match self.setup_volumes(pod, &uid).await {
+            Ok(()) => {
+                if let Some(rt) = self.pods.get_mut(&uid) {
+                    rt.ready = true;
+                    rt.waiting = None;
+                }
+            }
+            Err(reason) => {
+                if let Some(rt) = self.pods.get_mut(&uid) {
+                    rt.waiting = Some(reason);
+                }
+            }
+        }
+        let ready = self.pods.get(&uid).is_some_and(|rt| rt.ready);
+        if ready {
+            for c in &spec.containers {
+                let due = self
+                    .pods
+                    .get(&uid)
+                    .and_then(|rt| rt.containers.get(&c.name))
+                    .is_some_and(|ctr| {
+                        ctr.pid.is_none()
+                            && ctr.terminated.is_none()
+                            && ctr.restart_at.is_none_or(|t| Instant::now() >= t)
+                    });
+                if due && let Err(e) = self.start_container(pod, &uid, c).await {
+                    tracing::warn!(pod = %name, container = %c.name, error = %e, "starting a container");
+                    if let Some(rt) = self.pods.get_mut(&uid) {
+                        rt.waiting = Some(format!("CreateContainerError: {e}"));
+                    }
+                }
+            }
+        }
+        let Some(rt) = self.pods.get(&uid) else {
+            return Ok(());
+        };
+        let status = pod_status(pod, rt, &self.node_ip(node));
+        if rt.last_status.as_ref() != Some(&status) {
+            let api: Api<Pod> = Api::namespaced(self.client(), &ns);
+            api.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+            if let Some(rt) = self.pods.get_mut(&uid) {
+                rt.last_status = Some(status);
+            }
+        }
+        Ok(())
+    }
+
+    fn node_ip(&self, node: &str) -> String {
+        self.config.node(node).map(|n| n.ip.clone()).unwrap_or_default()
+    }
+
+    /// Set up missing volumes and re-sync Secret/ConfigMap volumes. Err: why the pod must wait.
+    async fn setup_volumes(&mut self, pod: &Pod, uid: &str) -> Result<(), String> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let ns = pod.namespace().unwrap_or_default();
+        let Some((dir, node)) = self.pods.get(uid).map(|rt| (rt.dir.clone(), rt.node.clone())) else {
+            return Ok(());
+        };
+        let vols = dir.join("volumes");
+        for vol in spec.volumes.iter().flatten() {
+            let host = if let Some(pvc) = &vol.persistent_volume_claim {
+                let target = self.mount_pvc(pod, vol, &pvc.claim_name, &ns, &vols).await?;
+                if let Some(rt) = self.pods.get_mut(uid)
+                    && !rt.mounts.contains(&target)
+                {
+                    rt.mounts.push(target.clone());
+                }
+                target
+            } else if let Some(secret) = &vol.secret {
+                let target = vols.join("kubernetes.io~secret").join(&vol.name);
+                let name = secret.secret_name.clone().unwrap_or_default();
+                let payload = self
+                    .secret_payload(&ns, &name, secret.items.as_deref(), secret.default_mode)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let payload = match payload {
+                    Some(p) => p,
+                    None if secret.optional == Some(true) => Payload::new(),
+                    None => return Err(format!("secret \"{name}\" not found")),
+                };
+                volumes::write_atomic(&target, &payload).map_err(|e| e.to_string())?;
+                target
+            } else if let Some(cm) = &vol.config_map {
+                let target = vols.join("kubernetes.io~configmap").join(&vol.name);
+                let name = cm.name.clone();
+                let payload = self
+                    .configmap_payload(&ns, &name, cm.items.as_deref(), cm.default_mode)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let payload = match payload {
+                    Some(p) => p,
+                    None if cm.optional == Some(true) => Payload::new(),
+                    None => return Err(format!("configmap \"{name}\" not found")),
+                };
+                volumes::write_atomic(&target, &payload).map_err(|e| e.to_string())?;
+                target
+            } else if let Some(hp) = &vol.host_path {
+                let rel = hp.path.trim_start_matches('/');
+                let host = self.config.node_root(&node).join(rel);
+                match hp.type_.as_deref() {
+                    Some("File") | Some("FileOrCreate") | Some("Socket") | Some("CharDevice")
+                    | Some("BlockDevice") => {
+                        if let Some(parent) = host.parent() {
+                            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                        }
+                        if hp.type_.as_deref() == Some("FileOrCreate") && !host.exists() {
+                            fs::write(&host, b"").map_err(|e| e.to_string())?;
+                        }
+                    }
+                    _ => fs::create_dir_all(&host).map_err(|e| e.to_string())?,
+                }
+                host
+            } else if vol.empty_dir.is_some() {
+                let target = vols.join("kubernetes.io~empty-dir").join(&vol.name);
+                fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+                target
+            } else {
+                // downwardAPI, projected, ...: an empty directory.
+                let target = vols.join("kubernetes.io~empty-dir").join(&vol.name);
+                fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+                target
+            };
+            if let Some(rt) = self.pods.get_mut(uid) {
+                rt.volume_dirs.insert(vol.name.clone(), host);
+            }
+        }
+        Ok(())
+    }
+
+    async fn mount_pvc(
+        &mut self,
+        pod: &Pod,
+        vol: &Volume,
+        claim: &str,
+        ns: &str,
+        vols: &std::path::Path,
+    ) -> Result<PathBuf, String> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client(), ns);
+        let pvc = api
+            .get_opt(claim)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+        let pv = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.clone())
+            .filter(|_| pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+            .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" is not bound"))?;
+        let target = vols.join("kubernetes.io~csi").join(&pv).join("mount");
+        let mounted = self
+            .shared
+            .lock()
+            .map(|s| s.mounts.contains(&target))
+            .unwrap_or(false);
+        if mounted {
+            return Ok(target);
+        }
+        let src = self.config.volume_dir(&pv);
+        fs::create_dir_all(&src).map_err(|e| e.to_string())?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mounts: Vec<bool> = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(|c| c.volume_mounts.iter().flatten())
+            .filter(|m| m.name == vol.name)
+            .map(|m| m.read_only == Some(true))
+            .collect();
+        let read_only = vol.persistent_volume_claim.as_ref().and_then(|p| p.read_only) == Some(true)
+            || (!mounts.is_empty() && mounts.iter().all(|ro| *ro));
+        volumes::bind_mount(&src, &target, read_only).map_err(|e| e.to_string())?;
+        if let Ok(mut s) = self.shared.lock() {
+            s.mounts.insert(target.clone());
+        }
+        Ok(target)
+    }
+
+    async fn secret_payload(
+        &self,
+        ns: &str,
+        name: &str,
+        items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+        default_mode: Option<i32>,
+    ) -> crate::Result<Option<Payload>> {
+        let Some(secret) = Api::<Secret>::namespaced(self.client(), ns).get_opt(name).await? else {
+            return Ok(None);
+        };
+        let mut data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        for (k, v) in secret.string_data.unwrap_or_default() {
+            data.insert(k, v.into_bytes());
+        }
+        Ok(Some(project(&data, items, default_mode)))
+    }
+
+    async fn configmap_payload(
+        &self,
+        ns: &str,
+        name: &str,
+        items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+        default_mode: Option<i32>,
+    ) -> crate::Result<Option<Payload>> {
+        let Some(cm) = Api::<ConfigMap>::namespaced(self.client(), ns)
+            .get_opt(name)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut data: BTreeMap<String, Vec<u8>> = cm
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        for (k, v) in cm.binary_data.unwrap_or_default() {
+            data.insert(k, v.0);
+        }
+        Ok(Some(project(&data, items, default_mode)))
+    }
+
+    async fn resolve_env(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        node_ip: &str,
+        maps: &[PathMapping],
+    ) -> crate::Result<Vec<(String, String)>> {
+        let ns = pod.namespace().unwrap_or_default();
+        let mut out = Vec::new();
+        for var in c.env.iter().flatten() {
+            let value = if let Some(v) = &var.value {
+                Some(v.clone())
+            } else if let Some(from) = &var.value_from {
+                if let Some(f) = &from.field_ref {
+                    logic::field_ref_value(&f.field_path, pod, node_ip)
+                } else if let Some(s) = &from.secret_key_ref {
+                    let secret = Api::<Secret>::namespaced(self.client(), &ns)
+                        .get_opt(&s.name)
+                        .await?;
+                    let v = secret.and_then(|sec| {
+                        sec.data
+                            .and_then(|d| d.get(&s.key).map(|b| b.0.clone()))
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    });
+                    if v.is_none() && s.optional != Some(true) {
+                        return Err(crate::Error::Decode {
+                            context: format!("env {}", var.name),
+                            message: format!("secret {}/{} has no key {}", ns, s.name, s.key),
+                        });
+                    }
+                    v
+                } else if let Some(r) = &from.config_map_key_ref {
+                    let cm = Api::<ConfigMap>::namespaced(self.client(), &ns)
+                        .get_opt(&r.name)
+                        .await?;
+                    let v = cm.and_then(|cm| cm.data.and_then(|d| d.get(&r.key).cloned()));
+                    if v.is_none() && r.optional != Some(true) {
+                        return Err(crate::Error::Decode {
+                            context: format!("env {}", var.name),
+                            message: format!("configmap {}/{} has no key {}", ns, r.name, r.key),
+                        });
+                    }
+                    v
+                } else {
+                    None
+                }
+            } else {
+                Some(String::new())
+            };
+            if let Some(v) = value {
+                out.push((var.name.clone(), logic::rewrite_paths(&v, maps)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn start_container(&mut self, pod: &Pod, uid: &str, c: &Container) -> crate::Result<()> {
+        let io = |what: String, e| crate::Error::io(what, e);
+        let Some(rt) = self.pods.get(uid) else {
+            return Ok(());
+        };
+        let node = rt.node.clone();
+        let node_ip = self.node_ip(&node);
+        let ctr_dir = rt.dir.join("containers").join(&c.name);
+        fs::create_dir_all(&ctr_dir).map_err(|e| io(format!("creating {}", ctr_dir.display()), e))?;
+        let term_log = ctr_dir.join("termination-log");
+        fs::write(&term_log, b"").map_err(|e| io(format!("creating {}", term_log.display()), e))?;
+        let mut maps = vec![PathMapping {
+            container: c
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".to_owned()),
+            host: term_log,
+        }];
+        for m in c.volume_mounts.iter().flatten() {
+            if let Some(dir) = rt.volume_dirs.get(&m.name) {
+                maps.push(PathMapping {
+                    container: m.mount_path.trim_end_matches('/').to_owned(),
+                    host: logic::mount_host_path(dir, m.sub_path.as_deref()),
+                });
+            }
+        }
+        let args: Vec<String> = logic::container_args(c)
+            .iter()
+            .map(|a| logic::rewrite_paths(a, &maps))
+            .collect();
+        let env = self.resolve_env(pod, c, &node_ip, &maps).await?;
+        let Some(rt) = self.pods.get(uid) else {
+            return Ok(());
+        };
+        let cwd = c
+            .working_dir
+            .as_deref()
+            .map(|w| PathBuf::from(logic::rewrite_paths(w, &maps)))
+            .unwrap_or_else(|| ctr_dir.clone());
+        let log_dir = self.config.pod_log_dir.join(&rt.namespace).join(&rt.name);
+        fs::create_dir_all(&log_dir).map_err(|e| io(format!("creating {}", log_dir.display()), e))?;
+        let log_path = log_dir.join(format!("{}.log", c.name));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io(format!("opening {}", log_path.display()), e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| io("duplicating a log handle".into(), e))?;
+        let Some(binary) = rt.containers.get(&c.name).map(|ctr| ctr.binary.clone()) else {
+            return Ok(());
+        };
+        let netns = self.config.netns.get(&node).cloned().unwrap_or_default();
+        let mut cmd = tokio::process::Command::new("ip");
+        cmd.args(["netns", "exec", &netns])
+            .arg(&binary)
+            .args(&args)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .env("HOSTNAME", &rt.name)
+            .envs(env)
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io(format!("starting {} in {netns}", binary.display()), e))?;
+        let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        let desc = format!("{}/{}/{}", rt.namespace, rt.name, c.name);
+        if let Ok(mut s) = self.shared.lock() {
+            s.pids.insert(pid, desc);
+            s.started.push(StartedProcess {
+                namespace: rt.namespace.clone(),
+                pod: rt.name.clone(),
+                container: c.name.clone(),
+                node: node.clone(),
+                pid: u32::try_from(pid).unwrap_or(0),
+                binary: binary.clone(),
+                args,
+            });
+        }
+        tracing::debug!(pod = %rt.name, container = %c.name, pid, "started a container process");
+        let tx = self.exits_tx.clone();
+        let shared = self.shared.clone();
+        let (uid_s, name_s) = (uid.to_owned(), c.name.clone());
+        tokio::spawn(async move {
+            let code = match child.wait().await {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    status
+                        .code()
+                        .or_else(|| status.signal().map(|s| 128 + s))
+                        .unwrap_or(-1)
+                }
+                Err(_) => -1,
+            };
+            if let Ok(mut s) = shared.lock() {
+                s.pids.remove(&pid);
+            }
+            let _ = tx.send(Exit {
+                uid: uid_s,
+                container: name_s,
+                pid,
+                code,
+                finished_at: now(),
+            });
+        });
+        if let Some(ctr) = self
+            .pods
+            .get_mut(uid)
+            .and_then(|rt| rt.containers.get_mut(&c.name))
+        {
+            ctr.pid = Some(pid);
+            ctr.started_at = Some(now());
+            ctr.restart_at = None;
+        }
+        Ok(())
+    }
+
+    fn on_exit(&mut self, exit: Exit) {
+        let Some(rt) = self.pods.get_mut(&exit.uid) else {
+            return;
+        };
+        let message = fs::read(
+            rt.dir
+                .join("containers")
+                .join(&exit.container)
+                .join("termination-log"),
+        )
+        .map(|mut b| {
+            b.truncate(4096);
+            String::from_utf8_lossy(&b).trim_end().to_owned()
+        })
+        .unwrap_or_default();
+        let policy = rt.restart_policy.clone();
+        let Some(ctr) = rt.containers.get_mut(&exit.container) else {
+            return;
+        };
+        if ctr.pid != Some(exit.pid) {
+            return;
+        }
+        ctr.pid = None;
+        let term = Terminated {
+            exit_code: exit.code,
+            reason: if exit.code == 0 { "Completed" } else { "Error" }.to_owned(),
+            message,
+            started_at: ctr.started_at.clone().unwrap_or_default(),
+            finished_at: exit.finished_at,
+        };
+        let restart = match policy.as_str() {
+            "Never" => false,
+            "OnFailure" => exit.code != 0,
+            _ => true,
+        };
+        if restart {
+            ctr.restart_at = Some(Instant::now() + logic::restart_backoff(ctr.restart_count));
+            ctr.restart_count += 1;
+            ctr.last_terminated = Some(term);
+        } else {
+            ctr.terminated = Some(term);
+        }
+        self.notify.notify_one();
+    }
+
+    /// Stop a pod's processes and remove its volumes (in the background: it may wait a grace period).
+    fn teardown(&mut self, uid: &str) {
+        let Some(rt) = self.pods.remove(uid) else {
+            return;
+        };
+        let pids: Vec<i32> = rt.containers.values().filter_map(|c| c.pid).collect();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            kill_groups(&pids, rt.grace);
+            for m in &rt.mounts {
+                if let Err(e) = volumes::unmount(m) {
+                    tracing::warn!(mount = %m.display(), error = %e, "unmounting a pod volume");
+                    continue;
+                }
+                if let Ok(mut s) = shared.lock() {
+                    s.mounts.remove(m);
+                }
+            }
+            if volumes::mounts_under(&rt.dir).is_empty() {
+                let _ = fs::remove_dir_all(&rt.dir);
+            }
+            tracing::debug!(pod = %rt.name, "torn down");
+        });
+    }
+}
+
+/// Files of a Secret/ConfigMap volume: every key, or the `items` (with their paths and modes).
+fn project(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+    default_mode: Option<i32>,
+) -> Payload {
+    let mode = |m: Option<i32>| u32::try_from(m.or(default_mode).unwrap_or(0o644)).unwrap_or(0o644);
+    let mut out = Payload::new();
+    match items {
+        Some(items) if !items.is_empty() => {
+            for item in items {
+                if let Some(v) = data.get(&item.key) {
+                    out.insert(item.path.clone(), (v.clone(), mode(item.mode)));
+                }
+            }
+        }
+        _ => {
+            for (k, v) in data {
+                out.insert(k.clone(), (v.clone(), mode(None)));
+            }
+        }
+    }
+    out
+}
+
+async fn delete_now(api: &Api<Pod>, name: &str) -> crate::Result<()> {
+    match api.delete(name, &DeleteParams::default().grace_period(0)).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(404) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+/// The status a kubelet would report for `pod`.
+fn pod_status(pod: &Pod, rt: &PodRt, node_ip: &str) -> Value {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut statuses = Vec::new();
+    let mut all_ready = rt.ready;
+    let mut registered_done = true;
+    let mut any_failed = false;
+    let mut unregistered = false;
+    for c in &spec.containers {
+        let image = c.image.clone().unwrap_or_default();
+        let (state, last, ready, started, restarts, cid) = match rt.containers.get(&c.name) {
+            Some(ctr) => {
+                let last = ctr
+                    .last_terminated
+                    .as_ref()
+                    .map(Terminated::to_json)
+                    .unwrap_or_else(|| json!({}));
+                let cid = ctr.pid.map(|p| format!("sim://{p}"));
+                if let (Some(_), Some(at)) = (ctr.pid, &ctr.started_at) {
+                    registered_done = false;
+                    (
+                        json!({"running": {"startedAt": at}}),
+                        last,
+                        true,
+                        true,
+                        ctr.restart_count,
+                        cid,
+                    )
+                } else if let Some(t) = &ctr.terminated {
+                    any_failed |= t.exit_code != 0;
+                    (t.to_json(), last, false, false, ctr.restart_count, cid)
+                } else if ctr.restart_at.is_some() {
+                    registered_done = false;
+                    let msg = format!(
+                        "back-off restarting failed container {} in pod {}",
+                        c.name, rt.name
+                    );
+                    (
+                        json!({"waiting": {"reason": "CrashLoopBackOff", "message": msg}}),
+                        last,
+                        false,
+                        false,
+                        ctr.restart_count,
+                        cid,
+                    )
+                } else {
+                    registered_done = false;
+                    let reason = if rt
+                        .waiting
+                        .as_deref()
+                        .is_some_and(|w| w.starts_with("CreateContainerError"))
+                    {
+                        "CreateContainerError"
+                    } else {
+                        "ContainerCreating"
+                    };
+                    (
+                        json!({"waiting": {"reason": reason}}),
+                        last,
+                        false,
+                        false,
+                        ctr.restart_count,
+                        cid,
+                    )
+                }
+            }
+            None => {
+                unregistered = true;
+                if rt.ready {
+                    (
+                        json!({"running": {"startedAt": rt.start_time}}),
+                        json!({}),
+                        true,
+                        true,
+                        0,
+                        Some(format!("sim://{}", c.name)),
+                    )
+                } else {
+                    (
+                        json!({"waiting": {"reason": "ContainerCreating"}}),
+                        json!({}),
+                        false,
+                        false,
+                        0,
+                        None,
+                    )
+                }
+            }
+        };
+        all_ready &= ready;
+        let mut st = json!({
+            "name": c.name, "image": image, "imageID": "", "ready": ready, "started": started,
+            "restartCount": restarts, "state": state, "lastState": last,
+        });
+        if let Some(cid) = cid {
+            st["containerID"] = json!(cid);
+        }
+        statuses.push(st);
+    }
+    let phase = if !rt.ready {
+        "Pending"
+    } else if registered_done && !unregistered && !rt.containers.is_empty() {
+        if any_failed { "Failed" } else { "Succeeded" }
+    } else {
+        "Running"
+    };
+    let terminal = phase == "Succeeded" || phase == "Failed";
+    let ready_now = all_ready && phase == "Running";
+    let cond = |t: &str, ok: bool, reason: Option<&str>| {
+        let mut c = json!({"type": t, "status": if ok { "True" } else { "False" }, "lastTransitionTime": rt.start_time});
+        if let Some(r) = reason {
+            c["reason"] = json!(r);
+        }
+        c
+    };
+    let not_ready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
+    let mut status = json!({
+        "phase": phase,
+        "hostIP": node_ip,
+        "hostIPs": [{"ip": node_ip}],
+        "conditions": [
+            cond("PodScheduled", true, None),
+            cond("Initialized", true, None),
+            cond("ContainersReady", ready_now, (!ready_now).then_some(not_ready_reason)),
+            cond("Ready", ready_now, (!ready_now).then_some(not_ready_reason)),
+        ],
+        "containerStatuses": statuses,
+        "startTime": rt.start_time,
+    });
+    if rt.ready {
+        status["podIP"] = json!(node_ip);
+        status["podIPs"] = json!([{"ip": node_ip}]);
+    }
+    if let Some(w) = &rt.waiting
+        && !rt.ready
+    {
+        status["message"] = json!(w);
+        status["reason"] = json!("ContainerCreating");
+    }
+    status
+}
