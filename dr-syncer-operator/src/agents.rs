@@ -278,6 +278,29 @@ pub async fn user_key(ctx: &Context, nm: &NamespaceMapping) -> Result<Option<Use
         .map_err(invalid(format!("SSH key Secret {sns}/{sname}")))
 }
 
+/// The user-managed client key pair of a ClusterMapping (`sshKeySecretRef`), if any.
+pub async fn cluster_mapping_key(
+    ctx: &Context,
+    cm: &dr_syncer_core::api::ClusterMapping,
+) -> Result<Option<UserKeyPair>> {
+    let Some(k) = &cm.spec.ssh_key_secret_ref else {
+        return Ok(None);
+    };
+    let ns = k
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| cm.namespace().unwrap_or_default());
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = api
+        .get(&k.name)
+        .await
+        .map_err(|e| Error::kube(format!("reading SSH key Secret {ns}/{}", k.name), e))?;
+    UserKeyPair::from_secret_data(&data_of(&secret), &k.private_key_key, &k.public_key_key)
+        .map(Some)
+        .map_err(invalid(format!("SSH key Secret {ns}/{}", k.name)))
+}
+
 /// The client keys `source`'s agents accept: those of the clusters that copy data from it.
 pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<AuthorizedClientKeys> {
     let (sns, sname) = (source.namespace().unwrap_or_default(), source.name_any());
@@ -317,6 +340,27 @@ pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<Aut
         }
         add(key.current.public_key(), None);
     }
+    // ClusterMappings reading from this cluster (their connectivity checks log in like movers).
+    let cms: Api<dr_syncer_core::api::ClusterMapping> = Api::namespaced(ctx.client.clone(), &sns);
+    let list = cms
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::kube("listing ClusterMappings", e))?;
+    for cm in list.items.iter().filter(|cm| cm.spec.source_cluster == sname) {
+        match cluster_mapping_key(ctx, cm).await {
+            Ok(Some(user)) => add(user.public, None),
+            Ok(None) => {}
+            Err(e) => warn!(mapping = %cm.name_any(), "user-managed SSH key: {e}"),
+        }
+        let Ok(dest) = ctx.clusters.remote_cluster(&sns, &cm.spec.target_cluster).await else {
+            continue;
+        };
+        let key = client_key(ctx, &dest).await?;
+        if let Some((p, t)) = key.previous_valid() {
+            add(p.clone(), Some(*t));
+        }
+        add(key.current.public_key(), None);
+    }
     Ok(AuthorizedClientKeys::from_entries(entries))
 }
 
@@ -329,13 +373,24 @@ pub async fn mover_key_data(
     source: &RemoteCluster,
     destination: &RemoteCluster,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
+    let user = user_key(ctx, nm).await?;
+    mover_key_data_with(ctx, user, source, destination).await
+}
+
+/// [`mover_key_data`] with the user-managed key pair already read (or none).
+pub async fn mover_key_data_with(
+    ctx: &Context,
+    user: Option<UserKeyPair>,
+    source: &RemoteCluster,
+    destination: &RemoteCluster,
+) -> Result<BTreeMap<String, Vec<u8>>> {
     let host = host_key(ctx, source).await?;
     let mut pins = vec![host.current.public_key()];
     if let Some((p, _)) = host.previous_valid() {
         pins.push(p.clone());
     }
     let pins = HostKeyPins::new(pins).map_err(invalid("pinning host keys".into()))?;
-    let client = match user_key(ctx, nm).await? {
+    let client = match user {
         Some(user) => user.pair,
         None => client_key(ctx, destination).await?.current,
     };

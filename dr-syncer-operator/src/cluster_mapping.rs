@@ -7,7 +7,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use dr_syncer_core::api::{ClusterMapping, ClusterMappingPhase, ClusterMappingStatus};
+use dr_syncer_core::{
+    api::{ClusterMapping, ClusterMappingPhase, ClusterMappingStatus, ConnectionDetail, ConnectionStatus},
+    kube::{agent_readiness, probe_agents},
+    pvc::AgentSettings,
+};
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
@@ -132,10 +136,64 @@ pub async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Act
         }
     }
     status.last_attempt_time = Some(now());
+    // SSH connectivity of the data path, when the source runs agents.
+    let ssh = if src_result.is_ok() && dst_result.is_ok() {
+        ssh_check(&ctx, &cm).await
+    } else {
+        None
+    };
+    let ssh_problem = match &ssh {
+        Some(Ok(cs)) => {
+            status.connection_status = Some(cs.clone());
+            (cs.total_source_agents == 0 || cs.connected_agents < cs.total_source_agents).then(|| {
+                let details: Vec<String> = cs
+                    .connection_details
+                    .iter()
+                    .flatten()
+                    .filter(|d| !d.connected)
+                    .map(|d| {
+                        format!(
+                            "{}: {}",
+                            d.source_node,
+                            d.error.as_deref().unwrap_or("not connected")
+                        )
+                    })
+                    .collect();
+                if cs.total_source_agents == 0 {
+                    "no agents in the source cluster yet".to_string()
+                } else {
+                    format!(
+                        "{} of {} source agents reachable over SSH from the target cluster ({})",
+                        cs.connected_agents,
+                        cs.total_source_agents,
+                        details.join("; ")
+                    )
+                }
+            })
+        }
+        Some(Err(m)) => Some(m.clone()),
+        None => {
+            status.connection_status = None;
+            None
+        }
+    };
+    let dst_result = match (dst_result, ssh_problem) {
+        (Ok(_), Some(m)) => Err(ClusterError::ConnectionFailed {
+            cluster: dst.clone(),
+            message: format!("SSH connectivity: {m}"),
+        }),
+        (r, _) => r,
+    };
     let action = match (&src_result, &dst_result) {
         (Ok(_), Ok(_)) => {
             status.phase = Some(ClusterMappingPhase::Connected);
-            status.message = Some(format!("Clusters {src} and {dst} are reachable"));
+            status.message = Some(match &status.connection_status {
+                Some(cs) => format!(
+                    "Clusters {src} and {dst} are reachable; {} of {} source agents reachable over SSH",
+                    cs.connected_agents, cs.total_source_agents
+                ),
+                None => format!("Clusters {src} and {dst} are reachable"),
+            });
             status.last_verified = Some(now());
             status.consecutive_failures = Some(0);
             conditions::set(
@@ -189,6 +247,109 @@ pub async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Act
         write(&ctx, &cm, &status).await?;
     }
     Ok(action)
+}
+
+/// Check that movers in the target cluster can reach the source's agents over SSH (`None` when the
+/// source runs no agents or `verifyConnectivity` is false).
+async fn ssh_check(
+    ctx: &Context,
+    cm: &ClusterMapping,
+) -> Option<std::result::Result<ConnectionStatus, String>> {
+    if !cm.spec.verify_connectivity {
+        return None;
+    }
+    let ns = cm.namespace().unwrap_or_default();
+    let source_rc = ctx
+        .clusters
+        .remote_cluster(&ns, &cm.spec.source_cluster)
+        .await
+        .ok()?;
+    if !source_rc
+        .spec
+        .pvc_sync
+        .as_ref()
+        .is_some_and(|p| p.enabled.unwrap_or(false))
+    {
+        return None;
+    }
+    Some(
+        async {
+            let target_rc = ctx
+                .clusters
+                .remote_cluster(&ns, &cm.spec.target_cluster)
+                .await
+                .map_err(|e| e.to_string())?;
+            let source = ctx
+                .clusters
+                .handle_for(&source_rc)
+                .await
+                .map_err(|e| e.to_string())?;
+            let target = ctx
+                .clusters
+                .handle_for(&target_rc)
+                .await
+                .map_err(|e| e.to_string())?;
+            // The source's agents must accept the target's key first.
+            crate::agents::deploy(ctx, &source_rc, &source)
+                .await
+                .map_err(|e| format!("updating the source agents: {e}"))?;
+            let user = crate::agents::cluster_mapping_key(ctx, cm)
+                .await
+                .map_err(|e| e.to_string())?;
+            let key_data = crate::agents::mover_key_data_with(ctx, user, &source_rc, &target_rc)
+                .await
+                .map_err(|e| e.to_string())?;
+            let settings = AgentSettings::from_spec(source_rc.spec.pvc_sync.as_ref());
+            let timeout = Duration::from_secs(
+                u64::try_from(cm.spec.connectivity_timeout_seconds.max(10)).unwrap_or(60),
+            );
+            let probes = probe_agents(
+                &source.client,
+                &target.client,
+                &settings,
+                &settings.namespace,
+                &format!("{ns}-{}", cm.name_any()),
+                &settings.image,
+                key_data,
+                timeout,
+            )
+            .await
+            .map_err(|e| format!("probing the agents: {e}"))?;
+            let total_target_agents = match target_rc
+                .spec
+                .pvc_sync
+                .as_ref()
+                .is_some_and(|p| p.enabled.unwrap_or(false))
+            {
+                true => agent_readiness(
+                    &target.client,
+                    &AgentSettings::from_spec(target_rc.spec.pvc_sync.as_ref()),
+                )
+                .await
+                .map(|r| r.total_nodes)
+                .unwrap_or(0),
+                false => 0,
+            };
+            Ok(ConnectionStatus {
+                total_source_agents: i32::try_from(probes.len()).unwrap_or(i32::MAX),
+                total_target_agents: i32::try_from(total_target_agents).unwrap_or(i32::MAX),
+                connected_agents: i32::try_from(probes.iter().filter(|p| p.connected).count())
+                    .unwrap_or(i32::MAX),
+                connection_details: Some(
+                    probes
+                        .into_iter()
+                        .map(|p| ConnectionDetail {
+                            source_node: p.node,
+                            target_node: "mover".into(),
+                            connected: p.connected,
+                            error: p.error,
+                        })
+                        .collect(),
+                ),
+            })
+        }
+        .await,
+    )
 }
 
 /// `observedGeneration` of the `Connected` condition (the generation the last check saw).
