@@ -104,16 +104,54 @@ pub struct GrantSync {
     pub revoked: Vec<String>,
     /// Grants that do not resolve on this node (their pod runs elsewhere, or is not mounted yet).
     pub elsewhere: Vec<String>,
+    /// Grants whose directory exists here but is not (yet, or not visibly) a mount point.
+    pub unmounted: Vec<String>,
     /// Unusable grants and failures, one message each.
     pub problems: Vec<String>,
 }
 
-/// Make the allow-list equal to the grants that resolve on this node.
+/// Whether `path` is a mount point in this process's mount namespace (from `/proc/self/mountinfo`).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| Path::new(&unescape_mountinfo(m)) == canonical)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Make the allow-list equal to the grants that resolve on this node to a **mounted** volume.
+///
+/// A volume's directory under the kubelet root is a mount point while the volume is mounted; before
+/// (or when the mount is not visible to the agent, e.g. without `mountPropagation: HostToContainer`) it
+/// is an empty directory, and serving it would make the mover mirror an empty volume — deleting the
+/// copy. Such grants are left out (reported in [`GrantSync::unmounted`]) until the mount shows.
 ///
 /// # Errors
 /// Reading the grants or the allow-list failed (single entries that cannot be written are reported in
 /// [`GrantSync::problems`]).
 pub fn sync(grants_dir: &Path, allow: &AllowList, kubelet_root: &Path) -> Result<GrantSync, AllowError> {
+    sync_with(grants_dir, allow, kubelet_root, is_mount_point)
+}
+
+/// [`sync`] with the mount check given (tests).
+///
+/// # Errors
+/// As [`sync`].
+pub fn sync_with(
+    grants_dir: &Path,
+    allow: &AllowList,
+    kubelet_root: &Path,
+    is_mounted: impl Fn(&Path) -> bool,
+) -> Result<GrantSync, AllowError> {
     let io = |context: String| move |source| AllowError::Io { context, source };
     let (grants, problems) =
         read_grants(grants_dir).map_err(io(format!("reading grants in {}", grants_dir.display())))?;
@@ -125,9 +163,10 @@ pub fn sync(grants_dir: &Path, allow: &AllowList, kubelet_root: &Path) -> Result
     let mut wanted = BTreeMap::new();
     for g in &grants {
         match pod_volume_path(kubelet_root, &g.pod_uid, &g.volume) {
-            Ok(path) => {
+            Ok(path) if is_mounted(&path) => {
                 wanted.insert(g.name.clone(), path);
             }
+            Ok(_) => out.unmounted.push(g.name.clone()),
             Err(crate::kubelet::KubeletError::NotFound { .. }) => out.elsewhere.push(g.name.clone()),
             Err(e) => out.problems.push(format!("grant {}: {e}", g.name)),
         }
@@ -196,9 +235,12 @@ mod tests {
             std::os::unix::fs::symlink(format!("..data/{k}"), grants.join(k)).unwrap();
         }
         let allow = AllowList::new(base.join("allow"));
+        // Not mounted (an empty mount point directory): never served.
+        let unmounted = sync_with(&grants, &allow, &kubelet, |_| false).unwrap();
+        assert_eq!(unmounted.unmounted, vec!["ns.a".to_string()]);
+        assert!(unmounted.allowed.is_empty() && allow.entries().unwrap().is_empty());
         allow.grant("stale", &vol).unwrap();
-
-        let done = sync(&grants, &allow, &kubelet).unwrap();
+        let done = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
         let canonical = std::fs::canonicalize(&vol).unwrap();
         assert_eq!(done.allowed.get("ns.a"), Some(&canonical));
         assert_eq!(done.elsewhere, vec!["ns.b".to_string()]);
@@ -208,10 +250,10 @@ mod tests {
         assert_eq!(names, vec!["ns.a".to_string()]);
 
         // A second pass changes nothing; removing the grant revokes it.
-        let again = sync(&grants, &allow, &kubelet).unwrap();
+        let again = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
         assert!(again.allowed.is_empty() && again.revoked.is_empty());
         std::fs::remove_file(grants.join("ns.a")).unwrap();
-        let gone = sync(&grants, &allow, &kubelet).unwrap();
+        let gone = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
         assert_eq!(gone.revoked, vec!["ns.a".to_string()]);
         assert!(allow.entries().unwrap().is_empty());
         std::fs::remove_dir_all(&base).unwrap();

@@ -387,11 +387,19 @@ fn sync_grants(dir: &Path, args: &ServeArgs, last_problems: &mut Vec<String>) {
             for name in &done.revoked {
                 info!(grant = %name, "volume no longer allowed");
             }
-            if done.problems != *last_problems {
-                for p in &done.problems {
+            let mut problems = done.problems;
+            problems.extend(done.unmounted.iter().map(|n| {
+                format!(
+                    "grant {n}: the volume's directory is not a mount point here (not mounted yet, or the mount \
+                     is not visible to the agent: its kubelet volume needs mountPropagation HostToContainer); \
+                     not served"
+                )
+            }));
+            if problems != *last_problems {
+                for p in &problems {
                     warn!("{p}");
                 }
-                *last_problems = done.problems;
+                *last_problems = problems;
             }
         }
         Err(e) => error!("applying grants: {e}"),

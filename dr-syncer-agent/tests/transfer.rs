@@ -597,6 +597,11 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
     let pin = dest.path().join("pin");
     std::fs::write(&pin, format!("{}\n", reader.pin())).unwrap();
     let term = dest.path().join("termination-log");
+    let mount = |args: &[&str]| {
+        let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let vol_text = vol.display().to_string();
     let mover = |grant: &str, wait: &str| {
         let mut cmd = Command::new(AGENT);
         cmd.args([
@@ -628,8 +633,19 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
     assert_eq!(message, last);
     assert!(!dest.path().join("pvc/data.txt").exists());
 
-    // The grant names the pod and the PV; the agent resolves it on its node and the mover copies.
+    // The grant names the pod and the PV; while the volume's directory is not a mount point (the
+    // volume is not mounted, or the agent cannot see the mount) it is not served: an empty directory
+    // must never be mirrored over the copy.
     std::fs::write(reader.grants_dir.join("ns.app"), "app-uid/pv-app\n").unwrap();
+    let out = mover("ns.app", "3");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        reader.log_text().contains("not a mount point"),
+        "{}",
+        reader.log_text()
+    );
+    // Mounted (as the kubelet does): the agent resolves it on its node and the mover copies.
+    mount(&["mount", "--bind", &vol_text, &vol_text]);
     // A grant whose pod is on another node resolves nowhere here.
     std::fs::write(reader.grants_dir.join("ns.other"), "other-uid/pv-other\n").unwrap();
     let out = mover("ns.app", "30");
@@ -659,4 +675,5 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
         String::from_utf8_lossy(&out.stdout).contains("not served by this node"),
         "{out:?}"
     );
+    mount(&["umount", &vol_text]);
 }

@@ -45,3 +45,31 @@ pub(crate) fn kapi_path_or(explicit: Option<&Path>) -> Result<PathBuf> {
 pub fn kubectl_path() -> Result<PathBuf> {
     locate("kubectl", "DR_SYNCER_KUBECTL", "kubectl", None)
 }
+
+/// Path of the `dr-syncer-agent` binary of this workspace build (`DR_SYNCER_AGENT` overrides): next to
+/// the running test's `deps` directory, where cargo puts the workspace's binaries. A workspace test run
+/// builds it (the agent's own tests need it); for a single package, `cargo build -p dr-syncer-agent`.
+pub fn agent_path() -> Result<PathBuf> {
+    let explicit = std::env::var_os("DR_SYNCER_AGENT")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    let path = explicit.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| {
+                exe.parent()
+                    .and_then(Path::parent)
+                    .map(|dir| dir.join("dr-syncer-agent"))
+            })
+            .unwrap_or_else(|| workspace_root().join("target/debug/dr-syncer-agent"))
+    });
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingBinary {
+            what: "the dr-syncer-agent binary (cargo build -p dr-syncer-agent)",
+            path,
+            env: "DR_SYNCER_AGENT",
+        })
+    }
+}

@@ -41,7 +41,7 @@ mod testing_api;
 mod wait;
 mod yaml;
 
-pub use binaries::{kapi_path, kubectl_path, workspace_root};
+pub use binaries::{agent_path, kapi_path, kubectl_path, workspace_root};
 pub use control_plane::{ControlPlane, ControlPlaneBuilder, Identity};
 pub use error::{Error, Result};
 pub use names::{create_namespace, unique_name};

@@ -192,10 +192,25 @@ impl KubeletBuilder {
     /// [`Error::Command`] when a network namespace cannot be made (needs root), [`Error::Kube`] when the
     /// nodes cannot be created, [`Error::Io`] for local directories.
     pub async fn start(self) -> Result<Kubelet> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("sim-kubelet-{}-", self.cluster_name))
-            .tempdir()
+        // Under a root-owned directory that only root can write (not /tmp): sshd, run by the agent in
+        // a simulated pod, refuses state below a directory others can write (StrictModes).
+        let parent = std::path::Path::new("/run/dr-syncer-sim");
+        let dir = std::fs::create_dir_all(parent)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+            })
+            .and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix(&format!("sim-kubelet-{}-", self.cluster_name))
+                    .tempdir_in(parent)
+            })
             .map_err(|e| Error::io("creating the simulator's directory", e))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io("creating the simulator's directory", e))?;
+        }
         let mut kubelet = Kubelet {
             config: Arc::new(Config {
                 client: self.client.clone(),
@@ -227,6 +242,7 @@ impl KubeletBuilder {
         for node in &config.nodes {
             std::fs::create_dir_all(config.kubelet_root(&node.name))
                 .map_err(|e| Error::io("creating a node's directories", e))?;
+            volumes::make_shared_mount(&config.kubelet_root(&node.name))?;
             create_node(&config.client, node).await?;
         }
         kubelet.tasks = sim::spawn(config, kubelet.shared.clone());

@@ -116,6 +116,14 @@ pub(crate) fn bind_mount(src: &Path, dst: &Path, read_only: bool) -> Result<()> 
     Ok(())
 }
 
+/// Make `path` a mount point of its own with shared propagation, as a node's `/var/lib/kubelet` is:
+/// volumes mounted below it later also appear in processes that entered their own mount namespace
+/// before (`ip netns exec` makes every mount a slave of the host's; `mountPropagation: HostToContainer`).
+pub(crate) fn make_shared_mount(path: &Path) -> Result<()> {
+    bind_mount(path, path, false)?;
+    run("mount", &["--make-rshared", &path.to_string_lossy()])
+}
+
 /// Unmount `path` (lazily if it is busy).
 pub(crate) fn unmount(path: &Path) -> Result<()> {
     let p = path.to_string_lossy();

@@ -1,0 +1,388 @@
+//! `--migrate-pvc-data` and `--reverse-migrate-pvc-data` end to end: two test control planes whose nodes
+//! are simulated in network namespaces (the test plays the kubelet, the scheduler and the DaemonSet
+//! controller: `dr_syncer_testenv::kubelet`), the real agent binary serving with OpenSSH's sshd and
+//! copying with rsync. The CLI finds the agents through pod status only.
+//!
+//! Stage copies the data; cutover copies while the source runs, quiets the source, copies the final
+//! delta, then activates the DR side (the order is observed through watches); failback copies the DR
+//! side's changes back through agents deployed on the DR cluster and a mount pod there.
+
+use std::{
+    path::Path,
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use dr_syncer_testenv::{
+    ControlPlane, agent_path, apply_yaml, init_tracing,
+    kubelet::{Kubelet, SimNetwork},
+    wait_for,
+};
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment},
+    core::v1::{PersistentVolumeClaim, Pod},
+};
+use kube::{
+    Api,
+    runtime::{WatchStreamExt, watcher},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-cli");
+
+fn can_run() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let root = nix_euid_is_root(&status);
+    if !root || caps & (1 << 12) == 0 {
+        eprintln!("SKIPPED: simulated nodes need root and CAP_NET_ADMIN (network namespaces, bind mounts)");
+        return false;
+    }
+    true
+}
+
+fn nix_euid_is_root(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|s| s == "0"))
+        .unwrap_or(false)
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, labels: {app: web}}
+spec:
+  nodeName: src-b
+  containers: [{name: web, image: nginx, volumeMounts: [{name: data, mountPath: /srv}]}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+"#;
+
+struct Run {
+    code: i32,
+    report: serde_json::Value,
+    stderr: String,
+}
+
+fn cli(src: &ControlPlane, dst: &ControlPlane, args: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .arg("--source-kubeconfig")
+        .arg(src.kubeconfig())
+        .arg("--dest-kubeconfig")
+        .arg(dst.kubeconfig())
+        .args([
+            "--source-namespace",
+            "shop",
+            "--resource-types",
+            "persistentvolumeclaims,deployments",
+            "--output",
+            "json",
+            "--yes",
+            "--data-wait-timeout",
+            "2m",
+        ])
+        .args(args)
+        .output()
+        .expect("run dr-syncer-cli");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        report: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn read(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name)).ok()
+}
+
+async fn pv_of(client: &kube::Client, ns: &str, pvc: &str) -> String {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("PVC {ns}/{pvc} bound"),
+        Duration::from_secs(30),
+        || async {
+            Ok(api
+                .get_opt(pvc)
+                .await?
+                .and_then(|p| p.spec.and_then(|s| s.volume_name)))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Every container log of the simulated pods of `cp` (for failure messages).
+fn logs(cp: &ControlPlane) -> String {
+    let mut out = String::new();
+    let mut stack = vec![cp.pod_log_dir()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                out.push_str(&format!("--- {}\n", p.display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+fn steps(report: &serde_json::Value) -> Vec<String> {
+    serde_json::from_value(report["steps"].clone()).unwrap_or_default()
+}
+
+/// Record, in the order they happen, the source Deployment's scale, the DR Deployment's scale and the
+/// mover pods created in the DR namespace.
+fn observe(src: &ControlPlane, dst: &ControlPlane) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let deployments = |client: kube::Client, label: &'static str| {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let api: Api<Deployment> = Api::namespaced(client, "shop");
+            let mut last = None;
+            let mut stream = watcher(api, watcher::Config::default()).applied_objects().boxed();
+            while let Some(Ok(d)) = stream.next().await {
+                let replicas = d.spec.and_then(|s| s.replicas);
+                if replicas != last {
+                    last = replicas;
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{label} replicas {}", replicas.unwrap_or(-1)));
+                }
+            }
+        });
+    };
+    deployments(src.client(), "source");
+    deployments(dst.client(), "dr");
+    let movers = seen.clone();
+    let client = dst.client();
+    tokio::spawn(async move {
+        let api: Api<Pod> = Api::namespaced(client, "shop");
+        let mut stream = watcher(api, watcher::Config::default().labels("dr-syncer.io/role=mover"))
+            .touched_objects()
+            .boxed();
+        let mut known = std::collections::BTreeSet::new();
+        while let Some(Ok(p)) = stream.next().await {
+            if let Some(uid) = p.metadata.uid.clone()
+                && known.insert(uid)
+            {
+                movers.lock().unwrap().push("mover created".into());
+            }
+        }
+    });
+    seen
+}
+
+// Multi-threaded: the simulated nodes run on the runtime while the CLI runs as a blocking child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
+    if !can_run() {
+        return;
+    }
+    init_tracing();
+    let agent = agent_path().expect("the agent binary");
+    let [src, dst] = ControlPlane::start_many(["cli-data-src", "cli-data-dr"])
+        .await
+        .unwrap();
+    let net = SimNetwork::create().unwrap();
+    let src_nodes = Kubelet::builder(&src, &net)
+        .node("src-a", "10.93.0.11")
+        .node("src-b", "10.93.0.12")
+        .image("dr-syncer-agent", &agent)
+        .start()
+        .await
+        .unwrap();
+    let dr_nodes = Kubelet::builder(&dst, &net)
+        .node("dr-a", "10.93.0.21")
+        .image("dr-syncer-agent", &agent)
+        .start()
+        .await
+        .unwrap();
+    let client = src.client();
+    apply_yaml(
+        &client,
+        None,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    )
+    .await
+    .unwrap();
+    apply_yaml(&client, Some("shop"), APP).await.unwrap();
+    let src_pv = pv_of(&client, "shop", "data").await;
+    let src_data = src_nodes.volume_dir(&src_pv);
+    write(&src_data, "orders/1.json", "{\"id\":1}");
+    write(&src_data, "orders/2.json", "{\"id\":2}");
+    write(&src_data, "old.log", "to be deleted");
+
+    // Stage: objects, then data, read on the node of the pod that mounts the volume.
+    let run = cli(&src, &dst, &["stage", "--migrate-pvc-data"]);
+    assert_eq!(
+        run.code,
+        0,
+        "{}\n{}\n{}\n{}",
+        run.stderr,
+        run.report,
+        logs(&src),
+        logs(&dst)
+    );
+    let data = &run.report["data"];
+    assert_eq!(data.as_array().map(Vec::len), Some(1), "{}", run.report);
+    assert_eq!(data[0]["status"], "Synced", "{}", run.report);
+    assert_eq!(data[0]["node"], "src-b");
+    assert_eq!(data[0]["step"], "stage");
+    let dr_pv = pv_of(&dst.client(), "shop", "data").await;
+    let dr_data = dr_nodes.volume_dir(&dr_pv);
+    assert_eq!(read(&dr_data, "orders/2.json").as_deref(), Some("{\"id\":2}"));
+    assert_eq!(read(&dr_data, "old.log").as_deref(), Some("to be deleted"));
+    // The temporary agents, their keys and the mover are gone.
+    let ds: Api<DaemonSet> = Api::namespaced(client.clone(), "dr-syncer-system");
+    assert!(ds.get_opt("dr-syncer-agent").await.unwrap().is_none());
+    let movers: Api<Pod> = Api::namespaced(dst.client(), "shop");
+    assert!(movers.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // Cutover: the change made after staging arrives; the final delta runs between quieting the
+    // source and activating the DR side.
+    write(&src_data, "orders/3.json", "{\"id\":3}");
+    std::fs::remove_file(src_data.join("old.log")).unwrap();
+    let seen = observe(&src, &dst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let run = cli(&src, &dst, &["cutover", "--migrate-pvc-data"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.report);
+    let order = steps(&run.report);
+    let at = |s: &str| {
+        order
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} missing: {order:?}"))
+    };
+    assert!(
+        at("copy PVC data (pre-copy)") < at("quiet source workloads"),
+        "{order:?}"
+    );
+    assert!(
+        at("quiet source workloads") < at("copy PVC data (final delta)"),
+        "{order:?}"
+    );
+    assert!(
+        at("copy PVC data (final delta)") < at("activate destination workloads"),
+        "{order:?}"
+    );
+    assert_eq!(read(&dr_data, "orders/3.json").as_deref(), Some("{\"id\":3}"));
+    assert_eq!(read(&dr_data, "old.log"), None, "deletions are mirrored");
+    // What the clusters saw, in order: pre-copy mover, source quiet, final-delta mover, DR active.
+    wait_for(
+        "the watches to see the DR side active",
+        Duration::from_secs(10),
+        || async {
+            Ok(seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|s| s == "dr replicas 2")
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let events: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.as_str() != "source replicas 2" && e.as_str() != "dr replicas 0")
+        .cloned()
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "mover created",
+            "source replicas 0",
+            "mover created",
+            "dr replicas 2"
+        ],
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    // Failback: a change made on the DR side goes back, read through agents on the DR cluster and a
+    // read-only mount pod (no DR pod mounts the volume).
+    write(&dr_data, "orders/4.json", "{\"id\":4}");
+    let run = cli(&src, &dst, &["failback", "--reverse-migrate-pvc-data"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.report);
+    let data = &run.report["data"];
+    assert_eq!(data[0]["status"], "Synced", "{}", run.report);
+    assert_eq!(data[0]["step"], "reverse");
+    assert_eq!(data[0]["node"], "dr-a");
+    assert_eq!(
+        read(&src_data, "orders/4.json").as_deref(),
+        Some("{\"id\":4}"),
+        "{}\n{}\n{}",
+        run.report,
+        logs(&src),
+        logs(&dst)
+    );
+    let order = steps(&run.report);
+    let at = |s: &str| {
+        order
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} missing: {order:?}"))
+    };
+    assert!(
+        at("quiet destination workloads") < at("copy PVC data (reverse)"),
+        "{order:?}"
+    );
+    assert!(
+        at("copy PVC data (reverse)") < at("activate source workloads"),
+        "{order:?}"
+    );
+    // The mount pod and the DR cluster's temporary agents are gone.
+    let pods: Api<Pod> = Api::namespaced(dst.client(), "shop");
+    wait_for("the mount pod to go", Duration::from_secs(20), || async {
+        Ok(pods
+            .list(&Default::default())
+            .await?
+            .items
+            .is_empty()
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    let ds: Api<DaemonSet> = Api::namespaced(dst.client(), "dr-syncer-system");
+    assert!(ds.get_opt("dr-syncer-agent").await.unwrap().is_none());
+}
