@@ -35,6 +35,8 @@ pub struct Options {
     pub progress_interval: Duration,
     /// Continuous mode: how long changes are collected into one batch.
     pub debounce: Duration,
+    /// PVC data: how long to wait for mount pods, agents and mover pods to start.
+    pub data_wait_timeout: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             apply_concurrency: 64,
             progress_interval: Duration::from_secs(5),
             debounce: Duration::from_millis(100),
+            data_wait_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -104,6 +104,9 @@ pub struct Args {
     /// Continuous mode: how long changes are collected into one batch (a change never waits longer).
     #[arg(long, value_parser = parse_duration, default_value = "100ms")]
     pub debounce: Duration,
+    /// PVC data: how long to wait for a mount pod, a ready agent or a mover pod to start.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub data_wait_timeout: Duration,
     /// How long a graceful shutdown waits for running syncs.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub shutdown_timeout: Duration,

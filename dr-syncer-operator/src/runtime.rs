@@ -238,6 +238,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             default_schedule: args.default_schedule.clone(),
             apply_concurrency: args.apply_concurrency.max(1),
             debounce: args.debounce,
+            data_wait_timeout: args.data_wait_timeout,
             ..Default::default()
         },
     );

@@ -198,7 +198,8 @@ pub(super) async fn sync_data(
         key_data,
         ctx.identity.clone(),
     )
-    .with_transfer(transfer);
+    .with_transfer(transfer)
+    .with_wait_timeout(ctx.options.data_wait_timeout);
 
     // Per-PVC state, seeded from the last status.
     let previous: BTreeMap<String, VolumeSyncStatus> = nm

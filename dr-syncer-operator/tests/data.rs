@@ -1,0 +1,335 @@
+//! PVC data replication by the operator, end to end: three test control planes, the source and DR
+//! nodes simulated in network namespaces (the test plays kubelet, scheduler and DaemonSet controller),
+//! the real agent binary with OpenSSH's sshd and rsync. The operator deploys the agents, finds them and
+//! the volumes through pod status only, and runs mount and mover pods.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::{Env, NS};
+use dr_syncer_core::api::{ClusterMapping, RemoteCluster};
+use dr_syncer_testenv::{
+    agent_path,
+    kubelet::{Kubelet, SimNetwork},
+    wait_for,
+};
+use futures::StreamExt;
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{PersistentVolumeClaim, Pod},
+};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn can_run() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|s| s == "0"))
+        .unwrap_or(false);
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if !root || caps & (1 << 12) == 0 {
+        eprintln!("SKIPPED: simulated nodes need root and CAP_NET_ADMIN (network namespaces, bind mounts)");
+        return false;
+    }
+    true
+}
+
+struct Nodes {
+    _net: SimNetwork,
+    prod: Kubelet,
+    dr: Kubelet,
+}
+
+async fn nodes(env: &Env, subnet: u8) -> Nodes {
+    let agent = agent_path().expect("the agent binary");
+    let net = SimNetwork::create().unwrap();
+    let prod = Kubelet::builder(&env.prod, &net)
+        .node("prod-a", &format!("10.{subnet}.0.11"))
+        .node("prod-b", &format!("10.{subnet}.0.12"))
+        .image("dr-syncer-agent", &agent)
+        .start()
+        .await
+        .unwrap();
+    let dr = Kubelet::builder(&env.dr, &net)
+        .node("dr-a", &format!("10.{subnet}.0.21"))
+        .image("dr-syncer-agent", &agent)
+        .start()
+        .await
+        .unwrap();
+    Nodes { _net: net, prod, dr }
+}
+
+/// The source namespace: two PVCs, one mounted by a running pod on prod-b, one by nothing.
+const APP: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: db}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: media}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-0}
+spec:
+  nodeName: prod-b
+  containers: [{name: db, image: postgres, volumeMounts: [{name: data, mountPath: /var/lib/postgresql}]}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: db}}]
+"#;
+
+async fn source_namespace(env: &Env) {
+    let client = env.prod.client();
+    dr_syncer_testenv::apply_yaml(&client, None, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+        .await
+        .unwrap();
+    dr_syncer_testenv::apply_yaml(&client, Some("shop"), APP).await.unwrap();
+}
+
+async fn pv_of(client: &kube::Client, ns: &str, pvc: &str) -> String {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    wait_for(&format!("PVC {ns}/{pvc} bound"), WAIT, || async {
+        Ok(api.get_opt(pvc).await?.and_then(|p| p.spec.and_then(|s| s.volume_name)))
+    })
+    .await
+    .unwrap()
+}
+
+fn write(dir: &std::path::Path, name: &str, content: &[u8]) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+async fn enable_pvc_sync(env: &Env, extra: &str) {
+    env.apply(&format!(
+        r#"
+apiVersion: dr-syncer.io/v1alpha1
+kind: RemoteCluster
+metadata: {{name: prod, namespace: {NS}}}
+spec:
+  kubeconfigSecretRef: {{name: prod-kubeconfig, namespace: {NS}}}
+  pvcSync:
+    enabled: true
+{extra}
+"#
+    ))
+    .await;
+}
+
+/// The largest number of mover pods that existed at the same time in DR namespace `ns`.
+fn max_concurrent_movers(client: kube::Client, ns: &str) -> Arc<Mutex<(BTreeSet<String>, usize)>> {
+    let seen = Arc::new(Mutex::new((BTreeSet::new(), 0usize)));
+    let out = seen.clone();
+    let api: Api<Pod> = Api::namespaced(client, ns);
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default().labels("dr-syncer.io/role=mover"))
+            .default_backoff()
+            .boxed();
+        while let Some(Ok(ev)) = stream.next().await {
+            let mut s = seen.lock().unwrap();
+            match ev {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                    s.0.insert(p.metadata.name.unwrap_or_default());
+                }
+                watcher::Event::Delete(p) => {
+                    s.0.remove(&p.metadata.name.unwrap_or_default());
+                }
+                _ => {}
+            }
+            s.1 = s.1.max(s.0.len());
+        }
+    });
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::start("op-data").await;
+    let nodes = nodes(&env, 94).await;
+    source_namespace(&env).await;
+    let db_pv = pv_of(&env.prod.client(), "shop", "db").await;
+    let media_pv = pv_of(&env.prod.client(), "shop", "media").await;
+    let db = nodes.prod.volume_dir(&db_pv);
+    write(&db, "base/1", b"first table");
+    write(&db, "pg_wal/000001", &vec![7u8; 256 * 1024]);
+    write(&nodes.prod.volume_dir(&media_pv), "img/logo.png", b"PNG...");
+
+    let _op = env.operator("dr-syncer-operator", &["--data-wait-timeout", "60s"]).await;
+    enable_pvc_sync(&env, "").await;
+
+    // The agents are deployed and report ready on both source nodes, with the host key fingerprint.
+    let rcs: Api<RemoteCluster> = Api::namespaced(env.controller.client(), NS);
+    let rc = wait_for("agents running on prod", WAIT, || async {
+        Ok(rcs.get("prod").await?.status.and_then(|s| s.pvc_sync).filter(|p| p.phase.as_deref() == Some("Running")))
+    })
+    .await
+    .unwrap();
+    let agents = rc.agent_status.unwrap();
+    assert_eq!((agents.ready_nodes, agents.total_nodes), (2, 2));
+    assert!(rc.host_key_fingerprint.unwrap().starts_with("SHA256:"));
+
+    // A ClusterMapping is Connected only once movers in dr reach both source agents over SSH.
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: ClusterMapping\nmetadata: {{name: prod-to-dr, namespace: {NS}}}\nspec: {{sourceCluster: prod, targetCluster: dr}}\n"
+    ))
+    .await;
+    let cms: Api<ClusterMapping> = Api::namespaced(env.controller.client(), NS);
+    let cm = wait_for("ClusterMapping connected over SSH", WAIT, || async {
+        Ok(cms
+            .get("prod-to-dr")
+            .await?
+            .status
+            .and_then(|s| s.connection_status)
+            .filter(|c| c.connected_agents == 2))
+    })
+    .await
+    .unwrap();
+    assert_eq!(cm.total_source_agents, 2);
+
+    // Another holder's lock on the DR PVC "media": its data is skipped, the other PVC is copied.
+    let dr_ns = "shop-dr";
+    dr_syncer_testenv::apply_yaml(
+        &env.dr.client(),
+        None,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {dr_ns}}}\n"),
+    )
+    .await
+    .unwrap();
+    let pair = dr_syncer_core::kube::PvcPair {
+        source_namespace: "shop".into(),
+        source_pvc: "media".into(),
+        destination_namespace: dr_ns.into(),
+        destination_pvc: "media".into(),
+    };
+    let leases: Api<Lease> = Api::namespaced(env.dr.client(), dr_ns);
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": dr_syncer_core::kube::lock_name(&pair)},
+        "spec": {"holderIdentity": "another-operator", "leaseDurationSeconds": 3600,
+                 "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now())},
+    }))
+    .unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+
+    let movers = max_concurrent_movers(env.dr.client(), dr_ns);
+    env.apply(&format!(
+        r#"
+apiVersion: dr-syncer.io/v1alpha1
+kind: NamespaceMapping
+metadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: "1"}}}}
+spec:
+  replicationMode: Manual
+  sourceCluster: prod
+  destinationCluster: dr
+  sourceNamespace: shop
+  destinationNamespace: {dr_ns}
+  resourceTypes: [persistentvolumeclaims]
+  retryConfig: {{maxRetries: 0}}
+  pvcConfig:
+    syncData: true
+    dataSyncConfig: {{concurrentSyncs: 1}}
+"#
+    ))
+    .await;
+    let nm = env
+        .wait_status("shop", "data synced once", |s| {
+            s.data_sync.as_ref().is_some_and(|v| {
+                v.len() == 2 && v.iter().all(|x| x.phase == "Synced" || x.phase == "Skipped")
+            }) && s.phase != Some(dr_syncer_core::api::SyncPhase::Running)
+        })
+        .await;
+    let volumes = nm.status.unwrap().data_sync.unwrap();
+    let db_status = volumes.iter().find(|v| v.source == "shop/db").unwrap();
+    assert_eq!(db_status.phase, "Synced", "{volumes:?}");
+    assert_eq!(db_status.node.as_deref(), Some("prod-b"));
+    assert_eq!(db_status.percent, Some(100));
+    assert!(db_status.bytes_transferred.unwrap() >= 256 * 1024);
+    let media_status = volumes.iter().find(|v| v.source == "shop/media").unwrap();
+    assert_eq!(media_status.phase, "Skipped", "{volumes:?}");
+    assert!(media_status.message.as_deref().unwrap().contains("lock"), "{media_status:?}");
+    let dr_db = nodes.dr.volume_dir(&pv_of(&env.dr.client(), dr_ns, "db").await);
+    assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
+    assert_eq!(std::fs::read(dr_db.join("pg_wal/000001")).unwrap().len(), 256 * 1024);
+    let events = env.events("shop").await;
+    assert!(events.iter().any(|(r, n)| r == "DataSyncCompleted" && n.contains("shop/db")), "{events:?}");
+    assert!(events.iter().any(|(r, _)| r == "DataSyncSkipped"), "{events:?}");
+
+    // The lock released, a second trigger copies "media" through a read-only mount pod (no pod
+    // mounts it), one PVC at a time (concurrentSyncs: 1).
+    leases.delete(&dr_syncer_core::kube::lock_name(&pair), &DeleteParams::default()).await.unwrap();
+    std::fs::remove_file(db.join("base/1")).unwrap();
+    env.nm_api()
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "2"}}})),
+        )
+        .await
+        .unwrap();
+    let nm = env
+        .wait_status("shop", "both PVCs synced", |s| {
+            s.data_sync
+                .as_ref()
+                .is_some_and(|v| v.len() == 2 && v.iter().all(|x| x.phase == "Synced"))
+                && s.phase != Some(dr_syncer_core::api::SyncPhase::Running)
+        })
+        .await;
+    let volumes = nm.status.unwrap().data_sync.unwrap();
+    let media_status = volumes.iter().find(|v| v.source == "shop/media").unwrap();
+    assert!(media_status.node.as_deref().is_some_and(|n| n.starts_with("prod-")), "{media_status:?}");
+    let dr_media = nodes.dr.volume_dir(&pv_of(&env.dr.client(), dr_ns, "media").await);
+    assert_eq!(std::fs::read(dr_media.join("img/logo.png")).unwrap(), b"PNG...");
+    assert!(!dr_db.join("base/1").exists(), "deletions are mirrored");
+    assert_eq!(movers.lock().unwrap().1, 1, "concurrentSyncs: 1 allows one mover at a time");
+    // Mount pods, movers, grants and locks are gone.
+    let pods: Api<Pod> = Api::namespaced(env.prod.client(), "shop");
+    wait_for("mount pod removed", WAIT, || async {
+        Ok(pods
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .all(|p| p.metadata.name.as_deref() == Some("db-0"))
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(leases.list(&Default::default()).await.unwrap().items.is_empty());
+    let grants: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.prod.client(), "dr-syncer-system");
+    let cm = grants.get("dr-syncer-agent-grants").await.unwrap();
+    assert!(cm.data.unwrap_or_default().is_empty(), "grants are removed after each copy");
+
+    // Metrics named as in the Go project.
+    let metrics = _op.metrics().await;
+    for name in [
+        "dr_syncer_pvc_sync_operations_total{namespace=\"shop\",pvc_name=\"db\",destination_namespace=\"shop-dr\",status=\"success\"} 2",
+        "dr_syncer_pvc_sync_bytes_transferred_total{namespace=\"shop\",pvc_name=\"db\",destination_namespace=\"shop-dr\"}",
+        "dr_syncer_pvc_sync_duration_seconds_count{namespace=\"shop\",pvc_name=\"media\",destination_namespace=\"shop-dr\",status=\"success\"} 1",
+        "dr_syncer_pvc_sync_concurrent_count 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+}
