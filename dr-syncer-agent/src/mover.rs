@@ -141,7 +141,7 @@ pub fn exit_code(err: &DataMoverError) -> u8 {
         DataMoverError::Incomplete { .. } => 6,
         DataMoverError::Verification(_) => 7,
         DataMoverError::TimedOut(_) => 8,
-        DataMoverError::Failed { .. } | DataMoverError::Io { .. } => 9,
+        DataMoverError::Failed { .. } | DataMoverError::Io { .. } | DataMoverError::Reported { .. } => 9,
     }
 }
 
@@ -235,7 +235,12 @@ async fn source_path(args: &MoverArgs) -> Result<String, DataMoverError> {
             },
             Err(e) => e,
         };
-        let retry = matches!(err, DataMoverError::Refused(_)) || err.is_transient();
+        // The grant and the client key reach the reader through mounted volumes that the kubelet
+        // updates with a delay: a refusal or a rejected key is waited out too, within the limit.
+        let retry = matches!(
+            err,
+            DataMoverError::Refused(_) | DataMoverError::AuthenticationFailed { .. }
+        ) || err.is_transient();
         if !retry || Instant::now() >= deadline {
             return Err(err);
         }

@@ -223,6 +223,16 @@ pub enum DataMoverError {
     /// Verification found a difference.
     #[error("verification failed: {0}")]
     Verification(String),
+    /// A failure reported by a mover running elsewhere (a mover pod's result), with its kind.
+    #[error("{message}")]
+    Reported {
+        /// The kind the mover reported (one of the kinds of this enum).
+        kind: &'static str,
+        /// What it said.
+        message: String,
+        /// Whether retrying may help.
+        transient: bool,
+    },
     /// Local IO failed.
     #[error("{context}: {source}")]
     Io {
@@ -247,13 +257,16 @@ impl DataMoverError {
             DataMoverError::TimedOut(_) => "TransferTimedOut",
             DataMoverError::Verification(_) => "VerificationFailed",
             DataMoverError::Io { .. } => "Io",
+            DataMoverError::Reported { kind, .. } => kind,
         }
     }
 
     /// Whether retrying the transfer may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            DataMoverError::Failed { transient, .. } => *transient,
+            DataMoverError::Failed { transient, .. } | DataMoverError::Reported { transient, .. } => {
+                *transient
+            }
             // Files vanishing means the source changes under the copy: the next run catches up. A file
             // that cannot be read stays unreadable until someone acts.
             DataMoverError::Incomplete { code, .. } => *code == 24,

@@ -418,22 +418,23 @@ impl MoverEvent {
         text.lines().rev().find_map(MoverEvent::parse)
     }
 
-    /// The error a `Failed` event stands for.
+    /// The error a `Failed` event stands for (its kind kept when it is one dr-syncer knows).
     pub fn into_error(kind: &str, transient: bool, message: String) -> DataMoverError {
-        match kind {
-            "InvalidTransferRequest" => DataMoverError::InvalidRequest(message),
-            "HostKeyMismatch" => DataMoverError::HostKeyMismatch { host: message },
-            "AuthenticationFailed" => DataMoverError::AuthenticationFailed {
-                host: String::new(),
-                message,
-            },
-            "TransferRefused" => DataMoverError::Refused(message),
-            "TransferIncomplete" => DataMoverError::Incomplete {
-                code: if transient { 24 } else { 23 },
-                message,
-            },
-            "VerificationFailed" => DataMoverError::Verification(message),
-            _ => DataMoverError::Failed { message, transient },
+        const KINDS: [&str; 9] = [
+            "InvalidTransferRequest",
+            "HostKeyMismatch",
+            "AuthenticationFailed",
+            "TransferRefused",
+            "TransferFailed",
+            "TransferIncomplete",
+            "TransferTimedOut",
+            "VerificationFailed",
+            "Io",
+        ];
+        DataMoverError::Reported {
+            kind: KINDS.into_iter().find(|k| *k == kind).unwrap_or("TransferFailed"),
+            message,
+            transient,
         }
     }
 }

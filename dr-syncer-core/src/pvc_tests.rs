@@ -164,6 +164,15 @@ fn mover_lines_parse_back_into_events() {
     assert_eq!(err.kind(), "HostKeyMismatch");
     assert!(!err.is_transient());
     assert!(MoverEvent::into_error("TransferFailed", true, "x".into()).is_transient());
+    assert_eq!(
+        err.to_string(),
+        "host key mismatch",
+        "the mover's message, not repeated"
+    );
+    assert_eq!(
+        MoverEvent::into_error("SomethingNew", false, "y".into()).kind(),
+        "TransferFailed"
+    );
     assert_eq!(MoverEvent::parse("not json"), None);
     assert_eq!(MoverEvent::parse(r#"{"event":"other"}"#), None);
 }

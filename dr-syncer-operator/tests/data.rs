@@ -99,16 +99,25 @@ spec:
 
 async fn source_namespace(env: &Env) {
     let client = env.prod.client();
-    dr_syncer_testenv::apply_yaml(&client, None, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+    dr_syncer_testenv::apply_yaml(
+        &client,
+        None,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    )
+    .await
+    .unwrap();
+    dr_syncer_testenv::apply_yaml(&client, Some("shop"), APP)
         .await
         .unwrap();
-    dr_syncer_testenv::apply_yaml(&client, Some("shop"), APP).await.unwrap();
 }
 
 async fn pv_of(client: &kube::Client, ns: &str, pvc: &str) -> String {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     wait_for(&format!("PVC {ns}/{pvc} bound"), WAIT, || async {
-        Ok(api.get_opt(pvc).await?.and_then(|p| p.spec.and_then(|s| s.volume_name)))
+        Ok(api
+            .get_opt(pvc)
+            .await?
+            .and_then(|p| p.spec.and_then(|s| s.volume_name)))
     })
     .await
     .unwrap()
@@ -177,13 +186,20 @@ async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
     write(&db, "pg_wal/000001", &vec![7u8; 256 * 1024]);
     write(&nodes.prod.volume_dir(&media_pv), "img/logo.png", b"PNG...");
 
-    let _op = env.operator("dr-syncer-operator", &["--data-wait-timeout", "60s"]).await;
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
     enable_pvc_sync(&env, "").await;
 
     // The agents are deployed and report ready on both source nodes, with the host key fingerprint.
     let rcs: Api<RemoteCluster> = Api::namespaced(env.controller.client(), NS);
     let rc = wait_for("agents running on prod", WAIT, || async {
-        Ok(rcs.get("prod").await?.status.and_then(|s| s.pvc_sync).filter(|p| p.phase.as_deref() == Some("Running")))
+        Ok(rcs
+            .get("prod")
+            .await?
+            .status
+            .and_then(|s| s.pvc_sync)
+            .filter(|p| p.phase.as_deref() == Some("Running")))
     })
     .await
     .unwrap();
@@ -268,17 +284,31 @@ spec:
     assert!(db_status.bytes_transferred.unwrap() >= 256 * 1024);
     let media_status = volumes.iter().find(|v| v.source == "shop/media").unwrap();
     assert_eq!(media_status.phase, "Skipped", "{volumes:?}");
-    assert!(media_status.message.as_deref().unwrap().contains("lock"), "{media_status:?}");
+    assert!(
+        media_status.message.as_deref().unwrap().contains("lock"),
+        "{media_status:?}"
+    );
     let dr_db = nodes.dr.volume_dir(&pv_of(&env.dr.client(), dr_ns, "db").await);
     assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
-    assert_eq!(std::fs::read(dr_db.join("pg_wal/000001")).unwrap().len(), 256 * 1024);
+    assert_eq!(
+        std::fs::read(dr_db.join("pg_wal/000001")).unwrap().len(),
+        256 * 1024
+    );
     let events = env.events("shop").await;
-    assert!(events.iter().any(|(r, n)| r == "DataSyncCompleted" && n.contains("shop/db")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "DataSyncCompleted" && n.contains("shop/db")),
+        "{events:?}"
+    );
     assert!(events.iter().any(|(r, _)| r == "DataSyncSkipped"), "{events:?}");
 
     // The lock released, a second trigger copies "media" through a read-only mount pod (no pod
     // mounts it), one PVC at a time (concurrentSyncs: 1).
-    leases.delete(&dr_syncer_core::kube::lock_name(&pair), &DeleteParams::default()).await.unwrap();
+    leases
+        .delete(&dr_syncer_core::kube::lock_name(&pair), &DeleteParams::default())
+        .await
+        .unwrap();
     std::fs::remove_file(db.join("base/1")).unwrap();
     env.nm_api()
         .patch(
@@ -298,11 +328,23 @@ spec:
         .await;
     let volumes = nm.status.unwrap().data_sync.unwrap();
     let media_status = volumes.iter().find(|v| v.source == "shop/media").unwrap();
-    assert!(media_status.node.as_deref().is_some_and(|n| n.starts_with("prod-")), "{media_status:?}");
-    let dr_media = nodes.dr.volume_dir(&pv_of(&env.dr.client(), dr_ns, "media").await);
+    assert!(
+        media_status
+            .node
+            .as_deref()
+            .is_some_and(|n| n.starts_with("prod-")),
+        "{media_status:?}"
+    );
+    let dr_media = nodes
+        .dr
+        .volume_dir(&pv_of(&env.dr.client(), dr_ns, "media").await);
     assert_eq!(std::fs::read(dr_media.join("img/logo.png")).unwrap(), b"PNG...");
     assert!(!dr_db.join("base/1").exists(), "deletions are mirrored");
-    assert_eq!(movers.lock().unwrap().1, 1, "concurrentSyncs: 1 allows one mover at a time");
+    assert_eq!(
+        movers.lock().unwrap().1,
+        1,
+        "concurrentSyncs: 1 allows one mover at a time"
+    );
     // Mount pods, movers, grants and locks are gone.
     let pods: Api<Pod> = Api::namespaced(env.prod.client(), "shop");
     wait_for("mount pod removed", WAIT, || async {
@@ -320,7 +362,10 @@ spec:
     let grants: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(env.prod.client(), "dr-syncer-system");
     let cm = grants.get("dr-syncer-agent-grants").await.unwrap();
-    assert!(cm.data.unwrap_or_default().is_empty(), "grants are removed after each copy");
+    assert!(
+        cm.data.unwrap_or_default().is_empty(),
+        "grants are removed after each copy"
+    );
 
     // Metrics named as in the Go project.
     let metrics = _op.metrics().await;
@@ -332,4 +377,190 @@ spec:
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_data_sync_fails_visibly_retries_and_survives_key_rotation() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::start("op-data-retry").await;
+    let nodes = nodes(&env, 95).await;
+    source_namespace(&env).await;
+    let db_pv = pv_of(&env.prod.client(), "shop", "db").await;
+    let db = nodes.prod.volume_dir(&db_pv);
+    write(&db, "base/1", b"first table");
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "5s"])
+        .await;
+    // Agents only on prod-a: the node of db-0 (prod-b) has none, so its copy fails.
+    enable_pvc_sync(
+        &env,
+        "    deployment: {nodeSelector: {kubernetes.io/hostname: prod-a}}",
+    )
+    .await;
+    let rcs: Api<RemoteCluster> = Api::namespaced(env.controller.client(), NS);
+    wait_for("one agent running on prod", WAIT, || async {
+        Ok(rcs
+            .get("prod")
+            .await?
+            .status
+            .and_then(|s| s.pvc_sync)
+            .and_then(|p| p.agent_status)
+            .filter(|a| a.ready_nodes == 1))
+    })
+    .await
+    .unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: dr-syncer.io/v1alpha1
+kind: NamespaceMapping
+metadata: {{name: shop, namespace: {NS}}}
+spec:
+  replicationMode: Scheduled
+  schedule: "0 3 * * *"
+  sourceCluster: prod
+  destinationCluster: dr
+  sourceNamespace: shop
+  destinationNamespace: shop
+  resourceTypes: [persistentvolumeclaims]
+  retryConfig: {{maxRetries: 10, initialBackoff: 2s, maxBackoff: 4s}}
+  pvcConfig:
+    syncData: true
+    dataSyncConfig: {{bandwidthLimit: 1024}}
+"#
+    ))
+    .await;
+    // The first (immediate) sync: the failure is in status and Events, and a retry is scheduled.
+    let nm = env
+        .wait_status("shop", "the data copy failed", |s| {
+            s.data_sync
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|x| x.source == "shop/db" && x.phase == "Failed"))
+                && s.retry_status.is_some()
+        })
+        .await;
+    let status = nm.status.unwrap();
+    let db_status = status
+        .data_sync
+        .unwrap()
+        .into_iter()
+        .find(|v| v.source == "shop/db")
+        .unwrap();
+    assert!(
+        db_status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("no ready dr-syncer agent on node prod-b"),
+        "{db_status:?}"
+    );
+    assert!(db_status.consecutive_failures.unwrap() >= 1);
+    assert!(status.last_error.unwrap().message.contains("shop/db"));
+    let events = env.events("shop").await;
+    assert!(events.iter().any(|(r, _)| r == "DataSyncFailed"), "{events:?}");
+
+    // The agents everywhere: the retry copies the data and clears the failure.
+    enable_pvc_sync(&env, "").await;
+    let nm = env
+        .wait_status("shop", "the retry copied the data", |s| {
+            s.data_sync
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|x| x.source == "shop/db" && x.phase == "Synced"))
+        })
+        .await;
+    let db_status = nm
+        .status
+        .unwrap()
+        .data_sync
+        .unwrap()
+        .into_iter()
+        .find(|v| v.source == "shop/db")
+        .unwrap();
+    assert_eq!(db_status.consecutive_failures, None);
+    let dr_db = nodes.dr.volume_dir(&pv_of(&env.dr.client(), "shop", "db").await);
+    assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
+
+    // Key rotation while a copy runs (8 MiB at 1 MiB/s): the running copy completes, the next one uses
+    // the new keys.
+    let before = rcs.get("prod").await.unwrap().status.unwrap().pvc_sync.unwrap();
+    write(&db, "big.bin", &vec![42u8; 8 << 20]);
+    env.nm_api()
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "big"}}})),
+        )
+        .await
+        .unwrap();
+    env.wait_status("shop", "the big copy running", |s| {
+        s.data_sync
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x.source == "shop/db" && x.phase == "Syncing"))
+    })
+    .await;
+    for rc in ["prod", "dr"] {
+        rcs.patch(
+            rc,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/rotate-ssh-key": "r1"}}})),
+        )
+        .await
+        .unwrap();
+    }
+    let rotated = wait_for("prod's keys rotated", WAIT, || async {
+        Ok(rcs
+            .get("prod")
+            .await?
+            .status
+            .and_then(|s| s.pvc_sync)
+            .filter(|p| p.last_key_rotation.is_some()))
+    })
+    .await
+    .unwrap();
+    assert_ne!(rotated.host_key_fingerprint, before.host_key_fingerprint);
+    assert_ne!(rotated.client_key_fingerprint, before.client_key_fingerprint);
+    let nm = env
+        .wait_status("shop", "the big copy finished", |s| {
+            s.data_sync
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|x| x.source == "shop/db" && x.phase != "Syncing"))
+                && s.phase != Some(dr_syncer_core::api::SyncPhase::Running)
+        })
+        .await;
+    let db_status = nm
+        .status
+        .unwrap()
+        .data_sync
+        .unwrap()
+        .into_iter()
+        .find(|v| v.source == "shop/db")
+        .unwrap();
+    assert_eq!(
+        db_status.phase, "Synced",
+        "the running copy survives the rotation: {db_status:?}"
+    );
+    assert_eq!(std::fs::metadata(dr_db.join("big.bin")).unwrap().len(), 8 << 20);
+    let rc_events = common::events_for(&env.controller.client(), NS, "prod").await;
+    assert!(
+        rc_events.iter().any(|(r, _)| r == "SSHKeysRotated"),
+        "{rc_events:?}"
+    );
+    // After the grace window's start, a new copy logs in with the new keys.
+    write(&db, "after-rotation", b"new keys");
+    env.nm_api()
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "after"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("copied with the new keys", WAIT, || async {
+        Ok(std::fs::read(dr_db.join("after-rotation"))
+            .ok()
+            .filter(|b| b == b"new keys"))
+    })
+    .await
+    .unwrap();
 }
