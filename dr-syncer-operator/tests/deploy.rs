@@ -47,7 +47,11 @@ async fn deploy_manifests_pass_a_server_side_dry_run_and_examples_apply_unchange
     ] {
         assert!(out.contains(kind), "{kind} missing from:\n{out}");
     }
-    for f in ["remote-rbac/source-reader.yaml", "remote-rbac/dr-writer.yaml"] {
+    for f in [
+        "remote-rbac/source-reader.yaml",
+        "remote-rbac/dr-writer.yaml",
+        "remote-rbac/pvc-data.yaml",
+    ] {
         let (ok, out) = kubectl(
             &cp,
             &[
