@@ -33,22 +33,13 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(120);
 
 fn can_run() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(|s| s == "0"))
-        .unwrap_or(false);
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
-    if !root || caps & (1 << 12) == 0 {
-        eprintln!("SKIPPED: simulated nodes need root and CAP_NET_ADMIN (network namespaces, bind mounts)");
-        return false;
+    match dr_syncer_testenv::kubelet::unavailable_reason() {
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+        None => true,
     }
-    true
 }
 
 struct Nodes {

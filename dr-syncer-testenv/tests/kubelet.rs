@@ -26,24 +26,13 @@ const T: Duration = Duration::from_secs(30);
 
 /// Whether this process may create network namespaces and mounts; prints why not.
 fn can_run() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned));
-    if euid.as_deref() != Some("0") {
-        eprintln!("SKIPPED: the simulated kubelet needs root (network namespaces, bind mounts)");
-        return false;
+    match dr_syncer_testenv::kubelet::unavailable_reason() {
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+        None => true,
     }
-    let net_admin = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 12) != 0);
-    if !net_admin {
-        eprintln!("SKIPPED: this process lacks CAP_NET_ADMIN, needed to create network namespaces");
-    }
-    net_admin
 }
 
 async fn setup(name: &str) -> (ControlPlane, SimNetwork, Kubelet) {

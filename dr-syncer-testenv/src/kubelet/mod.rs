@@ -454,3 +454,33 @@ impl Drop for Kubelet {
         self.shutdown();
     }
 }
+
+/// Why simulated nodes cannot run in this process (`None` when they can): they need root with
+/// CAP_NET_ADMIN (network namespaces) and CAP_SYS_ADMIN (bind mounts), and the `ip` tool. Tests print the
+/// reason as `SKIPPED: …` and return.
+pub fn unavailable_reason() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid_root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|s| s == "0"))
+        .unwrap_or(false);
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if !euid_root {
+        return Some("simulated nodes need root (network namespaces, bind mounts)".into());
+    }
+    if caps & (1 << 12) == 0 {
+        return Some("simulated nodes need CAP_NET_ADMIN (network namespaces)".into());
+    }
+    if caps & (1 << 21) == 0 {
+        return Some("simulated nodes need CAP_SYS_ADMIN (bind mounts)".into());
+    }
+    if std::process::Command::new("ip").arg("-V").output().is_err() {
+        return Some("simulated nodes need the `ip` tool (iproute2)".into());
+    }
+    None
+}
