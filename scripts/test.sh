@@ -30,6 +30,14 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
+# The data-path tests (sshd, rsync) and the simulated-node tests (network namespaces, bind mounts) need
+# root with CAP_NET_ADMIN and CAP_SYS_ADMIN; without them they print SKIPPED. Say which it is.
+caps=$(awk '/^CapEff:/ {print $2}' /proc/self/status 2>/dev/null || echo 0)
+if [ "$(id -u)" = 0 ] && [ $(((16#${caps:-0} >> 12) & 1)) = 1 ] && [ $(((16#${caps:-0} >> 21) & 1)) = 1 ]; then
+  echo "data-path and simulated-node tests: run (root, CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+else
+  echo "data-path and simulated-node tests: SKIPPED (need root with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --locked --no-fail-fast
 else

@@ -415,6 +415,13 @@ async fn continuous_mode_propagates_and_keeps_one_watch_set() {
     })
     .await
     .unwrap();
+    // Every watch of the set comes back (each on its own after the 410), and only once.
+    wait_for("the watch set re-established", T, || async {
+        Ok((env.prod.open_watches(&user).await? == 3).then_some(()))
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(env.prod.open_watches(&user).await.unwrap(), 3);
     env.nm_api()
         .patch(
