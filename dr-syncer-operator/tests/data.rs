@@ -555,3 +555,158 @@ spec:
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_mappings_copy_data_within_the_source_clusters_global_limit() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::start("op-data-global").await;
+    let nodes = nodes(&env, 96).await;
+    let client = env.prod.client();
+    // Two namespaces of the same source cluster, one PVC each (2 MiB, copied at 1 MiB/s).
+    for ns in ["shop", "blog"] {
+        dr_syncer_testenv::apply_yaml(
+            &client,
+            None,
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
+        )
+        .await
+        .unwrap();
+        dr_syncer_testenv::apply_yaml(
+            &client,
+            Some(ns),
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
+        )
+        .await
+        .unwrap();
+        let pv = pv_of(&client, ns, "data").await;
+        write(&nodes.prod.volume_dir(&pv), "blob", &vec![1u8; 2 << 20]);
+    }
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    enable_pvc_sync(&env, "    globalConcurrencyLimit: 1").await;
+    let all_movers = {
+        let seen = Arc::new(Mutex::new((BTreeSet::new(), 0usize)));
+        let out = seen.clone();
+        let api: Api<Pod> = Api::all(env.dr.client());
+        tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default().labels("dr-syncer.io/role=mover"))
+                .default_backoff()
+                .boxed();
+            while let Some(Ok(ev)) = stream.next().await {
+                let mut s = seen.lock().unwrap();
+                match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        s.0.insert(format!("{:?}/{:?}", p.metadata.namespace, p.metadata.name));
+                    }
+                    watcher::Event::Delete(p) => {
+                        s.0.remove(&format!("{:?}/{:?}", p.metadata.namespace, p.metadata.name));
+                    }
+                    _ => {}
+                }
+                s.1 = s.1.max(s.0.len());
+            }
+        });
+        out
+    };
+    for ns in ["shop", "blog"] {
+        env.apply(&format!(
+            r#"
+apiVersion: dr-syncer.io/v1alpha1
+kind: NamespaceMapping
+metadata: {{name: {ns}, namespace: {NS}}}
+spec:
+  replicationMode: Continuous
+  continuous: {{backgroundSyncInterval: 1h}}
+  sourceCluster: prod
+  destinationCluster: dr
+  sourceNamespace: {ns}
+  resourceTypes: [persistentvolumeclaims]
+  pvcConfig:
+    syncData: true
+    dataSyncConfig: {{bandwidthLimit: 1024}}
+"#
+        ))
+        .await;
+    }
+    for ns in ["shop", "blog"] {
+        let nms = env.nm_api();
+        let copied = wait_for("the first full sync copied the data", WAIT, || async {
+            Ok(nms
+                .get(ns)
+                .await?
+                .status
+                .and_then(|s| s.data_sync)
+                .filter(|v| v.len() == 1 && v[0].phase == "Synced"))
+        })
+        .await;
+        if copied.is_err() {
+            let mut dump = String::new();
+            for cp in [&env.prod, &env.dr] {
+                let pods: Api<Pod> = Api::all(cp.client());
+                for p in pods.list(&Default::default()).await.unwrap().items {
+                    dump.push_str(&format!(
+                        "{} {:?}/{:?} {:?} node={:?}\n",
+                        cp.name(),
+                        p.metadata.namespace,
+                        p.metadata.name,
+                        p.status.as_ref().and_then(|s| s.phase.clone()),
+                        p.spec.as_ref().and_then(|s| s.node_name.clone())
+                    ));
+                }
+                let mut stack = vec![cp.pod_log_dir()];
+                while let Some(dir) = stack.pop() {
+                    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        if e.path().is_dir() {
+                            stack.push(e.path());
+                        } else {
+                            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                            let tail: Vec<&str> = text
+                                .lines()
+                                .rev()
+                                .filter(|l| {
+                                    !l.contains("Accepted key")
+                                        && !l.contains("Postponed")
+                                        && !l.contains("login accepted")
+                                })
+                                .take(60)
+                                .collect();
+                            dump.push_str(&format!("--- {}\n{}\n", e.path().display(), tail.join("\n")));
+                        }
+                    }
+                }
+            }
+            panic!("{ns}: no copy: {:?}\n{dump}", nms.get(ns).await.unwrap().status);
+        }
+        let nm = env
+            .wait_status(ns, "the first full sync copied the data", |s| {
+                s.data_sync
+                    .as_ref()
+                    .is_some_and(|v| v.len() == 1 && v[0].phase == "Synced")
+            })
+            .await;
+        assert_eq!(
+            nm.status.unwrap().data_sync.unwrap()[0].source,
+            format!("{ns}/data")
+        );
+        let dr_pv = pv_of(&env.dr.client(), ns, "data").await;
+        assert_eq!(
+            std::fs::metadata(nodes.dr.volume_dir(&dr_pv).join("blob"))
+                .unwrap()
+                .len(),
+            2 << 20
+        );
+    }
+    assert_eq!(
+        all_movers.lock().unwrap().1,
+        1,
+        "globalConcurrencyLimit: 1 allows one copy from prod at a time across mappings"
+    );
+    let metrics = _op.metrics().await;
+    assert!(
+        metrics.contains("dr_syncer_pvc_sync_queue_wait_seconds_count 2"),
+        "{metrics}"
+    );
+}

@@ -100,6 +100,11 @@ pub fn sshd_config(s: &SshdSettings) -> String {
     line("PermitTTY", "no");
     line("PermitUserRC", "no");
     line("PermitUserEnvironment", "no");
+    // sshd runs the forced command through the login user's shell; bash then sources ~/.bashrc when it
+    // sees it was started by sshd at shell level < 2 (Debian's SSH_SOURCE_BASHRC). Whatever that file
+    // does (measured: a host's `pyenv rehash` waiting 60 s on a stale lock) must not delay or change the
+    // forced command, so sessions start at shell level 2.
+    line("SetEnv", "SHLVL=2");
     line("PrintMotd", "no");
     line("PrintLastLog", "no");
     line("Banner", "none");
@@ -230,6 +235,7 @@ mod tests {
             "PermitTTY no",
             "PermitUserRC no",
             "PermitUserEnvironment no",
+            "SetEnv SHLVL=2",
         ] {
             assert!(text.lines().any(|l| l == want), "missing {want:?} in\n{text}");
         }
