@@ -203,6 +203,23 @@ pub struct Exit {
     pub message: String,
 }
 
+/// The one-line message of an error: the error and its causes, each cause left out when the text so far
+/// already says it (dr-syncer's errors often quote their source).
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// The exit code for an error (see the crate docs).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(e) = err.downcast_ref::<Exit>() {
@@ -510,4 +527,25 @@ fn mapping_data_config(args: &Args) -> anyhow::Result<Option<dr_syncer_core::api
         message: format!("{}: not a NamespaceMapping: {e}", path.display()),
     })?;
     Ok(mapping.spec.pvc_config.and_then(|p| p.data_sync_config))
+}
+
+#[cfg(test)]
+mod error_message_tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let inner = dr_syncer_core::data::DataMoverError::Failed {
+            message: "PVC data copy failed for shop/data".into(),
+            transient: true,
+        };
+        let err = anyhow::Error::from(Error::Data(inner));
+        assert_eq!(
+            error_message(&err),
+            "data: transfer failed: PVC data copy failed for shop/data"
+        );
+        let io = std::io::Error::other("disk full");
+        let err = anyhow::Error::from(io).context("writing the report");
+        assert_eq!(error_message(&err), "writing the report: disk full");
+    }
 }

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dr_syncer_cli::run(args)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("dr-syncer-cli: {err:#}");
+            eprintln!("dr-syncer-cli: {}", dr_syncer_cli::error_message(&err));
             ExitCode::from(dr_syncer_cli::exit_code(&err))
         }
     }
