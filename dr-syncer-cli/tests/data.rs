@@ -130,25 +130,7 @@ async fn pv_of(client: &kube::Client, ns: &str, pvc: &str) -> String {
 
 /// Every container log of the simulated pods of `cp` (for failure messages).
 fn logs(cp: &ControlPlane) -> String {
-    let mut out = String::new();
-    let mut stack = vec![cp.pod_log_dir()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                out.push_str(&format!("--- {}\n", p.display()));
-                for l in tail.into_iter().rev() {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-            }
-        }
-    }
-    out
+    cp.pod_logs_tail(30)
 }
 
 fn steps(report: &serde_json::Value) -> Vec<String> {

@@ -202,30 +202,33 @@ fn rotation_of(rc: &RemoteCluster) -> Option<&str> {
     rc.annotations().get(ROTATE_ANNOTATION).map(String::as_str)
 }
 
-/// The host key of `rc`'s agents.
-pub async fn host_key(ctx: &Context, rc: &RemoteCluster) -> Result<StoredKey> {
+/// The key of `rc` in one of its two roles (stored, generated or rotated as [`stored_key`] does).
+async fn role_key(ctx: &Context, rc: &RemoteCluster, host: bool) -> Result<StoredKey> {
     let name = rc.name_any();
+    let secrets = KeySecrets::for_remote_cluster(&name);
+    let (secret, comment) = if host {
+        (secrets.host_keys(), format!("dr-syncer-agent@{name}"))
+    } else {
+        (secrets.client_key(), format!("dr-syncer-mover@{name}"))
+    };
     stored_key(
         &ctx.client,
         &rc.namespace().unwrap_or_default(),
-        &KeySecrets::for_remote_cluster(&name).host_keys(),
-        &format!("dr-syncer-agent@{name}"),
+        &secret,
+        &comment,
         rotation_of(rc),
     )
     .await
 }
 
+/// The host key of `rc`'s agents.
+pub async fn host_key(ctx: &Context, rc: &RemoteCluster) -> Result<StoredKey> {
+    role_key(ctx, rc, true).await
+}
+
 /// The client key of movers writing into `rc`.
 pub async fn client_key(ctx: &Context, rc: &RemoteCluster) -> Result<StoredKey> {
-    let name = rc.name_any();
-    stored_key(
-        &ctx.client,
-        &rc.namespace().unwrap_or_default(),
-        &KeySecrets::for_remote_cluster(&name).client_key(),
-        &format!("dr-syncer-mover@{name}"),
-        rotation_of(rc),
-    )
-    .await
+    role_key(ctx, rc, false).await
 }
 
 /// A user-managed client key pair of a mapping (`tempPodKeySecretRef`, else the ClusterMapping's

@@ -136,23 +136,23 @@ spec:
     .await;
 }
 
-/// The largest number of mover pods that existed at the same time in DR namespace `ns`.
-fn max_concurrent_movers(client: kube::Client, ns: &str) -> Arc<Mutex<(BTreeSet<String>, usize)>> {
+/// The largest number of mover pods that existed at the same time (in the pods `api` lists).
+fn max_concurrent_movers(api: Api<Pod>) -> Arc<Mutex<(BTreeSet<String>, usize)>> {
     let seen = Arc::new(Mutex::new((BTreeSet::new(), 0usize)));
     let out = seen.clone();
-    let api: Api<Pod> = Api::namespaced(client, ns);
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default().labels("dr-syncer.io/role=mover"))
             .default_backoff()
             .boxed();
         while let Some(Ok(ev)) = stream.next().await {
             let mut s = seen.lock().unwrap();
+            let key = |p: &Pod| format!("{:?}/{:?}", p.metadata.namespace, p.metadata.name);
             match ev {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                    s.0.insert(p.metadata.name.unwrap_or_default());
+                    s.0.insert(key(&p));
                 }
                 watcher::Event::Delete(p) => {
-                    s.0.remove(&p.metadata.name.unwrap_or_default());
+                    s.0.remove(&key(&p));
                 }
                 _ => {}
             }
@@ -240,7 +240,7 @@ async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
     .unwrap();
     leases.create(&PostParams::default(), &lease).await.unwrap();
 
-    let movers = max_concurrent_movers(env.dr.client(), dr_ns);
+    let movers = max_concurrent_movers(Api::namespaced(env.dr.client(), dr_ns));
     env.apply(&format!(
         r#"
 apiVersion: dr-syncer.io/v1alpha1
@@ -587,30 +587,7 @@ async fn continuous_mappings_copy_data_within_the_source_clusters_global_limit()
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
         .await;
     enable_pvc_sync(&env, "    globalConcurrencyLimit: 1").await;
-    let all_movers = {
-        let seen = Arc::new(Mutex::new((BTreeSet::new(), 0usize)));
-        let out = seen.clone();
-        let api: Api<Pod> = Api::all(env.dr.client());
-        tokio::spawn(async move {
-            let mut stream = watcher(api, watcher::Config::default().labels("dr-syncer.io/role=mover"))
-                .default_backoff()
-                .boxed();
-            while let Some(Ok(ev)) = stream.next().await {
-                let mut s = seen.lock().unwrap();
-                match ev {
-                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                        s.0.insert(format!("{:?}/{:?}", p.metadata.namespace, p.metadata.name));
-                    }
-                    watcher::Event::Delete(p) => {
-                        s.0.remove(&format!("{:?}/{:?}", p.metadata.namespace, p.metadata.name));
-                    }
-                    _ => {}
-                }
-                s.1 = s.1.max(s.0.len());
-            }
-        });
-        out
-    };
+    let all_movers = max_concurrent_movers(Api::all(env.dr.client()));
     for ns in ["shop", "blog"] {
         env.apply(&format!(
             r#"
@@ -656,27 +633,7 @@ spec:
                         p.spec.as_ref().and_then(|s| s.node_name.clone())
                     ));
                 }
-                let mut stack = vec![cp.pod_log_dir()];
-                while let Some(dir) = stack.pop() {
-                    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                        if e.path().is_dir() {
-                            stack.push(e.path());
-                        } else {
-                            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                            let tail: Vec<&str> = text
-                                .lines()
-                                .rev()
-                                .filter(|l| {
-                                    !l.contains("Accepted key")
-                                        && !l.contains("Postponed")
-                                        && !l.contains("login accepted")
-                                })
-                                .take(60)
-                                .collect();
-                            dump.push_str(&format!("--- {}\n{}\n", e.path().display(), tail.join("\n")));
-                        }
-                    }
-                }
+                dump.push_str(&cp.pod_logs_tail(60));
             }
             panic!("{ns}: no copy: {:?}\n{dump}", nms.get(ns).await.unwrap().status);
         }

@@ -323,6 +323,30 @@ impl ControlPlane {
     }
 
     /// The port the server listens on.
+    /// The last `lines` lines of every container log of this control plane's pods (written by the
+    /// simulated kubelet), one `--- <file>` header each: for failure messages of tests.
+    pub fn pod_logs_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let mut stack = vec![self.pod_log_dir()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                out.push_str(&format!("--- {}\n", path.display()));
+                for line in &all[all.len().saturating_sub(lines)..] {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
