@@ -794,11 +794,16 @@ async fn include_custom_resources_copies_every_crd_backed_type() {
                 .unwrap();
         }
     }
-    apply_yaml(
-        &e.src.client(),
-        Some(&e.ns),
-        "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g1}\nspec: {size: 3}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web}\nspec: {hostnames: [shop.example.com]}\n",
-    )
+    // The new types are served once their CRDs are established: retry until they are.
+    dr_syncer_testenv::wait_for("the custom resources created", std::time::Duration::from_secs(30), || async {
+        Ok(apply_yaml(
+            &e.src.client(),
+            Some(&e.ns),
+            "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g1}\nspec: {size: 3}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web}\nspec: {hostnames: [shop.example.com]}\n",
+        )
+        .await
+        .ok())
+    })
     .await
     .unwrap();
     let gizmo = kube::discovery::ApiResource {
@@ -820,6 +825,18 @@ async fn include_custom_resources_copies_every_crd_backed_type() {
         let name = name.to_owned();
         async move { api.get_opt(&name).await.unwrap() }
     };
+
+    // Both types served on the DR side too before anything is read there.
+    for ar in [&gizmo, &route] {
+        let api: Api<kube::core::DynamicObject> = Api::namespaced_with(e.dst.client(), &e.ns, ar);
+        dr_syncer_testenv::wait_for(
+            "the DR side serving the custom types",
+            std::time::Duration::from_secs(30),
+            || async { Ok(api.list(&Default::default()).await.ok().map(|_| ())) },
+        )
+        .await
+        .unwrap();
+    }
 
     // Without the flag: the default types only.
     ok(&e.cli(&["stage"]));
