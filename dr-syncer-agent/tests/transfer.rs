@@ -667,8 +667,14 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
     assert_eq!(allowed, vec![("ns.app".to_string(), vol.clone())]);
     assert!(reader.audit().contains("dr-syncer-resolve ns.app"));
 
-    // Removing the grant revokes the volume: the next mover is refused again.
+    // Removing the grant revokes the volume (at the agent's next pass): the next mover is refused again.
     std::fs::remove_file(reader.grants_dir.join("ns.app")).unwrap();
+    let list = dr_syncer_agent::allow::AllowList::new(&reader.allow_dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !list.entries().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the grant was not revoked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = mover("ns.app", "1");
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert!(
