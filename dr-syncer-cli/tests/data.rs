@@ -22,7 +22,7 @@ use dr_syncer_testenv::{
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
-    core::v1::{PersistentVolumeClaim, Pod},
+    core::v1::Pod,
 };
 use kube::{
     Api,
@@ -30,16 +30,6 @@ use kube::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-cli");
-
-fn can_run() -> bool {
-    match dr_syncer_testenv::kubelet::unavailable_reason() {
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-        None => true,
-    }
-}
 
 const APP: &str = r#"
 apiVersion: v1
@@ -112,29 +102,28 @@ fn read(dir: &Path, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(name)).ok()
 }
 
-async fn pv_of(client: &kube::Client, ns: &str, pvc: &str) -> String {
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("PVC {ns}/{pvc} bound"),
-        Duration::from_secs(30),
-        || async {
-            Ok(api
-                .get_opt(pvc)
-                .await?
-                .and_then(|p| p.spec.and_then(|s| s.volume_name)))
-        },
-    )
-    .await
-    .unwrap()
-}
-
 /// Every container log of the simulated pods of `cp` (for failure messages).
 fn logs(cp: &ControlPlane) -> String {
     cp.pod_logs_tail(30)
 }
 
-fn steps(report: &serde_json::Value) -> Vec<String> {
-    serde_json::from_value(report["steps"].clone()).unwrap_or_default()
+/// Assert that the report's `steps` contain `expected` in this order (other steps may come between).
+fn assert_steps_in_order(report: &serde_json::Value, expected: &[&str]) {
+    let order: Vec<String> = serde_json::from_value(report["steps"].clone()).unwrap_or_default();
+    let at = |s: &str| {
+        order
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} missing: {order:?}"))
+    };
+    for pair in expected.windows(2) {
+        assert!(
+            at(pair[0]) < at(pair[1]),
+            "{} before {}: {order:?}",
+            pair[0],
+            pair[1]
+        );
+    }
 }
 
 /// Record, in the order they happen, the source Deployment's scale, the DR Deployment's scale and the
@@ -182,7 +171,7 @@ fn observe(src: &ControlPlane, dst: &ControlPlane) -> Arc<Mutex<Vec<String>>> {
 // Multi-threaded: the simulated nodes run on the runtime while the CLI runs as a blocking child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     init_tracing();
@@ -213,7 +202,9 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     .await
     .unwrap();
     apply_yaml(&client, Some("shop"), APP).await.unwrap();
-    let src_pv = pv_of(&client, "shop", "data").await;
+    let src_pv = dr_syncer_testenv::kubelet::bound_volume(&client, "shop", "data", Duration::from_secs(30))
+        .await
+        .unwrap();
     let src_data = src_nodes.volume_dir(&src_pv);
     write(&src_data, "orders/1.json", "{\"id\":1}");
     write(&src_data, "orders/2.json", "{\"id\":2}");
@@ -235,7 +226,10 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     assert_eq!(data[0]["status"], "Synced", "{}", run.report);
     assert_eq!(data[0]["node"], "src-b");
     assert_eq!(data[0]["step"], "stage");
-    let dr_pv = pv_of(&dst.client(), "shop", "data").await;
+    let dr_pv =
+        dr_syncer_testenv::kubelet::bound_volume(&dst.client(), "shop", "data", Duration::from_secs(30))
+            .await
+            .unwrap();
     let dr_data = dr_nodes.volume_dir(&dr_pv);
     assert_eq!(read(&dr_data, "orders/2.json").as_deref(), Some("{\"id\":2}"));
     assert_eq!(read(&dr_data, "old.log").as_deref(), Some("to be deleted"));
@@ -253,24 +247,14 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let run = cli(&src, &dst, &["cutover", "--migrate-pvc-data"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.report);
-    let order = steps(&run.report);
-    let at = |s: &str| {
-        order
-            .iter()
-            .position(|x| x == s)
-            .unwrap_or_else(|| panic!("{s} missing: {order:?}"))
-    };
-    assert!(
-        at("copy PVC data (pre-copy)") < at("quiet source workloads"),
-        "{order:?}"
-    );
-    assert!(
-        at("quiet source workloads") < at("copy PVC data (final delta)"),
-        "{order:?}"
-    );
-    assert!(
-        at("copy PVC data (final delta)") < at("activate destination workloads"),
-        "{order:?}"
+    assert_steps_in_order(
+        &run.report,
+        &[
+            "copy PVC data (pre-copy)",
+            "quiet source workloads",
+            "copy PVC data (final delta)",
+            "activate destination workloads",
+        ],
     );
     assert_eq!(read(&dr_data, "orders/3.json").as_deref(), Some("{\"id\":3}"));
     assert_eq!(read(&dr_data, "old.log"), None, "deletions are mirrored");
@@ -325,20 +309,13 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
         logs(&src),
         logs(&dst)
     );
-    let order = steps(&run.report);
-    let at = |s: &str| {
-        order
-            .iter()
-            .position(|x| x == s)
-            .unwrap_or_else(|| panic!("{s} missing: {order:?}"))
-    };
-    assert!(
-        at("quiet destination workloads") < at("copy PVC data (reverse)"),
-        "{order:?}"
-    );
-    assert!(
-        at("copy PVC data (reverse)") < at("activate source workloads"),
-        "{order:?}"
+    assert_steps_in_order(
+        &run.report,
+        &[
+            "quiet destination workloads",
+            "copy PVC data (reverse)",
+            "activate source workloads",
+        ],
     );
     // The mount pod and the DR cluster's temporary agents are gone.
     let pods: Api<Pod> = Api::namespaced(dst.client(), "shop");

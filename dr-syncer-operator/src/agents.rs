@@ -304,44 +304,29 @@ pub async fn cluster_mapping_key(
         .map_err(invalid(format!("SSH key Secret {ns}/{}", k.name)))
 }
 
+/// A mapping that reads from a cluster: its name, its user-managed key, its destination RemoteCluster
+/// (`namespace`, `name`).
+type Reader = (String, Result<Option<UserKeyPair>>, (String, String));
+
 /// The client keys `source`'s agents accept: those of the clusters that copy data from it.
 pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<AuthorizedClientKeys> {
     let (sns, sname) = (source.namespace().unwrap_or_default(), source.name_any());
+    let mut readers: Vec<Reader> = Vec::new();
     let mappings: Api<NamespaceMapping> = Api::all(ctx.client.clone());
     let list = mappings
         .list(&ListParams::default())
         .await
         .map_err(|e| Error::kube("listing NamespaceMappings", e))?;
-    let mut entries: Vec<AuthorizedClientKey> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut add = |key: PublicKey, expires: Option<SystemTime>| {
-        if seen.insert(key.blob()) {
-            entries.push(AuthorizedClientKey { key, expires });
-        }
-    };
     for nm in list.items {
         if !nm.spec.pvc_config.as_ref().is_some_and(|p| p.sync_data) {
             continue;
         }
-        let Ok(((src_ns, src), (dst_ns, dst))) = ctx.clusters.cluster_names(&nm).await else {
+        let Ok(((src_ns, src), destination)) = ctx.clusters.cluster_names(&nm).await else {
             continue;
         };
-        if (src_ns.as_str(), src.as_str()) != (sns.as_str(), sname.as_str()) {
-            continue;
+        if (src_ns.as_str(), src.as_str()) == (sns.as_str(), sname.as_str()) {
+            readers.push((nm.name_any(), user_key(ctx, &nm).await, destination));
         }
-        match user_key(ctx, &nm).await {
-            Ok(Some(user)) => add(user.public, None),
-            Ok(None) => {}
-            Err(e) => warn!(mapping = %nm.name_any(), "user-managed SSH key: {e}"),
-        }
-        let Ok(dest) = ctx.clusters.remote_cluster(&dst_ns, &dst).await else {
-            continue;
-        };
-        let key = client_key(ctx, &dest).await?;
-        if let Some((p, t)) = key.previous_valid() {
-            add(p.clone(), Some(*t));
-        }
-        add(key.current.public_key(), None);
     }
     // ClusterMappings reading from this cluster (their connectivity checks log in like movers).
     let cms: Api<dr_syncer_core::api::ClusterMapping> = Api::namespaced(ctx.client.clone(), &sns);
@@ -350,12 +335,24 @@ pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<Aut
         .await
         .map_err(|e| Error::kube("listing ClusterMappings", e))?;
     for cm in list.items.iter().filter(|cm| cm.spec.source_cluster == sname) {
-        match cluster_mapping_key(ctx, cm).await {
+        let destination = (sns.clone(), cm.spec.target_cluster.clone());
+        readers.push((cm.name_any(), cluster_mapping_key(ctx, cm).await, destination));
+    }
+
+    let mut entries: Vec<AuthorizedClientKey> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut add = |key: PublicKey, expires: Option<SystemTime>| {
+        if seen.insert(key.blob()) {
+            entries.push(AuthorizedClientKey { key, expires });
+        }
+    };
+    for (mapping, user, (dst_ns, dst)) in readers {
+        match user {
             Ok(Some(user)) => add(user.public, None),
             Ok(None) => {}
-            Err(e) => warn!(mapping = %cm.name_any(), "user-managed SSH key: {e}"),
+            Err(e) => warn!(%mapping, "user-managed SSH key: {e}"),
         }
-        let Ok(dest) = ctx.clusters.remote_cluster(&sns, &cm.spec.target_cluster).await else {
+        let Ok(dest) = ctx.clusters.remote_cluster(&dst_ns, &dst).await else {
             continue;
         };
         let key = client_key(ctx, &dest).await?;

@@ -19,10 +19,7 @@ use dr_syncer_testenv::{
     wait_for,
 };
 use futures::StreamExt;
-use k8s_openapi::api::{
-    coordination::v1::Lease,
-    core::v1::{PersistentVolumeClaim, Pod},
-};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod};
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -31,16 +28,6 @@ use kube::{
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn can_run() -> bool {
-    match dr_syncer_testenv::kubelet::unavailable_reason() {
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-        None => true,
-    }
-}
 
 struct Nodes {
     _net: SimNetwork,
@@ -102,18 +89,6 @@ async fn source_namespace(env: &Env) {
         .unwrap();
 }
 
-async fn pv_of(client: &kube::Client, ns: &str, pvc: &str) -> String {
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    wait_for(&format!("PVC {ns}/{pvc} bound"), WAIT, || async {
-        Ok(api
-            .get_opt(pvc)
-            .await?
-            .and_then(|p| p.spec.and_then(|s| s.volume_name)))
-    })
-    .await
-    .unwrap()
-}
-
 fn write(dir: &std::path::Path, name: &str, content: &[u8]) {
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -164,14 +139,18 @@ fn max_concurrent_movers(api: Api<Pod>) -> Arc<Mutex<(BTreeSet<String>, usize)>>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let env = Env::start("op-data").await;
     let nodes = nodes(&env, 94).await;
     source_namespace(&env).await;
-    let db_pv = pv_of(&env.prod.client(), "shop", "db").await;
-    let media_pv = pv_of(&env.prod.client(), "shop", "media").await;
+    let db_pv = dr_syncer_testenv::kubelet::bound_volume(&env.prod.client(), "shop", "db", WAIT)
+        .await
+        .unwrap();
+    let media_pv = dr_syncer_testenv::kubelet::bound_volume(&env.prod.client(), "shop", "media", WAIT)
+        .await
+        .unwrap();
     let db = nodes.prod.volume_dir(&db_pv);
     write(&db, "base/1", b"first table");
     write(&db, "pg_wal/000001", &vec![7u8; 256 * 1024]);
@@ -279,7 +258,11 @@ spec:
         media_status.message.as_deref().unwrap().contains("lock"),
         "{media_status:?}"
     );
-    let dr_db = nodes.dr.volume_dir(&pv_of(&env.dr.client(), dr_ns, "db").await);
+    let dr_db = nodes.dr.volume_dir(
+        &dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), dr_ns, "db", WAIT)
+            .await
+            .unwrap(),
+    );
     assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
     assert_eq!(
         std::fs::read(dr_db.join("pg_wal/000001")).unwrap().len(),
@@ -326,9 +309,11 @@ spec:
             .is_some_and(|n| n.starts_with("prod-")),
         "{media_status:?}"
     );
-    let dr_media = nodes
-        .dr
-        .volume_dir(&pv_of(&env.dr.client(), dr_ns, "media").await);
+    let dr_media = nodes.dr.volume_dir(
+        &dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), dr_ns, "media", WAIT)
+            .await
+            .unwrap(),
+    );
     assert_eq!(std::fs::read(dr_media.join("img/logo.png")).unwrap(), b"PNG...");
     assert!(!dr_db.join("base/1").exists(), "deletions are mirrored");
     assert_eq!(
@@ -372,13 +357,15 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_data_sync_fails_visibly_retries_and_survives_key_rotation() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let env = Env::start("op-data-retry").await;
     let nodes = nodes(&env, 95).await;
     source_namespace(&env).await;
-    let db_pv = pv_of(&env.prod.client(), "shop", "db").await;
+    let db_pv = dr_syncer_testenv::kubelet::bound_volume(&env.prod.client(), "shop", "db", WAIT)
+        .await
+        .unwrap();
     let db = nodes.prod.volume_dir(&db_pv);
     write(&db, "base/1", b"first table");
     let _op = env
@@ -469,7 +456,11 @@ spec:
         .find(|v| v.source == "shop/db")
         .unwrap();
     assert_eq!(db_status.consecutive_failures, None);
-    let dr_db = nodes.dr.volume_dir(&pv_of(&env.dr.client(), "shop", "db").await);
+    let dr_db = nodes.dr.volume_dir(
+        &dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), "shop", "db", WAIT)
+            .await
+            .unwrap(),
+    );
     assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
 
     // Key rotation while a copy runs (8 MiB at 1 MiB/s): the running copy completes, the next one uses
@@ -558,7 +549,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_mappings_copy_data_within_the_source_clusters_global_limit() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let env = Env::start("op-data-global").await;
@@ -580,7 +571,9 @@ async fn continuous_mappings_copy_data_within_the_source_clusters_global_limit()
         )
         .await
         .unwrap();
-        let pv = pv_of(&client, ns, "data").await;
+        let pv = dr_syncer_testenv::kubelet::bound_volume(&client, ns, "data", WAIT)
+            .await
+            .unwrap();
         write(&nodes.prod.volume_dir(&pv), "blob", &vec![1u8; 2 << 20]);
     }
     let _op = env
@@ -619,36 +612,31 @@ spec:
                 .filter(|v| v.len() == 1 && v[0].phase == "Synced"))
         })
         .await;
-        if copied.is_err() {
-            let mut dump = String::new();
-            for cp in [&env.prod, &env.dr] {
-                let pods: Api<Pod> = Api::all(cp.client());
-                for p in pods.list(&Default::default()).await.unwrap().items {
-                    dump.push_str(&format!(
-                        "{} {:?}/{:?} {:?} node={:?}\n",
-                        cp.name(),
-                        p.metadata.namespace,
-                        p.metadata.name,
-                        p.status.as_ref().and_then(|s| s.phase.clone()),
-                        p.spec.as_ref().and_then(|s| s.node_name.clone())
-                    ));
+        let volumes = match copied {
+            Ok(v) => v,
+            Err(e) => {
+                let mut dump = String::new();
+                for cp in [&env.prod, &env.dr] {
+                    let pods: Api<Pod> = Api::all(cp.client());
+                    for p in pods.list(&Default::default()).await.unwrap().items {
+                        dump.push_str(&format!(
+                            "{} {:?}/{:?} {:?} node={:?}\n",
+                            cp.name(),
+                            p.metadata.namespace,
+                            p.metadata.name,
+                            p.status.as_ref().and_then(|s| s.phase.clone()),
+                            p.spec.as_ref().and_then(|s| s.node_name.clone())
+                        ));
+                    }
+                    dump.push_str(&cp.pod_logs_tail(60));
                 }
-                dump.push_str(&cp.pod_logs_tail(60));
+                panic!("{ns}: {e}: {:?}\n{dump}", nms.get(ns).await.unwrap().status);
             }
-            panic!("{ns}: no copy: {:?}\n{dump}", nms.get(ns).await.unwrap().status);
-        }
-        let nm = env
-            .wait_status(ns, "the first full sync copied the data", |s| {
-                s.data_sync
-                    .as_ref()
-                    .is_some_and(|v| v.len() == 1 && v[0].phase == "Synced")
-            })
-            .await;
-        assert_eq!(
-            nm.status.unwrap().data_sync.unwrap()[0].source,
-            format!("{ns}/data")
-        );
-        let dr_pv = pv_of(&env.dr.client(), ns, "data").await;
+        };
+        assert_eq!(volumes[0].source, format!("{ns}/data"));
+        let dr_pv = dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), ns, "data", WAIT)
+            .await
+            .unwrap();
         assert_eq!(
             std::fs::metadata(nodes.dr.volume_dir(&dr_pv).join("blob"))
                 .unwrap()

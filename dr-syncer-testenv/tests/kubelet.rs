@@ -24,17 +24,6 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Whether this process may create network namespaces and mounts; prints why not.
-fn can_run() -> bool {
-    match dr_syncer_testenv::kubelet::unavailable_reason() {
-        Some(why) => {
-            eprintln!("SKIPPED: {why}");
-            false
-        }
-        None => true,
-    }
-}
-
 async fn setup(name: &str) -> (ControlPlane, SimNetwork, Kubelet) {
     init_tracing();
     let cp = ControlPlane::start(name).await.expect("control plane");
@@ -85,7 +74,7 @@ fn pv_of(pvc: &PersistentVolumeClaim) -> String {
 
 #[tokio::test]
 async fn pods_are_scheduled_run_and_report_status() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let (cp, _net, kubelet) = setup("kubelet-pods").await;
@@ -260,7 +249,7 @@ spec:
 
 #[tokio::test]
 async fn configmap_updates_and_read_only_claims() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let (cp, _net, kubelet) = setup("kubelet-volumes").await;
@@ -356,7 +345,7 @@ spec:
 
 #[tokio::test]
 async fn daemonsets_get_one_pod_per_node() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let (cp, _net, kubelet) = setup("kubelet-ds").await;
@@ -459,7 +448,7 @@ spec:
 
 #[tokio::test]
 async fn pods_on_different_nodes_talk_over_the_network() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let (cp, _net, kubelet) = setup("kubelet-net").await;
@@ -513,7 +502,7 @@ spec:
 
 #[tokio::test]
 async fn drop_leaves_no_processes_mounts_or_namespaces() {
-    if !can_run() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
         return;
     }
     let (cp, net, kubelet) = setup("kubelet-drop").await;

@@ -293,46 +293,13 @@ impl Drill {
                 &self.target.destination_namespace,
             )
         };
-        // Only PVCs this target synced on the DR side: data is never written into a PVC dr-syncer does
-        // not manage.
-        let synced_by = self.target.synced_by.clone();
-        let names = |client: &Client, ns: &str, managed_only: bool| {
-            let api: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
-                kube::Api::namespaced(client.clone(), ns);
-            let ns = ns.to_string();
-            let synced_by = synced_by.clone();
-            async move {
-                api.list(&kube::api::ListParams::default())
-                    .await
-                    .map(|l| {
-                        l.items
-                            .into_iter()
-                            .filter(|p| {
-                                !managed_only
-                                    || p.metadata
-                                        .annotations
-                                        .as_ref()
-                                        .and_then(|a| a.get(annotations::SYNCED_BY))
-                                        == Some(&synced_by)
-                            })
-                            .filter_map(|p| p.metadata.name)
-                            .collect::<std::collections::BTreeSet<_>>()
-                    })
-                    .map_err(|e| Error::kube(format!("listing PVCs of {ns}"), e))
-            }
+        // Only PVCs this target synced on the DR side.
+        let marked = if reverse {
+            super::SyncedSide::Sending
+        } else {
+            super::SyncedSide::Receiving
         };
-        let here = names(to, to_ns, !reverse).await?;
-        let pairs: Vec<super::PvcPair> = names(from, from_ns, reverse)
-            .await?
-            .into_iter()
-            .filter(|n| here.contains(n))
-            .map(|n| super::PvcPair {
-                source_namespace: from_ns.clone(),
-                source_pvc: n.clone(),
-                destination_namespace: to_ns.clone(),
-                destination_pvc: n,
-            })
-            .collect();
+        let pairs = super::synced_pvc_pairs(from, from_ns, to, to_ns, &self.target.synced_by, marked).await?;
         let progress = self.engine.progress().cloned();
         let on = move |pair: &super::PvcPair, stage: &super::PvcSyncStage| {
             if let Some(f) = &progress {

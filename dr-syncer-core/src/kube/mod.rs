@@ -27,7 +27,8 @@ pub use self::{
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{
         AgentKeys, AgentProbe, AgentReadiness, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome,
-        PvcSyncResult, PvcSyncStage, agent_readiness, deploy_agents, lock_name, probe_agents, remove_agents,
+        PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness, deploy_agents, lock_name, probe_agents,
+        remove_agents, synced_pvc_pairs,
     },
     source::{KubeSource, selector_string},
 };

@@ -94,6 +94,21 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
+/// Delete `name` in the background; whether it was there (an object already gone is not an error).
+///
+/// # Errors
+/// [`Error::Kube`] naming `what` for any other failure.
+async fn delete_if_present<K>(api: &Api<K>, name: &str, what: &str) -> Result<bool>
+where
+    K: kube::Resource + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_status(&e, 404) => Ok(false),
+        Err(e) => Err(Error::kube(format!("deleting {what}"), e)),
+    }
+}
+
 async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<()>
 where
     K: kube::Resource + serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
@@ -163,21 +178,13 @@ pub async fn deploy_agents(
 pub async fn remove_agents(client: &Client, settings: &AgentSettings, cluster: &str) -> Result<()> {
     let names = KeySecrets::for_remote_cluster(cluster);
     let ns = &settings.namespace;
-    let dp = DeleteParams::background();
-    let ignore_missing = |r: std::result::Result<(), kube::Error>, what: &str| match r {
-        Err(e) if !is_status(&e, 404) => Err(Error::kube(format!("deleting {what}"), e)),
-        _ => Ok(()),
-    };
     let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), ns);
-    ignore_missing(
-        ds.delete(crate::pvc::AGENT_NAME, &dp).await.map(|_| ()),
-        "the agent DaemonSet",
-    )?;
+    delete_if_present(&ds, crate::pvc::AGENT_NAME, "the agent DaemonSet").await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    ignore_missing(cms.delete(GRANTS_CONFIGMAP, &dp).await.map(|_| ()), "the grants")?;
+    delete_if_present(&cms, GRANTS_CONFIGMAP, "the grants").await?;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
     for name in [names.host_keys(), names.authorized_keys()] {
-        ignore_missing(secrets.delete(&name, &dp).await.map(|_| ()), &name)?;
+        delete_if_present(&secrets, &name, &name).await?;
     }
     Ok(())
 }
@@ -248,6 +255,66 @@ impl std::fmt::Display for PvcPair {
             self.source_namespace, self.source_pvc, self.destination_namespace, self.destination_pvc
         )
     }
+}
+
+/// Which side of a copy carries the `dr-syncer.io/synced-by` mark that makes it eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncedSide {
+    /// The receiving PVCs (source → DR: dr-syncer created them).
+    Receiving,
+    /// The sending PVCs (DR → source on failback: the DR copies dr-syncer created).
+    Sending,
+}
+
+/// The PVCs whose data a copy from `from_ns` (on `from`) to `to_ns` (on `to`) may move: those that exist
+/// on both sides under the same name and whose copy on the DR side — `marked` — carries `synced_by`.
+/// Data is never written into, or read back from, a PVC dr-syncer does not manage.
+///
+/// # Errors
+/// [`Error::Kube`] when the PVCs cannot be listed.
+pub async fn synced_pvc_pairs(
+    from: &Client,
+    from_ns: &str,
+    to: &Client,
+    to_ns: &str,
+    synced_by: &str,
+    marked: SyncedSide,
+) -> Result<Vec<PvcPair>> {
+    let names = |client: &Client, ns: &str, managed_only: bool| {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        let ns = ns.to_string();
+        async move {
+            api.list(&ListParams::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .filter(|p| {
+                            !managed_only
+                                || p.metadata
+                                    .annotations
+                                    .as_ref()
+                                    .and_then(|a| a.get(crate::annotations::SYNCED_BY))
+                                    .is_some_and(|v| v == synced_by)
+                        })
+                        .filter_map(|p| p.metadata.name)
+                        .collect::<std::collections::BTreeSet<_>>()
+                })
+                .map_err(|e| Error::kube(format!("listing PVCs of {ns}"), e))
+        }
+    };
+    let receiving = names(to, to_ns, marked == SyncedSide::Receiving).await?;
+    Ok(names(from, from_ns, marked == SyncedSide::Sending)
+        .await?
+        .into_iter()
+        .filter(|n| receiving.contains(n))
+        .map(|n| PvcPair {
+            source_namespace: from_ns.to_string(),
+            source_pvc: n.clone(),
+            destination_namespace: to_ns.to_string(),
+            destination_pvc: n,
+        })
+        .collect())
 }
 
 /// What a transfer is doing, reported while it runs.
@@ -705,24 +772,16 @@ impl PvcDataSync {
     }
 
     async fn clean(&self, pair: &PvcPair, cleanup: &Cleanup) {
-        let dp = DeleteParams::background();
         let name = manifests::mover_pod_name(&pair.destination_namespace, &pair.destination_pvc);
+        let mut results = Vec::new();
         if cleanup.mover_pod {
             let pods: Api<Pod> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
-            if let Err(e) = pods.delete(&name, &dp).await
-                && !is_status(&e, 404)
-            {
-                warn!("deleting mover pod {name}: {e}");
-            }
+            results.push(delete_if_present(&pods, &name, &format!("mover pod {name}")).await);
         }
         if cleanup.mover_secret {
             let secrets: Api<k8s_openapi::api::core::v1::Secret> =
                 Api::namespaced(self.destination.clone(), &pair.destination_namespace);
-            if let Err(e) = secrets.delete(&name, &dp).await
-                && !is_status(&e, 404)
-            {
-                warn!("deleting mover key Secret {name}: {e}");
-            }
+            results.push(delete_if_present(&secrets, &name, &format!("mover key Secret {name}")).await);
         }
         if let Some(grant) = &cleanup.grant {
             let grants: Api<ConfigMap> = Api::namespaced(self.source.clone(), &self.agents.namespace);
@@ -740,11 +799,10 @@ impl PvcDataSync {
         }
         if let Some(mount) = &cleanup.mount_pod {
             let pods: Api<Pod> = Api::namespaced(self.source.clone(), &pair.source_namespace);
-            if let Err(e) = pods.delete(mount, &dp).await
-                && !is_status(&e, 404)
-            {
-                warn!("deleting mount pod {mount}: {e}");
-            }
+            results.push(delete_if_present(&pods, mount, &format!("mount pod {mount}")).await);
+        }
+        for e in results.into_iter().filter_map(std::result::Result::err) {
+            warn!("cleaning up: {e}");
         }
     }
 
@@ -869,10 +927,8 @@ impl HeldLease {
 
 /// Delete a pod (if present) and wait until it is gone.
 async fn delete_and_wait(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<()> {
-    match pods.delete(name, &DeleteParams::background()).await {
-        Ok(_) => {}
-        Err(e) if is_status(&e, 404) => return Ok(()),
-        Err(e) => return Err(Error::kube(format!("deleting old pod {name}"), e)),
+    if !delete_if_present(pods, name, &format!("old pod {name}")).await? {
+        return Ok(());
     }
     let deadline = Instant::now() + timeout;
     while pods
@@ -1012,8 +1068,15 @@ pub async fn probe_agents(
         }
     }
     .await;
-    let _ = pods.delete(&pod_name, &DeleteParams::background()).await;
-    let _ = secrets.delete(&pod_name, &DeleteParams::background()).await;
+    for e in [
+        delete_if_present(&pods, &pod_name, &format!("probe pod {pod_name}")).await,
+        delete_if_present(&secrets, &pod_name, &format!("probe key Secret {pod_name}")).await,
+    ]
+    .into_iter()
+    .filter_map(std::result::Result::err)
+    {
+        warn!("cleaning up: {e}");
+    }
     let text = result?;
     let answers: BTreeMap<String, (bool, Option<String>)> = text
         .lines()

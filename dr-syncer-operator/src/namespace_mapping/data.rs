@@ -11,15 +11,13 @@ use std::{
 };
 
 use dr_syncer_core::{
-    annotations,
     api::{NamespaceMapping, VolumeSyncStatus},
     failure::FailureCategory,
-    kube::{PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncStage},
+    kube::{PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncStage, SyncedSide, synced_pvc_pairs},
     pvc::{AgentSettings, TransferSettings},
 };
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::{Api, ResourceExt, api::ListParams};
+use kube::ResourceExt;
 use tracing::warn;
 
 use super::{run::Clusters, status::RunError};
@@ -68,33 +66,17 @@ async fn pairs_of(
 ) -> Result<Vec<PvcPair>, dr_syncer_core::Error> {
     let mut out = Vec::new();
     for (src, dst) in namespaces {
-        let list = |client: &kube::Client, ns: &str| {
-            let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-            let ns = ns.to_owned();
-            async move {
-                api.list(&ListParams::default())
-                    .await
-                    .map(|l| l.items)
-                    .map_err(|e| dr_syncer_core::Error::kube(format!("listing PVCs of {ns}"), e))
-            }
-        };
-        let managed: std::collections::BTreeSet<String> = list(&clusters.destination.client, dst)
-            .await?
-            .into_iter()
-            .filter(|p| p.annotations().get(annotations::SYNCED_BY).map(String::as_str) == Some(synced_by))
-            .map(|p| p.name_any())
-            .collect();
-        for pvc in list(&clusters.source.client, src).await? {
-            let name = pvc.name_any();
-            if managed.contains(&name) {
-                out.push(PvcPair {
-                    source_namespace: src.clone(),
-                    source_pvc: name.clone(),
-                    destination_namespace: dst.clone(),
-                    destination_pvc: name,
-                });
-            }
-        }
+        out.extend(
+            synced_pvc_pairs(
+                &clusters.source.client,
+                src,
+                &clusters.destination.client,
+                dst,
+                synced_by,
+                SyncedSide::Receiving,
+            )
+            .await?,
+        );
     }
     Ok(out)
 }

@@ -484,3 +484,30 @@ pub fn unavailable_reason() -> Option<String> {
     }
     None
 }
+
+/// Whether simulated nodes can run here; when not, prints `SKIPPED: <reason>` for the test to return.
+pub fn available_or_skip() -> bool {
+    match unavailable_reason() {
+        Some(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+        None => true,
+    }
+}
+
+/// The PV bound to PVC `namespace/pvc`, once the (simulated) provisioner has bound it (at most `timeout`).
+///
+/// # Errors
+/// [`Error::Timeout`] when it is not bound in time, [`Error::Kube`] for API errors.
+pub async fn bound_volume(client: &Client, namespace: &str, pvc: &str, timeout: Duration) -> Result<String> {
+    let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), namespace);
+    crate::wait_for(&format!("PVC {namespace}/{pvc} bound"), timeout, || async {
+        Ok(api
+            .get_opt(pvc)
+            .await?
+            .and_then(|p| p.spec.and_then(|s| s.volume_name)))
+    })
+    .await
+}
