@@ -23,6 +23,7 @@ use tracing::{info, instrument};
 
 use crate::{
     OPERATOR_FIELD_MANAGER,
+    clusters::ClusterHandle,
     conditions::{self, now},
     context::Context,
     error::{ClusterError, Error, Result},
@@ -149,8 +150,11 @@ pub fn status_from(
     status
 }
 
-/// Check `rc`: schedule, Secret, kubeconfig, connection.
-pub async fn check(rc: &RemoteCluster, ctx: &Context) -> CheckResult {
+/// Check `rc`: schedule, Secret, kubeconfig, connection; also the cluster's handle, for what follows.
+pub async fn check(
+    rc: &RemoteCluster,
+    ctx: &Context,
+) -> (CheckResult, Result<Arc<ClusterHandle>, ClusterError>) {
     let schedule = rc
         .spec
         .default_schedule
@@ -167,12 +171,15 @@ pub async fn check(rc: &RemoteCluster, ctx: &Context) -> CheckResult {
         Ok(h) => h.check().await,
         Err(e) => Err(e.clone()),
     };
-    CheckResult {
-        schedule,
-        available,
-        valid,
-        connected,
-    }
+    (
+        CheckResult {
+            schedule,
+            available,
+            valid,
+            connected,
+        },
+        handle,
+    )
 }
 
 /// Reconcile one RemoteCluster.
@@ -184,11 +191,10 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
         ctx.clusters.forget(&ns, &name);
         return Ok(Action::await_change());
     }
-    let result = check(&rc, &ctx).await;
+    let (result, handle) = check(&rc, &ctx).await;
     let old = rc.status.clone().unwrap_or_default();
     let mut status = status_from(&name, &result, &old, rc.metadata.generation);
-    // PVC data replication: the agents of this cluster.
-    let handle = ctx.clusters.handle_for(&rc).await;
+    // PVC data replication: the agents of this cluster (with the handle the check made).
     let reachable = result.connected.is_ok();
     let (pvc_sync, pvc_again) = if reachable {
         crate::agents::reconcile(&ctx, &rc, handle.as_deref()).await
