@@ -784,8 +784,12 @@ OUT=$(timeout 20 "$KAPI" serve --dir "$S2" 2>&1)
 RC=$?
 [ $RC -ne 0 ] && [ $RC -ne 124 ] && expect_match "a state directory in use is refused" "^kapi: state directory .* is in use by another kapi \\(pid [0-9]+\\)$" "$OUT" \
   || notok "a state directory in use is refused" "rc=$RC $OUT"
-bash -c "'$KAPI' serve --dir '$WORK/s4' --exit-with-parent >'$WORK/s4.log' 2>&1 & for i in \$(seq 100); do [ -f '$WORK/s4/ready.json' ] && break; sleep 0.1; done" 
-PID4=$(ready_field "$WORK/s4" pid)
+# The parent shell waits until the server is ready (as long as start_server would, and only while the server
+# lives), prints the server's pid and exits; the server must follow it. (The pid comes from the parent: a server
+# that exits removes its ready.json, so the file may be gone by the time it would be read here.)
+OUT4=$(bash -c "'$KAPI' serve --dir '$WORK/s4' --exit-with-parent >'$WORK/s4.log' 2>&1 & c=\$!; for i in \$(seq 600); do [ -f '$WORK/s4/ready.json' ] && { echo ready \$c; exit; }; kill -0 \$c 2>/dev/null || break; sleep 0.1; done; echo not-ready \$c")
+PID4=${OUT4#ready }
+[ "$PID4" != "$OUT4" ] || { PID4=; echo "kapi (--exit-with-parent) did not become ready; log:" >&2; cat "$WORK/s4.log" >&2; }
 for ((i = 0; i < 100; i++)); do kill -0 "$PID4" 2>/dev/null || break; sleep 0.1; done
 if [ -n "$PID4" ] && ! kill -0 "$PID4" 2>/dev/null; then ok "--exit-with-parent exits when the parent dies"; else notok "--exit-with-parent exits when the parent dies" "pid=$PID4"; kill "$PID4" 2>/dev/null; fi
 
