@@ -346,8 +346,9 @@ async fn run(n: usize) {
     // The same first copy as a user runs it: `dr-syncer-cli stage` (process start, discovery and
     // preflight included) into a fresh namespace.
     let stage_ns = format!("{src_ns}-stage");
+    let cli = cli_binary(); // (built before the clock starts)
     let started = Instant::now();
-    let out = Command::new(cli_binary())
+    let out = Command::new(cli)
         .args([
             "stage",
             "--yes",
