@@ -228,8 +228,8 @@ async fn source_path(args: &MoverArgs) -> Result<String, DataMoverError> {
                 transient: true,
             })?;
         let err = match result {
-            Ok((_, reply)) if reply.starts_with('/') => return Ok(reply),
-            Ok((_, reply)) => DataMoverError::Failed {
+            Ok(answer) if answer.reply.starts_with('/') => return Ok(answer.reply),
+            Ok(ReaderAnswer { reply, .. }) => DataMoverError::Failed {
                 message: format!("unexpected reply to the grant's resolution: {reply:?}"),
                 transient: false,
             },
@@ -368,9 +368,14 @@ pub fn run_probe(args: ProbeArgs) -> u8 {
         let mut one = args.clone();
         one.reader.host = host.clone();
         let line = match probe(&one) {
-            Ok((fingerprint, reply)) => {
-                json!({"event": "probe", "ok": true, "host": host, "hostKeyFingerprint": fingerprint, "reply": reply})
-            }
+            Ok(a) => json!({
+                "event": "probe",
+                "ok": true,
+                "host": host,
+                "hostKeyFingerprint": a.fingerprint,
+                "cipher": a.cipher,
+                "reply": a.reply,
+            }),
             Err(err) => {
                 if code == 0 {
                     code = exit_code(&err);
@@ -395,7 +400,7 @@ pub fn run_probe(args: ProbeArgs) -> u8 {
     code
 }
 
-fn probe(args: &ProbeArgs) -> Result<(String, String), DataMoverError> {
+fn probe(args: &ProbeArgs) -> Result<ReaderAnswer, DataMoverError> {
     let command = match &args.volume_path {
         Some(p) => format!("{} {p}", crate::forced::PROBE_COMMAND),
         None => crate::forced::PROBE_COMMAND.to_string(),
@@ -403,9 +408,18 @@ fn probe(args: &ProbeArgs) -> Result<(String, String), DataMoverError> {
     exec_on_reader(&args.reader, &command)
 }
 
-/// Run one request on the reader: its host key's fingerprint and its reply (first line of standard
-/// output, trimmed).
-fn exec_on_reader(r: &ReaderArgs, command: &str) -> Result<(String, String), DataMoverError> {
+/// A reader's answer to one request.
+struct ReaderAnswer {
+    /// Fingerprint of its (pinned) host key.
+    fingerprint: String,
+    /// The cipher the connection negotiated.
+    cipher: String,
+    /// Its reply: standard output, trimmed.
+    reply: String,
+}
+
+/// Run one request on the reader.
+fn exec_on_reader(r: &ReaderArgs, command: &str) -> Result<ReaderAnswer, DataMoverError> {
     let config = BridgeConfig {
         host: r.host.clone(),
         port: r.port,
@@ -422,7 +436,11 @@ fn exec_on_reader(r: &ReaderArgs, command: &str) -> Result<(String, String), Dat
         .map_err(|e| ssh_error(e, &r.host))?;
     let reply = String::from_utf8_lossy(&out).trim().to_string();
     match code {
-        0 => Ok((session.host_key_fingerprint().to_string(), reply)),
+        0 => Ok(ReaderAnswer {
+            fingerprint: session.host_key_fingerprint().to_string(),
+            cipher: session.cipher(),
+            reply,
+        }),
         dr_syncer_core::data::REFUSED_EXIT_CODE => Err(DataMoverError::Refused(
             String::from_utf8_lossy(&err).trim().to_string(),
         )),

@@ -523,6 +523,9 @@ fn the_mover_and_probe_commands_report_json_lines_and_exit_codes() {
     let line = &json_lines(&out.stdout)[0];
     assert_eq!(line["ok"], true);
     assert_eq!(line["hostKeyFingerprint"], reader.host_key.fingerprint());
+    // The mover's preferred cipher (one OpenSSL call per packet with the workspace's libssh2) is the one
+    // a stock sshd agrees to.
+    assert_eq!(line["cipher"], "aes128-gcm@openssh.com");
     let out = probe(&["--volume-path", &vol.display().to_string()]);
     assert!(out.status.success(), "{out:?}");
     reader.revoke("cli");
