@@ -356,19 +356,18 @@ impl SyncEngine {
                     .with_category(FailureCategory::ResourceNotFound),
                 )
             })?;
-        let objects = self
-            .source
-            .list(&SourceScope {
-                namespace: Some(target.source_namespace.clone()),
-                types: types.clone(),
-            })
-            .await?;
+        let scope = SourceScope {
+            namespace: Some(target.source_namespace.clone()),
+            types: types.clone(),
+        };
+        // The source's objects and the destination's live state, read at the same time.
+        let (objects, prepared) = tokio::join!(
+            self.source.list(&scope),
+            self.applier.prepare(Some(&target.destination_namespace), &types)
+        );
+        let objects = objects?;
+        prepared?;
         debug!(objects = objects.len(), "listed source");
-
-        // The destination's live state.
-        self.applier
-            .prepare(Some(&target.destination_namespace), &types)
-            .await?;
         let live_ns = self
             .applier
             .live(&namespace_type(), &namespace_key(target))
