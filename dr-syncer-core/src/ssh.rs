@@ -33,11 +33,36 @@ const WINDOW: u32 = 2 * 1024 * 1024;
 const PACKET: u32 = 32 * 1024;
 /// Copy buffer.
 const BUF: usize = 256 * 1024;
-/// Ciphers, cheapest for the mover first (measured). AES-GCM runs on the CPU's AES instructions, one OpenSSL
-/// call per packet with the libssh2 this workspace builds (see `vendor/libssh2-sys/PATCHED.md`; stock libssh2
-/// calls OpenSSL per 16-byte block, and then ChaCha20-Poly1305 — portable C — is cheaper).
-const CIPHERS: &str =
+/// Ciphers, cheapest for the mover first (measured), on a CPU with AES instructions: AES-GCM, one OpenSSL
+/// call per packet with the libssh2 this workspace builds (see `vendor/libssh2-sys/PATCHED.md`; stock
+/// libssh2 calls OpenSSL per 16-byte block).
+const CIPHERS_AES_HW: &str =
     "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr";
+/// Without AES instructions, libssh2's ChaCha20-Poly1305 (portable C) beats software AES.
+const CIPHERS_NO_AES_HW: &str =
+    "chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr";
+
+/// The cipher preference for a CPU with (`true`) or without AES instructions.
+fn ciphers(aes_hw: bool) -> &'static str {
+    if aes_hw { CIPHERS_AES_HW } else { CIPHERS_NO_AES_HW }
+}
+
+/// Whether this CPU has AES (and, on x86, carry-less multiply for GCM) instructions.
+fn has_aes_hw() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// MACs for the CTR ciphers (the AEAD ciphers above bring their own): encrypt-then-MAC first.
 const MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512";
 
@@ -178,9 +203,10 @@ pub fn connect(
     session
         .method_pref(MethodType::HostKey, &pins.algorithms().join(","))
         .map_err(|e| handshake(e.to_string()))?;
+    let ciphers = ciphers(has_aes_hw());
     for (method, prefs) in [
-        (MethodType::CryptCs, CIPHERS),
-        (MethodType::CryptSc, CIPHERS),
+        (MethodType::CryptCs, ciphers),
+        (MethodType::CryptSc, ciphers),
         (MethodType::MacCs, MACS),
         (MethodType::MacSc, MACS),
     ] {
@@ -509,4 +535,20 @@ pub fn run_bridge(config_file: &Path, status_file: Option<&Path>, command: &str)
         eprintln!("dr-syncer-agent ssh-bridge: writing {}: {e}", path.display());
     }
     code
+}
+
+#[cfg(test)]
+mod cipher_tests {
+    use super::*;
+
+    #[test]
+    fn aes_gcm_leads_only_with_aes_instructions_and_both_lists_hold_the_same_ciphers() {
+        assert!(ciphers(true).starts_with("aes128-gcm@openssh.com,"));
+        assert!(ciphers(false).starts_with("chacha20-poly1305@openssh.com,"));
+        let mut a: Vec<&str> = ciphers(true).split(',').collect();
+        let mut b: Vec<&str> = ciphers(false).split(',').collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+    }
 }
