@@ -202,10 +202,10 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     .await
     .unwrap();
     apply_yaml(&client, Some("shop"), APP).await.unwrap();
-    let src_pv = dr_syncer_testenv::kubelet::bound_volume(&client, "shop", "data", Duration::from_secs(30))
+    let src_data = src_nodes
+        .bound_volume_dir("shop", "data", Duration::from_secs(30))
         .await
         .unwrap();
-    let src_data = src_nodes.volume_dir(&src_pv);
     write(&src_data, "orders/1.json", "{\"id\":1}");
     write(&src_data, "orders/2.json", "{\"id\":2}");
     write(&src_data, "old.log", "to be deleted");
@@ -226,11 +226,10 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     assert_eq!(data[0]["status"], "Synced", "{}", run.report);
     assert_eq!(data[0]["node"], "src-b");
     assert_eq!(data[0]["step"], "stage");
-    let dr_pv =
-        dr_syncer_testenv::kubelet::bound_volume(&dst.client(), "shop", "data", Duration::from_secs(30))
-            .await
-            .unwrap();
-    let dr_data = dr_nodes.volume_dir(&dr_pv);
+    let dr_data = dr_nodes
+        .bound_volume_dir("shop", "data", Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(read(&dr_data, "orders/2.json").as_deref(), Some("{\"id\":2}"));
     assert_eq!(read(&dr_data, "old.log").as_deref(), Some("to be deleted"));
     // The temporary agents, their keys and the mover are gone.

@@ -145,16 +145,11 @@ async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
     let env = Env::start("op-data").await;
     let nodes = nodes(&env, 94).await;
     source_namespace(&env).await;
-    let db_pv = dr_syncer_testenv::kubelet::bound_volume(&env.prod.client(), "shop", "db", WAIT)
-        .await
-        .unwrap();
-    let media_pv = dr_syncer_testenv::kubelet::bound_volume(&env.prod.client(), "shop", "media", WAIT)
-        .await
-        .unwrap();
-    let db = nodes.prod.volume_dir(&db_pv);
+    let db = nodes.prod.bound_volume_dir("shop", "db", WAIT).await.unwrap();
+    let media = nodes.prod.bound_volume_dir("shop", "media", WAIT).await.unwrap();
     write(&db, "base/1", b"first table");
     write(&db, "pg_wal/000001", &vec![7u8; 256 * 1024]);
-    write(&nodes.prod.volume_dir(&media_pv), "img/logo.png", b"PNG...");
+    write(&media, "img/logo.png", b"PNG...");
 
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
@@ -258,11 +253,7 @@ spec:
         media_status.message.as_deref().unwrap().contains("lock"),
         "{media_status:?}"
     );
-    let dr_db = nodes.dr.volume_dir(
-        &dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), dr_ns, "db", WAIT)
-            .await
-            .unwrap(),
-    );
+    let dr_db = nodes.dr.bound_volume_dir(dr_ns, "db", WAIT).await.unwrap();
     assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
     assert_eq!(
         std::fs::read(dr_db.join("pg_wal/000001")).unwrap().len(),
@@ -284,14 +275,7 @@ spec:
         .await
         .unwrap();
     std::fs::remove_file(db.join("base/1")).unwrap();
-    env.nm_api()
-        .patch(
-            "shop",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "2"}}})),
-        )
-        .await
-        .unwrap();
+    env.sync_now("shop", "2").await;
     let nm = env
         .wait_status("shop", "both PVCs synced", |s| {
             s.data_sync
@@ -309,11 +293,7 @@ spec:
             .is_some_and(|n| n.starts_with("prod-")),
         "{media_status:?}"
     );
-    let dr_media = nodes.dr.volume_dir(
-        &dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), dr_ns, "media", WAIT)
-            .await
-            .unwrap(),
-    );
+    let dr_media = nodes.dr.bound_volume_dir(dr_ns, "media", WAIT).await.unwrap();
     assert_eq!(std::fs::read(dr_media.join("img/logo.png")).unwrap(), b"PNG...");
     assert!(!dr_db.join("base/1").exists(), "deletions are mirrored");
     assert_eq!(
@@ -363,10 +343,7 @@ async fn scheduled_data_sync_fails_visibly_retries_and_survives_key_rotation() {
     let env = Env::start("op-data-retry").await;
     let nodes = nodes(&env, 95).await;
     source_namespace(&env).await;
-    let db_pv = dr_syncer_testenv::kubelet::bound_volume(&env.prod.client(), "shop", "db", WAIT)
-        .await
-        .unwrap();
-    let db = nodes.prod.volume_dir(&db_pv);
+    let db = nodes.prod.bound_volume_dir("shop", "db", WAIT).await.unwrap();
     write(&db, "base/1", b"first table");
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "5s"])
@@ -456,25 +433,14 @@ spec:
         .find(|v| v.source == "shop/db")
         .unwrap();
     assert_eq!(db_status.consecutive_failures, None);
-    let dr_db = nodes.dr.volume_dir(
-        &dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), "shop", "db", WAIT)
-            .await
-            .unwrap(),
-    );
+    let dr_db = nodes.dr.bound_volume_dir("shop", "db", WAIT).await.unwrap();
     assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
 
     // Key rotation while a copy runs (8 MiB at 1 MiB/s): the running copy completes, the next one uses
     // the new keys.
     let before = rcs.get("prod").await.unwrap().status.unwrap().pvc_sync.unwrap();
     write(&db, "big.bin", &vec![42u8; 8 << 20]);
-    env.nm_api()
-        .patch(
-            "shop",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "big"}}})),
-        )
-        .await
-        .unwrap();
+    env.sync_now("shop", "big").await;
     env.wait_status("shop", "the big copy running", |s| {
         s.data_sync
             .as_ref()
@@ -530,14 +496,7 @@ spec:
     );
     // After the grace window's start, a new copy logs in with the new keys.
     write(&db, "after-rotation", b"new keys");
-    env.nm_api()
-        .patch(
-            "shop",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "after"}}})),
-        )
-        .await
-        .unwrap();
+    env.sync_now("shop", "after").await;
     wait_for("copied with the new keys", WAIT, || async {
         Ok(std::fs::read(dr_db.join("after-rotation"))
             .ok()
@@ -571,10 +530,8 @@ async fn continuous_mappings_copy_data_within_the_source_clusters_global_limit()
         )
         .await
         .unwrap();
-        let pv = dr_syncer_testenv::kubelet::bound_volume(&client, ns, "data", WAIT)
-            .await
-            .unwrap();
-        write(&nodes.prod.volume_dir(&pv), "blob", &vec![1u8; 2 << 20]);
+        let data = nodes.prod.bound_volume_dir(ns, "data", WAIT).await.unwrap();
+        write(&data, "blob", &vec![1u8; 2 << 20]);
     }
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
@@ -634,15 +591,8 @@ spec:
             }
         };
         assert_eq!(volumes[0].source, format!("{ns}/data"));
-        let dr_pv = dr_syncer_testenv::kubelet::bound_volume(&env.dr.client(), ns, "data", WAIT)
-            .await
-            .unwrap();
-        assert_eq!(
-            std::fs::metadata(nodes.dr.volume_dir(&dr_pv).join("blob"))
-                .unwrap()
-                .len(),
-            2 << 20
-        );
+        let dr_data = nodes.dr.bound_volume_dir(ns, "data", WAIT).await.unwrap();
+        assert_eq!(std::fs::metadata(dr_data.join("blob")).unwrap().len(), 2 << 20);
     }
     assert_eq!(
         all_movers.lock().unwrap().1,

@@ -51,14 +51,7 @@ async fn pause_and_deletion_policies() {
             ),
         ))
         .await;
-        env.nm_api()
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "1"}}})),
-            )
-            .await
-            .unwrap();
+        env.sync_now(name, "1").await;
         env.wait_status(name, "synced", |s| s.phase == Some(SyncPhase::Completed))
             .await;
     }
@@ -373,14 +366,7 @@ async fn killed_mid_sync_and_restarted() {
         &format!("  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]"),
     ))
     .await;
-    env.nm_api()
-        .patch(
-            "big",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "go"}}})),
-        )
-        .await
-        .unwrap();
+    env.sync_now("big", "go").await;
     env.wait_status("big", "running", |s| s.phase == Some(SyncPhase::Running))
         .await;
     let dr_cms: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
@@ -511,14 +497,7 @@ async fn sigterm_finishes_the_running_sync() {
         &format!("  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]"),
     ))
     .await;
-    env.nm_api()
-        .patch(
-            "big",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "go"}}})),
-        )
-        .await
-        .unwrap();
+    env.sync_now("big", "go").await;
     env.wait_status("big", "running", |s| s.phase == Some(SyncPhase::Running))
         .await;
     let code = tokio::task::block_in_place(|| op.terminate(Duration::from_secs(90)));

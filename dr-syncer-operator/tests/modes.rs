@@ -292,14 +292,7 @@ async fn manual_mode_syncs_once_per_trigger_and_removes_it() {
     let before = env.dr.requests(&env.dr_id.user).await.unwrap();
     assert_eq!(before.stored_writes(), 0, "no sync without a trigger");
 
-    env.nm_api()
-        .patch(
-            "shop",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "first"}}})),
-        )
-        .await
-        .unwrap();
+    env.sync_now("shop", "first").await;
     let api = env.nm_api();
     wait_for("synced and trigger removed", T, || {
         let api = api.clone();

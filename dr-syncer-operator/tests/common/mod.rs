@@ -16,7 +16,7 @@ use dr_syncer_testenv::{ControlPlane, Identity, apply_yaml, init_tracing, wait_f
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
 use kube::{
     Api, Client,
-    api::{ListParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -145,6 +145,18 @@ spec:
 
     pub fn nm_api(&self) -> Api<NamespaceMapping> {
         Api::namespaced(self.controller.client(), NS)
+    }
+
+    /// Trigger one sync of NamespaceMapping `name`: annotation `dr-syncer.io/sync-now` set to `value`.
+    pub async fn sync_now(&self, name: &str, value: &str) {
+        self.nm_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": value}}})),
+            )
+            .await
+            .unwrap();
     }
 
     /// Start the operator with `args` (on top of the defaults below) as identity `user` on the controller.

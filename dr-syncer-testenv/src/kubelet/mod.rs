@@ -348,6 +348,24 @@ impl Kubelet {
         self.config.volume_dir(pv_name)
     }
 
+    /// The storage directory behind PVC `namespace/pvc` of this simulator's cluster, once the PVC is bound
+    /// (at most `timeout`).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when it is not bound in time, [`Error::Kube`] for API errors.
+    pub async fn bound_volume_dir(&self, namespace: &str, pvc: &str, timeout: Duration) -> Result<PathBuf> {
+        let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(self.config.client.clone(), namespace);
+        let pv = crate::wait_for(&format!("PVC {namespace}/{pvc} bound"), timeout, || async {
+            Ok(api
+                .get_opt(pvc)
+                .await?
+                .and_then(|p| p.spec.and_then(|s| s.volume_name)))
+        })
+        .await?;
+        Ok(self.volume_dir(&pv))
+    }
+
     /// The log of a container so far (empty if it has none).
     pub fn pod_log(&self, namespace: &str, pod: &str, container: &str) -> String {
         std::fs::read_to_string(
@@ -494,20 +512,4 @@ pub fn available_or_skip() -> bool {
         }
         None => true,
     }
-}
-
-/// The PV bound to PVC `namespace/pvc`, once the (simulated) provisioner has bound it (at most `timeout`).
-///
-/// # Errors
-/// [`Error::Timeout`] when it is not bound in time, [`Error::Kube`] for API errors.
-pub async fn bound_volume(client: &Client, namespace: &str, pvc: &str, timeout: Duration) -> Result<String> {
-    let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
-        Api::namespaced(client.clone(), namespace);
-    crate::wait_for(&format!("PVC {namespace}/{pvc} bound"), timeout, || async {
-        Ok(api
-            .get_opt(pvc)
-            .await?
-            .and_then(|p| p.spec.and_then(|s| s.volume_name)))
-    })
-    .await
 }
