@@ -523,22 +523,9 @@ fn the_mover_and_probe_commands_report_json_lines_and_exit_codes() {
     let line = &json_lines(&out.stdout)[0];
     assert_eq!(line["ok"], true);
     assert_eq!(line["hostKeyFingerprint"], reader.host_key.fingerprint());
-    // The mover's preferred cipher is the one a stock sshd agrees to: AES-GCM on a CPU with AES
-    // instructions (one OpenSSL call per packet with the workspace's libssh2), else ChaCha20-Poly1305.
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    let aes_hw =
-        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    let aes_hw =
-        std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull");
-    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
-    let aes_hw = false;
-    let expected = if aes_hw {
-        "aes128-gcm@openssh.com"
-    } else {
-        "chacha20-poly1305@openssh.com"
-    };
-    assert_eq!(line["cipher"], expected);
+    // The mover's preferred cipher for this CPU (AES-GCM with AES instructions, else ChaCha20-Poly1305)
+    // is the one a stock sshd agrees to.
+    assert_eq!(line["cipher"], dr_syncer_core::ssh::preferred_cipher());
     let out = probe(&["--volume-path", &vol.display().to_string()]);
     assert!(out.status.success(), "{out:?}");
     reader.revoke("cli");

@@ -47,6 +47,12 @@ fn ciphers(aes_hw: bool) -> &'static str {
     if aes_hw { CIPHERS_AES_HW } else { CIPHERS_NO_AES_HW }
 }
 
+/// The cipher the mover asks for first on this CPU (what it negotiates with a stock sshd).
+pub fn preferred_cipher() -> &'static str {
+    let list = ciphers(has_aes_hw());
+    list.split(',').next().unwrap_or(list)
+}
+
 /// Whether this CPU has AES (and, on x86, carry-less multiply for GCM) instructions.
 fn has_aes_hw() -> bool {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
