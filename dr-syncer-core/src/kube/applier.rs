@@ -37,7 +37,8 @@ type CacheKey = (String, Option<String>);
 /// compares the desired object with the live one ([`crate::diff`]) and writes only when they differ, so a
 /// sync of an unchanged namespace makes no write request. Each write records the desired object's
 /// fingerprint in `dr-syncer.io/desired-hash` (so a field removed at the source is removed on the DR side
-/// too) and the time in `dr-syncer.io/last-synced`.
+/// too) and the time in `dr-syncer.io/last-synced`. Live objects are held (and returned by
+/// [`Applier::live`]) without `metadata.managedFields`.
 ///
 /// # Immutable fields
 /// When the API server rejects a change to an immutable field, the mapping's policy decides
@@ -136,6 +137,14 @@ fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
     (want, hash)
 }
 
+/// A live object as the applier holds and returns it: without `metadata.managedFields`. No comparison
+/// reads them, and on a server-side-applied object they are often as large as the rest of it, so a cache
+/// of 10,000 DR objects would otherwise hold them all twice over.
+fn lean(mut obj: DynamicObject) -> DynamicObject {
+    obj.metadata.managed_fields = None;
+    obj
+}
+
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -169,7 +178,7 @@ impl KubeApplier {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         if let Some(entries) = cache.get_mut(&Self::cache_key(rt, key.namespace.as_deref())) {
             match obj {
-                Some(o) => entries.insert(key.name.clone(), with_types(o, rt)),
+                Some(o) => entries.insert(key.name.clone(), lean(with_types(o, rt))),
                 None => entries.remove(&key.name),
             };
         }
@@ -197,6 +206,7 @@ impl KubeApplier {
             true,
         )
         .await
+        .map(|o| o.map(lean))
         .map_err(|e| apply_error(key, &e))
     }
 
@@ -435,7 +445,7 @@ impl Applier for KubeApplier {
         for (ck, items) in lists {
             let entries = items
                 .into_iter()
-                .filter_map(|o| Some((o.metadata.name.clone()?, o)))
+                .filter_map(|o| Some((o.metadata.name.clone()?, lean(o))))
                 .collect();
             cache.insert(ck, entries);
         }
