@@ -210,13 +210,13 @@ impl KubeApplier {
         .map_err(|e| apply_error(key, &e))
     }
 
-    /// Server-side apply of `desired`.
+    /// Server-side apply of `desired`; the object the server returns becomes the cached live one.
     pub(super) async fn server_side_apply(
         &self,
         rt: &ResourceType,
         key: &ObjectKey,
         desired: &DynamicObject,
-    ) -> Result<DynamicObject, kube::Error> {
+    ) -> Result<(), kube::Error> {
         let api = api_for(&self.client, rt, key.namespace.as_deref());
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(desired);
@@ -224,8 +224,8 @@ impl KubeApplier {
             .calls
             .run(&format!("apply {key}"), || api.patch(&key.name, &params, &patch))
             .await?;
-        self.remember(rt, key, Some(written.clone()));
-        Ok(written)
+        self.remember(rt, key, Some(written));
+        Ok(())
     }
 
     /// Delete one object; `Ok(false)` when it did not exist.

@@ -323,7 +323,6 @@ impl KubeApplier {
     ) -> Result<(), ApplyError> {
         self.server_side_apply(rt, key, desired)
             .await
-            .map(|_| ())
             .map_err(|e| apply_error(key, &e))
     }
 
