@@ -5,7 +5,7 @@ mod common;
 
 use std::{
     io::{Seek, SeekFrom, Write},
-    os::unix::fs::PermissionsExt,
+    os::unix::fs::{MetadataExt, PermissionsExt},
     path::Path,
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
@@ -102,6 +102,34 @@ async fn a_volume_copies_exactly_then_only_changes_then_deletions() {
     tree::assert_same(&vol, &dst, true);
     assert!(deleted.files_deleted >= 4, "{deleted:?}");
     assert!(!dst.join("docs/deep").exists());
+}
+
+/// rsync compares the time of a directory or special file to the second (`--modify-window=0`), so a
+/// copy whose time is in the same second as the source's keeps its own sub-second part. With the
+/// allowed `--modify-window=-1` the times are compared and set to the nanosecond.
+#[tokio::test]
+async fn a_fifo_made_within_the_second_gets_exact_times_with_modify_window() {
+    use nix::sys::stat::Mode;
+    let reader = Reader::start(ReaderOptions::default());
+    let vol = reader.volume("pipes");
+    nix::unistd::mkfifo(&vol.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+    tree::set_mtime(&vol.join("fifo"), 1_700_000_000, 123_456_789);
+    reader.allow("pipes", &vol);
+    // The copy made earlier in the same second: same type, mode and owner, a different sub-second.
+    let dest = TestDir::data("dest");
+    let dst = dest.path().join("pvc");
+    std::fs::create_dir_all(&dst).unwrap();
+    nix::unistd::mkfifo(&dst.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+    tree::set_mtime(&dst.join("fifo"), 1_700_000_000, 987_654_321);
+
+    let exact = TransferOptions {
+        extra_options: vec!["--modify-window=-1".into()],
+        ..options()
+    };
+    reader.pull(&vol, &dst, exact).await.unwrap();
+    let meta = std::fs::symlink_metadata(dst.join("fifo")).unwrap();
+    assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_700_000_000, 123_456_789));
+    tree::assert_same(&vol, &dst, true);
 }
 
 #[tokio::test]

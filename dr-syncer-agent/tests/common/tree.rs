@@ -11,7 +11,7 @@ use std::{
     },
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use sha2::{Digest, Sha256};
@@ -23,9 +23,21 @@ pub const LARGE: usize = 24 * 1024 * 1024;
 /// Apparent size of the sparse file.
 pub const SPARSE: u64 = 64 * 1024 * 1024;
 
-fn set_mtime(path: &Path, secs: u64, nanos: u32) {
-    let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
-    File::open(path).unwrap().set_modified(t).unwrap();
+/// Set an entry's modification time (any file type: a FIFO is not opened, a symlink not followed).
+pub fn set_mtime(path: &Path, secs: u64, nanos: u32) {
+    use nix::sys::{
+        stat::{UtimensatFlags, utimensat},
+        time::TimeSpec,
+    };
+    let t = TimeSpec::from_duration(Duration::new(secs, nanos));
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
@@ -94,6 +106,10 @@ pub fn build(root: &Path) {
     chown(&p("rel-link"), 4321, 8765);
     // A FIFO.
     nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    // Made long before the copy, as in a live volume. rsync compares a special file's time to the
+    // second: a copy made within the same second as the source's time would keep its own sub-second
+    // part (unless `--modify-window=-1` is given, which the transfer tests cover separately).
+    set_mtime(&p("fifo"), 1_550_000_000, 246_813_579);
     // Sparse: 64 MiB apparent, data at 0 and in the middle.
     let mut f = File::create(p("sparse.img")).unwrap();
     f.write_all(&random_bytes(7, 1 << 20)).unwrap();
