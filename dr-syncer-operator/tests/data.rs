@@ -605,3 +605,103 @@ spec:
         "{metrics}"
     );
 }
+
+/// Continuous mode: a long PVC copy (part of a full sync) does not hold back the source's changes;
+/// they reach the DR side while the copy runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_changes_reach_dr_while_pvc_data_is_still_copying() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    let env = Env::start("op-data-batches").await;
+    let nodes = nodes(&env, 97).await;
+    let client = env.prod.client();
+    dr_syncer_testenv::apply_yaml(
+        &client,
+        None,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    )
+    .await
+    .unwrap();
+    dr_syncer_testenv::apply_yaml(
+        &client,
+        Some("shop"),
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {version: \"1\"}\n",
+    )
+    .await
+    .unwrap();
+    // 8 MiB that do not compress, copied at 512 KiB/s: about 16 s.
+    let data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    let blob: Vec<u8> = (0u64..8 << 20)
+        .map(|i| (i.wrapping_mul(6_364_136_223_846_793_005) >> 56) as u8)
+        .collect();
+    write(&data, "blob", &blob);
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    enable_pvc_sync(&env, "").await;
+    env.apply(&format!(
+        r#"
+apiVersion: dr-syncer.io/v1alpha1
+kind: NamespaceMapping
+metadata: {{name: shop, namespace: {NS}}}
+spec:
+  replicationMode: Continuous
+  continuous: {{backgroundSyncInterval: 1h}}
+  sourceCluster: prod
+  destinationCluster: dr
+  sourceNamespace: shop
+  resourceTypes: [persistentvolumeclaims, configmaps]
+  pvcConfig:
+    syncData: true
+    dataSyncConfig: {{bandwidthLimit: 512}}
+"#
+    ))
+    .await;
+    let nms = env.nm_api();
+    let phase = |nm: dr_syncer_core::api::NamespaceMapping| {
+        nm.status
+            .and_then(|s| s.data_sync)
+            .and_then(|v| v.first().map(|d| d.phase.clone()))
+    };
+    wait_for("the first full sync copying the data", WAIT, || async {
+        Ok(phase(nms.get("shop").await?).filter(|p| p == "Syncing"))
+    })
+    .await
+    .unwrap();
+
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "shop");
+    cms.patch(
+        "settings",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"version": "2"}})),
+    )
+    .await
+    .unwrap();
+    let dr_cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(env.dr.client(), "shop");
+    wait_for("the change on the DR side", WAIT, || async {
+        Ok(dr_cms
+            .get_opt("settings")
+            .await?
+            .filter(|c| c.data.as_ref().and_then(|d| d.get("version")).map(String::as_str) == Some("2")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        phase(nms.get("shop").await.unwrap()).as_deref(),
+        Some("Syncing"),
+        "the change arrived while the copy still ran"
+    );
+
+    // The copy completes, and the sync with it.
+    wait_for("the copy done", WAIT, || async {
+        Ok(phase(nms.get("shop").await?).filter(|p| p == "Synced"))
+    })
+    .await
+    .unwrap();
+    let status = nms.get("shop").await.unwrap().status.unwrap();
+    assert_eq!(status.phase, Some(dr_syncer_core::api::SyncPhase::Completed));
+    assert!(status.last_error.is_none(), "{:?}", status.last_error);
+    let dr_data = nodes.dr.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    assert_eq!(std::fs::read(dr_data.join("blob")).unwrap(), blob);
+}

@@ -44,8 +44,38 @@ use crate::{
     conditions::now,
     context::Context,
     error::{ClusterError, Error, Result},
-    metrics::{DurationLabels, MappingLabels},
+    metrics::{DurationLabels, MappingLabels, Metrics},
 };
+
+/// What continuous mode's change batches did while a full sync copied PVC data.
+#[derive(Debug, Default)]
+struct Batches {
+    reports: Vec<SyncReport>,
+    errors: Vec<RunError>,
+}
+
+impl Batches {
+    /// Add to the full sync's results: a batch's failures and skips join the report of the same
+    /// namespace pair (whose counts stay the full sync's, as status shows them; the batch's counts go to
+    /// the metrics here), errors join the run's errors.
+    fn merge_into(self, reports: &mut Vec<SyncReport>, run_errors: &mut Vec<RunError>, metrics: &Metrics) {
+        for mut batch in self.reports {
+            match reports.iter_mut().find(|r| {
+                r.source_namespace == batch.source_namespace
+                    && r.destination_namespace == batch.destination_namespace
+            }) {
+                Some(full) => {
+                    // (The failures are counted once, with the full sync's report.)
+                    full.failures.append(&mut batch.failures);
+                    full.skipped.append(&mut batch.skipped);
+                    metrics.record_sync(&batch, None);
+                }
+                None => reports.push(batch),
+            }
+        }
+        run_errors.extend(self.errors);
+    }
+}
 
 /// The two clusters of a mapping.
 pub(super) struct Clusters {
@@ -222,6 +252,71 @@ impl<'a> Runner<'a> {
         )
     }
 
+    /// The engine for destination namespace `dst` (continuous mode keeps its appliers in `watch`).
+    fn engine(
+        &self,
+        source: Arc<dyn ResourceSource>,
+        watch: Option<&WatchBuffer>,
+        dst: &str,
+        fail_fast: &[FailureCategory],
+    ) -> SyncEngine {
+        let applier: Arc<dyn Applier> = match watch {
+            Some(w) => w.applier(dst, || self.new_applier()),
+            None => Arc::new(self.new_applier()),
+        };
+        SyncEngine::new(source, applier)
+            .with_concurrency(self.ctx.options.apply_concurrency)
+            .with_fail_fast(fail_fast.to_vec())
+            .with_storage_class_check(true)
+    }
+
+    /// Continuous mode, while a full sync copies PVC data: sync the source changes the watches see, in
+    /// batches (collected for the debounce window), until `done` turns true. A batch that cannot run
+    /// puts its changes back and ends this (they wait for the next reconcile, as they would otherwise).
+    /// Status is not written here: the results join the full sync's.
+    async fn batches_until(
+        &self,
+        watch: &WatchBuffer,
+        mut done: tokio::sync::watch::Receiver<bool>,
+        fail_fast: &[FailureCategory],
+    ) -> Batches {
+        let mut out = Batches::default();
+        let source: Arc<dyn ResourceSource> = Arc::new(self.source());
+        loop {
+            tokio::select! {
+                _ = done.wait_for(|d| *d) => return out,
+                () = watch.changed() => {}
+            }
+            tokio::select! {
+                _ = done.wait_for(|d| *d) => return out,
+                () = tokio::time::sleep(self.ctx.options.debounce) => {}
+            }
+            let mut changes = watch.take_changes();
+            for (src, dst) in &self.pairs {
+                let Some(list) = changes.remove(src).filter(|l| !l.is_empty()) else {
+                    continue;
+                };
+                let engine = self.engine(source.clone(), Some(watch), dst, fail_fast);
+                match engine.sync_changes(&self.target(src, dst), list.clone()).await {
+                    Ok(report) => out.reports.push(report),
+                    Err(e) => {
+                        warn!(source = %src, destination = %dst, error = %e, "change batch could not run");
+                        changes.insert(src.clone(), list);
+                        watch.restore(false, changes);
+                        out.errors.push(RunError {
+                            source_namespace: src.clone(),
+                            destination_namespace: dst.clone(),
+                            kind: e.kind().to_owned(),
+                            category: e.category(),
+                            message: e.to_string(),
+                        });
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
     /// Make sure the mapping's watch set runs (continuous mode); returns its buffer.
     pub(super) fn ensure_watches(&mut self) -> Result<Arc<WatchBuffer>> {
         let fingerprint = format!(
@@ -366,15 +461,9 @@ impl<'a> Runner<'a> {
         let source: Arc<dyn ResourceSource> = Arc::new(self.source());
         for (src, dst) in self.pairs.clone() {
             let target = self.target(&src, &dst);
-            let applier: Arc<dyn Applier> = match watch {
-                Some(w) => w.applier(&dst, || self.new_applier()),
-                None => Arc::new(self.new_applier()),
-            };
-            let engine = SyncEngine::new(source.clone(), applier)
-                .with_concurrency(ctx.options.apply_concurrency)
-                .with_progress(progress.clone())
-                .with_fail_fast(fail_fast.clone())
-                .with_storage_class_check(true);
+            let engine = self
+                .engine(source.clone(), watch, &dst, &fail_fast)
+                .with_progress(progress.clone());
             let mut taken = None;
             let result = if full {
                 engine.sync(&target).await
@@ -450,12 +539,26 @@ impl<'a> Runner<'a> {
                 let _ = tx.send(v);
             };
             let synced_by = self.key.clone();
-            let outcome =
-                super::data::sync_data(ctx, &nm, &self.clusters, &self.pairs, &synced_by, &on_update).await;
+            let copy = super::data::sync_data(ctx, &nm, &self.clusters, &self.pairs, &synced_by, &on_update);
+            // Continuous mode: source changes keep flowing while the data is copied (a copy can take
+            // hours); their results join this sync's.
+            let (outcome, batches) = match watch {
+                Some(w) => {
+                    let (copied_tx, copied_rx) = tokio::sync::watch::channel(false);
+                    let copy = async move {
+                        let outcome = copy.await;
+                        let _ = copied_tx.send(true);
+                        outcome
+                    };
+                    tokio::join!(copy, self.batches_until(w, copied_rx, &fail_fast))
+                }
+                None => (copy.await, Batches::default()),
+            };
             drop(on_update);
             let _ = writer.await;
             run_errors.extend(outcome.errors);
             data_volumes = Some(outcome.volumes);
+            batches.merge_into(&mut reports, &mut run_errors, &ctx.metrics);
         }
 
         // Namespaces that left the selector.
@@ -861,4 +964,98 @@ fn default_retry() -> RetryConfig {
         max_backoff: "5m".into(),
         backoff_multiplier: 200,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use dr_syncer_core::engine::{KindStats, ObjectFailure};
+
+    use super::*;
+
+    fn report(src: &str, kind: &str, stats: KindStats, failures: &[&str]) -> SyncReport {
+        SyncReport {
+            source_namespace: src.into(),
+            destination_namespace: format!("{src}-dr"),
+            kinds: BTreeMap::from([(kind.to_owned(), stats)]),
+            failures: failures
+                .iter()
+                .map(|o| ObjectFailure {
+                    object: (*o).into(),
+                    kind: "ApplyFailed".into(),
+                    category: FailureCategory::Other,
+                    message: format!("{o}: refused"),
+                    transient: false,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_during_a_copy_add_their_failures_to_the_full_sync_and_their_counts_to_the_metrics() {
+        let full = report(
+            "shop",
+            "ConfigMap",
+            KindStats {
+                unchanged: 3,
+                ..Default::default()
+            },
+            &[],
+        );
+        let mut reports = vec![full];
+        let mut errors = Vec::new();
+        let batches = Batches {
+            reports: vec![
+                report(
+                    "shop",
+                    "ConfigMap",
+                    KindStats {
+                        updated: 1,
+                        failed: 1,
+                        ..Default::default()
+                    },
+                    &["ConfigMap/shop-dr/bad"],
+                ),
+                // A pair the full sync has no report for (its sync could not run) keeps the batch's.
+                report(
+                    "blog",
+                    "Secret",
+                    KindStats {
+                        created: 1,
+                        ..Default::default()
+                    },
+                    &[],
+                ),
+            ],
+            errors: vec![RunError {
+                source_namespace: "shop".into(),
+                destination_namespace: "shop-dr".into(),
+                kind: "SourceUnavailable".into(),
+                category: FailureCategory::NetworkError,
+                message: "list failed".into(),
+            }],
+        };
+        let metrics = Metrics::new();
+        batches.merge_into(&mut reports, &mut errors, &metrics);
+
+        assert_eq!(reports.len(), 2);
+        assert_eq!(
+            reports[0].kinds["ConfigMap"].unchanged, 3,
+            "the full sync's counts stay"
+        );
+        assert_eq!(reports[0].kinds["ConfigMap"].updated, 0);
+        let failed: Vec<&str> = reports[0].failures.iter().map(|f| f.object.as_str()).collect();
+        assert_eq!(failed, ["ConfigMap/shop-dr/bad"]);
+        assert_eq!(reports[1].source_namespace, "blog");
+        assert_eq!(errors.len(), 1);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"dr_syncer_resources_synced_total{namespace="shop",resource_type="ConfigMap",status="updated"} 1"#),
+            "{text}"
+        );
+        // The merged failure is counted once, when the full sync's report is recorded.
+        assert!(!text.contains("dr_syncer_sync_errors_total"), "{text}");
+    }
 }

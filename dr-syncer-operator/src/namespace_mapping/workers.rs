@@ -5,7 +5,8 @@
 //! each changed object, or "a (re)list finished, compare everything" — and asks the controller to
 //! reconcile the mapping; the reconcile takes the buffer and syncs (incrementally, or in full after a
 //! list). Syncing stays in the reconcile, so it is serialised per mapping with every other sync and
-//! status write.
+//! status write. While a full sync copies PVC data, that reconcile itself syncs the changes in batches
+//! (`Runner::batches_until`), so a long copy does not hold them back.
 //!
 //! A worker is replaced when the mapping's watch configuration changes (its fingerprint: generation,
 //! clusters, namespaces, types) and stopped when the mapping leaves continuous mode, is paused or deleted:
@@ -55,6 +56,8 @@ pub struct WatchBuffer {
     appliers: Mutex<HashMap<String, Arc<KubeApplier>>>,
     /// A status whose only news are times, not written yet (see `run::only_times_moved`).
     deferred: Mutex<Option<dr_syncer_core::api::NamespaceMappingStatus>>,
+    /// Signalled when a change is recorded (for the batches that run while PVC data is copied).
+    news: tokio::sync::Notify,
 }
 
 impl WatchBuffer {
@@ -73,14 +76,26 @@ impl WatchBuffer {
 
     /// Take everything waiting: whether a list finished, and the changes per source namespace.
     pub fn take(&self) -> (bool, BTreeMap<String, Vec<Change>>) {
+        let relisted = std::mem::take(&mut self.lock().relisted);
+        (relisted, self.take_changes())
+    }
+
+    /// Take the waiting changes per source namespace, leaving a finished list for the next full sync.
+    pub fn take_changes(&self) -> BTreeMap<String, Vec<Change>> {
         let mut b = self.lock();
-        let relisted = std::mem::take(&mut b.relisted);
         let mut by_ns: BTreeMap<String, Vec<Change>> = BTreeMap::new();
         for ((ns, _, _), change) in std::mem::take(&mut b.changes) {
             by_ns.entry(ns).or_default().push(change);
         }
-        b.oldest = None;
-        (relisted, by_ns)
+        if !b.relisted {
+            b.oldest = None;
+        }
+        by_ns
+    }
+
+    /// Wait until a change is recorded (one recorded since the last wait counts too).
+    pub async fn changed(&self) {
+        self.news.notified().await;
     }
 
     /// Put changes back (their sync could not run).
@@ -130,6 +145,8 @@ impl WatchBuffer {
         b.changes.insert(key, change);
         b.oldest.get_or_insert_with(Instant::now);
         b.last_event = Some(Timestamp::now());
+        drop(b);
+        self.news.notify_one();
     }
 
     fn relisted(&self) {
