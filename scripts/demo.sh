@@ -23,14 +23,47 @@ KUBECTL=target/testenv/bin/kubectl
 PROD=$(scripts/testenv.sh kubeconfig prod)
 DR=$(scripts/testenv.sh kubeconfig dr)
 
+step "building dr-syncer-cli, the agent and the node simulator"
+cargo build --quiet --release -p dr-syncer-cli -p dr-syncer-agent -p dr-syncer-testenv --bin dr-syncer-cli \
+  --bin dr-syncer-agent --bin sim-nodes
+CLI=(target/release/dr-syncer-cli --source-kubeconfig "$PROD" --dest-kubeconfig "$DR" --source-namespace shop
+     --resource-types configmaps,secrets,deployments,services,persistentvolumeclaims)
+
+# PVC data needs nodes: sim-nodes plays kubelet, scheduler, DaemonSet controller and PV provisioner for
+# both clusters (one node each, in network namespaces), running the real agent with sshd and rsync.
+DATA=()
+REVERSE=()
+SIM_STATE=target/testenv/sim-nodes.state
+step "simulated nodes: prod-a for prod, dr-a for dr (PVC storage and the agent's pods)"
+rm -f "$SIM_STATE"
+target/release/sim-nodes --state "$SIM_STATE" --image "dr-syncer-agent=$PWD/target/release/dr-syncer-agent" \
+  "prod=$PROD=prod-a@10.88.0.11" "dr=$DR=dr-a@10.88.0.21" >target/testenv/sim-nodes.log 2>&1 &
+SIM_PID=$!
+trap 'kill -TERM "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null' EXIT
+for _ in $(seq 1 300); do [ -s "$SIM_STATE" ] && break; kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.2; done
+if [ -s "$SIM_STATE" ]; then
+  DATA=(--migrate-pvc-data)
+  REVERSE=(--reverse-migrate-pvc-data)
+else
+  echo "no simulated nodes ($(tail -n 1 target/testenv/sim-nodes.log)): this demo runs without PVC data"
+fi
+volume() { # CLUSTER KUBECONFIG: the storage directory of PVC shop/uploads there
+  local pv
+  pv=$("$KUBECTL" --kubeconfig "$2" -n shop get pvc uploads -o jsonpath='{.spec.volumeName}')
+  echo "$(awk -v c="$1" '$1 == c {print $2}' "$SIM_STATE")/$pv"
+}
+
 step "production: deploying the sample application (examples/demo/shop.yaml)"
 "$KUBECTL" --kubeconfig "$PROD" apply --server-side -f examples/demo/shop.yaml
 "$KUBECTL" --kubeconfig "$PROD" rollout status deployment/storefront -n shop --timeout=60s
-
-step "building dr-syncer-cli"
-cargo build --quiet --release -p dr-syncer-cli
-CLI=(target/release/dr-syncer-cli --source-kubeconfig "$PROD" --dest-kubeconfig "$DR" --source-namespace shop
-     --resource-types configmaps,secrets,deployments,services,persistentvolumeclaims)
+if [ ${#DATA[@]} -gt 0 ]; then
+  "$KUBECTL" --kubeconfig "$PROD" -n shop wait pvc/uploads --for=jsonpath='{.status.phase}'=Bound --timeout=60s
+  PROD_UPLOADS=$(volume prod "$PROD")
+  mkdir -p "$PROD_UPLOADS/images"
+  echo "order #1001: 2 mugs" >"$PROD_UPLOADS/orders.log"
+  head -c 2097152 /dev/urandom >"$PROD_UPLOADS/images/banner.jpg"
+  echo "production's PVC shop/uploads holds:"; (cd "$PROD_UPLOADS" && find . -type f -exec ls -l {} +)
+fi
 
 step "preflight: namespaces, storage classes, resource types and permissions on both sides"
 "${CLI[@]}" preflight
@@ -38,9 +71,14 @@ step "preflight: namespaces, storage classes, resource types and permissions on 
 step "plan: what a stage would create on the DR side (Secret values redacted)"
 "${CLI[@]}" plan
 
-step "stage: copy the namespace; the DR side stays quiet (storefront at 0 replicas)"
-"${CLI[@]}" stage
+step "stage: copy the namespace${DATA:+ and the PVC data}; the DR side stays quiet (storefront at 0 replicas)"
+"${CLI[@]}" stage "${DATA[@]}"
 "$KUBECTL" --kubeconfig "$DR" get deployments,services,configmaps,persistentvolumeclaims -n shop
+if [ ${#DATA[@]} -gt 0 ]; then
+  DR_UPLOADS=$(volume dr "$DR")
+  echo "DR's PVC shop/uploads now holds:"; (cd "$DR_UPLOADS" && find . -type f -exec ls -l {} +)
+  cmp "$PROD_UPLOADS/images/banner.jpg" "$DR_UPLOADS/images/banner.jpg" && echo "banner.jpg: identical on both sides"
+fi
 
 step "diff: source and DR are in sync (exit 0)"
 "${CLI[@]}" diff
@@ -51,15 +89,23 @@ set +e; "${CLI[@]}" diff; code=$?; set -e
 echo "diff exit code: $code"
 "${CLI[@]}" stage >/dev/null
 
-step "cutover: quiet production, activate DR (storefront 3 replicas on DR, 0 in prod)"
-"${CLI[@]}" cutover --yes --wait 60s
+[ ${#DATA[@]} -gt 0 ] && echo "order #1002: 1 teapot" >>"$PROD_UPLOADS/orders.log"
+step "cutover: quiet production${DATA:+, copy the last data changes}, activate DR (storefront 3 replicas on DR, 0 in prod)"
+"${CLI[@]}" cutover "${DATA[@]}" --yes --wait 60s
 echo "prod: $("$KUBECTL" --kubeconfig "$PROD" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas," \
      "DR: $("$KUBECTL" --kubeconfig "$DR" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas"
+if [ ${#DATA[@]} -gt 0 ]; then
+  echo "DR's orders.log (the order placed just before the cutover came along):"; cat "$DR_UPLOADS/orders.log"
+  echo "order #1003: 4 spoons (taken while DR was active)" >>"$DR_UPLOADS/orders.log"
+fi
 
-step "failback: quiet DR, reactivate production from its recorded originals"
-"${CLI[@]}" failback --yes --wait 60s
+step "failback: quiet DR${DATA:+, copy the data back from DR}, reactivate production from its recorded originals"
+"${CLI[@]}" failback "${REVERSE[@]}" --yes --wait 60s
 echo "prod: $("$KUBECTL" --kubeconfig "$PROD" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas," \
      "DR: $("$KUBECTL" --kubeconfig "$DR" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas"
+if [ ${#DATA[@]} -gt 0 ]; then
+  echo "production's orders.log (DR's order came back):"; cat "$PROD_UPLOADS/orders.log"
+fi
 
 cat <<MSG
 

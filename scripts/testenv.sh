@@ -74,7 +74,8 @@ up() {
 
 start_one() { # NAME DIR PORT [ARGS...]
   local n=$1 dir=$2 port=$3; shift 3
-  nohup "$KAPI" serve --dir "$dir" --secure-port "$port" "$@" >>"$dir/kapi.log" 2>&1 </dev/null &
+  mkdir -p "$dir/pod-logs"
+  nohup "$KAPI" serve --dir "$dir" --secure-port "$port" --pod-log-dir "$dir/pod-logs" "$@" >>"$dir/kapi.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/kapi.pid"
   local i

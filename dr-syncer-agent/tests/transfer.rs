@@ -104,6 +104,37 @@ async fn a_volume_copies_exactly_then_only_changes_then_deletions() {
     assert!(!dst.join("docs/deep").exists());
 }
 
+/// A copy that brings only changes ends at 100 % (rsync's own last update counts the changed file
+/// against the whole volume: 0 %), with the bytes of the files it sent.
+#[tokio::test]
+async fn a_copy_of_changes_only_reports_100_percent_at_the_end() {
+    let reader = Reader::start(ReaderOptions::default());
+    let vol = reader.volume("orders");
+    std::fs::write(vol.join("archive.bin"), random_bytes(3, 4 << 20)).unwrap();
+    std::fs::write(vol.join("orders.log"), "order 1\n").unwrap();
+    reader.allow("orders", &vol);
+    let dest = TestDir::data("dest");
+    let dst = dest.path().join("pvc");
+    reader.pull(&vol, &dst, options()).await.unwrap();
+
+    std::fs::write(vol.join("orders.log"), "order 1\norder 2\n").unwrap();
+    let request = TransferRequest {
+        source: DataSource::Ssh(reader.endpoint(&vol)),
+        destination: dst.clone(),
+        options: options(),
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |p: TransferProgress| seen.lock().unwrap().push(p);
+    let stats = common::mover().transfer(&request, &progress).await.unwrap();
+    assert_eq!(stats.files_transferred, 1, "{stats:?}");
+    let seen = seen.into_inner().unwrap();
+    let last = seen.last().expect("progress updates");
+    assert_eq!(last.percent, Some(100), "{seen:?}");
+    assert_eq!(last.bytes, 16, "the bytes of the one file sent: {seen:?}");
+    assert_eq!(last.files_to_check, Some(0));
+    assert_eq!(last.attempt, 1);
+}
+
 /// rsync compares the time of a directory or special file to the second (`--modify-window=0`), so a
 /// copy whose time is in the same second as the source's keeps its own sub-second part. With the
 /// allowed `--modify-window=-1` the times are compared and set to the nanosecond.

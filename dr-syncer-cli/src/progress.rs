@@ -98,15 +98,18 @@ fn lines(label: &str) -> (ProgressFn, Display) {
         }
         Progress::Step { name } => eprintln!("[{label}] {name}"),
         Progress::Data { pvc, stage } => {
-            // Progress lines at most every 10 %.
+            // Progress lines at most every 10 % of each copy (a drill copies a volume more than once).
+            let mut last = last_data.lock().unwrap_or_else(|p| p.into_inner());
             if let PvcSyncStage::Moving(p) = stage {
-                let mut last = last_data.lock().unwrap_or_else(|p| p.into_inner());
                 let tenth = p.percent / 10;
                 if last.get(pvc) == Some(&tenth) {
                     return;
                 }
                 last.insert(pvc.clone(), tenth);
+            } else {
+                last.remove(pvc);
             }
+            drop(last);
             eprintln!("[{label}] {pvc}: {}", stage_text(stage));
         }
         _ => {}

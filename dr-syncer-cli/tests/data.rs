@@ -257,6 +257,13 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     );
     assert_eq!(read(&dr_data, "orders/3.json").as_deref(), Some("{\"id\":3}"));
     assert_eq!(read(&dr_data, "old.log"), None, "deletions are mirrored");
+    // Each of the two copies shows its end (copies of changes only, too).
+    assert_eq!(
+        run.stderr.matches("shop/data → shop/data: 100% (").count(),
+        2,
+        "{}",
+        run.stderr
+    );
     // What the clusters saw, in order: pre-copy mover, source quiet, final-delta mover, DR active.
     wait_for(
         "the watches to see the DR side active",

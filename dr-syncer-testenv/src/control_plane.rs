@@ -482,7 +482,11 @@ fn terminate(child: &mut Child) {
 }
 
 /// Build a client from a kubeconfig file (its current context).
-pub(crate) async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+/// An admin client from a kubeconfig file (e.g. of a control plane `scripts/testenv.sh` started).
+///
+/// # Errors
+/// [`Error::Kubeconfig`] when the file cannot be read or used.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
     client_with(path, true).await
 }
 

@@ -42,7 +42,7 @@ mod wait;
 mod yaml;
 
 pub use binaries::{agent_path, kapi_path, kubectl_path, workspace_root};
-pub use control_plane::{ControlPlane, ControlPlaneBuilder, Identity};
+pub use control_plane::{ControlPlane, ControlPlaneBuilder, Identity, client_from_kubeconfig};
 pub use error::{Error, Result};
 pub use names::{create_namespace, unique_name};
 pub use testing_api::{DenyRule, RequestCounts};

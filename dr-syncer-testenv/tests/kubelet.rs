@@ -220,6 +220,28 @@ spec:
         pods.logs("failing", &LogParams::default()).await.unwrap(),
         "oops\n"
     );
+    // A new pod of the same name starts with empty logs (a kubelet keeps them per pod UID).
+    pods.delete("failing", &DeleteParams::default()).await.unwrap();
+    wait_for("the failed pod gone", T, || async {
+        Ok(pods.get_opt("failing").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    apply_yaml(
+        &client,
+        Some(&ns),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: failing}\nspec: {restartPolicy: Never, containers: [{name: main, image: busybox, args: [-c, echo again]}]}\n",
+    )
+    .await
+    .unwrap();
+    wait_pod(&pods, "failing", "the new pod to succeed", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
+    assert_eq!(
+        pods.logs("failing", &LogParams::default()).await.unwrap(),
+        "again\n"
+    );
 
     // An application pod (unregistered image): Running and Ready, its volume shows the PV's data.
     let pod = wait_pod(&pods, "app", "app to run", |p| phase(p) == "Running").await;
@@ -244,7 +266,8 @@ spec:
         std::fs::symlink_metadata(&mount).unwrap().is_dir(),
         "a directory, not a symlink"
     );
-    assert_eq!(kubelet.processes_started(), 2);
+    // worker, failing and its successor of the same name (the app's image is not registered).
+    assert_eq!(kubelet.processes_started(), 3);
 }
 
 #[tokio::test]

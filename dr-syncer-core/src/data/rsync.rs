@@ -246,6 +246,7 @@ impl RsyncSsh {
         deadline: Option<Instant>,
         progress: ProgressFn<'_>,
     ) -> Result<TransferStats, DataMoverError> {
+        let started = Instant::now();
         let (rs, _) = self
             .run_rsync(plan, Mode::Copy { force_checksum }, attempt, deadline, progress)
             .await?;
@@ -255,6 +256,19 @@ impl RsyncSsh {
                 transient: true,
             });
         }
+        // rsync's own updates count the bytes of the files it sent against the size of all files, so
+        // a copy that only brings changes ends at 0 %: the copy is done, say so.
+        let done = rs.literal_data.unwrap_or(0) + rs.matched_data.unwrap_or(0);
+        progress(TransferProgress {
+            bytes: done,
+            percent: Some(100),
+            bytes_per_second: Some(done as f64 / started.elapsed().as_secs_f64().max(1e-3)),
+            remaining: Some(Duration::ZERO),
+            files_transferred: rs.files_transferred,
+            files_to_check: Some(0),
+            files_total: rs.files,
+            attempt,
+        });
         let mut stats = rs.to_transfer_stats();
         let opts = &plan.request.options;
         stats.files_verified = match opts.verification {

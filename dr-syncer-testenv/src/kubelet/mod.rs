@@ -113,8 +113,12 @@ impl Config {
         self.node_root(node).join("var/lib/kubelet")
     }
 
+    pub(crate) fn storage_dir(&self) -> PathBuf {
+        self.base.join("storage")
+    }
+
     pub(crate) fn volume_dir(&self, pv: &str) -> PathBuf {
-        self.base.join("storage").join(pv)
+        self.storage_dir().join(pv)
     }
 
     pub(crate) fn node(&self, name: &str) -> Option<&NodeInfo> {
@@ -312,14 +316,31 @@ impl fmt::Debug for Kubelet {
 impl Kubelet {
     /// Options for simulated nodes of `cluster`, attached to `network`.
     pub fn builder(cluster: &ControlPlane, network: &SimNetwork) -> KubeletBuilder {
+        Self::builder_for(cluster.client(), cluster.name(), cluster.pod_log_dir(), network)
+    }
+
+    /// Options for simulated nodes of a cluster this process did not start (e.g. one of
+    /// `scripts/testenv.sh`): its admin `client`, a `name` for directories, and the directory its
+    /// `pods/log` serves (`kapi serve --pod-log-dir`).
+    pub fn builder_for(
+        client: Client,
+        name: &str,
+        pod_log_dir: PathBuf,
+        network: &SimNetwork,
+    ) -> KubeletBuilder {
         KubeletBuilder {
-            client: cluster.client(),
-            cluster_name: cluster.name().to_owned(),
-            pod_log_dir: cluster.pod_log_dir(),
+            client,
+            cluster_name: name.to_owned(),
+            pod_log_dir,
             network: network.clone(),
             nodes: Vec::new(),
             images: BTreeMap::new(),
         }
+    }
+
+    /// The directory under which the PVs' storage directories are ([`Kubelet::volume_dir`]).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.config.storage_dir()
     }
 
     /// The node's "filesystem" root: hostPath volumes live below it.

@@ -877,6 +877,15 @@ impl Sim {
             .unwrap_or_else(|| ctr_dir.clone());
         let log_dir = self.config.pod_log_dir.join(&rt.namespace).join(&rt.name);
         fs::create_dir_all(&log_dir).map_err(|e| io(format!("creating {}", log_dir.display()), e))?;
+        // A new pod of an earlier one's name starts with empty logs, as a kubelet's (kept per pod UID)
+        // do; a restarted container of the same pod appends.
+        let owner = log_dir.join(".pod-uid");
+        if fs::read_to_string(&owner).ok().as_deref() != Some(uid) {
+            for entry in fs::read_dir(&log_dir).into_iter().flatten().flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+            fs::write(&owner, uid).map_err(|e| io(format!("writing {}", owner.display()), e))?;
+        }
         let log_path = log_dir.join(format!("{}.log", c.name));
         let log = fs::OpenOptions::new()
             .create(true)
