@@ -630,10 +630,18 @@ async fn continuous_changes_reach_dr_while_pvc_data_is_still_copying() {
     )
     .await
     .unwrap();
-    // 8 MiB that do not compress, copied at 512 KiB/s: about 16 s.
+    // 8 MiB of pseudo-random bytes (splitmix64), copied at 256 KiB/s: about 32 s. Status shows a copy
+    // as Syncing up to one progress interval (5 s) late; the change takes well under a second.
     let data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
-    let blob: Vec<u8> = (0u64..8 << 20)
-        .map(|i| (i.wrapping_mul(6_364_136_223_846_793_005) >> 56) as u8)
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let blob: Vec<u8> = (0..(8 << 20) / 8)
+        .flat_map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)).to_le_bytes()
+        })
         .collect();
     write(&data, "blob", &blob);
     let _op = env
@@ -654,7 +662,7 @@ spec:
   resourceTypes: [persistentvolumeclaims, configmaps]
   pvcConfig:
     syncData: true
-    dataSyncConfig: {{bandwidthLimit: 512}}
+    dataSyncConfig: {{bandwidthLimit: 256}}
 "#
     ))
     .await;

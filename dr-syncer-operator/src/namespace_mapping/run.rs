@@ -2,6 +2,7 @@
 //! status, metrics and events.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -16,7 +17,7 @@ use dr_syncer_core::{
     },
     apply::{Applier, ApplyOptions},
     config::SyncConfig,
-    engine::{Progress, SyncEngine, SyncReport, SyncTarget},
+    engine::{Change, Progress, SkippedObject, SyncEngine, SyncReport, SyncTarget},
     failure::FailureCategory,
     kube::{KubeApplier, KubeSource},
     resource::{ObjectKey, ResourceType},
@@ -44,36 +45,40 @@ use crate::{
     conditions::now,
     context::Context,
     error::{ClusterError, Error, Result},
-    metrics::{DurationLabels, MappingLabels, Metrics},
+    metrics::{DurationLabels, MappingLabels},
 };
 
-/// What continuous mode's change batches did while a full sync copied PVC data.
+/// What continuous mode's change batches left for after a full sync's PVC copies. The batches are
+/// early delivery, not part of the full sync: their counts and errors go to the metrics as they run;
+/// the changes of a batch with failed objects are synced again after the copies by the usual
+/// incremental path, which reports what still fails in status (and retries per `retryConfig`).
 #[derive(Debug, Default)]
 struct Batches {
-    reports: Vec<SyncReport>,
-    errors: Vec<RunError>,
+    /// Objects left out (immutable fields …), per namespace pair: reported with the full sync's.
+    skipped: Vec<(String, String, Vec<SkippedObject>)>,
+    /// Changes of batches with failed objects, per source namespace, oldest first.
+    retry: Vec<(String, Vec<Change>)>,
 }
 
 impl Batches {
-    /// Add to the full sync's results: a batch's failures and skips join the report of the same
-    /// namespace pair (whose counts stay the full sync's, as status shows them; the batch's counts go to
-    /// the metrics here), errors join the run's errors.
-    fn merge_into(self, reports: &mut Vec<SyncReport>, run_errors: &mut Vec<RunError>, metrics: &Metrics) {
-        for mut batch in self.reports {
-            match reports.iter_mut().find(|r| {
-                r.source_namespace == batch.source_namespace
-                    && r.destination_namespace == batch.destination_namespace
-            }) {
-                Some(full) => {
-                    // (The failures are counted once, with the full sync's report.)
-                    full.failures.append(&mut batch.failures);
-                    full.skipped.append(&mut batch.skipped);
-                    metrics.record_sync(&batch, None);
-                }
-                None => reports.push(batch),
+    /// Hand the skipped objects to the full sync's reports and the changes to sync again to `watch`.
+    /// Returns whether changes were handed back.
+    fn finish(self, reports: &mut [SyncReport], watch: &WatchBuffer) -> bool {
+        for (src, dst, mut skipped) in self.skipped {
+            if let Some(full) = reports
+                .iter_mut()
+                .find(|r| r.source_namespace == src && r.destination_namespace == dst)
+            {
+                full.skipped.append(&mut skipped);
             }
         }
-        run_errors.extend(self.errors);
+        let handed_back = !self.retry.is_empty();
+        // Newest first: of two changes of one object, the one kept is the newest (a change seen since
+        // is newer still and stays).
+        for (src, list) in self.retry.into_iter().rev() {
+            watch.restore(false, std::iter::once((src, list)).collect());
+        }
+        handed_back
     }
 }
 
@@ -271,49 +276,68 @@ impl<'a> Runner<'a> {
     }
 
     /// Continuous mode, while a full sync copies PVC data: sync the source changes the watches see, in
-    /// batches (collected for the debounce window), until `done` turns true. A batch that cannot run
-    /// puts its changes back and ends this (they wait for the next reconcile, as they would otherwise).
-    /// Status is not written here: the results join the full sync's.
+    /// batches (collected for the debounce window), until `done` turns true (a batch in progress then
+    /// finishes first). A batch that cannot run puts its changes back and is tried again after a
+    /// backoff (1 s doubling to 1 min). Status is not written here (see [`Batches`]).
     async fn batches_until(
         &self,
         watch: &WatchBuffer,
         mut done: tokio::sync::watch::Receiver<bool>,
         fail_fast: &[FailureCategory],
     ) -> Batches {
+        const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
         let mut out = Batches::default();
         let source: Arc<dyn ResourceSource> = Arc::new(self.source());
+        let metrics = &self.ctx.metrics;
+        let mut backoff = None::<Duration>;
         loop {
-            tokio::select! {
-                _ = done.wait_for(|d| *d) => return out,
-                () = watch.changed() => {}
+            if backoff.is_none() {
+                tokio::select! {
+                    biased;
+                    _ = done.wait_for(|d| *d) => return out,
+                    () = watch.changed() => {}
+                }
             }
             tokio::select! {
+                biased;
                 _ = done.wait_for(|d| *d) => return out,
-                () = tokio::time::sleep(self.ctx.options.debounce) => {}
+                () = tokio::time::sleep(backoff.unwrap_or(self.ctx.options.debounce)) => {}
             }
             let mut changes = watch.take_changes();
+            let mut failed = BTreeMap::new();
             for (src, dst) in &self.pairs {
                 let Some(list) = changes.remove(src).filter(|l| !l.is_empty()) else {
                     continue;
                 };
                 let engine = self.engine(source.clone(), Some(watch), dst, fail_fast);
                 match engine.sync_changes(&self.target(src, dst), list.clone()).await {
-                    Ok(report) => out.reports.push(report),
+                    Ok(mut report) => {
+                        metrics.record_sync(&report, None);
+                        if !report.skipped.is_empty() {
+                            out.skipped
+                                .push((src.clone(), dst.clone(), std::mem::take(&mut report.skipped)));
+                        }
+                        if !report.is_success() {
+                            out.retry.push((src.clone(), list));
+                        }
+                    }
                     Err(e) => {
                         warn!(source = %src, destination = %dst, error = %e, "change batch could not run");
-                        changes.insert(src.clone(), list);
-                        watch.restore(false, changes);
-                        out.errors.push(RunError {
+                        let empty = SyncReport {
                             source_namespace: src.clone(),
-                            destination_namespace: dst.clone(),
-                            kind: e.kind().to_owned(),
-                            category: e.category(),
-                            message: e.to_string(),
-                        });
-                        return out;
+                            ..Default::default()
+                        };
+                        metrics.record_sync(&empty, Some(e.kind()));
+                        failed.insert(src.clone(), list);
                     }
                 }
             }
+            backoff = if failed.is_empty() {
+                None
+            } else {
+                watch.restore(false, failed);
+                Some(backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1)))
+            };
         }
     }
 
@@ -500,6 +524,7 @@ impl<'a> Runner<'a> {
 
         // PVC data, after the objects of a full sync.
         let mut data_volumes = None;
+        let mut handed_back = false;
         if full && nm.spec.pvc_config.as_ref().is_some_and(|p| p.sync_data) && !self.pairs.is_empty() {
             let (tx, mut rx) =
                 tokio::sync::watch::channel(Vec::<dr_syncer_core::api::VolumeSyncStatus>::new());
@@ -558,7 +583,9 @@ impl<'a> Runner<'a> {
             let _ = writer.await;
             run_errors.extend(outcome.errors);
             data_volumes = Some(outcome.volumes);
-            batches.merge_into(&mut reports, &mut run_errors, &ctx.metrics);
+            if let Some(w) = watch {
+                handed_back = batches.finish(&mut reports, w);
+            }
         }
 
         // Namespaces that left the selector.
@@ -687,10 +714,18 @@ impl<'a> Runner<'a> {
             .as_ref()
             .map(|t| Duration::from_secs((t.0.as_second() - finished.0.as_second()).max(1) as u64));
         let flush = deferred.then(|| Duration::from_secs(TIMES_REFRESH as u64));
-        Ok(match [next_retry, next_sync, flush].into_iter().flatten().min() {
-            Some(d) => Action::requeue(d),
-            None => Action::await_change(),
-        })
+        // Changes of batches that failed during the copies: synced next (as an incremental batch).
+        let handed_back = handed_back.then_some(ctx.options.debounce);
+        Ok(
+            match [next_retry, next_sync, flush, handed_back]
+                .into_iter()
+                .flatten()
+                .min()
+            {
+                Some(d) => Action::requeue(d),
+                None => Action::await_change(),
+            },
+        )
     }
 
     fn record_metrics(&self, outcome: &Outcome, full: bool) {
@@ -968,94 +1003,70 @@ fn default_retry() -> RetryConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use dr_syncer_core::engine::{KindStats, ObjectFailure};
+    use dr_syncer_core::source::SourceObject;
+    use kube::api::DynamicObject;
 
     use super::*;
 
-    fn report(src: &str, kind: &str, stats: KindStats, failures: &[&str]) -> SyncReport {
-        SyncReport {
-            source_namespace: src.into(),
-            destination_namespace: format!("{src}-dr"),
-            kinds: BTreeMap::from([(kind.to_owned(), stats)]),
-            failures: failures
-                .iter()
-                .map(|o| ObjectFailure {
-                    object: (*o).into(),
-                    kind: "ApplyFailed".into(),
-                    category: FailureCategory::Other,
-                    message: format!("{o}: refused"),
-                    transient: false,
-                })
-                .collect(),
-            ..Default::default()
+    fn configmap(name: &str, version: &str) -> Change {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "shop"},
+            "data": {"version": version},
+        }))
+        .unwrap();
+        Change::Applied(SourceObject {
+            resource: ResourceType::namespaced("", "v1", "ConfigMap", "configmaps"),
+            object,
+        })
+    }
+
+    fn version(c: &Change) -> String {
+        match c {
+            Change::Applied(o) | Change::Deleted(o) => {
+                o.object.data["data"]["version"].as_str().unwrap().into()
+            }
         }
     }
 
     #[test]
-    fn batches_during_a_copy_add_their_failures_to_the_full_sync_and_their_counts_to_the_metrics() {
-        let full = report(
-            "shop",
-            "ConfigMap",
-            KindStats {
-                unchanged: 3,
-                ..Default::default()
-            },
-            &[],
-        );
-        let mut reports = vec![full];
-        let mut errors = Vec::new();
-        let batches = Batches {
-            reports: vec![
-                report(
-                    "shop",
-                    "ConfigMap",
-                    KindStats {
-                        updated: 1,
-                        failed: 1,
-                        ..Default::default()
-                    },
-                    &["ConfigMap/shop-dr/bad"],
-                ),
-                // A pair the full sync has no report for (its sync could not run) keeps the batch's.
-                report(
-                    "blog",
-                    "Secret",
-                    KindStats {
-                        created: 1,
-                        ..Default::default()
-                    },
-                    &[],
-                ),
-            ],
-            errors: vec![RunError {
-                source_namespace: "shop".into(),
-                destination_namespace: "shop-dr".into(),
-                kind: "SourceUnavailable".into(),
-                category: FailureCategory::NetworkError,
-                message: "list failed".into(),
-            }],
+    fn changes_of_failed_batches_are_handed_back_newest_first_and_skips_join_the_full_sync() {
+        let watch = WatchBuffer::default();
+        let mut reports = vec![SyncReport {
+            source_namespace: "shop".into(),
+            destination_namespace: "shop-dr".into(),
+            ..Default::default()
+        }];
+        let skip = SkippedObject {
+            object: "Service/shop-dr/web".into(),
+            reason: "immutable field spec.clusterIP (NoChange)".into(),
         };
-        let metrics = Metrics::new();
-        batches.merge_into(&mut reports, &mut errors, &metrics);
+        let batches = Batches {
+            skipped: vec![("shop".into(), "shop-dr".into(), vec![skip.clone()])],
+            retry: vec![
+                ("shop".into(), vec![configmap("a", "1"), configmap("b", "1")]),
+                ("shop".into(), vec![configmap("a", "2")]),
+            ],
+        };
+        assert!(batches.finish(&mut reports, &watch));
+        assert_eq!(reports[0].skipped, [skip]);
+        let (relisted, mut changes) = watch.take();
+        assert!(!relisted);
+        let mut got: Vec<(String, String)> = changes
+            .remove("shop")
+            .unwrap()
+            .iter()
+            .map(|c| match c {
+                Change::Applied(o) | Change::Deleted(o) => {
+                    (o.object.metadata.name.clone().unwrap(), version(c))
+                }
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, [("a".into(), "2".into()), ("b".into(), "1".into())]);
 
-        assert_eq!(reports.len(), 2);
-        assert_eq!(
-            reports[0].kinds["ConfigMap"].unchanged, 3,
-            "the full sync's counts stay"
-        );
-        assert_eq!(reports[0].kinds["ConfigMap"].updated, 0);
-        let failed: Vec<&str> = reports[0].failures.iter().map(|f| f.object.as_str()).collect();
-        assert_eq!(failed, ["ConfigMap/shop-dr/bad"]);
-        assert_eq!(reports[1].source_namespace, "blog");
-        assert_eq!(errors.len(), 1);
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"dr_syncer_resources_synced_total{namespace="shop",resource_type="ConfigMap",status="updated"} 1"#),
-            "{text}"
-        );
-        // The merged failure is counted once, when the full sync's report is recorded.
-        assert!(!text.contains("dr_syncer_sync_errors_total"), "{text}");
+        // Nothing failed: nothing handed back.
+        assert!(!Batches::default().finish(&mut reports, &watch));
+        assert!(watch.take().1.is_empty());
     }
 }

@@ -48,6 +48,20 @@ struct Buffer {
     last_event: Option<Timestamp>,
 }
 
+impl Buffer {
+    fn take_changes(&mut self) -> BTreeMap<String, Vec<Change>> {
+        let mut by_ns: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        for ((ns, _, _), change) in std::mem::take(&mut self.changes) {
+            by_ns.entry(ns).or_default().push(change);
+        }
+        // A finished list still waiting keeps the lag running: its comparison is still owed.
+        if !self.relisted {
+            self.oldest = None;
+        }
+        by_ns
+    }
+}
+
 /// What a worker has seen since the last reconcile took it.
 #[derive(Debug, Default)]
 pub struct WatchBuffer {
@@ -76,21 +90,14 @@ impl WatchBuffer {
 
     /// Take everything waiting: whether a list finished, and the changes per source namespace.
     pub fn take(&self) -> (bool, BTreeMap<String, Vec<Change>>) {
-        let relisted = std::mem::take(&mut self.lock().relisted);
-        (relisted, self.take_changes())
+        let mut b = self.lock();
+        let relisted = std::mem::take(&mut b.relisted);
+        (relisted, b.take_changes())
     }
 
     /// Take the waiting changes per source namespace, leaving a finished list for the next full sync.
     pub fn take_changes(&self) -> BTreeMap<String, Vec<Change>> {
-        let mut b = self.lock();
-        let mut by_ns: BTreeMap<String, Vec<Change>> = BTreeMap::new();
-        for ((ns, _, _), change) in std::mem::take(&mut b.changes) {
-            by_ns.entry(ns).or_default().push(change);
-        }
-        if !b.relisted {
-            b.oldest = None;
-        }
-        by_ns
+        self.lock().take_changes()
     }
 
     /// Wait until a change is recorded (one recorded since the last wait counts too).
