@@ -39,18 +39,22 @@ rm -f "$SIM_STATE"
 target/release/sim-nodes --state "$SIM_STATE" --image "dr-syncer-agent=$PWD/target/release/dr-syncer-agent" \
   "prod=$PROD=prod-a@10.88.0.11" "dr=$DR=dr-a@10.88.0.21" >target/testenv/sim-nodes.log 2>&1 &
 SIM_PID=$!
-trap 'kill -TERM "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null' EXIT
+stop_sim() { kill -TERM "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null; return 0; }
+trap stop_sim EXIT
 for _ in $(seq 1 300); do [ -s "$SIM_STATE" ] && break; kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.2; done
 if [ -s "$SIM_STATE" ]; then
   DATA=(--migrate-pvc-data)
   REVERSE=(--reverse-migrate-pvc-data)
 else
+  stop_sim
   echo "no simulated nodes ($(tail -n 1 target/testenv/sim-nodes.log)): this demo runs without PVC data"
 fi
 volume() { # CLUSTER KUBECONFIG: the storage directory of PVC shop/uploads there
-  local pv
-  pv=$("$KUBECTL" --kubeconfig "$2" -n shop get pvc uploads -o jsonpath='{.spec.volumeName}')
-  echo "$(awk -v c="$1" '$1 == c {print $2}' "$SIM_STATE")/$pv"
+  local pv storage
+  pv=$("$KUBECTL" --kubeconfig "$2" -n shop get pvc uploads -o jsonpath='{.spec.volumeName}') || return 1
+  storage=$(awk -v c="$1" '$1 == c {print $2}' "$SIM_STATE")
+  [ -n "$pv" ] && [ -n "$storage" ] && [ -d "$storage/$pv" ] || return 1
+  echo "$storage/$pv"
 }
 
 step "production: deploying the sample application (examples/demo/shop.yaml)"
@@ -58,7 +62,7 @@ step "production: deploying the sample application (examples/demo/shop.yaml)"
 "$KUBECTL" --kubeconfig "$PROD" rollout status deployment/storefront -n shop --timeout=60s
 if [ ${#DATA[@]} -gt 0 ]; then
   "$KUBECTL" --kubeconfig "$PROD" -n shop wait pvc/uploads --for=jsonpath='{.status.phase}'=Bound --timeout=60s
-  PROD_UPLOADS=$(volume prod "$PROD")
+  PROD_UPLOADS=$(volume prod "$PROD") || die "no storage directory for prod's PVC shop/uploads"
   mkdir -p "$PROD_UPLOADS/images"
   echo "order #1001: 2 mugs" >"$PROD_UPLOADS/orders.log"
   head -c 2097152 /dev/urandom >"$PROD_UPLOADS/images/banner.jpg"
@@ -75,9 +79,10 @@ step "stage: copy the namespace${DATA:+ and the PVC data}; the DR side stays qui
 "${CLI[@]}" stage "${DATA[@]}"
 "$KUBECTL" --kubeconfig "$DR" get deployments,services,configmaps,persistentvolumeclaims -n shop
 if [ ${#DATA[@]} -gt 0 ]; then
-  DR_UPLOADS=$(volume dr "$DR")
+  DR_UPLOADS=$(volume dr "$DR") || die "no storage directory for DR's PVC shop/uploads"
   echo "DR's PVC shop/uploads now holds:"; (cd "$DR_UPLOADS" && find . -type f -exec ls -l {} +)
-  cmp "$PROD_UPLOADS/images/banner.jpg" "$DR_UPLOADS/images/banner.jpg" && echo "banner.jpg: identical on both sides"
+  cmp -s "$PROD_UPLOADS/images/banner.jpg" "$DR_UPLOADS/images/banner.jpg" || die "banner.jpg differs on DR"
+  echo "banner.jpg: identical on both sides"
 fi
 
 step "diff: source and DR are in sync (exit 0)"
@@ -96,6 +101,7 @@ echo "prod: $("$KUBECTL" --kubeconfig "$PROD" -n shop get deployment storefront 
      "DR: $("$KUBECTL" --kubeconfig "$DR" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas"
 if [ ${#DATA[@]} -gt 0 ]; then
   echo "DR's orders.log (the order placed just before the cutover came along):"; cat "$DR_UPLOADS/orders.log"
+  grep -q '#1002' "$DR_UPLOADS/orders.log" || die "the last change before the cutover did not reach DR"
   echo "order #1003: 4 spoons (taken while DR was active)" >>"$DR_UPLOADS/orders.log"
 fi
 
@@ -105,11 +111,12 @@ echo "prod: $("$KUBECTL" --kubeconfig "$PROD" -n shop get deployment storefront 
      "DR: $("$KUBECTL" --kubeconfig "$DR" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas"
 if [ ${#DATA[@]} -gt 0 ]; then
   echo "production's orders.log (DR's order came back):"; cat "$PROD_UPLOADS/orders.log"
+  grep -q '#1003' "$PROD_UPLOADS/orders.log" || die "DR's change did not come back to production"
 fi
 
 cat <<MSG
 
-Both control planes are still running. Try:
+Both control planes are still running (the simulated nodes and their PVC storage are gone). Try:
   target/release/dr-syncer-cli --help
   export KUBECONFIG=$PROD
   $KUBECTL get all -n shop

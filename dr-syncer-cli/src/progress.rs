@@ -82,7 +82,7 @@ fn bar(label: &str) -> (ProgressFn, Display) {
 fn lines(label: &str) -> (ProgressFn, Display) {
     let label = label.to_owned();
     let last_quarter = Mutex::new(0usize);
-    let last_data: Mutex<std::collections::HashMap<String, u8>> = Mutex::new(Default::default());
+    let last_data: Mutex<std::collections::HashMap<String, (u32, u8)>> = Mutex::new(Default::default());
     let f: ProgressFn = Arc::new(move |event: &Progress| match event {
         Progress::Planned { total } => {
             *last_quarter.lock().unwrap_or_else(|p| p.into_inner()) = 0;
@@ -101,7 +101,8 @@ fn lines(label: &str) -> (ProgressFn, Display) {
             // Progress lines at most every 10 % of each copy (a drill copies a volume more than once).
             let mut last = last_data.lock().unwrap_or_else(|p| p.into_inner());
             if let PvcSyncStage::Moving(p) = stage {
-                let tenth = p.percent / 10;
+                // (A retry starts its own count.)
+                let tenth = (p.attempt, p.percent / 10);
                 if last.get(pvc) == Some(&tenth) {
                     return;
                 }

@@ -481,8 +481,8 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Build a client from a kubeconfig file (its current context).
-/// An admin client from a kubeconfig file (e.g. of a control plane `scripts/testenv.sh` started).
+/// An admin client from a kubeconfig file (its current context; e.g. of a control plane
+/// `scripts/testenv.sh` started).
 ///
 /// # Errors
 /// [`Error::Kubeconfig`] when the file cannot be read or used.

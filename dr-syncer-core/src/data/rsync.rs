@@ -182,7 +182,8 @@ impl RsyncSsh {
         format!("{}@reader:{path}/", plan.endpoint.user)
     }
 
-    /// One rsync run; `Ok` carries the parsed output.
+    /// One rsync run; `Ok` carries the parsed output and whether every file was copied (false for an
+    /// incomplete run accepted by `allow_incomplete`).
     async fn run_rsync(
         &self,
         plan: &Plan<'_>,
@@ -190,7 +191,7 @@ impl RsyncSsh {
         attempt: u32,
         deadline: Option<Instant>,
         progress: ProgressFn<'_>,
-    ) -> Result<(RsyncStats, Vec<String>), DataMoverError> {
+    ) -> Result<(RsyncStats, Vec<String>, bool), DataMoverError> {
         let what = if mode == Mode::VerifyFull {
             "verify"
         } else {
@@ -221,13 +222,13 @@ impl RsyncSsh {
         let stats = RsyncStats::parse(out.text.iter().map(String::as_str));
         let code = out.code;
         match code {
-            Some(0) => Ok((stats, out.text)),
+            Some(0) => Ok((stats, out.text, true)),
             Some(c @ (23 | 24)) if plan.request.options.allow_incomplete => {
                 warn!(
                     code = c,
                     "rsync could not copy every file; accepted (allow_incomplete)"
                 );
-                Ok((stats, out.text))
+                Ok((stats, out.text, false))
             }
             _ => Err(classify(
                 code,
@@ -247,7 +248,7 @@ impl RsyncSsh {
         progress: ProgressFn<'_>,
     ) -> Result<TransferStats, DataMoverError> {
         let started = Instant::now();
-        let (rs, _) = self
+        let (rs, _, complete) = self
             .run_rsync(plan, Mode::Copy { force_checksum }, attempt, deadline, progress)
             .await?;
         if !rs.is_complete() {
@@ -256,25 +257,12 @@ impl RsyncSsh {
                 transient: true,
             });
         }
-        // rsync's own updates count the bytes of the files it sent against the size of all files, so
-        // a copy that only brings changes ends at 0 %: the copy is done, say so.
-        let done = rs.literal_data.unwrap_or(0) + rs.matched_data.unwrap_or(0);
-        progress(TransferProgress {
-            bytes: done,
-            percent: Some(100),
-            bytes_per_second: Some(done as f64 / started.elapsed().as_secs_f64().max(1e-3)),
-            remaining: Some(Duration::ZERO),
-            files_transferred: rs.files_transferred,
-            files_to_check: Some(0),
-            files_total: rs.files,
-            attempt,
-        });
         let mut stats = rs.to_transfer_stats();
         let opts = &plan.request.options;
         stats.files_verified = match opts.verification {
             VerificationMode::None => 0,
             VerificationMode::Full => {
-                let (rs, lines) = self
+                let (rs, lines, _) = self
                     .run_rsync(plan, Mode::VerifyFull, attempt, deadline, &|_| {})
                     .await?;
                 verify::check_itemized(&lines)?;
@@ -282,6 +270,21 @@ impl RsyncSsh {
             }
             VerificationMode::Sample => self.verify_sample(plan, attempt, deadline).await?,
         };
+        // rsync's own updates count the bytes of the files it sent against the size of all files, so
+        // a copy that only brings changes ends at 0 %: once it is complete (and verified), say so.
+        if complete {
+            let done = rs.literal_data.unwrap_or(0) + rs.matched_data.unwrap_or(0);
+            progress(TransferProgress {
+                bytes: done,
+                percent: Some(100),
+                bytes_per_second: Some(done as f64 / started.elapsed().as_secs_f64().max(1e-3)),
+                remaining: Some(Duration::ZERO),
+                files_transferred: rs.files_transferred,
+                files_to_check: Some(0),
+                files_total: rs.files,
+                attempt,
+            });
+        }
         Ok(stats)
     }
 

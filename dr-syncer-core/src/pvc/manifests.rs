@@ -30,6 +30,8 @@ use super::{
 };
 use crate::keys::{AuthorizedClientKeys, KeyPair, KeySecrets};
 
+/// The agent's state directory (sshd's configuration, keys, grants in effect): an in-memory emptyDir.
+pub const AGENT_STATE_DIR: &str = "/run/dr-syncer-agent";
 /// Mount point of the host keys Secret in the agent.
 pub const AGENT_HOST_KEYS_DIR: &str = "/etc/dr-syncer/host-keys";
 /// Mount point of the authorized keys Secret in the agent.
@@ -155,8 +157,8 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             format!("--host-keys-dir={AGENT_HOST_KEYS_DIR}"),
             format!("--authorized-keys-dir={AGENT_AUTHORIZED_KEYS_DIR}"),
             format!("--grants-dir={AGENT_GRANTS_DIR}"),
-            "--state-dir=/run/dr-syncer-agent",
-            "--allow-dir=/run/dr-syncer-agent/allow",
+            format!("--state-dir={AGENT_STATE_DIR}"),
+            format!("--allow-dir={AGENT_STATE_DIR}/allow"),
             format!("--volume-root={}", settings.kubelet_root),
         ],
         "env": settings.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
@@ -185,7 +187,10 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             {"name": "host-keys", "mountPath": AGENT_HOST_KEYS_DIR, "readOnly": true},
             {"name": "authorized-keys", "mountPath": AGENT_AUTHORIZED_KEYS_DIR, "readOnly": true},
             {"name": "grants", "mountPath": AGENT_GRANTS_DIR, "readOnly": true},
-            {"name": "run", "mountPath": "/run"},
+            // The agent's own state directory is the emptyDir, not an ancestor of it: a kubelet makes
+            // emptyDirs world-writable, and sshd refuses files below such a directory (the agent makes
+            // its state directory 0700). /run/sshd comes with the image (read-only root file system).
+            {"name": "run", "mountPath": AGENT_STATE_DIR},
         ],
     });
     if let Some(p) = pull {

@@ -88,6 +88,18 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(why) = unavailable_reason() {
         return Err(why);
     }
+    // From the start: a signal during setup still removes what was set up (by the drops below).
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        r = serve(&args) => r,
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+    }
+}
+
+/// Start the nodes, announce them, and run until the future is dropped (which stops everything).
+async fn serve(args: &Args) -> Result<(), String> {
     let network = SimNetwork::create().map_err(|e| e.to_string())?;
     let mut kubelets = Vec::new();
     let mut state = String::new();
@@ -112,23 +124,23 @@ async fn run(args: Args) -> Result<(), String> {
         kubelets.push(kubelet);
     }
     if let Some(path) = &args.state {
-        std::fs::write(path, &state).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Complete or absent for whoever waits for it: written aside, then renamed into place.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &state)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     println!("ready");
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    // Dropping the simulators stops their processes and removes their mounts and namespaces.
-    drop(kubelets);
-    drop(network);
+    // Until a signal drops this future: dropping the simulators and the network stops the pods'
+    // processes and removes their mounts and namespaces.
+    let _keep = (kubelets, network);
+    std::future::pending::<()>().await;
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    dr_syncer_testenv::init_tracing();
     let args = match parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

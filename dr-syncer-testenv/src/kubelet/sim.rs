@@ -669,7 +669,13 @@ impl Sim {
                 host
             } else if vol.empty_dir.is_some() {
                 let target = vols.join("kubernetes.io~empty-dir").join(&vol.name);
-                fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+                if !target.exists() {
+                    fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+                    // World-writable, as a kubelet sets up every emptyDir (once: the pod may change it).
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(0o777))
+                        .map_err(|e| e.to_string())?;
+                }
                 target
             } else {
                 // downwardAPI, projected, ...: an empty directory.
