@@ -314,6 +314,15 @@ impl Metrics {
         }
     }
 
+    /// A sync of `namespace` that could not run at all, with its error kind.
+    pub fn record_run_failure(&self, namespace: &str, kind: &str) {
+        let empty = SyncReport {
+            source_namespace: namespace.to_owned(),
+            ..Default::default()
+        };
+        self.record_sync(&empty, Some(kind));
+    }
+
     /// Record one sync of a namespace.
     pub fn record_sync(&self, report: &SyncReport, failed_to_run: Option<&str>) {
         let namespace = report.source_namespace.clone();

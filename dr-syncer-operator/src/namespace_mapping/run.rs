@@ -323,11 +323,7 @@ impl<'a> Runner<'a> {
                     }
                     Err(e) => {
                         warn!(source = %src, destination = %dst, error = %e, "change batch could not run");
-                        let empty = SyncReport {
-                            source_namespace: src.clone(),
-                            ..Default::default()
-                        };
-                        metrics.record_sync(&empty, Some(e.kind()));
+                        metrics.record_run_failure(src, e.kind());
                         failed.insert(src.clone(), list);
                     }
                 }
@@ -566,8 +562,8 @@ impl<'a> Runner<'a> {
             let synced_by = self.key.clone();
             let copy = super::data::sync_data(ctx, &nm, &self.clusters, &self.pairs, &synced_by, &on_update);
             // Continuous mode: source changes keep flowing while the data is copied (a copy can take
-            // hours); their results join this sync's.
-            let (outcome, batches) = match watch {
+            // hours), in batches of their own (see `Batches`).
+            let outcome = match watch {
                 Some(w) => {
                     let (copied_tx, copied_rx) = tokio::sync::watch::channel(false);
                     let copy = async move {
@@ -575,17 +571,16 @@ impl<'a> Runner<'a> {
                         let _ = copied_tx.send(true);
                         outcome
                     };
-                    tokio::join!(copy, self.batches_until(w, copied_rx, &fail_fast))
+                    let (outcome, batches) = tokio::join!(copy, self.batches_until(w, copied_rx, &fail_fast));
+                    handed_back = batches.finish(&mut reports, w);
+                    outcome
                 }
-                None => (copy.await, Batches::default()),
+                None => copy.await,
             };
             drop(on_update);
             let _ = writer.await;
             run_errors.extend(outcome.errors);
             data_volumes = Some(outcome.volumes);
-            if let Some(w) = watch {
-                handed_back = batches.finish(&mut reports, w);
-            }
         }
 
         // Namespaces that left the selector.
@@ -734,11 +729,7 @@ impl<'a> Runner<'a> {
             m.record_sync(r, None);
         }
         for e in &outcome.run_errors {
-            let empty = SyncReport {
-                source_namespace: e.source_namespace.clone(),
-                ..Default::default()
-            };
-            m.record_sync(&empty, Some(&e.kind));
+            m.record_run_failure(&e.source_namespace, &e.kind);
         }
         m.sync_duration
             .get_or_create(&DurationLabels {
