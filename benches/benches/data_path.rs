@@ -31,21 +31,9 @@ use dr_syncer_core::{
     },
     keys::KeyPair,
 };
+use dr_syncer_testenv::random_bytes;
 
 const MIB: u64 = 1 << 20;
-
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// The 1 GiB tree; the number of files.
 fn build_tree(root: &Path) -> usize {

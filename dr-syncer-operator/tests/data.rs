@@ -54,6 +54,9 @@ async fn nodes(env: &Env, subnet: u8) -> Nodes {
     Nodes { _net: net, prod, dr }
 }
 
+/// One PVC, `data`.
+const DATA_PVC: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+
 /// The source namespace: two PVCs, one mounted by a running pod on prod-b, one by nothing.
 const APP: &str = r#"
 apiVersion: v1
@@ -75,18 +78,23 @@ spec:
   volumes: [{name: data, persistentVolumeClaim: {claimName: db}}]
 "#;
 
-async fn source_namespace(env: &Env) {
+/// Namespace `ns` in prod, with `objects` (YAML documents) in it.
+async fn prod_namespace(env: &Env, ns: &str, objects: &str) {
     let client = env.prod.client();
     dr_syncer_testenv::apply_yaml(
         &client,
         None,
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
     )
     .await
     .unwrap();
-    dr_syncer_testenv::apply_yaml(&client, Some("shop"), APP)
+    dr_syncer_testenv::apply_yaml(&client, Some(ns), objects)
         .await
         .unwrap();
+}
+
+async fn source_namespace(env: &Env) {
+    prod_namespace(env, "shop", APP).await;
 }
 
 fn write(dir: &std::path::Path, name: &str, content: &[u8]) {
@@ -513,23 +521,9 @@ async fn continuous_mappings_copy_data_within_the_source_clusters_global_limit()
     }
     let env = Env::start("op-data-global").await;
     let nodes = nodes(&env, 96).await;
-    let client = env.prod.client();
     // Two namespaces of the same source cluster, one PVC each (2 MiB, copied at 1 MiB/s).
     for ns in ["shop", "blog"] {
-        dr_syncer_testenv::apply_yaml(
-            &client,
-            None,
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
-        )
-        .await
-        .unwrap();
-        dr_syncer_testenv::apply_yaml(
-            &client,
-            Some(ns),
-            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
-        )
-        .await
-        .unwrap();
+        prod_namespace(&env, ns, DATA_PVC).await;
         let data = nodes.prod.bound_volume_dir(ns, "data", WAIT).await.unwrap();
         write(&data, "blob", &vec![1u8; 2 << 20]);
     }
@@ -616,33 +610,16 @@ async fn continuous_changes_reach_dr_while_pvc_data_is_still_copying() {
     let env = Env::start("op-data-batches").await;
     let nodes = nodes(&env, 97).await;
     let client = env.prod.client();
-    dr_syncer_testenv::apply_yaml(
-        &client,
-        None,
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    prod_namespace(
+        &env,
+        "shop",
+        &format!("{DATA_PVC}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{version: \"1\"}}\n"),
     )
-    .await
-    .unwrap();
-    dr_syncer_testenv::apply_yaml(
-        &client,
-        Some("shop"),
-        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {version: \"1\"}\n",
-    )
-    .await
-    .unwrap();
-    // 8 MiB of pseudo-random bytes (splitmix64), copied at 256 KiB/s: about 32 s. Status shows a copy
-    // as Syncing up to one progress interval (5 s) late; the change takes well under a second.
+    .await;
+    // 8 MiB of pseudo-random bytes, copied at 256 KiB/s: about 32 s. Status shows a copy as Syncing up
+    // to one progress interval (5 s) late; the change takes well under a second.
     let data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let blob: Vec<u8> = (0..(8 << 20) / 8)
-        .flat_map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)).to_le_bytes()
-        })
-        .collect();
+    let blob = dr_syncer_testenv::random_bytes(97, 8 << 20);
     write(&data, "blob", &blob);
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])

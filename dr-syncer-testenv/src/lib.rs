@@ -49,6 +49,20 @@ pub use testing_api::{DenyRule, RequestCounts};
 pub use wait::{wait_for, wait_for_condition};
 pub use yaml::{FIELD_MANAGER, apply_yaml, parse_yaml_documents};
 
+/// A deterministic pseudo-random byte stream (xorshift), for incompressible test files and volumes.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// Install a tracing subscriber that writes through the test harness's captured output.
 ///
 /// Safe to call from every test; only the first call installs it. The filter comes from `RUST_LOG`

@@ -459,19 +459,8 @@ pub fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) + Sync) {
     }
 }
 
-/// A deterministic pseudo-random byte stream (xorshift), for incompressible test files.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+/// A deterministic pseudo-random byte stream, for incompressible test files.
+pub use dr_syncer_testenv::random_bytes;
 
 /// Network namespaces joined by a veth pair, deleted when dropped (also when a test fails).
 pub struct NetnsPair {
