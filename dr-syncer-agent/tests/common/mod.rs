@@ -307,10 +307,15 @@ impl Reader {
         }
     }
 
-    /// A known_hosts file with the reader's host key.
+    /// A known_hosts file with the reader's (current) host key. Written aside and renamed into place:
+    /// clients running in parallel read it while another call rewrites it, and must never see it empty.
     pub fn known_hosts(&self) -> PathBuf {
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = self.state.path().join("known_hosts");
-        std::fs::write(&path, format!("[{}]:{} {}\n", self.host, self.port, self.pin())).unwrap();
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.state.path().join(format!("known_hosts.{n}.tmp"));
+        std::fs::write(&tmp, format!("[{}]:{} {}\n", self.host, self.port, self.pin())).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
         path
     }
 
