@@ -499,12 +499,23 @@ async fn a_client_key_rotation_does_not_break_a_running_transfer() {
         .unwrap();
         let generated = reader.state.path().join("state/authorized_keys");
         let want = keys.to_authorized_keys();
+        // The expiry options too: two rotations can list the same keys with different expiries.
+        let expiries = |text: &str| -> Vec<String> {
+            let mut e: Vec<String> = text
+                .split("expiry-time=\"")
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+                .collect();
+            e.sort();
+            e
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = std::fs::read_to_string(&generated).unwrap_or_default();
             let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
             if lines.len() == want.lines().count()
                 && keys.entries().iter().all(|e| text.contains(&e.key.to_openssh()))
+                && expiries(&text) == expiries(&want)
             {
                 return;
             }
