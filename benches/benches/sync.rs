@@ -282,13 +282,20 @@ fn line(name: &str, n: usize, took: Duration, target: &str, pass: Option<bool>) 
     );
 }
 
-async fn run(n: usize) {
-    let [src, dst] = ControlPlane::start_many(["bench-prod", "bench-dr"])
+/// A destination control plane for one write line: every line starts from the same, empty server (a
+/// server slows as it fills, so lines that ran into one shared destination one after the other would
+/// each meet a fuller store than the line before).
+async fn fresh_destination(line: &str) -> (ControlPlane, Client) {
+    let dst = ControlPlane::start(&format!("bench-dr-{line}"))
         .await
-        .expect("control planes");
+        .expect("control plane");
+    let admin = dst.client_without_retries().await.expect("client");
+    (dst, admin)
+}
+
+async fn run(n: usize) {
+    let src = ControlPlane::start("bench-prod").await.expect("control plane");
     let src_admin = src.client_without_retries().await.expect("client");
-    let dst_admin = dst.client_without_retries().await.expect("client");
-    let writer = dst.identity("dr-syncer").await.expect("identity");
     let connect_file = |path: std::path::PathBuf| async move {
         connect(&ClusterConfig {
             kubeconfig: KubeconfigSource::File(path),
@@ -298,6 +305,28 @@ async fn run(n: usize) {
         .expect("connect")
     };
     let options = ClientOptions::default();
+
+    let src_ns = create_namespace(&src_admin, "bench").await.expect("ns");
+    write_all(&src_admin, &src_ns, &mixed_objects(n), false).await;
+
+    println!("\n== {n} mixed objects (ConfigMaps, Secrets, Services, Deployments) ==");
+    let objects = source_objects(&src_admin, &src_ns).await;
+    assert_eq!(objects.len(), n);
+    let raw = {
+        let (_dst, admin) = fresh_destination("raw").await;
+        let ns = create_namespace(&admin, "raw").await.expect("ns");
+        write_all(&admin, &ns, &objects, false).await
+    };
+    line("raw create", n, raw, "server limit, 64 parallel creates", None);
+    let raw_apply = {
+        let (_dst, admin) = fresh_destination("raw-apply").await;
+        let ns = create_namespace(&admin, "raw-apply").await.expect("ns");
+        write_all(&admin, &ns, &objects, true).await
+    };
+    line("raw apply", n, raw_apply, "64 parallel server-side applies", None);
+
+    let (dst, dst_admin) = fresh_destination("first-copy").await;
+    let writer = dst.identity("dr-syncer").await.expect("identity");
     let source = Arc::new(KubeSource::new(
         connect_file(src.kubeconfig().to_path_buf()).await,
         options.calls(),
@@ -307,20 +336,6 @@ async fn run(n: usize) {
         options.calls(),
     ));
     let engine = SyncEngine::new(source, applier);
-
-    let src_ns = create_namespace(&src_admin, "bench").await.expect("ns");
-    write_all(&src_admin, &src_ns, &mixed_objects(n), false).await;
-
-    println!("\n== {n} mixed objects (ConfigMaps, Secrets, Services, Deployments) ==");
-    let objects = source_objects(&src_admin, &src_ns).await;
-    assert_eq!(objects.len(), n);
-    let raw_ns = create_namespace(&dst_admin, "raw").await.expect("ns");
-    let raw = write_all(&dst_admin, &raw_ns, &objects, false).await;
-    line("raw create", n, raw, "server limit, 64 parallel creates", None);
-    let raw_apply_ns = create_namespace(&dst_admin, "raw-apply").await.expect("ns");
-    let raw_apply = write_all(&dst_admin, &raw_apply_ns, &objects, true).await;
-    line("raw apply", n, raw_apply, "64 parallel server-side applies", None);
-
     let target = SyncTarget {
         source_cluster: "prod".into(),
         destination_cluster: "dr".into(),
@@ -347,6 +362,8 @@ async fn run(n: usize) {
     // preflight included) into a fresh namespace.
     let stage_ns = format!("{src_ns}-stage");
     let cli = cli_binary(); // (built before the clock starts)
+    let (stage_dst, _) = fresh_destination("stage").await;
+    let stage_writer = stage_dst.identity("dr-syncer").await.expect("identity");
     let started = Instant::now();
     let out = Command::new(cli)
         .args([
@@ -361,10 +378,11 @@ async fn run(n: usize) {
         .arg("--source-kubeconfig")
         .arg(src.kubeconfig())
         .arg("--dest-kubeconfig")
-        .arg(&writer.kubeconfig)
+        .arg(&stage_writer.kubeconfig)
         .output()
         .expect("run dr-syncer-cli");
     let stage = started.elapsed();
+    drop(stage_dst);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     line(
         "CLI stage",

@@ -8,14 +8,15 @@ use std::{
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::{
     Client,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     core::{DynamicObject, TypeMeta},
 };
 use serde_json::Value;
 
 use super::{
     FIELD_MANAGER,
-    calls::{Calls, is_not_found, is_retryable},
+    calls::{Calls, is_already_exists, is_not_found, is_retryable},
+    ownership,
     source::{api_for, get_one, list_all, with_types},
 };
 use crate::{
@@ -137,11 +138,12 @@ fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
     (want, hash)
 }
 
-/// A live object as the applier holds and returns it: without `metadata.managedFields`. No comparison
-/// reads them, and on a server-side-applied object they are often as large as the rest of it, so a cache
-/// of 10,000 DR objects would otherwise hold them all twice over.
+/// A live object as the applier holds and returns it: without `metadata.managedFields` but for
+/// dr-syncer's `Update` entry ([`ownership::created_entry_only`]). No comparison reads them, and on a
+/// server-side-applied object they are often as large as the rest of it, so a cache of 10,000 DR objects
+/// would otherwise hold them all twice over.
 fn lean(mut obj: DynamicObject) -> DynamicObject {
-    obj.metadata.managed_fields = None;
+    obj.metadata.managed_fields = ownership::created_entry_only(obj.metadata.managed_fields.take());
     obj
 }
 
@@ -223,6 +225,107 @@ impl KubeApplier {
         let written = self
             .calls
             .run(&format!("apply {key}"), || api.patch(&key.name, &params, &patch))
+            .await?;
+        self.remember(rt, key, Some(written));
+        Ok(())
+    }
+
+    /// Create `desired` with POST (field manager `dr-syncer`): a first copy writes most objects this way,
+    /// because the server takes a create markedly faster than a server-side apply (see
+    /// [`super::ownership`] for how those fields are taken over later). When the object exists after all
+    /// (created since the live objects were listed), it is updated instead.
+    async fn create_or_apply(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+        desired: &DynamicObject,
+    ) -> Result<(), kube::Error> {
+        let api = api_for(&self.client, rt, key.namespace.as_deref());
+        let params = PostParams {
+            dry_run: false,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        match self
+            .calls
+            .run(&format!("create {key}"), || api.create(&params, desired))
+            .await
+        {
+            Ok(written) => {
+                self.remember(rt, key, Some(written));
+                Ok(())
+            }
+            // (Also what a retried create meets when the first attempt's answer was lost.)
+            Err(e) if is_already_exists(&e) => match self.get(rt, key).await {
+                Ok(Some(live)) => {
+                    let created = ownership::created_fields(live.metadata.managed_fields.as_ref());
+                    self.update(rt, key, desired, created).await
+                }
+                _ => self.server_side_apply(rt, key, desired).await,
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Update an existing object: with server-side apply, or — when the live object still has
+    /// dr-syncer's `Update` entry (`created`: its field set, from a create by POST) and `desired` lacks a
+    /// field that entry owns — with the one merge patch that removes the field and takes the entry over
+    /// ([`super::ownership`]).
+    async fn update(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+        desired: &DynamicObject,
+        created: Option<&Value>,
+    ) -> Result<(), kube::Error> {
+        let body = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+        match created {
+            Some(fields) if ownership::lacks_owned_field(fields, &body) => {
+                self.take_over(rt, key, &body).await
+            }
+            _ => self.server_side_apply(rt, key, desired).await,
+        }
+    }
+
+    /// The takeover write of [`KubeApplier::update`]: read the object with its `managedFields`, then
+    /// merge-patch `desired` onto it ([`ownership::takeover_patch`]).
+    async fn take_over(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+        desired: &Value,
+    ) -> Result<(), kube::Error> {
+        let api = api_for(&self.client, rt, key.namespace.as_deref());
+        let full = self
+            .calls
+            .run(&format!("get {key}"), || api.get(&key.name))
+            .await?;
+        let managed = full.metadata.managed_fields.as_ref();
+        let (Some(fields), Some(converted)) = (
+            ownership::created_fields(managed),
+            managed.and_then(|m| ownership::converted(m)),
+        ) else {
+            // Taken over since the live object was read: an apply does it all.
+            let desired: DynamicObject =
+                serde_json::from_value(desired.clone()).map_err(kube::Error::SerdeError)?;
+            return self.server_side_apply(rt, key, &desired).await;
+        };
+        let patch = ownership::takeover_patch(
+            fields,
+            desired,
+            &converted,
+            full.metadata.resource_version.as_deref(),
+        );
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let patch = Patch::Merge(&patch);
+        tracing::debug!(object = %key, "taking over fields dr-syncer created by POST");
+        let written = self
+            .calls
+            .run(&format!("take over {key}"), || {
+                api.patch(&key.name, &params, &patch)
+            })
             .await?;
         self.remember(rt, key, Some(written));
         Ok(())
@@ -350,7 +453,19 @@ impl Applier for KubeApplier {
             });
         }
         annotate(&mut desired, annotations::LAST_SYNCED, now_rfc3339());
-        match self.server_side_apply(rt, &key, &desired).await {
+        let written = match &live {
+            None => self.create_or_apply(rt, &key, &desired).await,
+            Some(live) => {
+                self.update(
+                    rt,
+                    &key,
+                    &desired,
+                    ownership::created_fields(live.metadata.managed_fields.as_ref()),
+                )
+                .await
+            }
+        };
+        match written {
             Ok(_) => Ok(ApplyResult {
                 action,
                 diff: Some(changes),

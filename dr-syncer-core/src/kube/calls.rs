@@ -74,6 +74,11 @@ pub fn category_of(err: &kube::Error) -> crate::failure::FailureCategory {
     }
 }
 
+/// Whether `err` is a 409 AlreadyExists (a create of an object that exists).
+pub fn is_already_exists(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
 /// Whether `err` is a 404 Not Found.
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)

@@ -14,13 +14,17 @@ mod client;
 mod discovery;
 mod drill;
 mod immutable;
+mod ownership;
 mod preflight;
 mod pvc_sync;
 mod source;
 
 pub use self::{
     applier::KubeApplier,
-    calls::{CallStats, Calls, RetryPolicy, category_of, is_not_found, is_retryable, is_unserved},
+    calls::{
+        CallStats, Calls, RetryPolicy, category_of, is_already_exists, is_not_found, is_retryable,
+        is_unserved,
+    },
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
     discovery::{custom_resource_types, discover},
     drill::{DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport},

@@ -1,0 +1,356 @@
+//! Field ownership of objects dr-syncer created with a plain create (POST).
+//!
+//! A first copy creates objects with POST (field manager `dr-syncer`): the server takes a create markedly
+//! faster than a server-side apply. Fields created that way belong to the `managedFields` entry of manager
+//! `dr-syncer` with operation `Update`, and a server-side apply (operation `Apply`) never removes a field
+//! an `Update` entry owns. So when a later desired state leaves out a field that entry still owns (the
+//! source dropped it), the applier writes it with one JSON merge patch instead of an apply
+//! ([`takeover_patch`]): the desired object, `null` for each dropped field, and `managedFields` with the
+//! `Update` entry turned into the `Apply` entry — the way `kubectl apply --server-side` takes over
+//! client-side-applied objects, here in the same write as the change. The fields that write changes
+//! belong to a (small) `Update` entry again; each later write checks it the same way, and every apply
+//! that changes one of them takes it over.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+use serde_json::{Map, Value};
+
+use super::FIELD_MANAGER;
+
+/// Whether `entry` is dr-syncer's `Update` entry of the main resource (what a create by POST leaves).
+pub(super) fn is_created_entry(entry: &ManagedFieldsEntry) -> bool {
+    entry.manager.as_deref() == Some(FIELD_MANAGER)
+        && entry.operation.as_deref() == Some("Update")
+        && entry.subresource.as_deref().unwrap_or("").is_empty()
+}
+
+/// `managedFields` as the applier's cache keeps them: dr-syncer's `Update` entry (with its field set), or
+/// nothing. Other entries are dropped: no comparison reads them, and on a server-side-applied object
+/// they are often as large as the rest of the object.
+pub(super) fn created_entry_only(
+    entries: Option<Vec<ManagedFieldsEntry>>,
+) -> Option<Vec<ManagedFieldsEntry>> {
+    let kept: Vec<ManagedFieldsEntry> = entries
+        .unwrap_or_default()
+        .into_iter()
+        .filter(is_created_entry)
+        .collect();
+    (!kept.is_empty()).then_some(kept)
+}
+
+/// The field set of dr-syncer's `Update` entry, if the object has one.
+pub(super) fn created_fields(entries: Option<&Vec<ManagedFieldsEntry>>) -> Option<&Value> {
+    entries?
+        .iter()
+        .find(|e| is_created_entry(e))
+        .and_then(|e| e.fields_v1.as_ref())
+        .map(|f| &f.0)
+}
+
+/// Whether `fields` (a `fieldsV1` set) names a field that `obj` lacks: a field an apply of `obj` would
+/// leave behind. Conservative: a set member this cannot match against `obj` (an unknown key form, a value
+/// of another shape) counts as lacking, which costs one ownership conversion, never a field left behind.
+pub(super) fn lacks_owned_field(fields: &Value, obj: &Value) -> bool {
+    let Some(members) = fields.as_object() else {
+        return false;
+    };
+    members.iter().any(|(member, sub)| {
+        if member == "." {
+            return false;
+        }
+        let child = if let Some(name) = member.strip_prefix("f:") {
+            obj.as_object().and_then(|o| o.get(name))
+        } else if let Some(key) = member.strip_prefix("k:") {
+            list_item(obj, |item| matches_key(item, key))
+        } else if let Some(value) = member.strip_prefix("v:") {
+            match serde_json::from_str::<Value>(value) {
+                Ok(value) => list_item(obj, |item| *item == value),
+                Err(_) => None,
+            }
+        } else if let Some(index) = member.strip_prefix("i:") {
+            index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| obj.as_array().and_then(|a| a.get(i)))
+        } else {
+            None
+        };
+        match child {
+            None => true,
+            Some(child) => lacks_owned_field(sub, child),
+        }
+    })
+}
+
+fn list_item(list: &Value, pred: impl Fn(&Value) -> bool) -> Option<&Value> {
+    list.as_array().and_then(|items| items.iter().find(|i| pred(i)))
+}
+
+/// Whether list item `item` has the key fields of a `k:` member (`{"name":"a"}`, `{"port":80,...}`).
+fn matches_key(item: &Value, key: &str) -> bool {
+    let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
+        return false;
+    };
+    key.iter().all(|(k, v)| item.get(k) == Some(v))
+}
+
+/// Union of two `fieldsV1` sets.
+fn union(a: &mut Value, b: &Value) {
+    let (Some(a), Some(b)) = (a.as_object_mut(), b.as_object()) else {
+        return;
+    };
+    for (k, v) in b {
+        match a.get_mut(k) {
+            Some(existing) => union(existing, v),
+            None => {
+                a.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// `entries` with dr-syncer's `Update` entry turned into its `Apply` entry (merged into an existing one):
+/// the `managedFields` a conversion patch writes. `None` when there is no `Update` entry to convert.
+pub(super) fn converted(entries: &[ManagedFieldsEntry]) -> Option<Vec<ManagedFieldsEntry>> {
+    let created = entries.iter().find(|e| is_created_entry(e))?;
+    let created_fields = created
+        .fields_v1
+        .as_ref()
+        .map(|f| f.0.clone())
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let is_apply = |e: &ManagedFieldsEntry| {
+        e.manager.as_deref() == Some(FIELD_MANAGER)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or("").is_empty()
+    };
+    let mut out: Vec<ManagedFieldsEntry> = entries.iter().filter(|e| !is_created_entry(e)).cloned().collect();
+    match out.iter_mut().find(|e| is_apply(e)) {
+        Some(apply) => {
+            let mut fields = apply
+                .fields_v1
+                .take()
+                .map(|f| f.0)
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            union(&mut fields, &created_fields);
+            apply.fields_v1 = Some(FieldsV1(fields));
+        }
+        None => out.push(ManagedFieldsEntry {
+            operation: Some("Apply".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(created_fields)),
+            ..created.clone()
+        }),
+    }
+    Some(out)
+}
+
+/// The JSON merge patch that writes `desired` to an object whose `Update` entry owns `fields`, some of
+/// which `desired` lacks: `desired`, with `null` for every dropped field reachable through objects (a
+/// list in `desired` replaces the live one whole, so fields dropped inside lists go with it), the
+/// `resourceVersion` read (the server refuses the patch if the object changed since), and `managed` —
+/// the object's `managedFields` with the `Update` entry converted ([`converted`]).
+pub(super) fn takeover_patch(
+    fields: &Value,
+    desired: &Value,
+    managed: &[ManagedFieldsEntry],
+    resource_version: Option<&str>,
+) -> Value {
+    let mut patch = desired.clone();
+    null_dropped(fields, desired, &mut patch);
+    if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "managedFields".into(),
+            serde_json::to_value(managed).unwrap_or(Value::Null),
+        );
+        meta.insert(
+            "resourceVersion".into(),
+            resource_version.map_or(Value::Null, |rv| Value::String(rv.into())),
+        );
+    }
+    patch
+}
+
+fn null_dropped(fields: &Value, desired: &Value, patch: &mut Value) {
+    let (Some(members), Some(want)) = (fields.as_object(), desired.as_object()) else {
+        return;
+    };
+    for (member, sub) in members {
+        let Some(name) = member.strip_prefix("f:") else {
+            continue;
+        };
+        match want.get(name) {
+            None => {
+                if let Some(p) = patch.as_object_mut() {
+                    p.insert(name.to_owned(), Value::Null);
+                }
+            }
+            Some(child) if child.is_object() => {
+                if let Some(p) = patch.get_mut(name) {
+                    null_dropped(sub, child, p);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::*;
+
+    fn entry(manager: &str, operation: &str, fields: Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            api_version: Some("v1".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            ..Default::default()
+        }
+    }
+
+    /// The field set the server records for a Service created by POST (defaults included).
+    fn service_fields() -> Value {
+        json!({
+            "f:metadata": {"f:annotations": {".": {}, "f:a": {}}},
+            "f:spec": {
+                "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {
+                    ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}},
+                "f:selector": {}, "f:sessionAffinity": {}, "f:type": {}
+            }
+        })
+    }
+
+    fn service(annotations: Value, ports: Value) -> Value {
+        json!({
+            "metadata": {"name": "s", "annotations": annotations},
+            "spec": {"ports": ports, "selector": {"app": "x"}, "sessionAffinity": "None", "type": "ClusterIP"}
+        })
+    }
+
+    #[rstest]
+    #[case::same_object(json!({"a": "1"}), json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]), false)]
+    #[case::value_changed(json!({"a": "2"}), json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 9090}]), false)]
+    #[case::field_added(json!({"a": "1", "b": "2"}), json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]), false)]
+    #[case::annotation_dropped(json!({}), json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]), true)]
+    #[case::list_item_dropped(json!({"a": "1"}), json!([{"name": "http", "port": 81, "protocol": "TCP", "targetPort": 8080}]), true)]
+    #[case::field_of_a_list_item_dropped(json!({"a": "1"}), json!([{"port": 80, "protocol": "TCP", "targetPort": 8080}]), true)]
+    fn a_drop_is_found_in_the_owned_set(
+        #[case] annotations: Value,
+        #[case] ports: Value,
+        #[case] lacks: bool,
+    ) {
+        assert_eq!(
+            lacks_owned_field(&service_fields(), &service(annotations, ports)),
+            lacks
+        );
+    }
+
+    #[rstest]
+    #[case::set_member_kept(json!(["a", "b"]), false)]
+    #[case::set_member_dropped(json!(["b"]), true)]
+    #[case::not_a_list(json!("a"), true)]
+    fn set_members_and_shapes(#[case] finalizers: Value, #[case] lacks: bool) {
+        let fields = json!({"f:metadata": {"f:finalizers": {".": {}, "v:\"a\"": {}}}});
+        let obj = json!({"metadata": {"finalizers": finalizers}});
+        assert_eq!(lacks_owned_field(&fields, &obj), lacks);
+    }
+
+    #[test]
+    fn unknown_member_forms_count_as_lacking() {
+        let obj = json!({"spec": {"x": 1}});
+        assert!(lacks_owned_field(&json!({"f:spec": {"z:x": {}}}), &obj));
+        assert!(lacks_owned_field(
+            &json!({"f:spec": {"k:not json": {}}}),
+            &json!({"spec": [{"a": 1}]})
+        ));
+        assert!(!lacks_owned_field(&json!({"f:spec": {"f:x": {}}}), &obj));
+        assert!(lacks_owned_field(&json!({"f:spec": {"i:0": {}}}), &obj));
+        assert!(!lacks_owned_field(
+            &json!({"f:spec": {"i:0": {}}}),
+            &json!({"spec": [1]})
+        ));
+    }
+
+    #[test]
+    fn the_cache_keeps_only_the_created_entry() {
+        let created = entry(FIELD_MANAGER, "Update", service_fields());
+        let others = vec![
+            entry("kubectl-edit", "Update", json!({"f:data": {}})),
+            entry(FIELD_MANAGER, "Apply", json!({"f:data": {}})),
+            ManagedFieldsEntry {
+                subresource: Some("status".into()),
+                ..created.clone()
+            },
+        ];
+        assert_eq!(created_entry_only(Some(others.clone())), None);
+        assert_eq!(created_fields(None), None);
+        let mut all = others;
+        all.push(created.clone());
+        let kept = created_entry_only(Some(all)).expect("kept");
+        assert_eq!(kept, vec![created]);
+        assert_eq!(created_fields(Some(&kept)), Some(&service_fields()));
+    }
+
+    #[test]
+    fn the_takeover_patch_nulls_dropped_fields_and_replaces_lists() {
+        let fields = json!({
+            "f:metadata": {"f:labels": {".": {}, "f:keep": {}, "f:gone": {}}},
+            "f:data": {"f:a": {}, "f:b": {}},
+            "f:spec": {"f:ports": {"k:{\"port\":80}": {"f:port": {}, "f:name": {}}}, "f:old": {}},
+            "f:extra": {}
+        });
+        let desired = json!({
+            "apiVersion": "v1", "kind": "Thing",
+            "metadata": {"name": "t", "labels": {"keep": "1"}},
+            "data": {"a": "1"},
+            "spec": {"ports": [{"port": 80}]}
+        });
+        let managed = [entry(FIELD_MANAGER, "Apply", json!({"f:data": {}}))];
+        let patch = takeover_patch(&fields, &desired, &managed, Some("42"));
+        assert_eq!(
+            patch,
+            json!({
+                "apiVersion": "v1", "kind": "Thing",
+                "metadata": {
+                    "name": "t", "labels": {"keep": "1", "gone": null}, "resourceVersion": "42",
+                    "managedFields": [{"apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}},
+                                       "manager": FIELD_MANAGER, "operation": "Apply"}]
+                },
+                "data": {"a": "1", "b": null},
+                "spec": {"ports": [{"port": 80}], "old": null},
+                "extra": null
+            })
+        );
+    }
+
+    #[test]
+    fn the_created_entry_becomes_the_apply_entry() {
+        let edit = entry("kubectl-edit", "Update", json!({"f:data": {"f:x": {}}}));
+        let created = entry(FIELD_MANAGER, "Update", json!({"f:data": {"f:a": {}, "f:b": {}}}));
+        // No Apply entry yet: the Update entry is renamed.
+        let out = converted(&[edit.clone(), created.clone()]).expect("converted");
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], edit);
+        assert_eq!(out[1].operation.as_deref(), Some("Apply"));
+        assert_eq!(out[1].manager.as_deref(), Some(FIELD_MANAGER));
+        assert_eq!(out[1].fields_v1, created.fields_v1);
+        // With an Apply entry: merged into it.
+        let apply = entry(
+            FIELD_MANAGER,
+            "Apply",
+            json!({"f:data": {"f:b": {}, "f:c": {}}, "f:metadata": {}}),
+        );
+        let out = converted(&[created, edit.clone(), apply]).expect("converted");
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], edit);
+        assert_eq!(
+            out[1].fields_v1.as_ref().map(|f| &f.0),
+            Some(&json!({"f:data": {"f:a": {}, "f:b": {}, "f:c": {}}, "f:metadata": {}}))
+        );
+        // Nothing to convert.
+        assert_eq!(converted(&[edit]), None);
+    }
+}

@@ -1,0 +1,210 @@
+//! Field ownership of objects the first copy created by POST: a field the source drops later is removed
+//! on the DR side with one write (including fields inside lists and labels), fields other managers own on
+//! the DR side are kept, and after that takeover the object is server-side applied as any other.
+//! Write counts come from the destination server's request accounting.
+
+mod common;
+
+use common::pair;
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::ConfigMap},
+    apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+const FIXTURE: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels: {app: shop, tier: web}
+data: {A: "1", B: "2", C: "3"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: registry.example/web:1
+        env:
+        - {name: KEEP, value: "1"}
+        - {name: DROP, value: "2"}
+      - name: sidecar
+        image: registry.example/sidecar:1
+"#;
+
+/// dr-syncer's managedFields entries of `obj`, as (operation, field set).
+fn dr_syncer_entries<K: Resource>(obj: &K) -> Vec<(String, serde_json::Value)> {
+    obj.meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e: &&ManagedFieldsEntry| e.manager.as_deref() == Some("dr-syncer"))
+        .map(|e| {
+            (
+                e.operation.clone().unwrap_or_default(),
+                e.fields_v1.as_ref().map(|f| f.0.clone()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn operations<K: Resource>(obj: &K) -> Vec<String> {
+    let mut ops: Vec<String> = dr_syncer_entries(obj).into_iter().map(|(op, _)| op).collect();
+    ops.sort();
+    ops
+}
+
+#[tokio::test]
+async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_write() {
+    let p = pair("ownership").await;
+    let src_ns = p.source_namespace("shop", FIXTURE).await;
+    let dst_ns = format!("{src_ns}-dr");
+    let target = p
+        .target(
+            &src_ns,
+            &dst_ns,
+            json!({"resourceTypes": ["configmaps", "deployments"]}),
+        )
+        .await;
+    let report = p.engine.sync(&target).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failures);
+
+    let src_cm: Api<ConfigMap> = Api::namespaced(p.src_client.clone(), &src_ns);
+    let dst_cm: Api<ConfigMap> = Api::namespaced(p.dst_client.clone(), &dst_ns);
+    let src_deploy: Api<Deployment> = Api::namespaced(p.src_client.clone(), &src_ns);
+    let dst_deploy: Api<Deployment> = Api::namespaced(p.dst_client.clone(), &dst_ns);
+
+    // The first copy created both objects by POST: their fields belong to dr-syncer's Update entry.
+    let cm = dst_cm.get("settings").await.unwrap();
+    assert_eq!(operations(&cm), ["Update"]);
+    assert_eq!(operations(&dst_deploy.get("web").await.unwrap()), ["Update"]);
+
+    // Someone on the DR side adds a label of their own: not dr-syncer's, so never removed by it.
+    dst_cm
+        .patch(
+            "settings",
+            &PatchParams {
+                field_manager: Some("ops-team".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"metadata": {"labels": {"dr-note": "checked"}}})),
+        )
+        .await
+        .unwrap();
+
+    // A value changes at the source: one write (an apply), the Update entry stays for the rest.
+    src_cm
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"A": "10"}})),
+        )
+        .await
+        .unwrap();
+    let before = p.dst_writes().await;
+    p.engine.sync(&target).await.unwrap();
+    assert_eq!(p.dst_writes().await - before, 1);
+    let cm = dst_cm.get("settings").await.unwrap();
+    assert_eq!(cm.data.as_ref().unwrap()["A"], "10");
+    assert_eq!(operations(&cm), ["Apply", "Update"]);
+
+    // A data key and a label dropped at the source: removed on the DR side, with one write.
+    src_cm
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": null}}, "data": {"B": null}})),
+        )
+        .await
+        .unwrap();
+    let before = p.dst_writes().await;
+    let r = p.engine.sync(&target).await.unwrap();
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(p.dst_writes().await - before, 1);
+    let cm = dst_cm.get("settings").await.unwrap();
+    let data = cm.data.clone().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["A", "C"]);
+    assert_eq!(data["A"], "10");
+    assert!(!cm.labels().contains_key("tier"), "{:?}", cm.labels());
+    assert_eq!(cm.labels()["app"], "shop");
+    assert_eq!(
+        cm.labels()["dr-note"],
+        "checked",
+        "another manager's label is kept"
+    );
+    // The data fields dr-syncer created now belong to its Apply entry.
+    let apply = dr_syncer_entries(&cm)
+        .into_iter()
+        .find(|(op, _)| op == "Apply")
+        .expect("Apply entry")
+        .1;
+    assert!(apply.pointer("/f:data/f:C").is_some(), "{apply}");
+
+    // A later drop goes the plain way: one apply, and the field is gone.
+    src_cm
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"C": null}})),
+        )
+        .await
+        .unwrap();
+    let before = p.dst_writes().await;
+    p.engine.sync(&target).await.unwrap();
+    assert_eq!(p.dst_writes().await - before, 1);
+    let cm = dst_cm.get("settings").await.unwrap();
+    assert_eq!(cm.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["A"]);
+    assert_eq!(cm.labels()["dr-note"], "checked");
+
+    // Inside lists: an env var and a whole container dropped at the source, one write.
+    let mut deploy = src_deploy.get("web").await.unwrap();
+    let pod = deploy.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    pod.containers.retain(|c| c.name == "web");
+    pod.containers[0]
+        .env
+        .as_mut()
+        .unwrap()
+        .retain(|e| e.name == "KEEP");
+    deploy.metadata.managed_fields = None;
+    src_deploy
+        .replace("web", &Default::default(), &deploy)
+        .await
+        .unwrap();
+    let before = p.dst_writes().await;
+    let r = p.engine.sync(&target).await.unwrap();
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(p.dst_writes().await - before, 1);
+    let live = dst_deploy.get("web").await.unwrap();
+    let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["web"]
+    );
+    let env: Vec<&str> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["KEEP"]);
+    // The rest of the object is as before: the DR copy is quiet (0 replicas) with the source's image.
+    assert_eq!(live.spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example/web:1"));
+
+    // And nothing is left to do.
+    let before = p.dst_writes().await;
+    let r = p.engine.sync(&target).await.unwrap();
+    assert_eq!(p.dst_writes().await - before, 0, "{:#?}", r.changes);
+}
