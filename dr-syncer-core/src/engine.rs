@@ -7,8 +7,8 @@
 //! 1. **fetch** the selected types of the source namespace (one list per type) and the source Namespace;
 //! 2. **validate/select**: per object, the mapping's selection rules ([`crate::selection::ObjectFilter`]);
 //! 3. **transform** (pure) with the transformer chain; a transformer error fails that object only;
-//! 4. **apply** in dependency order ([`crate::order`]), tiers one after the other, objects of a tier in
-//!    parallel (bounded by [`SyncEngine::with_concurrency`]); the DR Namespace first (per
+//! 4. **apply** in dependency order ([`crate::order`]), waves of tiers one after the other, the objects
+//!    of a wave in parallel (bounded by [`SyncEngine::with_concurrency`]); the DR Namespace first (per
 //!    `namespaceConfig`), CRDs of replicated custom resources next (waited for until Established, with
 //!    `syncCRDs`); per-object failures are recorded and the rest carries on;
 //! 5. **prune** (only with `prune`): DR objects of the selected types whose `dr-syncer.io/synced-by` is
@@ -41,7 +41,7 @@ use crate::{
     apply::{Applier, ApplyAction, ApplyError, ApplyOptions, ApplyResult},
     config::SyncConfig,
     failure::FailureCategory,
-    order::{Tier, tier},
+    order::tier,
     resource::{ObjectKey, ResourceType},
     selection::ObjectFilter,
     source::{ResourceSource, SourceError, SourceObject, SourceScope},
@@ -385,7 +385,7 @@ impl SyncEngine {
         }
         let desired = self.select_and_transform(target, active, objects, &mut report);
 
-        // 4. Apply: the namespace, CRDs, then the objects tier by tier.
+        // 4. Apply: the namespace, CRDs, then the objects wave by wave.
         let ns = self.desired_namespace(target, &source_ns, live_ns.as_ref())?;
         if live_ns.is_none() && !target.config.namespace.create_namespace {
             return Err(Error::InvalidConfig(format!(
@@ -463,7 +463,8 @@ impl SyncEngine {
         desired
     }
 
-    /// Apply `desired` in dependency order, tiers one after the other, objects of a tier in parallel.
+    /// Apply `desired` in dependency order: waves of tiers ([`crate::order::Tier::wave`]) one after the
+    /// other, the objects of a wave in parallel, started in tier order.
     /// After a failure whose category is in [`SyncEngine::with_fail_fast`], nothing more is applied.
     async fn apply_all(
         &self,
@@ -483,11 +484,12 @@ impl SyncEngine {
         let stopped = AtomicBool::new(false);
         const STOPPED: &str =
             "not applied: the sync stopped at an earlier failure (failureHandling FailFast)";
-        let mut tiers: BTreeMap<Tier, Vec<Desired>> = BTreeMap::new();
+        let mut waves: BTreeMap<u8, Vec<Desired>> = BTreeMap::new();
         for d in desired {
-            tiers.entry(tier(&d.resource)).or_default().push(d);
+            waves.entry(tier(&d.resource).wave()).or_default().push(d);
         }
-        for (tier, items) in tiers {
+        for (wave, mut items) in waves {
+            items.sort_by_key(|d| tier(&d.resource));
             let results: Vec<(Desired, Option<Result<ApplyResult>>)> = stream::iter(items)
                 .map(|d| {
                     let options = options.clone();
@@ -516,7 +518,7 @@ impl SyncEngine {
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
-            debug!(?tier, objects = results.len(), "applied tier");
+            debug!(wave, objects = results.len(), "applied wave");
             for (d, r) in results {
                 match r {
                     None => report.skip(&d.key.group_kind, d.key.to_string(), STOPPED.into()),

@@ -1,10 +1,16 @@
 //! The order in which objects are applied to the DR side.
 //!
-//! Objects are applied tier by tier; within a tier in parallel (bounded). The order follows what each kind
-//! refers to, so that nothing is created before what it needs (and admission or controllers on the DR side
-//! never see a dangling reference): namespaces, CRDs (waited for until Established), service accounts,
-//! secrets, configmaps, PVCs, RBAC, services, workloads, ingresses, then everything else (custom resources
-//! last, as their CRDs must be served first).
+//! The order follows what each kind refers to, so that nothing is created before what it needs (and
+//! admission or controllers on the DR side never see a dangling reference): namespaces, CRDs (waited for
+//! until Established), service accounts, secrets, configmaps, PVCs, RBAC, services, workloads, ingresses,
+//! then everything else (custom resources last, as their CRDs must be served first) — the [`Tier`]s.
+//!
+//! Objects are applied wave by wave ([`Tier::wave`]): a wave starts when the one before it has been
+//! applied, and its objects go in parallel (bounded), in tier order. Tiers that refer to nothing in each
+//! other share a wave — secrets, configmaps, PVCs, RBAC and services refer only to the namespace and
+//! service accounts (a service-account token Secret is deleted by the DR side's token controller if its
+//! ServiceAccount does not exist yet), and ingresses only to services and secrets — so a namespace of
+//! many kinds does not wait for the slowest object of each kind in turn.
 
 use crate::resource::ResourceType;
 
@@ -33,6 +39,22 @@ pub enum Tier {
     Ingresses,
     /// Everything else (policies, autoscalers, custom resources …).
     Rest,
+}
+
+impl Tier {
+    /// The wave this tier is applied in: every tier a kind of this tier may refer to is in an earlier
+    /// wave. (0: namespaces; 1: CRDs; 2: service accounts; 3: secrets, configmaps, PVCs, RBAC, services;
+    /// 4: workloads and ingresses; 5: the rest.)
+    pub fn wave(self) -> u8 {
+        match self {
+            Tier::Namespaces => 0,
+            Tier::Crds => 1,
+            Tier::ServiceAccounts => 2,
+            Tier::Secrets | Tier::ConfigMaps | Tier::Storage | Tier::Rbac | Tier::Services => 3,
+            Tier::Workloads | Tier::Ingresses => 4,
+            Tier::Rest => 5,
+        }
+    }
 }
 
 /// The tier of a type.
@@ -76,6 +98,34 @@ mod tests {
     #[case("example.com", "Widget", Tier::Rest)]
     fn tiers(#[case] group: &str, #[case] kind: &str, #[case] expected: Tier) {
         assert_eq!(tier(&ResourceType::namespaced(group, "v1", kind, "x")), expected);
+    }
+
+    #[test]
+    fn every_reference_is_to_an_earlier_wave() {
+        use Tier::*;
+        // (tier, a tier its kinds refer to)
+        let refers_to = [
+            (Crds, Namespaces),
+            (ServiceAccounts, Namespaces),
+            (Secrets, ServiceAccounts), // service-account token secrets
+            (Rbac, ServiceAccounts),    // binding subjects
+            (Storage, Namespaces),
+            (Services, Namespaces),
+            (Workloads, ServiceAccounts),
+            (Workloads, Secrets),
+            (Workloads, ConfigMaps),
+            (Workloads, Storage),
+            (Workloads, Rbac),
+            (Workloads, Services), // service environment variables of new pods
+            (Ingresses, Services),
+            (Ingresses, Secrets), // TLS
+            (Rest, Crds),
+            (Rest, Workloads), // autoscalers, disruption budgets
+        ];
+        for (tier, dependency) in refers_to {
+            assert!(tier.wave() > dependency.wave(), "{tier:?} after {dependency:?}");
+            assert!(tier > dependency, "{tier:?} after {dependency:?}");
+        }
     }
 
     #[test]

@@ -573,3 +573,93 @@ async fn changes_to_a_missing_destination_namespace_run_a_full_sync() {
         .unwrap();
     assert_eq!(report.totals().created, 2, "namespace and object: {report:#?}");
 }
+
+/// An applier that logs when each apply starts and ends; a Secret's apply waits (up to 5 s) until a
+/// Service's has started.
+#[derive(Default)]
+struct GatedApplier {
+    log: Mutex<Vec<String>>,
+    service_started: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl Applier for GatedApplier {
+    async fn apply(
+        &self,
+        rt: &ResourceType,
+        o: &DynamicObject,
+        _: ApplyOptions,
+    ) -> std::result::Result<ApplyResult, ApplyError> {
+        let name = format!("{}/{}", rt.kind, o.metadata.name.clone().unwrap_or_default());
+        self.log.lock().unwrap().push(format!("start {name}"));
+        if rt.kind == "Service" {
+            self.service_started.notify_waiters();
+            self.service_started.notify_one();
+        }
+        if rt.kind == "Secret"
+            && tokio::time::timeout(Duration::from_secs(5), self.service_started.notified())
+                .await
+                .is_err()
+        {
+            return Err(ApplyError::new(
+                &name,
+                "no Service apply started meanwhile",
+                false,
+            ));
+        }
+        self.log.lock().unwrap().push(format!("end {name}"));
+        Ok(ApplyResult {
+            action: ApplyAction::Created,
+            diff: None,
+        })
+    }
+    async fn delete(
+        &self,
+        _: &ResourceType,
+        _: &ObjectKey,
+        _: ApplyOptions,
+    ) -> std::result::Result<bool, ApplyError> {
+        Ok(false)
+    }
+    async fn live(
+        &self,
+        _: &ResourceType,
+        _: &ObjectKey,
+    ) -> std::result::Result<Option<DynamicObject>, ApplyError> {
+        Ok(None)
+    }
+    async fn list_managed<'a>(
+        &self,
+        _: &ResourceType,
+        _: Option<&'a str>,
+        _: &str,
+    ) -> std::result::Result<Vec<DynamicObject>, ApplyError> {
+        Ok(vec![])
+    }
+}
+
+#[tokio::test]
+async fn tiers_that_refer_to_nothing_in_each_other_are_applied_together() {
+    let (types, objects) = mixed();
+    let applier = Arc::new(GatedApplier::default());
+    let engine = SyncEngine::new(Arc::new(source(objects)), applier.clone()).with_concurrency(4);
+    let report = engine.sync(&target(types, SyncConfig::default())).await.unwrap();
+    // The Secret's apply finished only because the Service's started while it was in flight.
+    assert!(report.is_success(), "{report:#?}");
+    let log = applier.log.lock().unwrap().clone();
+    let at = |entry: &str| {
+        log.iter()
+            .position(|l| l == entry)
+            .unwrap_or_else(|| panic!("{entry}: {log:?}"))
+    };
+    // Still in dependency order across waves: the ServiceAccount before the Secret, everything the
+    // Deployment refers to before it.
+    assert!(at("end ServiceAccount/sa") < at("start Secret/secret"), "{log:?}");
+    for dependency in ["Secret/secret", "ConfigMap/cm", "Service/svc"] {
+        assert!(
+            at(&format!("end {dependency}")) < at("start Deployment/web"),
+            "{log:?}"
+        );
+    }
+    assert!(at("end Service/svc") < at("start Ingress/ing"), "{log:?}");
+}
