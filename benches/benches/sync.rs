@@ -312,30 +312,6 @@ async fn run(n: usize) {
     println!("\n== {n} mixed objects (ConfigMaps, Secrets, Services, Deployments) ==");
     let objects = source_objects(&src_admin, &src_ns).await;
     assert_eq!(objects.len(), n);
-    let raw = {
-        let (_dst, admin) = fresh_destination("raw").await;
-        let ns = create_namespace(&admin, "raw").await.expect("ns");
-        write_all(&admin, &ns, &objects, false).await
-    };
-    line("raw create", n, raw, "server limit, 64 parallel creates", None);
-    let raw_apply = {
-        let (_dst, admin) = fresh_destination("raw-apply").await;
-        let ns = create_namespace(&admin, "raw-apply").await.expect("ns");
-        write_all(&admin, &ns, &objects, true).await
-    };
-    line("raw apply", n, raw_apply, "64 parallel server-side applies", None);
-
-    let (dst, dst_admin) = fresh_destination("first-copy").await;
-    let writer = dst.identity("dr-syncer").await.expect("identity");
-    let source = Arc::new(KubeSource::new(
-        connect_file(src.kubeconfig().to_path_buf()).await,
-        options.calls(),
-    ));
-    let applier = Arc::new(KubeApplier::new(
-        connect_file(writer.kubeconfig.clone()).await,
-        options.calls(),
-    ));
-    let engine = SyncEngine::new(source, applier);
     let target = SyncTarget {
         source_cluster: "prod".into(),
         destination_cluster: "dr".into(),
@@ -345,52 +321,93 @@ async fn run(n: usize) {
         types: types(),
         config: Arc::new(SyncConfig::default()),
     };
-    let first = engine.sync(&target).await.expect("sync");
-    assert!(first.is_success(), "{:#?}", first.failures);
-    let first_time = first.duration;
-    let raw_rate = n as f64 / raw.as_secs_f64();
-    let first_rate = n as f64 / first_time.as_secs_f64();
-    line(
-        "first copy",
-        n,
-        first_time,
-        &format!(">= 0.8x raw ({:.0} obj/s)", 0.8 * raw_rate),
-        Some(first_rate >= 0.8 * raw_rate),
-    );
+    let source = Arc::new(KubeSource::new(
+        connect_file(src.kubeconfig().to_path_buf()).await,
+        options.calls(),
+    ));
+    let cli = cli_binary(); // (built before any clock starts)
 
-    // The same first copy as a user runs it: `dr-syncer-cli stage` (process start, discovery and
-    // preflight included) into a fresh namespace.
-    let stage_ns = format!("{src_ns}-stage");
-    let cli = cli_binary(); // (built before the clock starts)
-    let (stage_dst, _) = fresh_destination("stage").await;
-    let stage_writer = stage_dst.identity("dr-syncer").await.expect("identity");
-    let started = Instant::now();
-    let out = Command::new(cli)
-        .args([
-            "stage",
-            "--yes",
-            "--source-namespace",
-            &src_ns,
-            "--dest-namespace",
-            &stage_ns,
-        ])
-        .args(["--resource-types", "configmaps,secrets,services,deployments"])
-        .arg("--source-kubeconfig")
-        .arg(src.kubeconfig())
-        .arg("--dest-kubeconfig")
-        .arg(&stage_writer.kubeconfig)
-        .output()
-        .expect("run dr-syncer-cli");
-    let stage = started.elapsed();
-    drop(stage_dst);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The four write lines, each into a fresh destination, in rounds; each line's best round counts (the
+    // machine's noise only ever slows a round down).
+    let rounds: usize = std::env::var("BENCH_REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let mut best = [Duration::MAX; 4];
+    let mut kept = None;
+    for _ in 0..rounds {
+        let (_dst, admin) = fresh_destination("raw").await;
+        let ns = create_namespace(&admin, "raw").await.expect("ns");
+        best[0] = best[0].min(write_all(&admin, &ns, &objects, false).await);
+        drop(_dst);
+
+        let (_dst, admin) = fresh_destination("raw-apply").await;
+        let ns = create_namespace(&admin, "raw-apply").await.expect("ns");
+        best[1] = best[1].min(write_all(&admin, &ns, &objects, true).await);
+        drop(_dst);
+
+        drop(kept.take()); // (stops the previous round's destination)
+        let (dst, dst_admin) = fresh_destination("first-copy").await;
+        let writer = dst.identity("dr-syncer").await.expect("identity");
+        let applier = Arc::new(KubeApplier::new(
+            connect_file(writer.kubeconfig.clone()).await,
+            options.calls(),
+        ));
+        let engine = SyncEngine::new(source.clone(), applier);
+        let first = engine.sync(&target).await.expect("sync");
+        assert!(first.is_success(), "{:#?}", first.failures);
+        assert_eq!(first.totals().created as usize, n + 1, "every object created");
+        best[2] = best[2].min(first.duration);
+        kept = Some((dst, dst_admin, engine));
+
+        // The same first copy as a user runs it: `dr-syncer-cli stage` (process start, discovery and
+        // preflight included) into a fresh namespace.
+        let (stage_dst, _) = fresh_destination("stage").await;
+        let stage_writer = stage_dst.identity("dr-syncer").await.expect("identity");
+        let started = Instant::now();
+        let out = Command::new(&cli)
+            .args([
+                "stage",
+                "--yes",
+                "--source-namespace",
+                &src_ns,
+                "--dest-namespace",
+                &format!("{src_ns}-stage"),
+            ])
+            .args(["--resource-types", "configmaps,secrets,services,deployments"])
+            .arg("--source-kubeconfig")
+            .arg(src.kubeconfig())
+            .arg("--dest-kubeconfig")
+            .arg(&stage_writer.kubeconfig)
+            .output()
+            .expect("run dr-syncer-cli");
+        best[3] = best[3].min(started.elapsed());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let [raw, raw_apply, first_time, stage] = best;
+    let (dst, dst_admin, engine) = kept.expect("at least one round");
+    let of = format!("best of {rounds}");
     line(
-        "CLI stage",
+        "raw create",
         n,
-        stage,
-        &format!(">= 0.8x raw ({:.0} obj/s)", 0.8 * raw_rate),
-        Some(n as f64 / stage.as_secs_f64() >= 0.8 * raw_rate),
+        raw,
+        &format!("server limit, 64 parallel creates, {of}"),
+        None,
     );
+    line(
+        "raw apply",
+        n,
+        raw_apply,
+        &format!("64 parallel server-side applies, {of}"),
+        None,
+    );
+    let raw_rate = n as f64 / raw.as_secs_f64();
+    let target_text = format!(">= 0.8x raw ({:.0} obj/s)", 0.8 * raw_rate);
+    for (name, took) in [("first copy", first_time), ("CLI stage", stage)] {
+        let pass = n as f64 / took.as_secs_f64() >= 0.8 * raw_rate;
+        line(name, n, took, &target_text, Some(pass));
+    }
 
     let with_kubectl = std::env::var_os("BENCH_SKIP_KUBECTL").is_none();
     let kubectl_ns = create_namespace(&dst_admin, "kubectl").await.expect("ns");
@@ -451,6 +468,7 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    dr_syncer_testenv::init_tracing();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     for n in sizes {
         rt.block_on(run(n));

@@ -438,8 +438,14 @@ impl Applier for KubeApplier {
                 diff: None,
             });
         }
+        // The field-by-field difference: for plans and updates. (An object a sync creates is all new; its
+        // difference would cost a rendering of every field, on the first copy's hot path, and say nothing.)
         let changes = ObjectDiff {
-            changes: diff::changes(have.as_ref(), &want),
+            changes: if options.dry_run || live.is_some() {
+                diff::changes(have.as_ref(), &want)
+            } else {
+                Vec::new()
+            },
         };
         let action = if live.is_some() {
             ApplyAction::Updated
@@ -467,8 +473,8 @@ impl Applier for KubeApplier {
         };
         match written {
             Ok(_) => Ok(ApplyResult {
+                diff: live.is_some().then_some(changes),
                 action,
-                diff: Some(changes),
             }),
             Err(e) if super::immutable::is_immutable_rejection(&e) => {
                 self.on_immutable(rt, &key, desired, live, &e, &options, &hash, changes)
