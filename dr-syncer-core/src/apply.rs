@@ -112,8 +112,8 @@ impl ApplyError {
 ///
 /// # Guarantees
 /// - An object that already matches the desired state costs no write (`Unchanged`).
-/// - Only the fields dr-syncer manages are written (server-side apply with field manager `dr-syncer`):
-///   fields other managers own on the DR side are left alone.
+/// - Only the fields dr-syncer manages are written (field manager `dr-syncer`): fields other managers own
+///   on the DR side are left alone.
 /// - Nothing is deleted unless the user asked for it: [`Applier::delete`] is called for prune and
 ///   deletion policies only, and `Recreated` happens only under a recreate policy.
 ///

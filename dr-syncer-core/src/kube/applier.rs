@@ -30,8 +30,17 @@ use crate::{
 /// Cache key: `resource.group` and namespace.
 type CacheKey = (String, Option<String>);
 
-/// Writes to a cluster with server-side apply (field manager `dr-syncer`, conflicts forced: dr-syncer is
-/// the authority for the fields it sends, so a hand edit of one of them on the DR side is repaired).
+/// Writes to a cluster: objects that do not exist yet are created with POST, existing ones are updated
+/// with server-side apply (field manager `dr-syncer` for both; conflicts forced: dr-syncer is the
+/// authority for the fields it sends, so a hand edit of one of them on the DR side is repaired).
+///
+/// # Creates and field ownership
+/// The API server takes a create markedly faster than a server-side apply, which is what a first copy
+/// does for every object. Fields created by POST belong to dr-syncer's `Update` entry in
+/// `managedFields`, which a later apply would never remove; so an update whose desired state lacks a field
+/// that entry still owns is written as one merge patch that nulls the dropped fields and converts the
+/// entry into the `Apply` entry (the details are in the private `ownership` module). Either way one change
+/// costs one write.
 ///
 /// # No-op detection
 /// [`Applier::prepare`] lists the live DR objects of each type (one list per type and namespace); `apply`
@@ -51,7 +60,7 @@ type CacheKey = (String, Option<String>);
 pub struct KubeApplier {
     pub(super) client: Client,
     pub(super) calls: Calls,
-    cache: RwLock<HashMap<CacheKey, HashMap<String, DynamicObject>>>,
+    cache: RwLock<HashMap<CacheKey, HashMap<String, Live>>>,
     /// Immutable rejections already reported: (object, desired hash) → the live resourceVersion then.
     rejected: Mutex<HashMap<(ObjectKey, String), Option<String>>>,
 }
@@ -138,13 +147,29 @@ fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
     (want, hash)
 }
 
-/// A live object as the applier holds and returns it: without `metadata.managedFields` but for
-/// dr-syncer's `Update` entry ([`ownership::created_entry_only`]). No comparison reads them, and on a
-/// server-side-applied object they are often as large as the rest of it, so a cache of 10,000 DR objects
-/// would otherwise hold them all twice over.
-fn lean(mut obj: DynamicObject) -> DynamicObject {
-    obj.metadata.managed_fields = ownership::created_entry_only(obj.metadata.managed_fields.take());
-    obj
+/// A live object as the applier holds it.
+#[derive(Clone)]
+struct Live {
+    /// The object, as [`Applier::live`] returns it: without `metadata.managedFields`. No comparison reads
+    /// them, and on a server-side-applied object they are often as large as the rest of it, so a cache of
+    /// 10,000 DR objects would otherwise hold them all twice over.
+    obj: DynamicObject,
+    /// The field set of dr-syncer's `Update` entry (the object was created by POST), as compact JSON: an
+    /// update checks it for fields the desired state drops ([`ownership`]).
+    created: Option<Box<str>>,
+}
+
+impl Live {
+    fn created_fields(&self) -> Option<Value> {
+        serde_json::from_str(self.created.as_deref()?).ok()
+    }
+}
+
+fn lean(mut obj: DynamicObject) -> Live {
+    let created = ownership::created_fields(obj.metadata.managed_fields.as_ref())
+        .map(|f| f.to_string().into_boxed_str());
+    obj.metadata.managed_fields = None;
+    Live { obj, created }
 }
 
 fn now_rfc3339() -> String {
@@ -186,7 +211,7 @@ impl KubeApplier {
         }
     }
 
-    fn cached(&self, rt: &ResourceType, key: &ObjectKey) -> Option<Option<DynamicObject>> {
+    fn cached(&self, rt: &ResourceType, key: &ObjectKey) -> Option<Option<Live>> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         cache
             .get(&Self::cache_key(rt, key.namespace.as_deref()))
@@ -199,6 +224,11 @@ impl KubeApplier {
         rt: &ResourceType,
         key: &ObjectKey,
     ) -> Result<Option<DynamicObject>, ApplyError> {
+        Ok(self.get_live(rt, key).await?.map(|l| l.obj))
+    }
+
+    /// [`KubeApplier::get`], with the field set of dr-syncer's `Update` entry.
+    async fn get_live(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<Live>, ApplyError> {
         get_one(
             &self.client,
             &self.calls,
@@ -255,13 +285,13 @@ impl KubeApplier {
                 Ok(())
             }
             // (Also what a retried create meets when the first attempt's answer was lost.)
-            Err(e) if is_already_exists(&e) => match self.get(rt, key).await {
-                Ok(Some(live)) => {
-                    let created = ownership::created_fields(live.metadata.managed_fields.as_ref());
-                    self.update(rt, key, desired, created).await
-                }
-                _ => self.server_side_apply(rt, key, desired).await,
-            },
+            Err(e) if is_already_exists(&e) => {
+                let created = match self.get_live(rt, key).await {
+                    Ok(Some(live)) => live.created_fields(),
+                    _ => None,
+                };
+                self.update(rt, key, desired, created.as_ref()).await
+            }
             Err(e) => Err(e),
         }
     }
@@ -390,7 +420,14 @@ impl Applier for KubeApplier {
         if key.name.is_empty() {
             return Err(ApplyError::new(&key, "object has no name", false));
         }
-        let live = self.live(rt, &key).await?;
+        let (live, created) = match self.cached(rt, &key) {
+            Some(hit) => hit,
+            None => self.get_live(rt, &key).await?,
+        }
+        .map_or((None, None), |l| {
+            let created = l.created_fields();
+            (Some(l.obj), created)
+        });
         let mut desired = with_types(desired.clone(), rt);
         // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
         let (want, hash) = stamp_desired_hash(&mut desired);
@@ -461,15 +498,7 @@ impl Applier for KubeApplier {
         annotate(&mut desired, annotations::LAST_SYNCED, now_rfc3339());
         let written = match &live {
             None => self.create_or_apply(rt, &key, &desired).await,
-            Some(live) => {
-                self.update(
-                    rt,
-                    &key,
-                    &desired,
-                    ownership::created_fields(live.metadata.managed_fields.as_ref()),
-                )
-                .await
-            }
+            Some(_) => self.update(rt, &key, &desired, created.as_ref()).await,
         };
         match written {
             Ok(_) => Ok(ApplyResult {
@@ -508,7 +537,7 @@ impl Applier for KubeApplier {
 
     async fn live(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<DynamicObject>, ApplyError> {
         match self.cached(rt, key) {
-            Some(hit) => Ok(hit),
+            Some(hit) => Ok(hit.map(|l| l.obj)),
             None => self.get(rt, key).await,
         }
     }
@@ -522,7 +551,9 @@ impl Applier for KubeApplier {
         let ck = Self::cache_key(rt, namespace);
         let cached: Option<Vec<DynamicObject>> = {
             let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            cache.get(&ck).map(|e| e.values().cloned().collect())
+            cache
+                .get(&ck)
+                .map(|e| e.values().map(|l| l.obj.clone()).collect())
         };
         let all = match cached {
             Some(all) => all,

@@ -23,20 +23,6 @@ pub(super) fn is_created_entry(entry: &ManagedFieldsEntry) -> bool {
         && entry.subresource.as_deref().unwrap_or("").is_empty()
 }
 
-/// `managedFields` as the applier's cache keeps them: dr-syncer's `Update` entry (with its field set), or
-/// nothing. Other entries are dropped: no comparison reads them, and on a server-side-applied object
-/// they are often as large as the rest of the object.
-pub(super) fn created_entry_only(
-    entries: Option<Vec<ManagedFieldsEntry>>,
-) -> Option<Vec<ManagedFieldsEntry>> {
-    let kept: Vec<ManagedFieldsEntry> = entries
-        .unwrap_or_default()
-        .into_iter()
-        .filter(is_created_entry)
-        .collect();
-    (!kept.is_empty()).then_some(kept)
-}
-
 /// The field set of dr-syncer's `Update` entry, if the object has one.
 pub(super) fn created_fields(entries: Option<&Vec<ManagedFieldsEntry>>) -> Option<&Value> {
     entries?
@@ -275,9 +261,9 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_keeps_only_the_created_entry() {
+    fn only_the_created_entry_counts() {
         let created = entry(FIELD_MANAGER, "Update", service_fields());
-        let others = vec![
+        let mut entries = vec![
             entry("kubectl-edit", "Update", json!({"f:data": {}})),
             entry(FIELD_MANAGER, "Apply", json!({"f:data": {}})),
             ManagedFieldsEntry {
@@ -285,13 +271,10 @@ mod tests {
                 ..created.clone()
             },
         ];
-        assert_eq!(created_entry_only(Some(others.clone())), None);
+        assert_eq!(created_fields(Some(&entries)), None);
         assert_eq!(created_fields(None), None);
-        let mut all = others;
-        all.push(created.clone());
-        let kept = created_entry_only(Some(all)).expect("kept");
-        assert_eq!(kept, vec![created]);
-        assert_eq!(created_fields(Some(&kept)), Some(&service_fields()));
+        entries.push(created);
+        assert_eq!(created_fields(Some(&entries)), Some(&service_fields()));
     }
 
     #[test]
