@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use futures::{StreamExt, TryStreamExt, stream};
+
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -257,7 +259,8 @@ pub async fn preflight(
             "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob"
         )
     };
-    let mut missing = Vec::new();
+    // (cluster is the source, verb, type, namespace): asked all at once, reported in this order.
+    let mut asks: Vec<(bool, &str, &ResourceType, Option<&str>)> = Vec::new();
     for rt in &target.types {
         let mut src_verbs = vec!["get", "list"];
         let mut dst_verbs = vec!["get", "list"];
@@ -280,20 +283,29 @@ pub async fn preflight(
         if is_workload(rt) && failback {
             dst_verbs.push("patch"); // quiet the DR side
         }
-        for verb in src_verbs {
-            if !allowed(source, calls, verb, rt, Some(src_ns)).await? {
-                missing.push(format!("source: {verb} {rt}"));
-            }
-        }
-        for verb in dst_verbs {
-            if !allowed(destination, calls, verb, rt, Some(dst_ns)).await? {
-                missing.push(format!("destination: {verb} {rt}"));
-            }
-        }
+        asks.extend(src_verbs.into_iter().map(|v| (true, v, rt, Some(src_ns))));
+        asks.extend(dst_verbs.into_iter().map(|v| (false, v, rt, Some(dst_ns))));
     }
-    if failback && !allowed(destination, calls, "patch", &ns_rt, None).await? {
-        missing.push(format!("destination: patch {ns_rt} (to clear the active mark)"));
+    if failback {
+        asks.push((false, "patch", &ns_rt, None));
     }
+    let answers: Vec<bool> = stream::iter(&asks)
+        .map(|&(on_source, verb, rt, ns)| {
+            allowed(if on_source { source } else { destination }, calls, verb, rt, ns)
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let missing: Vec<String> = asks
+        .iter()
+        .zip(answers)
+        .filter(|(_, ok)| !ok)
+        .map(|((on_source, verb, rt, ns), _)| match (on_source, ns) {
+            (true, _) => format!("source: {verb} {rt}"),
+            (false, Some(_)) => format!("destination: {verb} {rt}"),
+            (false, None) => format!("destination: {verb} {rt} (to clear the active mark)"),
+        })
+        .collect();
     if missing.is_empty() {
         report.add(
             "permissions",
