@@ -22,7 +22,7 @@ kind: ConfigMap
 metadata:
   name: settings
   labels: {app: shop, tier: web}
-data: {A: "1", B: "2", C: "3"}
+data: {A: "1", B: "2", C: "3", D: "4"}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -120,12 +120,14 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
     assert_eq!(cm.data.as_ref().unwrap()["A"], "10");
     assert_eq!(operations(&cm), ["Apply", "Update"]);
 
-    // A data key and a label dropped at the source: removed on the DR side, with one write.
+    // Data keys and every label dropped at the source — A (owned through the Apply entry since its
+    // change), B (still through the Update entry) and both labels: removed on the DR side with one
+    // write; the label another manager added stays.
     src_cm
         .patch(
             "settings",
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"tier": null}}, "data": {"B": null}})),
+            &Patch::Merge(json!({"metadata": {"labels": null}, "data": {"A": null, "B": null}})),
         )
         .await
         .unwrap();
@@ -135,10 +137,8 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
     assert_eq!(p.dst_writes().await - before, 1);
     let cm = dst_cm.get("settings").await.unwrap();
     let data = cm.data.clone().unwrap();
-    assert_eq!(data.keys().collect::<Vec<_>>(), ["A", "C"]);
-    assert_eq!(data["A"], "10");
-    assert!(!cm.labels().contains_key("tier"), "{:?}", cm.labels());
-    assert_eq!(cm.labels()["app"], "shop");
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["C", "D"]);
+    assert_eq!(cm.labels().keys().collect::<Vec<_>>(), ["dr-note"]);
     assert_eq!(
         cm.labels()["dr-note"],
         "checked",
@@ -165,10 +165,31 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
     p.engine.sync(&target).await.unwrap();
     assert_eq!(p.dst_writes().await - before, 1);
     let cm = dst_cm.get("settings").await.unwrap();
-    assert_eq!(cm.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["A"]);
+    assert_eq!(cm.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["D"]);
     assert_eq!(cm.labels()["dr-note"], "checked");
 
-    // Inside lists: an env var and a whole container dropped at the source, one write.
+    // Nothing is left to do.
+    let before = p.dst_writes().await;
+    let r = p.engine.sync(&target).await.unwrap();
+    assert_eq!(p.dst_writes().await - before, 0, "{:#?}", r.changes);
+
+    // Inside lists: someone on the DR side adds an env var of their own to a container; then an env var
+    // and a whole container are dropped at the source. A merge patch would replace the container list
+    // whole and lose the DR side's env var, so this takeover is two writes (the managedFields, then an
+    // apply, which merges the list item by item).
+    dst_deploy
+        .patch(
+            "web",
+            &PatchParams {
+                field_manager: Some("ops-team".into()),
+                ..Default::default()
+            },
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "web", "env": [{"name": "OPS", "value": "on"}]}
+            ]}}}})),
+        )
+        .await
+        .unwrap();
     let mut deploy = src_deploy.get("web").await.unwrap();
     let pod = deploy.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
     pod.containers.retain(|c| c.name == "web");
@@ -185,26 +206,22 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
     let before = p.dst_writes().await;
     let r = p.engine.sync(&target).await.unwrap();
     assert!(r.is_success(), "{:#?}", r.failures);
-    assert_eq!(p.dst_writes().await - before, 1);
+    assert_eq!(p.dst_writes().await - before, 2);
     let live = dst_deploy.get("web").await.unwrap();
     let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(
         pod.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         ["web"]
     );
-    let env: Vec<&str> = pod.containers[0]
+    let mut env: Vec<&str> = pod.containers[0]
         .env
         .iter()
         .flatten()
         .map(|e| e.name.as_str())
         .collect();
-    assert_eq!(env, ["KEEP"]);
+    env.sort();
+    assert_eq!(env, ["KEEP", "OPS"]);
     // The rest of the object is as before: the DR copy is quiet (0 replicas) with the source's image.
     assert_eq!(live.spec.as_ref().unwrap().replicas, Some(0));
     assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example/web:1"));
-
-    // And nothing is left to do.
-    let before = p.dst_writes().await;
-    let r = p.engine.sync(&target).await.unwrap();
-    assert_eq!(p.dst_writes().await - before, 0, "{:#?}", r.changes);
 }

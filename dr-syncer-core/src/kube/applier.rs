@@ -40,7 +40,8 @@ type CacheKey = (String, Option<String>);
 /// `managedFields`, which a later apply would never remove; so an update whose desired state lacks a field
 /// that entry still owns is written as one merge patch that nulls the dropped fields and converts the
 /// entry into the `Apply` entry (the details are in the private `ownership` module). Either way one change
-/// costs one write.
+/// costs one write — but for a takeover where another manager owns something inside a list dr-syncer
+/// sends (a merge patch would replace the list whole): two writes, the `managedFields`, then the apply.
 ///
 /// # No-op detection
 /// [`Applier::prepare`] lists the live DR objects of each type (one list per type and namespace); `apply`
@@ -286,10 +287,12 @@ impl KubeApplier {
             }
             // (Also what a retried create meets when the first attempt's answer was lost.)
             Err(e) if is_already_exists(&e) => {
-                let created = match self.get_live(rt, key).await {
-                    Ok(Some(live)) => live.created_fields(),
-                    _ => None,
-                };
+                let live = self.get_live(rt, key).await.map_err(|e| {
+                    kube::Error::Api(Box::new(
+                        kube::core::Status::failure(&e.message, "").with_code(500),
+                    ))
+                })?;
+                let created = live.and_then(|l| l.created_fields());
                 self.update(rt, key, desired, created.as_ref()).await
             }
             Err(e) => Err(e),
@@ -300,7 +303,7 @@ impl KubeApplier {
     /// dr-syncer's `Update` entry (`created`: its field set, from a create by POST) and `desired` lacks a
     /// field that entry owns — with the one merge patch that removes the field and takes the entry over
     /// ([`super::ownership`]).
-    async fn update(
+    pub(super) async fn update(
         &self,
         rt: &ResourceType,
         key: &ObjectKey,
@@ -317,7 +320,10 @@ impl KubeApplier {
     }
 
     /// The takeover write of [`KubeApplier::update`]: read the object with its `managedFields`, then
-    /// merge-patch `desired` onto it ([`ownership::takeover_patch`]).
+    /// merge-patch `desired` onto it ([`ownership::takeover_patch`]); tried again (read included) when
+    /// the object changed in between. When another manager owns something inside a list `desired`
+    /// sends, which a merge patch would replace whole, the takeover is two writes instead: the
+    /// `managedFields` alone (a JSON patch, so no field changes), then the apply.
     async fn take_over(
         &self,
         rt: &ResourceType,
@@ -325,40 +331,65 @@ impl KubeApplier {
         desired: &Value,
     ) -> Result<(), kube::Error> {
         let api = api_for(&self.client, rt, key.namespace.as_deref());
-        let full = self
-            .calls
-            .run(&format!("get {key}"), || api.get(&key.name))
-            .await?;
-        let managed = full.metadata.managed_fields.as_ref();
-        let (Some(fields), Some(converted)) = (
-            ownership::created_fields(managed),
-            managed.and_then(|m| ownership::converted(m)),
-        ) else {
-            // Taken over since the live object was read: an apply does it all.
-            let desired: DynamicObject =
-                serde_json::from_value(desired.clone()).map_err(kube::Error::SerdeError)?;
-            return self.server_side_apply(rt, key, &desired).await;
-        };
-        let patch = ownership::takeover_patch(
-            fields,
-            desired,
-            &converted,
-            full.metadata.resource_version.as_deref(),
-        );
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        let patch = Patch::Merge(&patch);
-        tracing::debug!(object = %key, "taking over fields dr-syncer created by POST");
-        let written = self
-            .calls
-            .run(&format!("take over {key}"), || {
-                api.patch(&key.name, &params, &patch)
-            })
-            .await?;
-        self.remember(rt, key, Some(written));
-        Ok(())
+        let as_object = || -> Result<DynamicObject, kube::Error> {
+            serde_json::from_value(desired.clone()).map_err(kube::Error::SerdeError)
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let full = self
+                .calls
+                .run(&format!("get {key}"), || api.get(&key.name))
+                .await?;
+            let entries = full.metadata.managed_fields.as_deref().unwrap_or_default();
+            let Some(converted) = ownership::converted(entries) else {
+                // Taken over since the live object was read: an apply does it all.
+                return self.server_side_apply(rt, key, &as_object()?).await;
+            };
+            let others = ownership::others_fields(entries);
+            let rv = full.metadata.resource_version.as_deref();
+            let written = if ownership::others_own_list_contents(&others, desired) {
+                let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                    {"op": "replace", "path": "/metadata/managedFields", "value": converted},
+                ]))
+                .map_err(kube::Error::SerdeError)?;
+                let patch = Patch::<()>::Json(patch);
+                tracing::debug!(object = %key, "taking over fields dr-syncer created by POST (two writes)");
+                self.calls
+                    .run(&format!("take over {key}"), || {
+                        api.patch(&key.name, &params, &patch)
+                    })
+                    .await
+                    .map(|_| None)
+            } else {
+                let ours = ownership::applied_fields(&converted).cloned().unwrap_or_default();
+                let patch = ownership::takeover_patch(&ours, &others, desired, &converted, rv);
+                let patch = Patch::Merge(&patch);
+                tracing::debug!(object = %key, "taking over fields dr-syncer created by POST");
+                self.calls
+                    .run(&format!("take over {key}"), || {
+                        api.patch(&key.name, &params, &patch)
+                    })
+                    .await
+                    .map(Some)
+            };
+            match written {
+                Ok(Some(written)) => {
+                    self.remember(rt, key, Some(written));
+                    return Ok(());
+                }
+                Ok(None) => return self.server_side_apply(rt, key, &as_object()?).await,
+                // Changed since it was read (or a JSON patch's test failed): read it again.
+                Err(kube::Error::Api(s))
+                    if attempt < 3 && (s.code == 409 || (s.code == 422 && s.message.contains("test"))) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Delete one object; `Ok(false)` when it did not exist.
@@ -506,8 +537,17 @@ impl Applier for KubeApplier {
                 action,
             }),
             Err(e) if super::immutable::is_immutable_rejection(&e) => {
-                self.on_immutable(rt, &key, desired, live, &e, &options, &hash, changes)
-                    .await
+                self.on_immutable(
+                    rt,
+                    &key,
+                    (desired, created.as_ref()),
+                    live,
+                    &e,
+                    &options,
+                    &hash,
+                    changes,
+                )
+                .await
             }
             Err(e) => Err(apply_error(&key, &e)),
         }

@@ -233,7 +233,7 @@ impl KubeApplier {
         &self,
         rt: &ResourceType,
         key: &ObjectKey,
-        desired: DynamicObject,
+        (desired, created): (DynamicObject, Option<&serde_json::Value>),
         live: Option<DynamicObject>,
         err: &kube::Error,
         options: &ApplyOptions,
@@ -267,7 +267,8 @@ impl KubeApplier {
                 let fields = rejected_fields(err);
                 let mut partial = keep_immutable(rt, &desired, &live, &fields);
                 annotate(&mut partial, annotations::IMMUTABLE_FIELDS, fields.join(","));
-                self.server_side_apply(rt, key, &partial)
+                // (Through `update`: an object created by POST may need its fields taken over.)
+                self.update(rt, key, &partial, created)
                     .await
                     .map_err(|e| apply_error(key, &e))?;
                 Ok(ApplyResult {

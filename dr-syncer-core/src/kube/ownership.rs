@@ -5,11 +5,14 @@
 //! `dr-syncer` with operation `Update`, and a server-side apply (operation `Apply`) never removes a field
 //! an `Update` entry owns. So when a later desired state leaves out a field that entry still owns (the
 //! source dropped it), the applier writes it with one JSON merge patch instead of an apply
-//! ([`takeover_patch`]): the desired object, `null` for each dropped field, and `managedFields` with the
-//! `Update` entry turned into the `Apply` entry — the way `kubectl apply --server-side` takes over
-//! client-side-applied objects, here in the same write as the change. The fields that write changes
-//! belong to a (small) `Update` entry again; each later write checks it the same way, and every apply
-//! that changes one of them takes it over.
+//! ([`takeover_patch`]): the desired object, `null` for each dropped field dr-syncer owns and no other
+//! manager does, and `managedFields` with the `Update` entry turned into the `Apply` entry — the way
+//! `kubectl apply --server-side` takes over client-side-applied objects, here in the same write as the
+//! change. The fields that write changes belong to a (small) `Update` entry again; each later write
+//! checks it the same way, and every apply that changes one of them takes it over. A merge patch
+//! replaces lists whole, so when another manager owns something inside a list the desired object sends
+//! ([`others_own_list_contents`]), the applier writes the converted `managedFields` alone and then
+//! applies: two writes, once.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use serde_json::{Map, Value};
@@ -129,19 +132,71 @@ pub(super) fn converted(entries: &[ManagedFieldsEntry]) -> Option<Vec<ManagedFie
     Some(out)
 }
 
-/// The JSON merge patch that writes `desired` to an object whose `Update` entry owns `fields`, some of
-/// which `desired` lacks: `desired`, with `null` for every dropped field reachable through objects (a
-/// list in `desired` replaces the live one whole, so fields dropped inside lists go with it), the
-/// `resourceVersion` read (the server refuses the patch if the object changed since), and `managed` —
+/// The field set of dr-syncer's `Apply` entry of the main resource (after [`converted`]: everything
+/// dr-syncer owns).
+pub(super) fn applied_fields(entries: &[ManagedFieldsEntry]) -> Option<&Value> {
+    entries
+        .iter()
+        .find(|e| {
+            e.manager.as_deref() == Some(FIELD_MANAGER)
+                && e.operation.as_deref() == Some("Apply")
+                && e.subresource.as_deref().unwrap_or("").is_empty()
+        })
+        .and_then(|e| e.fields_v1.as_ref())
+        .map(|f| &f.0)
+}
+
+/// The union of the field sets other managers own on the main resource.
+pub(super) fn others_fields(entries: &[ManagedFieldsEntry]) -> Value {
+    let mut all = Value::Object(Map::new());
+    for e in entries {
+        if e.manager.as_deref() != Some(FIELD_MANAGER)
+            && e.subresource.as_deref().unwrap_or("").is_empty()
+            && let Some(f) = &e.fields_v1
+        {
+            union(&mut all, &f.0);
+        }
+    }
+    all
+}
+
+/// Whether another manager owns something inside a list that `desired` sends: a merge patch replaces
+/// such a list whole and would drop it (a server-side apply merges the list item by item and keeps it).
+pub(super) fn others_own_list_contents(others: &Value, desired: &Value) -> bool {
+    let Some(members) = others.as_object() else {
+        return false;
+    };
+    members.iter().any(|(member, sub)| {
+        let Some(child) = member
+            .strip_prefix("f:")
+            .and_then(|name| desired.as_object()?.get(name))
+        else {
+            return false;
+        };
+        match child {
+            Value::Array(_) => sub.as_object().is_some_and(|m| m.keys().any(|k| k != ".")),
+            Value::Object(_) => others_own_list_contents(sub, child),
+            _ => false,
+        }
+    })
+}
+
+/// The JSON merge patch that writes `desired` to an object created by POST, some of whose fields
+/// `desired` drops: `desired`, with `null` for every field dr-syncer owns (`ours`: its `Update` and
+/// `Apply` entries together) that `desired` lacks and no other manager owns (`others`) — reachable
+/// through objects; a list in `desired` replaces the live one whole, so the caller uses this only when
+/// no other manager owns anything inside those lists ([`others_own_list_contents`]) — the
+/// `resourceVersion` read (the server refuses the patch if the object changed since), and `managed`:
 /// the object's `managedFields` with the `Update` entry converted ([`converted`]).
 pub(super) fn takeover_patch(
-    fields: &Value,
+    ours: &Value,
+    others: &Value,
     desired: &Value,
     managed: &[ManagedFieldsEntry],
     resource_version: Option<&str>,
 ) -> Value {
     let mut patch = desired.clone();
-    null_dropped(fields, desired, &mut patch);
+    null_dropped(ours, Some(others), desired, &mut patch);
     if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert(
             "managedFields".into(),
@@ -155,23 +210,46 @@ pub(super) fn takeover_patch(
     patch
 }
 
-fn null_dropped(fields: &Value, desired: &Value, patch: &mut Value) {
-    let (Some(members), Some(want)) = (fields.as_object(), desired.as_object()) else {
+fn null_dropped(ours: &Value, others: Option<&Value>, desired: &Value, patch: &mut Value) {
+    let Some(members) = ours.as_object() else {
         return;
     };
+    let empty = Value::Object(Map::new());
     for (member, sub) in members {
         let Some(name) = member.strip_prefix("f:") else {
             continue;
         };
-        match want.get(name) {
+        let other = others.and_then(|o| o.get(member));
+        match desired.get(name) {
             None => {
-                if let Some(p) = patch.as_object_mut() {
-                    p.insert(name.to_owned(), Value::Null);
+                let is_map = sub
+                    .as_object()
+                    .is_some_and(|m| m.keys().any(|k| k.starts_with("f:")));
+                let Some(p) = patch.as_object_mut() else {
+                    continue;
+                };
+                match other {
+                    // Nobody else owns anything there: the whole field goes.
+                    None => {
+                        p.insert(name.to_owned(), Value::Null);
+                    }
+                    // Others own parts of this map: only dr-syncer's own members go.
+                    Some(other) if is_map => {
+                        let child = p
+                            .entry(name.to_owned())
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if !child.is_object() {
+                            *child = Value::Object(Map::new());
+                        }
+                        null_dropped(sub, Some(other), &empty, child);
+                    }
+                    // Shared with another manager: it stays, as with an apply.
+                    Some(_) => {}
                 }
             }
             Some(child) if child.is_object() => {
                 if let Some(p) = patch.get_mut(name) {
-                    null_dropped(sub, child, p);
+                    null_dropped(sub, other, child, p);
                 }
             }
             Some(_) => {}
@@ -292,7 +370,7 @@ mod tests {
             "spec": {"ports": [{"port": 80}]}
         });
         let managed = [entry(FIELD_MANAGER, "Apply", json!({"f:data": {}}))];
-        let patch = takeover_patch(&fields, &desired, &managed, Some("42"));
+        let patch = takeover_patch(&fields, &json!({}), &desired, &managed, Some("42"));
         assert_eq!(
             patch,
             json!({
@@ -335,5 +413,35 @@ mod tests {
         );
         // Nothing to convert.
         assert_eq!(converted(&[edit]), None);
+    }
+
+    #[test]
+    fn fields_other_managers_own_are_not_nulled() {
+        // dr-syncer owned labels a and b and data x; the source dropped all of them.
+        let ours = json!({
+            "f:metadata": {"f:labels": {".": {}, "f:a": {}, "f:b": {}}},
+            "f:data": {".": {}, "f:x": {}, "f:y": {}}
+        });
+        // Another manager owns label c (added on the DR side) and shares data y.
+        let others = json!({"f:metadata": {"f:labels": {"f:c": {}}}, "f:data": {"f:y": {}}});
+        let desired = json!({"metadata": {"name": "t"}});
+        let patch = takeover_patch(&ours, &others, &desired, &[], None);
+        assert_eq!(
+            patch,
+            json!({
+                "metadata": {"name": "t", "labels": {"a": null, "b": null}, "managedFields": [], "resourceVersion": null},
+                "data": {"x": null}
+            })
+        );
+    }
+
+    #[rstest]
+    #[case::item_of_a_sent_list(json!({"f:spec": {"f:containers": {"k:{\"name\":\"sidecar\"}": {}}}}), true)]
+    #[case::whole_atomic_list(json!({"f:spec": {"f:containers": {}}}), false)]
+    #[case::list_not_sent(json!({"f:spec": {"f:tolerations": {"k:{\"key\":\"a\"}": {}}}}), false)]
+    #[case::map_field(json!({"f:metadata": {"f:labels": {"f:c": {}}}}), false)]
+    fn lists_with_contents_of_others(#[case] others: Value, #[case] shared: bool) {
+        let desired = json!({"metadata": {"labels": {}}, "spec": {"containers": [{"name": "web"}]}});
+        assert_eq!(others_own_list_contents(&others, &desired), shared);
     }
 }
