@@ -160,14 +160,13 @@ struct Live {
     created: Option<Box<str>>,
 }
 
-impl Live {
-    fn created_fields(&self) -> Option<Value> {
-        serde_json::from_str(self.created.as_deref()?).ok()
-    }
+/// [`Live::created`], parsed: read only when an object is written, not on every comparison.
+fn parse_created(text: Option<Box<str>>) -> Option<Value> {
+    serde_json::from_str(&text?).ok()
 }
 
 fn lean(mut obj: DynamicObject) -> Live {
-    let created = ownership::created_fields(obj.metadata.managed_fields.as_ref())
+    let created = ownership::created_fields(obj.metadata.managed_fields.as_deref().unwrap_or_default())
         .map(|f| f.to_string().into_boxed_str());
     obj.metadata.managed_fields = None;
     Live { obj, created }
@@ -225,11 +224,15 @@ impl KubeApplier {
         rt: &ResourceType,
         key: &ObjectKey,
     ) -> Result<Option<DynamicObject>, ApplyError> {
-        Ok(self.get_live(rt, key).await?.map(|l| l.obj))
+        Ok(self
+            .get_live(rt, key)
+            .await
+            .map_err(|e| apply_error(key, &e))?
+            .map(|l| l.obj))
     }
 
     /// [`KubeApplier::get`], with the field set of dr-syncer's `Update` entry.
-    async fn get_live(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<Live>, ApplyError> {
+    async fn get_live(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<Live>, kube::Error> {
         get_one(
             &self.client,
             &self.calls,
@@ -240,7 +243,6 @@ impl KubeApplier {
         )
         .await
         .map(|o| o.map(lean))
-        .map_err(|e| apply_error(key, &e))
     }
 
     /// Server-side apply of `desired`; the object the server returns becomes the cached live one.
@@ -287,12 +289,10 @@ impl KubeApplier {
             }
             // (Also what a retried create meets when the first attempt's answer was lost.)
             Err(e) if is_already_exists(&e) => {
-                let live = self.get_live(rt, key).await.map_err(|e| {
-                    kube::Error::Api(Box::new(
-                        kube::core::Status::failure(&e.message, "").with_code(500),
-                    ))
-                })?;
-                let created = live.and_then(|l| l.created_fields());
+                let created = self
+                    .get_live(rt, key)
+                    .await?
+                    .and_then(|l| parse_created(l.created));
                 self.update(rt, key, desired, created.as_ref()).await
             }
             Err(e) => Err(e),
@@ -310,13 +310,13 @@ impl KubeApplier {
         desired: &DynamicObject,
         created: Option<&Value>,
     ) -> Result<(), kube::Error> {
-        let body = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
-        match created {
-            Some(fields) if ownership::lacks_owned_field(fields, &body) => {
-                self.take_over(rt, key, &body).await
+        if let Some(fields) = created {
+            let body = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+            if ownership::lacks_owned_field(fields, &body) {
+                return self.take_over(rt, key, &body).await;
             }
-            _ => self.server_side_apply(rt, key, desired).await,
         }
+        self.server_side_apply(rt, key, desired).await
     }
 
     /// The takeover write of [`KubeApplier::update`]: read the object with its `managedFields`, then
@@ -352,38 +352,33 @@ impl KubeApplier {
             };
             let others = ownership::others_fields(entries);
             let rv = full.metadata.resource_version.as_deref();
-            let written = if ownership::others_own_list_contents(&others, desired) {
-                let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
-                    {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
-                    {"op": "replace", "path": "/metadata/managedFields", "value": converted},
-                ]))
-                .map_err(kube::Error::SerdeError)?;
-                let patch = Patch::<()>::Json(patch);
-                tracing::debug!(object = %key, "taking over fields dr-syncer created by POST (two writes)");
-                self.calls
-                    .run(&format!("take over {key}"), || {
-                        api.patch(&key.name, &params, &patch)
-                    })
-                    .await
-                    .map(|_| None)
+            // Two writes: the managedFields alone now, the apply after it.
+            let two_writes = ownership::others_own_list_contents(&others, desired);
+            let patch: Patch<Value> = if two_writes {
+                Patch::Json(
+                    serde_json::from_value(serde_json::json!([
+                        {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                        {"op": "replace", "path": "/metadata/managedFields", "value": converted},
+                    ]))
+                    .map_err(kube::Error::SerdeError)?,
+                )
             } else {
                 let ours = ownership::applied_fields(&converted).cloned().unwrap_or_default();
-                let patch = ownership::takeover_patch(&ours, &others, desired, &converted, rv);
-                let patch = Patch::Merge(&patch);
-                tracing::debug!(object = %key, "taking over fields dr-syncer created by POST");
-                self.calls
-                    .run(&format!("take over {key}"), || {
-                        api.patch(&key.name, &params, &patch)
-                    })
-                    .await
-                    .map(Some)
+                Patch::Merge(ownership::takeover_patch(&ours, &others, desired, &converted, rv))
             };
+            tracing::debug!(object = %key, two_writes, "taking over fields dr-syncer created by POST");
+            let written = self
+                .calls
+                .run(&format!("take over {key}"), || {
+                    api.patch(&key.name, &params, &patch)
+                })
+                .await;
             match written {
-                Ok(Some(written)) => {
+                Ok(_) if two_writes => return self.server_side_apply(rt, key, &as_object()?).await,
+                Ok(written) => {
                     self.remember(rt, key, Some(written));
                     return Ok(());
                 }
-                Ok(None) => return self.server_side_apply(rt, key, &as_object()?).await,
                 // Changed since it was read (or a JSON patch's test failed): read it again.
                 Err(kube::Error::Api(s))
                     if attempt < 3 && (s.code == 409 || (s.code == 422 && s.message.contains("test"))) => {}
@@ -453,12 +448,9 @@ impl Applier for KubeApplier {
         }
         let (live, created) = match self.cached(rt, &key) {
             Some(hit) => hit,
-            None => self.get_live(rt, &key).await?,
+            None => self.get_live(rt, &key).await.map_err(|e| apply_error(&key, &e))?,
         }
-        .map_or((None, None), |l| {
-            let created = l.created_fields();
-            (Some(l.obj), created)
-        });
+        .map_or((None, None), |l| (Some(l.obj), l.created));
         let mut desired = with_types(desired.clone(), rt);
         // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
         let (want, hash) = stamp_desired_hash(&mut desired);
@@ -527,6 +519,7 @@ impl Applier for KubeApplier {
             });
         }
         annotate(&mut desired, annotations::LAST_SYNCED, now_rfc3339());
+        let created = parse_created(created);
         let written = match &live {
             None => self.create_or_apply(rt, &key, &desired).await,
             Some(_) => self.update(rt, &key, &desired, created.as_ref()).await,

@@ -19,20 +19,29 @@ use serde_json::{Map, Value};
 
 use super::FIELD_MANAGER;
 
-/// Whether `entry` is dr-syncer's `Update` entry of the main resource (what a create by POST leaves).
-pub(super) fn is_created_entry(entry: &ManagedFieldsEntry) -> bool {
+/// Whether `entry` is dr-syncer's entry of the main resource for `operation` (`Update`: what a create by
+/// POST leaves; `Apply`: what an apply leaves).
+fn is_own_entry(entry: &ManagedFieldsEntry, operation: &str) -> bool {
     entry.manager.as_deref() == Some(FIELD_MANAGER)
-        && entry.operation.as_deref() == Some("Update")
+        && entry.operation.as_deref() == Some(operation)
         && entry.subresource.as_deref().unwrap_or("").is_empty()
 }
 
-/// The field set of dr-syncer's `Update` entry, if the object has one.
-pub(super) fn created_fields(entries: Option<&Vec<ManagedFieldsEntry>>) -> Option<&Value> {
-    entries?
+fn is_created_entry(entry: &ManagedFieldsEntry) -> bool {
+    is_own_entry(entry, "Update")
+}
+
+fn own_fields<'a>(entries: &'a [ManagedFieldsEntry], operation: &str) -> Option<&'a Value> {
+    entries
         .iter()
-        .find(|e| is_created_entry(e))
+        .find(|e| is_own_entry(e, operation))
         .and_then(|e| e.fields_v1.as_ref())
         .map(|f| &f.0)
+}
+
+/// The field set of dr-syncer's `Update` entry, if the object has one.
+pub(super) fn created_fields(entries: &[ManagedFieldsEntry]) -> Option<&Value> {
+    own_fields(entries, "Update")
 }
 
 /// Whether `fields` (a `fieldsV1` set) names a field that `obj` lacks: a field an apply of `obj` would
@@ -106,13 +115,8 @@ pub(super) fn converted(entries: &[ManagedFieldsEntry]) -> Option<Vec<ManagedFie
         .as_ref()
         .map(|f| f.0.clone())
         .unwrap_or_else(|| Value::Object(Map::new()));
-    let is_apply = |e: &ManagedFieldsEntry| {
-        e.manager.as_deref() == Some(FIELD_MANAGER)
-            && e.operation.as_deref() == Some("Apply")
-            && e.subresource.as_deref().unwrap_or("").is_empty()
-    };
     let mut out: Vec<ManagedFieldsEntry> = entries.iter().filter(|e| !is_created_entry(e)).cloned().collect();
-    match out.iter_mut().find(|e| is_apply(e)) {
+    match out.iter_mut().find(|e| is_own_entry(e, "Apply")) {
         Some(apply) => {
             let mut fields = apply
                 .fields_v1
@@ -135,15 +139,7 @@ pub(super) fn converted(entries: &[ManagedFieldsEntry]) -> Option<Vec<ManagedFie
 /// The field set of dr-syncer's `Apply` entry of the main resource (after [`converted`]: everything
 /// dr-syncer owns).
 pub(super) fn applied_fields(entries: &[ManagedFieldsEntry]) -> Option<&Value> {
-    entries
-        .iter()
-        .find(|e| {
-            e.manager.as_deref() == Some(FIELD_MANAGER)
-                && e.operation.as_deref() == Some("Apply")
-                && e.subresource.as_deref().unwrap_or("").is_empty()
-        })
-        .and_then(|e| e.fields_v1.as_ref())
-        .map(|f| &f.0)
+    own_fields(entries, "Apply")
 }
 
 /// The union of the field sets other managers own on the main resource.
@@ -349,10 +345,10 @@ mod tests {
                 ..created.clone()
             },
         ];
-        assert_eq!(created_fields(Some(&entries)), None);
-        assert_eq!(created_fields(None), None);
+        assert_eq!(created_fields(&entries), None);
+        assert_eq!(created_fields(&[]), None);
         entries.push(created);
-        assert_eq!(created_fields(Some(&entries)), Some(&service_fields()));
+        assert_eq!(created_fields(&entries), Some(&service_fields()));
     }
 
     #[test]
