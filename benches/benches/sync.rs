@@ -293,6 +293,14 @@ async fn fresh_destination(line: &str) -> (ControlPlane, Client) {
     (dst, admin)
 }
 
+/// A raw line's round: `objects` created (or with `apply`, server-side applied) into a fresh destination.
+async fn raw_write(objects: &[(ResourceType, DynamicObject)], apply: bool) -> Duration {
+    let name = if apply { "raw-apply" } else { "raw" };
+    let (_dst, admin) = fresh_destination(name).await;
+    let ns = create_namespace(&admin, name).await.expect("ns");
+    write_all(&admin, &ns, objects, apply).await
+}
+
 async fn run(n: usize) {
     let src = ControlPlane::start("bench-prod").await.expect("control plane");
     let src_admin = src.client_without_retries().await.expect("client");
@@ -337,15 +345,8 @@ async fn run(n: usize) {
     let mut best = [Duration::MAX; 4];
     let mut kept = None;
     for _ in 0..rounds {
-        let (_dst, admin) = fresh_destination("raw").await;
-        let ns = create_namespace(&admin, "raw").await.expect("ns");
-        best[0] = best[0].min(write_all(&admin, &ns, &objects, false).await);
-        drop(_dst);
-
-        let (_dst, admin) = fresh_destination("raw-apply").await;
-        let ns = create_namespace(&admin, "raw-apply").await.expect("ns");
-        best[1] = best[1].min(write_all(&admin, &ns, &objects, true).await);
-        drop(_dst);
+        best[0] = best[0].min(raw_write(&objects, false).await);
+        best[1] = best[1].min(raw_write(&objects, true).await);
 
         drop(kept.take()); // (stops the previous round's destination)
         let (dst, dst_admin) = fresh_destination("first-copy").await;

@@ -113,9 +113,9 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
         )
         .await
         .unwrap();
-    let before = p.dst_writes().await;
-    p.engine.sync(&target).await.unwrap();
-    assert_eq!(p.dst_writes().await - before, 1);
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1);
     let cm = dst_cm.get("settings").await.unwrap();
     assert_eq!(cm.data.as_ref().unwrap()["A"], "10");
     assert_eq!(operations(&cm), ["Apply", "Update"]);
@@ -131,10 +131,9 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
         )
         .await
         .unwrap();
-    let before = p.dst_writes().await;
-    let r = p.engine.sync(&target).await.unwrap();
+    let (r, writes) = p.sync_counting_writes(&target).await;
     assert!(r.is_success(), "{:#?}", r.failures);
-    assert_eq!(p.dst_writes().await - before, 1);
+    assert_eq!(writes, 1);
     let cm = dst_cm.get("settings").await.unwrap();
     let data = cm.data.clone().unwrap();
     assert_eq!(data.keys().collect::<Vec<_>>(), ["C", "D"]);
@@ -161,17 +160,17 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
         )
         .await
         .unwrap();
-    let before = p.dst_writes().await;
-    p.engine.sync(&target).await.unwrap();
-    assert_eq!(p.dst_writes().await - before, 1);
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1);
     let cm = dst_cm.get("settings").await.unwrap();
     assert_eq!(cm.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["D"]);
     assert_eq!(cm.labels()["dr-note"], "checked");
 
     // Nothing is left to do.
-    let before = p.dst_writes().await;
-    let r = p.engine.sync(&target).await.unwrap();
-    assert_eq!(p.dst_writes().await - before, 0, "{:#?}", r.changes);
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 0, "{:#?}", r.changes);
 
     // Inside lists: someone on the DR side adds an env var of their own to a container; then an env var
     // and a whole container are dropped at the source. A merge patch would replace the container list
@@ -203,10 +202,9 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
         .replace("web", &Default::default(), &deploy)
         .await
         .unwrap();
-    let before = p.dst_writes().await;
-    let r = p.engine.sync(&target).await.unwrap();
+    let (r, writes) = p.sync_counting_writes(&target).await;
     assert!(r.is_success(), "{:#?}", r.failures);
-    assert_eq!(p.dst_writes().await - before, 2);
+    assert_eq!(writes, 2);
     let live = dst_deploy.get("web").await.unwrap();
     let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(

@@ -593,8 +593,7 @@ impl Applier for GatedApplier {
         let name = format!("{}/{}", rt.kind, o.metadata.name.clone().unwrap_or_default());
         self.log.lock().unwrap().push(format!("start {name}"));
         if rt.kind == "Service" {
-            self.service_started.notify_waiters();
-            self.service_started.notify_one();
+            self.service_started.notify_one(); // (a permit, if the Secret is not waiting yet)
         }
         if rt.kind == "Secret"
             && tokio::time::timeout(Duration::from_secs(5), self.service_started.notified())

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use dr_syncer_core::{
     api::NamespaceMappingSpec,
     config::SyncConfig,
-    engine::{SyncEngine, SyncTarget},
+    engine::{SyncEngine, SyncReport, SyncTarget},
     kube::{ClientOptions, ClusterConfig, KubeApplier, KubeSource, KubeconfigSource, connect, discover},
     resource::ResourceType,
     selection::{OPERATOR_DEFAULT_TYPES, resolve_resource_types},
@@ -100,6 +100,13 @@ impl Pair {
     /// Write requests dr-syncer has made to the destination so far.
     pub async fn dst_writes(&self) -> u64 {
         self.dst.requests(WRITER).await.unwrap().writes
+    }
+
+    /// Sync `target` once: its report and the write requests it made to the destination.
+    pub async fn sync_counting_writes(&self, target: &SyncTarget) -> (SyncReport, u64) {
+        let before = self.dst_writes().await;
+        let report = self.engine.sync(target).await.unwrap();
+        (report, self.dst_writes().await - before)
     }
 
     /// Write requests dr-syncer has made to the source so far (must stay 0 for a sync).
