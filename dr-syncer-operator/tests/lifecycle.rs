@@ -275,8 +275,7 @@ spec: {{kubeconfigSecretRef: {{name: prod-kubeconfig, namespace: {NS}}}, default
         })
         .await
         .unwrap();
-        let events = env.events(name).await;
-        assert!(events.iter().any(|(r, _)| r == reason), "{name}: {events:?}");
+        env.wait_event(name, reason).await;
     }
     for (name, reason, text) in [
         ("bad-cron", "InvalidSchedule", "61"),
@@ -291,8 +290,7 @@ spec: {{kubeconfigSecretRef: {{name: prod-kubeconfig, namespace: {NS}}}, default
             .await;
         let c = condition(nm.status.as_ref().unwrap(), "Synced").unwrap();
         assert!(c.2.contains(text), "{name}: {c:?}");
-        let events = env.events(name).await;
-        assert!(events.iter().any(|(r, _)| r == reason), "{name}: {events:?}");
+        env.wait_event(name, reason).await;
     }
     // No hot loop: over a few seconds the operator makes a bounded number of requests.
     let before = env.controller.requests(&op.user).await.unwrap();

@@ -189,6 +189,17 @@ spec:
     pub async fn events(&self, name: &str) -> Vec<(String, String)> {
         events_for(&self.controller.client(), NS, name).await
     }
+
+    /// The events about `name` once one with `reason` is among them (the operator records an event
+    /// after the status write that tests wait for, so reading right after that write can miss it).
+    pub async fn wait_event(&self, name: &str, reason: &str) -> Vec<(String, String)> {
+        wait_for(&format!("{name}: event {reason}"), T, || async {
+            let events = self.events(name).await;
+            Ok(events.iter().any(|(r, _)| r == reason).then_some(events))
+        })
+        .await
+        .unwrap()
+    }
 }
 
 /// Events about object `name` in `ns`: (reason, message). Read through the core/v1 API, which serves
