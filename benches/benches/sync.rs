@@ -39,6 +39,11 @@ use kube::{
 };
 use serde_json::{Value, json};
 
+/// The allocator `dr-syncer-cli` ships with (see its `main.rs`), so that the library lines measure what the
+/// CLI does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PARALLEL: usize = 64;
 
 fn types() -> Vec<ResourceType> {

@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: a first copy allocates and frees a few JSON trees per object; glibc's allocator took about a
+/// quarter of the CLI's CPU there, CPU the API server on the same machine could use (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = dr_syncer_cli::Args::parse_from(dr_syncer_cli::normalize_go_flags(std::env::args()));
     let runtime = match tokio::runtime::Runtime::new() {

@@ -149,40 +149,63 @@ fn change(path: &[String], old: Option<&Value>, new: Option<&Value>) -> FieldCha
 /// A stable fingerprint of a JSON document (FNV-1a, 64 bits, over its canonical text: object keys sorted),
 /// rendered as 16 hex digits. Stable across processes and versions; not a security measure.
 pub fn fingerprint(v: &Value) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut feed = Fnv(0xcbf2_9ce4_8422_2325);
     canonical(v, &mut feed);
-    format!("{hash:016x}")
+    format!("{:016x}", feed.0)
 }
 
-fn canonical(v: &Value, feed: &mut impl FnMut(&[u8])) {
+/// FNV-1a over everything written to it: the canonical text is hashed as it is rendered, never held.
+struct Fnv(u64);
+
+impl std::io::Write for Fnv {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The canonical text of `v` (object keys sorted, each entry followed by `,`, scalars as serde_json
+/// renders them), written to `out`. This runs for every object of every sync, so nothing is allocated
+/// per key or value (maps iterate sorted already; only an unsorted one is sorted, through references).
+fn canonical(v: &Value, out: &mut Fnv) {
+    use std::io::Write as _;
+    // (Writing to `Fnv` cannot fail, nor can rendering a `Value`.)
     match v {
         Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            feed(b"{");
-            for k in keys {
-                feed(Value::String(k.clone()).to_string().as_bytes());
-                feed(b":");
-                canonical(&m[k], feed);
-                feed(b",");
+            let _ = out.write_all(b"{");
+            let mut entry = |k: &String, v: &Value| {
+                let _ = serde_json::to_writer(&mut *out, k);
+                let _ = out.write_all(b":");
+                canonical(v, out);
+                let _ = out.write_all(b",");
+            };
+            if m.keys().is_sorted() {
+                m.iter().for_each(|(k, v)| entry(k, v));
+            } else {
+                let mut sorted: Vec<(&String, &Value)> = m.iter().collect();
+                sorted.sort_by_key(|(k, _)| *k);
+                sorted.into_iter().for_each(|(k, v)| entry(k, v));
             }
-            feed(b"}");
+            let _ = out.write_all(b"}");
         }
         Value::Array(a) => {
-            feed(b"[");
+            let _ = out.write_all(b"[");
             for x in a {
-                canonical(x, feed);
-                feed(b",");
+                canonical(x, out);
+                let _ = out.write_all(b",");
             }
-            feed(b"]");
+            let _ = out.write_all(b"]");
         }
-        other => feed(other.to_string().as_bytes()),
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 
@@ -262,5 +285,10 @@ mod tests {
         assert_eq!(fingerprint(&a).len(), 16);
         // Pinned: the annotation written by one version must be read by the next.
         assert_eq!(fingerprint(&json!({})), "08f44b07b5901a25");
+        // Pinned: DR objects carry this hash, so a changed rendering would make the next sync rewrite
+        // every object once. Escapes, unicode, numbers, nesting, empty containers.
+        let rich = json!({"z": [1, -2.5, 1e21, true, null, "a\"b\\c\n\u{1}é"], "a": {"y": {}, "x": []},
+                          "k\"ey": "v", "": 0, "é": {"b": [{"d": 1, "c": 2}]}});
+        assert_eq!(fingerprint(&rich), "bed6729eab91c106");
     }
 }

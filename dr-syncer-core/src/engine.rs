@@ -9,8 +9,9 @@
 //! 3. **transform** (pure) with the transformer chain; a transformer error fails that object only;
 //! 4. **apply** in dependency order ([`crate::order`]), waves of tiers one after the other, the objects
 //!    of a wave in parallel (bounded by [`SyncEngine::with_concurrency`]); the DR Namespace first (per
-//!    `namespaceConfig`), CRDs of replicated custom resources next (waited for until Established, with
-//!    `syncCRDs`); per-object failures are recorded and the rest carries on;
+//!    `namespaceConfig`; it is applied while step 1 lists, once the source Namespace is found), CRDs of
+//!    replicated custom resources next (waited for until Established, with `syncCRDs`); per-object
+//!    failures are recorded and the rest carries on;
 //! 5. **prune** (only with `prune`): DR objects of the selected types whose `dr-syncer.io/synced-by` is
 //!    this mapping's and whose source object is gone are deleted — nothing else ever is;
 //! 6. **report**: per kind created / updated / unchanged / recreated / skipped / deleted / failed, the
@@ -341,7 +342,9 @@ impl SyncEngine {
         };
         let types: Vec<ResourceType> = target.types.iter().filter(|t| t.namespaced).cloned().collect();
 
-        // 1. Fetch.
+        // 1. Fetch: the source namespace (when it is missing, nothing else is read or written), then the
+        // source's objects and the destination's live state, read at the same time as the DR namespace is
+        // made ready (its live state read, then applied), so no object waits on those round trips.
         let source_ns = self
             .source
             .get(&namespace_type(), None, &target.source_namespace)
@@ -360,20 +363,26 @@ impl SyncEngine {
             namespace: Some(target.source_namespace.clone()),
             types: types.clone(),
         };
-        // The source's objects and the destination's live state, read at the same time.
-        let (objects, prepared) = tokio::join!(
-            self.source.list(&scope),
-            self.applier.prepare(Some(&target.destination_namespace), &types)
+        let ((objects, prepared), namespace) = tokio::join!(
+            async {
+                tokio::join!(
+                    self.source.list(&scope),
+                    self.applier.prepare(Some(&target.destination_namespace), &types)
+                )
+            },
+            self.ready_namespace(target, &source_ns, &options)
         );
+        let (active, ns_result) = namespace?;
         let objects = objects?;
         prepared?;
         debug!(objects = objects.len(), "listed source");
-        let live_ns = self
-            .applier
-            .live(&namespace_type(), &namespace_key(target))
-            .await?;
-        let active = live_ns.as_ref().is_some_and(activation::is_marked_active) || self.keep_activation;
         report.destination_active = active;
+        report.record(
+            "Namespace",
+            namespace_key(target).to_string(),
+            ns_result.action,
+            ns_result.diff,
+        );
 
         // 2.–3. Select and transform (pure).
         let mut source_names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -385,26 +394,7 @@ impl SyncEngine {
         }
         let desired = self.select_and_transform(target, active, objects, &mut report);
 
-        // 4. Apply: the namespace, CRDs, then the objects wave by wave.
-        let ns = self.desired_namespace(target, &source_ns, live_ns.as_ref())?;
-        if live_ns.is_none() && !target.config.namespace.create_namespace {
-            return Err(Error::InvalidConfig(format!(
-                "destination namespace {} does not exist and namespaceConfig.createNamespace is false",
-                target.destination_namespace
-            )));
-        }
-        let ns_result = self
-            .applier
-            .apply(&namespace_type(), &ns, options.clone())
-            .await
-            .map_err(Error::Apply)?;
-        report.record(
-            "Namespace",
-            namespace_key(target).to_string(),
-            ns_result.action,
-            ns_result.diff,
-        );
-
+        // 4. Apply: CRDs, then the objects wave by wave (the namespace is there already).
         if target.config.sync_crds {
             self.sync_crds(target, &types, &options, &mut report).await;
         }
@@ -419,6 +409,35 @@ impl SyncEngine {
                 .await;
         }
         Ok(finish(report, started, true))
+    }
+
+    /// The DR namespace of `target`, made ready: the live DR namespace read (whether it is active: cut
+    /// over), the namespace desired from `source_ns` applied per `namespaceConfig`. Returns whether the
+    /// destination is active, and the apply.
+    async fn ready_namespace(
+        &self,
+        target: &SyncTarget,
+        source_ns: &DynamicObject,
+        options: &ApplyOptions,
+    ) -> Result<(bool, ApplyResult)> {
+        let live_ns = self
+            .applier
+            .live(&namespace_type(), &namespace_key(target))
+            .await?;
+        let active = live_ns.as_ref().is_some_and(activation::is_marked_active) || self.keep_activation;
+        let ns = self.desired_namespace(target, source_ns, live_ns.as_ref())?;
+        if live_ns.is_none() && !target.config.namespace.create_namespace {
+            return Err(Error::InvalidConfig(format!(
+                "destination namespace {} does not exist and namespaceConfig.createNamespace is false",
+                target.destination_namespace
+            )));
+        }
+        let applied = self
+            .applier
+            .apply(&namespace_type(), &ns, options.clone())
+            .await
+            .map_err(Error::Apply)?;
+        Ok((active, applied))
     }
 
     /// Select and transform source objects into desired DR objects (pure); records what is left out and

@@ -97,38 +97,47 @@ fn comparable(obj: &DynamicObject) -> Value {
     v
 }
 
-/// `want` without the activation state a drill switches (Deployment/StatefulSet replicas, CronJob
-/// `suspend`, a DaemonSet's quiet node-selector key, the `dr-syncer.io/active` mark). The desired-hash leaves these out, so a cutover or failback
-/// does not make the next sync rewrite every workload for bookkeeping alone; their values are still
-/// compared field by field ([`diff::is_subset`]), and they are always present in a desired object, so no
-/// removal of them can go unnoticed.
-fn activation_neutral(want: &Value, types: Option<&TypeMeta>) -> Value {
-    let mut v = want.clone();
-    let (api_version, kind) = types
-        .map(|t| (t.api_version.clone(), t.kind.clone()))
-        .unwrap_or_default();
-    let field = match (api_version.as_str(), kind.as_str()) {
+/// The fingerprint of `want` without the activation state a drill switches (Deployment/StatefulSet
+/// replicas, CronJob `suspend`, a DaemonSet's quiet node-selector key, the `dr-syncer.io/active` mark),
+/// so a cutover or failback does not make the next sync rewrite every workload for bookkeeping alone;
+/// their values are still compared field by field ([`diff::is_subset`]), and they are always present in a
+/// desired object, so no removal of them can go unnoticed. Those fields are taken out of `want` for the
+/// hashing and put back (no copy of the object: this runs for every object of every sync).
+fn activation_neutral_fingerprint(want: &mut Value, types: Option<&TypeMeta>) -> String {
+    let (api_version, kind) = types.map_or(("", ""), |t| (t.api_version.as_str(), t.kind.as_str()));
+    let field = match (api_version, kind) {
         ("apps/v1", "Deployment" | "StatefulSet") => Some("replicas"),
         ("batch/v1", "CronJob") => Some("suspend"),
         _ => None,
     };
-    if let (Some(field), Some(spec)) = (field, v.get_mut("spec").and_then(Value::as_object_mut)) {
-        spec.remove(field);
-    }
-    if (api_version.as_str(), kind.as_str()) == ("apps/v1", "DaemonSet")
-        && let Some(sel) = v
-            .pointer_mut("/spec/template/spec/nodeSelector")
+    let mut taken: Vec<(&'static str, &'static str, Value)> = Vec::new();
+    let mut take = |want: &mut Value, at: &'static str, key: &'static str| {
+        if let Some(v) = want
+            .pointer_mut(at)
             .and_then(Value::as_object_mut)
-    {
-        sel.remove(annotations::QUIET_NODE_SELECTOR_KEY);
+            .and_then(|m| m.remove(key))
+        {
+            taken.push((at, key, v));
+        }
+    };
+    if let Some(field) = field {
+        take(want, "/spec", field);
     }
-    if let Some(a) = v
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        a.remove(annotations::ACTIVE);
+    if (api_version, kind) == ("apps/v1", "DaemonSet") {
+        take(
+            want,
+            "/spec/template/spec/nodeSelector",
+            annotations::QUIET_NODE_SELECTOR_KEY,
+        );
     }
-    v
+    take(want, "/metadata/annotations", annotations::ACTIVE);
+    let hash = diff::fingerprint(want);
+    for (at, key, v) in taken {
+        if let Some(m) = want.pointer_mut(at).and_then(Value::as_object_mut) {
+            m.insert(key.to_owned(), v);
+        }
+    }
+    hash
 }
 
 /// Stamp the desired object with `dr-syncer.io/desired-hash`, the fingerprint of its comparable form
@@ -142,7 +151,7 @@ fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
     {
         a.remove(annotations::DESIRED_HASH);
     }
-    let hash = diff::fingerprint(&activation_neutral(&want, desired.types.as_ref()));
+    let hash = activation_neutral_fingerprint(&mut want, desired.types.as_ref());
     annotate(desired, annotations::DESIRED_HASH, hash.clone());
     want["metadata"]["annotations"][annotations::DESIRED_HASH] = Value::String(hash.clone());
     (want, hash)
