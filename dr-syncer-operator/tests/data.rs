@@ -267,14 +267,17 @@ spec:
         std::fs::read(dr_db.join("pg_wal/000001")).unwrap().len(),
         256 * 1024
     );
-    let events = env.events("shop").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "DataSyncCompleted" && n.contains("shop/db")),
-        "{events:?}"
-    );
-    assert!(events.iter().any(|(r, _)| r == "DataSyncSkipped"), "{events:?}");
+    env.wait_events(
+        "shop",
+        "DataSyncSkipped, and DataSyncCompleted for shop/db",
+        |events| {
+            events.iter().any(|(r, _)| r == "DataSyncSkipped")
+                && events
+                    .iter()
+                    .any(|(r, n)| r == "DataSyncCompleted" && n.contains("shop/db"))
+        },
+    )
+    .await;
 
     // The lock released, a second trigger copies "media" through a read-only mount pod (no pod
     // mounts it), one PVC at a time (concurrentSyncs: 1).
@@ -420,8 +423,7 @@ spec:
     );
     assert!(db_status.consecutive_failures.unwrap() >= 1);
     assert!(status.last_error.unwrap().message.contains("shop/db"));
-    let events = env.events("shop").await;
-    assert!(events.iter().any(|(r, _)| r == "DataSyncFailed"), "{events:?}");
+    env.wait_event("shop", "DataSyncFailed").await;
 
     // The agents everywhere: the retry copies the data and clears the failure.
     enable_pvc_sync(&env, "").await;

@@ -190,11 +190,7 @@ async fn namespace_selector_with_cleanup_on_unlabel() {
     .unwrap();
     let a_copy: Api<ConfigMap> = Api::namespaced(dr.clone(), &format!("{a}-dr"));
     assert!(a_copy.get_opt("a").await.unwrap().is_some(), "a is untouched");
-    let events = env.events("teams").await;
-    assert!(
-        events.iter().any(|(r, _)| r == "NamespaceCleanedUp"),
-        "{events:?}"
-    );
+    env.wait_event("teams", "NamespaceCleanedUp").await;
 }
 
 /// Bad input: each gives a condition and an event with a clear message, no crash and no hot loop.

@@ -218,14 +218,13 @@ async fn scheduled_mode_transforms_filters_and_reports_exact_status() {
     let svcs: Api<Service> = Api::namespaced(dr.clone(), &dst);
     assert!(svcs.get_opt("clash").await.unwrap().is_none());
 
-    let events = env.events("shop").await;
-    assert!(events.iter().any(|(r, _)| r == "SyncStarted"), "{events:?}");
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "SyncFailed" && n.contains("clash")),
-        "{events:?}"
-    );
+    env.wait_events("shop", "SyncStarted and SyncFailed naming clash", |events| {
+        events.iter().any(|(r, _)| r == "SyncStarted")
+            && events
+                .iter()
+                .any(|(r, n)| r == "SyncFailed" && n.contains("clash"))
+    })
+    .await;
 
     // The next scheduled sync after the clash is gone completes.
     let first_sync = s.last_sync_time.clone().unwrap();

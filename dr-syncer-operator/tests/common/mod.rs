@@ -193,12 +193,32 @@ spec:
     /// The events about `name` once one with `reason` is among them (the operator records an event
     /// after the status write that tests wait for, so reading right after that write can miss it).
     pub async fn wait_event(&self, name: &str, reason: &str) -> Vec<(String, String)> {
-        wait_for(&format!("{name}: event {reason}"), T, || async {
-            let events = self.events(name).await;
-            Ok(events.iter().any(|(r, _)| r == reason).then_some(events))
+        self.wait_events(name, &format!("event {reason}"), |events| {
+            events.iter().any(|(r, _)| r == reason)
         })
         .await
-        .unwrap()
+    }
+
+    /// The events about `name` once they satisfy `done` (see [`Env::wait_event`]); on timeout, a panic
+    /// that shows the events last read.
+    pub async fn wait_events(
+        &self,
+        name: &str,
+        what: &str,
+        done: impl Fn(&[(String, String)]) -> bool,
+    ) -> Vec<(String, String)> {
+        let last = std::sync::Mutex::new(Vec::new());
+        let (last_read, done) = (&last, &done);
+        wait_for(&format!("{name}: {what}"), T, || async move {
+            let events = self.events(name).await;
+            if done(&events) {
+                return Ok(Some(events));
+            }
+            *last_read.lock().unwrap() = events;
+            Ok(None)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; events: {:?}", last.lock().unwrap()))
     }
 }
 
