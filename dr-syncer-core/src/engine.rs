@@ -9,9 +9,9 @@
 //! 3. **transform** (pure) with the transformer chain; a transformer error fails that object only;
 //! 4. **apply** in dependency order ([`crate::order`]), waves of tiers one after the other, the objects
 //!    of a wave in parallel (bounded by [`SyncEngine::with_concurrency`]); the DR Namespace first (per
-//!    `namespaceConfig`; it is applied while step 1 lists, once the source Namespace is found), CRDs of
-//!    replicated custom resources next (waited for until Established, with `syncCRDs`); per-object
-//!    failures are recorded and the rest carries on;
+//!    `namespaceConfig`), CRDs of replicated custom resources next (waited for until Established, with
+//!    `syncCRDs`); per-object failures are recorded and the rest carries on. Nothing is written unless
+//!    every read of step 1 succeeded;
 //! 5. **prune** (only with `prune`): DR objects of the selected types whose `dr-syncer.io/synced-by` is
 //!    this mapping's and whose source object is gone are deleted — nothing else ever is;
 //! 6. **report**: per kind created / updated / unchanged / recreated / skipped / deleted / failed, the
@@ -342,9 +342,8 @@ impl SyncEngine {
         };
         let types: Vec<ResourceType> = target.types.iter().filter(|t| t.namespaced).cloned().collect();
 
-        // 1. Fetch: the source namespace (when it is missing, nothing else is read or written), then the
-        // source's objects and the destination's live state, read at the same time as the DR namespace is
-        // made ready (its live state read, then applied), so no object waits on those round trips.
+        // 1. Fetch: the source namespace (when it is missing, nothing else is read), then the source's
+        // objects, the destination's live objects and the live DR namespace, read at the same time.
         let source_ns = self
             .source
             .get(&namespace_type(), None, &target.source_namespace)
@@ -363,26 +362,22 @@ impl SyncEngine {
             namespace: Some(target.source_namespace.clone()),
             types: types.clone(),
         };
-        let ((objects, prepared), namespace) = tokio::join!(
-            async {
-                tokio::join!(
-                    self.source.list(&scope),
-                    self.applier.prepare(Some(&target.destination_namespace), &types)
-                )
-            },
-            self.ready_namespace(target, &source_ns, &options)
+        let (ns_type, ns_key) = (namespace_type(), namespace_key(target));
+        let (objects, prepared, live_ns) = tokio::join!(
+            self.source.list(&scope),
+            self.applier.prepare(Some(&target.destination_namespace), &types),
+            self.applier.live(&ns_type, &ns_key)
         );
-        let (active, ns_result) = namespace?;
         let objects = objects?;
         prepared?;
+        let live_ns = live_ns?;
         debug!(objects = objects.len(), "listed source");
+        // Nothing is written before every read succeeded: first the DR namespace.
+        let (active, ns_result) = self
+            .ready_namespace(target, &source_ns, live_ns, &options)
+            .await?;
         report.destination_active = active;
-        report.record(
-            "Namespace",
-            namespace_key(target).to_string(),
-            ns_result.action,
-            ns_result.diff,
-        );
+        report.record("Namespace", ns_key.to_string(), ns_result.action, ns_result.diff);
 
         // 2.–3. Select and transform (pure).
         let mut source_names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -411,19 +406,16 @@ impl SyncEngine {
         Ok(finish(report, started, true))
     }
 
-    /// The DR namespace of `target`, made ready: the live DR namespace read (whether it is active: cut
-    /// over), the namespace desired from `source_ns` applied per `namespaceConfig`. Returns whether the
-    /// destination is active, and the apply.
+    /// The DR namespace of `target`, made ready: the namespace desired from `source_ns` (and the live
+    /// one, `live_ns`, whose activation mark it keeps) applied per `namespaceConfig`. Returns whether the
+    /// destination is active (cut over), and the apply.
     async fn ready_namespace(
         &self,
         target: &SyncTarget,
         source_ns: &DynamicObject,
+        live_ns: Option<DynamicObject>,
         options: &ApplyOptions,
     ) -> Result<(bool, ApplyResult)> {
-        let live_ns = self
-            .applier
-            .live(&namespace_type(), &namespace_key(target))
-            .await?;
         let active = live_ns.as_ref().is_some_and(activation::is_marked_active) || self.keep_activation;
         let ns = self.desired_namespace(target, source_ns, live_ns.as_ref())?;
         if live_ns.is_none() && !target.config.namespace.create_namespace {

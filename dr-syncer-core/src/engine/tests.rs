@@ -281,6 +281,33 @@ async fn a_missing_destination_namespace_without_create_namespace_is_an_error() 
 }
 
 #[tokio::test]
+async fn nothing_is_written_when_the_source_cannot_be_listed() {
+    let mut s = MockResourceSource::new();
+    s.expect_get().returning(|_, _, name| {
+        Ok(Some(
+            serde_json::from_value(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            )
+            .unwrap(),
+        ))
+    });
+    s.expect_list()
+        .returning(|_| Err(SourceError::new("list deployments", "forbidden (403)", false)));
+    let mut a = MockApplier::new();
+    a.expect_prepare().returning(|_, _| Ok(()));
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().never();
+    a.expect_delete().never();
+    let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
+    let err = engine
+        .sync(&target(vec![], SyncConfig::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "SourceFailed");
+    assert!(err.to_string().contains("forbidden"), "{err}");
+}
+
+#[tokio::test]
 async fn a_missing_source_namespace_is_an_error() {
     let mut s = MockResourceSource::new();
     s.expect_get().returning(|_, _, _| Ok(None));

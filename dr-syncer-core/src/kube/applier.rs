@@ -678,6 +678,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_activation_fields_left_out_of_the_hash_stay_in_the_stamped_form() {
+        let active = json!({"dr-syncer.io/active": "true", "x": "1"});
+        for (api_version, kind, spec) in [
+            ("apps/v1", "Deployment", json!({"replicas": 3, "paused": null})),
+            ("apps/v1", "StatefulSet", json!({"replicas": 0})),
+            (
+                "batch/v1",
+                "CronJob",
+                json!({"suspend": true, "schedule": "* * * * *"}),
+            ),
+            (
+                "apps/v1",
+                "DaemonSet",
+                json!({"template": {"spec": {"nodeSelector": {"pool": "a", "dr-syncer.io/quiet": "true"}}}}),
+            ),
+            ("apps/v1", "DaemonSet", json!({"template": {}})),
+        ] {
+            let mut obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": api_version, "kind": kind,
+                "metadata": {"name": "w", "annotations": active}, "spec": spec
+            }))
+            .unwrap();
+            let (want, _) = stamp_desired_hash(&mut obj);
+            assert_eq!(want, comparable(&obj), "{kind}");
+            assert_eq!(want["spec"], spec, "{kind}");
+            assert_eq!(
+                want["metadata"]["annotations"]["dr-syncer.io/active"], "true",
+                "{kind}"
+            );
+        }
+    }
+
     fn hash_of(v: Value) -> String {
         let mut obj: DynamicObject = serde_json::from_value(v).unwrap();
         stamp_desired_hash(&mut obj).1
