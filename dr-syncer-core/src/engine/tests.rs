@@ -27,8 +27,8 @@ fn rt(api_version: &str, kind: &str, plural: &str) -> ResourceType {
     ResourceType::namespaced(group, version, kind, plural)
 }
 
-/// A source with namespace `app` holding these objects.
-fn source(objects: Vec<(ResourceType, DynamicObject)>) -> MockResourceSource {
+/// A source on which every namespace exists (and nothing else is expected yet).
+fn source_with_namespaces() -> MockResourceSource {
     let mut s = MockResourceSource::new();
     s.expect_get().returning(|_, _, name| {
         Ok(Some(
@@ -38,6 +38,12 @@ fn source(objects: Vec<(ResourceType, DynamicObject)>) -> MockResourceSource {
             .unwrap(),
         ))
     });
+    s
+}
+
+/// A source with namespace `app` holding these objects.
+fn source(objects: Vec<(ResourceType, DynamicObject)>) -> MockResourceSource {
+    let mut s = source_with_namespaces();
     s.expect_list().returning(move |_| {
         Ok(objects
             .iter()
@@ -282,15 +288,7 @@ async fn a_missing_destination_namespace_without_create_namespace_is_an_error() 
 
 #[tokio::test]
 async fn nothing_is_written_when_the_source_cannot_be_listed() {
-    let mut s = MockResourceSource::new();
-    s.expect_get().returning(|_, _, name| {
-        Ok(Some(
-            serde_json::from_value(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-            )
-            .unwrap(),
-        ))
-    });
+    let mut s = source_with_namespaces();
     s.expect_list()
         .returning(|_| Err(SourceError::new("list deployments", "forbidden (403)", false)));
     let mut a = MockApplier::new();
