@@ -322,7 +322,7 @@ impl KubeApplier {
         if let Some(fields) = created {
             let body = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
             if ownership::lacks_owned_field(fields, &body) {
-                return self.take_over(rt, key, &body).await;
+                return self.take_over(rt, key, desired, &body).await;
             }
         }
         self.server_side_apply(rt, key, desired).await
@@ -332,20 +332,19 @@ impl KubeApplier {
     /// merge-patch `desired` onto it ([`ownership::takeover_patch`]); tried again (read included) when
     /// the object changed in between. When another manager owns something inside a list `desired`
     /// sends, which a merge patch would replace whole, the takeover is two writes instead: the
-    /// `managedFields` alone (a JSON patch, so no field changes), then the apply.
+    /// `managedFields` alone (a JSON patch, so no field changes), then the apply. (`body`: `desired` as
+    /// JSON, which [`KubeApplier::update`] has already rendered.)
     async fn take_over(
         &self,
         rt: &ResourceType,
         key: &ObjectKey,
-        desired: &Value,
+        desired: &DynamicObject,
+        body: &Value,
     ) -> Result<(), kube::Error> {
         let api = api_for(&self.client, rt, key.namespace.as_deref());
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
-        };
-        let as_object = || -> Result<DynamicObject, kube::Error> {
-            serde_json::from_value(desired.clone()).map_err(kube::Error::SerdeError)
         };
         let mut attempt = 0;
         loop {
@@ -357,12 +356,12 @@ impl KubeApplier {
             let entries = full.metadata.managed_fields.as_deref().unwrap_or_default();
             let Some(converted) = ownership::converted(entries) else {
                 // Taken over since the live object was read: an apply does it all.
-                return self.server_side_apply(rt, key, &as_object()?).await;
+                return self.server_side_apply(rt, key, desired).await;
             };
             let others = ownership::others_fields(entries);
             let rv = full.metadata.resource_version.as_deref();
             // Two writes: the managedFields alone now, the apply after it.
-            let two_writes = ownership::others_own_list_contents(&others, desired);
+            let two_writes = ownership::others_own_list_contents(&others, body);
             let patch: Patch<Value> = if two_writes {
                 Patch::Json(
                     serde_json::from_value(serde_json::json!([
@@ -373,7 +372,7 @@ impl KubeApplier {
                 )
             } else {
                 let ours = ownership::applied_fields(&converted).cloned().unwrap_or_default();
-                Patch::Merge(ownership::takeover_patch(&ours, &others, desired, &converted, rv))
+                Patch::Merge(ownership::takeover_patch(&ours, &others, body, &converted, rv))
             };
             tracing::debug!(object = %key, two_writes, "taking over fields dr-syncer created by POST");
             let written = self
@@ -383,7 +382,7 @@ impl KubeApplier {
                 })
                 .await;
             match written {
-                Ok(_) if two_writes => return self.server_side_apply(rt, key, &as_object()?).await,
+                Ok(_) if two_writes => return self.server_side_apply(rt, key, desired).await,
                 Ok(written) => {
                     self.remember(rt, key, Some(written));
                     return Ok(());

@@ -24,7 +24,12 @@ use super::FIELD_MANAGER;
 fn is_own_entry(entry: &ManagedFieldsEntry, operation: &str) -> bool {
     entry.manager.as_deref() == Some(FIELD_MANAGER)
         && entry.operation.as_deref() == Some(operation)
-        && entry.subresource.as_deref().unwrap_or("").is_empty()
+        && on_main_resource(entry)
+}
+
+/// Whether `entry` is about the main resource (not a subresource such as `status` or `scale`).
+fn on_main_resource(entry: &ManagedFieldsEntry) -> bool {
+    entry.subresource.as_deref().unwrap_or("").is_empty()
 }
 
 fn is_created_entry(entry: &ManagedFieldsEntry) -> bool {
@@ -147,7 +152,7 @@ pub(super) fn others_fields(entries: &[ManagedFieldsEntry]) -> Value {
     let mut all = Value::Object(Map::new());
     for e in entries {
         if e.manager.as_deref() != Some(FIELD_MANAGER)
-            && e.subresource.as_deref().unwrap_or("").is_empty()
+            && on_main_resource(e)
             && let Some(f) = &e.fields_v1
         {
             union(&mut all, &f.0);
