@@ -9,33 +9,151 @@
 //! A field dr-syncer wrote earlier but the source no longer has is not visible to a subset check, so each
 //! write also records a [`fingerprint`] of the desired object in the annotation
 //! `dr-syncer.io/desired-hash`; a different fingerprint means the desired object changed.
+//!
+//! Lists are compared the way a server-side apply merges them ([`ListShapes`], read from the live
+//! object's `managedFields`): in a list keyed by fields (containers, env vars, ports, volumes …) or a set,
+//! every desired item must be in the live list, and items other managers added there (a sidecar a mesh
+//! injects, an env var set on the DR side) are no difference — an apply would never remove them, so
+//! writing for them would only repeat on every sync. Other (atomic) lists must match item by item.
 
 use serde_json::{Map, Value};
 
 use crate::apply::FieldChange;
 
-/// Whether every field of `desired` is present in `live` with an equal value (see the module docs).
-pub fn is_subset(desired: &Value, live: &Value) -> bool {
-    subset_at(desired, live, &mut Vec::new())
+/// How a list merges in a server-side apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListKind {
+    /// A map list: items are identified by these fields (e.g. `name`; `containerPort` and `protocol`).
+    Keyed(Vec<String>),
+    /// A set of values.
+    Set,
 }
 
-fn subset_at(desired: &Value, live: &Value, path: &mut Vec<String>) -> bool {
+/// The lists of one object that merge item by item in a server-side apply (keyed lists and sets), by
+/// path: the object keys from the root, list positions left out (`spec.template.spec.containers.env`
+/// is `["spec", "template", "spec", "containers", "env"]`). Read from `managedFields`, where the API
+/// server records such lists' items as `k:{…}` and `v:…` members; every other list is atomic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListShapes(Vec<(Vec<String>, ListKind)>);
+
+impl ListShapes {
+    /// The shapes recorded in these `fieldsV1` sets (of every manager of an object).
+    pub fn from_field_sets<'a>(sets: impl IntoIterator<Item = &'a Value>) -> Self {
+        let mut shapes = ListShapes::default();
+        for set in sets {
+            shapes.walk(set, &mut Vec::new());
+        }
+        shapes
+    }
+
+    /// The shapes recorded in `obj`'s `metadata.managedFields` (an object as JSON).
+    pub fn of(obj: &Value) -> Self {
+        let entries = obj.pointer("/metadata/managedFields").and_then(Value::as_array);
+        Self::from_field_sets(entries.into_iter().flatten().filter_map(|e| e.get("fieldsV1")))
+    }
+
+    /// Whether no list of the object merges item by item.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn kind(&self, path: &[String]) -> Option<&ListKind> {
+        self.0.iter().find(|(p, _)| p == path).map(|(_, k)| k)
+    }
+
+    fn walk(&mut self, set: &Value, path: &mut Vec<String>) {
+        let Some(members) = set.as_object() else {
+            return;
+        };
+        for (member, sub) in members {
+            if let Some(name) = member.strip_prefix("f:") {
+                path.push(name.to_owned());
+                self.walk(sub, path);
+                path.pop();
+            } else if let Some(key) = member.strip_prefix("k:") {
+                let fields = match serde_json::from_str::<Value>(key) {
+                    Ok(Value::Object(k)) => k.keys().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                self.record(path, ListKind::Keyed(fields));
+                self.walk(sub, path);
+            } else if member.starts_with("v:") {
+                self.record(path, ListKind::Set);
+            }
+        }
+    }
+
+    fn record(&mut self, path: &[String], kind: ListKind) {
+        match self.0.iter_mut().find(|(p, _)| p == path) {
+            Some((_, ListKind::Keyed(fields))) => {
+                if let ListKind::Keyed(more) = kind {
+                    for f in more {
+                        if !fields.contains(&f) {
+                            fields.push(f);
+                        }
+                    }
+                }
+            }
+            Some(_) => {}
+            None => self.0.push((path.to_vec(), kind)),
+        }
+    }
+}
+
+/// Whether every field of `desired` is present in `live` with an equal value (see the module docs), the
+/// lists merging as `live`'s `managedFields` say.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    is_subset_in(desired, live, &ListShapes::of(live))
+}
+
+/// [`is_subset`], with the live object's list shapes given (for a live object held without its
+/// `managedFields`).
+pub fn is_subset_in(desired: &Value, live: &Value, lists: &ListShapes) -> bool {
+    subset_at(desired, live, &mut Vec::new(), lists)
+}
+
+fn subset_at(desired: &Value, live: &Value, path: &mut Vec<String>, lists: &ListShapes) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
             Some(lv) => {
                 path.push(k.clone());
-                let ok = subset_at(dv, lv, path);
+                let ok = subset_at(dv, lv, path, lists);
                 path.pop();
                 ok
             }
             None => is_empty(dv),
         }),
-        (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| subset_at(dv, lv, path))
-        }
+        (Value::Array(d), Value::Array(l)) => match lists.kind(path) {
+            // Each desired item in the live list, wherever (an apply keeps other managers' items and
+            // their places); matched by key, so a changed item is a difference, not a missing one.
+            Some(ListKind::Keyed(fields)) => d.iter().all(|dv| {
+                l.iter()
+                    .any(|lv| same_key(dv, lv, fields) && subset_at(dv, lv, path, lists))
+            }),
+            Some(ListKind::Set) => d
+                .iter()
+                .all(|dv| l.iter().any(|lv| subset_at(dv, lv, path, lists))),
+            None => d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| subset_at(dv, lv, path, lists)),
+        },
         (d, Value::Null) => is_empty(d),
         (d, l) => leaf_equal(d, l, path),
     }
+}
+
+/// Whether list items `d` (desired) and `l` (live) have the same key: every key field `d` sets is equal
+/// in `l` (a key field the server defaults, such as a port's `protocol`, may be absent from `d`), and `d`
+/// sets at least one.
+fn same_key(d: &Value, l: &Value, fields: &[String]) -> bool {
+    let mut any = false;
+    for f in fields {
+        if let Some(dv) = d.get(f) {
+            match l.get(f) {
+                Some(lv) if leaf_equal(dv, lv, &[]) => any = true,
+                _ => return false,
+            }
+        }
+    }
+    any
 }
 
 /// `null`, `{}` and `[]`: what the API server drops or omits.
@@ -110,26 +228,37 @@ pub fn parse_quantity(s: &str) -> Option<f64> {
 /// The fields a write of `desired` would change in `live` (`None`: the object does not exist yet), as
 /// JSON pointers with old and new values; empty when [`is_subset`] holds.
 pub fn changes(live: Option<&Value>, desired: &Value) -> Vec<FieldChange> {
+    changes_in(live, desired, &live.map(ListShapes::of).unwrap_or_default())
+}
+
+/// [`changes`], with the live object's list shapes given (see [`is_subset_in`]).
+pub fn changes_in(live: Option<&Value>, desired: &Value, lists: &ListShapes) -> Vec<FieldChange> {
     let mut out = Vec::new();
     let empty = Value::Object(Map::new());
-    collect(desired, live.unwrap_or(&empty), &mut Vec::new(), &mut out);
+    collect(desired, live.unwrap_or(&empty), &mut Vec::new(), lists, &mut out);
     out
 }
 
-fn collect(desired: &Value, live: &Value, path: &mut Vec<String>, out: &mut Vec<FieldChange>) {
+fn collect(
+    desired: &Value,
+    live: &Value,
+    path: &mut Vec<String>,
+    lists: &ListShapes,
+    out: &mut Vec<FieldChange>,
+) {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => {
             for (k, dv) in d {
                 path.push(k.clone());
                 match l.get(k) {
-                    Some(lv) => collect(dv, lv, path, out),
+                    Some(lv) => collect(dv, lv, path, lists, out),
                     None if is_empty(dv) => {}
                     None => out.push(change(path, None, Some(dv))),
                 }
                 path.pop();
             }
         }
-        _ if subset_at(desired, live, path) => {}
+        _ if subset_at(desired, live, path, lists) => {}
         _ => out.push(change(path, (!live.is_null()).then_some(live), Some(desired))),
     }
 }
@@ -237,6 +366,110 @@ mod tests {
         assert_eq!(is_subset(&desired, &live), expected);
         // `changes` agrees with `is_subset`.
         assert_eq!(changes(Some(&live), &desired).is_empty(), expected);
+    }
+
+    /// A Deployment-like live object whose `managedFields` record `containers` and `env` as lists keyed
+    /// by `name`, container `ports` by `containerPort` + `protocol`, and `finalizers` as a set.
+    fn live_with(containers: Value, finalizers: Value) -> Value {
+        json!({
+            "metadata": {
+                "finalizers": finalizers,
+                "managedFields": [
+                    {"manager": "dr-syncer", "operation": "Update", "fieldsV1": {
+                        "f:metadata": {"f:finalizers": {".": {}, "v:\"a\"": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
+                            ".": {}, "f:name": {}, "f:env": {"k:{\"name\":\"KEEP\"}": {"f:value": {}}},
+                            "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}}
+                        }}}
+                    }},
+                    {"manager": "mesh", "operation": "Update", "fieldsV1": {
+                        "f:spec": {"f:containers": {"k:{\"name\":\"proxy\"}": {"f:image": {}}}}
+                    }}
+                ]
+            },
+            "spec": {"containers": containers}
+        })
+    }
+
+    #[test]
+    fn list_shapes_come_from_managed_fields() {
+        let shapes = ListShapes::of(&live_with(json!([]), json!([])));
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shapes.kind(&path(&["spec", "containers"])),
+            Some(&ListKind::Keyed(vec!["name".into()]))
+        );
+        assert_eq!(
+            shapes.kind(&path(&["spec", "containers", "env"])),
+            Some(&ListKind::Keyed(vec!["name".into()]))
+        );
+        assert_eq!(
+            shapes.kind(&path(&["spec", "containers", "ports"])),
+            Some(&ListKind::Keyed(vec!["containerPort".into(), "protocol".into()]))
+        );
+        assert_eq!(
+            shapes.kind(&path(&["metadata", "finalizers"])),
+            Some(&ListKind::Set)
+        );
+        assert_eq!(shapes.kind(&path(&["spec", "tolerations"])), None);
+        assert!(ListShapes::of(&json!({"metadata": {}})).is_empty());
+    }
+
+    #[rstest]
+    // Items other managers added to keyed lists and sets are no difference, wherever they are.
+    #[case::extra_keyed_items(
+        json!([{"name": "app", "env": [{"name": "KEEP", "value": "1"}]}]),
+        json!([{"name": "proxy", "image": "p"},
+               {"name": "app", "env": [{"name": "MESH", "value": "on"}, {"name": "KEEP", "value": "1"}]}]),
+        json!(["a"]), json!(["b", "a"]), true)]
+    // A changed value inside a keyed item is.
+    #[case::changed_keyed_item(
+        json!([{"name": "app", "env": [{"name": "KEEP", "value": "1"}]}]),
+        json!([{"name": "app", "env": [{"name": "KEEP", "value": "2"}, {"name": "MESH", "value": "on"}]}]),
+        json!(["a"]), json!(["a"]), false)]
+    // So is a desired item missing from the live list, and a missing set member.
+    #[case::missing_keyed_item(
+        json!([{"name": "app"}, {"name": "worker"}]),
+        json!([{"name": "app"}, {"name": "proxy"}]),
+        json!(["a"]), json!(["a"]), false)]
+    #[case::missing_set_member(json!([{"name": "app"}]), json!([{"name": "app"}]), json!(["a", "c"]), json!(["a", "b"]), false)]
+    // A key field the server defaults (a port's protocol) may be absent from the desired item.
+    #[case::defaulted_key_field(
+        json!([{"name": "app", "ports": [{"containerPort": 80}]}]),
+        json!([{"name": "app", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 9090, "protocol": "TCP"}]}]),
+        json!([]), json!([]), true)]
+    #[case::changed_port(
+        json!([{"name": "app", "ports": [{"containerPort": 81}]}]),
+        json!([{"name": "app", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]),
+        json!([]), json!([]), false)]
+    fn lists_merge_as_managed_fields_say(
+        #[case] desired_containers: Value,
+        #[case] live_containers: Value,
+        #[case] desired_finalizers: Value,
+        #[case] live_finalizers: Value,
+        #[case] expected: bool,
+    ) {
+        let desired = json!({"metadata": {"finalizers": desired_finalizers}, "spec": {"containers": desired_containers}});
+        let live = live_with(live_containers, live_finalizers);
+        assert_eq!(is_subset(&desired, &live), expected);
+        assert_eq!(changes(Some(&live), &desired).is_empty(), expected);
+        // Held without its managedFields, with the shapes read beforehand: the same answer.
+        let shapes = ListShapes::of(&live);
+        let mut lean = live.clone();
+        lean["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert_eq!(is_subset_in(&desired, &lean, &shapes), expected);
+    }
+
+    #[test]
+    fn lists_without_recorded_shapes_match_item_by_item() {
+        // The same extra item, in a list `managedFields` do not describe (atomic, or not recorded):
+        // a difference, which an apply repairs.
+        let desired = json!({"spec": {"tolerations": [{"key": "a"}]}});
+        let live = json!({"spec": {"tolerations": [{"key": "a"}, {"key": "b"}]}});
+        assert!(!is_subset(&desired, &live));
+        let mut live = live_with(json!([]), json!([]));
+        live["spec"]["tolerations"] = json!([{"key": "a"}, {"key": "b"}]);
+        assert!(!is_subset(&desired, &live));
     }
 
     #[rstest]

@@ -223,3 +223,128 @@ async fn fields_dropped_at_the_source_leave_objects_created_by_post_with_one_wri
     assert_eq!(live.spec.as_ref().unwrap().replicas, Some(0));
     assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example/web:1"));
 }
+
+const SIDECARS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      tolerations:
+      - {key: dedicated, operator: Exists}
+      containers:
+      - name: api
+        image: registry.example/api:1
+        env:
+        - {name: KEEP, value: "1"}
+"#;
+
+/// What other managers add on the DR side to lists keyed by name (a sidecar container, an env var), a
+/// server-side apply never removes; so they are not a difference, and cost no write on later syncs. An
+/// atomic list (tolerations) edited by hand is still repaired, and then costs nothing either.
+#[tokio::test]
+async fn items_other_managers_add_to_keyed_lists_cost_no_writes() {
+    let p = pair("keyed-lists").await;
+    let src_ns = p.source_namespace("api", SIDECARS).await;
+    let dst_ns = format!("{src_ns}-dr");
+    let target = p
+        .target(&src_ns, &dst_ns, json!({"resourceTypes": ["deployments"]}))
+        .await;
+    let report = p.engine.sync(&target).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failures);
+    let dst_deploy: Api<Deployment> = Api::namespaced(p.dst_client.clone(), &dst_ns);
+    let ops = PatchParams {
+        field_manager: Some("ops-team".into()),
+        ..Default::default()
+    };
+
+    // A mesh injects a sidecar and an env var on the DR side.
+    dst_deploy
+        .patch(
+            "api",
+            &ops,
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "api", "env": [{"name": "MESH", "value": "on"}]},
+                {"name": "mesh-proxy", "image": "registry.example/proxy:1"}
+            ]}}}})),
+        )
+        .await
+        .unwrap();
+    for round in 0..2 {
+        let (r, writes) = p.sync_counting_writes(&target).await;
+        assert!(r.is_success(), "{:#?}", r.failures);
+        assert_eq!(writes, 0, "round {round}: {:#?}", r.changes);
+    }
+    let live = dst_deploy.get("api").await.unwrap();
+    let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["api", "mesh-proxy"]);
+    let mut env: Vec<&str> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    env.sort();
+    assert_eq!(env, ["KEEP", "MESH"]);
+
+    // A value dr-syncer owns inside a keyed list item, changed by hand: repaired with one write; the
+    // mesh's items stay.
+    dst_deploy
+        .patch(
+            "api",
+            &ops,
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "api", "env": [{"name": "KEEP", "value": "edited"}]}
+            ]}}}})),
+        )
+        .await
+        .unwrap();
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1, "{:#?}", r.changes);
+    let live = dst_deploy.get("api").await.unwrap();
+    let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers.len(), 2);
+    let mut env: Vec<(&str, Option<&str>)> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    env.sort();
+    assert_eq!(env, [("KEEP", Some("1")), ("MESH", Some("on"))]);
+
+    // Tolerations are an atomic list: a hand edit of it is a difference, repaired by the next sync.
+    dst_deploy
+        .patch(
+            "api",
+            &ops,
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"tolerations": [
+                {"key": "dedicated", "operator": "Exists"},
+                {"key": "spot", "operator": "Exists"}
+            ]}}}})),
+        )
+        .await
+        .unwrap();
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1, "{:#?}", r.changes);
+    let live = dst_deploy.get("api").await.unwrap();
+    let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let keys: Vec<&str> = pod
+        .tolerations
+        .iter()
+        .flatten()
+        .filter_map(|t| t.key.as_deref())
+        .collect();
+    assert_eq!(keys, ["dedicated"]);
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 0, "{:#?}", r.changes);
+}

@@ -167,6 +167,9 @@ struct Live {
     /// The field set of dr-syncer's `Update` entry (the object was created by POST), as compact JSON: an
     /// update checks it for fields the desired state drops ([`ownership`]).
     created: Option<Box<str>>,
+    /// How the object's lists merge, read from its `managedFields` before they are dropped: items other
+    /// managers added to keyed lists are no difference ([`diff::ListShapes`]).
+    lists: diff::ListShapes,
 }
 
 /// [`Live::created`], parsed: read only when an object is written, not on every comparison.
@@ -177,8 +180,15 @@ fn parse_created(text: Option<Box<str>>) -> Option<Value> {
 fn lean(mut obj: DynamicObject) -> Live {
     let created = ownership::created_fields(obj.metadata.managed_fields.as_deref().unwrap_or_default())
         .map(|f| f.to_string().into_boxed_str());
+    let lists = diff::ListShapes::from_field_sets(
+        obj.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|e| e.fields_v1.as_ref().map(|f| &f.0)),
+    );
     obj.metadata.managed_fields = None;
-    Live { obj, created }
+    Live { obj, created, lists }
 }
 
 fn now_rfc3339() -> String {
@@ -454,17 +464,19 @@ impl Applier for KubeApplier {
         if key.name.is_empty() {
             return Err(ApplyError::new(&key, "object has no name", false));
         }
-        let (live, created) = match self.cached(rt, &key) {
+        let (live, created, lists) = match self.cached(rt, &key) {
             Some(hit) => hit,
             None => self.get_live(rt, &key).await.map_err(|e| apply_error(&key, &e))?,
         }
-        .map_or((None, None), |l| (Some(l.obj), l.created));
+        .map_or((None, None, diff::ListShapes::default()), |l| {
+            (Some(l.obj), l.created, l.lists)
+        });
         let mut desired = with_types(desired.clone(), rt);
         // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
         let (want, hash) = stamp_desired_hash(&mut desired);
         let have = live.as_ref().map(comparable);
         if let Some(have) = &have
-            && diff::is_subset(&want, have)
+            && diff::is_subset_in(&want, have, &lists)
         {
             return Ok(ApplyResult {
                 action: ApplyAction::Unchanged,
@@ -487,7 +499,7 @@ impl Applier for KubeApplier {
                     .collect();
                 let mut settled = super::immutable::keep_immutable(rt, &desired, live, &fields);
                 annotate(&mut settled, annotations::IMMUTABLE_FIELDS, fields.join(","));
-                if diff::is_subset(&comparable(&settled), have) {
+                if diff::is_subset_in(&comparable(&settled), have, &lists) {
                     return Ok(ApplyResult {
                         action: ApplyAction::Unchanged,
                         diff: None,
@@ -510,7 +522,7 @@ impl Applier for KubeApplier {
         // difference would cost a rendering of every field, on the first copy's hot path, and say nothing.)
         let changes = ObjectDiff {
             changes: if options.dry_run || live.is_some() {
-                diff::changes(have.as_ref(), &want)
+                diff::changes_in(have.as_ref(), &want, &lists)
             } else {
                 Vec::new()
             },
