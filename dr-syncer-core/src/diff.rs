@@ -46,10 +46,25 @@ impl ListShapes {
         shapes
     }
 
-    /// The shapes recorded in `obj`'s `metadata.managedFields` (an object as JSON).
+    /// The shapes recorded in `obj`'s `metadata.managedFields` (an object as JSON): the entries on the
+    /// main resource (not a subresource such as `status`) and, when `obj` names its `apiVersion`, of
+    /// that version (a list may merge differently in another version of a type).
     pub fn of(obj: &Value) -> Self {
+        let version = obj.get("apiVersion").and_then(Value::as_str);
         let entries = obj.pointer("/metadata/managedFields").and_then(Value::as_array);
-        Self::from_field_sets(entries.into_iter().flatten().filter_map(|e| e.get("fieldsV1")))
+        Self::from_field_sets(
+            entries
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    e.get("subresource")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                        && (version.is_none() || e.get("apiVersion").and_then(Value::as_str) == version)
+                })
+                .filter_map(|e| e.get("fieldsV1")),
+        )
     }
 
     /// Whether no list of the object merges item by item.
@@ -71,11 +86,14 @@ impl ListShapes {
                 self.walk(sub, path);
                 path.pop();
             } else if let Some(key) = member.strip_prefix("k:") {
-                let fields = match serde_json::from_str::<Value>(key) {
-                    Ok(Value::Object(k)) => k.keys().cloned().collect(),
-                    _ => Vec::new(),
-                };
-                self.record(path, ListKind::Keyed(fields));
+                // The items of one list share their key fields: the first item's tell them.
+                if self.kind(path).is_none() {
+                    let fields = match serde_json::from_str::<Value>(key) {
+                        Ok(Value::Object(k)) => k.keys().cloned().collect(),
+                        _ => Vec::new(),
+                    };
+                    self.record(path, ListKind::Keyed(fields));
+                }
                 self.walk(sub, path);
             } else if member.starts_with("v:") {
                 self.record(path, ListKind::Set);
@@ -124,20 +142,51 @@ fn subset_at(desired: &Value, live: &Value, path: &mut Vec<String>, lists: &List
             None => is_empty(dv),
         }),
         (Value::Array(d), Value::Array(l)) => match lists.kind(path) {
-            // Each desired item in the live list, wherever (an apply keeps other managers' items and
-            // their places); matched by key, so a changed item is a difference, not a missing one.
-            Some(ListKind::Keyed(fields)) => d.iter().all(|dv| {
-                l.iter()
-                    .any(|lv| same_key(dv, lv, fields) && subset_at(dv, lv, path, lists))
-            }),
-            Some(ListKind::Set) => d
-                .iter()
-                .all(|dv| l.iter().any(|lv| subset_at(dv, lv, path, lists))),
+            // Matched by key, so a changed item is a difference, not a missing one.
+            Some(ListKind::Keyed(fields)) => merged_subset(
+                d,
+                l,
+                |dv, lv| same_key(dv, lv, fields),
+                |a, b| fields.iter().all(|f| a.get(f) == b.get(f)),
+                |dv, lv| subset_at(dv, lv, path, lists),
+            ),
+            Some(ListKind::Set) => merged_subset(
+                d,
+                l,
+                |dv, lv| subset_at(dv, lv, path, lists),
+                |a, b| a == b,
+                |_, _| true,
+            ),
             None => d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| subset_at(dv, lv, path, lists)),
         },
         (d, Value::Null) => is_empty(d),
         (d, l) => leaf_equal(d, l, path),
     }
+}
+
+/// Whether desired list `d` is in live list `l` the way an apply leaves it in a keyed list or set: each
+/// desired item present (`matches`) exactly once (no second live item with its key, `same`), equal there
+/// (`equal`), and the desired items in their order (an apply orders the items it shares with the live list
+/// as it sends them). Live items before, between or after them — other managers' — are no difference.
+fn merged_subset(
+    d: &[Value],
+    l: &[Value],
+    mut matches: impl FnMut(&Value, &Value) -> bool,
+    same: impl Fn(&Value, &Value) -> bool,
+    mut equal: impl FnMut(&Value, &Value) -> bool,
+) -> bool {
+    let mut next = 0;
+    for dv in d {
+        let mut found = l.iter().enumerate().filter(|(_, lv)| matches(dv, lv));
+        let Some((i, lv)) = found.next() else {
+            return false;
+        };
+        if i < next || found.any(|(_, other)| same(lv, other)) || !equal(dv, lv) {
+            return false;
+        }
+        next = i + 1;
+    }
+    true
 }
 
 /// Whether list items `d` (desired) and `l` (live) have the same key: every key field `d` sets is equal
@@ -259,6 +308,24 @@ fn collect(
             }
         }
         _ if subset_at(desired, live, path, lists) => {}
+        // Of a keyed list, the old value shows the live items the desired ones are about, not other
+        // managers' items (which a write leaves as they are).
+        (Value::Array(d), Value::Array(l)) => {
+            let ours;
+            let old = match lists.kind(path) {
+                Some(ListKind::Keyed(fields)) => {
+                    ours = Value::Array(
+                        l.iter()
+                            .filter(|lv| d.iter().any(|dv| same_key(dv, lv, fields)))
+                            .cloned()
+                            .collect(),
+                    );
+                    &ours
+                }
+                _ => live,
+            };
+            out.push(change(path, Some(old), Some(desired)));
+        }
         _ => out.push(change(path, (!live.is_null()).then_some(live), Some(desired))),
     }
 }
@@ -438,6 +505,21 @@ mod tests {
         json!([{"name": "app", "ports": [{"containerPort": 80}]}]),
         json!([{"name": "app", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 9090, "protocol": "TCP"}]}]),
         json!([]), json!([]), true)]
+    // Reordered items dr-syncer sends (an apply restores their order; env vars may refer to earlier
+    // ones, init containers run in order), and a duplicate of a key (the last one wins at runtime).
+    #[case::reordered_keyed_items(
+        json!([{"name": "app", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)"}]}]),
+        json!([{"name": "app", "env": [{"name": "B", "value": "$(A)"}, {"name": "MESH"}, {"name": "A", "value": "1"}]}]),
+        json!([]), json!([]), false)]
+    #[case::interleaved_keyed_items(
+        json!([{"name": "app", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)"}]}]),
+        json!([{"name": "app", "env": [{"name": "A", "value": "1"}, {"name": "MESH"}, {"name": "B", "value": "$(A)"}]}]),
+        json!([]), json!([]), true)]
+    #[case::duplicate_key(
+        json!([{"name": "app", "env": [{"name": "A", "value": "1"}]}]),
+        json!([{"name": "app", "env": [{"name": "A", "value": "1"}, {"name": "A", "value": "evil"}]}]),
+        json!([]), json!([]), false)]
+    #[case::reordered_set(json!([]), json!([]), json!(["a", "b"]), json!(["b", "a"]), false)]
     #[case::changed_port(
         json!([{"name": "app", "ports": [{"containerPort": 81}]}]),
         json!([{"name": "app", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]),
@@ -458,6 +540,43 @@ mod tests {
         let mut lean = live.clone();
         lean["metadata"].as_object_mut().unwrap().remove("managedFields");
         assert_eq!(is_subset_in(&desired, &lean, &shapes), expected);
+    }
+
+    #[test]
+    fn list_shapes_come_from_the_main_resource_in_the_object_version() {
+        let entry = |version: &str, subresource: &str| {
+            json!({"manager": "m", "apiVersion": version, "subresource": subresource, "fieldsV1": {
+                "f:spec": {"f:items": {"k:{\"name\":\"a\"}": {}}}
+            }})
+        };
+        let obj = |entries: Value| json!({"apiVersion": "x.io/v2", "metadata": {"managedFields": entries}});
+        let keyed = |o: &Value| ListShapes::of(o).kind(&["spec".into(), "items".into()]).is_some();
+        assert!(keyed(&obj(json!([entry("x.io/v2", "")]))));
+        // Recorded in another version, or by a subresource: the list counts as atomic.
+        assert!(!keyed(&obj(json!([entry("x.io/v1", "")]))));
+        assert!(!keyed(&obj(json!([entry("x.io/v2", "status")]))));
+    }
+
+    #[test]
+    fn a_changed_keyed_list_shows_the_items_it_is_about() {
+        let desired =
+            json!({"spec": {"containers": [{"name": "app", "env": [{"name": "KEEP", "value": "1"}]}]}});
+        let live = live_with(
+            json!([{"name": "proxy", "image": "p"},
+                   {"name": "app", "env": [{"name": "MESH", "value": "on"}, {"name": "KEEP", "value": "2"}]}]),
+            json!([]),
+        );
+        let c = changes(Some(&live), &desired);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].path, "/spec/containers");
+        // The old value is the container the desired one is about, not the mesh's proxy.
+        let old: Value = serde_json::from_str(c[0].old.as_deref().unwrap()).unwrap();
+        assert_eq!(old.as_array().unwrap().len(), 1);
+        assert_eq!(old[0]["name"], "app");
+        assert_eq!(
+            c[0].new.as_deref(),
+            Some(desired["spec"]["containers"].to_string().as_str())
+        );
     }
 
     #[test]

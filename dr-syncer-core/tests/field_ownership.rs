@@ -242,7 +242,19 @@ spec:
         image: registry.example/api:1
         env:
         - {name: KEEP, value: "1"}
+        - {name: NEXT, value: "$(KEEP)"}
 "#;
+
+/// The container `api`'s env vars, as (name, value), in order.
+fn api_env(live: &Deployment) -> Vec<(String, Option<String>)> {
+    let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let api = pod.containers.iter().find(|c| c.name == "api").unwrap();
+    api.env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect()
+}
 
 /// What other managers add on the DR side to lists keyed by name (a sidecar container, an env var), a
 /// server-side apply never removes; so they are not a difference, and cost no write on later syncs. An
@@ -284,14 +296,9 @@ async fn items_other_managers_add_to_keyed_lists_cost_no_writes() {
     let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["api", "mesh-proxy"]);
-    let mut env: Vec<&str> = pod.containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| e.name.as_str())
-        .collect();
+    let mut env: Vec<String> = api_env(&live).into_iter().map(|(n, _)| n).collect();
     env.sort();
-    assert_eq!(env, ["KEEP", "MESH"]);
+    assert_eq!(env, ["KEEP", "MESH", "NEXT"]);
 
     // A value dr-syncer owns inside a keyed list item, changed by hand: repaired with one write; the
     // mesh's items stay.
@@ -311,14 +318,68 @@ async fn items_other_managers_add_to_keyed_lists_cost_no_writes() {
     let live = dst_deploy.get("api").await.unwrap();
     let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.containers.len(), 2);
-    let mut env: Vec<(&str, Option<&str>)> = pod.containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| (e.name.as_str(), e.value.as_deref()))
-        .collect();
+    let mut env = api_env(&live);
     env.sort();
-    assert_eq!(env, [("KEEP", Some("1")), ("MESH", Some("on"))]);
+    let var = |n: &str, v: &str| (n.to_owned(), Some(v.to_owned()));
+    assert_eq!(env, [var("KEEP", "1"), var("MESH", "on"), var("NEXT", "$(KEEP)")]);
+
+    // An item dr-syncer owns, removed by hand: repaired with one write.
+    dst_deploy
+        .patch(
+            "api",
+            &ops,
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "api", "env": [{"name": "KEEP", "$patch": "delete"}]}
+            ]}}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !api_env(&dst_deploy.get("api").await.unwrap())
+            .iter()
+            .any(|(n, _)| n == "KEEP")
+    );
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1, "{:#?}", r.changes);
+    assert!(api_env(&dst_deploy.get("api").await.unwrap()).contains(&var("KEEP", "1")));
+
+    // dr-syncer's items reordered by hand (NEXT refers to KEEP, so the order matters): repaired with
+    // one write, which restores their order; then nothing is left to do.
+    let env = api_env(&dst_deploy.get("api").await.unwrap());
+    let at = |n: &str| env.iter().position(|(m, _)| m == n).unwrap();
+    let (keep, next) = (at("KEEP"), at("NEXT"));
+    assert!(keep < next, "{env:?}");
+    let moved = json!([{
+        "op": "move",
+        "from": format!("/spec/template/spec/containers/0/env/{next}"),
+        "path": format!("/spec/template/spec/containers/0/env/{keep}"),
+    }]);
+    dst_deploy
+        .patch(
+            "api",
+            &ops,
+            &Patch::Json::<()>(serde_json::from_value(moved).unwrap()),
+        )
+        .await
+        .unwrap();
+    let order = |env: Vec<(String, Option<String>)>| -> Vec<String> {
+        env.into_iter().map(|(n, _)| n).filter(|n| n != "MESH").collect()
+    };
+    assert_eq!(
+        order(api_env(&dst_deploy.get("api").await.unwrap())),
+        ["NEXT", "KEEP"]
+    );
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1, "{:#?}", r.changes);
+    assert_eq!(
+        order(api_env(&dst_deploy.get("api").await.unwrap())),
+        ["KEEP", "NEXT"]
+    );
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 0, "{:#?}", r.changes);
 
     // Tolerations are an atomic list: a hand edit of it is a difference, repaired by the next sync.
     dst_deploy

@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, RwLock},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -169,7 +169,8 @@ struct Live {
     created: Option<Box<str>>,
     /// How the object's lists merge, read from its `managedFields` before they are dropped: items other
     /// managers added to keyed lists are no difference ([`diff::ListShapes`]).
-    lists: diff::ListShapes,
+    /// (Shared: a cache hit clones the entry.)
+    lists: Arc<diff::ListShapes>,
 }
 
 /// [`Live::created`], parsed: read only when an object is written, not on every comparison.
@@ -180,13 +181,19 @@ fn parse_created(text: Option<Box<str>>) -> Option<Value> {
 fn lean(mut obj: DynamicObject) -> Live {
     let created = ownership::created_fields(obj.metadata.managed_fields.as_deref().unwrap_or_default())
         .map(|f| f.to_string().into_boxed_str());
-    let lists = diff::ListShapes::from_field_sets(
+    // The entries of the main resource in the object's own version (a list may merge differently in
+    // another version of a type).
+    let version = obj.types.as_ref().map(|t| t.api_version.as_str());
+    let lists = Arc::new(diff::ListShapes::from_field_sets(
         obj.metadata
             .managed_fields
             .iter()
             .flatten()
+            .filter(|e| {
+                ownership::on_main_resource(e) && (version.is_none() || e.api_version.as_deref() == version)
+            })
             .filter_map(|e| e.fields_v1.as_ref().map(|f| &f.0)),
-    );
+    ));
     obj.metadata.managed_fields = None;
     Live { obj, created, lists }
 }
@@ -468,7 +475,7 @@ impl Applier for KubeApplier {
             Some(hit) => hit,
             None => self.get_live(rt, &key).await.map_err(|e| apply_error(&key, &e))?,
         }
-        .map_or((None, None, diff::ListShapes::default()), |l| {
+        .map_or((None, None, Arc::default()), |l| {
             (Some(l.obj), l.created, l.lists)
         });
         let mut desired = with_types(desired.clone(), rt);

@@ -28,7 +28,7 @@ fn is_own_entry(entry: &ManagedFieldsEntry, operation: &str) -> bool {
 }
 
 /// Whether `entry` is about the main resource (not a subresource such as `status` or `scale`).
-fn on_main_resource(entry: &ManagedFieldsEntry) -> bool {
+pub(super) fn on_main_resource(entry: &ManagedFieldsEntry) -> bool {
     entry.subresource.as_deref().unwrap_or("").is_empty()
 }
 
