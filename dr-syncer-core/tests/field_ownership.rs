@@ -381,6 +381,39 @@ async fn items_other_managers_add_to_keyed_lists_cost_no_writes() {
     assert!(r.is_success(), "{:#?}", r.failures);
     assert_eq!(writes, 0, "{:#?}", r.changes);
 
+    // A second KEEP added by hand (the last one wins at runtime): repaired with one write, which leaves
+    // one KEEP with dr-syncer's value; then nothing is left to do.
+    let dup = json!([{
+        "op": "add",
+        "path": "/spec/template/spec/containers/0/env/-",
+        "value": {"name": "KEEP", "value": "evil"},
+    }]);
+    dst_deploy
+        .patch(
+            "api",
+            &ops,
+            &Patch::Json::<()>(serde_json::from_value(dup).unwrap()),
+        )
+        .await
+        .unwrap();
+    let keeps = |env: Vec<(String, Option<String>)>| -> Vec<Option<String>> {
+        env.into_iter()
+            .filter(|(n, _)| n == "KEEP")
+            .map(|(_, v)| v)
+            .collect()
+    };
+    assert_eq!(keeps(api_env(&dst_deploy.get("api").await.unwrap())).len(), 2);
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1, "{:#?}", r.changes);
+    assert_eq!(
+        keeps(api_env(&dst_deploy.get("api").await.unwrap())),
+        [Some("1".to_owned())]
+    );
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 0, "{:#?}", r.changes);
+
     // Tolerations are an atomic list: a hand edit of it is a difference, repaired by the next sync.
     dst_deploy
         .patch(
