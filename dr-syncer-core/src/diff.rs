@@ -12,7 +12,8 @@
 //!
 //! Lists are compared the way a server-side apply merges them ([`ListShapes`], read from the live
 //! object's `managedFields`): in a list keyed by fields (containers, env vars, ports, volumes …) or a set,
-//! every desired item must be in the live list, and items other managers added there (a sidecar a mesh
+//! every desired item must be in the live list (in a keyed list: in the desired order, and with no second
+//! item of its key, as an apply leaves it), and items other managers added there (a sidecar a mesh
 //! injects, an env var set on the DR side) are no difference — an apply would never remove them, so
 //! writing for them would only repeat on every sync. Other (atomic) lists must match item by item.
 
@@ -86,13 +87,10 @@ impl ListShapes {
                 self.walk(sub, path);
                 path.pop();
             } else if let Some(key) = member.strip_prefix("k:") {
-                // The items of one list share their key fields: the first item's tell them.
-                if self.kind(path).is_none() {
-                    let fields = match serde_json::from_str::<Value>(key) {
-                        Ok(Value::Object(k)) => k.keys().cloned().collect(),
-                        _ => Vec::new(),
-                    };
-                    self.record(path, ListKind::Keyed(fields));
+                // The key fields of a list: those of all its items (an optional key field may be absent
+                // from some). A key that does not parse leaves the list atomic.
+                if let Ok(Value::Object(k)) = serde_json::from_str::<Value>(key) {
+                    self.record(path, ListKind::Keyed(k.keys().cloned().collect()));
                 }
                 self.walk(sub, path);
             } else if member.starts_with("v:") {
@@ -142,21 +140,13 @@ fn subset_at(desired: &Value, live: &Value, path: &mut Vec<String>, lists: &List
             None => is_empty(dv),
         }),
         (Value::Array(d), Value::Array(l)) => match lists.kind(path) {
-            // Matched by key, so a changed item is a difference, not a missing one.
-            Some(ListKind::Keyed(fields)) => merged_subset(
-                d,
-                l,
-                |dv, lv| same_key(dv, lv, fields),
-                |a, b| fields.iter().all(|f| a.get(f) == b.get(f)),
-                |dv, lv| subset_at(dv, lv, path, lists),
-            ),
-            Some(ListKind::Set) => merged_subset(
-                d,
-                l,
-                |dv, lv| subset_at(dv, lv, path, lists),
-                |a, b| a == b,
-                |_, _| true,
-            ),
+            Some(ListKind::Keyed(fields)) => {
+                keyed_subset(d, l, fields, |dv, lv| subset_at(dv, lv, path, lists))
+            }
+            // A set: each desired value in it (order means nothing in a set).
+            Some(ListKind::Set) => d
+                .iter()
+                .all(|dv| l.iter().any(|lv| subset_at(dv, lv, path, lists))),
             None => d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| subset_at(dv, lv, path, lists)),
         },
         (d, Value::Null) => is_empty(d),
@@ -164,29 +154,30 @@ fn subset_at(desired: &Value, live: &Value, path: &mut Vec<String>, lists: &List
     }
 }
 
-/// Whether desired list `d` is in live list `l` the way an apply leaves it in a keyed list or set: each
-/// desired item present (`matches`) exactly once (no second live item with its key, `same`), equal there
-/// (`equal`), and the desired items in their order (an apply orders the items it shares with the live list
-/// as it sends them). Live items before, between or after them — other managers' — are no difference.
-fn merged_subset(
+/// Whether desired keyed list `d` is in live list `l` the way an apply leaves it: each desired item held
+/// (`equal`) by a live item with its key ([`same_key`]), in the desired order (an apply orders the items it
+/// shares with the live list as it sends them: env vars may refer to earlier ones, init containers run in
+/// order), and no other live item with the key of one of them (a duplicate, which an apply collapses).
+/// Live items with other keys — other managers' — before, between or after them are no difference.
+fn keyed_subset(
     d: &[Value],
     l: &[Value],
-    mut matches: impl FnMut(&Value, &Value) -> bool,
-    same: impl Fn(&Value, &Value) -> bool,
+    fields: &[String],
     mut equal: impl FnMut(&Value, &Value) -> bool,
 ) -> bool {
+    let mut matched = vec![false; l.len()];
     let mut next = 0;
     for dv in d {
-        let mut found = l.iter().enumerate().filter(|(_, lv)| matches(dv, lv));
-        let Some((i, lv)) = found.next() else {
+        let Some(i) = (next..l.len()).find(|&i| same_key(dv, &l[i], fields) && equal(dv, &l[i])) else {
             return false;
         };
-        if i < next || found.any(|(_, other)| same(lv, other)) || !equal(dv, lv) {
-            return false;
-        }
+        matched[i] = true;
         next = i + 1;
     }
-    true
+    let same = |a: &Value, b: &Value| fields.iter().all(|f| a.get(f) == b.get(f));
+    !l.iter()
+        .enumerate()
+        .any(|(i, lv)| !matched[i] && l.iter().enumerate().any(|(j, m)| matched[j] && same(lv, m)))
 }
 
 /// Whether list items `d` (desired) and `l` (live) have the same key: every key field `d` sets is equal
@@ -308,24 +299,6 @@ fn collect(
             }
         }
         _ if subset_at(desired, live, path, lists) => {}
-        // Of a keyed list, the old value shows the live items the desired ones are about, not other
-        // managers' items (which a write leaves as they are).
-        (Value::Array(d), Value::Array(l)) => {
-            let ours;
-            let old = match lists.kind(path) {
-                Some(ListKind::Keyed(fields)) => {
-                    ours = Value::Array(
-                        l.iter()
-                            .filter(|lv| d.iter().any(|dv| same_key(dv, lv, fields)))
-                            .cloned()
-                            .collect(),
-                    );
-                    &ours
-                }
-                _ => live,
-            };
-            out.push(change(path, Some(old), Some(desired)));
-        }
         _ => out.push(change(path, (!live.is_null()).then_some(live), Some(desired))),
     }
 }
@@ -519,7 +492,19 @@ mod tests {
         json!([{"name": "app", "env": [{"name": "A", "value": "1"}]}]),
         json!([{"name": "app", "env": [{"name": "A", "value": "1"}, {"name": "A", "value": "evil"}]}]),
         json!([]), json!([]), false)]
-    #[case::reordered_set(json!([]), json!([]), json!(["a", "b"]), json!(["b", "a"]), false)]
+    // Duplicates the source has itself (the API server accepts them with a warning) are no difference;
+    // a key field another item's key has and this one's lacks is matched by the item's value.
+    #[case::duplicates_from_the_source(
+        json!([{"name": "app", "env": [{"name": "F", "value": "a"}, {"name": "F", "value": "$(F)b"}]}]),
+        json!([{"name": "app", "env": [{"name": "F", "value": "a"}, {"name": "F", "value": "$(F)b"}]}]),
+        json!([]), json!([]), true)]
+    #[case::partial_key_matched_by_value(
+        json!([{"name": "app", "ports": [{"containerPort": 80, "name": "http"}]}]),
+        json!([{"name": "app", "ports": [{"containerPort": 80, "protocol": "UDP", "name": "dns"},
+                                          {"containerPort": 80, "protocol": "TCP", "name": "http"}]}]),
+        json!([]), json!([]), true)]
+    // A set's order means nothing.
+    #[case::reordered_set(json!([]), json!([]), json!(["a", "b"]), json!(["b", "a"]), true)]
     #[case::changed_port(
         json!([{"name": "app", "ports": [{"containerPort": 81}]}]),
         json!([{"name": "app", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]),
@@ -555,28 +540,6 @@ mod tests {
         // Recorded in another version, or by a subresource: the list counts as atomic.
         assert!(!keyed(&obj(json!([entry("x.io/v1", "")]))));
         assert!(!keyed(&obj(json!([entry("x.io/v2", "status")]))));
-    }
-
-    #[test]
-    fn a_changed_keyed_list_shows_the_items_it_is_about() {
-        let desired =
-            json!({"spec": {"containers": [{"name": "app", "env": [{"name": "KEEP", "value": "1"}]}]}});
-        let live = live_with(
-            json!([{"name": "proxy", "image": "p"},
-                   {"name": "app", "env": [{"name": "MESH", "value": "on"}, {"name": "KEEP", "value": "2"}]}]),
-            json!([]),
-        );
-        let c = changes(Some(&live), &desired);
-        assert_eq!(c.len(), 1, "{c:?}");
-        assert_eq!(c[0].path, "/spec/containers");
-        // The old value is the container the desired one is about, not the mesh's proxy.
-        let old: Value = serde_json::from_str(c[0].old.as_deref().unwrap()).unwrap();
-        assert_eq!(old.as_array().unwrap().len(), 1);
-        assert_eq!(old[0]["name"], "app");
-        assert_eq!(
-            c[0].new.as_deref(),
-            Some(desired["spec"]["containers"].to_string().as_str())
-        );
     }
 
     #[test]

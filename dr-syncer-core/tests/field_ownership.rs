@@ -442,3 +442,53 @@ async fn items_other_managers_add_to_keyed_lists_cost_no_writes() {
     assert!(r.is_success(), "{:#?}", r.failures);
     assert_eq!(writes, 0, "{:#?}", r.changes);
 }
+
+/// A source object whose keyed list repeats a key (the API server takes that from a create or an update,
+/// with a warning; a server-side apply would refuse it): copied as it is, and no difference afterwards.
+#[tokio::test]
+async fn a_key_the_source_repeats_costs_no_writes() {
+    let p = pair("dup-keys").await;
+    let src_ns = p
+        .source_namespace(
+            "dups",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: marker}\n",
+        )
+        .await;
+    let dst_ns = format!("{src_ns}-dr");
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "dups"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "dups"}},
+            "template": {
+                "metadata": {"labels": {"app": "dups"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1", "env": [
+                    {"name": "F", "value": "a"},
+                    {"name": "F", "value": "$(F)b"}
+                ]}]}
+            }
+        }
+    }))
+    .unwrap();
+    let src_deploy: Api<Deployment> = Api::namespaced(p.src_client.clone(), &src_ns);
+    src_deploy.create(&Default::default(), &deploy).await.unwrap();
+    let target = p
+        .target(&src_ns, &dst_ns, json!({"resourceTypes": ["deployments"]}))
+        .await;
+    let report = p.engine.sync(&target).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.failures);
+    let dst_deploy: Api<Deployment> = Api::namespaced(p.dst_client.clone(), &dst_ns);
+    let live = dst_deploy.get("dups").await.unwrap();
+    let pod = live.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let env: Vec<(&str, Option<&str>)> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert_eq!(env, [("F", Some("a")), ("F", Some("$(F)b"))]);
+    for round in 0..2 {
+        let (r, writes) = p.sync_counting_writes(&target).await;
+        assert!(r.is_success(), "{:#?}", r.failures);
+        assert_eq!(writes, 0, "round {round}: {:#?}", r.changes);
+    }
+}
