@@ -552,3 +552,71 @@ async fn a_500_object_namespace_is_copied_and_resynced_without_writes() {
     assert_eq!(r.kinds["ConfigMap"].unchanged, 500);
     assert_eq!(p.dst_writes().await - before, 0);
 }
+
+/// A cutover activates the DR workloads before it marks the namespace active. A sync in between (the
+/// operator's schedule) must not quiet them again, nor must one after a cutover interrupted between the
+/// two steps: the replicas the drill's field manager set are kept, mark or not. A DR workload scaled by
+/// hand in a quiet namespace is still quieted again.
+#[tokio::test]
+async fn replicas_a_drill_set_are_kept_before_the_namespace_is_marked() {
+    let p = pair("drill-replicas").await;
+    let src_ns = p
+        .source_namespace(
+            "web",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: registry.example/web:1}]}\n",
+        )
+        .await;
+    let dst_ns = format!("{src_ns}-dr");
+    let target = p
+        .target(&src_ns, &dst_ns, json!({"resourceTypes": ["deployments"]}))
+        .await;
+    let r = p.engine.sync(&target).await.unwrap();
+    assert!(r.is_success(), "{:#?}", r.failures);
+    let dst: Api<Deployment> = Api::namespaced(p.dst_client.clone(), &dst_ns);
+    let replicas = || async { dst.get("web").await.unwrap().spec.unwrap().replicas };
+    assert_eq!(replicas().await, Some(0));
+
+    // The cutover's activation, as the drill writes it; the namespace is not marked yet.
+    let by = |manager: &str| PatchParams {
+        field_manager: Some(manager.into()),
+        ..Default::default()
+    };
+    dst.patch(
+        "web",
+        &by("dr-syncer-drill"),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 0, "{:#?}", r.changes);
+    assert_eq!(replicas().await, Some(3));
+    // A change at the source is still copied, and the replicas stay.
+    let src: Api<Deployment> = Api::namespaced(p.src_client.clone(), &src_ns);
+    src.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "web"}}})),
+    )
+    .await
+    .unwrap();
+    let (r, writes) = p.sync_counting_writes(&target).await;
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(writes, 1, "{:#?}", r.changes);
+    let live = dst.get("web").await.unwrap();
+    assert_eq!(live.labels().get("tier").map(String::as_str), Some("web"));
+    assert_eq!(live.spec.unwrap().replicas, Some(3));
+
+    // Scaled by hand on the DR side of a quiet namespace: quieted again.
+    dst.patch(
+        "web",
+        &by("kubectl"),
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    let r = p.engine.sync(&target).await.unwrap();
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(replicas().await, Some(0));
+}

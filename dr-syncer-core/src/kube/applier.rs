@@ -6,6 +6,7 @@ use std::{
 };
 
 use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::{
     Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -171,6 +172,26 @@ struct Live {
     /// managers added to keyed lists are no difference ([`diff::ListShapes`]).
     /// (Shared: a cache hit clones the entry.)
     lists: Arc<diff::ListShapes>,
+    /// The drill's field manager set the workload's activation state (`spec.replicas`, `spec.suspend`):
+    /// see [`drill_set_activation`].
+    drill_activation: bool,
+}
+
+/// Whether a drill (field manager [`DRILL_FIELD_MANAGER`](super::DRILL_FIELD_MANAGER)) owns the
+/// activation state of a workload (`spec.replicas` of Deployments and StatefulSets, `spec.suspend` of
+/// CronJobs). A sync keeps that state as it is, active mark or not: the drill is its authority. A cutover
+/// activates the DR workloads *before* it marks the namespace active, and a sync running in between
+/// must not quiet them again; nor must one undo a cutover interrupted between the two. (A hand edit of
+/// the field moves its ownership away from the drill, so a DR workload scaled by hand in a quiet
+/// namespace is still quieted again.)
+fn drill_set_activation(entries: &[ManagedFieldsEntry]) -> bool {
+    entries.iter().any(|e| {
+        e.manager.as_deref() == Some(super::DRILL_FIELD_MANAGER)
+            && ownership::on_main_resource(e)
+            && e.fields_v1.as_ref().is_some_and(|f| {
+                f.0.pointer("/f:spec/f:replicas").is_some() || f.0.pointer("/f:spec/f:suspend").is_some()
+            })
+    })
 }
 
 /// [`Live::created`], parsed: read only when an object is written, not on every comparison.
@@ -194,8 +215,14 @@ fn lean(mut obj: DynamicObject) -> Live {
             })
             .filter_map(|e| e.fields_v1.as_ref().map(|f| &f.0)),
     ));
+    let drill_activation = drill_set_activation(obj.metadata.managed_fields.as_deref().unwrap_or_default());
     obj.metadata.managed_fields = None;
-    Live { obj, created, lists }
+    Live {
+        obj,
+        created,
+        lists,
+        drill_activation,
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -471,14 +498,17 @@ impl Applier for KubeApplier {
         if key.name.is_empty() {
             return Err(ApplyError::new(&key, "object has no name", false));
         }
-        let (live, created, lists) = match self.cached(rt, &key) {
+        let (live, created, lists, drill_activation) = match self.cached(rt, &key) {
             Some(hit) => hit,
             None => self.get_live(rt, &key).await.map_err(|e| apply_error(&key, &e))?,
         }
-        .map_or((None, None, Arc::default()), |l| {
-            (Some(l.obj), l.created, l.lists)
+        .map_or((None, None, Arc::default(), false), |l| {
+            (Some(l.obj), l.created, l.lists, l.drill_activation)
         });
         let mut desired = with_types(desired.clone(), rt);
+        if drill_activation && let Some(live) = &live {
+            crate::activation::carry_live_activation(rt, &mut desired, live);
+        }
         // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
         let (want, hash) = stamp_desired_hash(&mut desired);
         let have = live.as_ref().map(comparable);
