@@ -619,4 +619,26 @@ async fn replicas_a_drill_set_are_kept_before_the_namespace_is_marked() {
     let r = p.engine.sync(&target).await.unwrap();
     assert!(r.is_success(), "{:#?}", r.failures);
     assert_eq!(replicas().await, Some(0));
+
+    // The quiet state a failback's drill leaves is the sync's to change again: a scale-override label
+    // at the source still sets the DR replicas.
+    for n in [3, 0] {
+        dst.patch(
+            "web",
+            &by("dr-syncer-drill"),
+            &Patch::Merge(json!({"spec": {"replicas": n}})),
+        )
+        .await
+        .unwrap();
+    }
+    src.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"dr-syncer.io/scale-override": "2"}}})),
+    )
+    .await
+    .unwrap();
+    let r = p.engine.sync(&target).await.unwrap();
+    assert!(r.is_success(), "{:#?}", r.failures);
+    assert_eq!(replicas().await, Some(2));
 }

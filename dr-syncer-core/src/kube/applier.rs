@@ -158,6 +158,18 @@ fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
     (want, hash)
 }
 
+/// Whether a live workload is active: replicas above 0 (Deployments, StatefulSets), or a CronJob not
+/// suspended.
+fn left_active(rt: &ResourceType, live: &DynamicObject) -> bool {
+    if rt.is("batch", "CronJob") {
+        return live.data.pointer("/spec/suspend").and_then(Value::as_bool) == Some(false);
+    }
+    live.data
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .is_some_and(|r| r > 0)
+}
+
 /// A live object as the applier holds it.
 #[derive(Clone)]
 struct Live {
@@ -184,6 +196,9 @@ struct Live {
 /// must not quiet them again; nor must one undo a cutover interrupted between the two. (A hand edit of
 /// the field moves its ownership away from the drill, so a DR workload scaled by hand in a quiet
 /// namespace is still quieted again.)
+///
+/// Only an *active* state the drill left is kept ([`left_active`]): the quiet state a failback's drill
+/// leaves behind is the sync's to change again (a `scale-override` label, `scaleToZero: false`).
 fn drill_set_activation(entries: &[ManagedFieldsEntry]) -> bool {
     entries.iter().any(|e| {
         e.manager.as_deref() == Some(super::DRILL_FIELD_MANAGER)
@@ -506,7 +521,10 @@ impl Applier for KubeApplier {
             (Some(l.obj), l.created, l.lists, l.drill_activation)
         });
         let mut desired = with_types(desired.clone(), rt);
-        if drill_activation && let Some(live) = &live {
+        if drill_activation
+            && let Some(live) = &live
+            && left_active(rt, live)
+        {
             crate::activation::carry_live_activation(rt, &mut desired, live);
         }
         // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)

@@ -7,8 +7,9 @@
 //!   time; then mark the DR namespace `dr-syncer.io/active: "true"` so no later sync quiets it. The mark
 //!   comes last: a re-run after an interruption re-syncs the still-unmarked DR side (originals intact)
 //!   and activates it again. A sync between the activation and the mark (the operator's schedule), or
-//!   after a cutover interrupted there, keeps the replicas and `suspend` the drill set (its field manager
-//!   owns them), so it never quiets the DR side again in the meantime.
+//!   after a cutover interrupted there, keeps the active replicas and `suspend: false` the drill set (its
+//!   field manager owns them), so it does not quiet those workloads again in the meantime (DaemonSets,
+//!   whose activation removes a field, are not covered).
 //! - **failback**: report what changed on the DR side since the cutover (a plan of DR → source); quiet the
 //!   DR workloads; reactivate the source from its recorded originals; clear the mark.
 //!
