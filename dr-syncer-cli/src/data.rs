@@ -1,13 +1,16 @@
-//! `--migrate-pvc-data` / `--reverse-migrate-pvc-data`: temporary agents on the reading cluster, fresh
-//! keys for this run, and the drill's data copies through core's `PvcDataSync`; the agents are removed
-//! afterwards.
+//! `--migrate-pvc-data` / `--reverse-migrate-pvc-data`: temporary agents of this run on the reading cluster
+//! (named and labelled per run, never the operator's), fresh keys for this run, and the drill's data copies
+//! through core's `PvcDataSync`. Everything the run created is removed afterwards, also after an
+//! interruption (by the run's label); `dr-syncer-cli cleanup` finds what a killed run left.
 
 use std::time::Duration;
 
-use dr_syncer_core::kube::Client;
 use dr_syncer_core::{
     keys::AuthorizedClientKeys,
-    kube::{AgentKeys, Drill, DrillData, PvcDataSync, deploy_agents, remove_agents},
+    kube::{
+        AgentKeys, ClientOptions, Client, Drill, DrillData, PvcDataSync, deploy_agents, find_leftovers,
+        free_agent_port, remove_agents, remove_leftovers,
+    },
     pvc::{AgentSettings, TransferSettings},
 };
 use tracing::{info, warn};
@@ -18,17 +21,35 @@ use crate::{Args, Exit};
 pub(crate) struct DataRun {
     pub(crate) drill_data: DrillData,
     reading: Client,
+    writing: Client,
     settings: AgentSettings,
-    name: String,
+    run: String,
 }
 
 impl DataRun {
-    /// Remove the temporary agents (the key Secrets go with them).
+    /// Remove the temporary agents (the key Secrets and grants go with them) and anything else labelled
+    /// with this run (mover and mount pods, their Secrets, PVC locks: left behind when a copy was cut
+    /// short), on both clusters.
     pub(crate) async fn remove(self) {
-        if let Err(e) = remove_agents(&self.reading, &self.settings, &self.name).await {
-            warn!("removing the temporary dr-syncer agents: {e}");
-        } else {
-            info!(namespace = %self.settings.namespace, "temporary agents removed");
+        match remove_agents(&self.reading, &self.settings, &self.settings.name).await {
+            Ok(()) => info!(namespace = %self.settings.namespace, "temporary agents removed"),
+            Err(e) => warn!("removing the temporary dr-syncer agents: {e}"),
+        }
+        remove_run(&[&self.reading, &self.writing], &self.run).await;
+    }
+}
+
+/// Remove every object labelled with run `run` on `clusters` (best effort, logged).
+pub(crate) async fn remove_run(clusters: &[&Client], run: &str) {
+    let calls = ClientOptions::default().calls();
+    for client in clusters {
+        match find_leftovers(client, &calls, Some(run)).await {
+            Ok(left) if !left.is_empty() => match remove_leftovers(client, &calls, &left).await {
+                Ok(n) => info!(run, removed = n, "removed what this run left"),
+                Err(e) => warn!(run, "removing what this run left: {e}"),
+            },
+            Ok(_) => {}
+            Err(e) => warn!(run, "looking for what this run left: {e}"),
         }
     }
 }
@@ -38,6 +59,7 @@ impl DataRun {
 pub(crate) async fn prepare(
     args: &Args,
     drill: &Drill,
+    run: &str,
     reverse: bool,
     wait: Duration,
 ) -> anyhow::Result<DataRun> {
@@ -57,30 +79,36 @@ pub(crate) async fn prepare(
     } else {
         (source.clone(), destination.clone())
     };
+    // Named and labelled for this run; on a port no other dr-syncer agent of the cluster serves on.
+    let port = free_agent_port(&reading).await?;
     let settings = AgentSettings {
         namespace: args.agent_namespace.clone(),
         image: args.agent_image.clone(),
-        ..AgentSettings::default()
+        port,
+        health_port: port + 1,
+        ..AgentSettings::for_cli_run(run)
     };
     // One identity per run: fresh host and client keys, never shared with anything else.
-    let name = format!("cli-{}", drill.target().source_namespace);
-    let keys = AgentKeys::generate(&name)?;
+    let keys = AgentKeys::generate(&settings.name)?;
     let authorized = AuthorizedClientKeys::new([keys.client.public_key()]);
-    if let Err(e) = deploy_agents(&reading, &settings, &name, &keys.host, &authorized).await {
-        let _ = remove_agents(&reading, &settings, &name).await;
+    if let Err(e) = deploy_agents(&reading, &settings, &settings.name, &keys.host, &authorized).await {
+        let _ = remove_agents(&reading, &settings, &settings.name).await;
         return Err(e.into());
     }
-    info!(namespace = %settings.namespace, "temporary agents deployed");
+    info!(namespace = %settings.namespace, name = %settings.name, port, "temporary agents deployed");
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    let sync = PvcDataSync::new(
+    let mut sync = PvcDataSync::new(
         reading.clone(),
-        writing,
+        writing.clone(),
         settings.clone(),
-        keys.mover_secret_data(&name)?,
-        format!("dr-syncer-cli@{host}/{}", std::process::id()),
+        keys.mover_secret_data(&settings.name)?,
+        format!("dr-syncer-cli@{host}/{run}"),
     )
     .with_transfer(transfer)
     .with_wait_timeout(wait);
+    if reverse {
+        sync = sync.without_copy_stamp();
+    }
     let drill_data = DrillData {
         forward: (!reverse).then(|| sync.clone()),
         reverse: reverse.then_some(sync),
@@ -90,7 +118,8 @@ pub(crate) async fn prepare(
     Ok(DataRun {
         drill_data,
         reading,
+        writing,
         settings,
-        name,
+        run: run.to_owned(),
     })
 }

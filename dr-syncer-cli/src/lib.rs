@@ -1,15 +1,21 @@
-//! `dr-syncer-cli`: run a DR drill (stage, cutover, failback) between two clusters without an operator.
+//! `dr-syncer-cli`: run a DR drill (stage, cutover, failback) between two clusters without an operator, and
+//! the one-sided steps for the day production is down (promote, fence), with status and cleanup.
 //!
-//! This crate is argument parsing plus calls into `dr-syncer-core` ([`dr_syncer_core::kube::Drill`] and the
-//! sync engine); it has no sync logic of its own. The Go CLI's flags keep working: `--mode=Stage|Cutover|Failback`
-//! (also spelled with one dash, as Go's flag package allows) runs the matching subcommand.
+//! This crate is argument parsing plus calls into `dr-syncer-core` ([`dr_syncer_core::kube::Drill`],
+//! [`dr_syncer_core::kube::promote`], [`dr_syncer_core::kube::fence`] and the sync engine); it has no sync
+//! logic of its own. The Go CLI's flags keep working: `--mode=Stage|Cutover|Failback` (also spelled with one
+//! dash, as Go's flag package allows) runs the matching subcommand.
 //!
 //! Exit codes ([`exit_code`]): 0 success; 1 unexpected failure; 2 usage error; 3 `diff` found drift;
-//! 4 invalid input (kubeconfig, context, mapping, resource type, namespace); 5 a cluster could not be
-//! reached or refused a request; 6 some objects failed (see the report); 7 timed out; 8 preflight found
-//! problems that block the drill.
+//! 4 invalid input (kubeconfig, context, mapping, resource type, namespace, source and destination the
+//! same); 5 a cluster could not be reached or refused a request; 6 some objects failed, or a cutover left
+//! a workload inactive (see the report); 7 timed out; 8 preflight found problems that block the drill;
+//! 9 the recorded site state refuses the step (e.g. a stage onto an active DR site); 130 interrupted
+//! (SIGINT/SIGTERM: stopped at a safe point, this run's temporary objects removed; run it again to resume).
 
 mod data;
+mod interrupt;
+mod one_side;
 mod output;
 mod progress;
 
@@ -23,8 +29,8 @@ use dr_syncer_core::{
     config::{SyncConfig, parse_duration},
     engine::SyncTarget,
     kube::{
-        ClientOptions, ClusterConfig, Drill, DrillOptions, DrillStep, KubeconfigSource, connect,
-        custom_resource_types, discover,
+        Client, ClientOptions, ClusterConfig, Drill, DrillOptions, DrillStep, KubeconfigSource,
+        connect_with_url, custom_resource_types, discover, site::Recorder,
     },
     resource::ResourceType,
     selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, resolve_resource_types},
@@ -38,8 +44,8 @@ use tracing::warn;
     version,
     about = "Kubernetes DR drills: stage, cutover and failback between two clusters",
     after_help = "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 3 drift found (diff), 4 invalid input, \
-                  5 cluster unreachable or request refused, 6 some objects failed, 7 timed out, \
-                  8 preflight blocks."
+                  5 cluster unreachable or request refused, 6 some objects failed or a workload left inactive, \
+                  7 timed out, 8 preflight blocks, 9 refused by the site state, 130 interrupted."
 )]
 pub struct Args {
     /// The drill step (or use `--mode`, the Go CLI's form).
@@ -72,7 +78,7 @@ pub struct Args {
     #[arg(long, global = true)]
     pub mapping: Option<PathBuf>,
     /// Resource types to copy (kinds, plurals, short names or resource.group; comma-separated or repeated)
-    /// [default: the Go CLI's 13 types].
+    /// [default: the Go CLI's 13 types plus cronjobs].
     #[arg(long, global = true, value_delimiter = ',')]
     pub resource_types: Vec<String>,
     /// Resource types to leave out.
@@ -84,10 +90,11 @@ pub struct Args {
     /// Report what would happen; write nothing.
     #[arg(long, global = true)]
     pub dry_run: bool,
-    /// Do not ask for confirmation before cutover or failback.
+    /// Do not ask for confirmation before cutover, failback, promote, fence or cleanup.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
-    /// Wait until the activated side's workloads are ready (cutover, failback), e.g. `5m`.
+    /// Wait until the activated side's workloads are ready (cutover, failback, promote), e.g. `5m`; also
+    /// bounds the wait for the quieted side's pods to stop [default for that: 5m].
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "5m")]
     pub wait: Option<String>,
     /// Output format.
@@ -130,6 +137,9 @@ pub struct Args {
     /// Do not run the preflight checks before stage, cutover and failback.
     #[arg(long, global = true)]
     pub skip_preflight: bool,
+    /// cleanup: only the leftovers of this run (its id, as labelled `dr-syncer.io/cli-run`).
+    #[arg(long, global = true)]
+    pub run: Option<String>,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,
@@ -150,6 +160,18 @@ pub enum Command {
     Plan,
     /// Report drift between source and DR (exit 3 when there is any).
     Diff,
+    /// Production is down: make the DR side live without contacting production (needs only the DR
+    /// kubeconfig and namespace); prints how fresh the DR copy is.
+    Promote,
+    /// Production is back after a promote: quiet it and mark it standby without contacting the DR side
+    /// (needs only the source kubeconfig and namespace). Then `failback` works as after a cutover.
+    Fence,
+    /// The pair's site state (either side may be unreachable), how fresh the DR copy is, and what each
+    /// step would do next.
+    Status,
+    /// Remove what interrupted runs left behind (temporary agents, keys, grants, mover pods, locks) on the
+    /// clusters given.
+    Cleanup,
 }
 
 /// `--mode` values of the Go CLI.
@@ -234,7 +256,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     match core.map(Error::kind) {
         Some("InvalidConfig" | "UnknownResourceType" | "InvalidKubeconfig" | "TransformFailed") => 4,
         Some("SourceFailed" | "ApplyFailed" | "KubeApi" | "Connection" | "Unauthorized" | "NotFound") => 5,
+        Some("Incomplete") => 6,
         Some("Timeout") => 7,
+        Some("Refused") => 9,
+        Some("Interrupted") => 130,
         _ => 1,
     }
 }
@@ -247,6 +272,29 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// Who runs this CLI, for the Events drill steps record (`user@host`).
+fn recorder() -> Recorder {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    Recorder::new("dr-syncer-cli", format!("{user}@{host}"))
+}
+
+/// An id for this run: names and labels its temporary objects (lower-case hex: a DNS label).
+fn run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!("r{secs:x}{:x}", std::process::id())
 }
 
 /// Run the CLI with parsed arguments.
@@ -267,7 +315,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(_), Some(_)) => return Err(usage("use either a subcommand or --mode, not both")),
         (None, None) => {
             return Err(usage(
-                "a subcommand (stage, cutover, failback, plan, diff) or --mode is required",
+                "a subcommand (stage, cutover, failback, promote, fence, status, cleanup, plan, diff) or --mode \
+                 is required",
             ));
         }
     };
@@ -288,17 +337,32 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(parse_duration)
         .transpose()
         .map_err(|e| usage(&format!("--wait: {e}")))?;
-
-    let drill = build(&args).await?;
     let options = DrillOptions {
         dry_run: args.dry_run,
         wait,
         sync_back: args.sync_back,
+        drain_timeout: wait.unwrap_or(DrillOptions::default().drain_timeout),
     };
-    if matches!(command, Command::Cutover | Command::Failback) && !args.dry_run && !args.yes {
-        confirm(command, drill.target())?;
-    }
     let out = output::Printer::new(args.output, args.show_secrets);
+    let interrupt = interrupt::install();
+    match command {
+        Command::Promote => return one_side::promote(&args, options, &out, interrupt).await,
+        Command::Fence => return one_side::fence(&args, options, &out, interrupt).await,
+        Command::Status => return one_side::status(&args, &out).await,
+        Command::Cleanup => return one_side::cleanup(&args, &out).await,
+        _ => {}
+    }
+
+    let drill = build(&args).await?;
+    if matches!(command, Command::Cutover | Command::Failback) && !args.dry_run && !args.yes {
+        confirm(&format!(
+            "{command:?}: {} on {} -> {} on {}",
+            drill.target().source_namespace,
+            drill.target().source_cluster,
+            drill.target().destination_namespace,
+            drill.target().destination_cluster
+        ))?;
+    }
     if command == Command::Preflight {
         let report = drill.preflight(DrillStep::Cutover).await?;
         return out.preflight(&report);
@@ -332,9 +396,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let (progress, _display) = progress::display(&format!("{command:?}").to_lowercase());
-    let drill = drill.with_progress(progress);
+    let drill = drill
+        .with_progress(progress)
+        .with_recorder(recorder())
+        .with_interrupt(interrupt.clone());
+    let run = run_id();
     let data = if (args.migrate_pvc_data || args.reverse_migrate_pvc_data) && !args.dry_run {
-        Some(data::prepare(&args, &drill, args.reverse_migrate_pvc_data, data_wait).await?)
+        Some(data::prepare(&args, &drill, &run, args.reverse_migrate_pvc_data, data_wait).await?)
     } else {
         None
     };
@@ -346,7 +414,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(d) = data {
         d.remove().await;
     }
-    result
+    interrupted(result)
+}
+
+/// An interruption becomes exit 130 with what to do next.
+fn interrupted(result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    match result {
+        Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Interrupted(_))) => Err(Exit {
+            code: 130,
+            message: format!(
+                "{}: stopped at a safe point; this run's temporary objects are removed and the progress made is \
+                 recorded on the clusters: run the same command again to resume",
+                error_message(&e)
+            ),
+        }
+        .into()),
+        other => other,
+    }
 }
 
 async fn run_command(
@@ -357,7 +441,6 @@ async fn run_command(
     out: &output::Printer,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Preflight => unreachable!("handled above"),
         Command::Stage => out.drill(drill.stage(args.dry_run).await?),
         Command::Cutover => out.drill(drill.cutover(options).await?),
         Command::Failback => out.drill(drill.failback(options).await?),
@@ -375,6 +458,9 @@ async fn run_command(
             let plan = drill.engine().plan(&target).await?;
             out.diff(plan)
         }
+        Command::Preflight | Command::Promote | Command::Fence | Command::Status | Command::Cleanup => {
+            unreachable!("handled before a drill is built")
+        }
     }
 }
 
@@ -386,17 +472,12 @@ fn usage(message: &str) -> anyhow::Error {
     .into()
 }
 
-fn confirm(command: Command, target: &SyncTarget) -> anyhow::Result<()> {
+/// Ask on a terminal (nothing to ask elsewhere: scripts pass `--yes` or run without a terminal).
+pub(crate) fn confirm(what: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Ok(());
     }
-    eprint!(
-        "{command:?}: {} on {} -> {} on {}. Continue? [y/N] ",
-        target.source_namespace,
-        target.source_cluster,
-        target.destination_namespace,
-        target.destination_cluster
-    );
+    eprint!("{what}. Continue? [y/N] ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -410,9 +491,10 @@ fn confirm(command: Command, target: &SyncTarget) -> anyhow::Result<()> {
     }
 }
 
-/// Build the drill from the arguments: validate everything before any write.
-async fn build(args: &Args) -> anyhow::Result<Drill> {
-    let (spec, from_mapping) = match &args.mapping {
+/// The mapping spec (from `--mapping`, or the schema's defaults) with the namespace flags applied, and
+/// whether it came from a mapping.
+pub(crate) fn load_spec(args: &Args) -> anyhow::Result<(NamespaceMappingSpec, bool)> {
+    let (mut spec, from_mapping) = match &args.mapping {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -428,44 +510,36 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
             false,
         ),
     };
-    let mut spec = spec;
     if let Some(ns) = &args.source_namespace {
         spec.source_namespace = Some(ns.clone());
     }
     if let Some(ns) = &args.dest_namespace {
         spec.destination_namespace = Some(ns.clone());
     }
-    let source_ns = spec
-        .source_namespace
-        .clone()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| usage("--source-namespace (or a --mapping with sourceNamespace) is required"))?;
-    let dest_ns = spec
-        .destination_namespace
-        .clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| source_ns.clone());
-    spec.destination_namespace = Some(dest_ns.clone());
-    let config = SyncConfig::from_spec(&spec).map_err(Error::from)?;
+    Ok((spec, from_mapping))
+}
 
-    let cluster = |path: &Option<PathBuf>, context: &Option<String>| ClusterConfig {
+/// A client for one side (`--*-kubeconfig`, `--*-context`) and its API server's URL.
+pub(crate) async fn connect_side(path: &Option<PathBuf>, context: &Option<String>) -> anyhow::Result<(Client, String)> {
+    let cluster = ClusterConfig {
         kubeconfig: path
             .clone()
             .map(KubeconfigSource::File)
             .unwrap_or(KubeconfigSource::Infer),
         context: context.clone(),
     };
-    let options = ClientOptions::default();
-    let source = connect(&cluster(&args.source_kubeconfig, &args.source_context)).await?;
-    let destination = connect(&cluster(&args.dest_kubeconfig, &args.dest_context)).await?;
-    let discovered = discover(&source, &options.calls()).await?;
-    // The destination must answer too, before anything is written (one request; preflight and the
-    // engine ask it the rest).
-    destination
-        .apiserver_version()
-        .await
-        .map_err(|e| Error::kube("reaching the destination cluster", e))?;
+    Ok(connect_with_url(&cluster).await?)
+}
 
+/// The resource types in scope, resolved against `client`'s discovery.
+pub(crate) async fn resolve_types(
+    client: &Client,
+    args: &Args,
+    config: &SyncConfig,
+    from_mapping: bool,
+) -> anyhow::Result<Vec<ResourceType>> {
+    let options = ClientOptions::default();
+    let discovered = discover(client, &options.calls()).await?;
     let requested: Vec<String> = if args.resource_types.is_empty() {
         config.resource_types.clone()
     } else {
@@ -484,7 +558,7 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
     )
     .map_err(Error::from)?;
     if args.include_custom_resources {
-        for rt in custom_resource_types(&source, &options.calls(), &discovered).await? {
+        for rt in custom_resource_types(client, &options.calls(), &discovered).await? {
             if !types.contains(&rt) {
                 types.push(rt);
             }
@@ -496,6 +570,55 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
                 .map_err(Error::from)?;
         types.retain(|t| !excluded.contains(t));
     }
+    Ok(types)
+}
+
+/// Build the drill from the arguments: validate everything before any write.
+async fn build(args: &Args) -> anyhow::Result<Drill> {
+    let (mut spec, from_mapping) = load_spec(args)?;
+    let source_ns = spec
+        .source_namespace
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| usage("--source-namespace (or a --mapping with sourceNamespace) is required"))?;
+    let dest_ns = spec
+        .destination_namespace
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| source_ns.clone());
+    spec.destination_namespace = Some(dest_ns.clone());
+    let config = SyncConfig::from_spec(&spec).map_err(Error::from)?;
+
+    let options = ClientOptions::default();
+    let (source, source_url) = connect_side(&args.source_kubeconfig, &args.source_context).await?;
+    let (destination, dest_url) = connect_side(&args.dest_kubeconfig, &args.dest_context).await?;
+    // A source that is the destination, namespace and all, would have the drill quiet and overwrite
+    // production itself: refused before anything else runs (before preflight, before any write).
+    if source_ns == dest_ns
+        && dr_syncer_core::kube::site::same_cluster(
+            (&source, &source_url),
+            (&destination, &dest_url),
+            &options.calls(),
+        )
+        .await
+    {
+        return Err(Exit {
+            code: 4,
+            message: format!(
+                "the source and the destination are the same cluster ({source_url}) and the same namespace \
+                 ({source_ns}): give the DR cluster's kubeconfig (--dest-kubeconfig) or another namespace \
+                 (--dest-namespace)"
+            ),
+        }
+        .into());
+    }
+    let types = resolve_types(&source, args, &config, from_mapping).await?;
+    // The destination must answer too, before anything is written (one request; preflight and the
+    // engine ask it the rest).
+    destination
+        .apiserver_version()
+        .await
+        .map_err(|e| Error::kube("reaching the destination cluster", e))?;
     let cluster_name =
         |ctx: &Option<String>, fallback: &str| ctx.clone().unwrap_or_else(|| fallback.to_owned());
     let target = SyncTarget {

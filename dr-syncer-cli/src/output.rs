@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use dr_syncer_core::{
     apply::ApplyAction,
     engine::SyncReport,
-    kube::{CheckStatus, DrillReport, PreflightReport},
+    kube::{CheckStatus, DrillReport, PairStatus, PreflightReport},
 };
 use serde::Serialize;
 
@@ -29,6 +29,17 @@ struct Drift {
     /// On the DR side (synced by this drill), gone from the source.
     extra: Vec<String>,
     report: SyncReport,
+}
+
+/// `90s`, `5m`, `3h 20m`, `2d 4h`.
+fn age_text(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
 }
 
 fn action_name(a: &ApplyAction) -> &'static str {
@@ -84,10 +95,36 @@ impl Printer {
                 if let Some(sync) = &report.sync {
                     self.sync(sync, report.mode == "plan" || report.dry_run);
                 }
+                if let Some(f) = &report.freshness {
+                    println!("\nhow fresh the DR copy is (what this promotion accepts to lose):");
+                    match (&f.last_object_sync, f.last_object_sync_age_seconds) {
+                        (Some(t), Some(age)) => println!(
+                            "  newest object change synced: {t} ({} ago; later syncs that found nothing to \
+                             change leave no mark)",
+                            age_text(age)
+                        ),
+                        _ => println!("  newest object change synced: unknown (no dr-syncer.io/last-synced)"),
+                    }
+                    match (&f.last_data_copy, f.last_data_copy_age_seconds) {
+                        (Some(t), Some(age)) => {
+                            println!("  oldest PVC data copy: {t} ({} ago)", age_text(age))
+                        }
+                        _ => println!("  PVC data copies: none recorded"),
+                    }
+                    if !f.never_copied.is_empty() {
+                        println!("  PVCs never copied: {}", f.never_copied.join(", "));
+                    }
+                }
                 if !report.changes.is_empty() {
                     println!("\nactivation:");
                     for c in &report.changes {
-                        println!("  {:<11} {:<12} {}", c.cluster, c.action, c.object);
+                        println!("  {:<11} {:<13} {}", c.cluster, c.action, c.object);
+                    }
+                }
+                if !report.notes.is_empty() {
+                    println!();
+                    for n in &report.notes {
+                        println!("note: {n}");
                     }
                 }
                 if report.waited {
@@ -151,6 +188,75 @@ impl Printer {
                 }
             }
         }
+    }
+
+    /// Print a pair's site state.
+    pub(crate) fn status(&self, s: &PairStatus) -> anyhow::Result<ExitCode> {
+        match self.format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(s)?),
+            OutputFormat::Table => {
+                for (label, side) in [("production", &s.source), ("DR", &s.destination)] {
+                    let mut line = format!("{label:<11} {:<24} {}", side.namespace, side.state);
+                    if let Some(by) = &side.activated_by {
+                        line.push_str(&format!(" (activated by {by})"));
+                    }
+                    if let Some(since) = &side.since {
+                        line.push_str(&format!(" since {since}"));
+                    }
+                    println!("{line}");
+                    if !side.running.is_empty() {
+                        println!("            running: {}", side.running.join(", "));
+                    }
+                    if let Some(e) = &side.error {
+                        println!("            unreachable: {e}");
+                    }
+                }
+                if s.both_sites_active {
+                    println!(
+                        "\nWARNING: BOTH SITES ACTIVE: production runs unfenced while the DR side is active; \
+                         quiet one of them (dr-syncer-cli fence)"
+                    );
+                }
+                if let Some(f) = &s.freshness {
+                    match (&f.last_object_sync, f.last_object_sync_age_seconds) {
+                        (Some(t), Some(age)) => {
+                            println!("\nnewest object change synced: {t} ({} ago)", age_text(age))
+                        }
+                        _ => println!("\nnewest object change synced: unknown"),
+                    }
+                    match (&f.last_data_copy, f.last_data_copy_age_seconds) {
+                        (Some(t), Some(age)) => println!("oldest PVC data copy: {t} ({} ago)", age_text(age)),
+                        _ => println!("PVC data copies: none recorded"),
+                    }
+                }
+                println!("\nnext:");
+                for n in &s.next {
+                    println!("  {:<9} {}", n.step, n.would);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Print what cleanup found and removed.
+    pub(crate) fn cleanup(&self, reports: &[crate::one_side::CleanupReport], dry_run: bool) -> anyhow::Result<ExitCode> {
+        match self.format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(reports)?),
+            OutputFormat::Table => {
+                for r in reports {
+                    if r.leftovers.is_empty() {
+                        println!("{}: nothing left by dr-syncer-cli runs", r.cluster);
+                        continue;
+                    }
+                    let verb = if dry_run { "would delete" } else { "deleted" };
+                    println!("{}: {verb} {} object(s)", r.cluster, r.leftovers.len());
+                    for l in &r.leftovers {
+                        println!("  run {:<16} {:<10} {}/{}", l.run, l.kind, l.namespace, l.name);
+                    }
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     /// Print preflight checks; exit 8 when one blocks.

@@ -122,6 +122,41 @@ pub fn activate(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>,
     }
 }
 
+/// The change that gives a quieted production workload back its recorded state and drops the records
+/// (a failback, on production): [`activate`] plus the removal of `dr-syncer.io/original-*`, so a later
+/// sync reads production's own values again. `None` when there is nothing recorded.
+pub fn release(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>, TransformError> {
+    let records: Vec<&str> = [
+        annotations::ORIGINAL_REPLICAS,
+        annotations::ORIGINAL_SUSPEND,
+        annotations::ORIGINAL_NODE_SELECTOR,
+    ]
+    .into_iter()
+    .filter(|k| ann(obj, k).is_some())
+    .collect();
+    let mut patch = activate(rt, obj)?.unwrap_or_else(|| json!({}));
+    if records.is_empty() {
+        return Ok((patch != json!({})).then_some(patch));
+    }
+    let nulls: serde_json::Map<String, Value> =
+        records.into_iter().map(|k| (k.to_owned(), Value::Null)).collect();
+    patch["metadata"] = json!({"annotations": Value::Object(nulls)});
+    Ok(Some(patch))
+}
+
+/// Whether a quiet workload ran before a drill quieted it, from its records: replicas above 0, a CronJob
+/// not suspended, a DaemonSet whose hold a drill added.
+pub fn recorded_active(rt: &ResourceType, obj: &DynamicObject) -> bool {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("apps", "Deployment" | "StatefulSet") => ann(obj, annotations::ORIGINAL_REPLICAS)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .is_some_and(|n| n > 0),
+        ("batch", "CronJob") => ann(obj, annotations::ORIGINAL_SUSPEND).map(str::trim) == Some("false"),
+        ("apps", "DaemonSet") => ann(obj, annotations::ORIGINAL_NODE_SELECTOR).is_some(),
+        _ => false,
+    }
+}
+
 /// The change that quiets an active workload again (failback on the DR side, or the source during a
 /// cutover): record the current value as the original and set replicas 0 / suspend / hold DaemonSets.
 /// Returns a merge patch, or `None` when already quiet.
@@ -201,6 +236,32 @@ pub fn carry_live_activation(rt: &ResourceType, desired: &mut DynamicObject, liv
     }
 }
 
+/// Whether a workload runs: a Deployment or StatefulSet with replicas above 0 (unset counts as 1, as the
+/// API server defaults it), a CronJob that is not suspended, a DaemonSet not held off every node. Other
+/// kinds never count.
+pub fn is_running(rt: &ResourceType, obj: &DynamicObject) -> bool {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("apps", "Deployment" | "StatefulSet") => {
+            obj.data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                > 0
+        }
+        ("batch", "CronJob") => !obj
+            .data
+            .pointer("/spec/suspend")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        ("apps", "DaemonSet") => obj
+            .data
+            .pointer("/spec/template/spec/nodeSelector")
+            .and_then(|s| s.get(annotations::QUIET_NODE_SELECTOR_KEY))
+            .is_none(),
+        _ => false,
+    }
+}
+
 /// Whether a (DR) Namespace carries the cutover's mark `dr-syncer.io/active: "true"`.
 pub fn is_marked_active(ns: &DynamicObject) -> bool {
     ann(ns, annotations::ACTIVE) == Some("true")
@@ -265,6 +326,43 @@ mod tests {
             json_of(&again).pointer(pointer).cloned().unwrap_or(json!({})),
             want
         );
+    }
+
+    #[rstest]
+    #[case::deployment("apps/v1", "Deployment", json!({"spec": {"replicas": 2}}), true)]
+    #[case::deployment_default("apps/v1", "Deployment", json!({"spec": {}}), true)]
+    #[case::deployment_quiet("apps/v1", "Deployment", json!({"spec": {"replicas": 0}}), false)]
+    #[case::statefulset_quiet("apps/v1", "StatefulSet", json!({"spec": {"replicas": 0}}), false)]
+    #[case::cronjob("batch/v1", "CronJob", json!({"spec": {"suspend": false}}), true)]
+    #[case::cronjob_suspended("batch/v1", "CronJob", json!({"spec": {"suspend": true}}), false)]
+    #[case::daemonset("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"a": "b"}}}}}), true)]
+    #[case::daemonset_held("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"dr-syncer.io/quiet": "true"}}}}}), false)]
+    #[case::configmap("v1", "ConfigMap", json!({"data": {}}), false)]
+    fn running(#[case] av: &str, #[case] kind: &str, #[case] body: Value, #[case] expected: bool) {
+        let o = obj(av, kind, body);
+        assert_eq!(is_running(&ctx_for(&o).resource, &o), expected);
+    }
+
+    /// Quieting production and releasing it restores its values and leaves no record behind.
+    #[rstest]
+    #[case::deployment("apps/v1", "Deployment", json!({"spec": {"replicas": 3}}))]
+    #[case::cronjob("batch/v1", "CronJob", json!({"spec": {"suspend": false}}))]
+    #[case::daemonset("apps/v1", "DaemonSet", json!({"spec": {"template": {"spec": {"nodeSelector": {"pool": "a"}}}}}))]
+    fn quiet_then_release_round_trips(#[case] av: &str, #[case] kind: &str, #[case] body: Value) {
+        let live = obj(av, kind, body);
+        let rt = ctx_for(&live).resource;
+        let quiet_obj = merge(&live, &quiet(&rt, &live).unwrap().unwrap()).unwrap();
+        assert!(!is_running(&rt, &quiet_obj));
+        assert!(recorded_active(&rt, &quiet_obj));
+        let released = merge(&quiet_obj, &release(&rt, &quiet_obj).unwrap().unwrap()).unwrap();
+        assert!(is_running(&rt, &released));
+        assert_eq!(json_of(&released)["spec"], json_of(&live)["spec"]);
+        let records = released.metadata.annotations.clone().unwrap_or_default();
+        assert!(
+            records.keys().all(|k| !k.starts_with("dr-syncer.io/original-")),
+            "{records:?}"
+        );
+        assert_eq!(release(&rt, &released).unwrap(), None, "nothing left to release");
     }
 
     #[test]

@@ -34,7 +34,24 @@ pub const SOURCE_NAMESPACE: &str = "dr-syncer.io/source-namespace";
 pub const TRANSFORM_ENV: &str = "dr-syncer.io/transform-env";
 /// Label on a source PVC: the StorageClass to use on the DR side (wins over the mapping's table).
 pub const STORAGE_CLASS: &str = "dr-syncer.io/storage-class";
-/// Annotation on a DR Namespace set by a cutover: `"true"` while the DR site is active.
+/// Annotation on a DR Namespace set by a cutover, a promote or a person: `"true"` while the DR site is
+/// the live site (see [`crate::site`]).
 pub const ACTIVE: &str = "dr-syncer.io/active";
+/// Annotation on an active DR Namespace: when it was marked active (RFC 3339).
+pub const ACTIVE_SINCE: &str = "dr-syncer.io/active-since";
+/// Annotation on an active DR Namespace: what marked it active (`cutover`, `promote`; absent: by hand).
+pub const ACTIVATED_BY: &str = "dr-syncer.io/activated-by";
+/// Annotation on a production Namespace: `"true"` once a cutover or a fence quieted it.
+pub const STANDBY: &str = "dr-syncer.io/standby";
+/// Annotation on a standby production Namespace: when it was marked standby (RFC 3339).
+pub const STANDBY_SINCE: &str = "dr-syncer.io/standby-since";
+/// Annotation on a DR Namespace that dr-syncer created (it did not exist before dr-syncer's first write):
+/// who created it (`dr-syncer.io/synced-by`'s value then). Only such a namespace is ever deleted.
+pub const CREATED_BY: &str = "dr-syncer.io/created-by";
+/// Annotation on a DR PersistentVolumeClaim: when its data was last copied from production (RFC 3339).
+pub const LAST_DATA_SYNC: &str = "dr-syncer.io/last-data-sync";
+/// Label on the temporary objects of one `dr-syncer-cli` run (agents, keys, grants, mover pods): the
+/// run's id, so that an interrupted run's leftovers can be found (`dr-syncer-cli cleanup`).
+pub const CLI_RUN: &str = "dr-syncer.io/cli-run";
 /// The annotation `kubectl apply` keeps; never copied.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

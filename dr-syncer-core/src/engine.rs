@@ -13,12 +13,16 @@
 //!    `syncCRDs`); per-object failures are recorded and the rest carries on. Nothing is written unless
 //!    every read of step 1 succeeded;
 //! 5. **prune** (only with `prune`): DR objects of the selected types whose `dr-syncer.io/synced-by` is
-//!    this mapping's and whose source object is gone are deleted — nothing else ever is;
+//!    this mapping's and whose source object is gone are deleted — nothing else ever is, and nothing
+//!    while the production namespace is terminating;
 //! 6. **report**: per kind created / updated / unchanged / recreated / skipped / deleted / failed, the
 //!    failures with object names, what changed, and the duration.
 //!
-//! A DR namespace annotated `dr-syncer.io/active: "true"` (a cutover) is synced too, but its workloads keep
-//! their replica counts and activation state ([`crate::activation::carry_live_activation`]).
+//! A DR namespace annotated `dr-syncer.io/active: "true"` (a cutover, a promote, or a person: the DR side is
+//! the live site) takes no write at all: the sync reads the two namespaces, stops, and says so in
+//! [`SyncReport::held`] ([`crate::site`] holds the rule). Prune and mirrored deletions also stop while the
+//! production namespace is being deleted. A newly created DR namespace records who created it
+//! (`dr-syncer.io/created-by`): only such a namespace is ever deleted by dr-syncer.
 
 mod report;
 
@@ -36,7 +40,9 @@ use kube::core::{DynamicObject, ObjectMeta};
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-pub use self::report::{KindStats, ObjectChange, ObjectFailure, SkippedObject, SyncReport, WorkloadScale};
+pub use self::report::{
+    Held, KindStats, ObjectChange, ObjectFailure, SkippedObject, SyncReport, WorkloadScale,
+};
 use crate::{
     Error, Result, activation, annotations,
     apply::{Applier, ApplyAction, ApplyError, ApplyOptions, ApplyResult},
@@ -45,6 +51,7 @@ use crate::{
     order::tier,
     resource::{ObjectKey, ResourceType},
     selection::ObjectFilter,
+    site,
     source::{ResourceSource, SourceError, SourceObject, SourceScope},
     transform::{Outcome, Sanitize, TransformContext, Transformer, TransformerChain, annotation},
 };
@@ -79,6 +86,35 @@ fn namespace_key(target: &SyncTarget) -> ObjectKey {
         group_kind: "Namespace".into(),
         namespace: None,
         name: target.destination_namespace.clone(),
+    }
+}
+
+/// The site state of a production namespace as the engine read it (workloads are not looked at).
+fn source_state(ns: &DynamicObject) -> site::SourceState {
+    let terminating = ns.metadata.deletion_timestamp.is_some()
+        || ns.data.pointer("/status/phase").and_then(|p| p.as_str()) == Some("Terminating");
+    if terminating {
+        site::SourceState::Terminating
+    } else {
+        site::SourceState::Live {
+            standby: annotation(ns, annotations::STANDBY) == Some("true"),
+            running: Vec::new(),
+        }
+    }
+}
+
+/// A site state for the engine's decisions: `source` and a destination that is active or not.
+fn site_with(source: site::SourceState, active: bool) -> site::SiteState {
+    site::SiteState {
+        source,
+        destination: if active {
+            site::DestinationState::Active {
+                since: None,
+                by: site::ActivatedBy::Manual,
+            }
+        } else {
+            site::DestinationState::Standby
+        },
     }
 }
 
@@ -342,35 +378,41 @@ impl SyncEngine {
         };
         let types: Vec<ResourceType> = target.types.iter().filter(|t| t.namespaced).cloned().collect();
 
-        // 1. Fetch: the source namespace (when it is missing, nothing else is read), then the source's
-        // objects, the destination's live objects and the live DR namespace, read at the same time.
-        let source_ns = self
-            .source
-            .get(&namespace_type(), None, &target.source_namespace)
-            .await?
-            .ok_or_else(|| {
-                Error::Source(
-                    SourceError::new(
-                        format!("namespace {}", target.source_namespace),
-                        "not found on the source cluster",
-                        false,
-                    )
-                    .with_category(FailureCategory::ResourceNotFound),
+        // 1. Fetch: the source and the live DR namespace; a DR namespace marked active (the DR side is the
+        // live site) ends the sync here, before production is read any further and before any write.
+        // Otherwise the source's objects and the destination's live objects, read at the same time.
+        let (ns_type, ns_key) = (namespace_type(), namespace_key(target));
+        let (source_ns, live_ns) = tokio::join!(
+            self.source.get(&ns_type, None, &target.source_namespace),
+            self.applier.live(&ns_type, &ns_key)
+        );
+        let live_ns = live_ns?;
+        if let Some(held) = self.hold(live_ns.as_ref()) {
+            report.destination_active = true;
+            warn!(destination = %target.destination_namespace, "{}", held.message);
+            report.held = Some(held);
+            return Ok(finish(report, started, true));
+        }
+        let source_ns = source_ns?.ok_or_else(|| {
+            Error::Source(
+                SourceError::new(
+                    format!("namespace {}", target.source_namespace),
+                    "not found on the source cluster",
+                    false,
                 )
-            })?;
+                .with_category(FailureCategory::ResourceNotFound),
+            )
+        })?;
         let scope = SourceScope {
             namespace: Some(target.source_namespace.clone()),
             types: types.clone(),
         };
-        let (ns_type, ns_key) = (namespace_type(), namespace_key(target));
-        let (objects, prepared, live_ns) = tokio::join!(
+        let (objects, prepared) = tokio::join!(
             self.source.list(&scope),
-            self.applier.prepare(Some(&target.destination_namespace), &types),
-            self.applier.live(&ns_type, &ns_key)
+            self.applier.prepare(Some(&target.destination_namespace), &types)
         );
         let objects = objects?;
         prepared?;
-        let live_ns = live_ns?;
         debug!(objects = objects.len(), "listed source");
         // Nothing is written before every read succeeded: first the DR namespace.
         let (active, ns_result) = self
@@ -395,13 +437,20 @@ impl SyncEngine {
         }
         self.apply_all(desired, active, &options, &mut report).await;
 
-        // 5. Prune — never on an active (cut-over) site: while it serves production, a source that comes
-        // back empty after a disaster must not empty it.
-        if target.config.prune && active {
-            warn!("prune skipped: the destination namespace is active (dr-syncer.io/active)");
-        } else if target.config.prune {
-            self.prune(target, &types, &source_names, &options, &mut report)
-                .await;
+        // 5. Prune — never from a production namespace that is being deleted (an outage, not a request).
+        if target.config.prune {
+            let source = source_state(&source_ns);
+            match site::decide(site::Actor::Operator, site::Step::Prune, &site_with(source, active)) {
+                site::Decision::Proceed => {
+                    self.prune(target, &types, &source_names, &options, &mut report)
+                        .await
+                }
+                site::Decision::Skip(reason) | site::Decision::Refuse(reason) => {
+                    let held = Held::new(reason, "prune skipped");
+                    warn!("{}", held.message);
+                    report.held = Some(held);
+                }
+            }
         }
         Ok(finish(report, started, true))
     }
@@ -416,7 +465,8 @@ impl SyncEngine {
         live_ns: Option<DynamicObject>,
         options: &ApplyOptions,
     ) -> Result<(bool, ApplyResult)> {
-        let active = live_ns.as_ref().is_some_and(activation::is_marked_active) || self.keep_activation;
+        // An active DR namespace never gets here (see `hold`); copying back to a quiet production does.
+        let active = self.keep_activation;
         let ns = self.desired_namespace(target, source_ns, live_ns.as_ref())?;
         if live_ns.is_none() && !target.config.namespace.create_namespace {
             return Err(Error::InvalidConfig(format!(
@@ -430,6 +480,25 @@ impl SyncEngine {
             .await
             .map_err(Error::Apply)?;
         Ok((active, applied))
+    }
+
+    /// Whether the site state holds this sync back: a destination namespace marked active (the DR side
+    /// is the live site) takes no write from the stale side ([`site::decide`]). A copy back to a quiet
+    /// production ([`SyncEngine::keeping_destination_activation`]) writes into production's namespace,
+    /// which never carries the mark.
+    fn hold(&self, live_ns: Option<&DynamicObject>) -> Option<Held> {
+        let destination = site::DestinationState::of_namespace(live_ns.map(|n| &n.metadata));
+        let state = site::SiteState {
+            source: site::SourceState::Unknown,
+            destination,
+        };
+        match site::decide(site::Actor::Operator, site::Step::SyncObjects, &state) {
+            site::Decision::Proceed => None,
+            site::Decision::Skip(reason) | site::Decision::Refuse(reason) => Some(Held::new(
+                reason,
+                "nothing synced into the destination namespace",
+            )),
+        }
     }
 
     /// Select and transform source objects into desired DR objects (pure); records what is left out and
@@ -639,7 +708,13 @@ impl SyncEngine {
             destination_namespace: target.destination_namespace.clone(),
             ..Default::default()
         };
-        let active = activation::is_marked_active(&live_ns) || self.keep_activation;
+        if let Some(held) = self.hold(Some(&live_ns)) {
+            debug!(destination = %target.destination_namespace, "{}", held.message);
+            report.destination_active = true;
+            report.held = Some(held);
+            return Ok(finish(report, started, false));
+        }
+        let active = self.keep_activation;
         report.destination_active = active;
         let (mut applied, mut deleted) = (Vec::new(), Vec::new());
         for change in changes {
@@ -651,6 +726,27 @@ impl SyncEngine {
         }
         let desired = self.select_and_transform(target, active, applied, &mut report);
         self.apply_all(desired, active, &options, &mut report).await;
+        // Deletions are mirrored only with prune, and never while production's namespace is being
+        // deleted (its objects vanish one by one: an outage, not a request).
+        let prune = if target.config.prune && !deleted.is_empty() {
+            let source = match self
+                .source
+                .get(&namespace_type(), None, &target.source_namespace)
+                .await?
+            {
+                Some(ns) => source_state(&ns),
+                None => site::SourceState::Missing,
+            };
+            match site::decide(site::Actor::Operator, site::Step::Prune, &site_with(source, active)) {
+                site::Decision::Proceed => Ok(()),
+                site::Decision::Skip(r) | site::Decision::Refuse(r) => Err(r),
+            }
+        } else {
+            Ok(())
+        };
+        if let Err(reason) = &prune {
+            report.held = Some(Held::new(*reason, "deletions not mirrored"));
+        }
         for SourceObject { resource, object } in deleted {
             let gk = resource.group_kind();
             let key = ObjectKey {
@@ -658,13 +754,12 @@ impl SyncEngine {
                 namespace: Some(target.destination_namespace.clone()),
                 name: object.metadata.name.clone().unwrap_or_default(),
             };
-            if !target.config.prune || active {
-                let why = if active {
-                    "deleted at the source; the DR copy is kept: the destination namespace is active"
-                } else {
-                    "deleted at the source; the DR copy is kept (prune is off)"
+            if !target.config.prune || prune.is_err() {
+                let why = match &prune {
+                    Err(reason) => format!("deleted at the source; the DR copy is kept: {reason}"),
+                    Ok(()) => "deleted at the source; the DR copy is kept (prune is off)".to_owned(),
                 };
-                report.skip(&gk, key.to_string(), why.into());
+                report.skip(&gk, key.to_string(), why);
                 continue;
             }
             match self.applier.live(&resource, &key).await {
@@ -719,6 +814,18 @@ impl SyncEngine {
         }
         if let Some(active) = live_ns.and_then(|ns| annotation(ns, annotations::ACTIVE)) {
             ann.insert(annotations::ACTIVE.into(), active.to_owned());
+        }
+        // Who created the namespace, recorded by the write that creates it and kept afterwards: only a
+        // namespace dr-syncer created is ever deleted by it.
+        match live_ns {
+            None => {
+                ann.insert(annotations::CREATED_BY.into(), target.synced_by.clone());
+            }
+            Some(live) => {
+                if let Some(by) = annotation(live, annotations::CREATED_BY) {
+                    ann.insert(annotations::CREATED_BY.into(), by.to_owned());
+                }
+            }
         }
         ann.insert(annotations::SYNCED_BY.into(), target.synced_by.clone());
         ann.insert(annotations::SOURCE_CLUSTER.into(), target.source_cluster.clone());

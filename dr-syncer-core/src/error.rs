@@ -50,6 +50,22 @@ pub enum Error {
     /// Waiting for something took too long.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The recorded site state forbids what was asked ([`crate::site`]): e.g. a stage onto an active DR
+    /// site, a failback while both sites are active.
+    #[error("{action} refused: {reason}")]
+    Refused {
+        /// What was asked.
+        action: String,
+        /// Why the site state forbids it.
+        reason: crate::site::Reason,
+    },
+    /// A drill finished its steps but left something as it must not be (e.g. a workload quieted on one
+    /// side is not active on the other).
+    #[error("incomplete: {0}")]
+    Incomplete(String),
+    /// A drill was interrupted (SIGINT/SIGTERM) at a safe point; what it recorded lets a re-run resume.
+    #[error("interrupted {0}")]
+    Interrupted(String),
     /// A kubeconfig could not be read, parsed or used.
     #[error("invalid kubeconfig: {0}")]
     Kubeconfig(String),
@@ -87,7 +103,10 @@ impl Error {
             Error::Source(e) => e.category,
             Error::Apply(e) => e.category,
             Error::Data(e) if e.is_transient() => FailureCategory::NetworkError,
-            Error::Data(_) | Error::Kubeconfig(_) => FailureCategory::Other,
+            Error::Data(_) | Error::Kubeconfig(_) | Error::Incomplete(_) | Error::Interrupted(_) => {
+                FailureCategory::Other
+            }
+            Error::Refused { .. } => FailureCategory::ValidationFailure,
             Error::Timeout(_) => FailureCategory::NetworkError,
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => crate::kube::category_of(source),
@@ -107,6 +126,9 @@ impl Error {
             Error::Data(e) => e.kind(),
             Error::Kubeconfig(_) => "InvalidKubeconfig",
             Error::Timeout(_) => "Timeout",
+            Error::Refused { .. } => "Refused",
+            Error::Incomplete(_) => "Incomplete",
+            Error::Interrupted(_) => "Interrupted",
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => match source.as_ref() {
                 kube::Error::Api(s) if s.code == 401 || s.code == 403 => "Unauthorized",
@@ -128,8 +150,8 @@ impl Error {
             Error::Source(e) => e.transient,
             Error::Apply(e) => e.transient,
             Error::Data(e) => e.is_transient(),
-            Error::Kubeconfig(_) => false,
-            Error::Timeout(_) => true,
+            Error::Kubeconfig(_) | Error::Refused { .. } | Error::Incomplete(_) => false,
+            Error::Timeout(_) | Error::Interrupted(_) => true,
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => crate::kube::is_retryable(source),
         }
@@ -165,6 +187,9 @@ mod tests {
     #[case(DataMoverError::Failed { message: "m".into(), transient: true }.into(), "TransferFailed", true)]
     #[case(DataMoverError::InvalidRequest("r".into()).into(), "InvalidTransferRequest", false)]
     #[case(DataMoverError::Verification("v".into()).into(), "VerificationFailed", true)]
+    #[case(Error::Refused { action: "stage".into(), reason: crate::site::Reason::DestinationActive }, "Refused", false)]
+    #[case(Error::Incomplete("w".into()), "Incomplete", false)]
+    #[case(Error::Interrupted("during x".into()), "Interrupted", true)]
     fn kinds_are_stable(#[case] err: Error, #[case] kind: &str, #[case] transient: bool) {
         assert_eq!(err.kind(), kind);
         assert_eq!(err.is_transient(), transient);

@@ -30,6 +30,7 @@ pub mod pvc;
 pub mod resource;
 pub mod schedule;
 pub mod selection;
+pub mod site;
 pub mod source;
 #[cfg(feature = "ssh")]
 pub mod ssh;

@@ -45,6 +45,15 @@ pub const DEFAULT_AGENT_IMAGE: &str = "dr-syncer-agent:0.1.0";
 /// How the agents of one cluster are deployed and reached.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentSettings {
+    /// Name of the DaemonSet and value of its pods' `app.kubernetes.io/name` (their selector): the
+    /// operator's agents are [`AGENT_NAME`]; a CLI run's temporary agents have a name of their own, so
+    /// the two never touch each other's pods.
+    pub name: String,
+    /// The ConfigMap the agents mount as their grants.
+    pub grants_configmap: String,
+    /// Labels put on every object created for these agents and their transfers (DaemonSet, Secrets,
+    /// grants, mount and mover pods, locks), e.g. a CLI run's [`crate::annotations::CLI_RUN`].
+    pub owner_labels: BTreeMap<String, String>,
     /// Namespace of the DaemonSet, its Secrets and the grants ConfigMap.
     pub namespace: String,
     /// The agent image (also used for mount and mover pods).
@@ -79,6 +88,9 @@ pub struct AgentSettings {
 impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
+            name: AGENT_NAME.into(),
+            grants_configmap: GRANTS_CONFIGMAP.into(),
+            owner_labels: BTreeMap::new(),
             namespace: DEFAULT_AGENT_NAMESPACE.into(),
             image: DEFAULT_AGENT_IMAGE.into(),
             pull_policy: None,
@@ -98,6 +110,18 @@ impl Default for AgentSettings {
 }
 
 impl AgentSettings {
+    /// Temporary agents of one CLI run: DaemonSet `dr-syncer-agent-<run>`, grants `…-grants`, and every
+    /// object labelled [`crate::annotations::CLI_RUN`]` = run`.
+    pub fn for_cli_run(run: &str) -> Self {
+        let name = format!("{AGENT_NAME}-{run}");
+        AgentSettings {
+            grants_configmap: format!("{name}-grants"),
+            owner_labels: BTreeMap::from([(crate::annotations::CLI_RUN.to_owned(), run.to_owned())]),
+            name,
+            ..AgentSettings::default()
+        }
+    }
+
     /// Settings from a RemoteCluster's `spec.pvcSync` (defaults where it says nothing).
     pub fn from_spec(spec: Option<&PvcSyncSpec>) -> Self {
         let mut s = AgentSettings::default();

@@ -25,8 +25,9 @@ pub const OPERATOR_DEFAULT_TYPES: [&str; 6] = [
     "persistentvolumeclaims",
 ];
 
-/// The Go CLI's default types.
-pub const CLI_DEFAULT_TYPES: [&str; 13] = [
+/// The CLI's default types: the Go CLI's 13 plus `cronjobs` (copied suspended on stage, resumed by a
+/// cutover: a DR site without its scheduled work is incomplete).
+pub const CLI_DEFAULT_TYPES: [&str; 14] = [
     "configmaps",
     "secrets",
     "deployments",
@@ -40,6 +41,7 @@ pub const CLI_DEFAULT_TYPES: [&str; 13] = [
     "persistentvolumeclaims",
     "horizontalpodautoscalers",
     "networkpolicies",
+    "cronjobs",
 ];
 
 /// Types `*` never includes: their objects are created by the runtime, not by users.

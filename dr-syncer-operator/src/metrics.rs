@@ -49,6 +49,15 @@ pub struct MappingLabels {
     pub mapping: String,
 }
 
+/// `mapping`, `namespace` (the DR namespace).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabels {
+    /// The mapping.
+    pub mapping: String,
+    /// The DR namespace.
+    pub namespace: String,
+}
+
 /// `namespace`, `kind`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -147,6 +156,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReconcileErrorLabels, Counter>,
     /// 1 while this process holds the leader lease (or runs without election).
     pub leader: Gauge,
+    /// 1 while production runs unfenced next to an active DR namespace (both sites active).
+    pub both_sites_active: Family<SiteLabels, Gauge>,
     /// PVC data copies.
     pub pvc: PvcMetrics,
 }
@@ -238,6 +249,12 @@ impl Metrics {
             "1 while this process is the leader",
             leader.clone(),
         );
+        let both_sites_active = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "dr_syncer_both_sites_active",
+            "1 while production runs unfenced next to an active DR namespace: both sites are active",
+            both_sites_active.clone(),
+        );
         let pvc = PvcMetrics {
             bytes_transferred: Family::default(),
             files_transferred: Family::default(),
@@ -311,6 +328,7 @@ impl Metrics {
             api_throttled,
             reconcile_errors,
             leader,
+            both_sites_active,
         }
     }
 

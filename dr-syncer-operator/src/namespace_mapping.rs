@@ -239,17 +239,26 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         .unwrap_or(None)
         .unwrap_or(Duration::from_secs(3600));
 
+    let destination = clusters.destination.clone();
+    let source_name = clusters.source_rc.name_any();
     let mut runner = match run::Runner::new(ctx, nm.clone(), config, clusters).await {
         Ok(r) => r,
         // Unknown types (a CRD may be installed later), an unreachable source: a condition, and a
-        // slow retry.
+        // slow retry — unless the DR side is live (production down after a promote or cutover): then
+        // the mapping is idle, not failing.
         Err(Error::Core(e)) => {
             ctx.workers.stop(&key);
+            if let Some(action) = hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await? {
+                return Ok(action);
+            }
             let retry = e.kind() != "InvalidConfig";
             return blocked(ctx, &nm, e.kind(), e.to_string(), retry).await;
         }
         Err(Error::Cluster(e)) => {
             ctx.workers.stop(&key);
+            if let Some(action) = hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await? {
+                return Ok(action);
+            }
             return blocked(ctx, &nm, e.reason(), e.to_string(), true).await;
         }
         Err(e) => return Err(e),
@@ -317,6 +326,66 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     Ok(outcome)
 }
 
+/// How often a mapping whose DR side is live checks again while production cannot be reached.
+const HELD_RECHECK: Duration = Duration::from_secs(30);
+
+/// Production cannot be read, but the mapping's DR namespace is active (a promote or cutover made the DR
+/// side the live site): the mapping is healthy and idle (`DestinationActive`), not failing. Only for a
+/// mapping with one namespace pair (a selector's pairs come from production). `None`: not held.
+async fn hold_without_source(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    destination: &crate::clusters::ClusterHandle,
+    source_cluster: &str,
+    problem: &str,
+) -> Result<Option<Action>> {
+    if nm.spec.namespace_selector.is_some() {
+        return Ok(None);
+    }
+    let src = nm.spec.source_namespace.clone().unwrap_or_default();
+    let dst = nm
+        .spec
+        .destination_namespace
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or(src);
+    let Ok((state, _)) = dr_syncer_core::kube::site::read_destination(&destination.client, &destination.calls, &dst).await
+    else {
+        return Ok(None);
+    };
+    if !state.is_active() {
+        return Ok(None);
+    }
+    let old = nm.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let mut conds = status.conditions.take().unwrap_or_default();
+    let message = status::destination_active_message(&[dst.as_str()]);
+    let announce = !conds
+        .iter()
+        .any(|c| c.type_ == "DestinationActive" && c.status == "True" && c.message == message);
+    conditions::set(&mut conds, "DestinationActive", true, "DestinationActive", message.clone(), nm.meta().generation);
+    conditions::set(
+        &mut conds,
+        "Synced",
+        true,
+        "DestinationActive",
+        format!(
+            "Idle: the DR namespace {dst} is the live site (dr-syncer.io/active) and production (cluster \
+             {source_cluster}) cannot be reached ({problem}); nothing is synced until a failback"
+        ),
+        nm.meta().generation,
+    );
+    status.conditions = Some(conds);
+    status.phase = Some(SyncPhase::Completed);
+    status.sync_progress = None;
+    status.next_sync_time = None;
+    write_status(ctx, nm, Some(&old), &status).await?;
+    if announce {
+        ctx.event(nm, false, "DestinationActive", "Sync", message).await;
+    }
+    Ok(Some(Action::requeue(HELD_RECHECK)))
+}
+
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
@@ -355,7 +424,7 @@ async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     };
     let config = SyncConfig::from_spec(&nm.spec).map(Arc::new).unwrap_or_default();
     let runner = run::Runner::for_cleanup(ctx, nm.clone(), config, clusters).await?;
-    let deleted = runner.delete_synced_everywhere().await?;
+    let (deleted, held) = runner.delete_synced_everywhere().await?;
     ctx.event(
         nm.as_ref(),
         false,
@@ -364,5 +433,19 @@ async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         format!("deletionPolicy DeleteSynced: deleted {deleted} object(s) this mapping synced"),
     )
     .await;
+    if !held.is_empty() {
+        ctx.event(
+            nm.as_ref(),
+            true,
+            "CleanupSkipped",
+            "Delete",
+            format!(
+                "deletionPolicy DeleteSynced not applied to the active DR namespace(s) {}: the live site is never \
+                 deleted",
+                held.join(", ")
+            ),
+        )
+        .await;
+    }
     Ok(Action::await_change())
 }

@@ -96,6 +96,26 @@ pub struct WorkloadScale {
     pub source_replicas: i32,
 }
 
+/// What the site state held back in a sync ([`crate::site::Decision::Skip`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    /// The stable reason ([`crate::site::Reason::kind`]): `DestinationActive`, `SourceGone` …
+    pub reason: String,
+    /// What was held back, and why.
+    pub message: String,
+}
+
+impl Held {
+    /// `what` was held back for `reason`.
+    pub fn new(reason: crate::site::Reason, what: &str) -> Self {
+        Held {
+            reason: reason.kind().to_owned(),
+            message: format!("{what}: {reason}"),
+        }
+    }
+}
+
 /// The result of one sync or plan of a namespace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,8 +126,13 @@ pub struct SyncReport {
     pub destination_namespace: String,
     /// Plan mode: nothing was written.
     pub dry_run: bool,
-    /// The destination namespace is marked active (cutover): workloads were not quieted.
+    /// The destination namespace is marked active (the DR side is the live site): nothing was written
+    /// (see [`SyncReport::held`]), or, for a copy back to a quiet production, workloads kept their state.
     pub destination_active: bool,
+    /// Why nothing (or, for deletions, not everything) was written although the sync ran: the recorded
+    /// site state held it back ([`crate::site`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
     /// Per kind (`Kind.group`).
     pub kinds: BTreeMap<String, KindStats>,
     /// Objects that failed.

@@ -310,7 +310,10 @@ async fn a_missing_source_namespace_is_an_error() {
     let mut s = MockResourceSource::new();
     s.expect_get().returning(|_, _, _| Ok(None));
     s.expect_list().never();
-    let engine = SyncEngine::new(Arc::new(s), Arc::new(MockApplier::new()));
+    let mut a = MockApplier::new();
+    a.expect_live().returning(|_, _| Ok(None));
+    a.expect_apply().never();
+    let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
     let err = engine
         .sync(&target(vec![], SyncConfig::default()))
         .await
@@ -501,9 +504,12 @@ async fn changes_apply_only_the_changed_objects_and_delete_only_with_prune() {
         change("gone", true),
         change("foreign", true),
     ];
+    // Deletions to mirror: production's namespace is read once, to tell a deletion from an outage.
     let mut s = MockResourceSource::new();
     s.expect_list().never();
-    s.expect_get().never();
+    s.expect_get()
+        .times(1)
+        .returning(|_, _, _| Ok(Some(live_ns(false))));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let mut a = MockApplier::new();
@@ -551,11 +557,12 @@ async fn changes_apply_only_the_changed_objects_and_delete_only_with_prune() {
         (1, 1)
     );
 
-    // Without prune (and on an active site) nothing is deleted; the deletion is reported.
-    for (prune, active) in [(false, false), (true, true)] {
+    // Without prune, or while production's namespace is being deleted, nothing is deleted; the deletion
+    // is reported.
+    for (prune, terminating) in [(false, false), (true, true)] {
         let mut a = MockApplier::new();
         a.expect_live()
-            .returning(move |rt, _| Ok((rt.kind == "Namespace").then(|| live_ns(active))));
+            .returning(move |rt, _| Ok((rt.kind == "Namespace").then(|| live_ns(false))));
         a.expect_apply().returning(|_, _, _| {
             Ok(ApplyResult {
                 action: ApplyAction::Unchanged,
@@ -565,6 +572,13 @@ async fn changes_apply_only_the_changed_objects_and_delete_only_with_prune() {
         a.expect_delete().never();
         let mut s = MockResourceSource::new();
         s.expect_list().never();
+        s.expect_get().returning(move |_, _, _| {
+            let mut ns = live_ns(false);
+            if terminating {
+                ns.data = json!({"status": {"phase": "Terminating"}});
+            }
+            Ok(Some(ns))
+        });
         let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
         let config = SyncConfig {
             prune,
@@ -579,7 +593,106 @@ async fn changes_apply_only_the_changed_objects_and_delete_only_with_prune() {
             report.skipped.iter().all(|s| s.reason.contains("kept")),
             "{report:#?}"
         );
-        assert_eq!(report.destination_active, active);
+        assert_eq!(
+            report.held.as_ref().map(|h| h.reason.as_str()),
+            terminating.then_some("SourceGone"),
+            "{report:#?}"
+        );
+    }
+
+    // An active DR namespace (the live site) takes nothing at all: no apply, no delete.
+    let mut a = MockApplier::new();
+    a.expect_live()
+        .returning(|rt, _| Ok((rt.kind == "Namespace").then(|| live_ns(true))));
+    a.expect_apply().never();
+    a.expect_delete().never();
+    let mut s = MockResourceSource::new();
+    s.expect_list().never();
+    s.expect_get().never();
+    let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
+    let config = SyncConfig {
+        prune: true,
+        ..Default::default()
+    };
+    let report = engine
+        .sync_changes(&target(vec![cm.clone()], config), changes.clone())
+        .await
+        .unwrap();
+    assert!(report.destination_active);
+    assert_eq!(
+        report.held.as_ref().map(|h| h.reason.as_str()),
+        Some("DestinationActive")
+    );
+    assert_eq!(report.totals().writes(), 0);
+}
+
+/// A full sync into an active DR namespace reads the two namespaces and stops: nothing is listed on
+/// production, nothing written; the report says why.
+#[tokio::test]
+async fn a_full_sync_holds_off_an_active_destination() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let mut s = MockResourceSource::new();
+    s.expect_get()
+        .returning(|_, _, _| Ok(Some(live_ns(false))));
+    s.expect_list().never();
+    let mut a = MockApplier::new();
+    a.expect_live()
+        .returning(|rt, _| Ok((rt.kind == "Namespace").then(|| live_ns(true))));
+    a.expect_prepare().never();
+    a.expect_apply().never();
+    a.expect_delete().never();
+    a.expect_list_managed().never();
+    let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
+    let config = SyncConfig {
+        prune: true,
+        ..Default::default()
+    };
+    let report = engine.sync(&target(vec![cm], config)).await.unwrap();
+    assert!(report.destination_active && report.is_success());
+    let held = report.held.unwrap();
+    assert_eq!(held.reason, "DestinationActive");
+    assert!(held.message.contains("live site"), "{}", held.message);
+    assert!(report.kinds.is_empty());
+}
+
+/// A full sync creating the DR namespace records who created it; a later sync keeps that record.
+#[tokio::test]
+async fn the_namespace_records_who_created_it() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    for (existing, want) in [(None, Some("dr-syncer/app")), (Some("cli/app"), Some("cli/app")), (Some(""), None)] {
+        let seen = Arc::new(Mutex::new(None::<DynamicObject>));
+        let s2 = seen.clone();
+        let mut a = MockApplier::new();
+        a.expect_prepare().returning(|_, _| Ok(()));
+        a.expect_live().returning(move |rt, _| {
+            Ok((rt.kind == "Namespace" && existing.is_some()).then(|| {
+                let mut ns = live_ns(false);
+                if let Some(by) = existing.filter(|b| !b.is_empty()) {
+                    ns.metadata.annotations = Some([("dr-syncer.io/created-by".to_owned(), by.to_owned())].into());
+                }
+                ns
+            }))
+        });
+        a.expect_apply().returning(move |rt, o, _| {
+            if rt.kind == "Namespace" {
+                *s2.lock().unwrap() = Some(o.clone());
+            }
+            Ok(ApplyResult {
+                action: ApplyAction::Created,
+                diff: None,
+            })
+        });
+        let engine = SyncEngine::new(Arc::new(source(Vec::new())), Arc::new(a));
+        engine
+            .sync(&target(vec![cm.clone()], SyncConfig::default()))
+            .await
+            .unwrap();
+        let ns = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            annotation(&ns, "dr-syncer.io/created-by"),
+            want,
+            "existing record {existing:?}"
+        );
     }
 }
 

@@ -68,6 +68,14 @@ impl ClientOptions {
 /// [`Error::Kubeconfig`] when the kubeconfig cannot be read or parsed, names an unknown context, or
 /// yields no usable client configuration.
 pub async fn connect(cluster: &ClusterConfig) -> Result<Client> {
+    Ok(connect_with_url(cluster).await?.0)
+}
+
+/// A client for `cluster` (as [`connect`]) and the API server's URL it talks to.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with_url(cluster: &ClusterConfig) -> Result<(Client, String)> {
     let options = KubeConfigOptions {
         context: cluster.context.clone(),
         ..Default::default()
@@ -95,5 +103,6 @@ pub async fn connect(cluster: &ClusterConfig) -> Result<Client> {
         }
     };
     config.default_retry = false;
-    Client::try_from(config).map_err(|e| bad("client", &e))
+    let url = config.cluster_url.to_string();
+    Ok((Client::try_from(config).map_err(|e| bad("client", &e))?, url))
 }

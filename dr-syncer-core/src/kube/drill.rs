@@ -1,145 +1,62 @@
-//! The DR drill on two clusters: stage, cutover and failback ([`Drill`]).
+//! The DR drill on two clusters: stage, cutover and failback ([`Drill`]); and the one-sided steps for the
+//! day production is down: [`promote`] (DR side only) and [`fence`] (production only), with [`status`].
 //!
-//! Every step is idempotent, so a drill interrupted at any point is finished by running it again:
-//! - **stage**: sync; the DR side stays quiet.
-//! - **cutover**: sync; quiet the source workloads, recording their originals on them (scale to 0,
-//!   suspend CronJobs, hold DaemonSets); activate the DR workloads from the originals recorded at sync
-//!   time; then mark the DR namespace `dr-syncer.io/active: "true"` so no later sync quiets it. The mark
-//!   comes last: a re-run after an interruption re-syncs the still-unmarked DR side (originals intact)
-//!   and activates it again. A sync between the activation and the mark (the operator's schedule), or
-//!   after a cutover interrupted there, keeps the active replicas and `suspend: false` the drill set (its
-//!   field manager owns them), so it does not quiet those workloads again in the meantime (DaemonSets,
-//!   whose activation removes a field, are not covered).
-//! - **failback**: report what changed on the DR side since the cutover (a plan of DR → source); quiet the
-//!   DR workloads; reactivate the source from its recorded originals; clear the mark.
+//! Every step reads the recorded site state first ([`crate::site`]: `dr-syncer.io/active` on the DR
+//! namespace, `dr-syncer.io/standby` on production's) and asks [`crate::site::decide`] what it may write.
+//! Every step is idempotent and records its progress in those marks, so a drill interrupted at any point
+//! (also by SIGINT/SIGTERM, see [`Drill::with_interrupt`]) is finished by running it again:
+//!
+//! - **stage**: sync, then copy PVC data; the DR side stays quiet. Refused onto an active DR site.
+//! - **cutover**: sync; copy data once while production still runs (pre-copy); quiet production's
+//!   workloads, recording their originals on them, and mark its namespace standby; wait until their pods
+//!   are gone (everything they wrote is on their volumes); copy the final data delta; mark the DR namespace
+//!   active (`activated-by: cutover`); activate every workload dr-syncer put on the DR side for the pair,
+//!   whoever synced it (the CLI or a mapping); check that every workload quieted on production now runs
+//!   on the DR side (else [`crate::Error::Incomplete`]). The DR mark comes before the activation, so the
+//!   operator holds off the DR namespace from then on; a re-run that finds the DR side active already
+//!   neither syncs nor copies data over it, it only finishes the switch.
+//! - **failback**: report what changed on the DR side since the cutover (a plan of DR → source); quiet
+//!   every workload dr-syncer put on the DR side for the pair; wait for their pods; copy the DR side's PVC
+//!   data back when asked (only from an active DR site); reactivate production from its recorded originals
+//!   (dropping the records); clear the DR mark, then production's standby mark. Refused while production
+//!   runs unfenced next to the active DR site (both sites active: `fence` first).
+//! - **promote** (no production access): report how fresh the DR copy is (the RPO the promotion accepts),
+//!   mark the DR namespace active (`activated-by: promote`) and activate its workloads.
+//! - **fence** (no DR access): quiet production's workloads, recording their originals, and mark it standby.
 //!
 //! Activation writes are JSON merge patches with the field manager `dr-syncer-drill`, separate from the
-//! sync's server-side apply.
+//! sync's server-side apply. Each step that changes a namespace is recorded as an Event on it.
 
-use std::time::{Duration, Instant};
+mod one_side;
+mod report;
+mod steps;
 
-use kube::{
-    Client,
-    api::{Patch, PatchParams},
-    core::DynamicObject,
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use kube::{Client, core::DynamicObject};
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use self::{
+    one_side::{NextStep, OneSide, PairStatus, SideStatus, fence, promote, status},
+    report::{DataCopy, DrillChange, DrillData, DrillOptions, DrillReport, Freshness},
 };
-use serde::Serialize;
-use serde_json::{Value, json};
-use tracing::info;
-
+use self::steps::{Side, Steps, Switch, not_running, quieted_by_a_drill};
 use super::{
-    ClientOptions, KubeApplier, KubeSource,
+    ClientOptions, KubeApplier, KubeSource, ManagedBy,
     calls::Calls,
-    source::{api_for, get_one, list_all},
+    site::{self as kube_site, Recorder, workload_types},
 };
 use crate::{
-    Error, Result, activation, annotations,
-    engine::{Progress, ProgressFn, SyncEngine, SyncReport, SyncTarget, namespace_type},
+    Error, Result,
+    engine::{Progress, ProgressFn, SyncEngine, SyncReport, SyncTarget},
     resource::ResourceType,
     selection::ObjectFilter,
-    transform::annotation,
+    site::{self, Actor, Decision, SiteState, Step},
 };
 
-/// The field manager of activation writes.
+/// The field manager of activation writes and marks.
 pub const DRILL_FIELD_MANAGER: &str = "dr-syncer-drill";
-
-/// One activation change of a drill.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DrillChange {
-    /// `source` or `destination`.
-    pub cluster: String,
-    /// The object (`Kind.group/namespace/name`).
-    pub object: String,
-    /// What was (or, in a dry run, would be) done: `quiet`, `activate`, `mark-active`, `clear-active`.
-    pub action: String,
-    /// The merge patch.
-    pub patch: Value,
-}
-
-/// What a drill step did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DrillReport {
-    /// `stage`, `cutover` or `failback`.
-    pub mode: String,
-    /// Nothing was written.
-    pub dry_run: bool,
-    /// The sync (or, in a dry run, the plan) of source to DR.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync: Option<SyncReport>,
-    /// Failback: what changed on the DR side since the cutover (a plan of DR → source).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reverse_diff: Option<SyncReport>,
-    /// Failback with `sync_back`: the copy of those changes to the source.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync_back: Option<SyncReport>,
-    /// Activation changes, in the order they were made.
-    pub changes: Vec<DrillChange>,
-    /// PVC data copies, in the order they ran.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub data: Vec<DataCopy>,
-    /// The steps, in the order they ran (activation steps and data copies).
-    pub steps: Vec<String>,
-    /// Workloads waited for until ready.
-    pub waited: bool,
-}
-
-/// One PVC's data copy during a drill.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DataCopy {
-    /// The step it belonged to (`stage`, `pre-copy`, `final delta`, `reverse`).
-    pub step: String,
-    /// `source/pvc → destination/pvc` (for a reverse copy, DR → source).
-    pub pvc: String,
-    /// The node the data was read on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// `Synced`, `Skipped` or `Failed`.
-    pub status: String,
-    /// Bytes sent over the network.
-    pub bytes_sent: u64,
-    /// Files transferred.
-    pub files_transferred: u64,
-    /// Files deleted on the receiving side.
-    pub files_deleted: u64,
-    /// Seconds.
-    pub duration_seconds: f64,
-    /// The error or the reason it was skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The error's kind.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_kind: Option<String>,
-}
-
-/// PVC data copying of a drill: the data path from the source to the DR cluster (stage, cutover) and
-/// back (failback), each through agents deployed on the reading side.
-#[derive(Clone, Debug, Default)]
-pub struct DrillData {
-    /// Source → DR.
-    pub forward: Option<super::PvcDataSync>,
-    /// DR → source.
-    pub reverse: Option<super::PvcDataSync>,
-    /// PVCs copied at a time.
-    pub concurrency: usize,
-    /// Cutover: copy once while the source still runs (most of the data), so that the final delta
-    /// after quieting the source is short.
-    pub pre_copy: bool,
-}
-
-/// Options of cutover and failback.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DrillOptions {
-    /// Report what would happen, write nothing.
-    pub dry_run: bool,
-    /// Wait until the activated side's workloads are ready, at most this long.
-    pub wait: Option<Duration>,
-    /// Failback: copy what changed on the DR side to the source first (the source's workloads keep their
-    /// quiet state and recorded originals; they are reactivated from those afterwards).
-    pub sync_back: bool,
-}
 
 /// A drill between two clusters for one namespace pair.
 #[derive(Clone)]
@@ -150,6 +67,8 @@ pub struct Drill {
     engine: SyncEngine,
     target: SyncTarget,
     data: DrillData,
+    recorder: Recorder,
+    interrupt: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for Drill {
@@ -158,20 +77,6 @@ impl std::fmt::Debug for Drill {
             .field("target", &self.target)
             .finish_non_exhaustive()
     }
-}
-
-/// Which cluster of the drill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Source,
-    Destination,
-}
-
-/// Which way a workload is switched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Switch {
-    Quiet,
-    Activate,
 }
 
 async fn sync_or_plan(engine: &SyncEngine, target: &SyncTarget, dry_run: bool) -> Result<SyncReport> {
@@ -209,14 +114,20 @@ fn is_bookkeeping(path: &str, new: Option<&str>) -> bool {
     ) || path.starts_with("/spec/template/spec/nodeSelector/")
 }
 
-/// Types whose activation state a drill changes.
-fn workload_types() -> [ResourceType; 4] {
-    [
-        ResourceType::namespaced("apps", "v1", "Deployment", "deployments"),
-        ResourceType::namespaced("apps", "v1", "StatefulSet", "statefulsets"),
-        ResourceType::namespaced("apps", "v1", "DaemonSet", "daemonsets"),
-        ResourceType::namespaced("batch", "v1", "CronJob", "cronjobs"),
-    ]
+/// The refusal of `action` when `decision` refuses; `Ok(true)` to proceed, `Ok(false)` to skip (with a
+/// note in the report).
+fn allowed(decision: Decision, action: &str, report: &mut DrillReport) -> Result<bool> {
+    match decision {
+        Decision::Proceed => Ok(true),
+        Decision::Skip(reason) => {
+            report.notes.push(format!("{action} skipped: {reason}"));
+            Ok(false)
+        }
+        Decision::Refuse(reason) => Err(Error::Refused {
+            action: action.to_owned(),
+            reason,
+        }),
+    }
 }
 
 impl Drill {
@@ -224,8 +135,8 @@ impl Drill {
     pub fn new(source: Client, destination: Client, options: ClientOptions, target: SyncTarget) -> Self {
         let calls = options.calls();
         let engine = SyncEngine::new(
-            std::sync::Arc::new(KubeSource::new(source.clone(), calls.clone())),
-            std::sync::Arc::new(KubeApplier::new(destination.clone(), calls.clone())),
+            Arc::new(KubeSource::new(source.clone(), calls.clone())),
+            Arc::new(KubeApplier::new(destination.clone(), calls.clone())),
         );
         Drill {
             source,
@@ -234,6 +145,8 @@ impl Drill {
             engine,
             target,
             data: DrillData::default(),
+            recorder: Recorder::new("dr-syncer", "dr-syncer-core"),
+            interrupt: None,
         }
     }
 
@@ -250,18 +163,428 @@ impl Drill {
         self
     }
 
-    fn step(&self, name: &str) {
-        if let Some(f) = self.engine.progress() {
-            f(&Progress::Step { name: name.into() });
+    /// Record the steps as Events from this component and actor.
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = recorder;
+        self
+    }
+
+    /// Stop at the next safe point once `interrupt` turns true (between steps; a data copy or a wait in
+    /// progress is abandoned): the step returns [`Error::Interrupted`] and a re-run resumes.
+    pub fn with_interrupt(mut self, interrupt: watch::Receiver<bool>) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+
+    /// The sync engine (source → DR).
+    pub fn engine(&self) -> &SyncEngine {
+        &self.engine
+    }
+
+    /// The source and destination clients.
+    pub fn clients(&self) -> (&Client, &Client) {
+        (&self.source, &self.destination)
+    }
+
+    /// The target.
+    pub fn target(&self) -> &SyncTarget {
+        &self.target
+    }
+
+    /// Check what the drill needs before writing anything (see [`super::preflight`]).
+    ///
+    /// # Errors
+    /// When the clusters cannot be asked at all.
+    pub async fn preflight(&self, step: super::DrillStep) -> Result<super::PreflightReport> {
+        super::preflight(&self.source, &self.destination, &self.calls, &self.target, step).await
+    }
+
+    fn steps(&self, dry_run: bool) -> Steps<'_> {
+        Steps {
+            calls: &self.calls,
+            progress: self.engine.progress(),
+            interrupt: self.interrupt.as_ref(),
+            recorder: &self.recorder,
+            dry_run,
         }
     }
 
-    fn step_in(&self, report: &mut DrillReport, name: &str) {
-        report.steps.push(name.to_string());
-        self.step(name);
+    fn source_side(&self) -> Side<'_> {
+        Side {
+            client: &self.source,
+            namespace: &self.target.source_namespace,
+            cluster: "source",
+        }
     }
 
-    /// Copy the data of the PVCs that exist on both sides; an error names every PVC that failed.
+    fn destination_side(&self) -> Side<'_> {
+        Side {
+            client: &self.destination,
+            namespace: &self.target.destination_namespace,
+            cluster: "destination",
+        }
+    }
+
+    /// Workload types in scope: those of the target that a drill activates.
+    fn workloads_in_scope(&self) -> Vec<ResourceType> {
+        workload_types()
+            .into_iter()
+            .filter(|w| {
+                self.target
+                    .types
+                    .iter()
+                    .any(|t| t.group == w.group && t.kind == w.kind)
+            })
+            .collect()
+    }
+
+    /// The site state of the pair, as it is now.
+    pub async fn site(&self) -> SiteState {
+        kube_site::read_site(
+            Some((&self.source, &self.target.source_namespace)),
+            Some((&self.destination, &self.target.destination_namespace)),
+            &self.calls,
+            &self.workloads_in_scope(),
+        )
+        .await
+    }
+
+    /// Stage: sync with the DR side quiet (plan only with `dry_run`), then copy PVC data.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] onto an active DR site; otherwise as [`SyncEngine::sync`].
+    pub async fn stage(&self, dry_run: bool) -> Result<DrillReport> {
+        let mut report = DrillReport {
+            mode: "stage".into(),
+            dry_run,
+            ..Default::default()
+        };
+        let state = self.site().await;
+        allowed(
+            site::decide(Actor::Stage, Step::SyncObjects, &state),
+            "stage",
+            &mut report,
+        )?;
+        report.sync = Some(sync_or_plan(&self.engine, &self.target, dry_run).await?);
+        report.steps.push("sync".into());
+        if report.sync.as_ref().is_some_and(SyncReport::is_success)
+            && allowed(
+                site::decide(Actor::Stage, Step::CopyData, &state),
+                "PVC data copy",
+                &mut report,
+            )?
+        {
+            self.copy_data(false, "stage", &mut report, dry_run).await?;
+        }
+        Ok(report)
+    }
+
+    /// Cutover (see the module docs).
+    ///
+    /// # Errors
+    /// When the sync cannot run, a workload cannot be patched, the source's pods do not stop within
+    /// `drain_timeout`, a workload quieted on production is not active on the DR side afterwards
+    /// ([`Error::Incomplete`]), or `wait` times out. Re-running finishes an interrupted cutover.
+    pub async fn cutover(&self, options: DrillOptions) -> Result<DrillReport> {
+        let mut report = DrillReport {
+            mode: "cutover".into(),
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        let steps = self.steps(options.dry_run);
+        let state = self.site().await;
+        allowed(
+            site::decide(Actor::Cutover, Step::QuietSource, &state),
+            "cutover",
+            &mut report,
+        )?;
+        let (src, dst) = (self.source_side(), self.destination_side());
+        let types = self.workloads_in_scope();
+        let filter = ObjectFilter::new(&self.target.config);
+        let on_source = |rt: &ResourceType, o: &DynamicObject| filter.check(rt, o).is_ok();
+        let source_ns = self.target.source_namespace.clone();
+        let on_destination = |_: &ResourceType, o: &DynamicObject| site::put_there_for(&o.metadata, &source_ns);
+
+        // 0. Sync and pre-copy, unless the DR side is live already (a re-run: nothing goes over it).
+        if allowed(
+            site::decide(Actor::Cutover, Step::SyncObjects, &state),
+            "sync",
+            &mut report,
+        )? {
+            let sync = sync_or_plan(&self.engine, &self.target, options.dry_run).await?;
+            if !sync.is_success() {
+                return Err(Error::InvalidConfig(format!(
+                    "cutover stopped before touching any workload: the sync failed for {}",
+                    failures(&sync)
+                )));
+            }
+            report.sync = Some(sync);
+            report.steps.push("sync".into());
+            if self.data.pre_copy {
+                steps.checkpoint("the pre-copy")?;
+                self.copy_data(false, "pre-copy", &mut report, options.dry_run)
+                    .await?;
+            }
+        }
+        // 1. Quiet production, recording its originals on it, and mark it standby.
+        steps.checkpoint("quieting the source")?;
+        steps.step(&mut report, "quiet source workloads");
+        let quieted = steps
+            .switch(src, &types, &on_source, Switch::Quiet, &mut report)
+            .await?;
+        self.mark_standby(&steps, &mut report).await?;
+        if quieted > 0 {
+            steps
+                .event(
+                    src,
+                    false,
+                    "Cutover",
+                    &format!("cutover to the DR site: {quieted} workload(s) quieted, namespace marked standby"),
+                )
+                .await;
+        }
+        // 2. Wait until their pods are gone: everything they wrote is on their volumes.
+        steps.checkpoint("waiting for the source's pods")?;
+        self.drain(&steps, src, &types, &on_source, options.drain_timeout, &mut report)
+            .await?;
+        // 3. The final data delta, with nothing writing on the source any more.
+        if allowed(
+            site::decide(Actor::Cutover, Step::CopyData, &state),
+            "final data copy",
+            &mut report,
+        )? {
+            steps.checkpoint("the final data copy")?;
+            self.copy_data(false, "final delta", &mut report, options.dry_run)
+                .await?;
+        }
+        // 4. Mark the DR namespace active: from here on no sync writes into it.
+        steps.checkpoint("activating the DR side")?;
+        self.mark_active(&steps, site::ActivatedBy::Cutover, &mut report)
+            .await?;
+        // 5. Activate every workload dr-syncer put there for the pair, from the recorded originals.
+        steps.step(&mut report, "activate destination workloads");
+        let activated = steps
+            .switch(dst, &types, &on_destination, Switch::Activate, &mut report)
+            .await?;
+        steps
+            .event(
+                dst,
+                false,
+                "Cutover",
+                &format!(
+                    "cutover from {}/{}: namespace marked active, {activated} workload(s) activated",
+                    self.target.source_cluster, self.target.source_namespace
+                ),
+            )
+            .await;
+        // 6. Every workload quieted on production must now run on the DR side.
+        let must_run = quieted_by_a_drill(&steps, src, &types, &on_source).await?;
+        if !options.dry_run {
+            let missing = not_running(&steps, dst, &types, &on_destination, &must_run).await?;
+            if !missing.is_empty() {
+                let message = format!(
+                    "quieted on production but not active on the DR side: {}",
+                    missing.join(", ")
+                );
+                steps.event(dst, true, "CutoverIncomplete", &message).await;
+                return Err(Error::Incomplete(message));
+            }
+        }
+        if let (Some(timeout), false) = (options.wait, options.dry_run) {
+            steps.wait_ready(dst, &must_run, timeout).await?;
+            report.waited = true;
+        }
+        Ok(report)
+    }
+
+    /// Failback (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::Refused`] while both sites are active or when there is no DR side; when a workload cannot
+    /// be patched or `wait` times out. Re-running finishes an interrupted failback.
+    pub async fn failback(&self, options: DrillOptions) -> Result<DrillReport> {
+        let mut report = DrillReport {
+            mode: "failback".into(),
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        let steps = self.steps(options.dry_run);
+        let state = self.site().await;
+        if !allowed(
+            site::decide(Actor::Failback, Step::QuietDestination, &state),
+            "failback",
+            &mut report,
+        )? {
+            return Ok(report);
+        }
+        let (src, dst) = (self.source_side(), self.destination_side());
+        let types = self.workloads_in_scope();
+        let source_ns = self.target.source_namespace.clone();
+        let on_destination = |_: &ResourceType, o: &DynamicObject| site::put_there_for(&o.metadata, &source_ns);
+        let filter = ObjectFilter::new(&self.target.config);
+        let on_source = |rt: &ResourceType, o: &DynamicObject| filter.check(rt, o).is_ok();
+
+        steps.announce("compare the DR side with the source (reverse diff)");
+        report.reverse_diff = Some(self.reverse_diff().await?);
+        if options.sync_back {
+            let (engine, target) = self.reverse();
+            let engine = engine.keeping_destination_activation();
+            steps.announce("copy DR-side changes back to the source");
+            let copied = sync_or_plan(&engine, &target, options.dry_run).await?;
+            if !copied.is_success() {
+                return Err(Error::InvalidConfig(format!(
+                    "failback stopped before touching any workload: copying DR changes back failed for {}",
+                    failures(&copied)
+                )));
+            }
+            report.sync_back = Some(copied);
+        }
+        // 1. Quiet the DR side: everything dr-syncer put there for the pair, whoever synced it.
+        steps.checkpoint("quieting the DR side")?;
+        steps.step(&mut report, "quiet destination workloads");
+        let quieted = steps
+            .switch(dst, &types, &on_destination, Switch::Quiet, &mut report)
+            .await?;
+        if quieted > 0 {
+            steps
+                .event(dst, false, "Failback", &format!("failback: {quieted} workload(s) quieted"))
+                .await;
+        }
+        // 2. Copy the DR side's data back, once nothing writes on it any more (only from a live DR site).
+        if self.data.reverse.is_some()
+            && allowed(
+                site::decide(Actor::Failback, Step::ReverseCopy, &state),
+                "copying PVC data back",
+                &mut report,
+            )?
+        {
+            steps.checkpoint("waiting for the DR side's pods")?;
+            self.drain(&steps, dst, &types, &on_destination, options.drain_timeout, &mut report)
+                .await?;
+            steps.checkpoint("copying data back")?;
+            self.copy_data(true, "reverse", &mut report, options.dry_run)
+                .await?;
+        }
+        // 3. Reactivate production from its recorded originals (the records go).
+        steps.checkpoint("reactivating the source")?;
+        steps.step(&mut report, "activate source workloads");
+        let reactivated = steps
+            .switch(src, &types, &on_source, Switch::Release, &mut report)
+            .await?;
+        // 4. Clear the marks: the DR side's first, so both are never active and unfenced at once.
+        self.clear_active(&steps, &mut report).await?;
+        self.clear_standby(&steps, &mut report).await?;
+        steps
+            .event(
+                src,
+                false,
+                "Failback",
+                &format!("failback from the DR site: {reactivated} workload(s) reactivated, standby mark cleared"),
+            )
+            .await;
+        if let (Some(timeout), false) = (options.wait, options.dry_run) {
+            steps.wait_ready(src, &BTreeSet::new(), timeout).await?;
+            report.waited = true;
+        }
+        Ok(report)
+    }
+
+    async fn drain(
+        &self,
+        steps: &Steps<'_>,
+        side: Side<'_>,
+        types: &[ResourceType],
+        select: &(dyn Fn(&ResourceType, &DynamicObject) -> bool + Sync),
+        timeout: Duration,
+        report: &mut DrillReport,
+    ) -> Result<()> {
+        steps.step(report, &format!("wait until the {} workloads' pods are gone", side.cluster));
+        let waited = steps.drain(side, types, select, timeout).await?;
+        if !waited.is_empty() {
+            report.notes.push(format!(
+                "waited for {} pod(s) of the quieted {} workloads to stop: {}",
+                waited.len(),
+                side.cluster,
+                waited.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    async fn mark_standby(&self, steps: &Steps<'_>, report: &mut DrillReport) -> Result<()> {
+        let side = self.source_side();
+        let Some(ns) = kube_site::get_namespace(side.client, &self.calls, side.namespace).await? else {
+            return Ok(());
+        };
+        if kube_site::has_mark(&ns.metadata, crate::annotations::STANDBY) {
+            return Ok(());
+        }
+        steps.step(report, "mark the source namespace standby");
+        let patch = kube_site::standby_mark(&kube_site::timestamp());
+        steps.mark(side, &ns, "mark-standby", patch, report).await
+    }
+
+    async fn clear_standby(&self, steps: &Steps<'_>, report: &mut DrillReport) -> Result<()> {
+        let side = self.source_side();
+        let Some(ns) = kube_site::get_namespace(side.client, &self.calls, side.namespace).await? else {
+            return Ok(());
+        };
+        if !kube_site::has_any_mark(&ns.metadata, &[crate::annotations::STANDBY, crate::annotations::STANDBY_SINCE]) {
+            return Ok(());
+        }
+        steps.step(report, "clear the source namespace's standby mark");
+        steps
+            .mark(side, &ns, "clear-standby", kube_site::clear_standby_mark(), report)
+            .await
+    }
+
+    async fn mark_active(&self, steps: &Steps<'_>, by: site::ActivatedBy, report: &mut DrillReport) -> Result<()> {
+        let side = self.destination_side();
+        steps.step(report, "mark the DR namespace active");
+        let ns = kube_site::get_namespace(side.client, &self.calls, side.namespace).await?;
+        let Some(ns) = ns else {
+            if steps.dry_run {
+                return Ok(()); // a dry run of a first cutover: the sync would have created it
+            }
+            return Err(Error::InvalidConfig(format!(
+                "destination namespace {} does not exist",
+                side.namespace
+            )));
+        };
+        if kube_site::has_mark(&ns.metadata, crate::annotations::ACTIVE) {
+            return Ok(());
+        }
+        let patch = kube_site::active_mark(by, &kube_site::timestamp());
+        steps.mark(side, &ns, "mark-active", patch, report).await
+    }
+
+    async fn clear_active(&self, steps: &Steps<'_>, report: &mut DrillReport) -> Result<()> {
+        let side = self.destination_side();
+        steps.step(report, "clear the DR namespace's active mark");
+        let Some(ns) = kube_site::get_namespace(side.client, &self.calls, side.namespace).await? else {
+            return Ok(());
+        };
+        if !kube_site::has_any_mark(
+            &ns.metadata,
+            &[
+                crate::annotations::ACTIVE,
+                crate::annotations::ACTIVE_SINCE,
+                crate::annotations::ACTIVATED_BY,
+            ],
+        ) {
+            return Ok(());
+        }
+        steps
+            .mark(side, &ns, "clear-active", kube_site::clear_active_mark(), report)
+            .await?;
+        steps
+            .event(side, false, "Failback", "failback: active mark cleared, the DR side is a standby again")
+            .await;
+        Ok(())
+    }
+
+    /// Copy the data of the PVCs that exist on both sides and that dr-syncer put on the DR side for the
+    /// pair; an error names every PVC that failed.
     async fn copy_data(
         &self,
         reverse: bool,
@@ -277,32 +600,30 @@ impl Drill {
         let Some(mover) = mover else {
             return Ok(());
         };
-        self.step_in(report, &format!("copy PVC data ({label})"));
+        let steps = self.steps(dry_run);
+        steps.step(report, &format!("copy PVC data ({label})"));
         if dry_run {
             return Ok(());
         }
-        let (from, to, from_ns, to_ns) = if reverse {
-            (
-                &self.destination,
-                &self.source,
-                &self.target.destination_namespace,
-                &self.target.source_namespace,
-            )
+        let (from, to) = if reverse {
+            (self.destination_side(), self.source_side())
         } else {
-            (
-                &self.source,
-                &self.destination,
-                &self.target.source_namespace,
-                &self.target.destination_namespace,
-            )
+            (self.source_side(), self.destination_side())
         };
-        // Only PVCs this target synced on the DR side.
         let marked = if reverse {
             super::SyncedSide::Sending
         } else {
             super::SyncedSide::Receiving
         };
-        let pairs = super::synced_pvc_pairs(from, from_ns, to, to_ns, &self.target.synced_by, marked).await?;
+        let pairs = super::synced_pvc_pairs(
+            from.client,
+            from.namespace,
+            to.client,
+            to.namespace,
+            ManagedBy::Pair(&self.target.source_namespace),
+            marked,
+        )
+        .await?;
         let progress = self.engine.progress().cloned();
         let on = move |pair: &super::PvcPair, stage: &super::PvcSyncStage| {
             if let Some(f) = &progress {
@@ -312,7 +633,11 @@ impl Drill {
                 });
             }
         };
-        let results = mover.sync_all(pairs, self.data.concurrency.max(1), &on).await;
+        let results = steps
+            .interruptible(&format!("the PVC data copy ({label})"), async {
+                Ok(mover.sync_all(pairs, self.data.concurrency.max(1), &on).await)
+            })
+            .await?;
         let mut failed = Vec::new();
         for r in results {
             let mut copy = DataCopy {
@@ -353,151 +678,6 @@ impl Drill {
         }
     }
 
-    /// The sync engine (source → DR).
-    pub fn engine(&self) -> &SyncEngine {
-        &self.engine
-    }
-
-    /// The source and destination clients.
-    pub fn clients(&self) -> (&Client, &Client) {
-        (&self.source, &self.destination)
-    }
-
-    /// The target.
-    pub fn target(&self) -> &SyncTarget {
-        &self.target
-    }
-
-    /// Check what the drill needs before writing anything (see [`super::preflight`]).
-    ///
-    /// # Errors
-    /// When the clusters cannot be asked at all.
-    pub async fn preflight(&self, step: super::DrillStep) -> Result<super::PreflightReport> {
-        super::preflight(&self.source, &self.destination, &self.calls, &self.target, step).await
-    }
-
-    /// Workload types in scope: those of the target that a drill activates.
-    fn workloads_in_scope(&self) -> Vec<ResourceType> {
-        workload_types()
-            .into_iter()
-            .filter(|w| {
-                self.target
-                    .types
-                    .iter()
-                    .any(|t| t.group == w.group && t.kind == w.kind)
-            })
-            .collect()
-    }
-
-    async fn sync_or_plan(&self, dry_run: bool) -> Result<SyncReport> {
-        sync_or_plan(&self.engine, &self.target, dry_run).await
-    }
-
-    /// Stage: sync with the DR side quiet (plan only with `dry_run`).
-    ///
-    /// # Errors
-    /// As [`SyncEngine::sync`].
-    pub async fn stage(&self, dry_run: bool) -> Result<DrillReport> {
-        let mut report = DrillReport {
-            mode: "stage".into(),
-            dry_run,
-            sync: Some(self.sync_or_plan(dry_run).await?),
-            ..Default::default()
-        };
-        report.steps.push("sync".into());
-        if report.sync.as_ref().is_some_and(SyncReport::is_success) {
-            self.copy_data(false, "stage", &mut report, dry_run).await?;
-        }
-        Ok(report)
-    }
-
-    /// Cutover (see the module docs).
-    ///
-    /// # Errors
-    /// When the sync cannot run, a workload cannot be patched, or `wait` times out. Re-running finishes
-    /// an interrupted cutover.
-    pub async fn cutover(&self, options: DrillOptions) -> Result<DrillReport> {
-        let mut report = DrillReport {
-            mode: "cutover".into(),
-            dry_run: options.dry_run,
-            ..Default::default()
-        };
-        let sync = self.sync_or_plan(options.dry_run).await?;
-        if !sync.is_success() {
-            return Err(Error::InvalidConfig(format!(
-                "cutover stopped before touching any workload: the sync failed for {}",
-                failures(&sync)
-            )));
-        }
-        report.sync = Some(sync);
-        report.steps.push("sync".into());
-        if self.data.pre_copy {
-            self.copy_data(false, "pre-copy", &mut report, options.dry_run)
-                .await?;
-        }
-        // 1. Quiet the source, recording originals on it.
-        self.switch(Side::Source, Switch::Quiet, &mut report, options.dry_run)
-            .await?;
-        // 2. The final data delta, with nothing writing on the source any more.
-        self.copy_data(false, "final delta", &mut report, options.dry_run)
-            .await?;
-        // 3. Activate the DR side from the originals recorded at sync time.
-        self.switch(Side::Destination, Switch::Activate, &mut report, options.dry_run)
-            .await?;
-        // 4. Mark the DR namespace active.
-        self.mark(true, &mut report, options.dry_run).await?;
-        if let (Some(timeout), false) = (options.wait, options.dry_run) {
-            self.wait_ready(&self.destination, &self.target.destination_namespace, timeout)
-                .await?;
-            report.waited = true;
-        }
-        Ok(report)
-    }
-
-    /// Failback (see the module docs).
-    ///
-    /// # Errors
-    /// When a workload cannot be patched or `wait` times out. Re-running finishes an interrupted failback.
-    pub async fn failback(&self, options: DrillOptions) -> Result<DrillReport> {
-        let mut report = DrillReport {
-            mode: "failback".into(),
-            dry_run: options.dry_run,
-            ..Default::default()
-        };
-        self.step("compare the DR side with the source (reverse diff)");
-        report.reverse_diff = Some(self.reverse_diff().await?);
-        if options.sync_back {
-            let (engine, target) = self.reverse();
-            let engine = engine.keeping_destination_activation();
-            self.step("copy DR-side changes back to the source");
-            let copied = sync_or_plan(&engine, &target, options.dry_run).await?;
-            if !copied.is_success() {
-                return Err(Error::InvalidConfig(format!(
-                    "failback stopped before touching any workload: copying DR changes back failed for {}",
-                    failures(&copied)
-                )));
-            }
-            report.sync_back = Some(copied);
-        }
-        // 1. Quiet the DR side.
-        self.switch(Side::Destination, Switch::Quiet, &mut report, options.dry_run)
-            .await?;
-        // 2. Copy the DR side's data back, with nothing writing on it any more.
-        self.copy_data(true, "reverse", &mut report, options.dry_run)
-            .await?;
-        // 3. Reactivate the source from its recorded originals.
-        self.switch(Side::Source, Switch::Activate, &mut report, options.dry_run)
-            .await?;
-        // 4. Clear the mark.
-        self.mark(false, &mut report, options.dry_run).await?;
-        if let (Some(timeout), false) = (options.wait, options.dry_run) {
-            self.wait_ready(&self.source, &self.target.source_namespace, timeout)
-                .await?;
-            report.waited = true;
-        }
-        Ok(report)
-    }
-
     /// What changed on the DR side since the cutover: a plan of DR → source without the DR-side
     /// transformations (nothing is quieted, nothing renamed), for the same types.
     ///
@@ -535,8 +715,8 @@ impl Drill {
     /// renamed or remapped), for the same types.
     fn reverse(&self) -> (SyncEngine, SyncTarget) {
         let mut reverse = SyncEngine::new(
-            std::sync::Arc::new(KubeSource::new(self.destination.clone(), self.calls.clone())),
-            std::sync::Arc::new(KubeApplier::new(self.source.clone(), self.calls.clone())),
+            Arc::new(KubeSource::new(self.destination.clone(), self.calls.clone())),
+            Arc::new(KubeApplier::new(self.source.clone(), self.calls.clone())),
         );
         if let Some(f) = self.engine.progress() {
             reverse = reverse.with_progress(f.clone());
@@ -555,188 +735,9 @@ impl Drill {
             destination_namespace: self.target.source_namespace.clone(),
             synced_by: self.target.synced_by.clone(),
             types: self.target.types.clone(),
-            config: std::sync::Arc::new(config),
+            config: Arc::new(config),
         };
         (reverse, target)
-    }
-
-    /// Quiet or activate the workloads in scope on one side. On the source, quieting touches only what
-    /// the mapping replicates; on the destination, only what this target synced.
-    async fn switch(
-        &self,
-        side: Side,
-        switch: Switch,
-        report: &mut DrillReport,
-        dry_run: bool,
-    ) -> Result<()> {
-        let (client, ns, cluster) = match side {
-            Side::Source => (&self.source, &self.target.source_namespace, "source"),
-            Side::Destination => (
-                &self.destination,
-                &self.target.destination_namespace,
-                "destination",
-            ),
-        };
-        let verb = match switch {
-            Switch::Quiet => "quiet",
-            Switch::Activate => "activate",
-        };
-        self.step_in(report, &format!("{verb} {cluster} workloads"));
-        let filter = ObjectFilter::new(&self.target.config);
-        for rt in self.workloads_in_scope() {
-            let objects = match side {
-                Side::Source => self.list(client, &rt, ns).await?,
-                Side::Destination => self.managed(client, &rt, ns).await?,
-            };
-            for obj in objects {
-                if side == Side::Source && switch == Switch::Quiet && filter.check(&rt, &obj).is_err() {
-                    continue;
-                }
-                let (patch, action) = match switch {
-                    Switch::Quiet => (activation::quiet(&rt, &obj)?, "quiet"),
-                    Switch::Activate => (activation::activate(&rt, &obj)?, "activate"),
-                };
-                if let Some(patch) = patch {
-                    self.patch(client, cluster, &rt, &obj, action, patch, report, dry_run)
-                        .await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
-        list_all(client, &self.calls, rt, Some(ns), None, false)
-            .await
-            .map_err(|e| Error::kube(format!("list {rt} in {ns}"), e))
-    }
-
-    /// DR objects of `rt` this target synced.
-    async fn managed(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
-        Ok(self
-            .list(client, rt, ns)
-            .await?
-            .into_iter()
-            .filter(|o| annotation(o, annotations::SYNCED_BY) == Some(self.target.synced_by.as_str()))
-            .collect())
-    }
-
-    #[allow(clippy::too_many_arguments)] // one activation write and where to record it
-    async fn patch(
-        &self,
-        client: &Client,
-        cluster: &str,
-        rt: &ResourceType,
-        obj: &DynamicObject,
-        action: &str,
-        patch: Value,
-        report: &mut DrillReport,
-        dry_run: bool,
-    ) -> Result<()> {
-        let key = rt.key_of(obj);
-        if !dry_run {
-            let api = api_for(client, rt, key.namespace.as_deref());
-            let params = PatchParams {
-                field_manager: Some(DRILL_FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            let merge = Patch::Merge(&patch);
-            self.calls
-                .run(&format!("{action} {key}"), || {
-                    api.patch(&key.name, &params, &merge)
-                })
-                .await
-                .map_err(|e| Error::kube(format!("{action} {key} on the {cluster} cluster"), e))?;
-            info!(object = %key, cluster, action, "drill");
-        }
-        report.changes.push(DrillChange {
-            cluster: cluster.into(),
-            object: key.to_string(),
-            action: action.into(),
-            patch,
-        });
-        Ok(())
-    }
-
-    /// Set or clear the destination namespace's active mark.
-    async fn mark(&self, active: bool, report: &mut DrillReport, dry_run: bool) -> Result<()> {
-        self.step_in(
-            report,
-            if active {
-                "mark the DR namespace active"
-            } else {
-                "clear the DR namespace's active mark"
-            },
-        );
-        let ns = self.target.destination_namespace.as_str();
-        let rt = namespace_type();
-        let live = get_one(&self.destination, &self.calls, &rt, None, ns, false)
-            .await
-            .map_err(|e| Error::kube(format!("get namespace {ns}"), e))?;
-        let Some(live) = live else {
-            if dry_run {
-                return Ok(()); // a dry run of a first cutover: the sync would have created it
-            }
-            return Err(Error::InvalidConfig(format!(
-                "destination namespace {ns} does not exist"
-            )));
-        };
-        if activation::is_marked_active(&live) == active {
-            return Ok(());
-        }
-        let value = if active { json!("true") } else { Value::Null };
-        let patch = json!({"metadata": {"annotations": {annotations::ACTIVE: value}}});
-        let action = if active { "mark-active" } else { "clear-active" };
-        self.patch(
-            &self.destination,
-            "destination",
-            &rt,
-            &live,
-            action,
-            patch,
-            report,
-            dry_run,
-        )
-        .await
-    }
-
-    /// Wait until every Deployment and StatefulSet of `ns` has as many ready replicas as it wants.
-    async fn wait_ready(&self, client: &Client, ns: &str, timeout: Duration) -> Result<()> {
-        self.step(&format!("wait until the workloads of {ns} are ready"));
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut waiting = Vec::new();
-            for rt in workload_types()
-                .iter()
-                .filter(|t| t.kind == "Deployment" || t.kind == "StatefulSet")
-            {
-                for obj in self.list(client, rt, ns).await? {
-                    let want = obj
-                        .data
-                        .pointer("/spec/replicas")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1);
-                    let ready = obj
-                        .data
-                        .pointer("/status/readyReplicas")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0);
-                    if ready < want {
-                        waiting.push(format!("{} ({ready}/{want} ready)", rt.key_of(&obj)));
-                    }
-                }
-            }
-            if waiting.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout(format!(
-                    "workloads not ready after {timeout:?}: {}",
-                    waiting.join(", ")
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
     }
 }
 

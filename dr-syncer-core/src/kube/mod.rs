@@ -14,9 +14,11 @@ mod client;
 mod discovery;
 mod drill;
 mod immutable;
+mod leftovers;
 mod ownership;
 mod preflight;
 mod pvc_sync;
+pub mod site;
 mod source;
 
 pub use self::{
@@ -25,13 +27,18 @@ pub use self::{
         CallStats, Calls, RetryPolicy, category_of, is_already_exists, is_not_found, is_retryable,
         is_unserved,
     },
-    client::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
+    client::{ClientOptions, ClusterConfig, KubeconfigSource, connect, connect_with_url},
     discovery::{custom_resource_types, discover},
-    drill::{DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport},
+    leftovers::{Leftover, find_leftovers, remove_leftovers},
+    drill::{
+        DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport, Freshness,
+        NextStep, OneSide, PairStatus, SideStatus, fence, promote, status,
+    },
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{
-        AgentKeys, AgentProbe, AgentReadiness, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome,
-        PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness, deploy_agents, lock_name, probe_agents,
+        AgentKeys, AgentProbe, AgentReadiness, ManagedBy, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome,
+        PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness, deploy_agents, free_agent_port, lock_name,
+        probe_agents,
         remove_agents, synced_pvc_pairs,
     },
     source::{KubeSource, selector_string},

@@ -287,7 +287,10 @@ pub async fn preflight(
         asks.extend(dst_verbs.into_iter().map(|v| (false, v, rt, Some(dst_ns))));
     }
     if failback {
-        asks.push((false, "patch", &ns_rt, None));
+        asks.push((false, "patch", &ns_rt, None)); // clear the DR namespace's active mark
+    }
+    if step != DrillStep::Stage {
+        asks.push((true, "patch", &ns_rt, None)); // mark production standby, or clear the mark
     }
     let answers: Vec<bool> = stream::iter(&asks)
         .map(|&(on_source, verb, rt, ns)| {

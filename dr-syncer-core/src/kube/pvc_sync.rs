@@ -42,7 +42,7 @@ use crate::{
     error::{Error, Result},
     keys::{AuthorizedClientKeys, HostKeyPins, KeyPair, KeySecrets},
     pvc::{
-        AgentSettings, GRANTS_CONFIGMAP, MoverEvent, MoverProgress, SourceVolume, TransferSettings,
+        AgentSettings, MoverEvent, MoverProgress, SourceVolume, TransferSettings,
         grant_name,
         manifests::{self, MoverTarget},
         object_name,
@@ -158,17 +158,43 @@ pub async fn deploy_agents(
     .await?;
     apply(
         &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        GRANTS_CONFIGMAP,
+        &settings.grants_configmap,
         &manifests::grants_configmap(settings),
     )
     .await?;
     apply(
         &Api::namespaced(client.clone(), ns),
-        crate::pvc::AGENT_NAME,
+        &settings.name,
         &manifests::agent_daemonset(settings, &names),
     )
     .await?;
     Ok(())
+}
+
+/// The first of 2222, 2232, 2242 … (health port one above) that no other dr-syncer agent DaemonSet of the
+/// cluster (the operator's, another CLI run's) serves on: agents use the host network, so two on one port
+/// would collide on every node.
+///
+/// # Errors
+/// [`Error::Kube`] when the DaemonSets cannot be listed.
+pub async fn free_agent_port(client: &Client) -> Result<u16> {
+    let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/managed-by={}", crate::pvc::MANAGED_BY)))
+        .await
+        .map_err(api_err("listing the dr-syncer agent DaemonSets"))?;
+    let used: std::collections::BTreeSet<i32> = list
+        .items
+        .iter()
+        .filter_map(|ds| ds.spec.as_ref()?.template.spec.as_ref())
+        .flat_map(|spec| spec.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .map(|p| p.container_port)
+        .collect();
+    (0..100u16)
+        .map(|i| 2222 + i * 10)
+        .find(|p| !used.contains(&i32::from(*p)) && !used.contains(&(i32::from(*p) + 1)))
+        .ok_or_else(|| Error::InvalidConfig("no free port for the temporary agents".into()))
 }
 
 /// Remove what [`deploy_agents`] created (not the namespace).
@@ -179,9 +205,9 @@ pub async fn remove_agents(client: &Client, settings: &AgentSettings, cluster: &
     let names = KeySecrets::for_remote_cluster(cluster);
     let ns = &settings.namespace;
     let ds: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), ns);
-    delete_if_present(&ds, crate::pvc::AGENT_NAME, "the agent DaemonSet").await?;
+    delete_if_present(&ds, &settings.name, "the agent DaemonSet").await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    delete_if_present(&cms, GRANTS_CONFIGMAP, "the grants").await?;
+    delete_if_present(&cms, &settings.grants_configmap, "the grants").await?;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
     for name in [names.host_keys(), names.authorized_keys()] {
         delete_if_present(&secrets, &name, &name).await?;
@@ -214,7 +240,7 @@ fn pod_ready(pod: &Pod) -> bool {
 pub async fn agent_readiness(client: &Client, settings: &AgentSettings) -> Result<AgentReadiness> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &settings.namespace);
     let list = pods
-        .list(&ListParams::default().labels(&manifests::agent_selector()))
+        .list(&ListParams::default().labels(&manifests::agent_selector(settings)))
         .await
         .map_err(api_err("listing the agent pods"))?;
     let mut out = AgentReadiness::default();
@@ -266,8 +292,31 @@ pub enum SyncedSide {
     Sending,
 }
 
+/// Which DR PVCs count as dr-syncer's for a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagedBy<'a> {
+    /// Those one writer synced: `dr-syncer.io/synced-by` is this value (a mapping's own copies).
+    Writer(&'a str),
+    /// Those dr-syncer put there for the pair whose production namespace this is, whoever synced them
+    /// (a drill acts on everything of the pair: [`crate::site::put_there_for`]).
+    Pair(&'a str),
+}
+
+impl ManagedBy<'_> {
+    fn matches(&self, meta: &kube::core::ObjectMeta) -> bool {
+        match self {
+            ManagedBy::Writer(w) => meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::annotations::SYNCED_BY))
+                .is_some_and(|v| v == w),
+            ManagedBy::Pair(ns) => crate::site::put_there_for(meta, ns),
+        }
+    }
+}
+
 /// The PVCs whose data a copy from `from_ns` (on `from`) to `to_ns` (on `to`) may move: those that exist
-/// on both sides under the same name and whose copy on the DR side — `marked` — carries `synced_by`.
+/// on both sides under the same name and whose copy on the DR side — `marked` — is dr-syncer's (`managed`).
 /// Data is never written into, or read back from, a PVC dr-syncer does not manage.
 ///
 /// # Errors
@@ -277,7 +326,7 @@ pub async fn synced_pvc_pairs(
     from_ns: &str,
     to: &Client,
     to_ns: &str,
-    synced_by: &str,
+    managed: ManagedBy<'_>,
     marked: SyncedSide,
 ) -> Result<Vec<PvcPair>> {
     let names = |client: &Client, ns: &str, managed_only: bool| {
@@ -289,14 +338,7 @@ pub async fn synced_pvc_pairs(
                 .map(|l| {
                     l.items
                         .into_iter()
-                        .filter(|p| {
-                            !managed_only
-                                || p.metadata
-                                    .annotations
-                                    .as_ref()
-                                    .and_then(|a| a.get(crate::annotations::SYNCED_BY))
-                                    .is_some_and(|v| v == synced_by)
-                        })
+                        .filter(|p| !managed_only || managed.matches(&p.metadata))
                         .filter_map(|p| p.metadata.name)
                         .collect::<std::collections::BTreeSet<_>>()
                 })
@@ -373,6 +415,7 @@ pub struct PvcDataSync {
     wait_timeout: Duration,
     poll: Duration,
     global: Option<Arc<tokio::sync::Semaphore>>,
+    stamp: bool,
 }
 
 impl std::fmt::Debug for PvcDataSync {
@@ -409,7 +452,15 @@ impl PvcDataSync {
             wait_timeout: Duration::from_secs(300),
             poll: Duration::from_secs(1),
             global: None,
+            stamp: true,
         }
+    }
+
+    /// Do not record the copy time on the receiving PVC (a copy back into production: its claims are
+    /// not DR copies).
+    pub fn without_copy_stamp(mut self) -> Self {
+        self.stamp = false;
+        self
     }
 
     /// Transfer settings (excludes, bandwidth, timeout, verification …).
@@ -486,6 +537,9 @@ impl PvcDataSync {
             let mut cleanup = Cleanup::default();
             let result = self.transfer(&pair, progress, &mut cleanup, &mut node).await;
             self.clean(&pair, &cleanup).await;
+            if result.is_ok() && self.stamp {
+                self.stamp_copied(&pair).await;
+            }
             lease.release().await;
             match result {
                 Ok(stats) => PvcSyncOutcome::Synced(stats),
@@ -551,7 +605,7 @@ impl PvcDataSync {
         let grants: Api<ConfigMap> = Api::namespaced(self.source.clone(), &self.agents.namespace);
         grants
             .patch(
-                GRANTS_CONFIGMAP,
+                &self.agents.grants_configmap,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"data": {&grant: volume.grant_value()}})),
             )
@@ -559,8 +613,8 @@ impl PvcDataSync {
             .map_err(|e| {
                 if is_status(&e, 404) {
                     Error::InvalidConfig(format!(
-                        "no agents in the source cluster (ConfigMap {}/{GRANTS_CONFIGMAP} is missing): enable pvcSync on its RemoteCluster",
-                        self.agents.namespace
+                        "no agents in the source cluster (ConfigMap {}/{} is missing): enable pvcSync on its RemoteCluster",
+                        self.agents.namespace, self.agents.grants_configmap
                     ))
                 } else {
                     Error::kube("granting the volume to the agents", e)
@@ -577,8 +631,9 @@ impl PvcDataSync {
         delete_and_wait(&pods, &pod_name, self.wait_timeout).await?;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> =
             Api::namespaced(self.destination.clone(), &pair.destination_namespace);
-        let secret =
+        let mut secret =
             manifests::mover_key_secret(&pair.destination_namespace, &pod_name, self.mover_key.clone());
+        manifests::label_owned(&mut secret.metadata, &self.agents);
         apply(&secrets, &pod_name, &secret).await?;
         cleanup.mover_secret = true;
         let source = format!("{}/{}", pair.source_namespace, pair.source_pvc);
@@ -591,12 +646,13 @@ impl PvcDataSync {
             key_secret: &pod_name,
             source: &source,
         };
-        let pod = manifests::mover_pod(
+        let mut pod = manifests::mover_pod(
             &self.mover_image,
             self.mover_pull_policy.as_deref(),
             &target,
             &self.transfer,
         );
+        manifests::label_owned(&mut pod.metadata, &self.agents);
         pods.create(&PostParams::default(), &pod)
             .await
             .map_err(api_err(format!("creating mover pod {pod_name}")))?;
@@ -787,7 +843,7 @@ impl PvcDataSync {
             let grants: Api<ConfigMap> = Api::namespaced(self.source.clone(), &self.agents.namespace);
             if let Err(e) = grants
                 .patch(
-                    GRANTS_CONFIGMAP,
+                    &self.agents.grants_configmap,
                     &PatchParams::default(),
                     &Patch::Merge(json!({"data": {grant: null}})),
                 )
@@ -806,6 +862,26 @@ impl PvcDataSync {
         }
     }
 
+    /// Record on the receiving PVC when its data was copied (`dr-syncer.io/last-data-sync`: what a
+    /// promotion reports as the data's age). Best effort: a failure is logged.
+    async fn stamp_copied(&self, pair: &PvcPair) {
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.destination.clone(), &pair.destination_namespace);
+        let patch = json!({"metadata": {"annotations": {
+            crate::annotations::LAST_DATA_SYNC: crate::kube::site::timestamp(),
+        }}});
+        let params = PatchParams {
+            field_manager: Some("dr-syncer-data".into()),
+            ..PatchParams::default()
+        };
+        if let Err(e) = api
+            .patch(&pair.destination_pvc, &params, &Patch::Merge(&patch))
+            .await
+        {
+            warn!(pvc = %pair, "recording the copy time: {e}");
+        }
+    }
+
     /// Take the PVC's lock; `None` when another holder has it.
     async fn lock(&self, pair: &PvcPair) -> Result<Option<HeldLease>> {
         let name = lock_name(pair);
@@ -819,10 +895,11 @@ impl PvcDataSync {
             "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": secs,
                      "acquireTime": now, "renewTime": now},
         });
-        let lease: Lease = serde_json::from_value(fresh).map_err(|e| Error::Json {
+        let mut lease: Lease = serde_json::from_value(fresh).map_err(|e| Error::Json {
             context: "building the PVC lock".into(),
             source: e,
         })?;
+        manifests::label_owned(&mut lease.metadata, &self.agents);
         match api
             .get_opt(&name)
             .await

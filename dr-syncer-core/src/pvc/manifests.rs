@@ -26,7 +26,7 @@ use k8s_openapi::{
 use serde_json::{Value, json};
 
 use super::{
-    AGENT_NAME, AgentSettings, GRANTS_CONFIGMAP, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings,
+    AGENT_NAME, AgentSettings, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings,
 };
 use crate::keys::{AuthorizedClientKeys, KeyPair, KeySecrets};
 
@@ -51,16 +51,38 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
 }
 
 fn labels(role: &str, extra: &BTreeMap<String, String>) -> Value {
+    labels_named(AGENT_NAME, role, extra)
+}
+
+fn labels_named(name: &str, role: &str, extra: &BTreeMap<String, String>) -> Value {
     let mut l: BTreeMap<String, String> = extra.clone();
-    l.insert("app.kubernetes.io/name".into(), AGENT_NAME.into());
+    l.insert("app.kubernetes.io/name".into(), name.into());
     l.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
     l.insert(ROLE_LABEL.into(), role.into());
     json!(l)
 }
 
-/// Label selector of the agent pods.
-pub fn agent_selector() -> String {
-    format!("app.kubernetes.io/name={AGENT_NAME},{ROLE_LABEL}=agent")
+/// Labels of the objects of `settings`' agents: managed-by plus the owner labels.
+fn owned(settings: &AgentSettings) -> Value {
+    let mut l = settings.owner_labels.clone();
+    l.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    json!(l)
+}
+
+/// Label selector of the agent pods of `settings`.
+pub fn agent_selector(settings: &AgentSettings) -> String {
+    format!("app.kubernetes.io/name={},{ROLE_LABEL}=agent", settings.name)
+}
+
+/// Add `settings`' owner labels to an object's labels.
+pub fn label_owned(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, settings: &AgentSettings) {
+    if settings.owner_labels.is_empty() {
+        return;
+    }
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    for (k, v) in &settings.owner_labels {
+        labels.insert(k.clone(), v.clone());
+    }
 }
 
 fn image_fields(settings: &AgentSettings) -> (String, Option<String>) {
@@ -95,7 +117,9 @@ fn secret(namespace: &str, name: &str, data: BTreeMap<String, Vec<u8>>) -> Secre
 
 /// The agents' host key Secret.
 pub fn host_keys_secret(settings: &AgentSettings, keys: &KeySecrets, host: &KeyPair) -> Secret {
-    secret(&settings.namespace, &keys.host_keys(), keys.host_keys_data(host))
+    let mut s = secret(&settings.namespace, &keys.host_keys(), keys.host_keys_data(host));
+    label_owned(&mut s.metadata, settings);
+    s
 }
 
 /// The Secret with the client keys the agents accept.
@@ -104,19 +128,21 @@ pub fn authorized_keys_secret(
     keys: &KeySecrets,
     authorized: &AuthorizedClientKeys,
 ) -> Secret {
-    secret(
+    let mut s = secret(
         &settings.namespace,
         &keys.authorized_keys(),
         keys.authorized_keys_data(authorized),
-    )
+    );
+    label_owned(&mut s.metadata, settings);
+    s
 }
 
 /// The (empty) grants ConfigMap; grants are added and removed key by key.
 pub fn grants_configmap(settings: &AgentSettings) -> ConfigMap {
     typed(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": GRANTS_CONFIGMAP, "namespace": settings.namespace,
-                     "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
+        "metadata": {"name": settings.grants_configmap, "namespace": settings.namespace,
+                     "labels": owned(settings)},
     }))
 }
 
@@ -147,6 +173,8 @@ fn tolerations(settings: &AgentSettings) -> Value {
 /// The agent DaemonSet of a cluster whose key Secrets are named by `keys`.
 pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet {
     let (image, pull) = image_fields(settings);
+    let mut pod_labels = settings.labels.clone();
+    pod_labels.extend(settings.owner_labels.clone());
     let mut container = json!({
         "name": "agent",
         "image": image,
@@ -211,7 +239,7 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             {"name": "kubelet", "hostPath": {"path": settings.kubelet_root, "type": "Directory"}},
             {"name": "host-keys", "secret": {"secretName": keys.host_keys(), "defaultMode": 0o400}},
             {"name": "authorized-keys", "secret": {"secretName": keys.authorized_keys(), "defaultMode": 0o400}},
-            {"name": "grants", "configMap": {"name": GRANTS_CONFIGMAP, "optional": true}},
+            {"name": "grants", "configMap": {"name": settings.grants_configmap, "optional": true}},
             {"name": "run", "emptyDir": {"medium": "Memory"}},
         ],
     });
@@ -223,13 +251,13 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
     }
     typed(json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": AGENT_NAME, "namespace": settings.namespace,
-                     "labels": labels("agent", &BTreeMap::new())},
+        "metadata": {"name": settings.name, "namespace": settings.namespace,
+                     "labels": labels_named(&settings.name, "agent", &settings.owner_labels)},
         "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": AGENT_NAME, ROLE_LABEL: "agent"}},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": settings.name, ROLE_LABEL: "agent"}},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
             "template": {
-                "metadata": {"labels": labels("agent", &settings.labels), "annotations": settings.annotations},
+                "metadata": {"labels": labels_named(&settings.name, "agent", &pod_labels), "annotations": settings.annotations},
                 "spec": pod_spec,
             },
         },
@@ -258,7 +286,7 @@ pub fn mount_pod(settings: &AgentSettings, namespace: &str, pvc: &str, node: Opt
     if let Some(p) = pull {
         container["imagePullPolicy"] = json!(p);
     }
-    let mut l = BTreeMap::new();
+    let mut l = settings.owner_labels.clone();
     l.insert(PVC_LABEL.to_string(), pvc.to_string());
     let mut pod: Pod = typed(json!({
         "apiVersion": "v1", "kind": "Pod",

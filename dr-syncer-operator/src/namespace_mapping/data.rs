@@ -13,7 +13,9 @@ use std::{
 use dr_syncer_core::{
     api::{NamespaceMapping, VolumeSyncStatus},
     failure::FailureCategory,
-    kube::{PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncStage, SyncedSide, synced_pvc_pairs},
+    kube::{
+        ManagedBy, PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, synced_pvc_pairs,
+    },
     pvc::{AgentSettings, TransferSettings},
 };
 use futures::StreamExt;
@@ -72,7 +74,7 @@ async fn pairs_of(
                 src,
                 &clusters.destination.client,
                 dst,
-                synced_by,
+                ManagedBy::Writer(synced_by),
                 SyncedSide::Receiving,
             )
             .await?,
@@ -270,7 +272,28 @@ pub(super) async fn sync_data(
                 metrics.pvc.queue_depth.dec();
                 metrics.pvc.queue_wait.observe(waited.elapsed().as_secs_f64());
                 metrics.pvc.concurrent.inc();
-                let result = mover.sync_one(pair, on_stage).await;
+                // Checked again right before the copy: a cutover or promote may have made the DR side
+                // live since the objects were synced, and nothing is copied over the live site.
+                let live = dr_syncer_core::kube::site::read_destination(
+                    &clusters.destination.client,
+                    &clusters.destination.calls,
+                    &pair.destination_namespace,
+                )
+                .await
+                .is_ok_and(|(d, _)| d.is_active());
+                let result = if live {
+                    PvcSyncResult {
+                        pair,
+                        node: None,
+                        outcome: PvcSyncOutcome::Skipped(format!(
+                            "not copied: {}",
+                            dr_syncer_core::site::Reason::DestinationActive
+                        )),
+                        duration: std::time::Duration::ZERO,
+                    }
+                } else {
+                    mover.sync_one(pair, on_stage).await
+                };
                 metrics.pvc.concurrent.dec();
                 drop(permit);
                 result

@@ -18,6 +18,7 @@ use dr_syncer_core::{
     apply::{Applier, ApplyOptions},
     config::SyncConfig,
     engine::{Change, Progress, SkippedObject, SyncEngine, SyncReport, SyncTarget},
+    site,
     failure::FailureCategory,
     kube::{KubeApplier, KubeSource},
     resource::{ObjectKey, ResourceType},
@@ -45,7 +46,7 @@ use crate::{
     conditions::now,
     context::Context,
     error::{ClusterError, Error, Result},
-    metrics::{DurationLabels, MappingLabels},
+    metrics::{DurationLabels, MappingLabels, SiteLabels},
 };
 
 /// What continuous mode's change batches left for after a full sync's PVC copies. The batches are
@@ -518,10 +519,27 @@ impl<'a> Runner<'a> {
             let _ = t.await;
         }
 
-        // PVC data, after the objects of a full sync.
+        // The site state: production running next to an active DR side (both sites active).
+        let both_active = self.both_active(&reports).await;
+
+        // PVC data, after the objects of a full sync: never into an active DR namespace, never from a
+        // production namespace that is being deleted.
+        let data_pairs: Vec<(String, String)> = self
+            .pairs
+            .iter()
+            .filter(|(src, dst)| {
+                !reports.iter().any(|r| {
+                    &r.source_namespace == src
+                        && &r.destination_namespace == dst
+                        && (r.destination_active
+                            || r.held.as_ref().is_some_and(|h| h.reason == site::Reason::SourceGone.kind()))
+                })
+            })
+            .cloned()
+            .collect();
         let mut data_volumes = None;
         let mut handed_back = false;
-        if full && nm.spec.pvc_config.as_ref().is_some_and(|p| p.sync_data) && !self.pairs.is_empty() {
+        if full && nm.spec.pvc_config.as_ref().is_some_and(|p| p.sync_data) && !data_pairs.is_empty() {
             let (tx, mut rx) =
                 tokio::sync::watch::channel(Vec::<dr_syncer_core::api::VolumeSyncStatus>::new());
             let writer = {
@@ -560,7 +578,7 @@ impl<'a> Runner<'a> {
                 let _ = tx.send(v);
             };
             let synced_by = self.key.clone();
-            let copy = super::data::sync_data(ctx, &nm, &self.clusters, &self.pairs, &synced_by, &on_update);
+            let copy = super::data::sync_data(ctx, &nm, &self.clusters, &data_pairs, &synced_by, &on_update);
             // Continuous mode: source changes keep flowing while the data is copied (a copy can take
             // hours), in batches of their own (see `Batches`).
             let outcome = match watch {
@@ -592,8 +610,27 @@ impl<'a> Runner<'a> {
                 .filter(|n| !self.pairs.iter().any(|(s, _)| *s == n.source))
             {
                 if sel.cleanup_on_unlabel {
+                    // A namespace deleted on production (or one that cannot be read) is not "unlabelled":
+                    // that is an outage, not a request; an active DR namespace is never cleaned up.
+                    let state = self.site_of(&gone.source, &gone.destination).await;
+                    if let site::Decision::Skip(reason) | site::Decision::Refuse(reason) =
+                        site::decide(site::Actor::Operator, site::Step::CleanupOnUnlabel, &state)
+                    {
+                        ctx.event(
+                            nm.as_ref(),
+                            true,
+                            "NamespaceCleanupSkipped",
+                            "Cleanup",
+                            format!(
+                                "Namespace {} no longer matches the selector, but what was synced into {} is kept: {reason}",
+                                gone.source, gone.destination
+                            ),
+                        )
+                        .await;
+                        continue;
+                    }
                     match self.delete_synced(&gone.destination).await {
-                        Ok(n) => {
+                        Ok(Cleanup::Deleted(n)) => {
                             ctx.event(
                                 nm.as_ref(),
                                 false,
@@ -601,6 +638,19 @@ impl<'a> Runner<'a> {
                                 "Cleanup",
                                 format!(
                                     "Namespace {} no longer matches the selector: deleted {n} object(s) synced into {} (cleanupOnUnlabel)",
+                                    gone.source, gone.destination
+                                ),
+                            )
+                            .await;
+                        }
+                        Ok(Cleanup::Held(reason)) => {
+                            ctx.event(
+                                nm.as_ref(),
+                                true,
+                                "NamespaceCleanupSkipped",
+                                "Cleanup",
+                                format!(
+                                    "Namespace {} no longer matches the selector, but what was synced into {} is kept: {reason}",
                                     gone.source, gone.destination
                                 ),
                             )
@@ -635,6 +685,7 @@ impl<'a> Runner<'a> {
             ),
             selected: nm.spec.namespace_selector.as_ref().map(|_| self.pairs.clone()),
             last_watch_event: watch.and_then(WatchBuffer::last_event).map(Time),
+            both_active,
         };
         if !outcome.is_success() {
             let modes: Vec<dr_syncer_core::api::FailureMode> =
@@ -697,7 +748,7 @@ impl<'a> Runner<'a> {
             write_status(ctx, &nm, Some(&running), &status).await?;
         }
         self.record_metrics(&outcome, full);
-        self.emit_events(&outcome, full).await;
+        self.emit_events(&outcome, full, &old).await;
 
         let next_retry = outcome
             .retry
@@ -763,9 +814,15 @@ impl<'a> Runner<'a> {
         }
     }
 
-    async fn emit_events(&self, outcome: &Outcome, full: bool) {
+    async fn emit_events(
+        &self,
+        outcome: &Outcome,
+        full: bool,
+        before: &dr_syncer_core::api::NamespaceMappingStatus,
+    ) {
         let ctx = self.ctx;
         let nm = self.nm.as_ref();
+        self.emit_site_events(outcome, before).await;
         let totals = outcome.reports.iter().fold((0u32, 0u32, 0u32, 0u32), |acc, r| {
             let t = r.totals();
             (
@@ -834,6 +891,150 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Events of the site state, each once when it starts (not on every sync while it holds):
+    /// `DestinationActive`, `BothSitesActive`, and a DR workload scaled up by hand in a namespace that is
+    /// not marked active (quieted again: the Event says how to promote instead).
+    async fn emit_site_events(&self, outcome: &Outcome, before: &dr_syncer_core::api::NamespaceMappingStatus) {
+        let ctx = self.ctx;
+        let nm = self.nm.as_ref();
+        let had = |t: &str| {
+            before
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == t && c.status == "True")
+                .map(|c| c.message.clone())
+        };
+        let active: Vec<&str> = outcome
+            .reports
+            .iter()
+            .filter(|r| r.destination_active)
+            .map(|r| r.destination_namespace.as_str())
+            .collect();
+        if !active.is_empty() {
+            let message = super::status::destination_active_message(&active);
+            if had("DestinationActive").as_deref() != Some(message.as_str()) {
+                ctx.event(nm, false, "DestinationActive", "Sync", message).await;
+            }
+        }
+        if !outcome.both_active.is_empty() {
+            let message = super::status::both_active_message(&outcome.both_active);
+            if had("BothSitesActive").as_deref() != Some(message.as_str()) {
+                ctx.event(nm, true, "BothSitesActive", "Sync", message).await;
+            }
+        }
+        for r in &outcome.reports {
+            for change in &r.changes {
+                let quieted = change.diff.iter().flat_map(|d| &d.changes).any(|f| {
+                    f.path == "/spec/replicas"
+                        && f.new.as_deref() == Some("0")
+                        && f.old.as_deref().and_then(|v| v.parse::<i64>().ok()).is_some_and(|n| n > 0)
+                });
+                if quieted {
+                    ctx.event(
+                        nm,
+                        true,
+                        "DRWorkloadQuieted",
+                        "Sync",
+                        format!(
+                            "{} was scaled up on the DR side, but namespace {} is not marked active: quieted again. \
+                             To make the DR side live, run `dr-syncer-cli promote --dest-namespace {}` (or \
+                             `kubectl annotate namespace {} dr-syncer.io/active=true`)",
+                            change.object, r.destination_namespace, r.destination_namespace, r.destination_namespace
+                        ),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// For the pairs whose DR namespace is active: production's state (best effort: an unreachable
+    /// production is the usual case after a promote), and the pairs where it runs unfenced.
+    async fn both_active(&self, reports: &[SyncReport]) -> Vec<String> {
+        let workloads: Vec<ResourceType> = dr_syncer_core::kube::site::workload_types()
+            .into_iter()
+            .filter(|w| self.types.iter().any(|t| t.group == w.group && t.kind == w.kind))
+            .collect();
+        let mut out = Vec::new();
+        for r in reports.iter().filter(|r| r.destination_active) {
+            let source = dr_syncer_core::kube::site::read_source(
+                &self.clusters.source.client,
+                &self.clusters.source.calls,
+                &r.source_namespace,
+                &workloads,
+            )
+            .await
+            .unwrap_or_default();
+            let state = site::SiteState {
+                source,
+                destination: site::DestinationState::Active {
+                    since: None,
+                    by: site::ActivatedBy::Manual,
+                },
+            };
+            let active = state.both_active();
+            self.ctx
+                .metrics
+                .both_sites_active
+                .get_or_create(&SiteLabels {
+                    mapping: self.key.clone(),
+                    namespace: r.destination_namespace.clone(),
+                })
+                .set(i64::from(active));
+            if active && let site::SourceState::Live { running, .. } = &state.source {
+                out.push(format!(
+                    "{} (running on production in {}: {})",
+                    r.destination_namespace,
+                    r.source_namespace,
+                    running.join(", ")
+                ));
+            }
+        }
+        for r in reports.iter().filter(|r| !r.destination_active) {
+            self.ctx
+                .metrics
+                .both_sites_active
+                .get_or_create(&SiteLabels {
+                    mapping: self.key.clone(),
+                    namespace: r.destination_namespace.clone(),
+                })
+                .set(0);
+        }
+        out
+    }
+
+    /// The site state of a pair (namespaces only, no workloads); a side that cannot be read is unknown.
+    async fn site_of(&self, src: &str, dst: &str) -> site::SiteState {
+        let source = match dr_syncer_core::kube::site::get_namespace(
+            &self.clusters.source.client,
+            &self.clusters.source.calls,
+            src,
+        )
+        .await
+        {
+            Ok(None) => site::SourceState::Missing,
+            Ok(Some(ns)) if dr_syncer_core::kube::site::is_terminating(&ns) => site::SourceState::Terminating,
+            Ok(Some(_)) => site::SourceState::Live {
+                standby: false,
+                running: Vec::new(),
+            },
+            Err(_) => site::SourceState::Unknown,
+        };
+        let destination = dr_syncer_core::kube::site::read_destination(
+            &self.clusters.destination.client,
+            &self.clusters.destination.calls,
+            dst,
+        )
+        .await
+        .map(|(d, _)| d)
+        .unwrap_or_default();
+        site::SiteState {
+            source,
+            destination,
+        }
+    }
+
     /// Remove the manual trigger, unless it was set again (to another value) during the sync.
     async fn clear_trigger(&self, annotation: &str, value: &str) -> Result<()> {
         let api: Api<NamespaceMapping> =
@@ -865,9 +1066,28 @@ impl<'a> Runner<'a> {
     }
 
     /// Delete what this mapping synced into DR namespace `dst` (objects carrying its
-    /// `dr-syncer.io/synced-by`), then the namespace itself if dr-syncer created it and nothing of the
-    /// mapping's types is left in it.
-    pub(super) async fn delete_synced(&self, dst: &str) -> Result<usize> {
+    /// `dr-syncer.io/synced-by`), then the namespace itself if dr-syncer created it
+    /// (`dr-syncer.io/created-by`) and it holds nothing dr-syncer did not put there. Never in an active
+    /// DR namespace: the site state holds it ([`Cleanup::Held`]).
+    pub(super) async fn delete_synced(&self, dst: &str) -> Result<Cleanup> {
+        let (destination, live) = dr_syncer_core::kube::site::read_destination(
+            &self.clusters.destination.client,
+            &self.clusters.destination.calls,
+            dst,
+        )
+        .await?;
+        let state = site::SiteState {
+            source: site::SourceState::Unknown,
+            destination,
+        };
+        if let site::Decision::Skip(reason) | site::Decision::Refuse(reason) =
+            site::decide(site::Actor::Operator, site::Step::DeleteSynced, &state)
+        {
+            return Ok(Cleanup::Held(reason));
+        }
+        if live.is_none() {
+            return Ok(Cleanup::Deleted(0));
+        }
         let applier = self.new_applier();
         let options = ApplyOptions::default();
         let mut deleted = 0;
@@ -887,54 +1107,87 @@ impl<'a> Runner<'a> {
                 }
             }
         }
+        let created_by_us = live.as_ref().is_some_and(|ns| {
+            dr_syncer_core::transform::annotation(ns, dr_syncer_core::annotations::CREATED_BY).is_some()
+        });
+        if !created_by_us {
+            return Ok(Cleanup::Deleted(deleted));
+        }
+        // Only when nothing is left in it that dr-syncer did not put there (what the cluster itself puts
+        // in every namespace, and dependents of dr-syncer's objects, aside).
+        let foreign = self.foreign_objects(dst).await?;
+        if !foreign.is_empty() {
+            info!(namespace = dst, kept_for = %foreign.join(", "), "namespace kept: it holds objects dr-syncer did not put there");
+            return Ok(Cleanup::Deleted(deleted));
+        }
         let ns_type = dr_syncer_core::engine::namespace_type();
         let ns_key = ObjectKey {
             group_kind: "Namespace".into(),
             namespace: None,
             name: dst.to_owned(),
         };
-        let live = applier
-            .live(&ns_type, &ns_key)
+        if applier
+            .delete(&ns_type, &ns_key, options.clone())
             .await
-            .map_err(dr_syncer_core::Error::from)?;
-        let ours = live.as_ref().is_some_and(|ns| {
-            dr_syncer_core::transform::annotation(ns, dr_syncer_core::annotations::SYNCED_BY)
-                == Some(self.key.as_str())
-        });
-        if ours {
-            // Only when nothing of the mapping's types is left in it (what the cluster itself puts in
-            // every namespace aside): a namespace holding anyone else's objects is kept.
-            let remaining = KubeSource::new(
-                self.clusters.destination.client.clone(),
-                self.clusters.destination.calls.clone(),
-            )
-            .list(&SourceScope {
-                namespace: Some(dst.to_owned()),
-                types: self.types.clone(),
-            })
-            .await
-            .map_err(dr_syncer_core::Error::from)?;
-            let foreign = remaining.iter().any(|o| {
-                let name = o.object.metadata.name.as_deref().unwrap_or_default();
-                !matches!(
-                    (o.resource.kind.as_str(), name),
-                    ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default")
-                )
-            });
-            if !foreign
-                && applier
-                    .delete(&ns_type, &ns_key, options.clone())
-                    .await
-                    .map_err(dr_syncer_core::Error::from)?
-            {
-                deleted += 1;
-            }
+            .map_err(dr_syncer_core::Error::from)?
+        {
+            deleted += 1;
         }
-        Ok(deleted)
+        Ok(Cleanup::Deleted(deleted))
     }
 
-    /// `deletionPolicy: DeleteSynced` on deletion: every destination namespace the mapping synced.
-    pub(super) async fn delete_synced_everywhere(&self) -> Result<usize> {
+    /// Objects in DR namespace `dst`, of every type the DR cluster serves, that dr-syncer did not put
+    /// there: not synced by any dr-syncer writer, not owned by another object (dependents go with their
+    /// owners), not dr-syncer's data-path objects, and not what the cluster creates in every namespace.
+    async fn foreign_objects(&self, dst: &str) -> Result<Vec<String>> {
+        let types = self.clusters.destination.types().await?;
+        let namespaced: Vec<ResourceType> = types
+            .iter()
+            .filter(|t| t.namespaced && !(t.kind == "Event" && (t.group.is_empty() || t.group == "events.k8s.io")))
+            .cloned()
+            .collect();
+        let objects = KubeSource::new(
+            self.clusters.destination.client.clone(),
+            self.clusters.destination.calls.clone(),
+        )
+        .list(&SourceScope {
+            namespace: Some(dst.to_owned()),
+            types: namespaced,
+        })
+        .await
+        .map_err(dr_syncer_core::Error::from)?;
+        let services: std::collections::BTreeSet<String> = objects
+            .iter()
+            .filter(|o| o.resource.is("", "Service"))
+            .filter_map(|o| o.object.metadata.name.clone())
+            .collect();
+        Ok(objects
+            .iter()
+            .filter(|o| {
+                let meta = &o.object.metadata;
+                let name = meta.name.as_deref().unwrap_or_default();
+                let ours = meta
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(dr_syncer_core::annotations::SYNCED_BY))
+                    || meta.labels.as_ref().is_some_and(|l| {
+                        l.get("app.kubernetes.io/managed-by").map(String::as_str)
+                            == Some(dr_syncer_core::pvc::MANAGED_BY)
+                    });
+                let dependent = meta.owner_references.as_ref().is_some_and(|r| !r.is_empty());
+                let cluster_made = matches!(
+                    (o.resource.kind.as_str(), name),
+                    ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default")
+                ) || (o.resource.kind == "Endpoints" && services.contains(name));
+                !(ours || dependent || cluster_made)
+            })
+            .map(|o| format!("{}/{}", o.resource.kind, o.object.metadata.name.as_deref().unwrap_or_default()))
+            .collect())
+    }
+
+    /// `deletionPolicy: DeleteSynced` on deletion: every destination namespace the mapping synced; the
+    /// active ones are kept and named.
+    pub(super) async fn delete_synced_everywhere(&self) -> Result<(usize, Vec<String>)> {
         debug_assert_eq!(self.nm.spec.deletion_policy, DeletionPolicy::DeleteSynced);
         let mut destinations: Vec<String> = self.pairs.iter().map(|(_, d)| d.clone()).collect();
         for n in self.nm.status.iter().flat_map(|s| s.namespaces.iter().flatten()) {
@@ -943,11 +1196,24 @@ impl<'a> Runner<'a> {
             }
         }
         let mut deleted = 0;
+        let mut held = Vec::new();
         for d in destinations {
-            deleted += self.delete_synced(&d).await?;
+            match self.delete_synced(&d).await? {
+                Cleanup::Deleted(n) => deleted += n,
+                Cleanup::Held(reason) => held.push(format!("{d} ({reason})")),
+            }
         }
-        Ok(deleted)
+        Ok((deleted, held))
     }
+}
+
+/// What [`Runner::delete_synced`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cleanup {
+    /// This many objects (the namespace included) were deleted.
+    Deleted(usize),
+    /// Nothing was deleted: the site state holds it.
+    Held(site::Reason),
 }
 
 /// How often continuous mode's batches refresh the times in status when nothing else changed.

@@ -53,6 +53,8 @@ pub struct Outcome {
     pub selected: Option<Vec<(String, String)>>,
     /// When the last source change was seen (continuous mode).
     pub last_watch_event: Option<Time>,
+    /// Pairs whose DR namespace is active while production runs unfenced: `dst (running: …)`.
+    pub both_active: Vec<String>,
 }
 
 impl Outcome {
@@ -105,8 +107,12 @@ pub fn after_sync(
         s.last_watch_event = o.last_watch_event.clone();
     }
 
+    // A pair whose DR side is live was held back: nothing was compared or written there, so its counts
+    // are not this sync's (the last full sync's stay when every pair was held).
+    let synced_reports: Vec<&SyncReport> = o.reports.iter().filter(|r| !r.destination_active).collect();
+    let all_held = !o.reports.is_empty() && synced_reports.is_empty() && o.run_errors.is_empty();
     let mut kinds: BTreeMap<String, KindStats> = BTreeMap::new();
-    for r in &o.reports {
+    for r in &synced_reports {
         // The DR Namespace itself is the container, not one of the synced objects.
         for (gk, k) in r.kinds.iter().filter(|(gk, _)| gk.as_str() != "Namespace") {
             let e = kinds.entry(gk.clone()).or_default();
@@ -121,7 +127,7 @@ pub fn after_sync(
         }
     }
     let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    if o.reason.is_full() {
+    if o.reason.is_full() && !all_held {
         let total: u32 = kinds.values().map(tried).sum();
         let good: u32 = kinds.values().map(synced).sum();
         let failed: u32 = kinds.values().map(|k| k.failed).sum();
@@ -201,7 +207,23 @@ pub fn after_sync(
 
     let mut conds = s.conditions.take().unwrap_or_default();
     let (src, dst) = &o.clusters;
-    if ok {
+    let active: Vec<&SyncReport> = o.reports.iter().filter(|r| r.destination_active).collect();
+    let active_names: Vec<&str> = active.iter().map(|r| r.destination_namespace.as_str()).collect();
+    if ok && all_held {
+        // Healthy and intentionally idle: the DR side is the live site.
+        conditions::set(
+            &mut conds,
+            "Synced",
+            true,
+            "DestinationActive",
+            format!(
+                "Idle: the DR namespace(s) {} on cluster {dst} are the live site (dr-syncer.io/active); nothing is \
+                 synced from cluster {src} until a failback clears the mark",
+                active_names.join(", ")
+            ),
+            generation,
+        );
+    } else if ok {
         conditions::set(
             &mut conds,
             "Synced",
@@ -242,12 +264,6 @@ pub fn after_sync(
             generation,
         );
     }
-    let active: Vec<&str> = o
-        .reports
-        .iter()
-        .filter(|r| r.destination_active)
-        .map(|r| r.destination_namespace.as_str())
-        .collect();
     if active.is_empty() {
         conditions::remove(&mut conds, "DestinationActive");
     } else {
@@ -255,12 +271,20 @@ pub fn after_sync(
             &mut conds,
             "DestinationActive",
             true,
-            "CutoverActive",
-            format!(
-                "DR namespace(s) {} are marked active (dr-syncer.io/active=true) by a cutover: their workloads keep \
-                 their replicas and are never quieted; everything else is still synced",
-                active.join(", ")
-            ),
+            "DestinationActive",
+            destination_active_message(&active_names),
+            generation,
+        );
+    }
+    if o.both_active.is_empty() {
+        conditions::remove(&mut conds, "BothSitesActive");
+    } else {
+        conditions::set(
+            &mut conds,
+            "BothSitesActive",
+            true,
+            "BothSitesActive",
+            both_active_message(&o.both_active),
             generation,
         );
     }
@@ -303,6 +327,25 @@ pub fn after_sync(
         s.namespaces = Some(entries);
     }
     s
+}
+
+/// The `DestinationActive` condition's message.
+pub fn destination_active_message(namespaces: &[&str]) -> String {
+    format!(
+        "DR namespace(s) {} are marked active (dr-syncer.io/active=true: a cutover, a promote or by hand): the DR \
+         side is the live site, and this mapping writes nothing there (no objects, prune, data copies or \
+         deletions) until a failback clears the mark",
+        namespaces.join(", ")
+    )
+}
+
+/// The `BothSitesActive` condition's message.
+pub fn both_active_message(pairs: &[String]) -> String {
+    format!(
+        "Production runs workloads while the DR side is active and production is not fenced: {}. Quiet one \
+         site: `dr-syncer-cli fence` quiets production (or `failback` to return to it)",
+        pairs.join("; ")
+    )
 }
 
 /// `deploymentScales`: the source replicas of the synced Deployments and StatefulSets; `lastSyncedAt`

@@ -57,6 +57,7 @@ fn outcome(reports: Vec<SyncReport>) -> Outcome {
         clusters: ("prod".into(), "dr".into()),
         selected: None,
         last_watch_event: None,
+        both_active: Vec::new(),
     }
 }
 
@@ -160,19 +161,58 @@ fn incremental_batches_keep_the_full_counts() {
 }
 
 #[test]
-fn active_destinations_are_reported() {
-    let mut r = report("shop");
-    r.destination_active = true;
-    let s = after_sync(&Default::default(), &outcome(vec![r]), None);
+fn active_destinations_are_held_idle_and_keep_the_last_counts() {
+    let full = after_sync(&Default::default(), &outcome(vec![report("shop")]), Some(1));
+    // The next sync finds the DR namespace active: nothing compared, nothing written.
+    let held = SyncReport {
+        source_namespace: "shop".into(),
+        destination_namespace: "shop-dr".into(),
+        destination_active: true,
+        ..Default::default()
+    };
+    let s = after_sync(&full, &outcome(vec![held]), Some(2));
+    let cond = |t: &str| {
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == t)
+            .cloned()
+            .unwrap()
+    };
+    let c = cond("DestinationActive");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "DestinationActive"));
+    assert!(c.message.contains("shop-dr"), "{}", c.message);
+    let synced = cond("Synced");
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("True", "DestinationActive"),
+        "healthy and idle"
+    );
+    assert_eq!(s.phase, Some(SyncPhase::Completed));
+    assert_eq!(s.sync_stats, full.sync_stats, "the last full sync's counts stay");
+    assert_eq!(s.resource_groups, full.resource_groups);
+    assert!(s.last_error.is_none());
+
+    // Production back, running, unfenced: both sites active.
+    let mut o = outcome(vec![SyncReport {
+        destination_active: true,
+        ..Default::default()
+    }]);
+    o.both_active = vec!["shop-dr (running on production: Deployment/web)".into()];
+    let s = after_sync(&full, &o, Some(2));
     let c = s
         .conditions
         .as_ref()
         .unwrap()
         .iter()
-        .find(|c| c.type_ == "DestinationActive")
+        .find(|c| c.type_ == "BothSitesActive")
         .unwrap();
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "CutoverActive"));
-    assert!(c.message.contains("shop-dr"));
+    assert_eq!(c.status, "True");
+    assert!(c.message.contains("Deployment/web") && c.message.contains("fence"), "{}", c.message);
+    // Fenced: the condition goes.
+    let s = after_sync(&s, &outcome(vec![SyncReport::default()]), Some(2));
+    assert!(s.conditions.unwrap().iter().all(|c| c.type_ != "BothSitesActive" && c.type_ != "DestinationActive"));
 }
 
 #[test]

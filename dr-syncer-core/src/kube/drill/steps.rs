@@ -1,0 +1,377 @@
+//! The writes of drill steps, shared by the two-cluster [`super::Drill`] and the one-sided `promote` and
+//! `fence`: switching workloads, setting marks, waiting for pods to go and for workloads to be ready,
+//! checking that a cutover left every workload active.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::LabelSelector};
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams},
+    core::DynamicObject,
+};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::info;
+
+use super::{DRILL_FIELD_MANAGER, DrillChange, DrillReport};
+use crate::{
+    Error, Result, activation,
+    engine::{Progress, ProgressFn},
+    kube::{
+        calls::Calls,
+        site::Recorder,
+        source::{api_for, list_all, selector_string},
+    },
+    resource::ResourceType,
+};
+
+/// Which way workloads are switched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Switch {
+    /// Scale to 0, suspend, hold off nodes; record the originals.
+    Quiet,
+    /// Restore from the recorded originals (the DR side: the records stay, a later sync keeps them).
+    Activate,
+    /// Restore from the recorded originals and drop the records (production: it is itself again).
+    Release,
+}
+
+/// One cluster of a drill step.
+#[derive(Clone, Copy)]
+pub(crate) struct Side<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) namespace: &'a str,
+    /// `source` or `destination`.
+    pub(crate) cluster: &'static str,
+}
+
+/// What drill steps share: limits, progress, interruption, events, dry run.
+#[derive(Clone, Copy)]
+pub(crate) struct Steps<'a> {
+    pub(crate) calls: &'a Calls,
+    pub(crate) progress: Option<&'a ProgressFn>,
+    pub(crate) interrupt: Option<&'a watch::Receiver<bool>>,
+    pub(crate) recorder: &'a Recorder,
+    pub(crate) dry_run: bool,
+}
+
+impl<'a> Steps<'a> {
+    /// Announce a step and record it in the report.
+    pub(crate) fn step(&self, report: &mut DrillReport, name: &str) {
+        report.steps.push(name.to_owned());
+        if let Some(f) = self.progress {
+            f(&Progress::Step { name: name.into() });
+        }
+    }
+
+    /// Announce a step without recording it.
+    pub(crate) fn announce(&self, name: &str) {
+        if let Some(f) = self.progress {
+            f(&Progress::Step { name: name.into() });
+        }
+    }
+
+    /// Whether an interruption (SIGINT/SIGTERM) was asked for.
+    pub(crate) fn interrupted(&self) -> bool {
+        self.interrupt.is_some_and(|rx| *rx.borrow())
+    }
+
+    /// Stop here when an interruption was asked for: between steps, where everything recorded so far is
+    /// consistent and a re-run resumes.
+    pub(crate) fn checkpoint(&self, at: &str) -> Result<()> {
+        if self.interrupted() {
+            return Err(Error::Interrupted(format!("before {at}")));
+        }
+        Ok(())
+    }
+
+    /// Run `fut`, or stop it when an interruption is asked for.
+    pub(crate) async fn interruptible<T>(
+        &self,
+        at: &str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let Some(rx) = self.interrupt else {
+            return fut.await;
+        };
+        let mut rx = rx.clone();
+        tokio::select! {
+            r = fut => r,
+            _ = rx.wait_for(|v| *v) => Err(Error::Interrupted(format!("during {at}"))),
+        }
+    }
+
+    /// Every object of `rt` in `ns` (a type the server does not serve lists as empty).
+    pub(crate) async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
+        list_all(client, self.calls, rt, Some(ns), None, true)
+            .await
+            .map_err(|e| Error::kube(format!("list {rt} in {ns}"), e))
+    }
+
+    /// Write one merge patch (field manager [`DRILL_FIELD_MANAGER`]) and record it.
+    pub(crate) async fn patch(
+        &self,
+        side: Side<'_>,
+        rt: &ResourceType,
+        obj: &DynamicObject,
+        action: &str,
+        patch: Value,
+        report: &mut DrillReport,
+    ) -> Result<()> {
+        let key = rt.key_of(obj);
+        if !self.dry_run {
+            let api = api_for(side.client, rt, key.namespace.as_deref());
+            let params = PatchParams {
+                field_manager: Some(DRILL_FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            let merge = Patch::Merge(&patch);
+            self.calls
+                .run(&format!("{action} {key}"), || api.patch(&key.name, &params, &merge))
+                .await
+                .map_err(|e| Error::kube(format!("{action} {key} on the {} cluster", side.cluster), e))?;
+            info!(object = %key, cluster = side.cluster, action, "drill");
+        }
+        report.changes.push(DrillChange {
+            cluster: side.cluster.into(),
+            object: key.to_string(),
+            action: action.into(),
+            patch,
+        });
+        Ok(())
+    }
+
+    /// Set or clear a mark on `side`'s namespace (`patch` from `crate::kube::site`); `present` tells
+    /// whether the namespace already carries the mark as wanted (then nothing is written).
+    pub(crate) async fn mark(
+        &self,
+        side: Side<'_>,
+        namespace: &DynamicObject,
+        action: &str,
+        patch: Value,
+        report: &mut DrillReport,
+    ) -> Result<()> {
+        self.patch(side, &crate::engine::namespace_type(), namespace, action, patch, report)
+            .await
+    }
+
+    /// Switch the workloads of `types` on `side` that `select` picks; returns how many were written.
+    pub(crate) async fn switch(
+        &self,
+        side: Side<'_>,
+        types: &[ResourceType],
+        select: &(dyn Fn(&ResourceType, &DynamicObject) -> bool + Sync),
+        switch: Switch,
+        report: &mut DrillReport,
+    ) -> Result<usize> {
+        let mut written = 0;
+        for rt in types {
+            for obj in self.list(side.client, rt, side.namespace).await? {
+                if !select(rt, &obj) {
+                    continue;
+                }
+                let (patch, action) = match switch {
+                    Switch::Quiet => (activation::quiet(rt, &obj)?, "quiet"),
+                    Switch::Activate => (activation::activate(rt, &obj)?, "activate"),
+                    Switch::Release => (activation::release(rt, &obj)?, "activate"),
+                };
+                if let Some(patch) = patch {
+                    self.patch(side, rt, &obj, action, patch, report).await?;
+                    written += 1;
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Wait until no pod of the quiet workloads of `types` on `side` (Deployments, StatefulSets,
+    /// DaemonSets that `select` picks) is left, terminating ones included: only then has everything
+    /// they wrote reached their volumes. Returns the pods waited for.
+    pub(crate) async fn drain(
+        &self,
+        side: Side<'_>,
+        types: &[ResourceType],
+        select: &(dyn Fn(&ResourceType, &DynamicObject) -> bool + Sync),
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
+        let mut selectors = Vec::new();
+        for rt in types.iter().filter(|t| {
+            t.group == "apps" && matches!(t.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
+        }) {
+            for obj in self.list(side.client, rt, side.namespace).await? {
+                if !select(rt, &obj) || activation::is_running(rt, &obj) {
+                    continue;
+                }
+                let Some(sel) = obj
+                    .data
+                    .pointer("/spec/selector")
+                    .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
+                else {
+                    continue;
+                };
+                let s = selector_string(&sel);
+                if !s.is_empty() {
+                    selectors.push(s);
+                }
+            }
+        }
+        if selectors.is_empty() || self.dry_run {
+            return Ok(Vec::new());
+        }
+        let pods: Api<Pod> = Api::namespaced(side.client.clone(), side.namespace);
+        let deadline = Instant::now() + timeout;
+        let mut seen = BTreeSet::new();
+        loop {
+            let mut left = Vec::new();
+            for s in &selectors {
+                let params = ListParams::default().labels(s);
+                let list = self
+                    .calls
+                    .run("list pods", || pods.list(&params))
+                    .await
+                    .map_err(|e| Error::kube(format!("listing pods in {}", side.namespace), e))?;
+                left.extend(list.items.into_iter().filter_map(|p| p.metadata.name));
+            }
+            left.sort();
+            left.dedup();
+            if left.is_empty() {
+                return Ok(seen.into_iter().collect());
+            }
+            seen.extend(left.iter().cloned());
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "pods of the quieted workloads in {} on the {} cluster still exist after {timeout:?}: {}",
+                    side.namespace,
+                    side.cluster,
+                    left.join(", ")
+                )));
+            }
+            if self.interrupted() {
+                return Err(Error::Interrupted(format!(
+                    "while waiting for the pods of {} to stop",
+                    side.namespace
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Wait until every Deployment and StatefulSet of `side` has as many ready replicas as it wants. A
+    /// workload in `must_run` (`Kind/name`) that wants 0 replicas is not ready: the drill meant it to run.
+    pub(crate) async fn wait_ready(
+        &self,
+        side: Side<'_>,
+        must_run: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.announce(&format!("wait until the workloads of {} are ready", side.namespace));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut waiting = Vec::new();
+            for rt in super::workload_types()
+                .iter()
+                .filter(|t| t.kind == "Deployment" || t.kind == "StatefulSet")
+            {
+                for obj in self.list(side.client, rt, side.namespace).await? {
+                    let name = format!("{}/{}", rt.kind, obj.metadata.name.as_deref().unwrap_or_default());
+                    let want = obj
+                        .data
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    let ready = obj
+                        .data
+                        .pointer("/status/readyReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    if ready < want || (want == 0 && must_run.contains(&name)) {
+                        waiting.push(format!("{} ({ready}/{want} ready)", rt.key_of(&obj)));
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "workloads not ready after {timeout:?}: {}",
+                    waiting.join(", ")
+                )));
+            }
+            if self.interrupted() {
+                return Err(Error::Interrupted("while waiting for workloads to be ready".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Record a drill step as an Event on `side`'s namespace (not in a dry run).
+    pub(crate) async fn event(&self, side: Side<'_>, warning: bool, reason: &str, message: &str) {
+        if !self.dry_run {
+            self.recorder
+                .event(side.client, side.namespace, warning, reason, message)
+                .await;
+        }
+    }
+}
+
+/// The quiet workloads of `types` on `side` that `select` picks and that ran before a drill quieted them
+/// (their records say so), as `Kind/name`.
+pub(crate) async fn quieted_by_a_drill(
+    steps: &Steps<'_>,
+    side: Side<'_>,
+    types: &[ResourceType],
+    select: &(dyn Fn(&ResourceType, &DynamicObject) -> bool + Sync),
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for rt in types {
+        for obj in steps.list(side.client, rt, side.namespace).await? {
+            if select(rt, &obj) && !activation::is_running(rt, &obj) && activation::recorded_active(rt, &obj) {
+                out.insert(format!("{}/{}", rt.kind, obj.metadata.name.as_deref().unwrap_or_default()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Of `wanted` (`Kind/name`), those that do not run on `side` among the objects `select` picks, each with
+/// why.
+pub(crate) async fn not_running(
+    steps: &Steps<'_>,
+    side: Side<'_>,
+    types: &[ResourceType],
+    select: &(dyn Fn(&ResourceType, &DynamicObject) -> bool + Sync),
+    wanted: &BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let mut found: BTreeMap<String, bool> = BTreeMap::new();
+    let mut foreign = BTreeSet::new();
+    for rt in types {
+        for obj in steps.list(side.client, rt, side.namespace).await? {
+            let name = format!("{}/{}", rt.kind, obj.metadata.name.as_deref().unwrap_or_default());
+            if !wanted.contains(&name) {
+                continue;
+            }
+            if select(rt, &obj) {
+                found.insert(name, activation::is_running(rt, &obj));
+            } else {
+                foreign.insert(name);
+            }
+        }
+    }
+    Ok(wanted
+        .iter()
+        .filter_map(|w| match found.get(w) {
+            Some(true) => None,
+            Some(false) => Some(format!("{w} (still quiet on the {} cluster)", side.cluster)),
+            None if foreign.contains(w) => Some(format!(
+                "{w} (the {} cluster's copy is not dr-syncer's: left alone)",
+                side.cluster
+            )),
+            None => Some(format!("{w} (missing on the {} cluster)", side.cluster)),
+        })
+        .collect())
+}

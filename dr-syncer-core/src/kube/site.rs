@@ -1,0 +1,283 @@
+//! The recorded site state on the clusters ([`crate::site`]): reading it, setting and clearing the marks,
+//! and recording drill steps as Events on the namespaces they change.
+//!
+//! Marks are written as JSON merge patches with the drill's field manager ([`DRILL_FIELD_MANAGER`]), apart
+//! from the sync's server-side apply, so a sync never takes them over.
+
+use chrono::{SecondsFormat, Utc};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+    core::{DynamicObject, ObjectMeta},
+};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use super::{
+    calls::Calls,
+    drill::DRILL_FIELD_MANAGER,
+    source::{api_for, get_one, list_all},
+};
+use crate::{
+    Error, Result, activation, annotations,
+    engine::namespace_type,
+    resource::ResourceType,
+    site::{ActivatedBy, DestinationState, SiteState, SourceState},
+};
+
+/// The workload types whose activation state the drills switch, in the order they are switched.
+pub fn workload_types() -> [ResourceType; 4] {
+    [
+        ResourceType::namespaced("apps", "v1", "Deployment", "deployments"),
+        ResourceType::namespaced("apps", "v1", "StatefulSet", "statefulsets"),
+        ResourceType::namespaced("apps", "v1", "DaemonSet", "daemonsets"),
+        ResourceType::namespaced("batch", "v1", "CronJob", "cronjobs"),
+    ]
+}
+
+/// Now, as the marks record it (RFC 3339, seconds).
+pub fn timestamp() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A namespace, or `None` when it does not exist.
+///
+/// # Errors
+/// [`Error::Kube`] when it cannot be read.
+pub async fn get_namespace(client: &Client, calls: &Calls, ns: &str) -> Result<Option<DynamicObject>> {
+    get_one(client, calls, &namespace_type(), None, ns, false)
+        .await
+        .map_err(|e| Error::kube(format!("reading namespace {ns}"), e))
+}
+
+/// The state of a DR namespace, and the namespace.
+///
+/// # Errors
+/// [`Error::Kube`] when it cannot be read.
+pub async fn read_destination(
+    client: &Client,
+    calls: &Calls,
+    ns: &str,
+) -> Result<(DestinationState, Option<DynamicObject>)> {
+    let live = get_namespace(client, calls, ns).await?;
+    Ok((DestinationState::of_namespace(live.as_ref().map(|n| &n.metadata)), live))
+}
+
+/// Whether a namespace is being deleted.
+pub fn is_terminating(ns: &DynamicObject) -> bool {
+    ns.metadata.deletion_timestamp.is_some()
+        || ns.data.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+}
+
+/// The state of a production namespace, with its running workloads of the given types (`Kind/name`).
+///
+/// # Errors
+/// [`Error::Kube`] when the namespace or a workload list cannot be read.
+pub async fn read_source(
+    client: &Client,
+    calls: &Calls,
+    ns: &str,
+    workloads: &[ResourceType],
+) -> Result<SourceState> {
+    let Some(live) = get_namespace(client, calls, ns).await? else {
+        return Ok(SourceState::Missing);
+    };
+    if is_terminating(&live) {
+        return Ok(SourceState::Terminating);
+    }
+    let mut running = Vec::new();
+    for rt in workloads {
+        let objects = list_all(client, calls, rt, Some(ns), None, true)
+            .await
+            .map_err(|e| Error::kube(format!("listing {rt} in {ns}"), e))?;
+        for obj in objects.iter().filter(|o| activation::is_running(rt, o)) {
+            running.push(format!("{}/{}", rt.kind, obj.metadata.name.as_deref().unwrap_or_default()));
+        }
+    }
+    Ok(SourceState::Live {
+        standby: has_mark(&live.metadata, annotations::STANDBY),
+        running,
+    })
+}
+
+/// Whether a namespace carries the mark `key: "true"`.
+pub fn has_mark(meta: &ObjectMeta, key: &str) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether a namespace carries any of these annotations, whatever their value.
+pub fn has_any_mark(meta: &ObjectMeta, keys: &[&str]) -> bool {
+    meta.annotations
+        .as_ref()
+        .is_some_and(|a| keys.iter().any(|k| a.contains_key(*k)))
+}
+
+/// Read both sides' state; a side not given, or that cannot be read, is `Unknown` (logged).
+pub async fn read_site(
+    source: Option<(&Client, &str)>,
+    destination: Option<(&Client, &str)>,
+    calls: &Calls,
+    workloads: &[ResourceType],
+) -> SiteState {
+    let src = async {
+        match source {
+            Some((client, ns)) => read_source(client, calls, ns, workloads)
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(namespace = ns, error = %e, "cannot read production's site state");
+                    SourceState::Unknown
+                }),
+            None => SourceState::Unknown,
+        }
+    };
+    let dst = async {
+        match destination {
+            Some((client, ns)) => read_destination(client, calls, ns)
+                .await
+                .map(|(s, _)| s)
+                .unwrap_or_else(|e| {
+                    warn!(namespace = ns, error = %e, "cannot read the DR side's site state");
+                    DestinationState::Unknown
+                }),
+            None => DestinationState::Unknown,
+        }
+    };
+    let (source, destination) = tokio::join!(src, dst);
+    SiteState {
+        source,
+        destination,
+    }
+}
+
+/// Whether two clients talk to the same cluster: the same API server URL, or the same `kube-system`
+/// namespace UID (one cluster behind two addresses). A side that cannot be asked counts as different.
+pub async fn same_cluster(a: (&Client, &str), b: (&Client, &str), calls: &Calls) -> bool {
+    let norm = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
+    if norm(a.1) == norm(b.1) {
+        return true;
+    }
+    let uid = |c: &Client| {
+        let c = c.clone();
+        async move {
+            get_namespace(&c, calls, "kube-system")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|n| n.metadata.uid)
+        }
+    };
+    let (ua, ub) = tokio::join!(uid(a.0), uid(b.0));
+    matches!((ua, ub), (Some(x), Some(y)) if x == y)
+}
+
+/// The merge patch that marks a DR namespace active.
+pub fn active_mark(by: ActivatedBy, since: &str) -> Value {
+    json!({"metadata": {"annotations": {
+        annotations::ACTIVE: "true",
+        annotations::ACTIVE_SINCE: since,
+        annotations::ACTIVATED_BY: by.as_str(),
+    }}})
+}
+
+/// The merge patch that clears a DR namespace's active mark.
+pub fn clear_active_mark() -> Value {
+    json!({"metadata": {"annotations": {
+        annotations::ACTIVE: null,
+        annotations::ACTIVE_SINCE: null,
+        annotations::ACTIVATED_BY: null,
+    }}})
+}
+
+/// The merge patch that marks a production namespace standby.
+pub fn standby_mark(since: &str) -> Value {
+    json!({"metadata": {"annotations": {
+        annotations::STANDBY: "true",
+        annotations::STANDBY_SINCE: since,
+    }}})
+}
+
+/// The merge patch that clears a production namespace's standby mark.
+pub fn clear_standby_mark() -> Value {
+    json!({"metadata": {"annotations": {
+        annotations::STANDBY: null,
+        annotations::STANDBY_SINCE: null,
+    }}})
+}
+
+/// Patch a namespace's annotations (a merge patch from one of the `*_mark` functions) with the drill's
+/// field manager.
+///
+/// # Errors
+/// [`Error::Kube`] when the write fails (a missing namespace is an error too).
+pub async fn patch_namespace(client: &Client, calls: &Calls, ns: &str, patch: &Value) -> Result<()> {
+    let api = api_for(client, &namespace_type(), None);
+    let params = PatchParams {
+        field_manager: Some(DRILL_FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let merge = Patch::Merge(patch);
+    calls
+        .run(&format!("patch namespace {ns}"), || api.patch(ns, &params, &merge))
+        .await
+        .map_err(|e| Error::kube(format!("marking namespace {ns}"), e))?;
+    Ok(())
+}
+
+/// Who takes a drill step, for the Events that record it.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// The reporting component (`dr-syncer-cli`, `dr-syncer-operator`).
+    pub component: String,
+    /// Who ran it (e.g. `alice@laptop`), shown in the message.
+    pub actor: String,
+}
+
+impl Recorder {
+    /// A recorder for `component` run by `actor`.
+    pub fn new(component: impl Into<String>, actor: impl Into<String>) -> Self {
+        Recorder {
+            component: component.into(),
+            actor: actor.into(),
+        }
+    }
+
+    /// Record an Event on namespace `ns` (best effort: a failure is logged, never fails the drill).
+    pub async fn event(&self, client: &Client, ns: &str, warning: bool, reason: &str, message: &str) {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{ns}.dr-syncer-")),
+                namespace: Some(ns.to_owned()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Namespace".into()),
+                name: Some(ns.to_owned()),
+                ..ObjectReference::default()
+            },
+            reason: Some(reason.to_owned()),
+            message: Some(format!("{message} (by {} via {})", self.actor, self.component)),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.actor.clone()),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            ..Event::default()
+        };
+        let api: Api<Event> = Api::namespaced(client.clone(), ns);
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => debug!(namespace = ns, reason, "event recorded"),
+            Err(e) => warn!(namespace = ns, reason, error = %e, "could not record an event"),
+        }
+    }
+}
