@@ -54,6 +54,9 @@ func newStore(def *resourceDef, getter generic.RESTOptionsGetter) (*genericregis
 		ResetFieldsStrategy:       st,
 		TableConvertor:            newTableConvertor(def),
 	}
+	if def.checkGracefulDelete != nil {
+		store.DeleteStrategy = gracefulStrategy{st}
+	}
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: getter, AttrFunc: attrFunc(def)}); err != nil {
 		return nil, fmt.Errorf("store for %s: %w", def.gr(), err)
 	}

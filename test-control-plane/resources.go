@@ -20,6 +20,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/api/validation/path"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -52,6 +53,8 @@ type resourceDef struct {
 	validateUpdate func(obj, old runtime.Object) field.ErrorList
 	resetStatus    func(obj runtime.Object) // status on create; zero value unless set
 	gcPolicy       rest.GarbageCollectionPolicy
+	// graceful deletion (rest.RESTGracefulDeleteStrategy); nil: deleted at once
+	checkGracefulDelete func(ctx context.Context, obj runtime.Object, options *metav1.DeleteOptions) bool
 }
 
 func (d *resourceDef) gv() schema.GroupVersion {
@@ -108,7 +111,8 @@ func resourceTable() []*resourceDef {
 			status: true, generation: true,
 			newObj: func() runtime.Object { return &corev1.Pod{} }, newList: func() runtime.Object { return &corev1.PodList{} },
 			fieldKeys: podFieldKeys, fields: podFields,
-			validate: validatePod, validateUpdate: validatePodUpdate, resetStatus: resetPodStatus},
+			validate: validatePod, validateUpdate: validatePodUpdate, resetStatus: resetPodStatus,
+			checkGracefulDelete: checkPodGracefulDelete},
 		{group: "", version: "v1", resource: "nodes", kind: "Node", shortNames: []string{"no"}, status: true,
 			newObj: func() runtime.Object { return &corev1.Node{} }, newList: func() runtime.Object { return &corev1.NodeList{} },
 			fieldKeys: []string{"spec.unschedulable"}, fields: nodeFields,

@@ -295,12 +295,14 @@ func addPostStartHooks(srv *servers, reg *registry, o *serveOptions) {
 			return err
 		}
 		nsc := newNamespaceController(srv.client, meta, srv.informer.Core().V1().Namespaces())
+		pgc := newPodGC(srv.client, srv.informer.Core().V1().Pods(), srv.informer.Core().V1().Nodes())
 		var sim *workloadSimulator
 		if o.simulate {
 			sim = newWorkloadSimulator(srv.client, srv.informer)
 		}
 		srv.informer.Start(hc.Done())
 		go nsc.run(hc)
+		go pgc.run(hc)
 		go newGarbageCollector(meta, srv.client.Discovery()).run(hc)
 		if sim != nil {
 			go sim.run(hc)

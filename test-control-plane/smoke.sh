@@ -676,6 +676,69 @@ EOF
 expect "events field selector involvedObject.name" "event/e1" "$(kd get events --field-selector=involvedObject.name=p2 -o name)"
 expect "events.k8s.io/v1 serves the same events" "hello" "$(kd get events.v1.events.k8s.io e1 -o jsonpath='{.note}')"
 
+echo "# --- graceful pod deletion"
+kd apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: g1}
+spec: {nodeName: n1, terminationGracePeriodSeconds: 7, containers: [{name: c, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: g2}
+spec: {nodeName: n1, containers: [{name: c, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: g3}
+spec: {nodeName: n1, containers: [{name: c, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: g4}
+spec: {nodeName: no-such-node, containers: [{name: c, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: g5}
+spec: {containers: [{name: c, image: nginx}]}
+EOF
+# delete_pod NS NAME OPTIONS: DELETE with DeleteOptions (kubectl sends gracePeriodSeconds 0 only with --force)
+delete_pod() { api -X DELETE -H 'Content-Type: application/json' "$URL/api/v1/namespaces/$1/pods/$2" -d "$3" >/dev/null; }
+deletion() { gd pod "$1" '{.metadata.deletionTimestamp} {.metadata.deletionGracePeriodSeconds}' | sed 's/^20[0-9-]*T[0-9:]*Z /set /'; }
+kd delete pod g1 --wait=false >/dev/null
+expect "a bound pod is deleted gracefully: it stays, with deletionTimestamp and the pod's grace period" "set 7" "$(deletion g1)"
+kd delete pod g1 --wait=false --grace-period=60 >/dev/null
+expect "a second delete may not lengthen the grace period" "set 7" "$(deletion g1)"
+kd delete pod g1 --wait=false --grace-period=2 >/dev/null
+expect "... but may shorten it" "set 2" "$(deletion g1)"
+delete_pod d g1 '{"gracePeriodSeconds":0}'
+expect "a delete with grace period 0 (the kubelet's) removes it" "" "$(kd get pod g1 -o name 2>/dev/null)"
+kd delete pod g2 --wait=false >/dev/null
+expect "the default grace period is terminationGracePeriodSeconds (defaulted to 30)" "set 30" "$(deletion g2)"
+kd patch pod g3 --subresource=status --type=merge -p '{"status":{"phase":"Succeeded"}}' >/dev/null
+kd delete pod g3 --wait=false >/dev/null
+expect "a pod in a terminal phase is deleted at once" "" "$(kd get pod g3 -o name 2>/dev/null)"
+kd delete pod g5 --wait=false >/dev/null
+expect "an unbound pod is deleted at once" "" "$(kd get pod g5 -o name 2>/dev/null)"
+kd delete pod g4 --wait=false >/dev/null
+eventually "a terminating pod bound to a node that does not exist is removed (pod GC)" 5 \
+  sh -c "[ -z \"\$('$KUBECTL' --kubeconfig '$KC' -n d get pod g4 -o name 2>/dev/null)\" ]"
+k create ns gpods >/dev/null
+k -n gpods apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: bound}
+spec: {nodeName: n1, containers: [{name: c, image: nginx}]}
+EOF
+k delete ns gpods --wait=false >/dev/null
+sleep 1
+expect_match "a terminating namespace waits for its bound pods" "NamespaceContentRemaining=True Some resources are remaining: pods. has 1 resource instances" \
+  "$(k get ns gpods -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.message}{"\n"}{end}')"
+delete_pod gpods bound '{"gracePeriodSeconds":0}'
+eventually "... and goes once they are deleted with grace period 0" 10 sh -c "! '$KUBECTL' --kubeconfig '$KC' get ns gpods 2>/dev/null"
+delete_pod d g2 '{"gracePeriodSeconds":0}'
+
 echo "# --- deny list, access reviews, identities"
 "$KAPI" kubeconfig --dir "$S" --user syncer --out "$WORK/syncer.kubeconfig"
 ks() { "$KUBECTL" --kubeconfig "$WORK/syncer.kubeconfig" -n d "$@"; }

@@ -3,15 +3,18 @@ package main
 // One registry strategy shared by all built-in resources (parameterised by the
 // resourceDef), modelled on the per-type strategies of kube-apiserver: status is reset
 // on create and ignored on the main resource, spec is ignored on /status, generation
-// follows spec changes, and the type-specific validation of validation.go runs.
+// follows spec changes, the type-specific validation of validation.go runs, and pods
+// are deleted gracefully.
 
 import (
 	"context"
 	"reflect"
 
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -118,6 +121,53 @@ func (s *strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) 
 func (s *strategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string { return nil }
 func (s *strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
 	return nil
+}
+
+// gracefulStrategy is the delete strategy of a resource with graceful deletion
+// (resourceDef.checkGracefulDelete): the generic registry then sets deletionTimestamp
+// and deletionGracePeriodSeconds instead of removing the object, and a later DELETE may
+// only shorten the grace period (rest.BeforeDelete).
+type gracefulStrategy struct{ *strategy }
+
+var _ rest.RESTGracefulDeleteStrategy = gracefulStrategy{}
+
+func (s gracefulStrategy) CheckGracefulDelete(ctx context.Context, obj runtime.Object, options *metav1.DeleteOptions) bool {
+	return s.def.checkGracefulDelete(ctx, obj, options)
+}
+
+// checkPodGracefulDelete is kube-apiserver's pod rule (pkg/registry/core/pod/strategy.go):
+// the grace period is the DELETE's gracePeriodSeconds, else the pod's
+// terminationGracePeriodSeconds (defaulted to 30), else 0; it is 0 for a pod not bound to
+// a node or in a terminal phase (Succeeded, Failed), and 1 if negative. A period of 0
+// deletes the pod at once; otherwise it stays until its kubelet deletes it with
+// gracePeriodSeconds 0 once the containers have stopped.
+func checkPodGracefulDelete(ctx context.Context, obj runtime.Object, options *metav1.DeleteOptions) bool {
+	if options == nil {
+		return false
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return false
+	}
+	period := int64(0)
+	if options.GracePeriodSeconds != nil {
+		period = *options.GracePeriodSeconds
+	} else if pod.Spec.TerminationGracePeriodSeconds != nil {
+		period = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	// not scheduled: nothing runs it, delete at once
+	if pod.Spec.NodeName == "" {
+		period = 0
+	}
+	// already terminated: delete at once
+	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+		period = 0
+	}
+	if period < 0 {
+		period = 1
+	}
+	options.GracePeriodSeconds = &period
+	return true
 }
 
 // statusStrategy serves /status: only status (and metadata) may change.

@@ -13,9 +13,10 @@
 //! checks that least-privilege Roles and bindings are sufficient.
 //!
 //! kapi has no nodes, kubelets, scheduler or controllers. [`kubelet::Kubelet`] plays them for end-to-end
-//! tests: simulated nodes in Linux network namespaces on a [`kubelet::SimNetwork`], scheduling, DaemonSet
-//! pods, PV provisioning, pod volumes (real bind mounts for PVCs) and containers run as real processes
-//! whose output `pods/log` serves ([`ControlPlane::pod_log_dir`]). It needs root.
+//! tests: simulated nodes in Linux network namespaces on a [`kubelet::SimNetwork`], scheduling, DaemonSet,
+//! Deployment and StatefulSet pods, PV provisioning, pod volumes (real bind mounts for PVCs) and containers
+//! run as real processes whose output `pods/log` serves ([`ControlPlane::pod_log_dir`]), stopped gracefully
+//! before their pods are deleted. It needs root.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_syncer_testenv::Error> {

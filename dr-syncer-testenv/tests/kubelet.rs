@@ -1,5 +1,6 @@
 //! The simulated nodes (`dr_syncer_testenv::kubelet`) against a real kapi: scheduling, pod status,
-//! volumes, container logs, DaemonSets, networking between nodes, cleanup.
+//! volumes, container logs, DaemonSets, Deployments and StatefulSets, graceful pod termination, networking
+//! between nodes, cleanup.
 //!
 //! Needs root (network namespaces, bind mounts); skipped with a message otherwise. Images used:
 //! `busybox` → `/bin/sh`, `bash` → `/usr/bin/bash` (its `/dev/tcp` is the TCP client) and `perl` →
@@ -13,7 +14,7 @@ use dr_syncer_testenv::{
     wait_for,
 };
 use k8s_openapi::api::{
-    apps::v1::DaemonSet,
+    apps::v1::{DaemonSet, Deployment, StatefulSet},
     core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod},
 };
 use kube::{
@@ -596,4 +597,328 @@ spec:
     let switch = net.switch_netns().to_owned();
     drop(net);
     assert!(!list(()).contains(&switch), "switch namespace left");
+}
+
+/// Pods a workload controls (by owner uid), sorted by name.
+async fn owned_pods(pods: &Api<Pod>, uid: &str) -> Vec<Pod> {
+    let mut out: Vec<Pod> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid && o.controller == Some(true))
+        })
+        .collect();
+    out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out
+}
+
+/// Wait until the workload `uid` has exactly `n` pods, all Running and not terminating; their names.
+async fn running_replicas(pods: &Api<Pod>, uid: &str, n: usize, what: &str) -> Vec<String> {
+    wait_for(what, T, || async {
+        let owned = owned_pods(pods, uid).await;
+        let ok = owned.len() == n
+            && owned
+                .iter()
+                .all(|p| phase(p) == "Running" && p.metadata.deletion_timestamp.is_none());
+        Ok(ok.then(|| owned.iter().map(|p| p.metadata.name.clone().unwrap()).collect()))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deployments_and_statefulsets_keep_their_replicas() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    let (cp, _net, kubelet) = setup("kubelet-workloads").await;
+    let client = cp.client();
+    let ns = create_namespace(&client, "sim").await.unwrap();
+    apply_yaml(
+        &client,
+        Some(&ns),
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: busybox, args: ["-c", "sleep 60"]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: other}
+spec:
+  selector: {matchLabels: {app: other}}
+  template:
+    metadata: {labels: {app: other}}
+    spec:
+      containers: [{name: c, image: nginx}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: shared}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: db
+        image: busybox
+        args: ["-c", "echo $HOSTNAME >> /data/hosts; sleep 60"]
+        volumeMounts: [{name: data, mountPath: /data}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: shared}}]
+"#,
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let web = deployments.get("web").await.unwrap();
+    let web_uid = web.metadata.uid.clone().unwrap();
+    let deployment_status = |want: (i32, i32, i32, i32, i64)| {
+        let deployments = deployments.clone();
+        async move {
+            wait_for(&format!("Deployment status {want:?}"), T, || async {
+                let s = deployments.get("web").await?.status.unwrap_or_default();
+                let got = (
+                    s.replicas.unwrap_or(0),
+                    s.ready_replicas.unwrap_or(0),
+                    s.available_replicas.unwrap_or(0),
+                    s.updated_replicas.unwrap_or(0),
+                    s.observed_generation.unwrap_or(0),
+                );
+                Ok((got == want).then_some(()))
+            })
+            .await
+            .unwrap();
+        }
+    };
+
+    // Two pods with the template's labels and a controller reference, named <deployment>-<hash>-<suffix>.
+    let names = running_replicas(&pods, &web_uid, 2, "two web pods running").await;
+    deployment_status((2, 2, 2, 2, 1)).await;
+    let first_uids: Vec<String> = owned_pods(&pods, &web_uid)
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.uid)
+        .collect();
+    let pod = pods.get(&names[0]).await.unwrap();
+    let labels = pod.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app"], "web");
+    let hash = &labels["pod-template-hash"];
+    assert!(
+        names.iter().all(|n| n.starts_with(&format!("web-{hash}-"))),
+        "{names:?}"
+    );
+    let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Deployment", "web"));
+
+    // Scaled to 0: the pods terminate and go; their processes end.
+    let scale = |n: i32| json!({"spec": {"replicas": n}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(scale(0)))
+        .await
+        .unwrap();
+    wait_for("the web pods gone, their processes ended", T, || async {
+        let left = owned_pods(&pods, &web_uid).await.len();
+        let running = kubelet
+            .running_processes()
+            .iter()
+            .any(|(_, d)| d.contains("/web-"));
+        Ok((left == 0 && !running).then_some(()))
+    })
+    .await
+    .unwrap();
+    deployment_status((0, 0, 0, 0, 2)).await;
+
+    // Scaled to 1: one new pod.
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(scale(1)))
+        .await
+        .unwrap();
+    let again = running_replicas(&pods, &web_uid, 1, "one web pod running").await;
+    let uid = pods.get(&again[0]).await.unwrap().metadata.uid.unwrap();
+    assert!(!first_uids.contains(&uid), "a new pod");
+    deployment_status((1, 1, 1, 1, 3)).await;
+
+    // The StatefulSet: <name>-0 and <name>-1, both on the claim they name.
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let db_uid = statefulsets.get("db").await.unwrap().metadata.uid.unwrap();
+    let names = running_replicas(&pods, &db_uid, 2, "two db pods running").await;
+    assert_eq!(names, ["db-0", "db-1"]);
+    let db1 = pods.get("db-1").await.unwrap();
+    assert_eq!(db1.spec.as_ref().unwrap().hostname.as_deref(), Some("db-1"));
+    assert_eq!(
+        db1.metadata.labels.as_ref().unwrap()["statefulset.kubernetes.io/pod-name"],
+        "db-1"
+    );
+    wait_for("StatefulSet status", T, || async {
+        let s = statefulsets.get("db").await?.status.unwrap_or_default();
+        Ok(
+            (s.replicas == 2 && s.ready_replicas == Some(2) && s.observed_generation == Some(1))
+                .then_some(()),
+        )
+    })
+    .await
+    .unwrap();
+    let dir = kubelet.bound_volume_dir(&ns, "shared", T).await.unwrap();
+    wait_for("both replicas wrote to the claim", T, || async {
+        let hosts = std::fs::read_to_string(dir.join("hosts")).unwrap_or_default();
+        Ok((hosts.contains("db-0") && hosts.contains("db-1")).then_some(()))
+    })
+    .await
+    .unwrap();
+    // Scaled to 1: the highest ordinal goes.
+    let db0 = pods.get("db-0").await.unwrap().metadata.uid;
+    statefulsets
+        .patch("db", &PatchParams::default(), &Patch::Merge(scale(1)))
+        .await
+        .unwrap();
+    let names = running_replicas(&pods, &db_uid, 1, "one db pod left").await;
+    assert_eq!(names, ["db-0"]);
+    assert_eq!(pods.get("db-0").await.unwrap().metadata.uid, db0);
+
+    // A Deployment whose image is not registered is left alone, status included.
+    let other = deployments.get("other").await.unwrap();
+    assert!(
+        owned_pods(&pods, other.metadata.uid.as_deref().unwrap())
+            .await
+            .is_empty()
+    );
+    assert!(other.status.and_then(|s| s.observed_generation).is_none());
+}
+
+#[tokio::test]
+async fn deleted_pods_stay_until_their_processes_have_stopped() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    let (cp, _net, kubelet) = setup("kubelet-terminate").await;
+    let client = cp.client();
+    let ns = create_namespace(&client, "sim").await.unwrap();
+    // Each process traps SIGTERM and keeps writing for about a second before it exits.
+    let pod = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 10
+  nodeSelector: {{kubernetes.io/hostname: node-a}}
+  containers:
+  - name: main
+    image: busybox
+    args: ["-c", "trap 'i=0; while [ $i -lt 10 ]; do i=$((i+1)); echo {name} term $i >> /out/log; sleep 0.1; done; exit 0' TERM; echo {name} up >> /out/log; while true; do sleep 0.1; done"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+  volumes: [{{name: out, hostPath: {{path: /var/term, type: DirectoryOrCreate}}}}]
+---
+"#
+        )
+    };
+    apply_yaml(&client, Some(&ns), &(pod("a") + &pod("b")))
+        .await
+        .unwrap();
+    let log = kubelet.node_root("node-a").join("var/term/log");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for name in ["a", "b"] {
+        wait_pod(&pods, name, "the pod to run", |p| phase(p) == "Running").await;
+    }
+    wait_for("both traps set", T, || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        Ok((text.contains("a up") && text.contains("b up")).then_some(()))
+    })
+    .await
+    .unwrap();
+    let pid = |name: &str| {
+        kubelet
+            .running_processes()
+            .iter()
+            .find(|(_, d)| d == &format!("{ns}/{name}/main"))
+            .map(|(p, _)| *p)
+            .expect("a running process")
+    };
+    let pids = [("a", pid("a")), ("b", pid("b"))];
+
+    for (name, _) in pids {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    let a = pods.get("a").await.unwrap();
+    assert!(a.metadata.deletion_timestamp.is_some());
+    assert_eq!(a.metadata.deletion_grace_period_seconds, Some(10));
+
+    // Each pod stays in the API until its process has exited; by then it wrote all its lines.
+    let mut present = [true, true];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while present.iter().any(|p| *p) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pods still there: {present:?}"
+        );
+        for (i, (name, pid)) in pids.iter().enumerate() {
+            if !present[i] {
+                continue;
+            }
+            match pods.get_opt(name).await.unwrap() {
+                Some(p) => assert!(p.metadata.deletion_timestamp.is_some()),
+                None => {
+                    present[i] = false;
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    assert!(
+                        stat.is_empty() || stat.contains(") Z"),
+                        "pod {name} is gone while its process runs: {stat}"
+                    );
+                    let text = std::fs::read_to_string(&log).unwrap();
+                    assert!(
+                        text.contains(&format!("{name} term 10\n")),
+                        "pod {name} is gone before its process wrote everything:\n{text}"
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The two terminated side by side: their lines interleave.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = |p: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(&format!("{p} term")))
+            .unwrap()
+    };
+    let last = |p: &str| {
+        lines
+            .iter()
+            .rposition(|l| l.starts_with(&format!("{p} term")))
+            .unwrap()
+    };
+    assert!(
+        first("a") < last("b") && first("b") < last("a"),
+        "one pod's termination held up the other's:\n{text}"
+    );
+    assert!(kubelet.running_processes().is_empty());
 }

@@ -1,4 +1,5 @@
-//! Namespace lifecycle, garbage collection, deletion propagation and eviction on the test control plane.
+//! Namespace lifecycle, garbage collection, deletion propagation, eviction and graceful pod deletion on
+//! the test control plane.
 
 use std::time::Duration;
 
@@ -312,6 +313,137 @@ async fn eviction_without_a_budget_deletes_the_pod() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     pods.evict("a", &EvictParams::default()).await.unwrap();
     wait_for("the evicted pod to be deleted", T, || gone(&pods, "a"))
+        .await
+        .unwrap();
+}
+
+/// The pod's `deletionTimestamp` (set or not) and `deletionGracePeriodSeconds`.
+async fn deletion(pods: &Api<Pod>, name: &str) -> Option<(bool, Option<i64>)> {
+    pods.get_opt(name).await.unwrap().map(|p| {
+        (
+            p.metadata.deletion_timestamp.is_some(),
+            p.metadata.deletion_grace_period_seconds,
+        )
+    })
+}
+
+fn grace(secs: i64) -> DeleteParams {
+    DeleteParams {
+        grace_period_seconds: Some(u32::try_from(secs).unwrap()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bound_pods_are_deleted_gracefully_until_deleted_with_grace_period_zero() {
+    init_tracing();
+    let cp = ControlPlane::start("graceful").await.unwrap();
+    let client = cp.client();
+    let ns = create_namespace(&client, "graceful").await.unwrap();
+    apply_yaml(
+        &client,
+        None,
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n",
+    )
+    .await
+    .unwrap();
+    let pod = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{{spec}containers: [{{name: c, image: app}}]}}\n---\n"
+        )
+    };
+    let yaml = [
+        pod("bound", "nodeName: n1, terminationGracePeriodSeconds: 7, "),
+        pod("defaulted", "nodeName: n1, "),
+        pod("forced", "nodeName: n1, "),
+        pod("evicted", "nodeName: n1, "),
+        pod("done", "nodeName: n1, "),
+        pod("unbound", ""),
+        pod("orphan", "nodeName: no-such-node, "),
+    ]
+    .concat();
+    apply_yaml(&client, Some(&ns), &yaml).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    // A pod bound to a node stays, with deletionTimestamp and its grace period, for its kubelet to finish.
+    pods.delete("bound", &DeleteParams::default()).await.unwrap();
+    assert_eq!(deletion(&pods, "bound").await, Some((true, Some(7))));
+    let generation = pods.get("bound").await.unwrap().metadata.generation;
+    assert_eq!(generation, Some(2), "a graceful deletion bumps the generation");
+    // A later DELETE may shorten the grace period, not lengthen it.
+    pods.delete("bound", &grace(60)).await.unwrap();
+    assert_eq!(deletion(&pods, "bound").await, Some((true, Some(7))));
+    pods.delete("bound", &grace(2)).await.unwrap();
+    assert_eq!(deletion(&pods, "bound").await, Some((true, Some(2))));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        deletion(&pods, "bound").await.is_some(),
+        "nothing in the server ends a grace period: the kubelet deletes the pod"
+    );
+    // The kubelet's delete, with grace period 0, removes it.
+    pods.delete("bound", &grace(0)).await.unwrap();
+    assert_eq!(deletion(&pods, "bound").await, None);
+
+    // terminationGracePeriodSeconds defaults to 30.
+    pods.delete("defaulted", &DeleteParams::default()).await.unwrap();
+    assert_eq!(deletion(&pods, "defaulted").await, Some((true, Some(30))));
+    // gracePeriodSeconds 0 deletes at once (kubectl delete --force --grace-period=0).
+    pods.delete("forced", &grace(0)).await.unwrap();
+    assert_eq!(deletion(&pods, "forced").await, None);
+    // An eviction deletes gracefully too.
+    pods.evict("evicted", &EvictParams::default()).await.unwrap();
+    assert_eq!(deletion(&pods, "evicted").await, Some((true, Some(30))));
+    // A pod in a terminal phase and a pod on no node go at once.
+    pods.patch_status(
+        "done",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
+    pods.delete("done", &DeleteParams::default()).await.unwrap();
+    assert_eq!(deletion(&pods, "done").await, None);
+    pods.delete("unbound", &DeleteParams::default()).await.unwrap();
+    assert_eq!(deletion(&pods, "unbound").await, None);
+    // A pod bound to a node that does not exist has no kubelet: the pod GC finishes its deletion.
+    pods.delete("orphan", &DeleteParams::default()).await.unwrap();
+    wait_for("the pod GC to delete the pod of a missing node", T, || {
+        gone(&pods, "orphan")
+    })
+    .await
+    .unwrap();
+
+    // A terminating namespace waits for its bound pods, then goes once they are deleted.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    wait_for("the namespace to report the remaining pods", T, || {
+        let namespaces = namespaces.clone();
+        let ns = ns.clone();
+        async move {
+            let conditions = namespaces
+                .get(&ns)
+                .await?
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default();
+            Ok(conditions
+                .iter()
+                .any(|c| {
+                    c.type_ == "NamespaceContentRemaining"
+                        && c.status == "True"
+                        && c.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains("pods. has 2 resource instances"))
+                })
+                .then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    for name in ["defaulted", "evicted"] {
+        pods.delete(name, &grace(0)).await.unwrap();
+    }
+    wait_for("the namespace to disappear", T, || gone(&namespaces, &ns))
         .await
         .unwrap();
 }

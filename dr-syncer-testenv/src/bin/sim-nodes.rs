@@ -1,6 +1,6 @@
-//! `sim-nodes`: simulated nodes (kubelet, scheduler, DaemonSet controller, PV provisioner; see
-//! `dr_syncer_testenv::kubelet`) for control planes started with `scripts/testenv.sh`, so that pods
-//! run — the dr-syncer agent with sshd and rsync among them — and PVCs get storage. Used by
+//! `sim-nodes`: simulated nodes (kubelet, scheduler, DaemonSet, Deployment and StatefulSet controllers, PV
+//! provisioner; see `dr_syncer_testenv::kubelet`) for control planes started with `scripts/testenv.sh`, so
+//! that pods run — the dr-syncer agent with sshd and rsync among them — and PVCs get storage. Used by
 //! `scripts/demo.sh` to show PVC data moving; needs root (network namespaces, bind mounts).
 //!
 //! ```text

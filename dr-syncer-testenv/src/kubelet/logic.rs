@@ -1,8 +1,8 @@
 //! The pure parts of the simulated kubelet: image matching, path rewriting, field references, the
-//! scheduler's predicate and the DaemonSet controller's desired pods.
+//! scheduler's predicate, and the desired pods of the DaemonSet, Deployment and StatefulSet controllers.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
 };
 
@@ -206,15 +206,166 @@ pub(crate) fn daemon_pod_name(ds: &str, node: &str) -> String {
     name.chars().take(253).collect()
 }
 
-/// A stable hash (FNV-1a, hex) of a pod template, stored on the DaemonSet's pods to detect changes.
+/// A stable hash (FNV-1a, hex) of a pod template, stored on the workloads' pods to detect changes.
 pub(crate) fn template_hash(template: &PodTemplateSpec) -> String {
     let text = serde_json::to_string(template).unwrap_or_default();
+    format!("{:016x}", fnv(&text))
+}
+
+/// A pod a workload owns, as its controller sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedPod {
+    pub(crate) name: String,
+    /// The template hash it was made from ([`template_hash`]).
+    pub(crate) hash: Option<String>,
+    /// It has a `deletionTimestamp`.
+    pub(crate) terminating: bool,
+    /// Its Ready condition is True.
+    pub(crate) ready: bool,
+}
+
+/// What a workload controller does in one pass: the names of the pods to create and to delete.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub(crate) create: Vec<String>,
+    pub(crate) delete: Vec<String>,
+}
+
+fn fnv(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{h:016x}")
+    h
+}
+
+/// The short template hash in pod names and the `pod-template-hash` label (10 characters).
+pub(crate) fn short_hash(hash: &str) -> &str {
+    hash.get(..10).unwrap_or(hash)
+}
+
+/// The name of a Deployment's pod: `<deployment>-<short hash>-<5 characters>`, the suffix derived from
+/// the template hash and a slot number (kube's alphabet, as its random suffixes).
+pub(crate) fn deployment_pod_name(deployment: &str, hash: &str, slot: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h = fnv(&format!("{hash}/{slot}"));
+    let mut suffix = String::with_capacity(5);
+    for _ in 0..5 {
+        let i = usize::try_from(h % ALPHABET.len() as u64).unwrap_or(0);
+        suffix.push(char::from(ALPHABET[i]));
+        h /= ALPHABET.len() as u64;
+    }
+    format!("{deployment}-{}-{suffix}", short_hash(hash))
+}
+
+/// The Deployment controller's pass: pods of an older template are deleted (all at once, and their
+/// replacements created at once), surplus pods deleted (unready ones first), missing ones created under
+/// names no pod in the namespace has (`taken`, terminating ones included). Terminating pods count for
+/// nothing.
+pub(crate) fn plan_deployment(
+    name: &str,
+    replicas: usize,
+    hash: &str,
+    pods: &[OwnedPod],
+    taken: &HashSet<String>,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut current: Vec<&OwnedPod> = Vec::new();
+    for p in pods.iter().filter(|p| !p.terminating) {
+        if p.hash.as_deref() == Some(hash) {
+            current.push(p);
+        } else {
+            plan.delete.push(p.name.clone());
+        }
+    }
+    current.sort_by(|a, b| b.ready.cmp(&a.ready).then_with(|| a.name.cmp(&b.name)));
+    plan.delete
+        .extend(current.iter().skip(replicas).map(|p| p.name.clone()));
+    let mut slot = 0;
+    while current.len() + plan.create.len() < replicas {
+        let candidate = deployment_pod_name(name, hash, slot);
+        if !taken.contains(&candidate) && !plan.create.contains(&candidate) {
+            plan.create.push(candidate);
+        }
+        slot += 1;
+    }
+    plan
+}
+
+/// The name of a StatefulSet's pod with ordinal `i`.
+pub(crate) fn statefulset_pod_name(sts: &str, i: usize) -> String {
+    format!("{sts}-{i}")
+}
+
+/// The ordinal of a StatefulSet's pod (`None` when `pod` is not `<sts>-<number>`).
+pub(crate) fn statefulset_ordinal(sts: &str, pod: &str) -> Option<usize> {
+    let n = pod.strip_prefix(sts)?.strip_prefix('-')?;
+    if n.is_empty() || (n.len() > 1 && n.starts_with('0')) || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// The StatefulSet controller's pass. Pods `<sts>-0..replicas-1`. `OrderedReady`: a pod is created only
+/// when every lower ordinal is Ready, and surplus pods go one at a time, highest ordinal first, each once
+/// the one before is gone; `Parallel` (`parallel`): all at once. A pod of an older template is deleted
+/// (highest ordinal first, one at a time, once every pod is Ready and none is terminating) and recreated
+/// under its name once it is gone.
+pub(crate) fn plan_statefulset(
+    name: &str,
+    replicas: usize,
+    parallel: bool,
+    hash: &str,
+    pods: &[OwnedPod],
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut by_ordinal: BTreeMap<usize, &OwnedPod> = BTreeMap::new();
+    for p in pods {
+        match statefulset_ordinal(name, &p.name) {
+            Some(i) => {
+                by_ordinal.insert(i, p);
+            }
+            None if !p.terminating => plan.delete.push(p.name.clone()),
+            None => {}
+        }
+    }
+    // Scale down.
+    let surplus: Vec<&OwnedPod> = by_ordinal.range(replicas..).rev().map(|(_, p)| *p).collect();
+    if parallel {
+        plan.delete
+            .extend(surplus.iter().filter(|p| !p.terminating).map(|p| p.name.clone()));
+    } else if !surplus.iter().any(|p| p.terminating)
+        && let Some(p) = surplus.first()
+    {
+        plan.delete.push(p.name.clone());
+    }
+    // Scale up.
+    for i in 0..replicas {
+        match by_ordinal.get(&i) {
+            None => {
+                plan.create.push(statefulset_pod_name(name, i));
+                if !parallel {
+                    break;
+                }
+            }
+            Some(p) if !parallel && (p.terminating || !p.ready) => break,
+            Some(_) => {}
+        }
+    }
+    // Template changes.
+    let settled =
+        plan.create.is_empty() && plan.delete.is_empty() && pods.iter().all(|p| !p.terminating && p.ready);
+    if settled
+        && let Some(p) = by_ordinal
+            .range(..replicas)
+            .rev()
+            .map(|(_, p)| *p)
+            .find(|p| p.hash.as_deref() != Some(hash))
+    {
+        plan.delete.push(p.name.clone());
+    }
+    plan
 }
 
 /// Exponential restart backoff: 1 s, doubling, at most 10 s.
@@ -416,6 +567,101 @@ mod tests {
         let after = template_hash(&ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default());
         assert_ne!(before, after);
         assert_eq!(daemon_pod_name("agent", "a"), "agent-a");
+    }
+
+    fn owned(name: &str, hash: &str, terminating: bool, ready: bool) -> OwnedPod {
+        OwnedPod {
+            name: name.into(),
+            hash: Some(hash.into()),
+            terminating,
+            ready,
+        }
+    }
+
+    #[test]
+    fn deployment_pod_names_are_stable_and_kube_like() {
+        let a = deployment_pod_name("web", "0123456789abcdef", 0);
+        assert_eq!(a, deployment_pod_name("web", "0123456789abcdef", 0));
+        assert_ne!(a, deployment_pod_name("web", "0123456789abcdef", 1));
+        assert!(a.starts_with("web-0123456789-"), "{a}");
+        assert_eq!(a.len(), "web-0123456789-".len() + 5);
+    }
+
+    #[test]
+    fn deployment_plans() {
+        let h = "0123456789abcdef";
+        let none = HashSet::new();
+        // From nothing: two new names.
+        let plan = plan_deployment("web", 2, h, &[], &none);
+        assert_eq!(plan.create.len(), 2);
+        assert!(plan.delete.is_empty());
+        // Scale down: unready pods go first.
+        let pods = [owned("web-a", h, false, true), owned("web-b", h, false, false)];
+        let plan = plan_deployment("web", 1, h, &pods, &none);
+        assert_eq!(plan.delete, ["web-b"]);
+        assert!(plan.create.is_empty());
+        // Terminating pods count for nothing, and their names are not reused.
+        let gone = owned(&deployment_pod_name("web", h, 0), h, true, true);
+        let taken: HashSet<String> = [gone.name.clone()].into();
+        let plan = plan_deployment("web", 1, h, &[gone], &taken);
+        assert_eq!(plan.create, [deployment_pod_name("web", h, 1)]);
+        assert!(plan.delete.is_empty());
+        // A new template: old pods deleted, new ones created.
+        let pods = [owned("web-old", "fedcba9876543210", false, true)];
+        let plan = plan_deployment("web", 1, h, &pods, &none);
+        assert_eq!(plan.delete, ["web-old"]);
+        assert_eq!(plan.create.len(), 1);
+    }
+
+    #[test]
+    fn statefulset_ordinals() {
+        assert_eq!(statefulset_ordinal("db", "db-0"), Some(0));
+        assert_eq!(statefulset_ordinal("db", "db-12"), Some(12));
+        assert_eq!(statefulset_ordinal("db", "db-01"), None);
+        assert_eq!(statefulset_ordinal("db", "db-x"), None);
+        assert_eq!(statefulset_ordinal("db", "dbx-1"), None);
+        assert_eq!(statefulset_ordinal("db", "db-"), None);
+    }
+
+    #[test]
+    fn statefulset_plans() {
+        let h = "h";
+        // OrderedReady: one at a time, each once the one before is Ready.
+        assert_eq!(plan_statefulset("db", 3, false, h, &[]).create, ["db-0"]);
+        let pods = [owned("db-0", h, false, false)];
+        assert_eq!(plan_statefulset("db", 3, false, h, &pods), Plan::default());
+        let pods = [owned("db-0", h, false, true)];
+        assert_eq!(plan_statefulset("db", 3, false, h, &pods).create, ["db-1"]);
+        // Parallel: all at once.
+        assert_eq!(
+            plan_statefulset("db", 3, true, h, &[]).create,
+            ["db-0", "db-1", "db-2"]
+        );
+        // Scale down: highest first, one at a time.
+        let pods = [
+            owned("db-0", h, false, true),
+            owned("db-1", h, false, true),
+            owned("db-2", h, false, true),
+        ];
+        assert_eq!(plan_statefulset("db", 1, false, h, &pods).delete, ["db-2"]);
+        assert_eq!(plan_statefulset("db", 1, true, h, &pods).delete, ["db-2", "db-1"]);
+        let pods = [
+            owned("db-0", h, false, true),
+            owned("db-1", h, false, true),
+            owned("db-2", h, true, true),
+        ];
+        assert_eq!(plan_statefulset("db", 1, false, h, &pods), Plan::default());
+        // A terminating pod is recreated under its name only once it is gone.
+        let pods = [owned("db-0", h, true, true)];
+        assert_eq!(plan_statefulset("db", 1, false, h, &pods), Plan::default());
+        // A template change: highest ordinal first, once everything is Ready.
+        let pods = [
+            owned("db-0", "old", false, true),
+            owned("db-1", "old", false, true),
+        ];
+        assert_eq!(plan_statefulset("db", 2, false, h, &pods).delete, ["db-1"]);
+        let pods = [owned("db-0", "old", false, true), owned("db-1", h, false, false)];
+        assert_eq!(plan_statefulset("db", 2, false, h, &pods), Plan::default());
     }
 
     #[test]

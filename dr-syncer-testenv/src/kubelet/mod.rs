@@ -1,5 +1,5 @@
-//! Simulated nodes for a test control plane: kubelet, scheduler, DaemonSet controller and PV provisioner
-//! in one, running real processes in Linux network namespaces.
+//! Simulated nodes for a test control plane: kubelet, scheduler, DaemonSet, Deployment and StatefulSet
+//! controllers and PV provisioner in one, running real processes in Linux network namespaces.
 //!
 //! kapi only stores objects. A [`Kubelet`] plays everything a cluster's nodes and controllers would do for
 //! the pods of one [`ControlPlane`], through its Kubernetes API:
@@ -9,15 +9,37 @@
 //!   namespace on a [`SimNetwork`].
 //! - **Scheduler**: pods without `spec.nodeName` are bound (`pods/binding`) to the first node that
 //!   satisfies their `nodeSelector` and required node affinity.
-//! - **DaemonSet controller**: for DaemonSets whose template runs a registered image, one pod
-//!   `<ds>-<node>` per matching node, recreated when the template changes; status counters.
+//! - **Workload controllers**, for DaemonSets, Deployments and StatefulSets whose pod template runs a
+//!   registered image (others, and their status, are left alone: on a control plane started with
+//!   `--simulate-workloads` kapi reports those): pods with the template's labels and annotations and a
+//!   controller reference to the workload, recreated when the template changes; deletions are graceful
+//!   (the pods terminate as below); status counters (`observedGeneration` and the replica counts; pods
+//!   being deleted count for nothing).
+//!   - DaemonSet: one pod `<ds>-<node>` per matching node.
+//!   - Deployment: `spec.replicas` pods `<deployment>-<template hash>-<suffix>` (label
+//!     `pod-template-hash`), scheduled by the scheduler above; surplus pods deleted (unready ones first);
+//!     on a template change all old pods are deleted and the new ones created at once (no rolling update,
+//!     no ReplicaSets: the pods are owned by the Deployment).
+//!   - StatefulSet: pods `<sts>-0..n-1` (hostname, subdomain from `serviceName`, labels
+//!     `statefulset.kubernetes.io/pod-name`, `apps.kubernetes.io/pod-index`, `controller-revision-hash`).
+//!     `OrderedReady` (the default): a pod is created once every lower ordinal is Ready, and surplus pods
+//!     go highest ordinal first, one at a time; `Parallel`: all at once. A pod of an older template is
+//!     deleted (highest first, once all are Ready) and recreated under its name once it is gone. No
+//!     `volumeClaimTemplates`: pods mount the PVCs their template names (`persistentVolumeClaim`).
 //! - **PV provisioner**: every PVC without `spec.volumeName` gets a CSI PV `pvc-<uid>`
 //!   (driver `sim.csi.dr-syncer.io`) backed by a directory ([`Kubelet::volume_dir`]); both become Bound.
 //! - **Kubelet**: volumes under `kubelet_root(node)/pods/<uid>/volumes/` (PVCs as real bind mounts,
 //!   Secrets/ConfigMaps written like the kubelet's atomic writer and re-synced, emptyDir, hostPath under
 //!   [`Kubelet::node_root`]); containers whose image is registered ([`KubeletBuilder::image`]) run as
 //!   processes; their output is the container log that `pods/log` serves; pod status as a kubelet reports
-//!   it; restarts with backoff; teardown on deletion.
+//!   it; restarts with backoff.
+//! - **Pod termination**, as a kubelet does it: kapi deletes a pod bound to a node gracefully (it stays,
+//!   with `deletionTimestamp` and `deletionGracePeriodSeconds`). For such a pod the kubelet stops the
+//!   container processes (SIGTERM to each process group, up to the grace period — at most 5 s here —
+//!   then SIGKILL), unmounts its volumes, and only then deletes the pod with grace period 0: while the
+//!   pod is in the API its processes may still run and write; once it is gone they have ended. Each
+//!   termination runs in a task of its own; the other pods are served meanwhile. A pod deleted at once
+//!   (grace period 0: forced, unbound, or finished) is torn down the same way after it is gone.
 //!
 //! **No mount namespace**: a process sees the host's filesystem. Container paths in its arguments,
 //! environment values and working directory are rewritten to host paths instead (see
@@ -438,7 +460,13 @@ impl Kubelet {
             .map(|s| s.mounts.iter().cloned().collect())
             .unwrap_or_default();
         mounts.extend(volumes::mounts_under(&self.config.base));
-        mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        // Deepest first; equal paths next to each other for dedup.
+        mounts.sort_by(|a, b| {
+            b.components()
+                .count()
+                .cmp(&a.components().count())
+                .then_with(|| a.cmp(b))
+        });
         mounts.dedup();
         for m in &mounts {
             if let Err(e) = volumes::unmount(m) {

@@ -1,5 +1,6 @@
-//! The background tasks: watches that wake the reconciler, and the reconciler itself (DaemonSets, PV
-//! provisioning, scheduling, pods on the simulated nodes).
+//! The background tasks: watches that wake the reconciler, and the reconciler itself (DaemonSets,
+//! Deployments and StatefulSets, PV provisioning, scheduling, pods on the simulated nodes), plus one task
+//! per terminating pod (stop its processes, then delete it).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -13,21 +14,24 @@ use std::{
 use futures::StreamExt;
 use k8s_openapi::{
     api::{
-        apps::v1::DaemonSet,
-        core::v1::{ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume},
+        apps::v1::{DaemonSet, Deployment, StatefulSet},
+        core::v1::{
+            ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, PodTemplateSpec,
+            Secret, Volume,
+        },
     },
     jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions},
     runtime::{WatchStreamExt, watcher},
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::{
     sync::{Notify, mpsc},
-    task::JoinHandle,
+    task::{JoinHandle, JoinSet},
 };
 
 use super::{
@@ -38,11 +42,12 @@ use super::{
 
 /// How often everything is re-synced without a watch event.
 const RESYNC: Duration = Duration::from_secs(1);
-/// The annotation on DaemonSet pods holding the hash of the template they were made from.
+/// The annotation on the pods of DaemonSets, Deployments and StatefulSets holding the hash of the template
+/// they were made from.
 const TEMPLATE_HASH: &str = "sim.dr-syncer.io/template-hash";
 /// The CSI driver name of provisioned PVs.
 pub(crate) const CSI_DRIVER: &str = "sim.csi.dr-syncer.io";
-/// Longest grace period honoured on pod deletion.
+/// Longest grace period honoured on pod deletion (kept short for tests).
 const MAX_GRACE: Duration = Duration::from_secs(5);
 
 /// The current time as an RFC 3339 timestamp (seconds).
@@ -58,6 +63,8 @@ pub(crate) fn spawn(config: Arc<Config>, shared: Arc<Mutex<Shared>>) -> Vec<Join
     let mut tasks = vec![
         watch::<Pod>(&client, &notify),
         watch::<DaemonSet>(&client, &notify),
+        watch::<Deployment>(&client, &notify),
+        watch::<StatefulSet>(&client, &notify),
         watch::<PersistentVolumeClaim>(&client, &notify),
         watch::<ConfigMap>(&client, &notify),
         watch::<Secret>(&client, &notify),
@@ -70,7 +77,9 @@ pub(crate) fn spawn(config: Arc<Config>, shared: Arc<Mutex<Shared>>) -> Vec<Join
         pods: HashMap::new(),
         exits_tx,
         exits_rx,
-        ds_status: HashMap::new(),
+        workload_status: HashMap::new(),
+        terminating: HashMap::new(),
+        terminations: JoinSet::new(),
     };
     tasks.push(tokio::spawn(sim.run()));
     tasks
@@ -158,7 +167,12 @@ struct Sim {
     pods: HashMap<String, PodRt>,
     exits_tx: mpsc::UnboundedSender<Exit>,
     exits_rx: mpsc::UnboundedReceiver<Exit>,
-    ds_status: HashMap<String, Value>,
+    /// The last status written per workload (`<kind>/<ns>/<name>/<uid>`).
+    workload_status: HashMap<String, Value>,
+    /// Pods (by uid) whose termination task runs: stop the processes, then delete the pod.
+    terminating: HashMap<String, tokio::task::Id>,
+    /// Those tasks (aborted with the simulator).
+    terminations: JoinSet<()>,
 }
 
 fn api_code(e: &kube::Error) -> Option<u16> {
@@ -174,10 +188,16 @@ impl Sim {
             tokio::select! {
                 _ = self.notify.notified() => {}
                 Some(exit) = self.exits_rx.recv() => self.on_exit(exit),
+                Some(done) = self.terminations.join_next_with_id(), if !self.terminations.is_empty() => {
+                    self.terminated(done);
+                }
                 _ = tokio::time::sleep(RESYNC) => {}
             }
             while let Ok(exit) = self.exits_rx.try_recv() {
                 self.on_exit(exit);
+            }
+            while let Some(done) = self.terminations.try_join_next_with_id() {
+                self.terminated(done);
             }
         }
     }
@@ -200,7 +220,31 @@ impl Sim {
                 tracing::warn!(ds = %ds.name_any(), error = %e, "simulated DaemonSet controller");
             }
         }
-        self.orphaned_daemon_pods(&dss, &pods).await;
+        let deployments = Api::<Deployment>::all(self.client())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        for d in &deployments {
+            if let Err(e) = self.deployment(d, &pods).await {
+                tracing::warn!(deployment = %d.name_any(), error = %e, "simulated Deployment controller");
+            }
+        }
+        let statefulsets = Api::<StatefulSet>::all(self.client())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        for sts in &statefulsets {
+            if let Err(e) = self.statefulset(sts, &pods).await {
+                tracing::warn!(sts = %sts.name_any(), error = %e, "simulated StatefulSet controller");
+            }
+        }
+        let owners: HashSet<String> = dss
+            .iter()
+            .filter_map(|d| d.uid())
+            .chain(deployments.iter().filter_map(|d| d.uid()))
+            .chain(statefulsets.iter().filter_map(|s| s.uid()))
+            .collect();
+        self.orphaned_workload_pods(&owners, &pods).await;
         if let Err(e) = self.provision().await {
             tracing::warn!(error = %e, "simulated PV provisioner");
         }
@@ -242,19 +286,45 @@ impl Sim {
         Ok(())
     }
 
-    // --- DaemonSet controller ---
+    // --- DaemonSet, Deployment and StatefulSet controllers ---
 
     fn registered(&self, c: &Container) -> Option<PathBuf> {
         let image = c.image.as_deref().unwrap_or("");
         self.config.images.get(logic::image_repository(image)).cloned()
     }
 
+    /// Whether the workload controllers manage a workload with this pod template: one of its containers
+    /// runs a registered image. Others are left alone (status included).
+    fn manages(&self, template: &PodTemplateSpec) -> bool {
+        template
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.containers.iter().any(|c| self.registered(c).is_some()))
+    }
+
+    /// Write a workload's status when it changed since the last write.
+    async fn write_status<K>(&mut self, obj: &K, status: Value) -> crate::Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let ns = obj.namespace().unwrap_or_default();
+        let name = obj.name_any();
+        let key = format!("{}/{ns}/{name}/{}", K::kind(&()), obj.uid().unwrap_or_default());
+        if self.workload_status.get(&key) != Some(&status) {
+            Api::<K>::namespaced(self.client(), &ns)
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            self.workload_status.insert(key, status);
+        }
+        Ok(())
+    }
+
     async fn daemonset(&mut self, ds: &DaemonSet, pods: &[Pod]) -> crate::Result<()> {
         let Some(spec) = &ds.spec else { return Ok(()) };
-        let Some(pod_spec) = &spec.template.spec else {
-            return Ok(());
-        };
-        if !pod_spec.containers.iter().any(|c| self.registered(c).is_some()) {
+        if !self.manages(&spec.template) || ds.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
         let ns = ds.namespace().unwrap_or_default();
@@ -262,14 +332,7 @@ impl Sim {
         let uid = ds.uid().unwrap_or_default();
         let hash = logic::template_hash(&spec.template);
         let api: Api<Pod> = Api::namespaced(self.client(), &ns);
-        let owned: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| {
-                p.owner_references()
-                    .iter()
-                    .any(|o| o.uid == uid && o.controller == Some(true))
-            })
-            .collect();
+        let owned = owned_by(pods, &uid);
         let wanted = logic::daemonset_nodes(ds, &self.config.nodes);
         let wanted_names: HashSet<String> = wanted
             .iter()
@@ -277,10 +340,13 @@ impl Sim {
             .collect();
         let (mut current, mut ready, mut updated) = (0, 0, 0);
         for pod in &owned {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue; // terminating: counts for nothing, recreated once gone
+            }
             let pname = pod.name_any();
             let pod_hash = pod.annotations().get(TEMPLATE_HASH).cloned();
             if !wanted_names.contains(&pname) || pod_hash.as_deref() != Some(hash.as_str()) {
-                delete_now(&api, &pname).await?;
+                delete_gracefully(&api, pod).await?;
                 continue;
             }
             current += 1;
@@ -294,33 +360,16 @@ impl Sim {
             if owned.iter().any(|p| p.name_any() == pname) {
                 continue;
             }
-            let mut meta = spec.template.metadata.clone().unwrap_or_default();
-            let mut annotations = meta.annotations.take().unwrap_or_default();
-            annotations.insert(TEMPLATE_HASH.to_owned(), hash.clone());
-            let mut pod_spec = pod_spec.clone();
-            pod_spec.node_name = Some(node.name.clone());
-            let pod = json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {
-                    "name": pname, "namespace": ns,
-                    "labels": meta.labels.unwrap_or_default(),
-                    "annotations": annotations,
-                    "ownerReferences": [{
-                        "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": uid,
-                        "controller": true, "blockOwnerDeletion": true,
-                    }],
-                },
-                "spec": pod_spec,
-            });
-            let pod: Pod = serde_json::from_value(pod).map_err(|e| crate::Error::Decode {
-                context: "building a DaemonSet pod".into(),
-                message: e.to_string(),
+            let owner = Owner {
+                kind: "DaemonSet",
+                name: &name,
+                uid: &uid,
+            };
+            let node_name = node.name.clone();
+            let pod = workload_pod(&owner, &pname, &spec.template, &hash, BTreeMap::new(), |s| {
+                s.node_name = Some(node_name);
             })?;
-            match api.create(&PostParams::default(), &pod).await {
-                Ok(_) => {}
-                Err(e) if api_code(&e) == Some(409) => {} // the old one is still going
-                Err(e) => return Err(e.into()),
-            }
+            create_pod(&api, &pod).await?;
         }
         let status = json!({"status": {
             "desiredNumberScheduled": wanted.len(),
@@ -332,31 +381,135 @@ impl Sim {
             "numberMisscheduled": 0,
             "observedGeneration": ds.metadata.generation.unwrap_or(0),
         }});
-        let key = format!("{ns}/{name}/{uid}");
-        if self.ds_status.get(&key) != Some(&status) {
-            Api::<DaemonSet>::namespaced(self.client(), &ns)
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                .await?;
-            self.ds_status.insert(key, status);
-        }
-        Ok(())
+        self.write_status(ds, status).await
     }
 
-    /// Delete the pods we made for DaemonSets that are gone.
-    async fn orphaned_daemon_pods(&self, dss: &[DaemonSet], pods: &[Pod]) {
-        let uids: HashSet<String> = dss.iter().filter_map(|d| d.uid()).collect();
+    /// A Deployment: `spec.replicas` pods `<name>-<hash>-<suffix>` (see [`logic::plan_deployment`]).
+    async fn deployment(&mut self, d: &Deployment, pods: &[Pod]) -> crate::Result<()> {
+        let Some(spec) = &d.spec else { return Ok(()) };
+        if !self.manages(&spec.template) || d.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let ns = d.namespace().unwrap_or_default();
+        let name = d.name_any();
+        let uid = d.uid().unwrap_or_default();
+        let hash = logic::template_hash(&spec.template);
+        let replicas = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+        let api: Api<Pod> = Api::namespaced(self.client(), &ns);
+        let owned = owned_by(pods, &uid);
+        let taken: HashSet<String> = pods
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+            .map(ResourceExt::name_any)
+            .collect();
+        let view: Vec<logic::OwnedPod> = owned.iter().map(|p| owned_pod(p)).collect();
+        let plan = logic::plan_deployment(&name, replicas, &hash, &view, &taken);
+        for pod in owned.iter().filter(|p| plan.delete.contains(&p.name_any())) {
+            delete_gracefully(&api, pod).await?;
+        }
+        let owner = Owner {
+            kind: "Deployment",
+            name: &name,
+            uid: &uid,
+        };
+        let labels = BTreeMap::from([(
+            "pod-template-hash".to_owned(),
+            logic::short_hash(&hash).to_owned(),
+        )]);
+        for pname in &plan.create {
+            let pod = workload_pod(&owner, pname, &spec.template, &hash, labels.clone(), |_| {})?;
+            create_pod(&api, &pod).await?;
+        }
+        let live: Vec<&logic::OwnedPod> = view.iter().filter(|p| !p.terminating).collect();
+        let updated = live
+            .iter()
+            .filter(|p| p.hash.as_deref() == Some(hash.as_str()))
+            .count();
+        let ready = live.iter().filter(|p| p.ready).count();
+        let status = json!({"status": {
+            "observedGeneration": d.metadata.generation.unwrap_or(0),
+            "replicas": live.len(),
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": replicas.saturating_sub(ready),
+        }});
+        self.write_status(d, status).await
+    }
+
+    /// A StatefulSet: pods `<name>-0..replicas-1` (see [`logic::plan_statefulset`]).
+    async fn statefulset(&mut self, sts: &StatefulSet, pods: &[Pod]) -> crate::Result<()> {
+        let Some(spec) = &sts.spec else { return Ok(()) };
+        if !self.manages(&spec.template) || sts.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let ns = sts.namespace().unwrap_or_default();
+        let name = sts.name_any();
+        let uid = sts.uid().unwrap_or_default();
+        let hash = logic::template_hash(&spec.template);
+        let revision = format!("{name}-{}", logic::short_hash(&hash));
+        let replicas = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+        let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
+        let api: Api<Pod> = Api::namespaced(self.client(), &ns);
+        let owned = owned_by(pods, &uid);
+        let view: Vec<logic::OwnedPod> = owned.iter().map(|p| owned_pod(p)).collect();
+        let plan = logic::plan_statefulset(&name, replicas, parallel, &hash, &view);
+        for pod in owned.iter().filter(|p| plan.delete.contains(&p.name_any())) {
+            delete_gracefully(&api, pod).await?;
+        }
+        let owner = Owner {
+            kind: "StatefulSet",
+            name: &name,
+            uid: &uid,
+        };
+        for pname in &plan.create {
+            let index = logic::statefulset_ordinal(&name, pname).unwrap_or(0);
+            let labels = BTreeMap::from([
+                ("controller-revision-hash".to_owned(), revision.clone()),
+                ("statefulset.kubernetes.io/pod-name".to_owned(), pname.clone()),
+                ("apps.kubernetes.io/pod-index".to_owned(), index.to_string()),
+            ]);
+            let (hostname, subdomain) = (pname.clone(), spec.service_name.clone());
+            let pod = workload_pod(&owner, pname, &spec.template, &hash, labels, |s| {
+                s.hostname = Some(hostname);
+                s.subdomain = subdomain.filter(|d| !d.is_empty());
+            })?;
+            create_pod(&api, &pod).await?;
+        }
+        let live: Vec<&logic::OwnedPod> = view.iter().filter(|p| !p.terminating).collect();
+        let updated = live
+            .iter()
+            .filter(|p| p.hash.as_deref() == Some(hash.as_str()))
+            .count();
+        let ready = live.iter().filter(|p| p.ready).count();
+        let status = json!({"status": {
+            "observedGeneration": sts.metadata.generation.unwrap_or(0),
+            "replicas": live.len(),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "currentReplicas": updated,
+            "updatedReplicas": updated,
+            "currentRevision": revision,
+            "updateRevision": revision,
+        }});
+        self.write_status(sts, status).await
+    }
+
+    /// Delete the pods we made for DaemonSets, Deployments and StatefulSets that are gone (`owners`: the
+    /// uids of those that exist), gracefully.
+    async fn orphaned_workload_pods(&self, owners: &HashSet<String>, pods: &[Pod]) {
         for pod in pods {
-            if !pod.annotations().contains_key(TEMPLATE_HASH) {
+            if !pod.annotations().contains_key(TEMPLATE_HASH) || pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let orphan = pod
-                .owner_references()
-                .iter()
-                .any(|o| o.kind == "DaemonSet" && !uids.contains(&o.uid));
+            let orphan = pod.owner_references().iter().any(|o| {
+                matches!(o.kind.as_str(), "DaemonSet" | "Deployment" | "StatefulSet")
+                    && !owners.contains(&o.uid)
+            });
             if orphan {
                 let api: Api<Pod> = Api::namespaced(self.client(), &pod.namespace().unwrap_or_default());
-                if let Err(e) = delete_now(&api, &pod.name_any()).await {
-                    tracing::warn!(pod = %pod.name_any(), error = %e, "deleting an orphaned DaemonSet pod");
+                if let Err(e) = delete_gracefully(&api, pod).await {
+                    tracing::warn!(pod = %pod.name_any(), error = %e, "deleting an orphaned workload pod");
                 }
             }
         }
@@ -497,9 +650,7 @@ impl Sim {
         let ns = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         if pod.metadata.deletion_timestamp.is_some() {
-            self.teardown(&uid);
-            let api: Api<Pod> = Api::namespaced(self.client(), &ns);
-            delete_now(&api, &name).await?;
+            self.terminate(pod);
             return Ok(());
         }
         let spec = pod.spec.clone().unwrap_or_default();
@@ -1021,29 +1172,72 @@ impl Sim {
         self.notify.notify_one();
     }
 
-    /// Stop a pod's processes and remove its volumes (in the background: it may wait a grace period).
+    /// Stop the processes of a pod that is gone from the API and remove its volumes (in the background:
+    /// it may wait a grace period). A pod deleted with grace period 0 (forced, or never gracefully) ends
+    /// here.
     fn teardown(&mut self, uid: &str) {
         let Some(rt) = self.pods.remove(uid) else {
             return;
         };
-        let pids: Vec<i32> = rt.containers.values().filter_map(|c| c.pid).collect();
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            kill_groups(&pids, rt.grace);
-            for m in &rt.mounts {
-                if let Err(e) = volumes::unmount(m) {
-                    tracing::warn!(mount = %m.display(), error = %e, "unmounting a pod volume");
-                    continue;
-                }
-                if let Ok(mut s) = shared.lock() {
-                    s.mounts.remove(m);
+        let grace = rt.grace;
+        tokio::task::spawn_blocking(move || stop_pod(rt, grace, &shared));
+    }
+
+    /// A pod with a `deletionTimestamp`, as a kubelet handles it: stop its containers (SIGTERM, at most
+    /// the deletion's grace period, then SIGKILL), remove its volumes, and only then delete the pod with
+    /// grace period 0. In a task of its own, so that the other pods are not held up meanwhile.
+    fn terminate(&mut self, pod: &Pod) {
+        let uid = pod.uid().unwrap_or_default();
+        if self.terminating.contains_key(&uid) {
+            return; // under way
+        }
+        let rt = self.pods.remove(&uid);
+        if rt.is_none() && pod.metadata.deletion_grace_period_seconds == Some(0) {
+            return; // nothing runs; deleted with grace period 0 already (a finalizer holds it)
+        }
+        let secs = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30);
+        let grace = Duration::from_secs(u64::try_from(secs).unwrap_or(0)).min(MAX_GRACE);
+        let shared = self.shared.clone();
+        let api: Api<Pod> = Api::namespaced(self.client(), &pod.namespace().unwrap_or_default());
+        let name = pod.name_any();
+        let task_uid = uid.clone();
+        let handle = self.terminations.spawn(async move {
+            if let Some(rt) = rt {
+                let stopped = tokio::task::spawn_blocking(move || stop_pod(rt, grace, &shared));
+                if let Err(e) = stopped.await {
+                    tracing::warn!(pod = %name, error = %e, "stopping a pod");
                 }
             }
-            if volumes::mounts_under(&rt.dir).is_empty() {
-                let _ = fs::remove_dir_all(&rt.dir);
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(task_uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => tracing::debug!(pod = %name, "terminated and deleted"),
+                Err(e) if matches!(api_code(&e), Some(404 | 409)) => {}
+                Err(e) => tracing::warn!(pod = %name, error = %e, "deleting a terminated pod"),
             }
-            tracing::debug!(pod = %rt.name, "torn down");
         });
+        self.terminating.insert(uid, handle.id());
+    }
+
+    /// A termination task ended (the next pass retries a pod that is still there).
+    fn terminated(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) => e.id(),
+        };
+        self.terminating.retain(|_, task| *task != id);
+        self.notify.notify_one();
     }
 }
 
@@ -1072,10 +1266,108 @@ fn project(
     out
 }
 
-async fn delete_now(api: &Api<Pod>, name: &str) -> crate::Result<()> {
-    match api.delete(name, &DeleteParams::default().grace_period(0)).await {
+/// Stop a pod's processes (SIGTERM, at most `grace`, then SIGKILL) and remove its volumes. Blocking.
+fn stop_pod(rt: PodRt, grace: Duration, shared: &Mutex<Shared>) {
+    let pids: Vec<i32> = rt.containers.values().filter_map(|c| c.pid).collect();
+    kill_groups(&pids, grace);
+    for m in &rt.mounts {
+        if let Err(e) = volumes::unmount(m) {
+            tracing::warn!(mount = %m.display(), error = %e, "unmounting a pod volume");
+            continue;
+        }
+        if let Ok(mut s) = shared.lock() {
+            s.mounts.remove(m);
+        }
+    }
+    if volumes::mounts_under(&rt.dir).is_empty() {
+        let _ = fs::remove_dir_all(&rt.dir);
+    }
+    tracing::debug!(pod = %rt.name, "torn down");
+}
+
+/// Delete a pod as a controller does: with its grace period (the kubelet finishes the deletion).
+async fn delete_gracefully(api: &Api<Pod>, pod: &Pod) -> crate::Result<()> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&pod.name_any(), &dp).await {
         Ok(_) => Ok(()),
-        Err(e) if api_code(&e) == Some(404) => Ok(()),
+        Err(e) if matches!(api_code(&e), Some(404 | 409)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pods a workload (by uid) controls.
+fn owned_by<'a>(pods: &'a [Pod], uid: &str) -> Vec<&'a Pod> {
+    pods.iter()
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.uid == uid && o.controller == Some(true))
+        })
+        .collect()
+}
+
+fn owned_pod(pod: &Pod) -> logic::OwnedPod {
+    logic::OwnedPod {
+        name: pod.name_any(),
+        hash: pod.annotations().get(TEMPLATE_HASH).cloned(),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        ready: is_ready(pod),
+    }
+}
+
+/// The workload a pod is made for.
+struct Owner<'a> {
+    kind: &'a str,
+    name: &'a str,
+    uid: &'a str,
+}
+
+/// A pod of a workload: the template's metadata (plus `labels` and the template hash annotation), a
+/// controller reference to `owner`, the template's spec changed by `tweak`.
+fn workload_pod(
+    owner: &Owner<'_>,
+    name: &str,
+    template: &PodTemplateSpec,
+    hash: &str,
+    labels: BTreeMap<String, String>,
+    tweak: impl FnOnce(&mut PodSpec),
+) -> crate::Result<Pod> {
+    let mut meta = template.metadata.clone().unwrap_or_default();
+    let mut annotations = meta.annotations.take().unwrap_or_default();
+    annotations.insert(TEMPLATE_HASH.to_owned(), hash.to_owned());
+    let mut all_labels = meta.labels.take().unwrap_or_default();
+    all_labels.extend(labels);
+    let mut spec = template.spec.clone().unwrap_or_default();
+    tweak(&mut spec);
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": all_labels,
+            "annotations": annotations,
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": owner.kind, "name": owner.name, "uid": owner.uid,
+                "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": spec,
+    });
+    serde_json::from_value(pod).map_err(|e| crate::Error::Decode {
+        context: format!("building a {} pod", owner.kind),
+        message: e.to_string(),
+    })
+}
+
+async fn create_pod(api: &Api<Pod>, pod: &Pod) -> crate::Result<()> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(409) => Ok(()), // the old one of this name is still going
         Err(e) => Err(e.into()),
     }
 }
