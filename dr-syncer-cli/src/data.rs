@@ -8,7 +8,7 @@ use std::time::Duration;
 use dr_syncer_core::{
     keys::AuthorizedClientKeys,
     kube::{
-        AgentKeys, ClientOptions, Client, Drill, DrillData, PvcDataSync, deploy_agents, find_leftovers,
+        AgentKeys, Client, ClientOptions, Drill, DrillData, PvcDataSync, deploy_agents, find_leftovers,
         free_agent_port, remove_agents, remove_leftovers,
     },
     pvc::{AgentSettings, TransferSettings},

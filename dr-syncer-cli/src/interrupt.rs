@@ -25,7 +25,9 @@ pub(crate) fn install() -> watch::Receiver<bool> {
                 _ = term.recv() => {}
             }
             if !first {
-                eprintln!("dr-syncer-cli: interrupted again: exiting now (run `dr-syncer-cli cleanup` for leftovers)");
+                eprintln!(
+                    "dr-syncer-cli: interrupted again: exiting now (run `dr-syncer-cli cleanup` for leftovers)"
+                );
                 std::process::exit(130);
             }
             first = false;

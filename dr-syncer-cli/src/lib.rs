@@ -520,7 +520,10 @@ pub(crate) fn load_spec(args: &Args) -> anyhow::Result<(NamespaceMappingSpec, bo
 }
 
 /// A client for one side (`--*-kubeconfig`, `--*-context`) and its API server's URL.
-pub(crate) async fn connect_side(path: &Option<PathBuf>, context: &Option<String>) -> anyhow::Result<(Client, String)> {
+pub(crate) async fn connect_side(
+    path: &Option<PathBuf>,
+    context: &Option<String>,
+) -> anyhow::Result<(Client, String)> {
     let cluster = ClusterConfig {
         kubeconfig: path
             .clone()

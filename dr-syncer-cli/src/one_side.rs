@@ -14,7 +14,9 @@ use dr_syncer_core::{
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::{Args, Exit, confirm, connect_side, load_spec, output::Printer, progress, recorder, resolve_types};
+use crate::{
+    Args, Exit, confirm, connect_side, load_spec, output::Printer, progress, recorder, resolve_types,
+};
 
 /// Which sides a command was pointed at: a side is used when its kubeconfig or context is given; when
 /// neither side is, both (from `KUBECONFIG`).
@@ -143,14 +145,32 @@ pub(crate) async fn status(args: &Args, out: &Printer) -> anyhow::Result<ExitCod
     let mut errors = Vec::new();
     let mut source = None;
     if want_source {
-        match open_side(args, &args.source_kubeconfig, &args.source_context, &source_ns, &config, from_mapping).await {
+        match open_side(
+            args,
+            &args.source_kubeconfig,
+            &args.source_context,
+            &source_ns,
+            &config,
+            from_mapping,
+        )
+        .await
+        {
             Ok(s) => source = Some(s),
             Err(e) => errors.push((true, e)),
         }
     }
     let mut dest = None;
     if want_dest {
-        match open_side(args, &args.dest_kubeconfig, &args.dest_context, &dest_ns, &config, from_mapping).await {
+        match open_side(
+            args,
+            &args.dest_kubeconfig,
+            &args.dest_context,
+            &dest_ns,
+            &config,
+            from_mapping,
+        )
+        .await
+        {
             Ok(d) => dest = Some(d.with_pair_namespace(source_ns.clone())),
             Err(e) => errors.push((false, e)),
         }
@@ -191,8 +211,18 @@ pub(crate) async fn cleanup(args: &Args, out: &Printer) -> anyhow::Result<ExitCo
     let calls = ClientOptions::default().calls();
     let mut found = Vec::new();
     for (label, want, path, context) in [
-        ("source", want_source, &args.source_kubeconfig, &args.source_context),
-        ("destination", want_dest, &args.dest_kubeconfig, &args.dest_context),
+        (
+            "source",
+            want_source,
+            &args.source_kubeconfig,
+            &args.source_context,
+        ),
+        (
+            "destination",
+            want_dest,
+            &args.dest_kubeconfig,
+            &args.dest_context,
+        ),
     ] {
         if !want {
             continue;

@@ -239,7 +239,11 @@ impl Printer {
     }
 
     /// Print what cleanup found and removed.
-    pub(crate) fn cleanup(&self, reports: &[crate::one_side::CleanupReport], dry_run: bool) -> anyhow::Result<ExitCode> {
+    pub(crate) fn cleanup(
+        &self,
+        reports: &[crate::one_side::CleanupReport],
+        dry_run: bool,
+    ) -> anyhow::Result<ExitCode> {
         match self.format {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(reports)?),
             OutputFormat::Table => {

@@ -440,7 +440,11 @@ impl SyncEngine {
         // 5. Prune — never from a production namespace that is being deleted (an outage, not a request).
         if target.config.prune {
             let source = source_state(&source_ns);
-            match site::decide(site::Actor::Operator, site::Step::Prune, &site_with(source, active)) {
+            match site::decide(
+                site::Actor::Operator,
+                site::Step::Prune,
+                &site_with(source, active),
+            ) {
                 site::Decision::Proceed => {
                     self.prune(target, &types, &source_names, &options, &mut report)
                         .await
@@ -494,10 +498,9 @@ impl SyncEngine {
         };
         match site::decide(site::Actor::Operator, site::Step::SyncObjects, &state) {
             site::Decision::Proceed => None,
-            site::Decision::Skip(reason) | site::Decision::Refuse(reason) => Some(Held::new(
-                reason,
-                "nothing synced into the destination namespace",
-            )),
+            site::Decision::Skip(reason) | site::Decision::Refuse(reason) => {
+                Some(Held::new(reason, "nothing synced into the destination namespace"))
+            }
         }
     }
 
@@ -737,7 +740,11 @@ impl SyncEngine {
                 Some(ns) => source_state(&ns),
                 None => site::SourceState::Missing,
             };
-            match site::decide(site::Actor::Operator, site::Step::Prune, &site_with(source, active)) {
+            match site::decide(
+                site::Actor::Operator,
+                site::Step::Prune,
+                &site_with(source, active),
+            ) {
                 site::Decision::Proceed => Ok(()),
                 site::Decision::Skip(r) | site::Decision::Refuse(r) => Err(r),
             }

@@ -144,7 +144,12 @@ impl Step {
 /// `source_namespace`, whoever synced it (the CLI or any mapping): it carries `dr-syncer.io/synced-by` and
 /// `dr-syncer.io/source-namespace: <source_namespace>`. Drills act on exactly these.
 pub fn put_there_for(meta: &ObjectMeta, source_namespace: &str) -> bool {
-    let get = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k)).map(String::as_str);
+    let get = |k: &str| {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .map(String::as_str)
+    };
     get(annotations::SYNCED_BY).is_some_and(|v| !v.is_empty())
         && get(annotations::SOURCE_NAMESPACE) == Some(source_namespace)
 }
@@ -211,7 +216,12 @@ impl DestinationState {
         let Some(meta) = meta else {
             return DestinationState::Missing;
         };
-        let get = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k)).map(String::as_str);
+        let get = |k: &str| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(k))
+                .map(String::as_str)
+        };
         if get(annotations::ACTIVE) == Some("true") {
             DestinationState::Active {
                 since: get(annotations::ACTIVE_SINCE).map(str::to_owned),

@@ -1,6 +1,6 @@
 //! The sync engine against two test control planes: a realistic namespace copied with every
 //! transformation, no-op re-syncs that make no write request, single-write updates and repairs, prune,
-//! failure isolation, the active-site rule and a 500-object namespace. Write counts come from the
+//! failure isolation, the active-site rule (no write into a live DR namespace) and a 500-object namespace. Write counts come from the
 //! destination server's request accounting.
 
 mod common;
@@ -441,7 +441,7 @@ async fn one_failing_object_is_reported_and_the_rest_applied() {
 }
 
 #[tokio::test]
-async fn an_active_dr_namespace_keeps_its_activation_state() {
+async fn an_active_dr_namespace_takes_no_write_from_the_source() {
     let p = pair("active").await;
     let src_ns = p
         .source_namespace(
@@ -454,7 +454,7 @@ async fn an_active_dr_namespace_keeps_its_activation_state() {
         .target(
             &src_ns,
             &dst_ns,
-            json!({"resourceTypes": ["deployments", "cronjobs"]}),
+            json!({"resourceTypes": ["deployments", "cronjobs"], "prune": true}),
         )
         .await;
     p.engine.sync(&target).await.unwrap();
@@ -485,10 +485,49 @@ async fn an_active_dr_namespace_keeps_its_activation_state() {
         .await
         .unwrap();
 
+    // Production changes meanwhile (a stale site after a failover): a new image, a deleted CronJob.
+    let src_deploy: Api<Deployment> = Api::namespaced(p.src_client.clone(), &src_ns);
+    src_deploy
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:stale"}]}}}})),
+        )
+        .await
+        .unwrap();
+    Api::<CronJob>::namespaced(p.src_client.clone(), &src_ns)
+        .delete("job", &Default::default())
+        .await
+        .unwrap();
+
     for round in 0..2 {
+        let before = p.dst_writes().await;
         let r = p.engine.sync(&target).await.unwrap();
+        assert_eq!(
+            p.dst_writes().await - before,
+            0,
+            "round {round}: no write into the live site"
+        );
         assert!(r.destination_active);
         assert!(r.is_success(), "{r:#?}");
+        assert_eq!(
+            r.held.as_ref().map(|h| h.reason.as_str()),
+            Some("DestinationActive"),
+            "{r:#?}"
+        );
+        let image = deploy
+            .get("web")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .image
+            .clone();
+        assert_eq!(image.as_deref(), Some("nginx"), "the stale image is not synced");
         assert_eq!(
             deploy.get("web").await.unwrap().spec.unwrap().replicas,
             Some(5),
@@ -497,7 +536,7 @@ async fn an_active_dr_namespace_keeps_its_activation_state() {
         assert_eq!(
             cron.get("job").await.unwrap().spec.suspend,
             Some(false),
-            "round {round}"
+            "round {round}: not pruned, not quieted"
         );
         let ns = Api::<Namespace>::all(p.dst_client.clone())
             .get(&dst_ns)
@@ -505,10 +544,6 @@ async fn an_active_dr_namespace_keeps_its_activation_state() {
             .unwrap();
         assert_eq!(ann(&ns, "dr-syncer.io/active").as_deref(), Some("true"));
     }
-    // And once it settled, an active namespace re-syncs without writes too.
-    let before = p.dst_writes().await;
-    p.engine.sync(&target).await.unwrap();
-    assert_eq!(p.dst_writes().await - before, 0);
 }
 
 #[tokio::test]

@@ -248,7 +248,9 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         // the mapping is idle, not failing.
         Err(Error::Core(e)) => {
             ctx.workers.stop(&key);
-            if let Some(action) = hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await? {
+            if let Some(action) =
+                hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await?
+            {
                 return Ok(action);
             }
             let retry = e.kind() != "InvalidConfig";
@@ -256,7 +258,9 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         }
         Err(Error::Cluster(e)) => {
             ctx.workers.stop(&key);
-            if let Some(action) = hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await? {
+            if let Some(action) =
+                hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await?
+            {
                 return Ok(action);
             }
             return blocked(ctx, &nm, e.reason(), e.to_string(), true).await;
@@ -349,7 +353,8 @@ async fn hold_without_source(
         .clone()
         .filter(|d| !d.is_empty())
         .unwrap_or(src);
-    let Ok((state, _)) = dr_syncer_core::kube::site::read_destination(&destination.client, &destination.calls, &dst).await
+    let Ok((state, _)) =
+        dr_syncer_core::kube::site::read_destination(&destination.client, &destination.calls, &dst).await
     else {
         return Ok(None);
     };
@@ -363,7 +368,14 @@ async fn hold_without_source(
     let announce = !conds
         .iter()
         .any(|c| c.type_ == "DestinationActive" && c.status == "True" && c.message == message);
-    conditions::set(&mut conds, "DestinationActive", true, "DestinationActive", message.clone(), nm.meta().generation);
+    conditions::set(
+        &mut conds,
+        "DestinationActive",
+        true,
+        "DestinationActive",
+        message.clone(),
+        nm.meta().generation,
+    );
     conditions::set(
         &mut conds,
         "Synced",

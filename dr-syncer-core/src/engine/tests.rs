@@ -632,8 +632,7 @@ async fn changes_apply_only_the_changed_objects_and_delete_only_with_prune() {
 async fn a_full_sync_holds_off_an_active_destination() {
     let cm = rt("v1", "ConfigMap", "configmaps");
     let mut s = MockResourceSource::new();
-    s.expect_get()
-        .returning(|_, _, _| Ok(Some(live_ns(false))));
+    s.expect_get().returning(|_, _, _| Ok(Some(live_ns(false))));
     s.expect_list().never();
     let mut a = MockApplier::new();
     a.expect_live()
@@ -659,7 +658,11 @@ async fn a_full_sync_holds_off_an_active_destination() {
 #[tokio::test]
 async fn the_namespace_records_who_created_it() {
     let cm = rt("v1", "ConfigMap", "configmaps");
-    for (existing, want) in [(None, Some("dr-syncer/app")), (Some("cli/app"), Some("cli/app")), (Some(""), None)] {
+    for (existing, want) in [
+        (None, Some("dr-syncer/app")),
+        (Some("cli/app"), Some("cli/app")),
+        (Some(""), None),
+    ] {
         let seen = Arc::new(Mutex::new(None::<DynamicObject>));
         let s2 = seen.clone();
         let mut a = MockApplier::new();
@@ -668,7 +671,8 @@ async fn the_namespace_records_who_created_it() {
             Ok((rt.kind == "Namespace" && existing.is_some()).then(|| {
                 let mut ns = live_ns(false);
                 if let Some(by) = existing.filter(|b| !b.is_empty()) {
-                    ns.metadata.annotations = Some([("dr-syncer.io/created-by".to_owned(), by.to_owned())].into());
+                    ns.metadata.annotations =
+                        Some([("dr-syncer.io/created-by".to_owned(), by.to_owned())].into());
                 }
                 ns
             }))

@@ -37,11 +37,11 @@ use kube::{Client, core::DynamicObject};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use self::steps::{Side, Steps, Switch, not_running, quieted_by_a_drill};
 pub use self::{
     one_side::{NextStep, OneSide, PairStatus, SideStatus, fence, promote, status},
     report::{DataCopy, DrillChange, DrillData, DrillOptions, DrillReport, Freshness},
 };
-use self::steps::{Side, Steps, Switch, not_running, quieted_by_a_drill};
 use super::{
     ClientOptions, KubeApplier, KubeSource, ManagedBy,
     calls::Calls,
@@ -303,7 +303,8 @@ impl Drill {
         let filter = ObjectFilter::new(&self.target.config);
         let on_source = |rt: &ResourceType, o: &DynamicObject| filter.check(rt, o).is_ok();
         let source_ns = self.target.source_namespace.clone();
-        let on_destination = |_: &ResourceType, o: &DynamicObject| site::put_there_for(&o.metadata, &source_ns);
+        let on_destination =
+            |_: &ResourceType, o: &DynamicObject| site::put_there_for(&o.metadata, &source_ns);
 
         // 0. Sync and pre-copy, unless the DR side is live already (a re-run: nothing goes over it).
         if allowed(
@@ -339,14 +340,23 @@ impl Drill {
                     src,
                     false,
                     "Cutover",
-                    &format!("cutover to the DR site: {quieted} workload(s) quieted, namespace marked standby"),
+                    &format!(
+                        "cutover to the DR site: {quieted} workload(s) quieted, namespace marked standby"
+                    ),
                 )
                 .await;
         }
         // 2. Wait until their pods are gone: everything they wrote is on their volumes.
         steps.checkpoint("waiting for the source's pods")?;
-        self.drain(&steps, src, &types, &on_source, options.drain_timeout, &mut report)
-            .await?;
+        self.drain(
+            &steps,
+            src,
+            &types,
+            &on_source,
+            options.drain_timeout,
+            &mut report,
+        )
+        .await?;
         // 3. The final data delta, with nothing writing on the source any more.
         if allowed(
             site::decide(Actor::Cutover, Step::CopyData, &state),
@@ -420,7 +430,8 @@ impl Drill {
         let (src, dst) = (self.source_side(), self.destination_side());
         let types = self.workloads_in_scope();
         let source_ns = self.target.source_namespace.clone();
-        let on_destination = |_: &ResourceType, o: &DynamicObject| site::put_there_for(&o.metadata, &source_ns);
+        let on_destination =
+            |_: &ResourceType, o: &DynamicObject| site::put_there_for(&o.metadata, &source_ns);
         let filter = ObjectFilter::new(&self.target.config);
         let on_source = |rt: &ResourceType, o: &DynamicObject| filter.check(rt, o).is_ok();
 
@@ -447,7 +458,12 @@ impl Drill {
             .await?;
         if quieted > 0 {
             steps
-                .event(dst, false, "Failback", &format!("failback: {quieted} workload(s) quieted"))
+                .event(
+                    dst,
+                    false,
+                    "Failback",
+                    &format!("failback: {quieted} workload(s) quieted"),
+                )
                 .await;
         }
         // 2. Copy the DR side's data back, once nothing writes on it any more (only from a live DR site).
@@ -459,8 +475,15 @@ impl Drill {
             )?
         {
             steps.checkpoint("waiting for the DR side's pods")?;
-            self.drain(&steps, dst, &types, &on_destination, options.drain_timeout, &mut report)
-                .await?;
+            self.drain(
+                &steps,
+                dst,
+                &types,
+                &on_destination,
+                options.drain_timeout,
+                &mut report,
+            )
+            .await?;
             steps.checkpoint("copying data back")?;
             self.copy_data(true, "reverse", &mut report, options.dry_run)
                 .await?;
@@ -479,7 +502,9 @@ impl Drill {
                 src,
                 false,
                 "Failback",
-                &format!("failback from the DR site: {reactivated} workload(s) reactivated, standby mark cleared"),
+                &format!(
+                    "failback from the DR site: {reactivated} workload(s) reactivated, standby mark cleared"
+                ),
             )
             .await;
         if let (Some(timeout), false) = (options.wait, options.dry_run) {
@@ -498,7 +523,10 @@ impl Drill {
         timeout: Duration,
         report: &mut DrillReport,
     ) -> Result<()> {
-        steps.step(report, &format!("wait until the {} workloads' pods are gone", side.cluster));
+        steps.step(
+            report,
+            &format!("wait until the {} workloads' pods are gone", side.cluster),
+        );
         let waited = steps.drain(side, types, select, timeout).await?;
         if !waited.is_empty() {
             report.notes.push(format!(
@@ -529,16 +557,30 @@ impl Drill {
         let Some(ns) = kube_site::get_namespace(side.client, &self.calls, side.namespace).await? else {
             return Ok(());
         };
-        if !kube_site::has_any_mark(&ns.metadata, &[crate::annotations::STANDBY, crate::annotations::STANDBY_SINCE]) {
+        if !kube_site::has_any_mark(
+            &ns.metadata,
+            &[crate::annotations::STANDBY, crate::annotations::STANDBY_SINCE],
+        ) {
             return Ok(());
         }
         steps.step(report, "clear the source namespace's standby mark");
         steps
-            .mark(side, &ns, "clear-standby", kube_site::clear_standby_mark(), report)
+            .mark(
+                side,
+                &ns,
+                "clear-standby",
+                kube_site::clear_standby_mark(),
+                report,
+            )
             .await
     }
 
-    async fn mark_active(&self, steps: &Steps<'_>, by: site::ActivatedBy, report: &mut DrillReport) -> Result<()> {
+    async fn mark_active(
+        &self,
+        steps: &Steps<'_>,
+        by: site::ActivatedBy,
+        report: &mut DrillReport,
+    ) -> Result<()> {
         let side = self.destination_side();
         steps.step(report, "mark the DR namespace active");
         let ns = kube_site::get_namespace(side.client, &self.calls, side.namespace).await?;
@@ -578,7 +620,12 @@ impl Drill {
             .mark(side, &ns, "clear-active", kube_site::clear_active_mark(), report)
             .await?;
         steps
-            .event(side, false, "Failback", "failback: active mark cleared, the DR side is a standby again")
+            .event(
+                side,
+                false,
+                "Failback",
+                "failback: active mark cleared, the DR side is a standby again",
+            )
             .await;
         Ok(())
     }

@@ -66,11 +66,7 @@ pub async fn find_leftovers(client: &Client, calls: &Calls, run: Option<&str>) -
                 kind: rt.kind.clone(),
                 namespace: o.metadata.namespace.clone().unwrap_or_default(),
                 name: o.metadata.name.clone().unwrap_or_default(),
-                created: o
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(|t| t.0.to_string()),
+                created: o.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             });
         }
     }

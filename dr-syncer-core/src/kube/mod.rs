@@ -29,17 +29,16 @@ pub use self::{
     },
     client::{ClientOptions, ClusterConfig, KubeconfigSource, connect, connect_with_url},
     discovery::{custom_resource_types, discover},
-    leftovers::{Leftover, find_leftovers, remove_leftovers},
     drill::{
         DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport, Freshness,
         NextStep, OneSide, PairStatus, SideStatus, fence, promote, status,
     },
+    leftovers::{Leftover, find_leftovers, remove_leftovers},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{
-        AgentKeys, AgentProbe, AgentReadiness, ManagedBy, PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome,
-        PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness, deploy_agents, free_agent_port, lock_name,
-        probe_agents,
-        remove_agents, synced_pvc_pairs,
+        AgentKeys, AgentProbe, AgentReadiness, ManagedBy, PvcDataSync, PvcPair, PvcProgressFn,
+        PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness, deploy_agents,
+        free_agent_port, lock_name, probe_agents, remove_agents, synced_pvc_pairs,
     },
     source::{KubeSource, selector_string},
 };

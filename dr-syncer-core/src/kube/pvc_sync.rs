@@ -42,8 +42,7 @@ use crate::{
     error::{Error, Result},
     keys::{AuthorizedClientKeys, HostKeyPins, KeyPair, KeySecrets},
     pvc::{
-        AgentSettings, MoverEvent, MoverProgress, SourceVolume, TransferSettings,
-        grant_name,
+        AgentSettings, MoverEvent, MoverProgress, SourceVolume, TransferSettings, grant_name,
         manifests::{self, MoverTarget},
         object_name,
     },
@@ -180,7 +179,10 @@ pub async fn deploy_agents(
 pub async fn free_agent_port(client: &Client) -> Result<u16> {
     let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::all(client.clone());
     let list = api
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/managed-by={}", crate::pvc::MANAGED_BY)))
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/managed-by={}",
+            crate::pvc::MANAGED_BY
+        )))
         .await
         .map_err(api_err("listing the dr-syncer agent DaemonSets"))?;
     let used: std::collections::BTreeSet<i32> = list

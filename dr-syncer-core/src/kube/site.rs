@@ -61,7 +61,10 @@ pub async fn read_destination(
     ns: &str,
 ) -> Result<(DestinationState, Option<DynamicObject>)> {
     let live = get_namespace(client, calls, ns).await?;
-    Ok((DestinationState::of_namespace(live.as_ref().map(|n| &n.metadata)), live))
+    Ok((
+        DestinationState::of_namespace(live.as_ref().map(|n| &n.metadata)),
+        live,
+    ))
 }
 
 /// Whether a namespace is being deleted.
@@ -92,7 +95,11 @@ pub async fn read_source(
             .await
             .map_err(|e| Error::kube(format!("listing {rt} in {ns}"), e))?;
         for obj in objects.iter().filter(|o| activation::is_running(rt, o)) {
-            running.push(format!("{}/{}", rt.kind, obj.metadata.name.as_deref().unwrap_or_default()));
+            running.push(format!(
+                "{}/{}",
+                rt.kind,
+                obj.metadata.name.as_deref().unwrap_or_default()
+            ));
         }
     }
     Ok(SourceState::Live {
@@ -147,10 +154,7 @@ pub async fn read_site(
         }
     };
     let (source, destination) = tokio::join!(src, dst);
-    SiteState {
-        source,
-        destination,
-    }
+    SiteState { source, destination }
 }
 
 /// Whether two clients talk to the same cluster: the same API server URL, or the same `kube-system`
@@ -221,7 +225,9 @@ pub async fn patch_namespace(client: &Client, calls: &Calls, ns: &str, patch: &V
     };
     let merge = Patch::Merge(patch);
     calls
-        .run(&format!("patch namespace {ns}"), || api.patch(ns, &params, &merge))
+        .run(&format!("patch namespace {ns}"), || {
+            api.patch(ns, &params, &merge)
+        })
         .await
         .map_err(|e| Error::kube(format!("marking namespace {ns}"), e))?;
     Ok(())

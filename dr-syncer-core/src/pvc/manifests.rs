@@ -25,9 +25,7 @@ use k8s_openapi::{
 };
 use serde_json::{Value, json};
 
-use super::{
-    AGENT_NAME, AgentSettings, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings,
-};
+use super::{AGENT_NAME, AgentSettings, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings};
 use crate::keys::{AuthorizedClientKeys, KeyPair, KeySecrets};
 
 /// The agent's state directory (sshd's configuration, keys, grants in effect): an in-memory emptyDir.
@@ -75,7 +73,10 @@ pub fn agent_selector(settings: &AgentSettings) -> String {
 }
 
 /// Add `settings`' owner labels to an object's labels.
-pub fn label_owned(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, settings: &AgentSettings) {
+pub fn label_owned(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    settings: &AgentSettings,
+) {
     if settings.owner_labels.is_empty() {
         return;
     }

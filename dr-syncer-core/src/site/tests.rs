@@ -17,10 +17,7 @@ fn active(by: ActivatedBy) -> DestinationState {
 }
 
 fn state(source: SourceState, destination: DestinationState) -> SiteState {
-    SiteState {
-        source,
-        destination,
-    }
+    SiteState { source, destination }
 }
 
 use ActivatedBy::*;
@@ -32,7 +29,12 @@ use Decision::*;
 #[case::manual_mark_holds(Actor::Operator, Step::SyncObjects, state(live(false, &[]), active(Manual)), Skip(Reason::DestinationActive))]
 #[case::no_prune(Actor::Operator, Step::Prune, state(live(true, &[]), active(Promote)), Skip(Reason::DestinationActive))]
 #[case::no_data(Actor::Operator, Step::CopyData, state(live(true, &[]), active(Cutover)), Skip(Reason::DestinationActive))]
-#[case::no_delete_synced(Actor::Operator, Step::DeleteSynced, state(SourceState::Unknown, active(Cutover)), Skip(Reason::DestinationActive))]
+#[case::no_delete_synced(
+    Actor::Operator,
+    Step::DeleteSynced,
+    state(SourceState::Unknown, active(Cutover)),
+    Skip(Reason::DestinationActive)
+)]
 #[case::no_cleanup(Actor::Operator, Step::CleanupOnUnlabel, state(live(false, &[]), active(Cutover)), Skip(Reason::DestinationActive))]
 #[case::stage_refused(Actor::Stage, Step::SyncObjects, state(live(true, &[]), active(Cutover)), Refuse(Reason::DestinationActive))]
 #[case::cutover_rerun_no_sync(Actor::Cutover, Step::SyncObjects, state(live(true, &[]), active(Cutover)), Skip(Reason::DestinationActive))]
@@ -43,26 +45,86 @@ use Decision::*;
 #[case::first_sync(Actor::Operator, Step::SyncObjects, state(live(false, &[]), DestinationState::Missing), Proceed)]
 #[case::prune(Actor::Operator, Step::Prune, state(live(false, &[]), DestinationState::Standby), Proceed)]
 #[case::copy(Actor::Stage, Step::CopyData, state(live(false, &[]), DestinationState::Standby), Proceed)]
-#[case::delete_synced(Actor::Operator, Step::DeleteSynced, state(SourceState::Missing, DestinationState::Standby), Proceed)]
+#[case::delete_synced(
+    Actor::Operator,
+    Step::DeleteSynced,
+    state(SourceState::Missing, DestinationState::Standby),
+    Proceed
+)]
 // Rule 2: a source that is gone or going is an outage.
-#[case::no_prune_source_gone(Actor::Operator, Step::Prune, state(SourceState::Terminating, DestinationState::Standby), Skip(Reason::SourceGone))]
-#[case::no_copy_source_gone(Actor::Operator, Step::CopyData, state(SourceState::Missing, DestinationState::Standby), Skip(Reason::SourceGone))]
-#[case::not_unlabelled(Actor::Operator, Step::CleanupOnUnlabel, state(SourceState::Terminating, DestinationState::Standby), Skip(Reason::SourceGone))]
-#[case::unknown_not_unlabelled(Actor::Operator, Step::CleanupOnUnlabel, state(SourceState::Unknown, DestinationState::Standby), Skip(Reason::SourceUnknown))]
+#[case::no_prune_source_gone(
+    Actor::Operator,
+    Step::Prune,
+    state(SourceState::Terminating, DestinationState::Standby),
+    Skip(Reason::SourceGone)
+)]
+#[case::no_copy_source_gone(
+    Actor::Operator,
+    Step::CopyData,
+    state(SourceState::Missing, DestinationState::Standby),
+    Skip(Reason::SourceGone)
+)]
+#[case::not_unlabelled(
+    Actor::Operator,
+    Step::CleanupOnUnlabel,
+    state(SourceState::Terminating, DestinationState::Standby),
+    Skip(Reason::SourceGone)
+)]
+#[case::unknown_not_unlabelled(
+    Actor::Operator,
+    Step::CleanupOnUnlabel,
+    state(SourceState::Unknown, DestinationState::Standby),
+    Skip(Reason::SourceUnknown)
+)]
 #[case::unlabelled(Actor::Operator, Step::CleanupOnUnlabel, state(live(false, &[]), DestinationState::Standby), Proceed)]
 // Promote and fence each need only their side.
-#[case::promote(Actor::Promote, Step::ActivateDestination, state(SourceState::Unknown, DestinationState::Standby), Proceed)]
-#[case::promote_again(Actor::Promote, Step::ActivateDestination, state(SourceState::Unknown, active(Promote)), Proceed)]
-#[case::promote_nothing(Actor::Promote, Step::ActivateDestination, state(SourceState::Unknown, DestinationState::Missing), Refuse(Reason::NothingStaged))]
+#[case::promote(
+    Actor::Promote,
+    Step::ActivateDestination,
+    state(SourceState::Unknown, DestinationState::Standby),
+    Proceed
+)]
+#[case::promote_again(
+    Actor::Promote,
+    Step::ActivateDestination,
+    state(SourceState::Unknown, active(Promote)),
+    Proceed
+)]
+#[case::promote_nothing(
+    Actor::Promote,
+    Step::ActivateDestination,
+    state(SourceState::Unknown, DestinationState::Missing),
+    Refuse(Reason::NothingStaged)
+)]
 #[case::fence(Actor::Fence, Step::QuietSource, state(live(false, &["Deployment/web"]), DestinationState::Unknown), Proceed)]
-#[case::fence_nothing(Actor::Fence, Step::QuietSource, state(SourceState::Missing, DestinationState::Unknown), Refuse(Reason::NoSource))]
-#[case::cutover_needs_prod(Actor::Cutover, Step::QuietSource, state(SourceState::Unknown, DestinationState::Standby), Refuse(Reason::SourceUnknown))]
+#[case::fence_nothing(
+    Actor::Fence,
+    Step::QuietSource,
+    state(SourceState::Missing, DestinationState::Unknown),
+    Refuse(Reason::NoSource)
+)]
+#[case::cutover_needs_prod(
+    Actor::Cutover,
+    Step::QuietSource,
+    state(SourceState::Unknown, DestinationState::Standby),
+    Refuse(Reason::SourceUnknown)
+)]
 // Rule 3: failback.
 #[case::failback(Actor::Failback, Step::QuietDestination, state(live(true, &[]), active(Cutover)), Proceed)]
 #[case::failback_copy(Actor::Failback, Step::ReverseCopy, state(live(true, &[]), active(Promote)), Proceed)]
 #[case::failback_both_active(Actor::Failback, Step::QuietDestination, state(live(false, &["Deployment/web"]), active(Promote)), Refuse(Reason::BothSitesActive))]
-#[case::failback_prod_down(Actor::Failback, Step::QuietDestination, state(SourceState::Unknown, active(Promote)), Refuse(Reason::SourceUnknown))]
-#[case::failback_prod_gone(Actor::Failback, Step::ReactivateSource, state(SourceState::Missing, active(Promote)), Refuse(Reason::NoSource))]
+#[case::failback_prod_down(
+    Actor::Failback,
+    Step::QuietDestination,
+    state(SourceState::Unknown, active(Promote)),
+    Refuse(Reason::SourceUnknown)
+)]
+#[case::failback_prod_gone(
+    Actor::Failback,
+    Step::ReactivateSource,
+    state(SourceState::Missing, active(Promote)),
+    Refuse(Reason::NoSource)
+)]
 #[case::no_copy_from_standby(Actor::Failback, Step::ReverseCopy, state(live(true, &[]), DestinationState::Standby), Skip(Reason::NothingToFailBack))]
 #[case::finish_interrupted(Actor::Failback, Step::ReactivateSource, state(live(true, &[]), DestinationState::Standby), Proceed)]
 #[case::nothing_to_fail_back(Actor::Failback, Step::ReactivateSource, state(live(false, &["Deployment/web"]), DestinationState::Standby), Skip(Reason::NothingToFailBack))]
@@ -71,7 +133,11 @@ use Decision::*;
 #[case::operator_never_quiets_prod(Actor::Operator, Step::QuietSource, state(live(false, &[]), DestinationState::Standby), Refuse(Reason::NotItsStep))]
 #[case::promote_never_syncs(Actor::Promote, Step::SyncObjects, state(live(false, &[]), DestinationState::Standby), Refuse(Reason::NotItsStep))]
 fn decisions(#[case] actor: Actor, #[case] step: Step, #[case] state: SiteState, #[case] expected: Decision) {
-    assert_eq!(decide(actor, step, &state), expected, "{actor:?} {step:?} {state:?}");
+    assert_eq!(
+        decide(actor, step, &state),
+        expected,
+        "{actor:?} {step:?} {state:?}"
+    );
 }
 
 /// Whatever the state, no actor feeds an active DR namespace.

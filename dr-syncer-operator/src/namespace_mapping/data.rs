@@ -14,7 +14,8 @@ use dr_syncer_core::{
     api::{NamespaceMapping, VolumeSyncStatus},
     failure::FailureCategory,
     kube::{
-        ManagedBy, PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, synced_pvc_pairs,
+        ManagedBy, PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide,
+        synced_pvc_pairs,
     },
     pvc::{AgentSettings, TransferSettings},
 };

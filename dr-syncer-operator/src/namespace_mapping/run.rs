@@ -18,12 +18,12 @@ use dr_syncer_core::{
     apply::{Applier, ApplyOptions},
     config::SyncConfig,
     engine::{Change, Progress, SkippedObject, SyncEngine, SyncReport, SyncTarget},
-    site,
     failure::FailureCategory,
     kube::{KubeApplier, KubeSource},
     resource::{ObjectKey, ResourceType},
     schedule::Schedule,
     selection::{OPERATOR_DEFAULT_TYPES, resolve_resource_types},
+    site,
     source::{ResourceSource, SourceScope},
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
@@ -532,7 +532,9 @@ impl<'a> Runner<'a> {
                     &r.source_namespace == src
                         && &r.destination_namespace == dst
                         && (r.destination_active
-                            || r.held.as_ref().is_some_and(|h| h.reason == site::Reason::SourceGone.kind()))
+                            || r.held
+                                .as_ref()
+                                .is_some_and(|h| h.reason == site::Reason::SourceGone.kind()))
                 })
             })
             .cloned()
@@ -894,7 +896,11 @@ impl<'a> Runner<'a> {
     /// Events of the site state, each once when it starts (not on every sync while it holds):
     /// `DestinationActive`, `BothSitesActive`, and a DR workload scaled up by hand in a namespace that is
     /// not marked active (quieted again: the Event says how to promote instead).
-    async fn emit_site_events(&self, outcome: &Outcome, before: &dr_syncer_core::api::NamespaceMappingStatus) {
+    async fn emit_site_events(
+        &self,
+        outcome: &Outcome,
+        before: &dr_syncer_core::api::NamespaceMappingStatus,
+    ) {
         let ctx = self.ctx;
         let nm = self.nm.as_ref();
         let had = |t: &str| {
@@ -928,7 +934,10 @@ impl<'a> Runner<'a> {
                 let quieted = change.diff.iter().flat_map(|d| &d.changes).any(|f| {
                     f.path == "/spec/replicas"
                         && f.new.as_deref() == Some("0")
-                        && f.old.as_deref().and_then(|v| v.parse::<i64>().ok()).is_some_and(|n| n > 0)
+                        && f.old
+                            .as_deref()
+                            .and_then(|v| v.parse::<i64>().ok())
+                            .is_some_and(|n| n > 0)
                 });
                 if quieted {
                     ctx.event(
@@ -1029,10 +1038,7 @@ impl<'a> Runner<'a> {
         .await
         .map(|(d, _)| d)
         .unwrap_or_default();
-        site::SiteState {
-            source,
-            destination,
-        }
+        site::SiteState { source, destination }
     }
 
     /// Remove the manual trigger, unless it was set again (to another value) during the sync.
@@ -1143,7 +1149,9 @@ impl<'a> Runner<'a> {
         let types = self.clusters.destination.types().await?;
         let namespaced: Vec<ResourceType> = types
             .iter()
-            .filter(|t| t.namespaced && !(t.kind == "Event" && (t.group.is_empty() || t.group == "events.k8s.io")))
+            .filter(|t| {
+                t.namespaced && !(t.kind == "Event" && (t.group.is_empty() || t.group == "events.k8s.io"))
+            })
             .cloned()
             .collect();
         let objects = KubeSource::new(
@@ -1181,7 +1189,13 @@ impl<'a> Runner<'a> {
                 ) || (o.resource.kind == "Endpoints" && services.contains(name));
                 !(ours || dependent || cluster_made)
             })
-            .map(|o| format!("{}/{}", o.resource.kind, o.object.metadata.name.as_deref().unwrap_or_default()))
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o.resource.kind,
+                    o.object.metadata.name.as_deref().unwrap_or_default()
+                )
+            })
             .collect())
     }
 

@@ -24,7 +24,7 @@ use crate::{
     },
     resource::ResourceType,
     selection::ObjectFilter,
-    site::{self, Actor, ActivatedBy, DestinationState, SiteState, SourceState, Step},
+    site::{self, ActivatedBy, Actor, DestinationState, SiteState, SourceState, Step},
 };
 
 /// One cluster's side of a namespace pair.
@@ -230,7 +230,10 @@ pub async fn promote(dr: &OneSide, options: DrillOptions) -> Result<DrillReport>
         report.notes.push(format!(
             "the DR namespace is active already (activated by {}{}): its mark is kept",
             by.as_str(),
-            since.as_deref().map(|s| format!(" since {s}")).unwrap_or_default()
+            since
+                .as_deref()
+                .map(|s| format!(" since {s}"))
+                .unwrap_or_default()
         ));
     } else {
         steps.step(&mut report, "mark the DR namespace active");
@@ -252,7 +255,9 @@ pub async fn promote(dr: &OneSide, options: DrillOptions) -> Result<DrillReport>
             side,
             false,
             "Promote",
-            &format!("promoted without production: namespace marked active, {activated} workload(s) activated{rpo}"),
+            &format!(
+                "promoted without production: namespace marked active, {activated} workload(s) activated{rpo}"
+            ),
         )
         .await;
     // Every workload that ran on production (recorded at sync time) must run now.
@@ -322,13 +327,13 @@ pub async fn fence(prod: &OneSide, options: DrillOptions) -> Result<DrillReport>
         )
         .await;
     steps.step(&mut report, "wait until the source workloads' pods are gone");
-    let waited = steps
-        .drain(side, &types, &select, options.drain_timeout)
-        .await?;
+    let waited = steps.drain(side, &types, &select, options.drain_timeout).await?;
     if !waited.is_empty() {
-        report
-            .notes
-            .push(format!("waited for {} pod(s) to stop: {}", waited.len(), waited.join(", ")));
+        report.notes.push(format!(
+            "waited for {} pod(s) to stop: {}",
+            waited.len(),
+            waited.join(", ")
+        ));
     }
     Ok(report)
 }
@@ -491,13 +496,15 @@ fn next_steps(state: &SiteState) -> Vec<NextStep> {
                 .into()
         }
     });
-    let promote = refusal(site::decide(Actor::Promote, Step::ActivateDestination, state)).unwrap_or_else(|| {
-        if active {
-            "keep the active mark and activate any DR workload still quiet".into()
-        } else {
-            "mark the DR namespace active and activate its workloads, without contacting production".into()
-        }
-    });
+    let promote =
+        refusal(site::decide(Actor::Promote, Step::ActivateDestination, state)).unwrap_or_else(|| {
+            if active {
+                "keep the active mark and activate any DR workload still quiet".into()
+            } else {
+                "mark the DR namespace active and activate its workloads, without contacting production"
+                    .into()
+            }
+        });
     let fence = refusal(site::decide(Actor::Fence, Step::QuietSource, state)).unwrap_or_else(|| {
         if state.source.is_standby() {
             "nothing new: production is standby already (workloads still running are quieted)".into()

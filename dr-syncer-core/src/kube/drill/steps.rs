@@ -106,7 +106,12 @@ impl<'a> Steps<'a> {
     }
 
     /// Every object of `rt` in `ns` (a type the server does not serve lists as empty).
-    pub(crate) async fn list(&self, client: &Client, rt: &ResourceType, ns: &str) -> Result<Vec<DynamicObject>> {
+    pub(crate) async fn list(
+        &self,
+        client: &Client,
+        rt: &ResourceType,
+        ns: &str,
+    ) -> Result<Vec<DynamicObject>> {
         list_all(client, self.calls, rt, Some(ns), None, true)
             .await
             .map_err(|e| Error::kube(format!("list {rt} in {ns}"), e))
@@ -131,7 +136,9 @@ impl<'a> Steps<'a> {
             };
             let merge = Patch::Merge(&patch);
             self.calls
-                .run(&format!("{action} {key}"), || api.patch(&key.name, &params, &merge))
+                .run(&format!("{action} {key}"), || {
+                    api.patch(&key.name, &params, &merge)
+                })
                 .await
                 .map_err(|e| Error::kube(format!("{action} {key} on the {} cluster", side.cluster), e))?;
             info!(object = %key, cluster = side.cluster, action, "drill");
@@ -155,8 +162,15 @@ impl<'a> Steps<'a> {
         patch: Value,
         report: &mut DrillReport,
     ) -> Result<()> {
-        self.patch(side, &crate::engine::namespace_type(), namespace, action, patch, report)
-            .await
+        self.patch(
+            side,
+            &crate::engine::namespace_type(),
+            namespace,
+            action,
+            patch,
+            report,
+        )
+        .await
     }
 
     /// Switch the workloads of `types` on `side` that `select` picks; returns how many were written.
@@ -268,7 +282,10 @@ impl<'a> Steps<'a> {
         must_run: &BTreeSet<String>,
         timeout: Duration,
     ) -> Result<()> {
-        self.announce(&format!("wait until the workloads of {} are ready", side.namespace));
+        self.announce(&format!(
+            "wait until the workloads of {} are ready",
+            side.namespace
+        ));
         let deadline = Instant::now() + timeout;
         loop {
             let mut waiting = Vec::new();
@@ -303,7 +320,9 @@ impl<'a> Steps<'a> {
                 )));
             }
             if self.interrupted() {
-                return Err(Error::Interrupted("while waiting for workloads to be ready".into()));
+                return Err(Error::Interrupted(
+                    "while waiting for workloads to be ready".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -330,8 +349,13 @@ pub(crate) async fn quieted_by_a_drill(
     let mut out = BTreeSet::new();
     for rt in types {
         for obj in steps.list(side.client, rt, side.namespace).await? {
-            if select(rt, &obj) && !activation::is_running(rt, &obj) && activation::recorded_active(rt, &obj) {
-                out.insert(format!("{}/{}", rt.kind, obj.metadata.name.as_deref().unwrap_or_default()));
+            if select(rt, &obj) && !activation::is_running(rt, &obj) && activation::recorded_active(rt, &obj)
+            {
+                out.insert(format!(
+                    "{}/{}",
+                    rt.kind,
+                    obj.metadata.name.as_deref().unwrap_or_default()
+                ));
             }
         }
     }

@@ -181,7 +181,10 @@ fn active_destinations_are_held_idle_and_keep_the_last_counts() {
             .unwrap()
     };
     let c = cond("DestinationActive");
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "DestinationActive"));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "DestinationActive")
+    );
     assert!(c.message.contains("shop-dr"), "{}", c.message);
     let synced = cond("Synced");
     assert_eq!(
@@ -209,10 +212,19 @@ fn active_destinations_are_held_idle_and_keep_the_last_counts() {
         .find(|c| c.type_ == "BothSitesActive")
         .unwrap();
     assert_eq!(c.status, "True");
-    assert!(c.message.contains("Deployment/web") && c.message.contains("fence"), "{}", c.message);
+    assert!(
+        c.message.contains("Deployment/web") && c.message.contains("fence"),
+        "{}",
+        c.message
+    );
     // Fenced: the condition goes.
     let s = after_sync(&s, &outcome(vec![SyncReport::default()]), Some(2));
-    assert!(s.conditions.unwrap().iter().all(|c| c.type_ != "BothSitesActive" && c.type_ != "DestinationActive"));
+    assert!(
+        s.conditions
+            .unwrap()
+            .iter()
+            .all(|c| c.type_ != "BothSitesActive" && c.type_ != "DestinationActive")
+    );
 }
 
 #[test]
