@@ -3,9 +3,10 @@
 //! controller: `dr_syncer_testenv::kubelet`), the real agent binary serving with OpenSSH's sshd and
 //! copying with rsync. The CLI finds the agents through pod status only.
 //!
-//! Stage copies the data; cutover copies while the source runs, quiets the source, copies the final
-//! delta, then activates the DR side (the order is observed through watches); failback copies the DR
-//! side's changes back through agents deployed on the DR cluster and a mount pod there.
+//! Stage copies the data; cutover copies while the source runs, quiets the source, waits until its
+//! writer's pod is gone (it writes its last lines while terminating), copies the final delta, then
+//! activates the DR side (the order is observed through watches; the DR side holds every line); failback
+//! copies the DR side's changes back through agents deployed on the DR cluster and a mount pod there.
 
 use std::{
     path::Path,
@@ -31,6 +32,11 @@ use kube::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-cli");
 
+/// The application: a Deployment whose pod appends numbered lines to its volume until it is stopped, and
+/// on SIGTERM writes eighty more over about eight seconds before it exits (as a database flushes on
+/// shutdown). The simulated kubelets run it (`app` is `/bin/sh`) on the nodes labelled `pool: app` (on
+/// production the first node, where a mount pod would land too: a copy that did not wait for the pod to
+/// go would start at once and miss the last lines).
 const APP: &str = r#"
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -43,19 +49,19 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
-  replicas: 2
+  replicas: 1
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: nginx}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, labels: {app: web}}
-spec:
-  nodeName: src-b
-  containers: [{name: web, image: nginx, volumeMounts: [{name: data, mountPath: /srv}]}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+    spec:
+      nodeSelector: {pool: app}
+      terminationGracePeriodSeconds: 14
+      containers:
+      - name: web
+        image: app
+        args: ["-c", "trap 'j=0; while [ $j -lt 80 ]; do j=$((j+1)); echo term $j >> /srv/journal; sleep 0.1; done; exit 0' TERM; i=0; while true; do i=$((i+1)); echo line $i >> /srv/journal; sleep 0.05; done"]
+        volumeMounts: [{name: data, mountPath: /srv}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
 "#;
 
 struct Run {
@@ -183,13 +189,17 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     let src_nodes = Kubelet::builder(&src, &net)
         .node("src-a", "10.93.0.11")
         .node("src-b", "10.93.0.12")
+        .node_labels("src-a", &[("pool", "app")])
         .image("dr-syncer-agent", &agent)
+        .image("app", "/bin/sh")
         .start()
         .await
         .unwrap();
     let dr_nodes = Kubelet::builder(&dst, &net)
         .node("dr-a", "10.93.0.21")
+        .node_labels("dr-a", &[("pool", "app")])
         .image("dr-syncer-agent", &agent)
+        .image("app", "/bin/sh")
         .start()
         .await
         .unwrap();
@@ -206,6 +216,13 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
         .bound_volume_dir("shop", "data", Duration::from_secs(30))
         .await
         .unwrap();
+    wait_for("the writer to write", Duration::from_secs(30), || async {
+        Ok(read(&src_data, "journal")
+            .is_some_and(|j| j.lines().count() > 3)
+            .then_some(()))
+    })
+    .await
+    .unwrap();
     write(&src_data, "orders/1.json", "{\"id\":1}");
     write(&src_data, "orders/2.json", "{\"id\":2}");
     write(&src_data, "old.log", "to be deleted");
@@ -224,7 +241,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     let data = &run.report["data"];
     assert_eq!(data.as_array().map(Vec::len), Some(1), "{}", run.report);
     assert_eq!(data[0]["status"], "Synced", "{}", run.report);
-    assert_eq!(data[0]["node"], "src-b");
+    assert_eq!(data[0]["node"], "src-a");
     assert_eq!(data[0]["step"], "stage");
     let dr_data = dr_nodes
         .bound_volume_dir("shop", "data", Duration::from_secs(30))
@@ -232,11 +249,21 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
         .unwrap();
     assert_eq!(read(&dr_data, "orders/2.json").as_deref(), Some("{\"id\":2}"));
     assert_eq!(read(&dr_data, "old.log").as_deref(), Some("to be deleted"));
-    // The temporary agents, their keys and the mover are gone.
+    // The temporary agents, their keys and the mover are gone: nothing labelled with the run is left.
     let ds: Api<DaemonSet> = Api::namespaced(client.clone(), "dr-syncer-system");
-    assert!(ds.get_opt("dr-syncer-agent").await.unwrap().is_none());
-    let movers: Api<Pod> = Api::namespaced(dst.client(), "shop");
-    assert!(movers.list(&Default::default()).await.unwrap().items.is_empty());
+    assert!(ds.list(&Default::default()).await.unwrap().items.is_empty());
+    // (The agents' pods terminate after their DaemonSet is gone, as on any cluster.)
+    for cp in [&src, &dst] {
+        let lp = kube::api::ListParams::default().labels("dr-syncer.io/cli-run");
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(cp.client());
+        assert!(secrets.list(&lp).await.unwrap().items.is_empty());
+        let left: Api<Pod> = Api::all(cp.client());
+        wait_for("the run's pods to go", Duration::from_secs(30), || async {
+            Ok(left.list(&lp).await?.items.is_empty().then_some(()))
+        })
+        .await
+        .unwrap();
+    }
 
     // Cutover: the change made after staging arrives; the final delta runs between quieting the
     // source and activating the DR side.
@@ -251,12 +278,40 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
         &[
             "copy PVC data (pre-copy)",
             "quiet source workloads",
+            "mark the source namespace standby",
+            "wait until the source workloads' pods are gone",
             "copy PVC data (final delta)",
+            "mark the DR namespace active",
             "activate destination workloads",
         ],
     );
     assert_eq!(read(&dr_data, "orders/3.json").as_deref(), Some("{\"id\":3}"));
     assert_eq!(read(&dr_data, "old.log"), None, "deletions are mirrored");
+    // The writer ran until the cutover stopped it, and wrote its last lines while terminating: the final
+    // delta waited until its pod was gone, so the DR side holds every line.
+    let journal = wait_for(
+        "production's writer to finish",
+        Duration::from_secs(30),
+        || async { Ok(read(&src_data, "journal").filter(|j| j.ends_with("term 80\n"))) },
+    )
+    .await
+    .unwrap();
+    // (The DR side's own writer, active now, appends after them.)
+    let dr_journal = read(&dr_data, "journal").unwrap_or_default();
+    assert!(
+        dr_journal.starts_with(&journal),
+        "every line on DR ({} on production, {} on DR)",
+        journal.lines().count(),
+        dr_journal.lines().count()
+    );
+    assert!(
+        run.report["notes"].as_array().is_some_and(|n| n.iter().any(|n| n
+            .as_str()
+            .unwrap_or_default()
+            .contains("pod(s) of the quieted source"))),
+        "the wait is reported: {}",
+        run.report
+    );
     // Each of the two copies shows its end (copies of changes only, too).
     assert_eq!(
         run.stderr.matches("shop/data → shop/data: 100% (").count(),
@@ -273,7 +328,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
                 .lock()
                 .unwrap()
                 .iter()
-                .any(|s| s == "dr replicas 2")
+                .any(|s| s == "dr replicas 1")
                 .then_some(()))
         },
     )
@@ -283,7 +338,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|e| e.as_str() != "source replicas 2" && e.as_str() != "dr replicas 0")
+        .filter(|e| e.as_str() != "source replicas 1" && e.as_str() != "dr replicas 0")
         .cloned()
         .collect();
     assert_eq!(
@@ -292,7 +347,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
             "mover created",
             "source replicas 0",
             "mover created",
-            "dr replicas 2"
+            "dr replicas 1"
         ],
         "{:?}",
         seen.lock().unwrap()
@@ -336,5 +391,5 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     .await
     .unwrap();
     let ds: Api<DaemonSet> = Api::namespaced(dst.client(), "dr-syncer-system");
-    assert!(ds.get_opt("dr-syncer-agent").await.unwrap().is_none());
+    assert!(ds.list(&Default::default()).await.unwrap().items.is_empty());
 }

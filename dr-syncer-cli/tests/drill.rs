@@ -310,9 +310,30 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
             ns.annotations().get("dr-syncer.io/active").map(String::as_str),
             Some("true")
         );
+        assert_eq!(
+            ns.annotations()
+                .get("dr-syncer.io/activated-by")
+                .map(String::as_str),
+            Some("cutover")
+        );
+        assert!(ns.annotations().contains_key("dr-syncer.io/active-since"));
+        let prod: Namespace = Api::all(e.src.client()).get(&e.ns).await.unwrap();
+        assert_eq!(
+            prod.annotations().get("dr-syncer.io/standby").map(String::as_str),
+            Some("true"),
+            "production marked standby (round {round})"
+        );
     }
-    // A stage on the active site does not quiet it.
-    ok(&e.cli(&["stage"]));
+    // A stage onto the live DR site is refused before anything is written there.
+    let before = e.dst_writes().await;
+    let refused = e.cli(&["stage"]);
+    assert_eq!(refused.code, 9, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("the DR side is the live site"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(e.dst_writes().await - before, 0);
     assert_eq!(replicas(&e.dst, &e.ns).await, original);
 
     // A change made on the DR side while it is active shows in failback's reverse diff — and nothing
@@ -371,7 +392,31 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
         assert_eq!(dr.0, Some(0));
         assert_eq!(dr.2, Some(true));
         let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
-        assert!(!ns.annotations().contains_key("dr-syncer.io/active"));
+        assert!(
+            !ns.annotations()
+                .keys()
+                .any(|k| k.starts_with("dr-syncer.io/activ")),
+            "{:?}",
+            ns.annotations()
+        );
+        let prod: Namespace = Api::all(e.src.client()).get(&e.ns).await.unwrap();
+        assert!(
+            !prod
+                .annotations()
+                .keys()
+                .any(|k| k.starts_with("dr-syncer.io/standby")),
+            "{:?}",
+            prod.annotations()
+        );
+        // Production is itself again: no records left on its workloads.
+        let web: Deployment = Api::namespaced(e.src.client(), &e.ns).get("web").await.unwrap();
+        assert!(
+            !web.annotations()
+                .keys()
+                .any(|k| k.starts_with("dr-syncer.io/original-")),
+            "{:?}",
+            web.annotations()
+        );
     }
 }
 
@@ -616,55 +661,81 @@ async fn interrupted_cutover_and_failback_finish_when_run_again() {
         dr_syncer_testenv::DenyRule::new("dr-syncer-cli", &["patch"], resources)
     };
 
-    // 1. Stopped after the source is quiet, before any DR workload is activated.
-    e.dst
-        .deny(&deny(&[
-            "deployments.apps",
-            "statefulsets.apps",
-            "daemonsets.apps",
-            "cronjobs.batch",
-        ]))
-        .await
-        .unwrap();
+    let marks = |cp: &ControlPlane| {
+        let (client, ns) = (cp.client(), e.ns.clone());
+        async move {
+            let ns: Namespace = Api::all(client).get(&ns).await.unwrap();
+            let a = ns.annotations();
+            (
+                a.get("dr-syncer.io/standby").cloned(),
+                a.get("dr-syncer.io/active").cloned(),
+            )
+        }
+    };
+    let workloads = &[
+        "deployments.apps",
+        "statefulsets.apps",
+        "daemonsets.apps",
+        "cronjobs.batch",
+    ];
+
+    // 1. Stopped after production is quiet, before it is marked standby.
+    e.src.deny(&deny(&["namespaces"])).await.unwrap();
     // (preflight would see the missing permission and stop before the source is touched)
     let o = e.cli(&["cutover", "--yes", "--skip-preflight"]);
     assert_ne!(o.code, 0, "{}", o.stdout);
     assert_eq!(replicas(&e.src, &e.ns).await.0, Some(0), "source quiet");
+    assert_eq!(marks(&e.src).await.0, None, "not yet marked standby");
     assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "DR not yet active");
-    e.dst.clear_denies().await.unwrap();
+    e.src.clear_denies().await.unwrap();
 
-    // 2. Stopped after the DR workloads are active, before the namespace is marked.
+    // 2. Stopped after production is marked standby, before the DR namespace is marked active.
     e.dst.deny(&deny(&["namespaces"])).await.unwrap();
     let o = e.cli(&["cutover", "--yes", "--skip-preflight"]);
     assert_ne!(o.code, 0, "{}", o.stdout);
+    assert_eq!(marks(&e.src).await.0.as_deref(), Some("true"));
+    assert_eq!(marks(&e.dst).await.1, None, "DR not marked");
+    assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "DR not yet active");
+    e.dst.clear_denies().await.unwrap();
+
+    // 3. Stopped after the DR namespace is marked active, before its workloads are activated.
+    e.dst.deny(&deny(workloads)).await.unwrap();
+    let o = e.cli(&["cutover", "--yes", "--skip-preflight"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert_eq!(marks(&e.dst).await.1.as_deref(), Some("true"));
     assert_eq!(
-        replicas(&e.dst, &e.ns).await,
-        original,
-        "DR activated from the source's originals"
+        replicas(&e.dst, &e.ns).await.0,
+        Some(0),
+        "DR workloads not yet active"
     );
     e.dst.clear_denies().await.unwrap();
 
-    // Run again: the exact end state of a clean cutover.
-    ok(&e.cli(&["cutover", "--yes"]));
+    // Run again: it finds the DR side live, so it neither syncs nor copies over it; it finishes the
+    // switch, to the exact end state of a clean cutover.
+    let o = e.cli(&["cutover", "--yes", "-o", "json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(
+        v.get("sync").is_none(),
+        "no sync over the live side: {}",
+        o.stdout
+    );
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("sync skipped")),
+        "{}",
+        o.stdout
+    );
     assert_eq!(replicas(&e.dst, &e.ns).await, original);
     let src = replicas(&e.src, &e.ns).await;
     assert_eq!((src.0, src.1, src.2), (Some(0), Some(0), Some(true)));
-    let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
-    assert_eq!(
-        ns.annotations().get("dr-syncer.io/active").map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(marks(&e.dst).await.1.as_deref(), Some("true"));
 
     // Failback stopped after the DR side is quiet, before the source is reactivated.
-    e.src
-        .deny(&deny(&[
-            "deployments.apps",
-            "statefulsets.apps",
-            "daemonsets.apps",
-            "cronjobs.batch",
-        ]))
-        .await
-        .unwrap();
+    e.src.deny(&deny(workloads)).await.unwrap();
     // Preflight sees that the source workloads cannot be reactivated and writes nothing …
     let (src_before, dst_before) = (e.src_writes().await, e.dst_writes().await);
     let o = e.cli(&["failback", "--yes"]);
@@ -682,10 +753,28 @@ async fn interrupted_cutover_and_failback_finish_when_run_again() {
     assert_ne!(o.code, 0, "{}", o.stdout);
     assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "DR quiet");
     e.src.clear_denies().await.unwrap();
+    assert_eq!(
+        (marks(&e.src).await.0.as_deref(), marks(&e.dst).await.1.as_deref()),
+        (Some("true"), Some("true")),
+        "the marks record how far it got"
+    );
     ok(&e.cli(&["failback", "--yes"]));
     assert_eq!(replicas(&e.src, &e.ns).await, original, "source restored exactly");
-    let ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
-    assert!(!ns.annotations().contains_key("dr-syncer.io/active"));
+    assert_eq!(
+        (marks(&e.src).await, marks(&e.dst).await),
+        ((None, None), (None, None))
+    );
+    // A failback with nothing left to fail back writes nothing.
+    let (src_before, dst_before) = (e.src_writes().await, e.dst_writes().await);
+    let o = e.cli(&["failback", "--yes", "-o", "json"]);
+    ok(&o);
+    assert!(
+        o.stdout.contains("NothingToFailBack") || o.stdout.contains("nothing to fail back"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(e.src_writes().await - src_before, 0);
+    assert_eq!(e.dst_writes().await - dst_before, 0);
 }
 
 #[tokio::test]

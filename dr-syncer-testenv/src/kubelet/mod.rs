@@ -35,7 +35,7 @@
 //!   it; restarts with backoff.
 //! - **Pod termination**, as a kubelet does it: kapi deletes a pod bound to a node gracefully (it stays,
 //!   with `deletionTimestamp` and `deletionGracePeriodSeconds`). For such a pod the kubelet stops the
-//!   container processes (SIGTERM to each process group, up to the grace period — at most 5 s here —
+//!   container processes (SIGTERM to each process group, up to the grace period — at most 15 s here —
 //!   then SIGKILL), unmounts its volumes, and only then deletes the pod with grace period 0: while the
 //!   pod is in the API its processes may still run and write; once it is gone they have ended. Each
 //!   termination runs in a task of its own; the other pods are served meanwhile. A pod deleted at once

@@ -47,8 +47,9 @@ const RESYNC: Duration = Duration::from_secs(1);
 const TEMPLATE_HASH: &str = "sim.dr-syncer.io/template-hash";
 /// The CSI driver name of provisioned PVs.
 pub(crate) const CSI_DRIVER: &str = "sim.csi.dr-syncer.io";
-/// Longest grace period honoured on pod deletion (kept short for tests).
-const MAX_GRACE: Duration = Duration::from_secs(5);
+/// Longest grace period honoured on pod deletion (kept short for tests; long enough for a test pod
+/// that flushes for several seconds on SIGTERM, as a database does).
+const MAX_GRACE: Duration = Duration::from_secs(15);
 
 /// The current time as an RFC 3339 timestamp (seconds).
 pub(crate) fn now() -> String {
