@@ -622,6 +622,12 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
         .apiserver_version()
         .await
         .map_err(|e| Error::kube("reaching the destination cluster", e))?;
+    // When an operator mapping syncs this pair, the drill writes under its name (the mapping's prune
+    // then keeps track of everything on the DR side); otherwise as `cli/<source-namespace>`.
+    let synced_by =
+        dr_syncer_core::kube::site::pair_writer(&destination, &options.calls(), &dest_ns, &source_ns)
+            .await?
+            .unwrap_or_else(|| format!("cli/{source_ns}"));
     let cluster_name =
         |ctx: &Option<String>, fallback: &str| ctx.clone().unwrap_or_else(|| fallback.to_owned());
     let target = SyncTarget {
@@ -635,7 +641,7 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
             .unwrap_or_else(|| cluster_name(&args.dest_context, "destination")),
         source_namespace: source_ns.clone(),
         destination_namespace: dest_ns,
-        synced_by: format!("cli/{source_ns}"),
+        synced_by,
         types,
         config: Arc::new(config),
     };

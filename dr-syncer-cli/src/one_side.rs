@@ -46,6 +46,8 @@ fn namespaces(args: &Args) -> anyhow::Result<(Option<String>, String, Arc<SyncCo
         })?;
     let mut spec = spec;
     spec.destination_namespace = Some(dest.clone());
+    // (A one-sided step may name only the DR namespace; the configuration still validates.)
+    spec.source_namespace.get_or_insert_with(|| dest.clone());
     let config = SyncConfig::from_spec(&spec).map_err(Error::from)?;
     Ok((source, dest, Arc::new(config), from_mapping))
 }

@@ -161,6 +161,21 @@ impl Context {
         action: &str,
         note: impl Into<String>,
     ) {
+        self.event_about(obj, warning, reason, action, note, None).await;
+    }
+
+    /// [`Context::event`] about a second object (`related`, e.g. the DR namespace a cleanup kept): events
+    /// with the same reason about different objects stay separate (kube's recorder folds events with the
+    /// same object, reason and action into one series).
+    pub async fn event_about<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+        related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    ) {
         let mut note: String = note.into();
         if note.len() > 1000 {
             let mut end = 1000;
@@ -178,7 +193,7 @@ impl Context {
             reason: reason.to_owned(),
             note: Some(note),
             action: action.to_owned(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(error = %e, reason, "could not publish an event");

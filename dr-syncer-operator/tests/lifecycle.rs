@@ -1,18 +1,15 @@
 //! The operator binary: pause, deletion policies, namespace selection with cleanup, bad input as
-//! conditions and events (without hot loops), metrics and probes, a crash mid-sync, and a CLI cutover
-//! while the operator runs.
+//! conditions and events (without hot loops), metrics and probes, a crash mid-sync (drills while it runs:
+//! `site.rs`).
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use common::{Env, NS, T};
 use dr_syncer_core::api::{RemoteCluster, SyncPhase};
 use dr_syncer_testenv::{apply_yaml, create_namespace, wait_for};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{ConfigMap, Namespace},
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
@@ -392,79 +389,6 @@ async fn killed_mid_sync_and_restarted() {
     assert_eq!(nm.status.unwrap().sync_stats.unwrap().successful_syncs, 400);
     // Exactly the 400 source ConfigMaps (the test control plane adds no kube-root-ca.crt).
     assert_eq!(dr_cms.list(&Default::default()).await.unwrap().items.len(), 400);
-}
-
-/// A CLI cutover while the operator keeps syncing: the DR side stays active (the operator never quiets
-/// it again) and the mapping says so.
-#[tokio::test(flavor = "multi_thread")]
-async fn cli_cutover_while_the_operator_runs() {
-    let env = Env::start("cutover").await;
-    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
-    apply_yaml(
-        &env.prod.client(),
-        Some(&src),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n",
-    )
-    .await
-    .unwrap();
-    let _op = env.operator("dr-syncer-operator", &[]).await;
-    env.apply(&mapping(
-        "shop",
-        &format!("  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [deployments]"),
-    ))
-    .await;
-    env.wait_status("shop", "staged", |s| s.phase == Some(SyncPhase::Completed))
-        .await;
-    let dr_deploys: Api<Deployment> = Api::namespaced(env.dr.client(), &src);
-    assert_eq!(
-        dr_deploys.get("web").await.unwrap().spec.unwrap().replicas,
-        Some(0)
-    );
-
-    let cli = env!("CARGO_BIN_EXE_dr-syncer-operator").replace("dr-syncer-operator", "dr-syncer-cli");
-    let reader = env.prod.identity("drill").await.unwrap();
-    let writer = env.dr.identity("drill").await.unwrap();
-    let out = Command::new(&cli)
-        .args([
-            "cutover",
-            "--yes",
-            "--resource-types",
-            "deployments",
-            "--source-namespace",
-            &src,
-        ])
-        .arg("--source-kubeconfig")
-        .arg(&reader.kubeconfig)
-        .arg("--dest-kubeconfig")
-        .arg(&writer.kubeconfig)
-        .output()
-        .expect("run dr-syncer-cli (built with the workspace)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        dr_deploys.get("web").await.unwrap().spec.unwrap().replicas,
-        Some(3)
-    );
-
-    // Several scheduled syncs later the DR side is still active.
-    let after = dr_syncer_operator::conditions::now();
-    let nm = env
-        .wait_status(
-            "shop",
-            "synced after the cutover, reporting the active site",
-            |s| {
-                s.last_sync_time
-                    .as_ref()
-                    .is_some_and(|t| t.0.as_second() > after.0.as_second() + 2)
-                    && condition(s, "DestinationActive").is_some_and(|c| c.0 == "True")
-            },
-        )
-        .await;
-    let c = condition(nm.status.as_ref().unwrap(), "DestinationActive").unwrap();
-    assert_eq!(c.1, "CutoverActive");
-    assert_eq!(
-        dr_deploys.get("web").await.unwrap().spec.unwrap().replicas,
-        Some(3)
-    );
 }
 
 /// SIGTERM during a sync: no new work starts, the running sync finishes and writes its status (never

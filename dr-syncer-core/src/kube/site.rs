@@ -178,6 +178,30 @@ pub async fn same_cluster(a: (&Client, &str), b: (&Client, &str), calls: &Calls)
     matches!((ua, ub), (Some(x), Some(y)) if x == y)
 }
 
+/// The operator mapping that syncs a pair, as its DR namespace records it (`dr-syncer.io/synced-by`
+/// `<namespace>/<mapping>` and `dr-syncer.io/source-namespace` of the pair). A CLI drill on that pair
+/// writes under the mapping's name, so the mapping's prune keeps track of every object; `None` when no
+/// mapping syncs the pair (or the namespace does not exist yet).
+///
+/// # Errors
+/// [`Error::Kube`] when the namespace cannot be read.
+pub async fn pair_writer(
+    client: &Client,
+    calls: &Calls,
+    destination_namespace: &str,
+    source_namespace: &str,
+) -> Result<Option<String>> {
+    let Some(ns) = get_namespace(client, calls, destination_namespace).await? else {
+        return Ok(None);
+    };
+    let get = |k: &str| ns.metadata.annotations.as_ref().and_then(|a| a.get(k)).cloned();
+    Ok(get(annotations::SYNCED_BY).filter(|w| {
+        !w.is_empty()
+            && !w.starts_with("cli/")
+            && get(annotations::SOURCE_NAMESPACE).as_deref() == Some(source_namespace)
+    }))
+}
+
 /// The merge patch that marks a DR namespace active.
 pub fn active_mark(by: ActivatedBy, since: &str) -> Value {
     json!({"metadata": {"annotations": {

@@ -618,7 +618,7 @@ impl<'a> Runner<'a> {
                     if let site::Decision::Skip(reason) | site::Decision::Refuse(reason) =
                         site::decide(site::Actor::Operator, site::Step::CleanupOnUnlabel, &state)
                     {
-                        ctx.event(
+                        ctx.event_about(
                             nm.as_ref(),
                             true,
                             "NamespaceCleanupSkipped",
@@ -627,13 +627,14 @@ impl<'a> Runner<'a> {
                                 "Namespace {} no longer matches the selector, but what was synced into {} is kept: {reason}",
                                 gone.source, gone.destination
                             ),
+                            namespace_ref(&gone.destination),
                         )
                         .await;
                         continue;
                     }
                     match self.delete_synced(&gone.destination).await {
                         Ok(Cleanup::Deleted(n)) => {
-                            ctx.event(
+                            ctx.event_about(
                                 nm.as_ref(),
                                 false,
                                 "NamespaceCleanedUp",
@@ -642,11 +643,12 @@ impl<'a> Runner<'a> {
                                     "Namespace {} no longer matches the selector: deleted {n} object(s) synced into {} (cleanupOnUnlabel)",
                                     gone.source, gone.destination
                                 ),
+                                namespace_ref(&gone.destination),
                             )
                             .await;
                         }
                         Ok(Cleanup::Held(reason)) => {
-                            ctx.event(
+                            ctx.event_about(
                                 nm.as_ref(),
                                 true,
                                 "NamespaceCleanupSkipped",
@@ -655,6 +657,7 @@ impl<'a> Runner<'a> {
                                     "Namespace {} no longer matches the selector, but what was synced into {} is kept: {reason}",
                                     gone.source, gone.destination
                                 ),
+                                namespace_ref(&gone.destination),
                             )
                             .await;
                         }
@@ -940,7 +943,7 @@ impl<'a> Runner<'a> {
                             .is_some_and(|n| n > 0)
                 });
                 if quieted {
-                    ctx.event(
+                    ctx.event_about(
                         nm,
                         true,
                         "DRWorkloadQuieted",
@@ -951,6 +954,7 @@ impl<'a> Runner<'a> {
                              `kubectl annotate namespace {} dr-syncer.io/active=true`)",
                             change.object, r.destination_namespace, r.destination_namespace, r.destination_namespace
                         ),
+                        object_ref(&change.object),
                     )
                     .await;
                 }
@@ -1150,7 +1154,9 @@ impl<'a> Runner<'a> {
         let namespaced: Vec<ResourceType> = types
             .iter()
             .filter(|t| {
-                t.namespaced && !(t.kind == "Event" && (t.group.is_empty() || t.group == "events.k8s.io"))
+                t.namespaced
+                    && t.verbs.iter().any(|v| v == "list")
+                    && !(t.kind == "Event" && (t.group.is_empty() || t.group == "events.k8s.io"))
             })
             .cloned()
             .collect();
@@ -1228,6 +1234,28 @@ pub(super) enum Cleanup {
     Deleted(usize),
     /// Nothing was deleted: the site state holds it.
     Held(site::Reason),
+}
+
+/// A reference to a (DR) namespace, for events about it.
+fn namespace_ref(name: &str) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    Some(k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Namespace".into()),
+        name: Some(name.to_owned()),
+        ..Default::default()
+    })
+}
+
+/// A reference to an object named `Kind.group/namespace/name` (a report's object), for events about it.
+fn object_ref(object: &str) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    let mut parts = object.splitn(3, '/');
+    let (kind, namespace, name) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(k8s_openapi::api::core::v1::ObjectReference {
+        kind: Some(kind.split('.').next().unwrap_or(kind).to_owned()),
+        namespace: Some(namespace.to_owned()),
+        name: Some(name.to_owned()),
+        ..Default::default()
+    })
 }
 
 /// How often continuous mode's batches refresh the times in status when nothing else changed.
