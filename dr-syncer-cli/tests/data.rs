@@ -393,3 +393,158 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     let ds: Api<DaemonSet> = Api::namespaced(dst.client(), "dr-syncer-system");
     assert!(ds.list(&Default::default()).await.unwrap().items.is_empty());
 }
+
+/// SIGINT while a `--migrate-pvc-data` stage copies: the CLI stops, removes everything its run created
+/// (agents, key Secrets, grants, mover pod and its Secret, lock) and exits 130. The operator's agents in
+/// the same namespace (on the same nodes) are untouched: the run's agents have a name and a port of their
+/// own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_data_copy_leaves_nothing_and_never_touches_the_operators_agents() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    init_tracing();
+    let agent = agent_path().expect("the agent binary");
+    let [src, dst] = ControlPlane::start_many(["cli-sigint-src", "cli-sigint-dr"])
+        .await
+        .unwrap();
+    let net = SimNetwork::create().unwrap();
+    let src_nodes = Kubelet::builder(&src, &net)
+        .node("src-a", "10.94.0.11")
+        .image("dr-syncer-agent", &agent)
+        .start()
+        .await
+        .unwrap();
+    let _dr_nodes = Kubelet::builder(&dst, &net)
+        .node("dr-a", "10.94.0.21")
+        .image("dr-syncer-agent", &agent)
+        .start()
+        .await
+        .unwrap();
+    let client = src.client();
+    apply_yaml(
+        &client,
+        None,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    )
+    .await
+    .unwrap();
+    apply_yaml(
+        &client,
+        Some("shop"),
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
+    )
+    .await
+    .unwrap();
+    // The operator's agents, as the operator deploys them (default name and port).
+    let operator_agents = dr_syncer_core::pvc::AgentSettings::default();
+    let keys = dr_syncer_core::kube::AgentKeys::generate("prod").unwrap();
+    dr_syncer_core::kube::deploy_agents(
+        &client,
+        &operator_agents,
+        "prod",
+        &keys.host,
+        &dr_syncer_core::keys::AuthorizedClientKeys::new([keys.client.public_key()]),
+    )
+    .await
+    .unwrap();
+    let ds: Api<DaemonSet> = Api::namespaced(client.clone(), "dr-syncer-system");
+    let before = wait_for("the operator's agent to run", Duration::from_secs(60), || async {
+        let d = ds.get("dr-syncer-agent").await?;
+        Ok((d.status.as_ref().is_some_and(|s| s.number_ready == 1)).then_some(d))
+    })
+    .await
+    .unwrap();
+    // Enough data, slowly enough (bandwidth limit) that the copy is still running when interrupted.
+    let src_data = src_nodes
+        .bound_volume_dir("shop", "data", Duration::from_secs(30))
+        .await
+        .unwrap();
+    std::fs::write(
+        src_data.join("big.bin"),
+        dr_syncer_testenv::random_bytes(7, 8 << 20),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("mapping.yaml");
+    std::fs::write(
+        &mapping,
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {name: shop}\nspec:\n  sourceNamespace: shop\n  pvcConfig:\n    dataSyncConfig: {bandwidthLimit: 256}\n",
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .arg("--source-kubeconfig")
+        .arg(src.kubeconfig())
+        .arg("--dest-kubeconfig")
+        .arg(dst.kubeconfig())
+        .arg("--mapping")
+        .arg(&mapping)
+        .args([
+            "--resource-types",
+            "persistentvolumeclaims",
+            "--data-wait-timeout",
+            "2m",
+            "stage",
+            "--migrate-pvc-data",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let movers: Api<Pod> = Api::namespaced(dst.client(), "shop");
+    wait_for("the mover to copy", Duration::from_secs(90), || async {
+        let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");
+        Ok(movers
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("run the same command again"), "{stderr}");
+
+    // Nothing of the run is left, on either cluster.
+    let lp = kube::api::ListParams::default().labels("dr-syncer.io/cli-run");
+    for cp in [&src, &dst] {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(cp.client());
+        assert!(
+            secrets.list(&lp).await.unwrap().items.is_empty(),
+            "key Secrets left"
+        );
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::all(cp.client());
+        assert!(cms.list(&lp).await.unwrap().items.is_empty(), "grants left");
+        let dss: Api<DaemonSet> = Api::all(cp.client());
+        assert!(dss.list(&lp).await.unwrap().items.is_empty(), "agents left");
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::all(cp.client());
+        assert!(leases.list(&lp).await.unwrap().items.is_empty(), "locks left");
+        let pods: Api<Pod> = Api::all(cp.client());
+        wait_for("the run's pods to go", Duration::from_secs(30), || async {
+            Ok(pods.list(&lp).await?.items.is_empty().then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+    // The operator's agents: same object, same grants, still serving.
+    let after = ds.get("dr-syncer-agent").await.unwrap();
+    assert_eq!(after.metadata.uid, before.metadata.uid);
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+    assert_eq!(after.status.unwrap().number_ready, 1);
+    let grants: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "dr-syncer-system");
+    assert!(grants.get_opt("dr-syncer-agent-grants").await.unwrap().is_some());
+}

@@ -1196,3 +1196,134 @@ async fn diff_reports_every_kind_of_drift() {
     ok(&e.cli(&["stage"]));
     ok(&e.cli(&["diff"]));
 }
+
+/// A source and destination that are one cluster and one namespace are refused (exit 4) before anything
+/// runs: with both kubeconfigs left to `KUBECONFIG`, with the same file twice, and with two identities of
+/// the same API server. Another namespace on the same cluster is a legitimate pair.
+#[tokio::test]
+async fn the_same_cluster_and_namespace_are_refused_before_anything_runs() {
+    let e = env("cli-same").await;
+    let other = e.src.identity("someone-else").await.unwrap();
+    let writes = || async {
+        let a = e.src.requests("dr-syncer-cli").await.unwrap();
+        let b = e.src.requests("someone-else").await.unwrap();
+        (a.total, b.total, a.stored_writes() + b.stored_writes())
+    };
+    let (_, _, before) = writes().await;
+    let run = |envs: &[(&str, &std::path::Path)], args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args(["--source-namespace", &e.ns, "--resource-types", TYPES])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let kc = e.reader.kubeconfig.to_str().unwrap().to_owned();
+    let kc2 = other.kubeconfig.to_str().unwrap().to_owned();
+    for (envs, args) in [
+        (vec![("KUBECONFIG", e.reader.kubeconfig.as_path())], vec!["stage"]),
+        (
+            vec![],
+            vec![
+                "--source-kubeconfig",
+                &kc,
+                "--dest-kubeconfig",
+                &kc,
+                "cutover",
+                "--yes",
+            ],
+        ),
+        (
+            vec![],
+            vec!["--source-kubeconfig", &kc, "--dest-kubeconfig", &kc2, "stage"],
+        ),
+    ] {
+        let (code, stderr) = run(&envs, &args);
+        assert_eq!(code, 4, "{args:?}: {stderr}");
+        assert!(stderr.contains("the same cluster"), "{stderr}");
+    }
+    let (_, _, after) = writes().await;
+    assert_eq!(after - before, 0, "nothing written");
+    // Another namespace of the same cluster may be the DR copy.
+    let (code, stderr) = run(
+        &[],
+        &[
+            "--source-kubeconfig",
+            &kc,
+            "--dest-kubeconfig",
+            &kc2,
+            "--dest-namespace",
+            &format!("{}-copy", e.ns),
+            "plan",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// `cleanup` finds what a killed run left on either cluster (by the run's label), lists it with
+/// `--dry-run`, removes it, and leaves everything else alone.
+#[tokio::test]
+async fn cleanup_removes_what_interrupted_runs_left() {
+    let e = env("cli-cleanup").await;
+    let leftover = |name: &str, run: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, labels: {{dr-syncer.io/cli-run: {run}}}}}\nstringData: {{k: v}}\n"
+        )
+    };
+    apply_yaml(&e.src.client(), Some(&e.ns), &leftover("key-a", "r1"))
+        .await
+        .unwrap();
+    apply_yaml(&e.dst.client(), Some("default"), &leftover("key-b", "r2"))
+        .await
+        .unwrap();
+    apply_yaml(
+        &e.dst.client(),
+        Some("default"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unrelated}\ndata: {a: b}\n",
+    )
+    .await
+    .unwrap();
+    let secrets =
+        |cp: &ControlPlane, ns: &str| Api::<k8s_openapi::api::core::v1::Secret>::namespaced(cp.client(), ns);
+    let dry = e.cli(&["cleanup", "--dry-run", "-o", "json"]);
+    ok(&dry);
+    let found: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    let names: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["leftovers"].as_array().unwrap())
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["key-a", "key-b"], "{}", dry.stdout);
+    assert!(
+        secrets(&e.src, &e.ns).get_opt("key-a").await.unwrap().is_some(),
+        "dry run"
+    );
+    // One run only, then the rest.
+    ok(&e.cli(&["cleanup", "--run", "r2", "--yes"]));
+    assert!(
+        secrets(&e.dst, "default")
+            .get_opt("key-b")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(secrets(&e.src, &e.ns).get_opt("key-a").await.unwrap().is_some());
+    ok(&e.cli(&["cleanup", "--yes"]));
+    assert!(secrets(&e.src, &e.ns).get_opt("key-a").await.unwrap().is_none());
+    assert!(
+        Api::<ConfigMap>::namespaced(e.dst.client(), "default")
+            .get_opt("unrelated")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
