@@ -692,3 +692,156 @@ spec:
     let dr_data = nodes.dr.bound_volume_dir("shop", "data", WAIT).await.unwrap();
     assert_eq!(std::fs::read(dr_data.join("blob")).unwrap(), blob);
 }
+
+/// While the DR side is live (a CLI cutover), the operator copies no data into it and starts no mover
+/// there, and the production data written after the cutover stays out; a failback with
+/// `--reverse-migrate-pvc-data` copies the live DR data (of PVCs the operator synced) back to production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_data_into_a_live_dr_side_and_failback_copies_it_back() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    let env = Env::start("op-data-site").await;
+    let nodes = nodes(&env, 97).await;
+    prod_namespace(&env, "shop", DATA_PVC).await;
+    let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    write(&prod_data, "orders/1", b"before the cutover");
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    enable_pvc_sync(&env, "").await;
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: \"1\"}}}}\nspec:\n  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: shop\n  resourceTypes: [persistentvolumeclaims]\n  pvcConfig: {{syncData: true}}\n"
+    ))
+    .await;
+    let synced = |n: usize| {
+        move |s: &dr_syncer_core::api::NamespaceMappingStatus| {
+            s.phase == Some(dr_syncer_core::api::SyncPhase::Completed)
+                && s.data_sync.as_ref().is_some_and(|v| v.len() == n)
+                && s.last_sync_time.is_some()
+        }
+    };
+    env.wait_status("shop", "first copy", synced(1)).await;
+    let dr_data = nodes.dr.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    wait_for("the first copy", WAIT, || async {
+        Ok(
+            (std::fs::read(dr_data.join("orders/1")).ok().as_deref() == Some(&b"before the cutover"[..]))
+                .then_some(()),
+        )
+    })
+    .await
+    .unwrap();
+
+    // A CLI cutover (objects only); then the DR side is written to, and the stale production too.
+    let cli = env!("CARGO_BIN_EXE_dr-syncer-operator").replace("dr-syncer-operator", "dr-syncer-cli");
+    let reader = env.prod.identity("drill").await.unwrap();
+    let writer = env.dr.identity("drill").await.unwrap();
+    let drill = |args: &[&str]| {
+        let out = std::process::Command::new(&cli)
+            .arg("--source-kubeconfig")
+            .arg(&reader.kubeconfig)
+            .arg("--dest-kubeconfig")
+            .arg(&writer.kubeconfig)
+            .args([
+                "--source-namespace",
+                "shop",
+                "--resource-types",
+                "persistentvolumeclaims",
+                "--yes",
+                "--data-wait-timeout",
+                "60s",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    drill(&["cutover"]);
+    write(&dr_data, "orders/2", b"written on the live DR side");
+    write(&prod_data, "orders/stale", b"written on stale production");
+
+    // The operator syncs again: no mover, no data, no write into the live side.
+    let created = Arc::new(Mutex::new(0usize));
+    {
+        let created = created.clone();
+        let api: Api<Pod> = Api::namespaced(env.dr.client(), "shop");
+        tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default().labels("dr-syncer.io/role=mover"))
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(_)) = stream.next().await {
+                *created.lock().unwrap() += 1;
+            }
+        });
+    }
+    let before = env
+        .dr
+        .requests("dr-syncer-operator")
+        .await
+        .unwrap()
+        .stored_writes();
+    env.sync_now("shop", "2").await;
+    let nm = env
+        .wait_status("shop", "the second sync held", |s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "DestinationActive" && c.status == "True")
+        })
+        .await;
+    assert_eq!(
+        nm.status.unwrap().phase,
+        Some(dr_syncer_core::api::SyncPhase::Completed)
+    );
+    wait_for("the trigger consumed", WAIT, || async {
+        let nm = env.nm_api().get("shop").await?;
+        Ok((!nm
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("dr-syncer.io/sync-now"))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        *created.lock().unwrap(),
+        0,
+        "no mover pod in the live DR namespace"
+    );
+    assert_eq!(
+        env.dr
+            .requests("dr-syncer-operator")
+            .await
+            .unwrap()
+            .stored_writes()
+            - before,
+        0,
+        "nothing written into the live DR side"
+    );
+    assert!(
+        !dr_data.join("orders/stale").exists(),
+        "stale production data stays out"
+    );
+    assert!(
+        dr_data.join("orders/2").exists(),
+        "the live side's data is intact"
+    );
+
+    // Failback with the data: the live DR side's volume goes back to production.
+    drill(&["failback", "--reverse-migrate-pvc-data"]);
+    assert_eq!(
+        std::fs::read(prod_data.join("orders/2")).unwrap(),
+        b"written on the live DR side"
+    );
+    assert!(
+        !prod_data.join("orders/stale").exists(),
+        "production becomes a copy of the live side"
+    );
+}
