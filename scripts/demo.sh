@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # dr-syncer's main job on this machine, without a real cluster: bring up two local Kubernetes control
 # planes ("prod" and "dr"), put a small application into prod, and run a DR drill on it with
-# dr-syncer-cli: preflight, plan, stage, diff, cutover, failback. Each run starts from fresh control planes.
+# dr-syncer-cli: preflight, plan, stage, diff, cutover, failback; then the day production is down: its
+# control plane stopped, promote (DR only), production back (both sites active), fence, failback. Each run
+# starts from fresh control planes.
 #
 # First run installs what it needs (Debian packages, the test control plane build, cached under
 # ~/.cache/dr-syncer). The control planes keep running afterwards so you can explore them with kubectl;
@@ -113,6 +115,30 @@ if [ ${#DATA[@]} -gt 0 ]; then
   echo "production's orders.log (DR's order came back):"; cat "$PROD_UPLOADS/orders.log"
   grep -q '#1003' "$PROD_UPLOADS/orders.log" || die "DR's change did not come back to production"
 fi
+
+stop_sim
+trap - EXIT
+step "the day production is down: stop prod's control plane, stage first so DR is fresh"
+"${CLI[@]}" stage >/dev/null
+scripts/testenv.sh down prod
+ONE_DR=(target/release/dr-syncer-cli --dest-kubeconfig "$DR" --dest-namespace shop
+        --resource-types configmaps,secrets,deployments,services,persistentvolumeclaims)
+step "promote: make DR live without contacting production (prints how fresh the DR copy is: the RPO accepted)"
+"${ONE_DR[@]}" promote --yes
+echo "DR: $("$KUBECTL" --kubeconfig "$DR" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas," \
+     "marked $("$KUBECTL" --kubeconfig "$DR" get namespace shop -o jsonpath='{.metadata.annotations.dr-syncer\.io/activated-by}')"
+
+step "production comes back with its workloads running: status reports both sites active"
+scripts/testenv.sh up prod --simulate-workloads
+"${CLI[@]}" status
+
+step "fence: quiet production (never touching DR), then fail back as after a cutover"
+target/release/dr-syncer-cli --source-kubeconfig "$PROD" --source-namespace shop \
+  --resource-types configmaps,secrets,deployments,services,persistentvolumeclaims fence --yes
+"${CLI[@]}" failback --yes --wait 60s
+"${CLI[@]}" status
+echo "prod: $("$KUBECTL" --kubeconfig "$PROD" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas," \
+     "DR: $("$KUBECTL" --kubeconfig "$DR" -n shop get deployment storefront -o jsonpath='{.spec.replicas}') replicas"
 
 cat <<MSG
 

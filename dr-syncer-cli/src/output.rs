@@ -151,6 +151,9 @@ impl Printer {
             },
             r.duration.as_secs_f64()
         );
+        if let Some(h) = &r.held {
+            println!("  held back: {}", h.message);
+        }
         println!(
             "  {:<44} {:>7} {:>7} {:>9} {:>9} {:>7} {:>7} {:>6}",
             "KIND", "CREATED", "UPDATED", "UNCHANGED", "RECREATED", "DELETED", "SKIPPED", "FAILED"
@@ -312,7 +315,12 @@ impl Printer {
                 })?
             ),
             OutputFormat::Table => {
-                if in_sync {
+                if let Some(h) = plan.held.as_ref().filter(|_| plan.destination_active) {
+                    println!(
+                        "not compared: {} -> {}: {}",
+                        plan.source_namespace, plan.destination_namespace, h.message
+                    );
+                } else if in_sync {
                     println!(
                         "in sync: {} -> {}",
                         plan.source_namespace, plan.destination_namespace

@@ -324,6 +324,22 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
             "production marked standby (round {round})"
         );
     }
+    // The drill steps are recorded as Events on the namespaces they changed.
+    for (cp, reason) in [(&e.src, "Cutover"), (&e.dst, "Cutover")] {
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(cp.client(), &e.ns);
+        let list = events.list(&Default::default()).await.unwrap().items;
+        let ours: Vec<_> = list
+            .iter()
+            .filter(|ev| ev.reason.as_deref() == Some(reason))
+            .filter(|ev| ev.involved_object.kind.as_deref() == Some("Namespace"))
+            .collect();
+        assert!(!ours.is_empty(), "{reason} event on {}: {list:?}", cp.name());
+        let msg = ours[0].message.clone().unwrap_or_default();
+        assert!(
+            msg.contains("via dr-syncer-cli") && msg.contains('@'),
+            "who and how: {msg}"
+        );
+    }
     // A stage onto the live DR site is refused before anything is written there.
     let before = e.dst_writes().await;
     let refused = e.cli(&["stage"]);
@@ -407,6 +423,17 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
                 .any(|k| k.starts_with("dr-syncer.io/standby")),
             "{:?}",
             prod.annotations()
+        );
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(e.src.client(), &e.ns);
+        assert!(
+            events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|ev| ev.reason.as_deref() == Some("Failback")),
+            "failback recorded on production's namespace"
         );
         // Production is itself again: no records left on its workloads.
         let web: Deployment = Api::namespaced(e.src.client(), &e.ns).get("web").await.unwrap();
@@ -1326,4 +1353,76 @@ async fn cleanup_removes_what_interrupted_runs_left() {
             .unwrap()
             .is_some()
     );
+}
+
+/// A cutover whose DR copy of a workload is not dr-syncer's (another owner took it over) cannot activate
+/// it: the command fails with exit 6 naming the workload, rather than reporting success with the workload
+/// quiet on both sides.
+#[tokio::test]
+async fn a_cutover_that_leaves_a_workload_inactive_fails_naming_it() {
+    let e = env("cli-incomplete").await;
+    ok(&e.cli(&["stage"]));
+    // Interrupted after the DR namespace is marked active (the workloads not yet activated) …
+    e.dst
+        .deny(&dr_syncer_testenv::DenyRule::new(
+            "dr-syncer-cli",
+            &["patch"],
+            &[
+                "deployments.apps",
+                "statefulsets.apps",
+                "daemonsets.apps",
+                "cronjobs.batch",
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_ne!(e.cli(&["cutover", "--yes", "--skip-preflight"]).code, 0);
+    e.dst.clear_denies().await.unwrap();
+    // … and meanwhile someone else took the DR Deployment over.
+    Api::<Deployment>::namespaced(e.dst.client(), &e.ns)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/synced-by": null}}})),
+        )
+        .await
+        .unwrap();
+    let o = e.cli(&["cutover", "--yes", "--wait", "20s"]);
+    assert_eq!(o.code, 6, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("Deployment/web") && o.stderr.contains("not dr-syncer's"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "left alone");
+    // The rest was activated; the recorded state tells the next step what to do.
+    assert_eq!(replicas(&e.dst, &e.ns).await.1, Some(2));
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(e.dst.client(), &e.ns);
+    assert!(
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|ev| ev.reason.as_deref() == Some("CutoverIncomplete")
+                && ev.type_.as_deref() == Some("Warning"))
+    );
+}
+
+/// Without `--resource-types` the CLI copies the Go CLI's 13 types plus CronJobs (suspended on the DR
+/// side until a cutover).
+#[tokio::test]
+async fn the_default_types_include_cronjobs() {
+    let e = env("cli-defaults").await;
+    let o = e.cli_typed(None, &["plan", "-o", "json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(v["sync"]["kinds"].get("CronJob.batch").is_some(), "{}", o.stdout);
+    ok(&e.cli_typed(None, &["stage"]));
+    let cron: CronJob = Api::namespaced(e.dst.client(), &e.ns)
+        .get("report")
+        .await
+        .unwrap();
+    assert_eq!(cron.spec.suspend, Some(true), "copied suspended");
 }

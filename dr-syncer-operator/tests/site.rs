@@ -123,6 +123,28 @@ async fn cutover_and_failback_while_the_operator_runs() {
         .await;
     assert_eq!(replicas(&env.dr, &src).await, Some(0));
 
+    // Scaling the DR copy up by hand in an unmarked namespace is not a promotion: it is quieted again,
+    // and an Event says how to promote instead.
+    Api::<Deployment>::namespaced(env.dr.client(), &src)
+        .patch(
+            "web",
+            &PatchParams::apply("ops-team").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let events = env.wait_event("shop", "DRWorkloadQuieted").await;
+    let note = &events.iter().find(|(r, _)| r == "DRWorkloadQuieted").unwrap().1;
+    assert!(
+        note.contains("dr-syncer-cli promote") && note.contains("web"),
+        "{note}"
+    );
+    wait_for("quieted again", T, || async {
+        Ok((replicas(&env.dr, &src).await == Some(0)).then_some(()))
+    })
+    .await
+    .unwrap();
+
     let reader = env.prod.identity("drill").await.unwrap();
     let writer = env.dr.identity("drill").await.unwrap();
     ok(&drill(&reader, &writer, &src, &["cutover"]));
@@ -394,6 +416,33 @@ async fn nothing_is_deleted_on_an_active_site_or_for_a_deleted_source() {
         )
         .await
         .unwrap();
+    // The rest of the mapping keeps syncing: team-b's change arrives, team-a's (live) does not.
+    for ns in [&a, &b] {
+        Api::<ConfigMap>::namespaced(prod.clone(), ns)
+            .patch(
+                "a",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"v": "2"}})),
+            )
+            .await
+            .unwrap();
+    }
+    let b_copy: Api<ConfigMap> = Api::namespaced(env.dr.client(), &b_dr);
+    wait_for("team-b synced", T, || async {
+        Ok((b_copy.get("a").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
+    })
+    .await
+    .unwrap();
+    let a_copy: Api<ConfigMap> = Api::namespaced(env.dr.client(), &a_dr);
+    env.wait_status("teams", "team-a held", |s| {
+        condition(s, "DestinationActive").is_some_and(|c| c.2.contains(a_dr.as_str()))
+    })
+    .await;
+    assert_eq!(
+        a_copy.get("a").await.unwrap().data.unwrap()["v"],
+        "1",
+        "the live side is not written"
+    );
     // team-a leaves the selector; team-b's production namespace is deleted.
     namespaces
         .patch(

@@ -284,10 +284,13 @@ impl Recorder {
                 namespace: Some(ns.to_owned()),
                 ..ObjectMeta::default()
             },
+            // In the namespace itself (listed with it, deleted with it). The API server's validation of a
+            // core/v1 Event wants the involved object's namespace to match the Event's.
             involved_object: ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Namespace".into()),
                 name: Some(ns.to_owned()),
+                namespace: Some(ns.to_owned()),
                 ..ObjectReference::default()
             },
             reason: Some(reason.to_owned()),

@@ -303,7 +303,9 @@ pub fn after_sync(
                 .cloned();
             let (phase, message) = match (report, error) {
                 (_, Some(e)) => (SyncPhase::Failed, Some(e.message.clone())),
-                (Some(r), None) if r.is_success() => (SyncPhase::Completed, None),
+                (Some(r), None) if r.is_success() => {
+                    (SyncPhase::Completed, r.held.as_ref().map(|h| h.message.clone()))
+                }
                 (Some(r), None) => (
                     SyncPhase::Failed,
                     r.failures.first().map(|f| format!("{}: {}", f.object, f.message)),
