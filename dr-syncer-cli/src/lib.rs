@@ -344,7 +344,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         drain_timeout: wait.unwrap_or(DrillOptions::default().drain_timeout),
     };
     let out = output::Printer::new(args.output, args.show_secrets);
-    let interrupt = interrupt::install();
+    // The writing steps stop at a safe point on SIGINT/SIGTERM; the others just end.
+    let interrupt = if matches!(
+        command,
+        Command::Stage | Command::Cutover | Command::Failback | Command::Promote | Command::Fence
+    ) {
+        interrupt::install()
+    } else {
+        tokio::sync::watch::channel(false).1
+    };
     match command {
         Command::Promote => return one_side::promote(&args, options, &out, interrupt).await,
         Command::Fence => return one_side::fence(&args, options, &out, interrupt).await,
@@ -596,24 +604,38 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
     let (source, source_url) = connect_side(&args.source_kubeconfig, &args.source_context).await?;
     let (destination, dest_url) = connect_side(&args.dest_kubeconfig, &args.dest_context).await?;
     // A source that is the destination, namespace and all, would have the drill quiet and overwrite
-    // production itself: refused before anything else runs (before preflight, before any write).
-    if source_ns == dest_ns
-        && dr_syncer_core::kube::site::same_cluster(
+    // production itself: refused before anything else runs (before preflight, before any write); when it
+    // cannot be told (neither side may read the namespaces), refused too.
+    if source_ns == dest_ns {
+        let same = dr_syncer_core::kube::site::same_cluster(
             (&source, &source_url),
             (&destination, &dest_url),
+            &source_ns,
             &options.calls(),
         )
-        .await
-    {
-        return Err(Exit {
-            code: 4,
-            message: format!(
+        .await?;
+        let why = match same {
+            Some(false) => None,
+            Some(true) => Some(format!(
                 "the source and the destination are the same cluster ({source_url}) and the same namespace \
-                 ({source_ns}): give the DR cluster's kubeconfig (--dest-kubeconfig) or another namespace \
-                 (--dest-namespace)"
-            ),
+                 ({source_ns})"
+            )),
+            None => Some(format!(
+                "cannot tell whether the source ({source_url}) and the destination ({dest_url}) are the same \
+                 cluster (neither the namespace {source_ns} nor kube-system can be compared) and the namespace \
+                 is the same"
+            )),
+        };
+        if let Some(why) = why {
+            return Err(Exit {
+                code: 4,
+                message: format!(
+                    "{why}: give the DR cluster's kubeconfig (--dest-kubeconfig) or another namespace \
+                     (--dest-namespace)"
+                ),
+            }
+            .into());
         }
-        .into());
     }
     let types = resolve_types(&source, args, &config, from_mapping).await?;
     // The destination must answer too, before anything is written (one request; preflight and the

@@ -92,7 +92,7 @@ pub(crate) async fn promote(
         .with_recorder(recorder())
         .with_progress(progress)
         .with_interrupt(interrupt);
-    crate::interrupted(out.drill(promote_side(&side, options).await?))
+    crate::interrupted(async { out.drill(promote_side(&side, options).await?) }.await)
 }
 
 /// `fence`: production only.
@@ -119,7 +119,7 @@ pub(crate) async fn fence(
         .with_recorder(recorder())
         .with_progress(progress)
         .with_interrupt(interrupt);
-    crate::interrupted(out.drill(fence_side(&side, options).await?))
+    crate::interrupted(async { out.drill(fence_side(&side, options).await?) }.await)
 }
 
 /// One side for `status`, or why it cannot be read.

@@ -302,7 +302,9 @@ impl Printer {
         let missing = pick(|a| *a == ApplyAction::Created);
         let differing = pick(|a| matches!(a, ApplyAction::Updated | ApplyAction::Recreated));
         let extra = pick(|a| *a == ApplyAction::Deleted);
-        let in_sync = missing.is_empty() && differing.is_empty() && extra.is_empty();
+        // An active DR side is not compared (it is the live site): not "in sync" either.
+        let not_compared = plan.destination_active && plan.held.is_some();
+        let in_sync = !not_compared && missing.is_empty() && differing.is_empty() && extra.is_empty();
         match self.format {
             OutputFormat::Json => println!(
                 "{}",
@@ -315,7 +317,7 @@ impl Printer {
                 })?
             ),
             OutputFormat::Table => {
-                if let Some(h) = plan.held.as_ref().filter(|_| plan.destination_active) {
+                if let Some(h) = plan.held.as_ref().filter(|_| not_compared) {
                     println!(
                         "not compared: {} -> {}: {}",
                         plan.source_namespace, plan.destination_namespace, h.message
@@ -343,7 +345,7 @@ impl Printer {
                 }
             }
         }
-        Ok(if in_sync {
+        Ok(if in_sync || not_compared {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(3)

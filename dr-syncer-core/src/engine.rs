@@ -99,6 +99,7 @@ fn source_state(ns: &DynamicObject) -> site::SourceState {
         site::SourceState::Live {
             standby: annotation(ns, annotations::STANDBY) == Some("true"),
             running: Vec::new(),
+            held: Vec::new(),
         }
     }
 }
@@ -431,15 +432,33 @@ impl SyncEngine {
         }
         let desired = self.select_and_transform(target, active, objects, &mut report);
 
-        // 4. Apply: CRDs, then the objects wave by wave (the namespace is there already).
+        // 4. Apply: CRDs, then the objects wave by wave (the namespace is there already). The DR namespace
+        // is read again first: a cutover or promote may have marked it while the source was listed.
+        if let Some(held) = self.hold(self.applier.live(&ns_type, &ns_key).await?.as_ref()) {
+            report.destination_active = true;
+            warn!(destination = %target.destination_namespace, "{}", held.message);
+            report.held = Some(held);
+            return Ok(finish(report, started, true));
+        }
         if target.config.sync_crds {
             self.sync_crds(target, &types, &options, &mut report).await;
         }
         self.apply_all(desired, active, &options, &mut report).await;
 
-        // 5. Prune — never from a production namespace that is being deleted (an outage, not a request).
+        // 5. Prune — never from a production namespace that is being deleted (an outage, not a request;
+        // its PVC data is not copied either), never into a namespace marked active meanwhile.
+        let source = source_state(&source_ns);
+        if source.is_gone() {
+            report.held = Some(Held::new(
+                site::Reason::SourceGone,
+                "prune and PVC data copies skipped",
+            ));
+        }
         if target.config.prune {
-            let source = source_state(&source_ns);
+            let active = active
+                || self
+                    .hold(self.applier.live(&ns_type, &ns_key).await?.as_ref())
+                    .is_some();
             match site::decide(
                 site::Actor::Operator,
                 site::Step::Prune,

@@ -250,6 +250,9 @@ pub enum SourceState {
         /// Its workloads that run (replicas above 0, CronJobs not suspended, DaemonSets not held), as
         /// `Kind/name`; empty when not read.
         running: Vec<String>,
+        /// Its workloads a drill quieted and that were not released yet (quiet, with their originals
+        /// recorded on them), as `Kind/name`; empty when not read.
+        held: Vec<String>,
     },
 }
 
@@ -266,7 +269,7 @@ impl SourceState {
 
     /// Whether production runs workloads without being marked standby.
     pub fn runs_unfenced(&self) -> bool {
-        matches!(self, SourceState::Live { standby: false, running } if !running.is_empty())
+        matches!(self, SourceState::Live { standby: false, running, .. } if !running.is_empty())
     }
 }
 
@@ -306,6 +309,12 @@ pub enum Reason {
     BothSitesActive,
     /// The DR cluster could not be read.
     DestinationUnknown,
+    /// The DR side is active and production was never fenced (not marked standby).
+    NotFenced,
+    /// Production runs workloads although a drill holds some of it quiet: its volumes are in use.
+    ProductionRunning,
+    /// Production runs again (a failback released it): its data is not overwritten.
+    Released,
     /// The actor never takes this step (a caller's mistake, reported rather than panicked on).
     NotItsStep,
 }
@@ -322,6 +331,9 @@ impl Reason {
             Reason::NothingToFailBack => "NothingToFailBack",
             Reason::BothSitesActive => "BothSitesActive",
             Reason::DestinationUnknown => "DestinationUnknown",
+            Reason::NotFenced => "NotFenced",
+            Reason::ProductionRunning => "ProductionRunning",
+            Reason::Released => "Released",
             Reason::NotItsStep => "NotItsStep",
         }
     }
@@ -347,6 +359,15 @@ impl fmt::Display for Reason {
                  first: dr-syncer-cli fence)"
             }
             Reason::DestinationUnknown => "the DR cluster could not be read",
+            Reason::NotFenced => {
+                "the DR side is active and production is not marked standby: fence production first \
+                 (dr-syncer-cli fence), so that a failback never lands on a production that was not meant to \
+                 take over"
+            }
+            Reason::ProductionRunning => {
+                "production runs workloads although it is standby: its volumes are in use; quiet them first"
+            }
+            Reason::Released => "production runs again (a failback released it): its data is not overwritten",
             Reason::NotItsStep => "this actor never takes this step",
         })
     }
@@ -387,12 +408,16 @@ pub fn decide(actor: Actor, step: Step, state: &SiteState) -> Decision {
     }
     let dst = &state.destination;
     let src = &state.source;
-    // Rule 1: nothing feeds an active DR namespace from the stale side.
+    // Rule 1: nothing feeds an active DR namespace from the stale side; a drill that cannot read the DR
+    // side does not feed it either (the operator's engine reads it itself and stops on errors).
     if step.feeds_destination() && dst.is_active() {
         return match actor {
             Actor::Stage => Refuse(Reason::DestinationActive),
             _ => Skip(Reason::DestinationActive),
         };
+    }
+    if step.feeds_destination() && *dst == DestinationState::Unknown && actor != Actor::Operator {
+        return Refuse(Reason::DestinationUnknown);
     }
     match step {
         // Rule 2: a production namespace that is gone or going is not a request.
@@ -404,6 +429,7 @@ pub fn decide(actor: Actor, step: Step, state: &SiteState) -> Decision {
         // Cutover and fence quiet production: it must be there.
         Step::QuietSource => match src {
             SourceState::Missing => Refuse(Reason::NoSource),
+            SourceState::Terminating => Refuse(Reason::SourceGone),
             SourceState::Unknown => Refuse(Reason::SourceUnknown),
             _ => Proceed,
         },
@@ -413,27 +439,50 @@ pub fn decide(actor: Actor, step: Step, state: &SiteState) -> Decision {
             (Actor::Promote, DestinationState::Unknown) => Refuse(Reason::DestinationUnknown),
             _ => Proceed,
         },
-        // Rule 3: failback needs both sides, never both active, and data flows back only from the live
-        // DR side.
+        // Rule 3: failback needs both sides, production fenced (never both active, never onto a
+        // production that was not meant to take over), and data flows back only from the live DR side
+        // into a production whose volumes nothing uses.
         Step::QuietDestination | Step::ReverseCopy | Step::ReactivateSource => {
             if matches!(dst, DestinationState::Missing) {
-                Refuse(Reason::NothingStaged)
-            } else if *dst == DestinationState::Unknown {
-                Refuse(Reason::DestinationUnknown)
-            } else if *src == SourceState::Unknown {
-                Refuse(Reason::SourceUnknown)
-            } else if src.is_gone() {
-                Refuse(Reason::NoSource)
-            } else if state.both_active() {
-                Refuse(Reason::BothSitesActive)
-            } else if step == Step::ReverseCopy && !dst.is_active() {
-                // A quiet standby's volumes are older than production's.
-                Skip(Reason::NothingToFailBack)
-            } else if !dst.is_active() && !src.is_standby() {
-                Skip(Reason::NothingToFailBack)
-            } else {
-                Proceed
+                return Refuse(Reason::NothingStaged);
             }
+            if *dst == DestinationState::Unknown {
+                return Refuse(Reason::DestinationUnknown);
+            }
+            let (standby, running, held) = match src {
+                SourceState::Unknown => return Refuse(Reason::SourceUnknown),
+                SourceState::Missing | SourceState::Terminating => return Refuse(Reason::NoSource),
+                SourceState::Live {
+                    standby,
+                    running,
+                    held,
+                } => (*standby, running, held),
+            };
+            if dst.is_active() && !standby {
+                return Refuse(if running.is_empty() {
+                    Reason::NotFenced
+                } else {
+                    Reason::BothSitesActive
+                });
+            }
+            if !dst.is_active() && !standby {
+                return Skip(Reason::NothingToFailBack);
+            }
+            if step == Step::ReverseCopy {
+                if !dst.is_active() {
+                    // A quiet standby's volumes are older than production's.
+                    return Skip(Reason::NothingToFailBack);
+                }
+                if !running.is_empty() {
+                    // Released already (a re-run after the reactivation), or scaled up by hand.
+                    return if held.is_empty() {
+                        Skip(Reason::Released)
+                    } else {
+                        Refuse(Reason::ProductionRunning)
+                    };
+                }
+            }
+            Proceed
         }
     }
 }
@@ -499,6 +548,11 @@ fn representative_states() -> Vec<(&'static str, SiteState)> {
         } else {
             Vec::new()
         },
+        held: if standby && !running {
+            vec!["Deployment/web".into()]
+        } else {
+            Vec::new()
+        },
     };
     let active = DestinationState::Active {
         since: None,
@@ -544,6 +598,13 @@ fn representative_states() -> Vec<(&'static str, SiteState)> {
             "DR active, prod unreachable",
             SiteState {
                 source: SourceState::Unknown,
+                destination: active.clone(),
+            },
+        ),
+        (
+            "DR active, prod not fenced, idle",
+            SiteState {
+                source: live(false, false),
                 destination: active.clone(),
             },
         ),

@@ -332,6 +332,21 @@ impl Metrics {
         }
     }
 
+    /// Drop the per-mapping gauges of a deleted mapping (a stale value would keep alerting).
+    pub fn forget_mapping(&self, mapping: &str, namespaces: &[String]) {
+        let labels = MappingLabels {
+            mapping: mapping.to_owned(),
+        };
+        self.replication_lag.remove(&labels);
+        self.last_success.remove(&labels);
+        for ns in namespaces {
+            self.both_sites_active.remove(&SiteLabels {
+                mapping: mapping.to_owned(),
+                namespace: ns.clone(),
+            });
+        }
+    }
+
     /// A sync of `namespace` that could not run at all, with its error kind.
     pub fn record_run_failure(&self, namespace: &str, kind: &str) {
         let empty = SyncReport {

@@ -248,8 +248,11 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         // the mapping is idle, not failing.
         Err(Error::Core(e)) => {
             ctx.workers.stop(&key);
-            if let Some(action) =
-                hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await?
+            // Only when production cannot be reached: a configuration error is reported as such.
+            let unreachable = matches!(e.kind(), "Connection" | "Timeout" | "KubeApi" | "SourceFailed");
+            if unreachable
+                && let Some(action) =
+                    hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await?
             {
                 return Ok(action);
             }
@@ -258,8 +261,9 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         }
         Err(Error::Cluster(e)) => {
             ctx.workers.stop(&key);
-            if let Some(action) =
-                hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await?
+            if matches!(e, ClusterError::ConnectionFailed { .. })
+                && let Some(action) =
+                    hold_without_source(ctx, &nm, &destination, &source_name, &e.to_string()).await?
             {
                 return Ok(action);
             }
@@ -406,6 +410,21 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     let key = key_of(&nm);
     ctx.workers.stop(&key);
+    let mut destinations: Vec<String> = nm
+        .spec
+        .destination_namespace
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| nm.spec.source_namespace.clone())
+        .into_iter()
+        .collect();
+    destinations.extend(
+        nm.status
+            .iter()
+            .flat_map(|s| s.namespaces.iter().flatten())
+            .map(|n| n.destination.clone()),
+    );
+    ctx.metrics.forget_mapping(&key, &destinations);
     if nm.spec.deletion_policy == DeletionPolicy::Retain {
         info!("deleted; DR objects retained (deletionPolicy Retain)");
         return Ok(Action::await_change());

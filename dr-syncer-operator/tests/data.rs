@@ -845,3 +845,110 @@ async fn no_data_into_a_live_dr_side_and_failback_copies_it_back() {
         "production becomes a copy of the live side"
     );
 }
+
+/// A cutover while the operator is copying PVC data into the DR side: once the DR namespace is marked
+/// active the cutover stops that copy (its mover pod goes, its lock is released) before it activates the
+/// DR workloads, so nothing of the stale side keeps writing into the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutover_stops_a_data_copy_still_writing_into_the_dr_side() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    let env = Env::start("op-data-stop").await;
+    let nodes = nodes(&env, 98).await;
+    prod_namespace(&env, "shop", DATA_PVC).await;
+    let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    write(
+        &prod_data,
+        "big.bin",
+        &dr_syncer_testenv::random_bytes(3, 8 << 20),
+    );
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    enable_pvc_sync(&env, "").await;
+    // A slow copy (bandwidth limit), so that it is still running when the cutover comes.
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: \"1\"}}}}\nspec:\n  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: shop\n  resourceTypes: [persistentvolumeclaims]\n  pvcConfig: {{syncData: true, dataSyncConfig: {{bandwidthLimit: 256}}}}\n"
+    ))
+    .await;
+    let movers: Api<Pod> = Api::namespaced(env.dr.client(), "shop");
+    let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");
+    wait_for("the operator's mover to copy", WAIT, || async {
+        Ok(movers
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let cli = env!("CARGO_BIN_EXE_dr-syncer-operator").replace("dr-syncer-operator", "dr-syncer-cli");
+    let reader = env.prod.identity("drill").await.unwrap();
+    let writer = env.dr.identity("drill").await.unwrap();
+    let out = std::process::Command::new(&cli)
+        .arg("--source-kubeconfig")
+        .arg(&reader.kubeconfig)
+        .arg("--dest-kubeconfig")
+        .arg(&writer.kubeconfig)
+        .args([
+            "--source-namespace",
+            "shop",
+            "--resource-types",
+            "persistentvolumeclaims",
+            "--yes",
+            "--wait",
+            "60s",
+            "-o",
+            "json",
+            "cutover",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        report["notes"].as_array().is_some_and(|n| n
+            .iter()
+            .any(|n| n.as_str().unwrap_or_default().starts_with("stopped 1 data cop"))),
+        "{stdout}"
+    );
+    // No copy writes into the live side any more: no mover, no held lock.
+    assert!(
+        movers
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|p| p.metadata.deletion_timestamp.is_some())
+    );
+    wait_for("the mover gone", WAIT, || async {
+        Ok(movers.list(&lp).await?.items.is_empty().then_some(()))
+    })
+    .await
+    .unwrap();
+    let leases: Api<Lease> = Api::namespaced(env.dr.client(), "shop");
+    assert!(
+        leases
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|l| l
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                .is_none_or(str::is_empty)),
+        "no copy lock held"
+    );
+}

@@ -191,11 +191,11 @@ struct Live {
 
 /// Whether a drill (field manager [`DRILL_FIELD_MANAGER`](super::DRILL_FIELD_MANAGER)) owns the
 /// activation state of a workload (`spec.replicas` of Deployments and StatefulSets, `spec.suspend` of
-/// CronJobs). A sync keeps that state as it is, active mark or not: the drill is its authority. A cutover
-/// activates the DR workloads *before* it marks the namespace active, and a sync running in between
-/// must not quiet them again; nor must one undo a cutover interrupted between the two. (A hand edit of
-/// the field moves its ownership away from the drill, so a DR workload scaled by hand in a quiet
-/// namespace is still quieted again.)
+/// CronJobs). A sync keeps that state as it is, active mark or not: the drill is its authority. (A cutover
+/// marks the namespace active before it activates the DR workloads, so a sync holds off them anyway; this
+/// covers a mark removed by hand after a cutover, and versions that activated first.) A hand edit of the
+/// field moves its ownership away from the drill, so a DR workload scaled by hand in a quiet namespace is
+/// still quieted again.
 ///
 /// Only an *active* state the drill left is kept ([`left_active`]): the quiet state a failback's drill
 /// leaves behind is the sync's to change again (a `scale-override` label, `scaleToZero: false`).

@@ -31,7 +31,7 @@ mod one_side;
 mod report;
 mod steps;
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use kube::{Client, core::DynamicObject};
 use serde_json::Value;
@@ -239,12 +239,15 @@ impl Drill {
     }
 
     /// The site state of the pair, as it is now.
-    pub async fn site(&self) -> SiteState {
-        kube_site::read_site(
-            Some((&self.source, &self.target.source_namespace)),
-            Some((&self.destination, &self.target.destination_namespace)),
+    ///
+    /// # Errors
+    /// [`Error::Kube`] naming the side that cannot be read (a drill needs both).
+    pub async fn site(&self) -> Result<SiteState> {
+        kube_site::read_both(
+            (&self.source, &self.target.source_namespace),
+            (&self.destination, &self.target.destination_namespace),
             &self.calls,
-            &self.workloads_in_scope(),
+            &workload_types(),
         )
         .await
     }
@@ -259,13 +262,22 @@ impl Drill {
             dry_run,
             ..Default::default()
         };
-        let state = self.site().await;
+        let state = self.site().await?;
         allowed(
             site::decide(Actor::Stage, Step::SyncObjects, &state),
             "stage",
             &mut report,
         )?;
-        report.sync = Some(sync_or_plan(&self.engine, &self.target, dry_run).await?);
+        let sync = sync_or_plan(&self.engine, &self.target, dry_run).await?;
+        if sync.destination_active {
+            // Marked active by someone else since the state was read: nothing was written, and no data
+            // goes over it either.
+            return Err(Error::Refused {
+                action: "stage".into(),
+                reason: site::Reason::DestinationActive,
+            });
+        }
+        report.sync = Some(sync);
         report.steps.push("sync".into());
         if report.sync.as_ref().is_some_and(SyncReport::is_success)
             && allowed(
@@ -292,7 +304,7 @@ impl Drill {
             ..Default::default()
         };
         let steps = self.steps(options.dry_run);
-        let state = self.site().await;
+        let state = self.site().await?;
         allowed(
             site::decide(Actor::Cutover, Step::QuietSource, &state),
             "cutover",
@@ -314,10 +326,17 @@ impl Drill {
         )? {
             let sync = sync_or_plan(&self.engine, &self.target, options.dry_run).await?;
             if !sync.is_success() {
-                return Err(Error::InvalidConfig(format!(
+                return Err(Error::Incomplete(format!(
                     "cutover stopped before touching any workload: the sync failed for {}",
                     failures(&sync)
                 )));
+            }
+            if sync.destination_active {
+                // Marked active by someone else meanwhile: no data goes over it; a re-run finishes.
+                return Err(Error::Refused {
+                    action: "cutover (the DR side became active during it; run it again to finish)".into(),
+                    reason: site::Reason::DestinationActive,
+                });
             }
             report.sync = Some(sync);
             report.steps.push("sync".into());
@@ -371,6 +390,10 @@ impl Drill {
         steps.checkpoint("activating the DR side")?;
         self.mark_active(&steps, site::ActivatedBy::Cutover, &mut report)
             .await?;
+        // A data copy that started before the mark (an operator's) must not go on writing into the
+        // live site: its movers are stopped.
+        self.stop_copies(&steps, dst, options.drain_timeout, &mut report)
+            .await?;
         // 5. Activate every workload dr-syncer put there for the pair, from the recorded originals.
         steps.step(&mut report, "activate destination workloads");
         let activated = steps
@@ -419,7 +442,7 @@ impl Drill {
             ..Default::default()
         };
         let steps = self.steps(options.dry_run);
-        let state = self.site().await;
+        let state = self.site().await?;
         if !allowed(
             site::decide(Actor::Failback, Step::QuietDestination, &state),
             "failback",
@@ -428,12 +451,16 @@ impl Drill {
             return Ok(report);
         }
         let (src, dst) = (self.source_side(), self.destination_side());
-        let types = self.workloads_in_scope();
         let source_ns = self.target.source_namespace.clone();
         let on_destination =
             |_: &ResourceType, o: &DynamicObject| site::put_there_for(&o.metadata, &source_ns);
-        let filter = ObjectFilter::new(&self.target.config);
-        let on_source = |rt: &ResourceType, o: &DynamicObject| filter.check(rt, o).is_ok();
+        // Production's workloads a drill holds quiet (their originals recorded on them), whatever the
+        // types or filters of the run that quieted them.
+        let held = |rt: &ResourceType, o: &DynamicObject| {
+            !crate::activation::is_running(rt, o) && crate::activation::recorded_active(rt, o)
+        };
+        let all_workloads = workload_types();
+        let must_run = quieted_by_a_drill(&steps, src, &all_workloads, &held).await?;
 
         steps.announce("compare the DR side with the source (reverse diff)");
         report.reverse_diff = Some(self.reverse_diff().await?);
@@ -443,7 +470,7 @@ impl Drill {
             steps.announce("copy DR-side changes back to the source");
             let copied = sync_or_plan(&engine, &target, options.dry_run).await?;
             if !copied.is_success() {
-                return Err(Error::InvalidConfig(format!(
+                return Err(Error::Incomplete(format!(
                     "failback stopped before touching any workload: copying DR changes back failed for {}",
                     failures(&copied)
                 )));
@@ -452,9 +479,10 @@ impl Drill {
         }
         // 1. Quiet the DR side: everything dr-syncer put there for the pair, whoever synced it.
         steps.checkpoint("quieting the DR side")?;
+        // (Every workload kind, whatever the types of this run: nothing of the pair stays active on DR.)
         steps.step(&mut report, "quiet destination workloads");
         let quieted = steps
-            .switch(dst, &types, &on_destination, Switch::Quiet, &mut report)
+            .switch(dst, &all_workloads, &on_destination, Switch::Quiet, &mut report)
             .await?;
         if quieted > 0 {
             steps
@@ -466,7 +494,19 @@ impl Drill {
                 )
                 .await;
         }
-        // 2. Copy the DR side's data back, once nothing writes on it any more (only from a live DR site).
+        // 2. Wait until the DR pods are gone: nothing writes on the DR side any more, and the two sites
+        // never run at once.
+        steps.checkpoint("waiting for the DR side's pods")?;
+        self.drain(
+            &steps,
+            dst,
+            &all_workloads,
+            &on_destination,
+            options.drain_timeout,
+            &mut report,
+        )
+        .await?;
+        // 3. Copy the DR side's data back (only from a live DR site, into a production nothing uses).
         if self.data.reverse.is_some()
             && allowed(
                 site::decide(Actor::Failback, Step::ReverseCopy, &state),
@@ -474,27 +514,26 @@ impl Drill {
                 &mut report,
             )?
         {
-            steps.checkpoint("waiting for the DR side's pods")?;
-            self.drain(
-                &steps,
-                dst,
-                &types,
-                &on_destination,
-                options.drain_timeout,
-                &mut report,
-            )
-            .await?;
             steps.checkpoint("copying data back")?;
             self.copy_data(true, "reverse", &mut report, options.dry_run)
                 .await?;
         }
-        // 3. Reactivate production from its recorded originals (the records go).
+        // 4. Reactivate production from its recorded originals (the records go).
         steps.checkpoint("reactivating the source")?;
         steps.step(&mut report, "activate source workloads");
         let reactivated = steps
-            .switch(src, &types, &on_source, Switch::Release, &mut report)
+            .switch(src, &all_workloads, &held, Switch::Release, &mut report)
             .await?;
-        // 4. Clear the marks: the DR side's first, so both are never active and unfenced at once.
+        if !options.dry_run {
+            let any = |_: &ResourceType, _: &DynamicObject| true;
+            let left = not_running(&steps, src, &all_workloads, &any, &must_run).await?;
+            if !left.is_empty() {
+                let message = format!("quieted on production and not running again: {}", left.join(", "));
+                steps.event(src, true, "FailbackIncomplete", &message).await;
+                return Err(Error::Incomplete(message));
+            }
+        }
+        // 5. Clear the marks: the DR side's first, so both are never active and unfenced at once.
         self.clear_active(&steps, &mut report).await?;
         self.clear_standby(&steps, &mut report).await?;
         steps
@@ -508,10 +547,28 @@ impl Drill {
             )
             .await;
         if let (Some(timeout), false) = (options.wait, options.dry_run) {
-            steps.wait_ready(src, &BTreeSet::new(), timeout).await?;
+            steps.wait_ready(src, &must_run, timeout).await?;
             report.waited = true;
         }
         Ok(report)
+    }
+
+    async fn stop_copies(
+        &self,
+        steps: &Steps<'_>,
+        side: Side<'_>,
+        timeout: Duration,
+        report: &mut DrillReport,
+    ) -> Result<()> {
+        let stopped = steps.stop_copies(side, timeout).await?;
+        if !stopped.is_empty() {
+            report.notes.push(format!(
+                "stopped {} data cop(ies) still writing into the DR side: {}",
+                stopped.len(),
+                stopped.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     async fn drain(

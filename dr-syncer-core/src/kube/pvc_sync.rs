@@ -537,10 +537,12 @@ impl PvcDataSync {
                 Err(e) => return PvcSyncOutcome::Failed(e),
             };
             let mut cleanup = Cleanup::default();
+            let started = crate::kube::site::timestamp();
             let result = self.transfer(&pair, progress, &mut cleanup, &mut node).await;
             self.clean(&pair, &cleanup).await;
             if result.is_ok() && self.stamp {
-                self.stamp_copied(&pair).await;
+                // The copy's start: what it holds is at least this fresh.
+                self.stamp_copied(&pair, &started).await;
             }
             lease.release().await;
             match result {
@@ -627,7 +629,17 @@ impl PvcDataSync {
         // 4. The reader on that node.
         let reader_ip = self.reader_ip(&volume.node).await?;
 
-        // 5. The mover.
+        // 5. The mover — never into a namespace marked active (the live site), checked last thing before
+        // it starts: the namespace may have been marked since the copy was planned.
+        if self.receiver_is_live(pair).await {
+            return Err(Error::Refused {
+                action: format!(
+                    "copying PVC data into {}/{}",
+                    pair.destination_namespace, pair.destination_pvc
+                ),
+                reason: crate::site::Reason::DestinationActive,
+            });
+        }
         let pod_name = manifests::mover_pod_name(&pair.destination_namespace, &pair.destination_pvc);
         let pods: Api<Pod> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
         delete_and_wait(&pods, &pod_name, self.wait_timeout).await?;
@@ -864,13 +876,27 @@ impl PvcDataSync {
         }
     }
 
+    /// Whether the receiving namespace is marked active (the live site): nothing is written into it. A
+    /// namespace that cannot be read counts as live.
+    async fn receiver_is_live(&self, pair: &PvcPair) -> bool {
+        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.destination.clone());
+        match ns.get_opt(&pair.destination_namespace).await {
+            Ok(Some(n)) => crate::kube::site::has_mark(&n.metadata, crate::annotations::ACTIVE),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// Record on the receiving PVC when its data was copied (`dr-syncer.io/last-data-sync`: what a
     /// promotion reports as the data's age). Best effort: a failure is logged.
-    async fn stamp_copied(&self, pair: &PvcPair) {
+    async fn stamp_copied(&self, pair: &PvcPair, started: &str) {
+        if self.receiver_is_live(pair).await {
+            return;
+        }
         let api: Api<PersistentVolumeClaim> =
             Api::namespaced(self.destination.clone(), &pair.destination_namespace);
         let patch = json!({"metadata": {"annotations": {
-            crate::annotations::LAST_DATA_SYNC: crate::kube::site::timestamp(),
+            crate::annotations::LAST_DATA_SYNC: started,
         }}});
         let params = PatchParams {
             field_manager: Some("dr-syncer-data".into()),

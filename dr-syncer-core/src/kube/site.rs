@@ -89,22 +89,24 @@ pub async fn read_source(
     if is_terminating(&live) {
         return Ok(SourceState::Terminating);
     }
-    let mut running = Vec::new();
+    let (mut running, mut held) = (Vec::new(), Vec::new());
     for rt in workloads {
         let objects = list_all(client, calls, rt, Some(ns), None, true)
             .await
             .map_err(|e| Error::kube(format!("listing {rt} in {ns}"), e))?;
-        for obj in objects.iter().filter(|o| activation::is_running(rt, o)) {
-            running.push(format!(
-                "{}/{}",
-                rt.kind,
-                obj.metadata.name.as_deref().unwrap_or_default()
-            ));
+        for obj in &objects {
+            let name = format!("{}/{}", rt.kind, obj.metadata.name.as_deref().unwrap_or_default());
+            if activation::is_running(rt, obj) {
+                running.push(name);
+            } else if activation::recorded_active(rt, obj) {
+                held.push(name);
+            }
         }
     }
     Ok(SourceState::Live {
         standby: has_mark(&live.metadata, annotations::STANDBY),
         running,
+        held,
     })
 }
 
@@ -121,6 +123,26 @@ pub fn has_any_mark(meta: &ObjectMeta, keys: &[&str]) -> bool {
     meta.annotations
         .as_ref()
         .is_some_and(|a| keys.iter().any(|k| a.contains_key(*k)))
+}
+
+/// Read both sides' state for a drill that needs both: an error names the side that cannot be read.
+///
+/// # Errors
+/// [`Error::Kube`] when a side cannot be read.
+pub async fn read_both(
+    source: (&Client, &str),
+    destination: (&Client, &str),
+    calls: &Calls,
+    workloads: &[ResourceType],
+) -> Result<SiteState> {
+    let (src, dst) = tokio::join!(
+        read_source(source.0, calls, source.1, workloads),
+        read_destination(destination.0, calls, destination.1)
+    );
+    Ok(SiteState {
+        source: src?,
+        destination: dst?.0,
+    })
 }
 
 /// Read both sides' state; a side not given, or that cannot be read, is `Unknown` (logged).
@@ -157,25 +179,52 @@ pub async fn read_site(
     SiteState { source, destination }
 }
 
-/// Whether two clients talk to the same cluster: the same API server URL, or the same `kube-system`
-/// namespace UID (one cluster behind two addresses). A side that cannot be asked counts as different.
-pub async fn same_cluster(a: (&Client, &str), b: (&Client, &str), calls: &Calls) -> bool {
+/// Whether two clients talk to the same cluster: the same API server URL; or the namespace `namespace`
+/// (when both can read it) is one object (the same UID) behind two addresses; or, failing that, the same
+/// `kube-system` UID. `Ok(None)` when it cannot be told (neither may read those namespaces): the caller
+/// decides (a drill refuses to write then).
+///
+/// # Errors
+/// [`Error::Kube`] when a cluster cannot be reached at all (not when it refuses a read).
+pub async fn same_cluster(
+    a: (&Client, &str),
+    b: (&Client, &str),
+    namespace: &str,
+    calls: &Calls,
+) -> Result<Option<bool>> {
     let norm = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
     if norm(a.1) == norm(b.1) {
-        return true;
+        return Ok(Some(true));
     }
-    let uid = |c: &Client| {
-        let c = c.clone();
+    // A refused read is "cannot compare"; an unreachable cluster is an error.
+    let uid = |c: &Client, ns: &str| {
+        let (c, ns) = (c.clone(), ns.to_owned());
         async move {
-            get_namespace(&c, calls, "kube-system")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|n| n.metadata.uid)
+            match get_namespace(&c, calls, &ns).await {
+                Ok(n) => Ok(Some(n.and_then(|n| n.metadata.uid))),
+                Err(Error::Kube { source, .. }) if matches!(*source, kube::Error::Api(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
         }
     };
-    let (ua, ub) = tokio::join!(uid(a.0), uid(b.0));
-    matches!((ua, ub), (Some(x), Some(y)) if x == y)
+    let (na, nb) = tokio::join!(uid(a.0, namespace), uid(b.0, namespace));
+    let (na, nb) = (na?, nb?);
+    if let (Some(Some(x)), Some(Some(y))) = (&na, &nb) {
+        return Ok(Some(x == y));
+    }
+    let (ka, kb) = tokio::join!(uid(a.0, "kube-system"), uid(b.0, "kube-system"));
+    Ok(match (ka?, kb?) {
+        (Some(Some(x)), Some(Some(y))) => Some(x == y),
+        // The namespace exists on one side and not on the other: two clusters.
+        _ if matches!(
+            (&na, &nb),
+            (Some(Some(_)), Some(None)) | (Some(None), Some(Some(_)))
+        ) =>
+        {
+            Some(false)
+        }
+        _ => None,
+    })
 }
 
 /// The operator mapping that syncs a pair, as its DR namespace records it (`dr-syncer.io/synced-by`

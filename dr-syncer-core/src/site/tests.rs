@@ -6,6 +6,20 @@ fn live(standby: bool, running: &[&str]) -> SourceState {
     SourceState::Live {
         standby,
         running: running.iter().map(|s| (*s).to_owned()).collect(),
+        held: if standby && running.is_empty() {
+            vec!["Deployment/web".into()]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Production marked standby, running `running` and still holding `held` quiet.
+fn standby(running: &[&str], held: &[&str]) -> SourceState {
+    SourceState::Live {
+        standby: true,
+        running: running.iter().map(|s| (*s).to_owned()).collect(),
+        held: held.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
 
@@ -128,7 +142,18 @@ use Decision::*;
 #[case::no_copy_from_standby(Actor::Failback, Step::ReverseCopy, state(live(true, &[]), DestinationState::Standby), Skip(Reason::NothingToFailBack))]
 #[case::finish_interrupted(Actor::Failback, Step::ReactivateSource, state(live(true, &[]), DestinationState::Standby), Proceed)]
 #[case::nothing_to_fail_back(Actor::Failback, Step::ReactivateSource, state(live(false, &["Deployment/web"]), DestinationState::Standby), Skip(Reason::NothingToFailBack))]
-#[case::quiet_prod_unfenced_no_workloads(Actor::Failback, Step::QuietDestination, state(live(false, &[]), active(Promote)), Proceed)]
+#[case::not_fenced(Actor::Failback, Step::QuietDestination, state(live(false, &[]), active(Promote)), Refuse(Reason::NotFenced))]
+#[case::rerun_after_release(Actor::Failback, Step::ReverseCopy, state(standby(&["Deployment/web"], &[]), active(Cutover)), Skip(Reason::Released))]
+#[case::standby_scaled_up_by_hand(Actor::Failback, Step::ReverseCopy, state(standby(&["Deployment/web"], &["Deployment/db"]), active(Cutover)), Refuse(Reason::ProductionRunning))]
+#[case::rerun_finishes(Actor::Failback, Step::ReactivateSource, state(standby(&["Deployment/web"], &[]), active(Cutover)), Proceed)]
+#[case::no_writes_into_an_unread_dr(Actor::Stage, Step::SyncObjects, state(live(false, &[]), DestinationState::Unknown), Refuse(Reason::DestinationUnknown))]
+#[case::cutover_copies_nothing_into_an_unread_dr(Actor::Cutover, Step::CopyData, state(live(false, &[]), DestinationState::Unknown), Refuse(Reason::DestinationUnknown))]
+#[case::cutover_of_a_terminating_source(
+    Actor::Cutover,
+    Step::QuietSource,
+    state(SourceState::Terminating, DestinationState::Standby),
+    Refuse(Reason::SourceGone)
+)]
 // Steps an actor never takes are refused, not guessed.
 #[case::operator_never_quiets_prod(Actor::Operator, Step::QuietSource, state(live(false, &[]), DestinationState::Standby), Refuse(Reason::NotItsStep))]
 #[case::promote_never_syncs(Actor::Promote, Step::SyncObjects, state(live(false, &[]), DestinationState::Standby), Refuse(Reason::NotItsStep))]

@@ -275,13 +275,16 @@ pub(super) async fn sync_data(
                 metrics.pvc.concurrent.inc();
                 // Checked again right before the copy: a cutover or promote may have made the DR side
                 // live since the objects were synced, and nothing is copied over the live site.
-                let live = dr_syncer_core::kube::site::read_destination(
-                    &clusters.destination.client,
-                    &clusters.destination.calls,
-                    &pair.destination_namespace,
-                )
-                .await
-                .is_ok_and(|(d, _)| d.is_active());
+                // (A namespace that cannot be read counts as live: no copy.)
+                let live = !matches!(
+                    dr_syncer_core::kube::site::read_destination(
+                        &clusters.destination.client,
+                        &clusters.destination.calls,
+                        &pair.destination_namespace,
+                    )
+                    .await,
+                    Ok((d, _)) if !d.is_active()
+                );
                 let result = if live {
                     PvcSyncResult {
                         pair,

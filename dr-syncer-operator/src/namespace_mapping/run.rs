@@ -1031,6 +1031,7 @@ impl<'a> Runner<'a> {
             Ok(Some(_)) => site::SourceState::Live {
                 standby: false,
                 running: Vec::new(),
+                held: Vec::new(),
             },
             Err(_) => site::SourceState::Unknown,
         };

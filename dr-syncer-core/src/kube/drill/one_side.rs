@@ -240,6 +240,15 @@ pub async fn promote(dr: &OneSide, options: DrillOptions) -> Result<DrillReport>
         let patch = kube_site::active_mark(ActivatedBy::Promote, &kube_site::timestamp());
         steps.mark(side, &live, "mark-active", patch, &mut report).await?;
     }
+    // A data copy that started before the mark must not go on writing into the live site.
+    let stopped = steps.stop_copies(side, options.drain_timeout).await?;
+    if !stopped.is_empty() {
+        report.notes.push(format!(
+            "stopped {} data cop(ies) still writing into the DR side: {}",
+            stopped.len(),
+            stopped.join(", ")
+        ));
+    }
     steps.step(&mut report, "activate destination workloads");
     let activated = steps
         .switch(side, &types, &select, Switch::Activate, &mut report)

@@ -213,6 +213,47 @@ impl<'a> Steps<'a> {
         timeout: Duration,
     ) -> Result<Vec<String>> {
         let mut selectors = Vec::new();
+        // The running Jobs of quieted CronJobs (a suspended CronJob starts no new Job, but the one running
+        // goes on writing): their pods carry `job-name`.
+        let mut jobs = Vec::new();
+        if let Some(cron) = types.iter().find(|t| t.group == "batch" && t.kind == "CronJob") {
+            let quiet: Vec<String> = self
+                .list(side.client, cron, side.namespace)
+                .await?
+                .into_iter()
+                .filter(|o| select(cron, o) && !activation::is_running(cron, o))
+                .filter_map(|o| o.metadata.name)
+                .collect();
+            if !quiet.is_empty() {
+                let job_rt = ResourceType::namespaced("batch", "v1", "Job", "jobs");
+                for job in self.list(side.client, &job_rt, side.namespace).await? {
+                    let owned = job
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|r| r.kind == "CronJob" && quiet.contains(&r.name));
+                    let finished = job
+                        .data
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| {
+                                (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+                            })
+                        });
+                    if owned
+                        && !finished
+                        && let Some(name) = job.metadata.name
+                    {
+                        jobs.push(name);
+                    }
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            selectors.push(format!("job-name in ({})", jobs.join(",")));
+        }
         for rt in types.iter().filter(|t| {
             t.group == "apps" && matches!(t.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
         }) {
@@ -269,6 +310,87 @@ impl<'a> Steps<'a> {
                     "while waiting for the pods of {} to stop",
                     side.namespace
                 )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Stop every PVC data copy still writing into `side`'s namespace (a copy that started before the
+    /// namespace was marked active, e.g. an operator's scheduled one): delete its mover pods, and wait
+    /// until no copy lock there is held any more (the copy sees its mover gone and releases it). Returns
+    /// the movers stopped.
+    pub(crate) async fn stop_copies(&self, side: Side<'_>, timeout: Duration) -> Result<Vec<String>> {
+        if self.dry_run {
+            return Ok(Vec::new());
+        }
+        let pods: Api<Pod> = Api::namespaced(side.client.clone(), side.namespace);
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(side.client.clone(), side.namespace);
+        let movers = ListParams::default().labels(&format!("{}=mover", crate::pvc::ROLE_LABEL));
+        let locks = ListParams::default().labels(&format!(
+            "app.kubernetes.io/managed-by={}",
+            crate::pvc::MANAGED_BY
+        ));
+        let deadline = Instant::now() + timeout;
+        let mut stopped = BTreeSet::new();
+        loop {
+            let running = self
+                .calls
+                .run("list mover pods", || pods.list(&movers))
+                .await
+                .map_err(|e| Error::kube(format!("listing mover pods in {}", side.namespace), e))?;
+            for pod in running.items {
+                let Some(name) = pod.metadata.name else { continue };
+                if pod.metadata.deletion_timestamp.is_none() {
+                    match pods.delete(&name, &Default::default()).await {
+                        Ok(_) => {
+                            info!(pod = %name, namespace = side.namespace, "stopped a data copy into the live site")
+                        }
+                        Err(e) if crate::kube::is_not_found(&e) => {}
+                        Err(e) => return Err(Error::kube(format!("stopping mover pod {name}"), e)),
+                    }
+                }
+                stopped.insert(name);
+            }
+            let now = k8s_openapi::jiff::Timestamp::now();
+            let held: Vec<String> = self
+                .calls
+                .run("list locks", || leases.list(&locks))
+                .await
+                .map_err(|e| Error::kube(format!("listing the copy locks in {}", side.namespace), e))?
+                .items
+                .into_iter()
+                .filter(|l| {
+                    l.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("dr-syncer-pvc"))
+                })
+                .filter(|l| {
+                    let spec = l.spec.clone().unwrap_or_default();
+                    spec.holder_identity.as_deref().is_some_and(|h| !h.is_empty())
+                        && match (spec.renew_time, spec.lease_duration_seconds) {
+                            (Some(t), Some(d)) => {
+                                t.0 + k8s_openapi::jiff::SignedDuration::from_secs(i64::from(d)) > now
+                            }
+                            _ => false,
+                        }
+                })
+                .filter_map(|l| l.metadata.name)
+                .collect();
+            if held.is_empty() {
+                return Ok(stopped.into_iter().collect());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "data copies into {} on the {} cluster still hold their locks after {timeout:?}: {}",
+                    side.namespace,
+                    side.cluster,
+                    held.join(", ")
+                )));
+            }
+            if self.interrupted() {
+                return Err(Error::Interrupted("while stopping data copies".into()));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
