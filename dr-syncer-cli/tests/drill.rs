@@ -183,6 +183,21 @@ async fn stage_twice_plan_and_diff() {
         first.stderr
     );
     assert_eq!(e.src_writes().await, 0, "stage never writes to the source");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(e.dst.client(), &e.ns);
+    assert!(
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|ev| ev.reason.as_deref() == Some("Stage")
+                && ev
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("8 created") && m.contains("dr-syncer-cli"))),
+        "the stage is recorded on the DR namespace"
+    );
     let dep: Deployment = Api::namespaced(e.dst.client(), &e.ns).get("web").await.unwrap();
     assert_eq!(dep.spec.unwrap().replicas, Some(0), "DR side quiet");
     let before = e.dst_writes().await;

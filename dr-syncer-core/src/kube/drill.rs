@@ -288,6 +288,31 @@ impl Drill {
         {
             self.copy_data(false, "stage", &mut report, dry_run).await?;
         }
+        // Recorded when it changed something (a stage that finds everything in sync writes nothing).
+        let copied = report.data.iter().filter(|d| d.status == "Synced").count();
+        if let Some(sync) = report
+            .sync
+            .as_ref()
+            .filter(|s| s.totals().writes() > 0 || s.totals().failed > 0 || copied > 0)
+        {
+            let t = sync.totals();
+            self.steps(dry_run)
+                .event(
+                    self.destination_side(),
+                    !sync.is_success(),
+                    "Stage",
+                    &format!(
+                        "staged from {}/{}: {} created, {} updated, {} unchanged, {} failed; {copied} PVC(s) copied",
+                        self.target.source_cluster,
+                        self.target.source_namespace,
+                        t.created + t.recreated,
+                        t.updated,
+                        t.unchanged,
+                        t.failed
+                    ),
+                )
+                .await;
+        }
         Ok(report)
     }
 
@@ -353,18 +378,14 @@ impl Drill {
             .switch(src, &types, &on_source, Switch::Quiet, &mut report)
             .await?;
         self.mark_standby(&steps, &mut report).await?;
-        if quieted > 0 {
-            steps
-                .event(
-                    src,
-                    false,
-                    "Cutover",
-                    &format!(
-                        "cutover to the DR site: {quieted} workload(s) quieted, namespace marked standby"
-                    ),
-                )
-                .await;
-        }
+        steps
+            .event(
+                src,
+                false,
+                "Cutover",
+                &format!("cutover to the DR site: {quieted} workload(s) quieted, namespace marked standby"),
+            )
+            .await;
         // 2. Wait until their pods are gone: everything they wrote is on their volumes.
         steps.checkpoint("waiting for the source's pods")?;
         self.drain(
@@ -484,16 +505,14 @@ impl Drill {
         let quieted = steps
             .switch(dst, &all_workloads, &on_destination, Switch::Quiet, &mut report)
             .await?;
-        if quieted > 0 {
-            steps
-                .event(
-                    dst,
-                    false,
-                    "Failback",
-                    &format!("failback: {quieted} workload(s) quieted"),
-                )
-                .await;
-        }
+        steps
+            .event(
+                dst,
+                false,
+                "Failback",
+                &format!("failback: {quieted} workload(s) quieted"),
+            )
+            .await;
         // 2. Wait until the DR pods are gone: nothing writes on the DR side any more, and the two sites
         // never run at once.
         steps.checkpoint("waiting for the DR side's pods")?;
