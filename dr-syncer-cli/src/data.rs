@@ -41,7 +41,7 @@ impl DataRun {
 
 /// Remove every object labelled with run `run` on `clusters` (best effort, logged).
 pub(crate) async fn remove_run(clusters: &[&Client], run: &str) {
-    let calls = ClientOptions::default().calls();
+    let calls = ClientOptions::default().calls(); // (best-effort cleanup: the default deadline)
     for client in clusters {
         match find_leftovers(client, &calls, Some(run)).await {
             Ok(left) if !left.is_empty() => match remove_leftovers(client, &calls, &left).await {

@@ -137,6 +137,10 @@ pub struct Args {
     /// Do not run the preflight checks before stage, cutover and failback.
     #[arg(long, global = true)]
     pub skip_preflight: bool,
+    /// How long one request may take before it fails as timed out (it is retried a few times), e.g. `60s`;
+    /// connecting is bounded at 10 s.
+    #[arg(long, global = true, default_value = "60s")]
+    pub request_timeout: String,
     /// cleanup: only the leftovers of this run (its id, as labelled `dr-syncer.io/cli-run`).
     #[arg(long, global = true)]
     pub run: Option<String>,
@@ -274,6 +278,14 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
+/// The client options of `args` (`--request-timeout`; an unparsable value was refused by `run`).
+pub(crate) fn client_options(args: &Args) -> ClientOptions {
+    ClientOptions {
+        request_timeout: parse_duration(&args.request_timeout).ok(),
+        ..ClientOptions::default()
+    }
+}
+
 /// Who runs this CLI, for the Events drill steps record (`user@host`).
 fn recorder() -> Recorder {
     let user = std::env::var("USER")
@@ -331,6 +343,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let data_wait =
         parse_duration(&args.data_wait_timeout).map_err(|e| usage(&format!("--data-wait-timeout: {e}")))?;
+    parse_duration(&args.request_timeout).map_err(|e| usage(&format!("--request-timeout: {e}")))?;
     let wait = args
         .wait
         .as_deref()
@@ -549,7 +562,7 @@ pub(crate) async fn resolve_types(
     config: &SyncConfig,
     from_mapping: bool,
 ) -> anyhow::Result<Vec<ResourceType>> {
-    let options = ClientOptions::default();
+    let options = client_options(args);
     let discovered = discover(client, &options.calls()).await?;
     let requested: Vec<String> = if args.resource_types.is_empty() {
         config.resource_types.clone()
@@ -600,7 +613,7 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
     spec.destination_namespace = Some(dest_ns.clone());
     let config = SyncConfig::from_spec(&spec).map_err(Error::from)?;
 
-    let options = ClientOptions::default();
+    let options = client_options(args);
     let (source, source_url) = connect_side(&args.source_kubeconfig, &args.source_context).await?;
     let (destination, dest_url) = connect_side(&args.dest_kubeconfig, &args.dest_context).await?;
     // A source that is the destination, namespace and all, would have the drill quiet and overwrite

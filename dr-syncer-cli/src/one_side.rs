@@ -7,7 +7,7 @@ use dr_syncer_core::{
     Error,
     config::SyncConfig,
     kube::{
-        Client, ClientOptions, DrillOptions, Leftover, OneSide, fence as fence_side, find_leftovers,
+        Client, DrillOptions, Leftover, OneSide, fence as fence_side, find_leftovers,
         promote as promote_side, remove_leftovers, status as pair_status,
     },
 };
@@ -62,7 +62,7 @@ async fn one_side(
     let types = resolve_types(&client, args, config, from_mapping).await?;
     Ok(OneSide::new(
         client,
-        ClientOptions::default(),
+        crate::client_options(args),
         namespace,
         types,
         config.clone(),
@@ -210,7 +210,7 @@ pub(crate) struct CleanupReport {
 /// `cleanup`: whichever sides are given.
 pub(crate) async fn cleanup(args: &Args, out: &Printer) -> anyhow::Result<ExitCode> {
     let (want_source, want_dest) = sides(args);
-    let calls = ClientOptions::default().calls();
+    let calls = crate::client_options(args).calls();
     let mut found = Vec::new();
     for (label, want, path, context) in [
         (

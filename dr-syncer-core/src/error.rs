@@ -131,6 +131,7 @@ impl Error {
             Error::Interrupted(_) => "Interrupted",
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => match source.as_ref() {
+                e if crate::kube::is_timed_out(e) => "Timeout",
                 kube::Error::Api(s) if s.code == 401 || s.code == 403 => "Unauthorized",
                 kube::Error::Api(s) if s.code == 404 => "NotFound",
                 kube::Error::Api(_) => "KubeApi",

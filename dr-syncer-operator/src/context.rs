@@ -37,6 +37,8 @@ pub struct Options {
     pub debounce: Duration,
     /// PVC data: how long to wait for mount pods, agents and mover pods to start.
     pub data_wait_timeout: Duration,
+    /// How long the object sync of one namespace pair may take.
+    pub sync_timeout: Duration,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             progress_interval: Duration::from_secs(5),
             debounce: Duration::from_millis(100),
             data_wait_timeout: Duration::from_secs(300),
+            sync_timeout: Duration::from_secs(1800),
         }
     }
 }

@@ -5,6 +5,8 @@
 //!   replicas does not matter).
 //! - The holder renews every `retry_period`; when it cannot renew within `renew_deadline` it has lost
 //!   leadership and must stop writing (the operator exits, and its Deployment restarts it as a candidate).
+//!   A renewal request that hangs is cut off at the deadline (renew deadline < lease duration, so this
+//!   replica gives up before a standby can take the lease).
 //! - Every write carries the resourceVersion that was read, so two candidates never both win.
 //! - On a clean shutdown the holder releases the Lease (empty holder), so a standby takes over at once.
 //!
@@ -82,7 +84,11 @@ impl LeaderElector {
         let mut observed = Observed::default();
         let mut announced = false;
         loop {
-            match self.try_acquire_or_renew(&mut observed).await {
+            let attempt = tokio::time::timeout(
+                self.timing.lease_duration,
+                self.try_acquire_or_renew(&mut observed),
+            );
+            match attempt.await.unwrap_or_else(|_| Ok(false)) {
                 Ok(true) => {
                     info!(identity = %self.identity, lease = %self.name, "became the leader");
                     return true;
@@ -120,13 +126,18 @@ impl LeaderElector {
                 }
                 () = tokio::time::sleep(self.timing.retry_period) => {}
             }
-            match self.try_acquire_or_renew(&mut observed).await {
-                Ok(true) => last_renewed = Instant::now(),
-                Ok(false) => {
+            // A renewal that hangs (a stalled controller cluster) must not keep this replica writing past
+            // the renew deadline, while a standby takes the lease once it expires: it is bounded by what
+            // is left of the deadline.
+            let left = self.timing.renew_deadline.saturating_sub(last_renewed.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew(&mut observed)).await {
+                Ok(Ok(true)) => last_renewed = Instant::now(),
+                Ok(Ok(false)) => {
                     warn!(identity = %self.identity, "leader lease taken by another participant");
                     return false;
                 }
-                Err(e) => warn!(error = %e, "leader lease renewal failed"),
+                Ok(Err(e)) => warn!(error = %e, "leader lease renewal failed"),
+                Err(_) => warn!(identity = %self.identity, "leader lease renewal did not answer in time"),
             }
             if last_renewed.elapsed() > self.timing.renew_deadline {
                 warn!(identity = %self.identity, "could not renew the leader lease in time");

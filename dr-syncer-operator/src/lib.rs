@@ -125,6 +125,14 @@ pub struct Args {
     /// Burst above `--qps`.
     #[arg(long, default_value_t = 100)]
     pub burst: u32,
+    /// How long one request to a remote cluster may take before it fails as timed out (and is retried a
+    /// few times); connecting is bounded at 10 s. Watches are not bounded by it.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub request_timeout: Duration,
+    /// How long the object sync of one namespace pair may take before it fails as timed out (PVC data
+    /// copies have their own `dataSyncConfig.timeout`).
+    #[arg(long, value_parser = parse_duration, default_value = "30m")]
+    pub sync_timeout: Duration,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,
@@ -155,7 +163,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            // A reconcile nests the sync engine, the data copies and continuous mode's batches in one
+            // future; polling it is deep (more so in debug builds), so the workers get 8 MiB stacks
+            // instead of 2 (the largest parts are also boxed).
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(8 << 20)
+                .build()?;
             rt.block_on(runtime::run(args))
         }
     }

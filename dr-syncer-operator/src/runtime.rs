@@ -225,6 +225,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = ClientOptions {
         qps: (args.qps > 0.0).then_some(args.qps),
         burst: args.burst,
+        request_timeout: Some(args.request_timeout),
         ..Default::default()
     };
     let (ctx, triggers) = Context::new(
@@ -239,6 +240,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             apply_concurrency: args.apply_concurrency.max(1),
             debounce: args.debounce,
             data_wait_timeout: args.data_wait_timeout,
+            sync_timeout: args.sync_timeout,
             ..Default::default()
         },
     );

@@ -1,5 +1,6 @@
-//! Every API request dr-syncer makes goes through [`Calls`]: client-side rate and concurrency limits, and
-//! retries of transient failures with exponential backoff and jitter.
+//! Every API request dr-syncer makes goes through [`Calls`]: client-side rate and concurrency limits, a
+//! deadline per attempt (a stalled cluster fails the request instead of hanging it), and retries of
+//! transient failures with exponential backoff and jitter (a 429's `Retry-After` is honoured).
 
 use std::{
     future::Future,
@@ -63,6 +64,25 @@ pub fn is_retryable(err: &kube::Error) -> bool {
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
         _ => false,
     }
+}
+
+/// The delay a 429 or 503 asks for (`Retry-After`, which the API server puts in the Status's
+/// `details.retryAfterSeconds`).
+pub fn retry_after(err: &kube::Error) -> Option<Duration> {
+    match err {
+        kube::Error::Api(s) if matches!(s.code, 429 | 503) => s
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|secs| *secs > 0)
+            .map(|secs| Duration::from_secs(u64::from(secs))),
+        _ => None,
+    }
+}
+
+/// Whether `err` is an attempt that ran into its deadline ([`TimedOut`]).
+pub fn is_timed_out(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Service(e) if e.is::<TimedOut>())
 }
 
 /// The `failureHandling` category of a failed request.
@@ -131,8 +151,21 @@ struct Inner {
     in_flight: Semaphore,
     bucket: Option<Mutex<Bucket>>,
     retry: RetryPolicy,
+    timeout: Option<Duration>,
     retries: AtomicU64,
     throttled: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+/// The error of an attempt that did not answer within the deadline (a transport error: retried, and
+/// counted as a network problem).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: no answer within {after:?} (timed out after {after:?})")]
+pub struct TimedOut {
+    /// The request.
+    pub what: String,
+    /// The deadline.
+    pub after: Duration,
 }
 
 /// What the requests through one [`Calls`] met so far (monotonic counters, for metrics).
@@ -142,12 +175,25 @@ pub struct CallStats {
     pub retries: u64,
     /// Responses `429 Too Many Requests` (the server throttling us).
     pub throttled: u64,
+    /// Attempts that did not answer within the deadline.
+    pub timeouts: u64,
 }
 
 impl Calls {
     /// At most `max_in_flight` requests at once, `qps` per second (bursts of `burst`; `None`: unlimited),
     /// transient failures retried per `retry`.
     pub fn new(max_in_flight: usize, qps: Option<f64>, burst: u32, retry: RetryPolicy) -> Self {
+        Self::with_timeout(max_in_flight, qps, burst, retry, None)
+    }
+
+    /// As [`Calls::new`], each attempt failing with [`TimedOut`] when it has not answered within `timeout`.
+    pub fn with_timeout(
+        max_in_flight: usize,
+        qps: Option<f64>,
+        burst: u32,
+        retry: RetryPolicy,
+        timeout: Option<Duration>,
+    ) -> Self {
         Calls {
             inner: Arc::new(Inner {
                 in_flight: Semaphore::new(max_in_flight.max(1)),
@@ -162,10 +208,17 @@ impl Calls {
                     })
                 }),
                 retry,
+                timeout: timeout.filter(|t| !t.is_zero()),
                 retries: AtomicU64::new(0),
                 throttled: AtomicU64::new(0),
+                timeouts: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The deadline of one attempt, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
     }
 
     /// Counters of retries and throttling so far.
@@ -173,6 +226,7 @@ impl Calls {
         CallStats {
             retries: self.inner.retries.load(Ordering::Relaxed),
             throttled: self.inner.throttled.load(Ordering::Relaxed),
+            timeouts: self.inner.timeouts.load(Ordering::Relaxed),
         }
     }
 
@@ -199,14 +253,35 @@ impl Calls {
             .unwrap_or_else(|_| unreachable!("semaphore closed"))
     }
 
-    /// Run one request once within the limits (no retry: the caller has its own policy).
+    /// Run one request once within the limits and the deadline (no retry: the caller has its own policy).
     pub async fn run_once<T, F, Fut>(&self, op: F) -> Result<T, kube::Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
         let _permit = self.permit().await;
-        op().await
+        self.bounded("request", op()).await
+    }
+
+    /// `fut`, failing with [`TimedOut`] after the deadline.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, kube::Error> {
+        let Some(after) = self.inner.timeout else {
+            return fut.await;
+        };
+        match tokio::time::timeout(after, fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.inner.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(kube::Error::Service(Box::new(TimedOut {
+                    what: what.to_owned(),
+                    after,
+                })))
+            }
+        }
     }
 
     /// Run one request (`op` is called once per attempt) within the limits, retrying transient failures.
@@ -219,7 +294,7 @@ impl Calls {
         loop {
             let result = {
                 let _permit = self.permit().await;
-                op().await
+                self.bounded(what, op()).await
             };
             if let Err(kube::Error::Api(s)) = &result
                 && s.code == 429
@@ -229,7 +304,10 @@ impl Calls {
             match result {
                 Err(e) if attempt < self.inner.retry.max_retries && is_retryable(&e) => {
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = self.inner.retry.delay(attempt);
+                    // The server's own `Retry-After` (429, 503) wins over our backoff, within reason.
+                    let delay = retry_after(&e)
+                        .map(|d| d.min(Duration::from_secs(60)))
+                        .unwrap_or_else(|| self.inner.retry.delay(attempt));
                     debug!(what, attempt, ?delay, error = %e, "retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -321,7 +399,8 @@ mod tests {
             calls.stats(),
             CallStats {
                 retries: 2,
-                throttled: 1
+                throttled: 1,
+                timeouts: 0
             }
         );
     }
@@ -368,6 +447,68 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    /// An attempt that never answers fails at the deadline and is retried; a stalled server therefore
+    /// fails the request after (retries + 1) deadlines plus the backoffs, not never.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_times_out_and_is_retried_a_bounded_number_of_times() {
+        let calls = Calls::with_timeout(
+            4,
+            None,
+            1,
+            RetryPolicy {
+                max_retries: 2,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(100),
+                multiplier: 1.0,
+            },
+            Some(Duration::from_secs(5)),
+        );
+        let attempts = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let r: Result<(), _> = calls
+            .run("get stalled", || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<Result<(), kube::Error>>().await
+            })
+            .await;
+        let err = r.unwrap_err();
+        assert!(is_timed_out(&err), "{err}");
+        assert!(err.to_string().contains("timed out after 5s"), "{err}");
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        assert_eq!(calls.stats().timeouts, 3);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_secs(15) && took < Duration::from_secs(16),
+            "{took:?}"
+        );
+        assert_eq!(category_of(&err), crate::failure::FailureCategory::NetworkError);
+    }
+
+    /// A 429 with `Retry-After` waits as long as the server asks (not our shorter backoff).
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured() {
+        let calls = fast(1);
+        let attempts = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let r = calls
+            .run("create x", || async {
+                if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(kube::Error::Api(Box::new(Status {
+                        code: 429,
+                        details: Some(
+                            serde_json::from_value(serde_json::json!({"retryAfterSeconds": 3})).unwrap(),
+                        ),
+                        ..Default::default()
+                    })))
+                } else {
+                    Ok(1)
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), 1);
+        assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
     }
 
     #[tokio::test]

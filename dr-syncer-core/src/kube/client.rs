@@ -1,6 +1,6 @@
 //! Connecting to a cluster: [`connect`].
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use kube::{
     Client,
@@ -30,6 +30,11 @@ pub struct ClusterConfig {
     pub context: Option<String>,
 }
 
+/// Default deadline of one request attempt.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long establishing a connection (TCP and TLS) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Client-side limits for one cluster.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClientOptions {
@@ -41,6 +46,9 @@ pub struct ClientOptions {
     pub max_in_flight: usize,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// How long one attempt of a request may take before it fails as timed out (`None`: unbounded).
+    /// Watches are not bounded by it (they end on the server's `timeoutSeconds` and are restarted).
+    pub request_timeout: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -50,6 +58,7 @@ impl Default for ClientOptions {
             burst: 100,
             max_in_flight: 64,
             retry: RetryPolicy::default(),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
         }
     }
 }
@@ -57,7 +66,13 @@ impl Default for ClientOptions {
 impl ClientOptions {
     /// The limiter these options describe.
     pub fn calls(&self) -> Calls {
-        Calls::new(self.max_in_flight, self.qps, self.burst, self.retry)
+        Calls::with_timeout(
+            self.max_in_flight,
+            self.qps,
+            self.burst,
+            self.retry,
+            self.request_timeout,
+        )
     }
 }
 
@@ -103,6 +118,9 @@ pub async fn connect_with_url(cluster: &ClusterConfig) -> Result<(Client, String
         }
     };
     config.default_retry = false;
+    // A black-holed address fails in seconds, not after the system's TCP timeout. (No client-wide read
+    // timeout: it would cut idle watches; requests have their deadline in `Calls`.)
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
     let url = config.cluster_url.to_string();
     Ok((Client::try_from(config).map_err(|e| bad("client", &e))?, url))
 }

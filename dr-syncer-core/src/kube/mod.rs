@@ -24,10 +24,13 @@ mod source;
 pub use self::{
     applier::KubeApplier,
     calls::{
-        CallStats, Calls, RetryPolicy, category_of, is_already_exists, is_not_found, is_retryable,
-        is_unserved,
+        CallStats, Calls, RetryPolicy, TimedOut, category_of, is_already_exists, is_not_found, is_retryable,
+        is_timed_out, is_unserved, retry_after,
     },
-    client::{ClientOptions, ClusterConfig, KubeconfigSource, connect, connect_with_url},
+    client::{
+        CONNECT_TIMEOUT, ClientOptions, ClusterConfig, DEFAULT_REQUEST_TIMEOUT, KubeconfigSource, connect,
+        connect_with_url,
+    },
     discovery::{custom_resource_types, discover},
     drill::{
         DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport, Freshness,

@@ -486,15 +486,26 @@ impl<'a> Runner<'a> {
                 .engine(source.clone(), watch, &dst, &fail_fast)
                 .with_progress(progress.clone());
             let mut taken = None;
+            let deadline = ctx.options.sync_timeout;
+            let bounded =
+                |r: Result<Result<SyncReport, dr_syncer_core::Error>, tokio::time::error::Elapsed>| {
+                    r.unwrap_or_else(|_| {
+                        Err(dr_syncer_core::Error::Timeout(format!(
+                            "the sync of {src} -> {dst} timed out after {} (--sync-timeout)",
+                            due::format_duration(deadline)
+                        )))
+                    })
+                };
+            // (Boxed: the engine's futures are large, and this one lives inside the reconcile's.)
             let result = if full {
-                engine.sync(&target).await
+                bounded(tokio::time::timeout(deadline, Box::pin(engine.sync(&target))).await)
             } else {
                 let list = changes.remove(&src).unwrap_or_default();
                 if list.is_empty() {
                     continue;
                 }
                 taken = Some(list.clone());
-                engine.sync_changes(&target, list).await
+                bounded(tokio::time::timeout(deadline, Box::pin(engine.sync_changes(&target, list))).await)
             };
             match result {
                 Ok(r) => reports.push(r),
