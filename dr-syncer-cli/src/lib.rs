@@ -134,6 +134,10 @@ pub struct Args {
     /// Accepted for compatibility with the Go CLI and ignored (it drove the external pv-migrate).
     #[arg(long, global = true)]
     pub pv_migrate_flags: Option<String>,
+    /// Let deletions go ahead that the deletion brake holds (prune removing more than half, and more
+    /// than 10, of the DR objects this mapping manages: see the mapping's `deletionBrake`).
+    #[arg(long, global = true)]
+    pub allow_deletions: bool,
     /// Do not run the preflight checks before stage, cutover and failback.
     #[arg(long, global = true)]
     pub skip_preflight: bool,
@@ -420,7 +424,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let drill = drill
         .with_progress(progress)
         .with_recorder(recorder())
-        .with_interrupt(interrupt.clone());
+        .with_interrupt(interrupt.clone())
+        .with_deletion_go_ahead(if args.allow_deletions {
+            dr_syncer_core::brake::GoAhead::All
+        } else {
+            dr_syncer_core::brake::GoAhead::None
+        });
     let run = run_id();
     let data = if (args.migrate_pvc_data || args.reverse_migrate_pvc_data) && !args.dry_run {
         Some(data::prepare(&args, &drill, &run, args.reverse_migrate_pvc_data, data_wait).await?)
@@ -475,6 +484,7 @@ async fn run_command(
             let mut target = drill.target().clone();
             let mut config = (*target.config).clone();
             config.prune = true; // extra DR objects are drift too
+            config.deletion_brake = dr_syncer_core::brake::DeletionBrake::off();
             target.config = Arc::new(config);
             let plan = drill.engine().plan(&target).await?;
             out.diff(plan)

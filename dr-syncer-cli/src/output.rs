@@ -31,6 +31,25 @@ struct Drift {
     report: SyncReport,
 }
 
+/// How fresh a DR copy is, one line each (promote and status).
+fn print_freshness(f: &dr_syncer_core::kube::Freshness) {
+    match (&f.last_object_sync, f.last_object_sync_age_seconds) {
+        (Some(t), Some(age)) => println!(
+            "  newest object change synced: {t} ({} ago; later syncs that found nothing to change leave no \
+             mark)",
+            age_text(age)
+        ),
+        _ => println!("  newest object change synced: unknown (no dr-syncer.io/last-synced)"),
+    }
+    match (&f.last_data_copy, f.last_data_copy_age_seconds) {
+        (Some(t), Some(age)) => println!("  oldest PVC data copy: {t} ({} ago)", age_text(age)),
+        _ => println!("  PVC data copies: none recorded"),
+    }
+    if !f.never_copied.is_empty() {
+        println!("  PVCs never copied: {}", f.never_copied.join(", "));
+    }
+}
+
 /// `90s`, `5m`, `3h 20m`, `2d 4h`.
 fn age_text(seconds: i64) -> String {
     let s = seconds.max(0);
@@ -75,6 +94,8 @@ impl Printer {
             self.redact(r);
         }
         let failed = report.sync.as_ref().is_some_and(|s| !s.is_success());
+        let deletions_held =
+            !report.dry_run && report.sync.as_ref().is_some_and(|s| s.deletion_hold.is_some());
         match self.format {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             OutputFormat::Table => {
@@ -97,23 +118,7 @@ impl Printer {
                 }
                 if let Some(f) = &report.freshness {
                     println!("\nhow fresh the DR copy is (what this promotion accepts to lose):");
-                    match (&f.last_object_sync, f.last_object_sync_age_seconds) {
-                        (Some(t), Some(age)) => println!(
-                            "  newest object change synced: {t} ({} ago; later syncs that found nothing to \
-                             change leave no mark)",
-                            age_text(age)
-                        ),
-                        _ => println!("  newest object change synced: unknown (no dr-syncer.io/last-synced)"),
-                    }
-                    match (&f.last_data_copy, f.last_data_copy_age_seconds) {
-                        (Some(t), Some(age)) => {
-                            println!("  oldest PVC data copy: {t} ({} ago)", age_text(age))
-                        }
-                        _ => println!("  PVC data copies: none recorded"),
-                    }
-                    if !f.never_copied.is_empty() {
-                        println!("  PVCs never copied: {}", f.never_copied.join(", "));
-                    }
+                    print_freshness(f);
                 }
                 if !report.changes.is_empty() {
                     println!("\nactivation:");
@@ -134,6 +139,8 @@ impl Printer {
         }
         Ok(if failed {
             ExitCode::from(6)
+        } else if deletions_held {
+            ExitCode::from(10)
         } else {
             ExitCode::SUCCESS
         })
@@ -153,6 +160,9 @@ impl Printer {
         );
         if let Some(h) = &r.held {
             println!("  held back: {}", h.message);
+        }
+        if let Some(h) = &r.deletion_hold {
+            println!("  deletions held: {}", h.message());
         }
         println!(
             "  {:<44} {:>7} {:>7} {:>9} {:>9} {:>7} {:>7} {:>6}",
@@ -221,16 +231,8 @@ impl Printer {
                     );
                 }
                 if let Some(f) = &s.freshness {
-                    match (&f.last_object_sync, f.last_object_sync_age_seconds) {
-                        (Some(t), Some(age)) => {
-                            println!("\nnewest object change synced: {t} ({} ago)", age_text(age))
-                        }
-                        _ => println!("\nnewest object change synced: unknown"),
-                    }
-                    match (&f.last_data_copy, f.last_data_copy_age_seconds) {
-                        (Some(t), Some(age)) => println!("oldest PVC data copy: {t} ({} ago)", age_text(age)),
-                        _ => println!("PVC data copies: none recorded"),
-                    }
+                    println!("\nhow fresh the DR copy is:");
+                    print_freshness(f);
                 }
                 println!("\nnext:");
                 for n in &s.next {

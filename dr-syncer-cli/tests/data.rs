@@ -113,6 +113,32 @@ fn logs(cp: &ControlPlane) -> String {
     cp.pod_logs_tail(30)
 }
 
+/// Assert that no object labelled with a CLI run (`dr-syncer.io/cli-run`) is left on `clusters`: key
+/// Secrets, grants, agents, locks, and (once they have terminated, as after any DaemonSet or pod
+/// deletion) pods.
+async fn nothing_of_a_run_left(clusters: &[&ControlPlane]) {
+    let lp = kube::api::ListParams::default().labels("dr-syncer.io/cli-run");
+    for cp in clusters {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(cp.client());
+        assert!(
+            secrets.list(&lp).await.unwrap().items.is_empty(),
+            "key Secrets left"
+        );
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::all(cp.client());
+        assert!(cms.list(&lp).await.unwrap().items.is_empty(), "grants left");
+        let dss: Api<DaemonSet> = Api::all(cp.client());
+        assert!(dss.list(&lp).await.unwrap().items.is_empty(), "agents left");
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::all(cp.client());
+        assert!(leases.list(&lp).await.unwrap().items.is_empty(), "locks left");
+        let pods: Api<Pod> = Api::all(cp.client());
+        wait_for("the run's pods to go", Duration::from_secs(30), || async {
+            Ok(pods.list(&lp).await?.items.is_empty().then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+}
+
 /// Assert that the report's `steps` contain `expected` in this order (other steps may come between).
 fn assert_steps_in_order(report: &serde_json::Value, expected: &[&str]) {
     let order: Vec<String> = serde_json::from_value(report["steps"].clone()).unwrap_or_default();
@@ -252,18 +278,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     // The temporary agents, their keys and the mover are gone: nothing labelled with the run is left.
     let ds: Api<DaemonSet> = Api::namespaced(client.clone(), "dr-syncer-system");
     assert!(ds.list(&Default::default()).await.unwrap().items.is_empty());
-    // (The agents' pods terminate after their DaemonSet is gone, as on any cluster.)
-    for cp in [&src, &dst] {
-        let lp = kube::api::ListParams::default().labels("dr-syncer.io/cli-run");
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(cp.client());
-        assert!(secrets.list(&lp).await.unwrap().items.is_empty());
-        let left: Api<Pod> = Api::all(cp.client());
-        wait_for("the run's pods to go", Duration::from_secs(30), || async {
-            Ok(left.list(&lp).await?.items.is_empty().then_some(()))
-        })
-        .await
-        .unwrap();
-    }
+    nothing_of_a_run_left(&[&src, &dst]).await;
 
     // Cutover: the change made after staging arrives; the final delta runs between quieting the
     // source and activating the DR side.
@@ -519,26 +534,7 @@ async fn an_interrupted_data_copy_leaves_nothing_and_never_touches_the_operators
     assert!(stderr.contains("run the same command again"), "{stderr}");
 
     // Nothing of the run is left, on either cluster.
-    let lp = kube::api::ListParams::default().labels("dr-syncer.io/cli-run");
-    for cp in [&src, &dst] {
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(cp.client());
-        assert!(
-            secrets.list(&lp).await.unwrap().items.is_empty(),
-            "key Secrets left"
-        );
-        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::all(cp.client());
-        assert!(cms.list(&lp).await.unwrap().items.is_empty(), "grants left");
-        let dss: Api<DaemonSet> = Api::all(cp.client());
-        assert!(dss.list(&lp).await.unwrap().items.is_empty(), "agents left");
-        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::all(cp.client());
-        assert!(leases.list(&lp).await.unwrap().items.is_empty(), "locks left");
-        let pods: Api<Pod> = Api::all(cp.client());
-        wait_for("the run's pods to go", Duration::from_secs(30), || async {
-            Ok(pods.list(&lp).await?.items.is_empty().then_some(()))
-        })
-        .await
-        .unwrap();
-    }
+    nothing_of_a_run_left(&[&src, &dst]).await;
     // The operator's agents: same object, same grants, still serving.
     let after = ds.get("dr-syncer-agent").await.unwrap();
     assert_eq!(after.metadata.uid, before.metadata.uid);

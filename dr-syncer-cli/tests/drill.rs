@@ -12,7 +12,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use serde_json::json;
 
@@ -141,6 +141,15 @@ impl Env {
     }
 }
 
+/// The Events in namespace `ns` of `cp`.
+async fn events(cp: &ControlPlane, ns: &str) -> Vec<k8s_openapi::api::core::v1::Event> {
+    Api::namespaced(cp.client(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+}
+
 fn ok(o: &Out) {
     assert_eq!(o.code, 0, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
 }
@@ -183,13 +192,9 @@ async fn stage_twice_plan_and_diff() {
         first.stderr
     );
     assert_eq!(e.src_writes().await, 0, "stage never writes to the source");
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(e.dst.client(), &e.ns);
     assert!(
-        events
-            .list(&Default::default())
+        events(&e.dst, &e.ns)
             .await
-            .unwrap()
-            .items
             .iter()
             .any(|ev| ev.reason.as_deref() == Some("Stage")
                 && ev
@@ -341,8 +346,7 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
     }
     // The drill steps are recorded as Events on the namespaces they changed.
     for (cp, reason) in [(&e.src, "Cutover"), (&e.dst, "Cutover")] {
-        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(cp.client(), &e.ns);
-        let list = events.list(&Default::default()).await.unwrap().items;
+        let list = events(cp, &e.ns).await;
         let ours: Vec<_> = list
             .iter()
             .filter(|ev| ev.reason.as_deref() == Some(reason))
@@ -439,13 +443,9 @@ async fn cutover_and_failback_restore_exactly_and_are_rerunnable() {
             "{:?}",
             prod.annotations()
         );
-        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(e.src.client(), &e.ns);
         assert!(
-            events
-                .list(&Default::default())
+            events(&e.src, &e.ns)
                 .await
-                .unwrap()
-                .items
                 .iter()
                 .any(|ev| ev.reason.as_deref() == Some("Failback")),
             "failback recorded on production's namespace"
@@ -1249,9 +1249,9 @@ async fn the_same_cluster_and_namespace_are_refused_before_anything_runs() {
     let writes = || async {
         let a = e.src.requests("dr-syncer-cli").await.unwrap();
         let b = e.src.requests("someone-else").await.unwrap();
-        (a.total, b.total, a.stored_writes() + b.stored_writes())
+        a.stored_writes() + b.stored_writes()
     };
-    let (_, _, before) = writes().await;
+    let before = writes().await;
     let run = |envs: &[(&str, &std::path::Path)], args: &[&str]| {
         let mut cmd = Command::new(BIN);
         for (k, v) in envs {
@@ -1291,7 +1291,7 @@ async fn the_same_cluster_and_namespace_are_refused_before_anything_runs() {
         assert_eq!(code, 4, "{args:?}: {stderr}");
         assert!(stderr.contains("the same cluster"), "{stderr}");
     }
-    let (_, _, after) = writes().await;
+    let after = writes().await;
     assert_eq!(after - before, 0, "nothing written");
     // Another namespace of the same cluster may be the DR copy.
     let (code, stderr) = run(
@@ -1412,17 +1412,9 @@ async fn a_cutover_that_leaves_a_workload_inactive_fails_naming_it() {
     assert_eq!(replicas(&e.dst, &e.ns).await.0, Some(0), "left alone");
     // The rest was activated; the recorded state tells the next step what to do.
     assert_eq!(replicas(&e.dst, &e.ns).await.1, Some(2));
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(e.dst.client(), &e.ns);
-    assert!(
-        events
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .any(|ev| ev.reason.as_deref() == Some("CutoverIncomplete")
-                && ev.type_.as_deref() == Some("Warning"))
-    );
+    assert!(events(&e.dst, &e.ns).await.iter().any(
+        |ev| ev.reason.as_deref() == Some("CutoverIncomplete") && ev.type_.as_deref() == Some("Warning")
+    ));
 }
 
 /// Without `--resource-types` the CLI copies the Go CLI's 13 types plus CronJobs (suspended on the DR
@@ -1440,4 +1432,86 @@ async fn the_default_types_include_cronjobs() {
         .await
         .unwrap();
     assert_eq!(cron.spec.suspend, Some(true), "copied suspended");
+}
+
+/// A stage with `prune: true` after most of production's ConfigMaps were deleted: the deletions are held
+/// (exit 10, the report says how to allow them, nothing deleted); `--allow-deletions` deletes exactly
+/// those; small deletions need no go-ahead.
+#[tokio::test]
+async fn a_mass_deletion_is_held_until_allowed() {
+    let e = env("cli-brake").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("mapping.yaml");
+    std::fs::write(
+        &mapping,
+        format!(
+            "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: dr-syncer}}\nspec:\n  sourceNamespace: {}\n  resourceTypes: [configmaps]\n  prune: true\n",
+            e.ns
+        ),
+    )
+    .unwrap();
+    let path = mapping.to_str().unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(e.src.client(), &e.ns);
+    let dr: Api<ConfigMap> = Api::namespaced(e.dst.client(), &e.ns);
+    for i in 0..16 {
+        let batch = match i {
+            0 | 1 => "first",
+            14 | 15 => "keep",
+            _ => "old",
+        };
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("cm-{i:02}"), "labels": {"batch": batch}}}),
+        )
+        .unwrap();
+        prod.create(&Default::default(), &cm).await.unwrap();
+    }
+    ok(&e.cli_typed(None, &["stage", "--mapping", path]));
+    let names = || async {
+        dr.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .filter(|n| n.starts_with("cm-"))
+            .count()
+    };
+    assert_eq!(names().await, 16);
+
+    // Two deleted: under the brake's thresholds, pruned at once.
+    for n in ["cm-00", "cm-01"] {
+        prod.delete(n, &Default::default()).await.unwrap();
+    }
+    ok(&e.cli_typed(None, &["stage", "--mapping", path]));
+    assert_eq!(names().await, 14);
+
+    // Twelve more (of the 14 left, and the app's ConfigMaps: more than half, more than 10): held.
+    prod.delete_collection(&Default::default(), &ListParams::default().labels("batch=old"))
+        .await
+        .unwrap();
+    let o = e.cli_typed(None, &["stage", "--mapping", path]);
+    assert_eq!(o.code, 10, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("deletions held: 12 deletion(s) held") && o.stdout.contains("--allow-deletions"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(names().await, 14, "nothing deleted");
+    let j = e.cli_typed(None, &["stage", "--mapping", path, "-o", "json"]);
+    assert_eq!(j.code, 10);
+    let report: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(report["sync"]["deletionHold"]["pending"], 12, "{report}");
+
+    let o = e.cli_typed(None, &["stage", "--mapping", path, "--allow-deletions"]);
+    ok(&o);
+    let left: Vec<String> = dr
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .filter(|n| n.starts_with("cm-"))
+        .collect();
+    assert_eq!(left, ["cm-14", "cm-15"]);
 }

@@ -264,7 +264,7 @@ pub fn is_running(rt: &ResourceType, obj: &DynamicObject) -> bool {
 
 /// Whether a (DR) Namespace carries the cutover's mark `dr-syncer.io/active: "true"`.
 pub fn is_marked_active(ns: &DynamicObject) -> bool {
-    ann(ns, annotations::ACTIVE) == Some("true")
+    crate::site::DestinationState::of_namespace(Some(&ns.metadata)).is_active()
 }
 
 /// Apply a JSON merge patch (RFC 7386) to an object — handy to preview what [`activate`] or [`quiet`] do.

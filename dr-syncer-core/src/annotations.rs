@@ -16,6 +16,9 @@ pub const ORIGINAL_NODE_SELECTOR: &str = "dr-syncer.io/original-node-selector";
 pub const QUIET_NODE_SELECTOR_KEY: &str = "dr-syncer.io/quiet";
 /// Annotation on a NamespaceMapping: run one sync now (removed afterwards).
 pub const SYNC_NOW: &str = "dr-syncer.io/sync-now";
+/// Annotation on a NamespaceMapping: the go-ahead for deletions the deletion brake holds — the number
+/// of deletions allowed (see [`crate::brake`]). It runs a sync and is removed after it.
+pub const ALLOW_DELETIONS: &str = "dr-syncer.io/allow-deletions";
 /// Annotation on a DR object: time of the last write dr-syncer made to it.
 pub const LAST_SYNCED: &str = "dr-syncer.io/last-synced";
 /// Annotation on a DR object: fingerprint of the desired object dr-syncer last wrote (detects fields the

@@ -49,6 +49,8 @@ pub struct SyncConfig {
     pub preserve_volume_bindings: bool,
     /// Delete DR objects whose source is gone.
     pub prune: bool,
+    /// When deletions (prune, mirrored deletions) are held for a go-ahead.
+    pub deletion_brake: crate::brake::DeletionBrake,
     /// Declarative transforms.
     pub rules: Vec<CompiledRule>,
     /// What to do when a change hits an immutable field.
@@ -117,6 +119,7 @@ impl Default for SyncConfig {
             access_mode_mappings: BTreeMap::new(),
             preserve_volume_bindings: false,
             prune: false,
+            deletion_brake: crate::brake::DeletionBrake::default(),
             rules: Vec::new(),
             immutable: ImmutablePolicy::default(),
         }
@@ -292,6 +295,23 @@ impl SyncConfig {
             }
         }
 
+        let mut deletion_brake = crate::brake::DeletionBrake::default();
+        if let Some(b) = &spec.deletion_brake {
+            deletion_brake.enabled = b.enabled;
+            deletion_brake.min_objects = b.min_objects;
+            if b.percent > 100 {
+                problem(
+                    "spec.deletionBrake.percent",
+                    format!("a share of 0 to 100 (percent), not {}", b.percent),
+                );
+            }
+            deletion_brake.percent = b.percent.min(100);
+            match parse_duration(&b.window) {
+                Ok(d) => deletion_brake.window = d,
+                Err(e) => problem("spec.deletionBrake.window", e),
+            }
+        }
+
         let (rules, rule_problems) = compile_rules(spec.transform_rules.as_deref().unwrap_or_default());
         problems.extend(rule_problems);
 
@@ -313,6 +333,7 @@ impl SyncConfig {
             access_mode_mappings,
             preserve_volume_bindings: pvc.sync_persistent_volumes || pvc.preserve_volume_attributes,
             prune: spec.prune,
+            deletion_brake,
             rules,
             immutable,
         })

@@ -46,6 +46,7 @@ pub use self::report::{
 use crate::{
     Error, Result, activation, annotations,
     apply::{Applier, ApplyAction, ApplyError, ApplyOptions, ApplyResult},
+    brake::{DeletionLedger, GoAhead, Verdict},
     config::SyncConfig,
     failure::FailureCategory,
     order::tier,
@@ -91,9 +92,7 @@ fn namespace_key(target: &SyncTarget) -> ObjectKey {
 
 /// The site state of a production namespace as the engine read it (workloads are not looked at).
 fn source_state(ns: &DynamicObject) -> site::SourceState {
-    let terminating = ns.metadata.deletion_timestamp.is_some()
-        || ns.data.pointer("/status/phase").and_then(|p| p.as_str()) == Some("Terminating");
-    if terminating {
+    if site::is_terminating(ns) {
         site::SourceState::Terminating
     } else {
         site::SourceState::Live {
@@ -240,6 +239,8 @@ pub struct SyncEngine {
     progress: Option<ProgressFn>,
     fail_fast: Vec<FailureCategory>,
     check_storage_classes: bool,
+    go_ahead: GoAhead,
+    ledger: Arc<DeletionLedger>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -271,7 +272,23 @@ impl SyncEngine {
             progress: None,
             fail_fast: Vec::new(),
             check_storage_classes: false,
+            go_ahead: GoAhead::None,
+            ledger: Arc::new(DeletionLedger::new()),
         }
+    }
+
+    /// A person's go-ahead for deletions the brake holds ([`crate::brake`]): the operator's
+    /// `dr-syncer.io/allow-deletions` annotation, the CLI's `--allow-deletions`.
+    pub fn with_deletion_go_ahead(mut self, go: GoAhead) -> Self {
+        self.go_ahead = go;
+        self
+    }
+
+    /// Count deletions over the brake's window in `ledger` (shared by the syncs of a process, so that
+    /// deletions seen a few at a time add up). Without it each engine counts only its own.
+    pub fn with_deletion_ledger(mut self, ledger: Arc<DeletionLedger>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// Stop applying after the first failure of one of these categories (`failureHandling` `FailFast`):
@@ -773,6 +790,7 @@ impl SyncEngine {
         if let Err(reason) = &prune {
             report.held = Some(Held::new(*reason, "deletions not mirrored"));
         }
+        let mut doomed = Vec::new();
         for SourceObject { resource, object } in deleted {
             let gk = resource.group_kind();
             let key = ObjectKey {
@@ -792,15 +810,33 @@ impl SyncEngine {
                 Ok(Some(live))
                     if annotation(&live, annotations::SYNCED_BY) == Some(target.synced_by.as_str()) =>
                 {
-                    match self.applier.delete(&resource, &key, options.clone()).await {
-                        Ok(true) => report.record(&gk, key.to_string(), ApplyAction::Deleted, None),
-                        Ok(false) => {}
-                        Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
-                    }
+                    doomed.push((resource, key));
                 }
                 Ok(_) => {}
                 Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
             }
+        }
+        if !doomed.is_empty() {
+            // The brake needs what the mapping manages on the DR side (the deletions pending included).
+            let mut managed = 0;
+            for rt in target.types.iter().filter(|t| t.namespaced) {
+                match self
+                    .applier
+                    .list_managed(rt, Some(&target.destination_namespace), &target.synced_by)
+                    .await
+                {
+                    Ok(m) => managed += m.len(),
+                    Err(e) => {
+                        // Without the count nothing is deleted: the next batch or full sync tries again.
+                        for (rt, key) in doomed.drain(..) {
+                            report.fail(&rt.group_kind(), key.to_string(), &Error::Apply(e.clone()));
+                        }
+                        break;
+                    }
+                }
+            }
+            let allowed = self.brake(target, doomed, managed, options.dry_run, &mut report);
+            self.delete_all(allowed, &options, &mut report).await;
         }
         Ok(finish(report, started, false))
     }
@@ -959,6 +995,8 @@ impl SyncEngine {
         report: &mut SyncReport,
     ) {
         let empty = BTreeSet::new();
+        let mut managed_total = 0;
+        let mut doomed = Vec::new();
         for rt in types {
             let gk = rt.group_kind();
             let managed = match self
@@ -968,30 +1006,90 @@ impl SyncEngine {
             {
                 Ok(m) => m,
                 Err(e) => {
+                    // Without the full count the brake cannot judge: nothing is pruned this time.
                     report.fail(
                         &gk,
                         format!("{gk}/{}", target.destination_namespace),
                         &Error::Apply(e),
                     );
-                    continue;
+                    return;
                 }
             };
+            managed_total += managed.len();
             let names = source_names.get(&gk).unwrap_or(&empty);
             for obj in managed {
                 let name = obj.metadata.name.clone().unwrap_or_default();
-                if names.contains(&name) {
-                    continue;
+                if !names.contains(&name) {
+                    let key = ObjectKey {
+                        group_kind: gk.clone(),
+                        namespace: Some(target.destination_namespace.clone()),
+                        name,
+                    };
+                    doomed.push((rt.clone(), key));
                 }
-                let key = ObjectKey {
-                    group_kind: gk.clone(),
-                    namespace: Some(target.destination_namespace.clone()),
-                    name,
-                };
-                match self.applier.delete(rt, &key, options.clone()).await {
-                    Ok(true) => report.record(&gk, key.to_string(), ApplyAction::Deleted, None),
-                    Ok(false) => {}
-                    Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
+            }
+        }
+        let allowed = self.brake(target, doomed, managed_total, options.dry_run, report);
+        self.delete_all(allowed, options, report).await;
+    }
+
+    async fn delete_all(
+        &self,
+        doomed: Vec<(ResourceType, ObjectKey)>,
+        options: &ApplyOptions,
+        report: &mut SyncReport,
+    ) {
+        for (rt, key) in doomed {
+            let gk = rt.group_kind();
+            match self.applier.delete(&rt, &key, options.clone()).await {
+                Ok(true) => report.record(&gk, key.to_string(), ApplyAction::Deleted, None),
+                Ok(false) => {}
+                Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
+            }
+        }
+    }
+
+    /// The deletion brake ([`crate::brake`]) over `doomed`, out of `managed` DR objects the mapping
+    /// manages: all of them go ahead, or (held) none, each reported as skipped and the hold in
+    /// [`SyncReport::deletion_hold`].
+    fn brake(
+        &self,
+        target: &SyncTarget,
+        doomed: Vec<(ResourceType, ObjectKey)>,
+        managed: usize,
+        dry_run: bool,
+        report: &mut SyncReport,
+    ) -> Vec<(ResourceType, ObjectKey)> {
+        let brake = target.config.deletion_brake;
+        let key = format!("{}|{}", target.synced_by, target.destination_namespace);
+        let now = Instant::now();
+        let recent = self.ledger.recent(&key, brake.window, now);
+        match brake.judge(doomed.len(), recent, managed, self.go_ahead) {
+            Verdict::Proceed => {
+                if !dry_run {
+                    self.ledger.record(&key, doomed.len(), now);
                 }
+                doomed
+            }
+            Verdict::Approved => {
+                info!(deletions = doomed.len(), "mass deletion allowed by a go-ahead");
+                if !dry_run {
+                    self.ledger.clear(&key);
+                }
+                report.deletions_allowed = doomed.len();
+                doomed
+            }
+            Verdict::Hold(hold) => {
+                warn!(destination = %target.destination_namespace, "{}", hold.message());
+                for (rt, key) in doomed {
+                    report.skip(
+                        &rt.group_kind(),
+                        key.to_string(),
+                        "deleted at the source; the DR copy is kept: held by the deletion brake".into(),
+                    );
+                }
+                report.deletion_hold = Some(hold);
+                Vec::new()
             }
         }
     }

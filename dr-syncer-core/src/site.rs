@@ -140,6 +140,12 @@ impl Step {
     }
 }
 
+/// Whether a namespace is being deleted (a deletion timestamp, or phase `Terminating`).
+pub fn is_terminating(ns: &kube::core::DynamicObject) -> bool {
+    ns.metadata.deletion_timestamp.is_some()
+        || ns.data.pointer("/status/phase").and_then(|p| p.as_str()) == Some("Terminating")
+}
+
 /// Whether an object on the DR side is one dr-syncer put there for the pair whose production namespace is
 /// `source_namespace`, whoever synced it (the CLI or any mapping): it carries `dr-syncer.io/synced-by` and
 /// `dr-syncer.io/source-namespace: <source_namespace>`. Drills act on exactly these.

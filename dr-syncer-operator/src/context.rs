@@ -98,6 +98,8 @@ pub struct Context {
     pub options: Options,
     /// This process's identity (lease holder, PVC lock holder).
     pub identity: String,
+    /// Deletions made per mapping and DR namespace, for the deletion brake's sliding window.
+    pub deletions: Arc<dr_syncer_core::brake::DeletionLedger>,
     /// Global limits of PVC data copies, per source RemoteCluster (`pvcSync.globalConcurrencyLimit`).
     data_limits: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
 }
@@ -137,6 +139,7 @@ impl Context {
             backoffs: Backoffs::default(),
             options,
             identity: identity.to_owned(),
+            deletions: Arc::default(),
             data_limits: Mutex::new(HashMap::new()),
         };
         (ctx, rx)

@@ -158,6 +158,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 while production runs unfenced next to an active DR namespace (both sites active).
     pub both_sites_active: Family<SiteLabels, Gauge>,
+    /// Deletions the deletion brake holds for a go-ahead, per DR namespace.
+    pub deletions_held: Family<SiteLabels, Gauge>,
     /// PVC data copies.
     pub pvc: PvcMetrics,
 }
@@ -255,6 +257,12 @@ impl Metrics {
             "1 while production runs unfenced next to an active DR namespace: both sites are active",
             both_sites_active.clone(),
         );
+        let deletions_held = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "dr_syncer_deletions_held",
+            "Deletions held by the deletion brake until a go-ahead (dr-syncer.io/allow-deletions)",
+            deletions_held.clone(),
+        );
         let pvc = PvcMetrics {
             bytes_transferred: Family::default(),
             files_transferred: Family::default(),
@@ -329,6 +337,7 @@ impl Metrics {
             reconcile_errors,
             leader,
             both_sites_active,
+            deletions_held,
         }
     }
 
@@ -340,10 +349,12 @@ impl Metrics {
         self.replication_lag.remove(&labels);
         self.last_success.remove(&labels);
         for ns in namespaces {
-            self.both_sites_active.remove(&SiteLabels {
+            let labels = SiteLabels {
                 mapping: mapping.to_owned(),
                 namespace: ns.clone(),
-            });
+            };
+            self.both_sites_active.remove(&labels);
+            self.deletions_held.remove(&labels);
         }
     }
 

@@ -44,6 +44,22 @@ pub const SYNC_NOW: &str = "dr-syncer.io/sync-now";
 /// The Go operator's deprecated manual trigger.
 pub const TRIGGER_SYNC: &str = "dr-syncer.io/trigger-sync";
 
+/// The one namespace pair (source, destination) of a mapping without `namespaceSelector`: the destination
+/// defaults to the source's name. `None` for a selector mapping (its pairs come from production).
+pub(crate) fn fixed_pair(nm: &NamespaceMapping) -> Option<(String, String)> {
+    if nm.spec.namespace_selector.is_some() {
+        return None;
+    }
+    let src = nm.spec.source_namespace.clone().unwrap_or_default();
+    let dst = nm
+        .spec
+        .destination_namespace
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| src.clone());
+    Some((src, dst))
+}
+
 fn key_of(nm: &NamespaceMapping) -> String {
     format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any())
 }
@@ -297,7 +313,7 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         status: &status,
         generation: nm.meta().generation,
         synced_generation,
-        triggered: run::trigger_value(&nm).is_some(),
+        triggered: run::trigger_value(&nm).is_some() || run::go_ahead_value(&nm).is_some(),
         schedule: schedule.as_ref(),
         jitter: due::jitter(&nm.uid().unwrap_or_default(), interval),
         watch: watch.as_ref().map(|w| w.state()).unwrap_or_default(),
@@ -347,16 +363,9 @@ async fn hold_without_source(
     source_cluster: &str,
     problem: &str,
 ) -> Result<Option<Action>> {
-    if nm.spec.namespace_selector.is_some() {
+    let Some((_, dst)) = fixed_pair(nm) else {
         return Ok(None);
-    }
-    let src = nm.spec.source_namespace.clone().unwrap_or_default();
-    let dst = nm
-        .spec
-        .destination_namespace
-        .clone()
-        .filter(|d| !d.is_empty())
-        .unwrap_or(src);
+    };
     let Ok((state, _)) =
         dr_syncer_core::kube::site::read_destination(&destination.client, &destination.calls, &dst).await
     else {
@@ -410,14 +419,7 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     let key = key_of(&nm);
     ctx.workers.stop(&key);
-    let mut destinations: Vec<String> = nm
-        .spec
-        .destination_namespace
-        .clone()
-        .filter(|d| !d.is_empty())
-        .or_else(|| nm.spec.source_namespace.clone())
-        .into_iter()
-        .collect();
+    let mut destinations: Vec<String> = fixed_pair(&nm).map(|(_, d)| d).into_iter().collect();
     destinations.extend(
         nm.status
             .iter()

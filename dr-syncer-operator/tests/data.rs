@@ -733,33 +733,12 @@ async fn no_data_into_a_live_dr_side_and_failback_copies_it_back() {
     .unwrap();
 
     // A CLI cutover (objects only); then the DR side is written to, and the stale production too.
-    let cli = env!("CARGO_BIN_EXE_dr-syncer-operator").replace("dr-syncer-operator", "dr-syncer-cli");
     let reader = env.prod.identity("drill").await.unwrap();
     let writer = env.dr.identity("drill").await.unwrap();
     let drill = |args: &[&str]| {
-        let out = std::process::Command::new(&cli)
-            .arg("--source-kubeconfig")
-            .arg(&reader.kubeconfig)
-            .arg("--dest-kubeconfig")
-            .arg(&writer.kubeconfig)
-            .args([
-                "--source-namespace",
-                "shop",
-                "--resource-types",
-                "persistentvolumeclaims",
-                "--yes",
-                "--data-wait-timeout",
-                "60s",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut all = vec!["--data-wait-timeout", "60s"];
+        all.extend_from_slice(args);
+        common::drill(&reader, &writer, "shop", "persistentvolumeclaims", &all).ok();
     };
     drill(&["cutover"]);
     write(&dr_data, "orders/2", b"written on the live DR side");
@@ -886,35 +865,18 @@ async fn a_cutover_stops_a_data_copy_still_writing_into_the_dr_side() {
     .await
     .unwrap();
 
-    let cli = env!("CARGO_BIN_EXE_dr-syncer-operator").replace("dr-syncer-operator", "dr-syncer-cli");
     let reader = env.prod.identity("drill").await.unwrap();
     let writer = env.dr.identity("drill").await.unwrap();
-    let out = std::process::Command::new(&cli)
-        .arg("--source-kubeconfig")
-        .arg(&reader.kubeconfig)
-        .arg("--dest-kubeconfig")
-        .arg(&writer.kubeconfig)
-        .args([
-            "--source-namespace",
-            "shop",
-            "--resource-types",
-            "persistentvolumeclaims",
-            "--yes",
-            "--wait",
-            "60s",
-            "-o",
-            "json",
-            "cutover",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::drill(
+        &reader,
+        &writer,
+        "shop",
+        "persistentvolumeclaims",
+        &["--wait", "60s", "-o", "json", "cutover"],
     );
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    out.ok();
+    let stdout = &out.stdout;
+    let report: serde_json::Value = serde_json::from_str(stdout).unwrap();
     assert!(
         report["notes"].as_array().is_some_and(|n| n
             .iter()

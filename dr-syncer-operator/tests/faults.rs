@@ -3,13 +3,15 @@
 
 mod common;
 
-use common::{Env, NS, T};
+use std::collections::BTreeSet;
+
+use common::{Env, NS, T, condition, mapping};
 use dr_syncer_core::api::SyncPhase;
 use dr_syncer_testenv::{apply_yaml, create_namespace, wait_for};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{
-    Api,
-    api::{Patch, PatchParams},
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -86,4 +88,266 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
         s.phase == Some(SyncPhase::Completed)
     })
     .await;
+}
+
+async fn configmap_names(api: &Api<ConfigMap>) -> BTreeSet<String> {
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .filter(|n| n != "kube-root-ca.crt")
+        .collect()
+}
+
+async fn configmaps(api: &Api<ConfigMap>, names: impl IntoIterator<Item = String>, label: (&str, &str)) {
+    for name in names {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {label.0: label.1}},
+            "data": {"v": "1"}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+}
+
+/// 12 of 20 source ConfigMaps deleted with one command (60 %, more than 10): the DR copies are kept,
+/// `DeletionHeld` names the count, one Warning Event and the gauge say so, and a new object still reaches
+/// DR meanwhile; a go-ahead (`dr-syncer.io/allow-deletions=12`) deletes exactly those and is removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mass_deletion_is_held_until_the_go_ahead() {
+    let env = Env::start("fault-brake").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    configmaps(&prod, (0..12).map(|i| format!("old-{i:02}")), ("batch", "old")).await;
+    configmaps(&prod, (0..8).map(|i| format!("keep-{i}")), ("batch", "keep")).await;
+    let op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "shop",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true"
+        ),
+    ))
+    .await;
+    wait_for("the first copy", T, || async {
+        Ok((configmap_names(&dr).await.len() == 20).then_some(()))
+    })
+    .await
+    .unwrap();
+    let all = configmap_names(&dr).await;
+
+    prod.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("batch=old"),
+    )
+    .await
+    .unwrap();
+    let nm = env
+        .wait_status("shop", "DeletionHeld", |s| {
+            condition(s, "DeletionHeld").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    let (_, reason, message) = condition(nm.status.as_ref().unwrap(), "DeletionHeld").unwrap();
+    assert_eq!(reason, "MassDeletion");
+    assert!(
+        message.contains("12 deletion(s) held") && message.contains("dr-syncer.io/allow-deletions=12"),
+        "{message}"
+    );
+    let events = env.wait_event("shop", "DeletionHeld").await;
+    assert_eq!(
+        events.iter().filter(|(r, _)| r == "DeletionHeld").count(),
+        1,
+        "{events:?}"
+    );
+    wait_for("the gauge", T, || async {
+        Ok(op
+            .metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("dr_syncer_deletions_held{") && l.ends_with(" 12"))
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Held deletions block only deletions: a new object still arrives, and nothing is deleted.
+    configmaps(&prod, ["new".to_owned()], ("batch", "new")).await;
+    wait_for("the new object on DR", T, || async {
+        Ok(dr.get_opt("new").await?.map(|_| ()))
+    })
+    .await
+    .unwrap();
+    let mut expected = all.clone();
+    expected.insert("new".into());
+    assert_eq!(configmap_names(&dr).await, expected, "nothing deleted while held");
+    let held = env
+        .wait_status("shop", "a later sync, still held", |s| {
+            s.phase == Some(SyncPhase::Completed)
+                && condition(s, "DeletionHeld").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(
+        condition(held.status.as_ref().unwrap(), "Synced").map(|c| c.0),
+        Some("True".to_owned()),
+        "a hold is not a failed sync"
+    );
+
+    // The go-ahead: exactly the 12 are deleted, the annotation is used up, the condition clears.
+    env.nm_api()
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/allow-deletions": "12"}}})),
+        )
+        .await
+        .unwrap();
+    let nm = env
+        .wait_status("shop", "the hold released", |s| {
+            condition(s, "DeletionHeld").is_none()
+        })
+        .await;
+    let remaining: BTreeSet<String> = (0..8)
+        .map(|i| format!("keep-{i}"))
+        .chain(["new".to_owned()])
+        .collect();
+    assert_eq!(configmap_names(&dr).await, remaining);
+    wait_for("the go-ahead removed", T, || async {
+        let nm = env.nm_api().get("shop").await?;
+        Ok((!nm.annotations().contains_key("dr-syncer.io/allow-deletions")).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        condition(nm.status.as_ref().unwrap(), "Synced").is_some_and(|c| c.0 == "True"),
+        "{:?}",
+        nm.status
+    );
+}
+
+/// Production's namespace is deleted (it stays Terminating while an object's finalizer holds it): with
+/// `prune: true` the DR copies stay untouched, `DeletionHeld` says why (SourceGone) with one Warning
+/// Event; once the namespace is gone the syncs fail with a clear error and still delete nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_source_namespace_deletes_nothing_on_dr() {
+    let env = Env::start("fault-nsgone").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    configmaps(&prod, (0..5).map(|i| format!("cm-{i}")), ("app", "shop")).await;
+    prod.patch(
+        "cm-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+    )
+    .await
+    .unwrap();
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "shop",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true\n  retryConfig: {{maxRetries: 100, initialBackoff: 1s, maxBackoff: 2s}}"
+        ),
+    ))
+    .await;
+    wait_for("the first copy", T, || async {
+        Ok((configmap_names(&dr).await.len() == 5).then_some(()))
+    })
+    .await
+    .unwrap();
+    let copied = configmap_names(&dr).await;
+
+    Api::<Namespace>::all(env.prod.client())
+        .delete(&src, &DeleteParams::default())
+        .await
+        .unwrap();
+    let nm = env
+        .wait_status("shop", "DeletionHeld (SourceGone)", |s| {
+            condition(s, "DeletionHeld").is_some_and(|c| c.0 == "True" && c.1 == "SourceGone")
+        })
+        .await;
+    let message = condition(nm.status.as_ref().unwrap(), "DeletionHeld").unwrap().2;
+    assert!(message.contains(&src), "{message}");
+    // The namespace's other objects are gone at the source by now; their copies are kept.
+    wait_for("production emptied but for the held object", T, || async {
+        Ok((configmap_names(&prod).await.len() <= 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    let since = dr_syncer_operator::conditions::now().0.as_second();
+    env.wait_status("shop", "two more syncs", |s| {
+        s.last_sync_time
+            .as_ref()
+            .is_some_and(|t| t.0.as_second() >= since + 4)
+    })
+    .await;
+    assert_eq!(configmap_names(&dr).await, copied, "DR copies untouched");
+    env.wait_event("shop", "DeletionHeld").await;
+
+    // The namespace goes away: the syncs fail (the source namespace is not found), DR stays as it was.
+    prod.patch(
+        "cm-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    env.wait_status("shop", "the sync failing: namespace gone", |s| {
+        s.phase == Some(SyncPhase::Failed)
+            && s.last_error
+                .as_ref()
+                .is_some_and(|e| e.message.contains("not found"))
+    })
+    .await;
+    assert_eq!(configmap_names(&dr).await, copied, "DR copies untouched");
+}
+
+/// Continuous mode sees a mass deletion one object at a time: the window adds the deletions up, and
+/// once they pass the thresholds (more than 10, more than half of what was there) the rest are held.
+#[tokio::test(flavor = "multi_thread")]
+async fn continuous_deletions_one_at_a_time_are_braked_over_the_window() {
+    let env = Env::start("fault-brake-cont").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    configmaps(&prod, (0..20).map(|i| format!("cm-{i:02}")), ("app", "shop")).await;
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "shop",
+        &format!(
+            "  replicationMode: Continuous\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true"
+        ),
+    ))
+    .await;
+    wait_for("the first copy", T, || async {
+        Ok((configmap_names(&dr).await.len() == 20).then_some(()))
+    })
+    .await
+    .unwrap();
+    // One at a time, each mirrored before the next (its own batch).
+    for i in 0..10 {
+        prod.delete(&format!("cm-{i:02}"), &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for("the deletion mirrored", T, || async {
+            Ok((configmap_names(&dr).await.len() == 19 - i).then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+    // The 11th deletion in the window: 11 of the 20 there were.
+    prod.delete("cm-10", &DeleteParams::default()).await.unwrap();
+    let nm = env
+        .wait_status("shop", "DeletionHeld", |s| {
+            condition(s, "DeletionHeld").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    let message = condition(nm.status.as_ref().unwrap(), "DeletionHeld").unwrap().2;
+    assert!(
+        message.contains("1 deletion(s) held") && message.contains("after 10 deletion(s)"),
+        "{message}"
+    );
+    assert!(dr.get_opt("cm-10").await.unwrap().is_some(), "held, kept");
+    assert_eq!(configmap_names(&dr).await.len(), 10);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, NS, T};
+use common::{Env, NS, T, condition, mapping};
 use dr_syncer_core::api::{RemoteCluster, SyncPhase};
 use dr_syncer_testenv::{apply_yaml, create_namespace, wait_for};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -15,20 +15,6 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::json;
-
-fn condition(s: &dr_syncer_core::api::NamespaceMappingStatus, t: &str) -> Option<(String, String, String)> {
-    s.conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == t)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-fn mapping(name: &str, body: &str) -> String {
-    format!(
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n{body}\n"
-    )
-}
 
 const CMS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {v: '1'}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {v: '1'}\n";
 

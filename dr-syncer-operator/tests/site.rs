@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Env, NS, T};
-use dr_syncer_core::api::{NamespaceMappingStatus, SyncPhase};
-use dr_syncer_testenv::{ControlPlane, Identity, apply_yaml, create_namespace, wait_for};
+use common::{Env, T, cli, condition, drill, mapping};
+use dr_syncer_core::api::SyncPhase;
+use dr_syncer_testenv::{ControlPlane, apply_yaml, create_namespace, wait_for};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Namespace},
@@ -20,59 +18,10 @@ use kube::{
 };
 use serde_json::json;
 
-fn condition(s: &NamespaceMappingStatus, t: &str) -> Option<(String, String, String)> {
-    s.conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == t)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-fn mapping(name: &str, body: &str) -> String {
-    format!(
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n{body}\n"
-    )
-}
-
 const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {LEVEL: info}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {v: '1'}\n";
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// `dr-syncer-cli` (built with the workspace) with `args`.
-fn cli(args: &[&str]) -> Out {
-    let bin = env!("CARGO_BIN_EXE_dr-syncer-operator").replace("dr-syncer-operator", "dr-syncer-cli");
-    let out = Command::new(bin).args(args).output().expect("run dr-syncer-cli");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// The CLI on both clusters for namespace `ns`.
-fn drill(reader: &Identity, writer: &Identity, ns: &str, args: &[&str]) -> Out {
-    let mut all = vec![
-        "--source-kubeconfig",
-        reader.kubeconfig.to_str().unwrap(),
-        "--dest-kubeconfig",
-        writer.kubeconfig.to_str().unwrap(),
-        "--source-namespace",
-        ns,
-        "--resource-types",
-        "deployments,configmaps",
-        "--yes",
-    ];
-    all.extend_from_slice(args);
-    cli(&all)
-}
-
-fn ok(o: &Out) {
-    assert_eq!(o.code, 0, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
-}
+/// The types the drills of these tests copy.
+const TYPES: &str = "deployments,configmaps";
 
 async fn replicas(cp: &ControlPlane, ns: &str) -> Option<i32> {
     Api::<Deployment>::namespaced(cp.client(), ns)
@@ -147,7 +96,7 @@ async fn cutover_and_failback_while_the_operator_runs() {
 
     let reader = env.prod.identity("drill").await.unwrap();
     let writer = env.dr.identity("drill").await.unwrap();
-    ok(&drill(&reader, &writer, &src, &["cutover"]));
+    drill(&reader, &writer, &src, TYPES, &["cutover"]).ok();
     assert_eq!(replicas(&env.dr, &src).await, Some(3), "DR active");
     assert_eq!(replicas(&env.prod, &src).await, Some(0), "production quiet");
 
@@ -204,7 +153,7 @@ async fn cutover_and_failback_while_the_operator_runs() {
     );
 
     // Failback: the DR side (synced by the operator) is quieted, production restored.
-    ok(&drill(&reader, &writer, &src, &["failback"]));
+    drill(&reader, &writer, &src, TYPES, &["failback"]).ok();
     assert_eq!(replicas(&env.prod, &src).await, Some(3), "production back");
     assert_eq!(
         replicas(&env.dr, &src).await,
@@ -263,7 +212,7 @@ async fn promote_with_production_down_then_fence_and_failback() {
         "-o",
         "json",
     ]);
-    ok(&o);
+    o.ok();
     let report: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert!(
         report["freshness"]["lastObjectSync"].is_string(),
@@ -313,7 +262,7 @@ async fn promote_with_production_down_then_fence_and_failback() {
         "-o",
         "json",
     ]);
-    ok(&status);
+    status.ok();
     let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(s["bothSitesActive"], true, "{}", status.stdout);
     assert_eq!(s["destination"]["activatedBy"], "promote");
@@ -325,7 +274,7 @@ async fn promote_with_production_down_then_fence_and_failback() {
     assert_eq!(replicas(&env.dr, &src).await, Some(3));
 
     // Failback is refused while both are active; fence quiets production without touching DR.
-    let refused = drill(&reader, &writer, &src, &["failback"]);
+    let refused = drill(&reader, &writer, &src, TYPES, &["failback"]);
     assert_eq!(refused.code, 9, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused.stderr.contains("both sites are active"),
@@ -338,7 +287,7 @@ async fn promote_with_production_down_then_fence_and_failback() {
         "refused before any write"
     );
     let dr_before = env.dr.requests("drill").await.unwrap().stored_writes();
-    ok(&cli(&[
+    cli(&[
         "fence",
         "--source-kubeconfig",
         reader.kubeconfig.to_str().unwrap(),
@@ -347,7 +296,8 @@ async fn promote_with_production_down_then_fence_and_failback() {
         "--resource-types",
         "deployments,configmaps",
         "--yes",
-    ]));
+    ])
+    .ok();
     assert_eq!(replicas(&env.prod, &src).await, Some(0), "production fenced");
     assert_eq!(
         annotation(&env.prod, &src, "dr-syncer.io/standby")
@@ -366,7 +316,7 @@ async fn promote_with_production_down_then_fence_and_failback() {
     .await;
 
     // Failback works as after a cutover.
-    ok(&drill(&reader, &writer, &src, &["failback"]));
+    drill(&reader, &writer, &src, TYPES, &["failback"]).ok();
     assert_eq!(replicas(&env.prod, &src).await, Some(3));
     assert_eq!(replicas(&env.dr, &src).await, Some(0));
     assert_eq!(annotation(&env.dr, &src, "dr-syncer.io/active").await, None);

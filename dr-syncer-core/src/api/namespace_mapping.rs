@@ -141,6 +141,52 @@ pub struct NamespaceMappingSpec {
     /// What happens to the DR objects when this mapping is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// When `prune` (and mirrored deletions in Continuous mode) would remove a large share of what this
+    /// mapping manages on the DR side, the deletions are held until a go-ahead (the
+    /// `dr-syncer.io/allow-deletions` annotation). A dr-syncer addition; on by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_brake: Option<DeletionBrakeSpec>,
+}
+
+/// The deletion brake: deletions that would remove more than `percent` % **and** more than `minObjects` of
+/// the DR objects a mapping manages, counted over `window`, are held until a go-ahead.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionBrakeSpec {
+    /// `false` turns the brake off (deletions go ahead as `prune` finds them).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The share of the managed DR objects (0–100) a deletion must exceed to be held.
+    #[serde(default = "default_brake_percent")]
+    #[schemars(range(max = 100))]
+    pub percent: u8,
+    /// The number of objects a deletion must exceed to be held.
+    #[serde(default = "default_brake_min_objects")]
+    pub min_objects: u32,
+    /// The sliding window deletions are counted over (`5m`, `30s` …).
+    #[serde(default = "default_brake_window")]
+    pub window: String,
+}
+
+impl Default for DeletionBrakeSpec {
+    fn default() -> Self {
+        DeletionBrakeSpec {
+            enabled: true,
+            percent: default_brake_percent(),
+            min_objects: default_brake_min_objects(),
+            window: default_brake_window(),
+        }
+    }
+}
+
+fn default_brake_percent() -> u8 {
+    50
+}
+fn default_brake_min_objects() -> u32 {
+    10
+}
+fn default_brake_window() -> String {
+    "5m".into()
 }
 
 /// When replication runs.

@@ -133,6 +133,12 @@ pub struct SyncReport {
     /// site state held it back ([`crate::site`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// Deletions the deletion brake held ([`crate::brake`]): nothing was deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_hold: Option<crate::brake::DeletionHold>,
+    /// Deletions a go-ahead allowed past the brake (0: none needed one).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deletions_allowed: usize,
     /// Per kind (`Kind.group`).
     pub kinds: BTreeMap<String, KindStats>,
     /// Objects that failed.
@@ -243,6 +249,10 @@ impl SyncReport {
         self.stats(group_kind).skipped += 1;
         self.skipped.push(SkippedObject { object, reason });
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -535,6 +535,10 @@ async fn changes_apply_only_the_changed_objects_and_delete_only_with_prune() {
         .withf(|_, key, _| key.name == "gone")
         .times(1)
         .returning(|_, _, _| Ok(true));
+    // (What the mapping manages on the DR side, for the deletion brake.)
+    a.expect_list_managed()
+        .times(1)
+        .returning(|_, _, by| Ok(vec![synced("gone", by), synced("edited", by)]));
     let engine = SyncEngine::new(Arc::new(s), Arc::new(a));
     let config = SyncConfig {
         prune: true,
@@ -803,4 +807,199 @@ async fn tiers_that_refer_to_nothing_in_each_other_are_applied_together() {
         );
     }
     assert!(at("end Service/svc") < at("start Ingress/ing"), "{log:?}");
+}
+
+/// A DR namespace in memory: ConfigMaps managed by `dr-syncer/app`; applies create, deletes remove.
+struct MemoryDr {
+    objects: Mutex<BTreeSet<String>>,
+    deleted: Mutex<Vec<String>>,
+}
+
+impl MemoryDr {
+    fn with(n: usize) -> Arc<Self> {
+        Arc::new(MemoryDr {
+            objects: Mutex::new((0..n).map(|i| format!("cm-{i:02}")).collect()),
+            deleted: Mutex::new(Vec::new()),
+        })
+    }
+    fn names(&self) -> BTreeSet<String> {
+        self.objects.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Applier for MemoryDr {
+    async fn apply(
+        &self,
+        rt: &ResourceType,
+        o: &DynamicObject,
+        _: ApplyOptions,
+    ) -> std::result::Result<ApplyResult, ApplyError> {
+        let name = o.metadata.name.clone().unwrap_or_default();
+        let created = rt.kind == "ConfigMap" && self.objects.lock().unwrap().insert(name);
+        Ok(ApplyResult {
+            action: if created || rt.kind == "Namespace" {
+                ApplyAction::Created
+            } else {
+                ApplyAction::Unchanged
+            },
+            diff: None,
+        })
+    }
+    async fn delete(
+        &self,
+        _: &ResourceType,
+        key: &ObjectKey,
+        o: ApplyOptions,
+    ) -> std::result::Result<bool, ApplyError> {
+        if o.dry_run {
+            return Ok(true);
+        }
+        self.deleted.lock().unwrap().push(key.name.clone());
+        Ok(self.objects.lock().unwrap().remove(&key.name))
+    }
+    async fn live(
+        &self,
+        rt: &ResourceType,
+        key: &ObjectKey,
+    ) -> std::result::Result<Option<DynamicObject>, ApplyError> {
+        Ok(match rt.kind.as_str() {
+            "Namespace" => Some(live_ns(false)),
+            _ => self
+                .objects
+                .lock()
+                .unwrap()
+                .contains(&key.name)
+                .then(|| synced(&key.name, "dr-syncer/app")),
+        })
+    }
+    async fn list_managed<'a>(
+        &self,
+        _: &ResourceType,
+        _: Option<&'a str>,
+        by: &str,
+    ) -> std::result::Result<Vec<DynamicObject>, ApplyError> {
+        assert_eq!(by, "dr-syncer/app");
+        Ok(self.names().iter().map(|n| synced(n, by)).collect())
+    }
+}
+
+fn configmaps(names: impl IntoIterator<Item = String>) -> Vec<(ResourceType, DynamicObject)> {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    names
+        .into_iter()
+        .map(|n| (cm.clone(), obj("v1", "ConfigMap", &n)))
+        .collect()
+}
+
+fn pruning() -> SyncConfig {
+    SyncConfig {
+        prune: true,
+        ..Default::default()
+    }
+}
+
+/// 12 of 20 source objects gone (60 %, more than 10): the deletions are held, a new object is still
+/// created; a go-ahead for fewer than are pending holds them still; one that covers them deletes exactly
+/// those.
+#[tokio::test]
+async fn a_mass_prune_is_held_until_a_go_ahead_and_creates_go_on() {
+    let dr = MemoryDr::with(20);
+    let mut kept: Vec<String> = (12..20).map(|i| format!("cm-{i:02}")).collect();
+    kept.push("new".into());
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let t = target(vec![cm.clone()], pruning());
+    let engine = |go| {
+        SyncEngine::new(Arc::new(source(configmaps(kept.clone()))), dr.clone()).with_deletion_go_ahead(go)
+    };
+
+    let report = engine(GoAhead::None).sync(&t).await.unwrap();
+    let hold = report.deletion_hold.clone().expect("held");
+    // (21 managed: the new object was created before the prune.)
+    assert_eq!((hold.pending, hold.managed, hold.allowed), (12, 21, None));
+    assert!(dr.deleted.lock().unwrap().is_empty(), "nothing deleted");
+    assert!(dr.names().contains("new"), "a new object still reaches DR");
+    assert_eq!(report.kinds["ConfigMap"].skipped, 12, "{report:#?}");
+    assert!(report.is_success(), "a hold is not a failure");
+
+    let report = engine(GoAhead::UpTo(11)).sync(&t).await.unwrap();
+    assert_eq!(report.deletion_hold.map(|h| h.allowed), Some(Some(11)));
+    assert!(dr.deleted.lock().unwrap().is_empty());
+
+    let report = engine(GoAhead::UpTo(12)).sync(&t).await.unwrap();
+    assert!(report.deletion_hold.is_none());
+    assert_eq!(report.deletions_allowed, 12);
+    let mut deleted = dr.deleted.lock().unwrap().clone();
+    deleted.sort();
+    let expected: Vec<String> = (0..12).map(|i| format!("cm-{i:02}")).collect();
+    assert_eq!(deleted, expected, "exactly the objects gone at the source");
+    assert_eq!(dr.names(), kept.iter().cloned().collect());
+}
+
+/// Deletions below the thresholds go ahead; the brake can be turned off; a plan reports a hold too.
+#[tokio::test]
+async fn small_deletions_go_ahead_and_the_brake_can_be_off() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    // 5 of 20 gone: neither more than half nor more than 10.
+    let dr = MemoryDr::with(20);
+    let kept = (5..20).map(|i| format!("cm-{i:02}"));
+    let engine = SyncEngine::new(Arc::new(source(configmaps(kept))), dr.clone());
+    let report = engine.sync(&target(vec![cm.clone()], pruning())).await.unwrap();
+    assert!(report.deletion_hold.is_none());
+    assert_eq!(report.kinds["ConfigMap"].deleted, 5);
+
+    // Everything gone, brake off: everything deleted.
+    let dr = MemoryDr::with(20);
+    let engine = SyncEngine::new(Arc::new(source(vec![])), dr.clone());
+    let off = SyncConfig {
+        deletion_brake: crate::brake::DeletionBrake::off(),
+        ..pruning()
+    };
+    let plan = engine.plan(&target(vec![cm.clone()], pruning())).await.unwrap();
+    assert_eq!(
+        plan.deletion_hold.map(|h| h.pending),
+        Some(20),
+        "plan shows the hold"
+    );
+    engine.sync(&target(vec![cm], off)).await.unwrap();
+    assert!(dr.names().is_empty());
+}
+
+/// Continuous mode sees a mass deletion a few objects at a time: the window adds them up, and the batch
+/// that crosses the thresholds is held (its objects are kept and reported).
+#[tokio::test]
+async fn deletions_seen_a_few_at_a_time_add_up_over_the_window() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let dr = MemoryDr::with(20);
+    let ledger = Arc::new(DeletionLedger::new());
+    let batch = |from: usize| -> Vec<Change> {
+        (from..from + 4)
+            .map(|i| {
+                Change::Deleted(SourceObject {
+                    resource: cm.clone(),
+                    object: obj("v1", "ConfigMap", &format!("cm-{i:02}")),
+                })
+            })
+            .collect()
+    };
+    let t = target(vec![cm.clone()], pruning());
+    let engine = || {
+        SyncEngine::new(Arc::new(source_with_namespaces()), dr.clone()).with_deletion_ledger(ledger.clone())
+    };
+    for from in [0, 4] {
+        let r = engine().sync_changes(&t, batch(from)).await.unwrap();
+        assert_eq!(r.kinds["ConfigMap"].deleted, 4, "{r:#?}");
+    }
+    // 12 of the 20 there were 5 minutes ago.
+    let r = engine().sync_changes(&t, batch(8)).await.unwrap();
+    let hold = r.deletion_hold.expect("held");
+    assert_eq!((hold.pending, hold.recent, hold.managed), (4, 8, 12));
+    assert_eq!(dr.names().len(), 12);
+    // Another engine without the shared ledger sees only its own batch (a fresh process): 4 of 12.
+    let r = SyncEngine::new(Arc::new(source_with_namespaces()), dr.clone())
+        .sync_changes(&t, batch(8))
+        .await
+        .unwrap();
+    assert!(r.deletion_hold.is_none());
+    assert_eq!(dr.names().len(), 8);
 }

@@ -31,7 +31,7 @@ mod one_side;
 mod report;
 mod steps;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use kube::{Client, core::DynamicObject};
 use serde_json::Value;
@@ -163,6 +163,12 @@ impl Drill {
         self
     }
 
+    /// A go-ahead for deletions the deletion brake holds (the CLI's `--allow-deletions`).
+    pub fn with_deletion_go_ahead(mut self, go: crate::brake::GoAhead) -> Self {
+        self.engine = self.engine.with_deletion_go_ahead(go);
+        self
+    }
+
     /// Record the steps as Events from this component and actor.
     pub fn with_recorder(mut self, recorder: Recorder) -> Self {
         self.recorder = recorder;
@@ -227,15 +233,7 @@ impl Drill {
 
     /// Workload types in scope: those of the target that a drill activates.
     fn workloads_in_scope(&self) -> Vec<ResourceType> {
-        workload_types()
-            .into_iter()
-            .filter(|w| {
-                self.target
-                    .types
-                    .iter()
-                    .any(|t| t.group == w.group && t.kind == w.kind)
-            })
-            .collect()
+        kube_site::workload_types_in(&self.target.types)
     }
 
     /// The site state of the pair, as it is now.
@@ -377,7 +375,7 @@ impl Drill {
         let quieted = steps
             .switch(src, &types, &on_source, Switch::Quiet, &mut report)
             .await?;
-        self.mark_standby(&steps, &mut report).await?;
+        steps.mark_standby(src, &mut report).await?;
         steps
             .event(
                 src,
@@ -388,15 +386,9 @@ impl Drill {
             .await;
         // 2. Wait until their pods are gone: everything they wrote is on their volumes.
         steps.checkpoint("waiting for the source's pods")?;
-        self.drain(
-            &steps,
-            src,
-            &types,
-            &on_source,
-            options.drain_timeout,
-            &mut report,
-        )
-        .await?;
+        steps
+            .drain(src, &types, &on_source, options.drain_timeout, &mut report)
+            .await?;
         // 3. The final data delta, with nothing writing on the source any more.
         if allowed(
             site::decide(Actor::Cutover, Step::CopyData, &state),
@@ -413,8 +405,7 @@ impl Drill {
             .await?;
         // A data copy that started before the mark (an operator's) must not go on writing into the
         // live site: its movers are stopped.
-        self.stop_copies(&steps, dst, options.drain_timeout, &mut report)
-            .await?;
+        steps.stop_copies(dst, options.drain_timeout, &mut report).await?;
         // 5. Activate every workload dr-syncer put there for the pair, from the recorded originals.
         steps.step(&mut report, "activate destination workloads");
         let activated = steps
@@ -516,15 +507,15 @@ impl Drill {
         // 2. Wait until the DR pods are gone: nothing writes on the DR side any more, and the two sites
         // never run at once.
         steps.checkpoint("waiting for the DR side's pods")?;
-        self.drain(
-            &steps,
-            dst,
-            &all_workloads,
-            &on_destination,
-            options.drain_timeout,
-            &mut report,
-        )
-        .await?;
+        steps
+            .drain(
+                dst,
+                &all_workloads,
+                &on_destination,
+                options.drain_timeout,
+                &mut report,
+            )
+            .await?;
         // 3. Copy the DR side's data back (only from a live DR site, into a production nothing uses).
         if self.data.reverse.is_some()
             && allowed(
@@ -570,62 +561,6 @@ impl Drill {
             report.waited = true;
         }
         Ok(report)
-    }
-
-    async fn stop_copies(
-        &self,
-        steps: &Steps<'_>,
-        side: Side<'_>,
-        timeout: Duration,
-        report: &mut DrillReport,
-    ) -> Result<()> {
-        let stopped = steps.stop_copies(side, timeout).await?;
-        if !stopped.is_empty() {
-            report.notes.push(format!(
-                "stopped {} data cop(ies) still writing into the DR side: {}",
-                stopped.len(),
-                stopped.join(", ")
-            ));
-        }
-        Ok(())
-    }
-
-    async fn drain(
-        &self,
-        steps: &Steps<'_>,
-        side: Side<'_>,
-        types: &[ResourceType],
-        select: &(dyn Fn(&ResourceType, &DynamicObject) -> bool + Sync),
-        timeout: Duration,
-        report: &mut DrillReport,
-    ) -> Result<()> {
-        steps.step(
-            report,
-            &format!("wait until the {} workloads' pods are gone", side.cluster),
-        );
-        let waited = steps.drain(side, types, select, timeout).await?;
-        if !waited.is_empty() {
-            report.notes.push(format!(
-                "waited for {} pod(s) of the quieted {} workloads to stop: {}",
-                waited.len(),
-                side.cluster,
-                waited.join(", ")
-            ));
-        }
-        Ok(())
-    }
-
-    async fn mark_standby(&self, steps: &Steps<'_>, report: &mut DrillReport) -> Result<()> {
-        let side = self.source_side();
-        let Some(ns) = kube_site::get_namespace(side.client, &self.calls, side.namespace).await? else {
-            return Ok(());
-        };
-        if kube_site::has_mark(&ns.metadata, crate::annotations::STANDBY) {
-            return Ok(());
-        }
-        steps.step(report, "mark the source namespace standby");
-        let patch = kube_site::standby_mark(&kube_site::timestamp());
-        steps.mark(side, &ns, "mark-standby", patch, report).await
     }
 
     async fn clear_standby(&self, steps: &Steps<'_>, report: &mut DrillReport) -> Result<()> {

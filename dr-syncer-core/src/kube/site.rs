@@ -36,6 +36,14 @@ pub fn workload_types() -> [ResourceType; 4] {
     ]
 }
 
+/// Of [`workload_types`], those among `types` (a target's types in scope).
+pub fn workload_types_in(types: &[ResourceType]) -> Vec<ResourceType> {
+    workload_types()
+        .into_iter()
+        .filter(|w| types.iter().any(|t| t.group == w.group && t.kind == w.kind))
+        .collect()
+}
+
 /// Now, as the marks record it (RFC 3339, seconds).
 pub fn timestamp() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -67,12 +75,6 @@ pub async fn read_destination(
     ))
 }
 
-/// Whether a namespace is being deleted.
-pub fn is_terminating(ns: &DynamicObject) -> bool {
-    ns.metadata.deletion_timestamp.is_some()
-        || ns.data.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
-}
-
 /// The state of a production namespace, with its running workloads of the given types (`Kind/name`).
 ///
 /// # Errors
@@ -86,7 +88,7 @@ pub async fn read_source(
     let Some(live) = get_namespace(client, calls, ns).await? else {
         return Ok(SourceState::Missing);
     };
-    if is_terminating(&live) {
+    if crate::site::is_terminating(&live) {
         return Ok(SourceState::Terminating);
     }
     let (mut running, mut held) = (Vec::new(), Vec::new());
@@ -143,40 +145,6 @@ pub async fn read_both(
         source: src?,
         destination: dst?.0,
     })
-}
-
-/// Read both sides' state; a side not given, or that cannot be read, is `Unknown` (logged).
-pub async fn read_site(
-    source: Option<(&Client, &str)>,
-    destination: Option<(&Client, &str)>,
-    calls: &Calls,
-    workloads: &[ResourceType],
-) -> SiteState {
-    let src = async {
-        match source {
-            Some((client, ns)) => read_source(client, calls, ns, workloads)
-                .await
-                .unwrap_or_else(|e| {
-                    warn!(namespace = ns, error = %e, "cannot read production's site state");
-                    SourceState::Unknown
-                }),
-            None => SourceState::Unknown,
-        }
-    };
-    let dst = async {
-        match destination {
-            Some((client, ns)) => read_destination(client, calls, ns)
-                .await
-                .map(|(s, _)| s)
-                .unwrap_or_else(|e| {
-                    warn!(namespace = ns, error = %e, "cannot read the DR side's site state");
-                    DestinationState::Unknown
-                }),
-            None => DestinationState::Unknown,
-        }
-    };
-    let (source, destination) = tokio::join!(src, dst);
-    SiteState { source, destination }
 }
 
 /// Whether two clients talk to the same cluster: the same API server URL; or the namespace `namespace`

@@ -16,6 +16,7 @@ use dr_syncer_core::{
         SyncProgress,
     },
     apply::{Applier, ApplyOptions},
+    brake::GoAhead,
     config::SyncConfig,
     engine::{Change, Progress, SkippedObject, SyncEngine, SyncReport, SyncTarget},
     failure::FailureCategory,
@@ -121,6 +122,15 @@ pub(super) fn trigger_value(nm: &NamespaceMapping) -> Option<(&'static str, Stri
         .find_map(|k| ann.get(k).map(|v| (k, v.clone())))
 }
 
+/// The value of the deletion go-ahead annotation (`dr-syncer.io/allow-deletions`), if set.
+pub(super) fn go_ahead_value(nm: &NamespaceMapping) -> Option<String> {
+    nm.meta()
+        .annotations
+        .as_ref()?
+        .get(dr_syncer_core::annotations::ALLOW_DELETIONS)
+        .cloned()
+}
+
 /// One sync's worth of state.
 pub(super) struct Runner<'a> {
     ctx: &'a Context,
@@ -193,16 +203,7 @@ impl<'a> Runner<'a> {
         )
         .map_err(dr_syncer_core::Error::from)?;
         let pairs = match &nm.spec.namespace_selector {
-            None => {
-                let src = nm.spec.source_namespace.clone().unwrap_or_default();
-                let dst = nm
-                    .spec
-                    .destination_namespace
-                    .clone()
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or_else(|| src.clone());
-                vec![(src, dst)]
-            }
+            None => super::fixed_pair(&nm).into_iter().collect(),
             // Cleanup: the namespaces the status says were synced.
             Some(_) if cleanup => Vec::new(),
             Some(sel) => {
@@ -270,7 +271,12 @@ impl<'a> Runner<'a> {
             Some(w) => w.applier(dst, || self.new_applier()),
             None => Arc::new(self.new_applier()),
         };
+        let go_ahead = go_ahead_value(&self.nm)
+            .and_then(|v| GoAhead::parse_annotation(&v).ok())
+            .unwrap_or_default();
         SyncEngine::new(source, applier)
+            .with_deletion_ledger(self.ctx.deletions.clone())
+            .with_deletion_go_ahead(go_ahead)
             .with_concurrency(self.ctx.options.apply_concurrency)
             .with_fail_fast(fail_fast.to_vec())
             .with_storage_class_check(true)
@@ -388,6 +394,7 @@ impl<'a> Runner<'a> {
         let generation = nm.meta().generation;
         let old = nm.status.clone().unwrap_or_default();
         let trigger = trigger_value(&nm);
+        let go_ahead = go_ahead_value(&nm);
         let started = Instant::now();
         let (relisted, mut changes) = watch.map(WatchBuffer::take).unwrap_or_default();
         // A full sync compares everything: waiting changes are part of it.
@@ -626,24 +633,14 @@ impl<'a> Runner<'a> {
                     // A namespace deleted on production (or one that cannot be read) is not "unlabelled":
                     // that is an outage, not a request; an active DR namespace is never cleaned up.
                     let state = self.site_of(&gone.source, &gone.destination).await;
-                    if let site::Decision::Skip(reason) | site::Decision::Refuse(reason) =
-                        site::decide(site::Actor::Operator, site::Step::CleanupOnUnlabel, &state)
-                    {
-                        ctx.event_about(
-                            nm.as_ref(),
-                            true,
-                            "NamespaceCleanupSkipped",
-                            "Cleanup",
-                            format!(
-                                "Namespace {} no longer matches the selector, but what was synced into {} is kept: {reason}",
-                                gone.source, gone.destination
-                            ),
-                            namespace_ref(&gone.destination),
-                        )
-                        .await;
-                        continue;
-                    }
-                    match self.delete_synced(&gone.destination).await {
+                    let cleaned =
+                        match site::decide(site::Actor::Operator, site::Step::CleanupOnUnlabel, &state) {
+                            site::Decision::Skip(reason) | site::Decision::Refuse(reason) => {
+                                Ok(Cleanup::Held(reason))
+                            }
+                            site::Decision::Proceed => self.delete_synced(&gone.destination).await,
+                        };
+                    match cleaned {
                         Ok(Cleanup::Deleted(n)) => {
                             ctx.event_about(
                                 nm.as_ref(),
@@ -751,6 +748,11 @@ impl<'a> Runner<'a> {
         if let Some((annotation, value)) = trigger {
             self.clear_trigger(annotation, &value).await?;
         }
+        // A deletion go-ahead is for the deletions held when it was given: one full sync uses it.
+        if let Some(value) = go_ahead.filter(|_| full) {
+            self.clear_trigger(dr_syncer_core::annotations::ALLOW_DELETIONS, &value)
+                .await?;
+        }
         let deferred = !full && only_times_moved(&running, &status);
         if deferred {
             // Written by a later reconcile (at most TIMES_REFRESH seconds later), unless a sync writes first.
@@ -794,6 +796,15 @@ impl<'a> Runner<'a> {
         let m = &self.ctx.metrics;
         for r in &outcome.reports {
             m.record_sync(r, None);
+            let held = r.deletion_hold.as_ref().map_or(0, |h| h.pending);
+            if full || held > 0 {
+                m.deletions_held
+                    .get_or_create(&SiteLabels {
+                        mapping: self.key.clone(),
+                        namespace: r.destination_namespace.clone(),
+                    })
+                    .set(i64::try_from(held).unwrap_or(i64::MAX));
+            }
         }
         for e in &outcome.run_errors {
             m.record_run_failure(&e.source_namespace, &e.kind);
@@ -937,6 +948,16 @@ impl<'a> Runner<'a> {
                 ctx.event(nm, false, "DestinationActive", "Sync", message).await;
             }
         }
+        // Held deletions: one Warning Event when the hold starts (its counts move while it lasts).
+        if let Some((_, message)) = super::status::deletions_held(&outcome.reports)
+            && had("DeletionHeld").is_none()
+        {
+            let message = match go_ahead_value(nm).map(|v| GoAhead::parse_annotation(&v)) {
+                Some(Err(e)) => format!("{message}. {e}"),
+                _ => message,
+            };
+            ctx.event(nm, true, "DeletionHeld", "Sync", message).await;
+        }
         if !outcome.both_active.is_empty() {
             let message = super::status::both_active_message(&outcome.both_active);
             if had("BothSitesActive").as_deref() != Some(message.as_str()) {
@@ -976,10 +997,7 @@ impl<'a> Runner<'a> {
     /// For the pairs whose DR namespace is active: production's state (best effort: an unreachable
     /// production is the usual case after a promote), and the pairs where it runs unfenced.
     async fn both_active(&self, reports: &[SyncReport]) -> Vec<String> {
-        let workloads: Vec<ResourceType> = dr_syncer_core::kube::site::workload_types()
-            .into_iter()
-            .filter(|w| self.types.iter().any(|t| t.group == w.group && t.kind == w.kind))
-            .collect();
+        let workloads = dr_syncer_core::kube::site::workload_types_in(&self.types);
         let mut out = Vec::new();
         for r in reports.iter().filter(|r| r.destination_active) {
             let source = dr_syncer_core::kube::site::read_source(
@@ -1030,31 +1048,23 @@ impl<'a> Runner<'a> {
 
     /// The site state of a pair (namespaces only, no workloads); a side that cannot be read is unknown.
     async fn site_of(&self, src: &str, dst: &str) -> site::SiteState {
-        let source = match dr_syncer_core::kube::site::get_namespace(
-            &self.clusters.source.client,
-            &self.clusters.source.calls,
-            src,
-        )
-        .await
-        {
-            Ok(None) => site::SourceState::Missing,
-            Ok(Some(ns)) if dr_syncer_core::kube::site::is_terminating(&ns) => site::SourceState::Terminating,
-            Ok(Some(_)) => site::SourceState::Live {
-                standby: false,
-                running: Vec::new(),
-                held: Vec::new(),
-            },
-            Err(_) => site::SourceState::Unknown,
-        };
-        let destination = dr_syncer_core::kube::site::read_destination(
-            &self.clusters.destination.client,
-            &self.clusters.destination.calls,
-            dst,
-        )
-        .await
-        .map(|(d, _)| d)
-        .unwrap_or_default();
-        site::SiteState { source, destination }
+        let (source, destination) = tokio::join!(
+            dr_syncer_core::kube::site::read_source(
+                &self.clusters.source.client,
+                &self.clusters.source.calls,
+                src,
+                &[],
+            ),
+            dr_syncer_core::kube::site::read_destination(
+                &self.clusters.destination.client,
+                &self.clusters.destination.calls,
+                dst,
+            )
+        );
+        site::SiteState {
+            source: source.unwrap_or_default(),
+            destination: destination.map(|(d, _)| d).unwrap_or_default(),
+        }
     }
 
     /// Remove the manual trigger, unless it was set again (to another value) during the sync.

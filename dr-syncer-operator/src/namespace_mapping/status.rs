@@ -9,6 +9,7 @@ use dr_syncer_core::{
     },
     engine::{KindStats, SyncReport},
     failure::FailureCategory,
+    site,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -288,6 +289,13 @@ pub fn after_sync(
             generation,
         );
     }
+    // Deletions held back: recomputed by every full sync, raised by any batch that holds some.
+    let held = deletions_held(&o.reports);
+    if let Some((reason, message)) = held {
+        conditions::set(&mut conds, "DeletionHeld", true, reason, message, generation);
+    } else if o.reason.is_full() {
+        conditions::remove(&mut conds, "DeletionHeld");
+    }
     s.conditions = Some(conds);
 
     if let Some(selected) = &o.selected {
@@ -329,6 +337,28 @@ pub fn after_sync(
         s.namespaces = Some(entries);
     }
     s
+}
+
+/// The `DeletionHeld` condition (reason, message) when a report held deletions back: the deletion brake
+/// (`MassDeletion`), or a production namespace that is being deleted or is gone (`SourceGone`: an outage,
+/// not a request). `None` when nothing was held.
+pub fn deletions_held(reports: &[SyncReport]) -> Option<(&'static str, String)> {
+    let mut reason = None;
+    let mut parts = Vec::new();
+    for r in reports {
+        if let Some(hold) = &r.deletion_hold {
+            reason = Some("MassDeletion");
+            parts.push(format!("{}: {}", r.destination_namespace, hold.message()));
+        } else if let Some(h) = r
+            .held
+            .as_ref()
+            .filter(|h| h.reason == site::Reason::SourceGone.kind())
+        {
+            reason.get_or_insert("SourceGone");
+            parts.push(format!("{}: {}", r.destination_namespace, h.message));
+        }
+    }
+    reason.map(|r| (r, parts.join("; ")))
 }
 
 /// The `DestinationActive` condition's message.

@@ -362,3 +362,65 @@ impl Drop for Operator {
         }
     }
 }
+
+/// A condition of a mapping's status: (status, reason, message).
+pub fn condition(
+    s: &dr_syncer_core::api::NamespaceMappingStatus,
+    t: &str,
+) -> Option<(String, String, String)> {
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// A NamespaceMapping `name` in the resources' namespace with `body` (the lines of its spec).
+pub fn mapping(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n{body}\n"
+    )
+}
+
+/// What a `dr-syncer-cli` run printed and returned.
+pub struct CliOut {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOut {
+    /// Assert that it succeeded (showing what it printed otherwise).
+    pub fn ok(&self) {
+        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+    }
+}
+
+/// `dr-syncer-cli` (built with the workspace) with `args`.
+pub fn cli(args: &[&str]) -> CliOut {
+    let bin = BIN.replace("dr-syncer-operator", "dr-syncer-cli");
+    let out = Command::new(bin).args(args).output().expect("run dr-syncer-cli");
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A CLI drill step on both clusters (`reader` on prod, `writer` on dr) for namespace `ns` and the
+/// resource types `types`, confirmed (`--yes`), with `args`.
+pub fn drill(reader: &Identity, writer: &Identity, ns: &str, types: &str, args: &[&str]) -> CliOut {
+    let mut all = vec![
+        "--source-kubeconfig",
+        reader.kubeconfig.to_str().unwrap(),
+        "--dest-kubeconfig",
+        writer.kubeconfig.to_str().unwrap(),
+        "--source-namespace",
+        ns,
+        "--resource-types",
+        types,
+        "--yes",
+    ];
+    all.extend_from_slice(args);
+    cli(&all)
+}

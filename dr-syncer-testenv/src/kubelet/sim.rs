@@ -207,33 +207,32 @@ impl Sim {
         self.config.client.clone()
     }
 
+    /// Every object of kind `K` in the cluster.
+    async fn list_all<K>(&self) -> crate::Result<Vec<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        Ok(Api::<K>::all(self.client())
+            .list(&ListParams::default())
+            .await?
+            .items)
+    }
+
     async fn reconcile(&mut self) -> crate::Result<()> {
-        let pods = Api::<Pod>::all(self.client())
-            .list(&ListParams::default())
-            .await?
-            .items;
-        let dss = Api::<DaemonSet>::all(self.client())
-            .list(&ListParams::default())
-            .await?
-            .items;
+        let pods = self.list_all::<Pod>().await?;
+        let dss = self.list_all::<DaemonSet>().await?;
         for ds in &dss {
             if let Err(e) = self.daemonset(ds, &pods).await {
                 tracing::warn!(ds = %ds.name_any(), error = %e, "simulated DaemonSet controller");
             }
         }
-        let deployments = Api::<Deployment>::all(self.client())
-            .list(&ListParams::default())
-            .await?
-            .items;
+        let deployments = self.list_all::<Deployment>().await?;
         for d in &deployments {
             if let Err(e) = self.deployment(d, &pods).await {
                 tracing::warn!(deployment = %d.name_any(), error = %e, "simulated Deployment controller");
             }
         }
-        let statefulsets = Api::<StatefulSet>::all(self.client())
-            .list(&ListParams::default())
-            .await?
-            .items;
+        let statefulsets = self.list_all::<StatefulSet>().await?;
         for sts in &statefulsets {
             if let Err(e) = self.statefulset(sts, &pods).await {
                 tracing::warn!(sts = %sts.name_any(), error = %e, "simulated StatefulSet controller");
@@ -519,10 +518,7 @@ impl Sim {
     // --- PV provisioner ---
 
     async fn provision(&self) -> crate::Result<()> {
-        let pvcs = Api::<PersistentVolumeClaim>::all(self.client())
-            .list(&ListParams::default())
-            .await?
-            .items;
+        let pvcs = self.list_all::<PersistentVolumeClaim>().await?;
         let pv_api: Api<PersistentVolume> = Api::all(self.client());
         for pvc in pvcs {
             if pvc.metadata.deletion_timestamp.is_some() {

@@ -20,7 +20,7 @@ use crate::{
     kube::{
         ClientOptions,
         calls::Calls,
-        site::{self as kube_site, Recorder, workload_types},
+        site::{self as kube_site, Recorder, workload_types_in},
     },
     resource::ResourceType,
     selection::ObjectFilter,
@@ -128,10 +128,7 @@ impl OneSide {
     }
 
     fn workloads(&self) -> Vec<ResourceType> {
-        workload_types()
-            .into_iter()
-            .filter(|w| self.types.iter().any(|t| t.group == w.group && t.kind == w.kind))
-            .collect()
+        workload_types_in(&self.types)
     }
 
     /// Whether a DR object is dr-syncer's for this pair.
@@ -241,14 +238,9 @@ pub async fn promote(dr: &OneSide, options: DrillOptions) -> Result<DrillReport>
         steps.mark(side, &live, "mark-active", patch, &mut report).await?;
     }
     // A data copy that started before the mark must not go on writing into the live site.
-    let stopped = steps.stop_copies(side, options.drain_timeout).await?;
-    if !stopped.is_empty() {
-        report.notes.push(format!(
-            "stopped {} data cop(ies) still writing into the DR side: {}",
-            stopped.len(),
-            stopped.join(", ")
-        ));
-    }
+    steps
+        .stop_copies(side, options.drain_timeout, &mut report)
+        .await?;
     steps.step(&mut report, "activate destination workloads");
     let activated = steps
         .switch(side, &types, &select, Switch::Activate, &mut report)
@@ -320,13 +312,7 @@ pub async fn fence(prod: &OneSide, options: DrillOptions) -> Result<DrillReport>
     let quieted = steps
         .switch(side, &types, &select, Switch::Quiet, &mut report)
         .await?;
-    if let Some(ns) = kube_site::get_namespace(&prod.client, &prod.calls, &prod.namespace).await?
-        && !kube_site::has_mark(&ns.metadata, annotations::STANDBY)
-    {
-        steps.step(&mut report, "mark the source namespace standby");
-        let patch = kube_site::standby_mark(&kube_site::timestamp());
-        steps.mark(side, &ns, "mark-standby", patch, &mut report).await?;
-    }
+    steps.mark_standby(side, &mut report).await?;
     steps
         .event(
             side,
@@ -335,15 +321,9 @@ pub async fn fence(prod: &OneSide, options: DrillOptions) -> Result<DrillReport>
             &format!("fenced: {quieted} workload(s) quieted, namespace marked standby"),
         )
         .await;
-    steps.step(&mut report, "wait until the source workloads' pods are gone");
-    let waited = steps.drain(side, &types, &select, options.drain_timeout).await?;
-    if !waited.is_empty() {
-        report.notes.push(format!(
-            "waited for {} pod(s) to stop: {}",
-            waited.len(),
-            waited.join(", ")
-        ));
-    }
+    steps
+        .drain(side, &types, &select, options.drain_timeout, &mut report)
+        .await?;
     Ok(report)
 }
 

@@ -152,8 +152,7 @@ impl<'a> Steps<'a> {
         Ok(())
     }
 
-    /// Set or clear a mark on `side`'s namespace (`patch` from `crate::kube::site`); `present` tells
-    /// whether the namespace already carries the mark as wanted (then nothing is written).
+    /// Set or clear a mark on `side`'s namespace (`patch` from `crate::kube::site`) and record it.
     pub(crate) async fn mark(
         &self,
         side: Side<'_>,
@@ -202,10 +201,50 @@ impl<'a> Steps<'a> {
         Ok(written)
     }
 
-    /// Wait until no pod of the quiet workloads of `types` on `side` (Deployments, StatefulSets,
-    /// DaemonSets that `select` picks) is left, terminating ones included: only then has everything
-    /// they wrote reached their volumes. Returns the pods waited for.
+    /// The drain step: wait until no pod of the quiet workloads of `types` on `side` is left (see
+    /// [`Steps::pods_gone`]), and note in the report what was waited for.
     pub(crate) async fn drain(
+        &self,
+        side: Side<'_>,
+        types: &[ResourceType],
+        select: &(dyn Fn(&ResourceType, &DynamicObject) -> bool + Sync),
+        timeout: Duration,
+        report: &mut DrillReport,
+    ) -> Result<()> {
+        self.step(
+            report,
+            &format!("wait until the {} workloads' pods are gone", side.cluster),
+        );
+        let waited = self.pods_gone(side, types, select, timeout).await?;
+        if !waited.is_empty() {
+            report.notes.push(format!(
+                "waited for {} pod(s) of the quieted {} workloads to stop: {}",
+                waited.len(),
+                side.cluster,
+                waited.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Mark `side`'s namespace standby, unless it is (or does not exist).
+    pub(crate) async fn mark_standby(&self, side: Side<'_>, report: &mut DrillReport) -> Result<()> {
+        let Some(ns) = crate::kube::site::get_namespace(side.client, self.calls, side.namespace).await?
+        else {
+            return Ok(());
+        };
+        if crate::kube::site::has_mark(&ns.metadata, crate::annotations::STANDBY) {
+            return Ok(());
+        }
+        self.step(report, "mark the source namespace standby");
+        let patch = crate::kube::site::standby_mark(&crate::kube::site::timestamp());
+        self.mark(side, &ns, "mark-standby", patch, report).await
+    }
+
+    /// Wait until no pod of the quiet workloads of `types` on `side` (Deployments, StatefulSets,
+    /// DaemonSets that `select` picks, and the running Jobs of quiet CronJobs) is left, terminating ones
+    /// included: only then has everything they wrote reached their volumes. Returns the pods waited for.
+    async fn pods_gone(
         &self,
         side: Side<'_>,
         types: &[ResourceType],
@@ -317,9 +356,26 @@ impl<'a> Steps<'a> {
 
     /// Stop every PVC data copy still writing into `side`'s namespace (a copy that started before the
     /// namespace was marked active, e.g. an operator's scheduled one): delete its mover pods, and wait
-    /// until no copy lock there is held any more (the copy sees its mover gone and releases it). Returns
-    /// the movers stopped.
-    pub(crate) async fn stop_copies(&self, side: Side<'_>, timeout: Duration) -> Result<Vec<String>> {
+    /// until no copy lock there is held any more (the copy sees its mover gone and releases it). The
+    /// movers stopped are noted in the report.
+    pub(crate) async fn stop_copies(
+        &self,
+        side: Side<'_>,
+        timeout: Duration,
+        report: &mut DrillReport,
+    ) -> Result<()> {
+        let stopped = self.stop_movers(side, timeout).await?;
+        if !stopped.is_empty() {
+            report.notes.push(format!(
+                "stopped {} data cop(ies) still writing into the DR side: {}",
+                stopped.len(),
+                stopped.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    async fn stop_movers(&self, side: Side<'_>, timeout: Duration) -> Result<Vec<String>> {
         if self.dry_run {
             return Ok(Vec::new());
         }
