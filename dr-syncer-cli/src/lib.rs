@@ -134,6 +134,10 @@ pub struct Args {
     /// Accepted for compatibility with the Go CLI and ignored (it drove the external pv-migrate).
     #[arg(long, global = true)]
     pub pv_migrate_flags: Option<String>,
+    /// Accept a source cluster other than the one the DR namespace was filled from (it records the
+    /// source's `kube-system` UID; by default a different cluster is refused with exit 4).
+    #[arg(long, global = true)]
+    pub accept_source_cluster: bool,
     /// Let deletions go ahead that the deletion brake holds (prune removing more than half, and more
     /// than 10, of the DR objects this mapping manages: see the mapping's `deletionBrake`).
     #[arg(long, global = true)]
@@ -262,7 +266,13 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         return 4; // e.g. the source namespace does not exist
     }
     match core.map(Error::kind) {
-        Some("InvalidConfig" | "UnknownResourceType" | "InvalidKubeconfig" | "TransformFailed") => 4,
+        Some(
+            "InvalidConfig"
+            | "UnknownResourceType"
+            | "InvalidKubeconfig"
+            | "TransformFailed"
+            | "ClusterIdentityChanged",
+        ) => 4,
         Some("SourceFailed" | "ApplyFailed" | "KubeApi" | "Connection" | "Unauthorized" | "NotFound") => 5,
         Some("Incomplete") => 6,
         Some("Timeout") => 7,
@@ -425,6 +435,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_progress(progress)
         .with_recorder(recorder())
         .with_interrupt(interrupt.clone())
+        .accepting_source_identity(if args.accept_source_cluster {
+            dr_syncer_core::engine::AcceptIdentity::Any
+        } else {
+            dr_syncer_core::engine::AcceptIdentity::Recorded
+        })
         .with_deletion_go_ahead(if args.allow_deletions {
             dr_syncer_core::brake::GoAhead::All
         } else {

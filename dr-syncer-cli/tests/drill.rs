@@ -1515,3 +1515,78 @@ async fn a_mass_deletion_is_held_until_allowed() {
         .collect();
     assert_eq!(left, ["cm-14", "cm-15"]);
 }
+
+/// The DR namespace records the cluster it was filled from (its `kube-system` UID): a source
+/// kubeconfig that reaches another cluster with a namespace of the same name is refused with exit 4
+/// before anything is written (stage, plan and cutover alike); `--accept-source-cluster` accepts it.
+#[tokio::test]
+async fn a_different_source_cluster_is_refused() {
+    let e = env("cli-identity").await;
+    ok(&e.cli(&["stage"]));
+    let prod_uid = Api::<Namespace>::all(e.src.client())
+        .get("kube-system")
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    let dr_ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
+    assert_eq!(
+        dr_ns
+            .annotations()
+            .get("dr-syncer.io/source-cluster-uid")
+            .map(String::as_str),
+        Some(prod_uid.as_str())
+    );
+
+    // Another cluster with a namespace of the same name (a re-pointed kubeconfig, a rebuilt production).
+    let other = ControlPlane::start("cli-identity-other").await.unwrap();
+    apply_yaml(
+        &other.client(),
+        None,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}}}\n", e.ns),
+    )
+    .await
+    .unwrap();
+    apply_yaml(&other.client(), Some(&e.ns), APP).await.unwrap();
+    let reader = other.identity("dr-syncer-cli").await.unwrap();
+    let writes = e.dst_writes().await;
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--source-kubeconfig")
+            .arg(&reader.kubeconfig)
+            .arg("--dest-kubeconfig")
+            .arg(&e.writer.kubeconfig)
+            .args(["--source-namespace", &e.ns, "--resource-types", TYPES, "--yes"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for cmd in ["stage", "plan", "cutover"] {
+        let (code, stderr) = run(&[cmd]);
+        assert_eq!(code, 4, "{cmd}: {stderr}");
+        assert!(stderr.contains("source cluster changed"), "{cmd}: {stderr}");
+    }
+    assert_eq!(e.dst_writes().await, writes, "nothing written to DR");
+
+    let (code, stderr) = run(&["stage", "--accept-source-cluster"]);
+    assert_eq!(code, 0, "{stderr}");
+    let dr_ns: Namespace = Api::all(e.dst.client()).get(&e.ns).await.unwrap();
+    let other_uid = Api::<Namespace>::all(other.client())
+        .get("kube-system")
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    assert_eq!(
+        dr_ns
+            .annotations()
+            .get("dr-syncer.io/source-cluster-uid")
+            .map(String::as_str),
+        Some(other_uid.as_str()),
+        "the accepted cluster is recorded"
+    );
+}

@@ -31,6 +31,12 @@ pub const IMMUTABLE_FIELDS: &str = "dr-syncer.io/immutable-fields";
 pub const SYNCED_BY: &str = "dr-syncer.io/synced-by";
 /// Annotation on a DR object: the source cluster's name.
 pub const SOURCE_CLUSTER: &str = "dr-syncer.io/source-cluster";
+/// Annotation on a DR Namespace: the `kube-system` UID of the cluster it is filled from (the source's
+/// identity, compared before every sync writes; names are not identities).
+pub const SOURCE_CLUSTER_UID: &str = "dr-syncer.io/source-cluster-uid";
+/// Annotation on a RemoteCluster: accept the cluster it now reaches (the value is that cluster's
+/// `kube-system` UID, as the `ClusterIdentityChanged` condition names it); removed once accepted.
+pub const ACCEPT_CLUSTER_IDENTITY: &str = "dr-syncer.io/accept-cluster-identity";
 /// Annotation on a DR object: the source namespace.
 pub const SOURCE_NAMESPACE: &str = "dr-syncer.io/source-namespace";
 /// Annotation on a source workload: environment rewrites for the DR side, `NAME:VALUE[,NAME:VALUE...]`.

@@ -241,6 +241,43 @@ pub struct SyncEngine {
     check_storage_classes: bool,
     go_ahead: GoAhead,
     ledger: Arc<DeletionLedger>,
+    accepted_source_identity: AcceptIdentity,
+}
+
+/// Which source cluster a sync accepts where a DR namespace records another one
+/// (`dr-syncer.io/source-cluster-uid`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AcceptIdentity {
+    /// Only the recorded one (the default): another cluster fails with
+    /// [`Error::ClusterIdentityChanged`].
+    #[default]
+    Recorded,
+    /// The cluster with this `kube-system` UID (e.g. the one a RemoteCluster was re-pinned to).
+    Uid(String),
+    /// Whichever cluster the source is now (a person said so, e.g. the CLI's
+    /// `--accept-source-cluster`).
+    Any,
+}
+
+impl AcceptIdentity {
+    /// Compare the identity `found` now with the one `recorded` in DR namespace `namespace`.
+    ///
+    /// # Errors
+    /// [`Error::ClusterIdentityChanged`] when both are known, differ, and `found` is not accepted.
+    pub fn check(&self, namespace: &str, recorded: Option<&str>, found: Option<&str>) -> Result<()> {
+        match (recorded, found) {
+            (Some(r), Some(f)) if r != f => match self {
+                AcceptIdentity::Any => Ok(()),
+                AcceptIdentity::Uid(u) if u == f => Ok(()),
+                _ => Err(Error::ClusterIdentityChanged {
+                    namespace: namespace.to_owned(),
+                    recorded: r.to_owned(),
+                    found: f.to_owned(),
+                }),
+            },
+            _ => Ok(()),
+        }
+    }
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -274,7 +311,21 @@ impl SyncEngine {
             check_storage_classes: false,
             go_ahead: GoAhead::None,
             ledger: Arc::new(DeletionLedger::new()),
+            accepted_source_identity: AcceptIdentity::Recorded,
         }
+    }
+
+    /// Which source cluster to accept where a DR namespace records another one
+    /// (`dr-syncer.io/source-cluster-uid`; the new UID is then recorded). By default such a sync fails
+    /// with [`Error::ClusterIdentityChanged`] before writing anything.
+    pub fn accepting_source_identity(mut self, accept: AcceptIdentity) -> Self {
+        self.accepted_source_identity = accept;
+        self
+    }
+
+    /// The source cluster accepted ([`SyncEngine::accepting_source_identity`]).
+    pub fn accepted_source_identity(&self) -> &AcceptIdentity {
+        &self.accepted_source_identity
     }
 
     /// A person's go-ahead for deletions the brake holds ([`crate::brake`]): the operator's
@@ -425,16 +476,18 @@ impl SyncEngine {
             namespace: Some(target.source_namespace.clone()),
             types: types.clone(),
         };
-        let (objects, prepared) = tokio::join!(
+        let (objects, prepared, identity) = tokio::join!(
             self.source.list(&scope),
-            self.applier.prepare(Some(&target.destination_namespace), &types)
+            self.applier.prepare(Some(&target.destination_namespace), &types),
+            self.source_identity()
         );
         let objects = objects?;
         prepared?;
+        let identity = self.check_identity(target, live_ns.as_ref(), identity)?;
         debug!(objects = objects.len(), "listed source");
         // Nothing is written before every read succeeded: first the DR namespace.
         let (active, ns_result) = self
-            .ready_namespace(target, &source_ns, live_ns, &options)
+            .ready_namespace(target, &source_ns, live_ns, identity.as_deref(), &options)
             .await?;
         report.destination_active = active;
         report.record("Namespace", ns_key.to_string(), ns_result.action, ns_result.diff);
@@ -503,11 +556,12 @@ impl SyncEngine {
         target: &SyncTarget,
         source_ns: &DynamicObject,
         live_ns: Option<DynamicObject>,
+        source_identity: Option<&str>,
         options: &ApplyOptions,
     ) -> Result<(bool, ApplyResult)> {
         // An active DR namespace never gets here (see `hold`); copying back to a quiet production does.
         let active = self.keep_activation;
-        let ns = self.desired_namespace(target, source_ns, live_ns.as_ref())?;
+        let ns = self.desired_namespace(target, source_ns, live_ns.as_ref(), source_identity)?;
         if live_ns.is_none() && !target.config.namespace.create_namespace {
             return Err(Error::InvalidConfig(format!(
                 "destination namespace {} does not exist and namespaceConfig.createNamespace is false",
@@ -520,6 +574,37 @@ impl SyncEngine {
             .await
             .map_err(Error::Apply)?;
         Ok((active, applied))
+    }
+
+    /// The source cluster's identity: its `kube-system` namespace's UID (`Ok(None)` when it has none or
+    /// may not be read: nothing to compare).
+    async fn source_identity(&self) -> Result<Option<String>> {
+        match self.source.get(&namespace_type(), None, "kube-system").await {
+            Ok(ns) => Ok(ns.and_then(|n| n.metadata.uid)),
+            Err(e) if e.category == FailureCategory::ResourceNotFound || !e.transient => Ok(None),
+            Err(e) => Err(Error::Source(e)),
+        }
+    }
+
+    /// Compare the source's identity with the one the DR namespace records: a different cluster fails
+    /// the sync (unless accepted); returns the identity to record. When the DR namespace records one and
+    /// the source's cannot be read now, the sync fails too (it cannot tell).
+    fn check_identity(
+        &self,
+        target: &SyncTarget,
+        live_ns: Option<&DynamicObject>,
+        found: Result<Option<String>>,
+    ) -> Result<Option<String>> {
+        let recorded = live_ns.and_then(|n| annotation(n, annotations::SOURCE_CLUSTER_UID));
+        let found = match (recorded, found) {
+            (Some(_), Err(e)) => return Err(e),
+            (None, Err(_)) => return Ok(None),
+            (_, Ok(f)) => f,
+        };
+        self.accepted_source_identity
+            .check(&target.destination_namespace, recorded, found.as_deref())?;
+        // Unknown now: keep what is recorded.
+        Ok(found.or_else(|| recorded.map(str::to_owned)))
     }
 
     /// Whether the site state holds this sync back: a destination namespace marked active (the DR side
@@ -753,6 +838,10 @@ impl SyncEngine {
             report.held = Some(held);
             return Ok(finish(report, started, false));
         }
+        if annotation(&live_ns, annotations::SOURCE_CLUSTER_UID).is_some() {
+            let found = self.source_identity().await;
+            self.check_identity(target, Some(&live_ns), found)?;
+        }
         let active = self.keep_activation;
         report.destination_active = active;
         let (mut applied, mut deleted) = (Vec::new(), Vec::new());
@@ -856,6 +945,7 @@ impl SyncEngine {
         target: &SyncTarget,
         source_ns: &DynamicObject,
         live_ns: Option<&DynamicObject>,
+        source_identity: Option<&str>,
     ) -> Result<DynamicObject> {
         let cfg = &target.config.namespace;
         let mut labels = BTreeMap::new();
@@ -891,6 +981,9 @@ impl SyncEngine {
         }
         ann.insert(annotations::SYNCED_BY.into(), target.synced_by.clone());
         ann.insert(annotations::SOURCE_CLUSTER.into(), target.source_cluster.clone());
+        if let Some(uid) = source_identity {
+            ann.insert(annotations::SOURCE_CLUSTER_UID.into(), uid.to_owned());
+        }
         ann.insert(
             annotations::SOURCE_NAMESPACE.into(),
             target.source_namespace.clone(),

@@ -59,6 +59,22 @@ pub enum Error {
         /// Why the site state forbids it.
         reason: crate::site::Reason,
     },
+    /// The source namespace is on another cluster than the one the DR namespace was filled from (its
+    /// `kube-system` UID differs from the one recorded in `dr-syncer.io/source-cluster-uid`): a
+    /// kubeconfig re-pointed at the wrong cluster, or a rebuilt production. Nothing is written until the
+    /// new cluster is accepted.
+    #[error(
+        "the source cluster changed: DR namespace {namespace} was filled from the cluster whose kube-system UID is \
+         {recorded}, but the source now is {found}; nothing is written until the new cluster is accepted"
+    )]
+    ClusterIdentityChanged {
+        /// The DR namespace.
+        namespace: String,
+        /// The UID it records.
+        recorded: String,
+        /// The source's UID now.
+        found: String,
+    },
     /// A drill finished its steps but left something as it must not be (e.g. a workload quieted on one
     /// side is not active on the other).
     #[error("incomplete: {0}")]
@@ -106,7 +122,9 @@ impl Error {
             Error::Data(_) | Error::Kubeconfig(_) | Error::Incomplete(_) | Error::Interrupted(_) => {
                 FailureCategory::Other
             }
-            Error::Refused { .. } => FailureCategory::ValidationFailure,
+            Error::Refused { .. } | Error::ClusterIdentityChanged { .. } => {
+                FailureCategory::ValidationFailure
+            }
             Error::Timeout(_) => FailureCategory::NetworkError,
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => crate::kube::category_of(source),
@@ -127,6 +145,7 @@ impl Error {
             Error::Kubeconfig(_) => "InvalidKubeconfig",
             Error::Timeout(_) => "Timeout",
             Error::Refused { .. } => "Refused",
+            Error::ClusterIdentityChanged { .. } => "ClusterIdentityChanged",
             Error::Incomplete(_) => "Incomplete",
             Error::Interrupted(_) => "Interrupted",
             #[cfg(feature = "client")]
@@ -151,7 +170,10 @@ impl Error {
             Error::Source(e) => e.transient,
             Error::Apply(e) => e.transient,
             Error::Data(e) => e.is_transient(),
-            Error::Kubeconfig(_) | Error::Refused { .. } | Error::Incomplete(_) => false,
+            Error::Kubeconfig(_)
+            | Error::Refused { .. }
+            | Error::Incomplete(_)
+            | Error::ClusterIdentityChanged { .. } => false,
             Error::Timeout(_) | Error::Interrupted(_) => true,
             #[cfg(feature = "client")]
             Error::Kube { source, .. } => crate::kube::is_retryable(source),
@@ -190,6 +212,7 @@ mod tests {
     #[case(DataMoverError::Verification("v".into()).into(), "VerificationFailed", true)]
     #[case(Error::Refused { action: "stage".into(), reason: crate::site::Reason::DestinationActive }, "Refused", false)]
     #[case(Error::Incomplete("w".into()), "Incomplete", false)]
+    #[case(Error::ClusterIdentityChanged { namespace: "a".into(), recorded: "1".into(), found: "2".into() }, "ClusterIdentityChanged", false)]
     #[case(Error::Interrupted("during x".into()), "Interrupted", true)]
     fn kinds_are_stable(#[case] err: Error, #[case] kind: &str, #[case] transient: bool) {
         assert_eq!(err.kind(), kind);

@@ -61,6 +61,37 @@ impl ClusterHandle {
         Ok(types)
     }
 
+    /// The cluster's identity now (its `kube-system` UID; `None` when it may not be read).
+    pub async fn identity(&self) -> Result<Option<String>, ClusterError> {
+        dr_syncer_core::kube::site::cluster_identity(&self.client, &self.calls)
+            .await
+            .map_err(|e| ClusterError::ConnectionFailed {
+                cluster: self.name.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Check that the cluster reached is the one `rc` is pinned to (`status.clusterIdentity`): nothing to
+    /// compare (not pinned yet, an identity that may not be read) passes.
+    ///
+    /// # Errors
+    /// [`ClusterError::IdentityChanged`] on another cluster; [`ClusterError::ConnectionFailed`] when a
+    /// pinned cluster cannot be asked.
+    pub async fn verify_pinned(&self, rc: &RemoteCluster) -> Result<(), ClusterError> {
+        let Some(pinned) = rc.status.as_ref().and_then(|s| s.cluster_identity.as_ref()) else {
+            return Ok(());
+        };
+        match self.identity().await? {
+            Some(found) if found != pinned.uid => Err(ClusterError::IdentityChanged {
+                cluster: self.name.clone(),
+                name: rc.name_any(),
+                pinned: pinned.uid.clone(),
+                found,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Ask the cluster for its version (a connectivity check that needs no permission).
     pub async fn check(&self) -> Result<String, ClusterError> {
         self.client

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use dr_syncer_core::api::NamespaceMapping;
+use dr_syncer_core::api::{NamespaceMapping, RemoteCluster};
 use kube::{
     Client, Resource,
     runtime::{
@@ -98,6 +98,10 @@ pub struct Context {
     pub options: Options,
     /// This process's identity (lease holder, PVC lock holder).
     pub identity: String,
+    /// Sends a RemoteCluster to its controller for a check now (a mapping found it reaching another
+    /// cluster).
+    rc_trigger: mpsc::UnboundedSender<ObjectRef<RemoteCluster>>,
+    rc_triggers: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<RemoteCluster>>>>,
     /// Deletions made per mapping and DR namespace, for the deletion brake's sliding window.
     pub deletions: Arc<dr_syncer_core::brake::DeletionLedger>,
     /// Global limits of PVC data copies, per source RemoteCluster (`pvcSync.globalConcurrencyLimit`).
@@ -122,6 +126,7 @@ impl Context {
         options: Options,
     ) -> (Context, mpsc::UnboundedReceiver<ObjectRef<NamespaceMapping>>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (rc_tx, rc_rx) = mpsc::unbounded_channel();
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -139,10 +144,22 @@ impl Context {
             backoffs: Backoffs::default(),
             options,
             identity: identity.to_owned(),
+            rc_trigger: rc_tx,
+            rc_triggers: Mutex::new(Some(rc_rx)),
             deletions: Arc::default(),
             data_limits: Mutex::new(HashMap::new()),
         };
         (ctx, rx)
+    }
+
+    /// Check RemoteCluster `rc` now (see [`Context::take_rc_triggers`]).
+    pub fn recheck(&self, rc: &RemoteCluster) {
+        let _ = self.rc_trigger.send(ObjectRef::from_obj(rc));
+    }
+
+    /// The receiving end of [`Context::recheck`], for the RemoteCluster controller (once).
+    pub fn take_rc_triggers(&self) -> Option<mpsc::UnboundedReceiver<ObjectRef<RemoteCluster>>> {
+        self.rc_triggers.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The global limit of PVC data copies reading from `cluster` (`limit` slots; a changed limit

@@ -40,6 +40,22 @@ pub enum ClusterError {
         /// What happened.
         message: String,
     },
+    /// The kubeconfig now reaches another cluster than the one the RemoteCluster is pinned to.
+    #[error(
+        "RemoteCluster {cluster} reaches another cluster (kube-system UID {found}) than the one it is pinned to \
+         ({pinned}): nothing is written through it until it is accepted with `kubectl annotate remotecluster \
+         {name} dr-syncer.io/accept-cluster-identity={found}`"
+    )]
+    IdentityChanged {
+        /// The RemoteCluster (`namespace/name`).
+        cluster: String,
+        /// Its name (for the command).
+        name: String,
+        /// The pinned UID.
+        pinned: String,
+        /// The UID reached now.
+        found: String,
+    },
     /// The controller cluster refused or failed a read (e.g. no permission to read the Secret).
     #[error("{what}: {message}")]
     ControllerApi {
@@ -64,6 +80,7 @@ impl ClusterError {
             ClusterError::InvalidKubeconfig { .. } => "InvalidKubeconfig",
             ClusterError::ConnectionFailed { .. } => "ConnectionFailed",
             ClusterError::ControllerApi { .. } => "ControllerApiError",
+            ClusterError::IdentityChanged { .. } => "ClusterIdentityChanged",
         }
     }
 

@@ -439,10 +439,12 @@ async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
             | ClusterError::ClustersUnspecified(_)
             | ClusterError::SecretNotFound(_)
             | ClusterError::KeyNotFound { .. }
-            | ClusterError::InvalidKubeconfig { .. }),
+            | ClusterError::InvalidKubeconfig { .. }
+            | ClusterError::IdentityChanged { .. }),
         ) => {
             // The DR cluster cannot be named or reached any more, and never will be from this
-            // mapping: deleting it must not hang forever.
+            // mapping: deleting it must not hang forever. (A kubeconfig reaching another cluster: the
+            // objects there are not this mapping's; nothing is deleted, the DR copies are retained.)
             ctx.event(
                 nm.as_ref(),
                 true,

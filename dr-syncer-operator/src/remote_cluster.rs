@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use dr_syncer_core::{
-    api::{RemoteCluster, RemoteClusterStatus},
+    annotations::ACCEPT_CLUSTER_IDENTITY,
+    api::{ClusterIdentity, RemoteCluster, RemoteClusterStatus},
     schedule::Schedule,
 };
 use kube::{
@@ -40,6 +41,10 @@ pub struct CheckResult {
     pub valid: Result<(), ClusterError>,
     /// The cluster answered (its version).
     pub connected: Result<String, ClusterError>,
+    /// The identity of the cluster reached (its `kube-system` UID), when it could be read.
+    pub identity: Option<String>,
+    /// The identity the `dr-syncer.io/accept-cluster-identity` annotation accepts.
+    pub accept: Option<String>,
 }
 
 /// Turn a check into status conditions and health (pure).
@@ -141,9 +146,49 @@ pub fn status_from(
             generation,
         ),
     }
+    // The pinned identity: recorded on first contact, moved only by an acceptance.
+    let pinned = status.cluster_identity.as_ref().map(|c| c.uid.clone());
+    let mut identity_changed = false;
+    if let Some(found) = &check.identity {
+        match pinned.as_deref() {
+            Some(p) if p == found => conditions::remove(&mut conds, "ClusterIdentityChanged"),
+            Some(p) if check.accept.as_deref() != Some(found.as_str()) => {
+                identity_changed = true;
+                conditions::set(
+                    &mut conds,
+                    "ClusterIdentityChanged",
+                    true,
+                    "ClusterIdentityChanged",
+                    ClusterError::IdentityChanged {
+                        cluster: name.to_owned(),
+                        name: name.to_owned(),
+                        pinned: p.to_owned(),
+                        found: found.clone(),
+                    }
+                    .to_string(),
+                    generation,
+                );
+            }
+            // First contact, or a new cluster accepted.
+            _ => {
+                status.cluster_identity = Some(ClusterIdentity {
+                    uid: found.clone(),
+                    recorded_at: Some(now()),
+                });
+                conditions::remove(&mut conds, "ClusterIdentityChanged");
+            }
+        }
+    } else if conds
+        .iter()
+        .any(|c| c.type_ == "ClusterIdentityChanged" && c.status == "True")
+    {
+        // Not readable now: still held.
+        identity_changed = true;
+    }
     let healthy = check.available.is_ok()
         && check.valid.is_ok()
         && check.connected.is_ok()
+        && !identity_changed
         && !matches!(check.schedule, Some(Err(_)));
     status.health = Some(if healthy { "Healthy" } else { "Unhealthy" }.into());
     status.conditions = Some(conds);
@@ -171,12 +216,18 @@ pub async fn check(
         Ok(h) => h.check().await,
         Err(e) => Err(e.clone()),
     };
+    let identity = match (&handle, &connected) {
+        (Ok(h), Ok(_)) => h.identity().await.ok().flatten(),
+        _ => None,
+    };
     (
         CheckResult {
             schedule,
             available,
             valid,
             connected,
+            identity,
+            accept: rc.annotations().get(ACCEPT_CLUSTER_IDENTITY).cloned(),
         },
         handle,
     )
@@ -194,14 +245,24 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
     let (result, handle) = check(&rc, &ctx).await;
     let old = rc.status.clone().unwrap_or_default();
     let mut status = status_from(&name, &result, &old, rc.metadata.generation);
-    // PVC data replication: the agents of this cluster (with the handle the check made).
-    let reachable = result.connected.is_ok();
+    // PVC data replication: the agents of this cluster (with the handle the check made); never into a
+    // cluster other than the one this RemoteCluster is pinned to.
+    let identity_changed = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "ClusterIdentityChanged" && c.status == "True");
+    let reachable = result.connected.is_ok() && !identity_changed;
     let (pvc_sync, pvc_again) = if reachable {
         crate::agents::reconcile(&ctx, &rc, handle.as_deref()).await
     } else {
         let err = ClusterError::ConnectionFailed {
             cluster: name.clone(),
-            message: "not reachable".into(),
+            message: if identity_changed {
+                "reaches another cluster than the one it is pinned to".into()
+            } else {
+                "not reachable".into()
+            },
         };
         crate::agents::reconcile(&ctx, &rc, Err(&err)).await
     };
@@ -228,6 +289,38 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
         )
         .await
         .map_err(|e| Error::kube(format!("writing status of RemoteCluster {ns}/{name}"), e))?;
+    }
+    let changed = |s: &RemoteClusterStatus| {
+        s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "ClusterIdentityChanged" && c.status == "True")
+            .map(|c| c.message.clone())
+    };
+    if let Some(message) = changed(&status)
+        && changed(&old).is_none()
+    {
+        ctx.event(rc.as_ref(), true, "ClusterIdentityChanged", "Check", message)
+            .await;
+    }
+    // An acceptance is used once: the annotation goes when the new cluster is pinned.
+    if let Some(accepted) = result.accept.as_deref()
+        && status
+            .cluster_identity
+            .as_ref()
+            .is_some_and(|c| c.uid == accepted)
+    {
+        if old.cluster_identity.as_ref().is_some_and(|c| c.uid != accepted) {
+            ctx.event(
+                rc.as_ref(),
+                false,
+                "ClusterIdentityAccepted",
+                "Check",
+                format!("Now pinned to the cluster whose kube-system UID is {accepted}"),
+            )
+            .await;
+        }
+        remove_annotation(&ctx, &rc, ACCEPT_CLUSTER_IDENTITY, accepted).await?;
     }
     if healthy && !was_healthy {
         info!("cluster available");
@@ -260,6 +353,33 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
     Ok(Action::requeue(pvc_again.map_or(again, |p| p.min(again))))
 }
 
+/// Remove annotation `key` from `rc` if it still has `value` (a JSON patch with a test).
+async fn remove_annotation(ctx: &Context, rc: &RemoteCluster, key: &str, value: &str) -> Result<()> {
+    let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), &rc.namespace().unwrap_or_default());
+    let path = format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    );
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": path, "value": value},
+        {"op": "remove", "path": path},
+    ]))
+    .map_err(|e| {
+        Error::Core(dr_syncer_core::Error::Json {
+            context: "annotation patch".into(),
+            source: e,
+        })
+    })?;
+    match api
+        .patch(&rc.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => Ok(()),
+        Err(e) => Err(Error::kube("removing an annotation", e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +390,8 @@ mod tests {
             available: Ok(()),
             valid: Ok(()),
             connected: Ok("v1.36.4".into()),
+            identity: Some("uid-a".into()),
+            accept: None,
         }
     }
 
@@ -378,5 +500,79 @@ mod tests {
         );
         assert_eq!(cond(&s, "ScheduleValid"), ("False", "InvalidSchedule"));
         assert_eq!(s.health.as_deref(), Some("Unhealthy"));
+    }
+
+    #[test]
+    fn identity_is_pinned_on_first_contact_and_moved_only_by_an_acceptance() {
+        let s = status_from("dr", &ok(), &Default::default(), None);
+        assert_eq!(s.cluster_identity.as_ref().map(|c| c.uid.as_str()), Some("uid-a"));
+
+        // Another cluster behind the kubeconfig: not healthy, the pin stays, the condition names both.
+        let other = CheckResult {
+            identity: Some("uid-b".into()),
+            ..ok()
+        };
+        let changed = status_from("dr", &other, &s, None);
+        assert_eq!(changed.health.as_deref(), Some("Unhealthy"));
+        assert_eq!(
+            changed.cluster_identity.as_ref().map(|c| c.uid.as_str()),
+            Some("uid-a")
+        );
+        assert_eq!(
+            cond(&changed, "ClusterIdentityChanged"),
+            ("True", "ClusterIdentityChanged")
+        );
+        let message = &changed
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "ClusterIdentityChanged")
+            .unwrap()
+            .message;
+        assert!(
+            message.contains("uid-a") && message.contains("accept-cluster-identity=uid-b"),
+            "{message}"
+        );
+        // Unreadable now: still held.
+        let unknown = CheckResult {
+            identity: None,
+            ..ok()
+        };
+        assert_eq!(
+            status_from("dr", &unknown, &changed, None).health.as_deref(),
+            Some("Unhealthy")
+        );
+        // An acceptance of some other UID changes nothing; of this one, moves the pin.
+        let wrong = CheckResult {
+            accept: Some("uid-c".into()),
+            ..other.clone()
+        };
+        assert_eq!(
+            status_from("dr", &wrong, &changed, None).health.as_deref(),
+            Some("Unhealthy")
+        );
+        let accepted = status_from(
+            "dr",
+            &CheckResult {
+                accept: Some("uid-b".into()),
+                ..other
+            },
+            &changed,
+            None,
+        );
+        assert_eq!(accepted.health.as_deref(), Some("Healthy"));
+        assert_eq!(
+            accepted.cluster_identity.as_ref().map(|c| c.uid.as_str()),
+            Some("uid-b")
+        );
+        assert!(
+            accepted
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|c| c.type_ != "ClusterIdentityChanged")
+        );
     }
 }

@@ -248,7 +248,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ns = args.watch_namespace.as_deref();
     let wc = watcher::Config::default().any_semantic();
 
+    let mut rc_triggers = ctx.take_rc_triggers().expect("a fresh context");
+    let rc_trigger_stream = futures::stream::poll_fn(move |cx| rc_triggers.poll_recv(cx));
     let rc_controller = Controller::new(api::<RemoteCluster>(&client, ns), wc.clone())
+        .reconcile_on(rc_trigger_stream)
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(
             remote_cluster::reconcile,

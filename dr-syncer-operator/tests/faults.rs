@@ -351,3 +351,116 @@ async fn continuous_deletions_one_at_a_time_are_braked_over_the_window() {
     assert!(dr.get_opt("cm-10").await.unwrap().is_some(), "held, kept");
     assert_eq!(configmap_names(&dr).await.len(), 10);
 }
+
+/// The DR RemoteCluster's kubeconfig Secret is re-pointed at another control plane: the RemoteCluster
+/// reports `ClusterIdentityChanged` (it is pinned to the cluster it first reached), the mapping stops
+/// (`Synced` False, reason ClusterIdentityChanged) and nothing at all is written to the other cluster;
+/// pointed back, the mapping syncs again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubeconfig_re_pointed_at_another_cluster_writes_nothing_there() {
+    use dr_syncer_core::api::RemoteCluster;
+
+    let env = Env::start("fault-identity").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    configmaps(&prod, ["settings".to_owned()], ("app", "shop")).await;
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    let rcs: Api<RemoteCluster> = Api::namespaced(env.controller.client(), NS);
+    let dr_uid = Api::<Namespace>::all(env.dr.client())
+        .get("kube-system")
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    let prod_uid = Api::<Namespace>::all(env.prod.client())
+        .get("kube-system")
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    wait_for("the DR RemoteCluster pinned", T, || async {
+        let rc = rcs.get("dr").await?;
+        Ok(rc
+            .status
+            .and_then(|s| s.cluster_identity)
+            .filter(|c| c.uid == dr_uid)
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    env.apply(&mapping(
+        "shop",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true"
+        ),
+    ))
+    .await;
+    env.wait_status("shop", "first sync", |s| s.phase == Some(SyncPhase::Completed))
+        .await;
+    let dr_ns = Api::<Namespace>::all(env.dr.client()).get(&src).await.unwrap();
+    assert_eq!(
+        dr_ns
+            .annotations()
+            .get("dr-syncer.io/source-cluster-uid")
+            .map(String::as_str),
+        Some(prod_uid.as_str()),
+        "the DR namespace records its source cluster"
+    );
+
+    // Re-pointed at the controller cluster (another cluster that would take the writes).
+    let intruder = env.controller.identity("re-pointed").await.unwrap();
+    env.put_kubeconfig("dr-kubeconfig", "kubeconfig", &intruder).await;
+    let nm = env
+        .wait_status("shop", "the mapping stopped", |s| {
+            condition(s, "Synced").is_some_and(|c| c.0 == "False" && c.1 == "ClusterIdentityChanged")
+        })
+        .await;
+    let message = condition(nm.status.as_ref().unwrap(), "Synced").unwrap().2;
+    assert!(
+        message.contains(&dr_uid) && message.contains("dr-syncer.io/accept-cluster-identity="),
+        "{message}"
+    );
+    wait_for("ClusterIdentityChanged on the RemoteCluster", T, || async {
+        let rc = rcs.get("dr").await?;
+        Ok(rc
+            .status
+            .and_then(|s| s.conditions)
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == "ClusterIdentityChanged" && c.status == "True")
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    // Several reconciles later: not one write through the re-pointed kubeconfig.
+    let since = std::time::Instant::now();
+    while since.elapsed() < std::time::Duration::from_secs(6) {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let writes = env
+        .controller
+        .requests("re-pointed")
+        .await
+        .unwrap()
+        .stored_writes();
+    assert_eq!(writes, 0, "no write to the other cluster");
+    let events = env.wait_event("shop", "ClusterIdentityChanged").await;
+    assert!(!events.is_empty());
+
+    // Pointed back: the pin matches again, the mapping syncs.
+    env.put_kubeconfig("dr-kubeconfig", "kubeconfig", &env.dr_id)
+        .await;
+    prod.patch(
+        "settings",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    wait_for("syncing again", T, || async {
+        Ok((dr.get("settings").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
+    })
+    .await
+    .unwrap();
+}

@@ -327,6 +327,22 @@ pub struct RemoteClusterStatus {
     /// State of the PVC agent in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvc_sync: Option<PvcSyncStatus>,
+    /// The cluster this RemoteCluster is pinned to (a dr-syncer addition): recorded on first contact;
+    /// another cluster behind the kubeconfig (condition `ClusterIdentityChanged`) stops every mapping
+    /// using this RemoteCluster until it is accepted (annotation `dr-syncer.io/accept-cluster-identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_identity: Option<ClusterIdentity>,
+}
+
+/// A cluster's identity: its `kube-system` namespace's UID (names and addresses are not identities).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentity {
+    /// The `kube-system` namespace's UID.
+    pub uid: String,
+    /// When it was recorded (first contact, or the acceptance of a new cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<Time>,
 }
 
 /// State of the PVC agent in a cluster.

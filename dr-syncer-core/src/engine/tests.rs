@@ -1003,3 +1003,68 @@ async fn deletions_seen_a_few_at_a_time_add_up_over_the_window() {
     assert!(r.deletion_hold.is_none());
     assert_eq!(dr.names().len(), 8);
 }
+
+/// A DR namespace records the source cluster it is filled from; a source on another cluster fails the
+/// sync before any write, unless that cluster is accepted (then its UID is recorded).
+#[tokio::test]
+async fn a_source_on_another_cluster_is_refused_unless_accepted() {
+    let cm = rt("v1", "ConfigMap", "configmaps");
+    let source = || {
+        let mut s = MockResourceSource::new();
+        s.expect_get().returning(|_, _, name| {
+            let uid = if name == "kube-system" {
+                "uid-new"
+            } else {
+                "ns-uid"
+            };
+            Ok(Some(
+                serde_json::from_value(
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": uid}}),
+                )
+                .unwrap(),
+            ))
+        });
+        s.expect_list().returning(|_| Ok(vec![]));
+        s
+    };
+    let applied = Arc::new(Mutex::new(Vec::<DynamicObject>::new()));
+    let applier = || {
+        let applied = applied.clone();
+        let mut a = MockApplier::new();
+        a.expect_prepare().returning(|_, _| Ok(()));
+        a.expect_live().returning(|rt, _| {
+            let mut ns = live_ns(false);
+            ns.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert("dr-syncer.io/source-cluster-uid".into(), "uid-old".into());
+            Ok((rt.kind == "Namespace").then_some(ns))
+        });
+        a.expect_apply().returning(move |_, o, _| {
+            applied.lock().unwrap().push(o.clone());
+            Ok(ApplyResult {
+                action: ApplyAction::Updated,
+                diff: None,
+            })
+        });
+        a
+    };
+    let err = SyncEngine::new(Arc::new(source()), Arc::new(applier()))
+        .sync(&target(vec![cm.clone()], SyncConfig::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "ClusterIdentityChanged", "{err}");
+    assert!(err.to_string().contains("uid-old") && err.to_string().contains("uid-new"));
+    assert!(applied.lock().unwrap().is_empty(), "nothing written");
+
+    SyncEngine::new(Arc::new(source()), Arc::new(applier()))
+        .accepting_source_identity(AcceptIdentity::Uid("uid-new".into()))
+        .sync(&target(vec![cm], SyncConfig::default()))
+        .await
+        .unwrap();
+    let ns = applied.lock().unwrap()[0].clone();
+    assert_eq!(
+        annotation(&ns, "dr-syncer.io/source-cluster-uid"),
+        Some("uid-new")
+    );
+}

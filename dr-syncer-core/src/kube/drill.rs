@@ -163,6 +163,13 @@ impl Drill {
         self
     }
 
+    /// Accept a source cluster other than the one the DR namespace records (the CLI's
+    /// `--accept-source-cluster`).
+    pub fn accepting_source_identity(mut self, accept: crate::engine::AcceptIdentity) -> Self {
+        self.engine = self.engine.accepting_source_identity(accept);
+        self
+    }
+
     /// A go-ahead for deletions the deletion brake holds (the CLI's `--allow-deletions`).
     pub fn with_deletion_go_ahead(mut self, go: crate::brake::GoAhead) -> Self {
         self.engine = self.engine.with_deletion_go_ahead(go);
@@ -241,6 +248,15 @@ impl Drill {
     /// # Errors
     /// [`Error::Kube`] naming the side that cannot be read (a drill needs both).
     pub async fn site(&self) -> Result<SiteState> {
+        // Only the cluster the DR namespace was filled from is its production.
+        kube_site::verify_source_identity(
+            &self.source,
+            &self.destination,
+            &self.calls,
+            &self.target.destination_namespace,
+            self.engine.accepted_source_identity(),
+        )
+        .await?;
         kube_site::read_both(
             (&self.source, &self.target.source_namespace),
             (&self.destination, &self.target.destination_namespace),

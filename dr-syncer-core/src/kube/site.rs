@@ -59,6 +59,44 @@ pub async fn get_namespace(client: &Client, calls: &Calls, ns: &str) -> Result<O
         .map_err(|e| Error::kube(format!("reading namespace {ns}"), e))
 }
 
+/// A cluster's identity: the UID of its `kube-system` namespace (names and addresses are not
+/// identities). `Ok(None)` when it has none or this identity may not read it.
+///
+/// # Errors
+/// [`Error::Kube`] when the cluster cannot be reached (not when it refuses the read).
+pub async fn cluster_identity(client: &Client, calls: &Calls) -> Result<Option<String>> {
+    match get_namespace(client, calls, "kube-system").await {
+        Ok(ns) => Ok(ns.and_then(|n| n.metadata.uid)),
+        Err(Error::Kube { source, .. }) if matches!(*source, kube::Error::Api(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Check that the source cluster is the one DR namespace `dr_ns` was filled from (its
+/// `dr-syncer.io/source-cluster-uid`), as `accept` allows. Nothing to compare (no record, an identity
+/// that cannot be read) passes.
+///
+/// # Errors
+/// [`Error::ClusterIdentityChanged`] on a mismatch; [`Error::Kube`] when a cluster cannot be reached.
+pub async fn verify_source_identity(
+    source: &Client,
+    destination: &Client,
+    calls: &Calls,
+    dr_ns: &str,
+    accept: &crate::engine::AcceptIdentity,
+) -> Result<()> {
+    let live = get_namespace(destination, calls, dr_ns).await?;
+    let Some(recorded) = live
+        .as_ref()
+        .and_then(|n| n.metadata.annotations.as_ref())
+        .and_then(|a| a.get(annotations::SOURCE_CLUSTER_UID))
+    else {
+        return Ok(());
+    };
+    let found = cluster_identity(source, calls).await?;
+    accept.check(dr_ns, Some(recorded), found.as_deref())
+}
+
 /// The state of a DR namespace, and the namespace.
 ///
 /// # Errors

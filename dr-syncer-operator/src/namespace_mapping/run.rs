@@ -105,6 +105,15 @@ impl Clusters {
         let destination_rc = ctx.clusters.remote_cluster(&dns, &dname).await?;
         let source = ctx.clusters.handle_for(&source_rc).await?;
         let destination = ctx.clusters.handle_for(&destination_rc).await?;
+        // Before anything is read or written: each cluster is the one its RemoteCluster is pinned to.
+        for (handle, rc) in [(&source, &source_rc), (&destination, &destination_rc)] {
+            if let Err(e) = handle.verify_pinned(rc).await {
+                if matches!(e, ClusterError::IdentityChanged { .. }) {
+                    ctx.recheck(rc);
+                }
+                return Err(e);
+            }
+        }
         Ok(Clusters {
             source_rc,
             destination_rc,
