@@ -187,6 +187,7 @@ fn schedule_expression(nm: &NamespaceMapping, defaults: &[Option<&str>], fallbac
 
 async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     let key = key_of(&nm);
+    let nm = record_interruption(nm, ctx).await?;
     let config = match SyncConfig::from_spec(&nm.spec) {
         Ok(c) => Arc::new(c),
         Err(problems) => {
@@ -348,6 +349,31 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         .sync(reason, watch.as_deref(), schedule.as_ref(), background)
         .await?;
     Ok(outcome)
+}
+
+/// A status still `Running` when a reconcile starts is a sync cut short (no reconcile of this mapping runs
+/// meanwhile): the operator stopped during it — a crash, an out-of-memory kill, a lost lease. It is
+/// recorded as failed (`SyncInterrupted`, one Warning Event) with a retry after the mapping's backoff, so
+/// that a sync that kills the operator again and again backs off instead of starting at once after
+/// every restart (and starving the other mappings).
+async fn record_interruption(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Arc<NamespaceMapping>> {
+    let Some(old) = nm.status.as_ref().filter(|s| s.phase == Some(SyncPhase::Running)) else {
+        return Ok(nm);
+    };
+    let retry_config = nm.spec.retry_config.clone().unwrap_or_else(run::default_retry);
+    let next = status::after_interruption(old, &retry_config, now().0.as_second(), nm.meta().generation);
+    write_status(ctx, &nm, Some(old), &next).await?;
+    let message = next
+        .last_error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    warn!("{message}");
+    ctx.event(nm.as_ref(), true, "SyncInterrupted", "Sync", message)
+        .await;
+    let mut updated = (*nm).clone();
+    updated.status = Some(next);
+    Ok(Arc::new(updated))
 }
 
 /// How often a mapping whose DR side is live checks again while production cannot be reached.

@@ -373,6 +373,10 @@ async fn killed_mid_sync_and_restarted() {
         .await;
     assert!(!nm.annotations().contains_key("dr-syncer.io/sync-now"));
     assert_eq!(nm.status.unwrap().sync_stats.unwrap().successful_syncs, 400);
+    // The cut-short sync was recorded as such (not left Running) before the retry.
+    let events = env.wait_event("big", "SyncInterrupted").await;
+    let note = &events.iter().find(|(r, _)| r == "SyncInterrupted").unwrap().1;
+    assert!(note.contains("cut short") && note.contains("Retry in"), "{note}");
     // Exactly the 400 source ConfigMaps (the test control plane adds no kube-root-ca.crt).
     assert_eq!(dr_cms.list(&Default::default()).await.unwrap().items.len(), 400);
 }

@@ -1322,7 +1322,7 @@ fn s_interval(schedule: Option<&Schedule>) -> Option<Duration> {
 }
 
 /// The Go operator's retry defaults.
-fn default_retry() -> RetryConfig {
+pub(super) fn default_retry() -> RetryConfig {
     serde_json::from_value(json!({})).unwrap_or(RetryConfig {
         max_retries: 5,
         initial_backoff: "5s".into(),

@@ -4,8 +4,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use dr_syncer_core::{
     api::{
-        DeploymentScale, ErrorCategory, LastError, NamespaceMappingStatus, NamespaceSyncStatus,
-        ResourceGroupStatus, ResourceStatus, RetryStatus, SyncPhase, SyncState, SyncStats,
+        DeploymentScale, ErrorCategory, FailureMode, LastError, NamespaceMappingStatus, NamespaceSyncStatus,
+        ResourceGroupStatus, ResourceStatus, RetryConfig, RetryStatus, SyncPhase, SyncState, SyncStats,
     },
     engine::{KindStats, SyncReport},
     failure::FailureCategory,
@@ -336,6 +336,50 @@ pub fn after_sync(
         }
         s.namespaces = Some(entries);
     }
+    s
+}
+
+/// The status after a sync was cut short (see `record_interruption`): failed, with a retry per
+/// `retry` counted on from the previous retry (consecutive interruptions back off further).
+pub fn after_interruption(
+    old: &NamespaceMappingStatus,
+    retry: &RetryConfig,
+    now: i64,
+    generation: Option<i64>,
+) -> NamespaceMappingStatus {
+    let mut s = old.clone();
+    s.phase = Some(SyncPhase::Failed);
+    s.sync_progress = None;
+    let at = k8s_openapi::jiff::Timestamp::from_second(now)
+        .map(Time)
+        .unwrap_or_else(|_| conditions::now());
+    s.retry_status = super::due::next_retry(retry, old.retry_status.as_ref(), FailureMode::RetryAndWait, now);
+    let then = match &s.retry_status {
+        Some(r) => format!(
+            "Retry in {} ({} retries remaining).",
+            r.backoff_duration, r.retries_remaining
+        ),
+        None => "Retries are used up: the next scheduled sync tries again.".to_owned(),
+    };
+    let message = format!(
+        "the last sync was cut short: the operator stopped while it ran (a crash, an out-of-memory kill, a \
+         lost leader lease). {then}"
+    );
+    s.last_error = Some(LastError {
+        message: message.clone(),
+        time: at,
+        resource: None,
+    });
+    let mut conds = s.conditions.take().unwrap_or_default();
+    conditions::set(
+        &mut conds,
+        "Synced",
+        false,
+        "SyncInterrupted",
+        message,
+        generation,
+    );
+    s.conditions = Some(conds);
     s
 }
 

@@ -283,3 +283,55 @@ fn selected_namespaces_each_get_an_entry() {
         Some("Namespace/b")
     );
 }
+
+/// A sync cut short is recorded as failed with a retry; one cut short again backs off further, until
+/// the retries are used up.
+#[test]
+fn interrupted_syncs_back_off_more_each_time() {
+    let retry = RetryConfig {
+        max_retries: 3,
+        initial_backoff: "5s".into(),
+        max_backoff: "1m".into(),
+        backoff_multiplier: 200,
+    };
+    let running = NamespaceMappingStatus {
+        phase: Some(SyncPhase::Running),
+        ..Default::default()
+    };
+    let first = after_interruption(&running, &retry, 1000, Some(2));
+    assert_eq!(first.phase, Some(SyncPhase::Failed));
+    let r = first.retry_status.clone().unwrap();
+    assert_eq!((r.backoff_duration.as_str(), r.retries_remaining), ("5s", 2));
+    assert_eq!(r.next_retry_time.unwrap().0.as_second(), 1005);
+    let synced = first
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("False", "SyncInterrupted")
+    );
+    assert!(first.last_error.unwrap().message.contains("cut short"));
+
+    let again = NamespaceMappingStatus {
+        phase: Some(SyncPhase::Running),
+        ..after_interruption(&running, &retry, 1000, Some(2))
+    };
+    let second = after_interruption(&again, &retry, 2000, Some(2));
+    assert_eq!(second.retry_status.as_ref().unwrap().backoff_duration, "10s");
+    let third = after_interruption(
+        &NamespaceMappingStatus {
+            phase: Some(SyncPhase::Running),
+            ..second
+        },
+        &retry,
+        3000,
+        Some(2),
+    );
+    assert_eq!(third.retry_status.as_ref().unwrap().backoff_duration, "20s");
+    let used_up = after_interruption(&third, &retry, 4000, Some(2));
+    assert!(used_up.retry_status.is_none());
+}
