@@ -39,6 +39,10 @@ pub struct Options {
     pub data_wait_timeout: Duration,
     /// How long the object sync of one namespace pair may take.
     pub sync_timeout: Duration,
+    /// `Stale` after this many schedule periods without a successful sync (Scheduled mode).
+    pub stale_periods: u32,
+    /// `Stale` in Continuous mode after this long with a source change not on the DR side.
+    pub stale_after: Duration,
 }
 
 impl Default for Options {
@@ -52,6 +56,8 @@ impl Default for Options {
             debounce: Duration::from_millis(100),
             data_wait_timeout: Duration::from_secs(300),
             sync_timeout: Duration::from_secs(1800),
+            stale_periods: 3,
+            stale_after: Duration::from_secs(600),
         }
     }
 }

@@ -133,6 +133,14 @@ pub struct Args {
     /// copies have their own `dataSyncConfig.timeout`).
     #[arg(long, value_parser = parse_duration, default_value = "30m")]
     pub sync_timeout: Duration,
+    /// A Scheduled mapping is `Stale` after this many schedule periods without a successful sync (or
+    /// PVC data copy).
+    #[arg(long, default_value_t = 3)]
+    pub stale_periods: u32,
+    /// A Continuous mapping is `Stale` when a source change has waited this long to reach the DR side
+    /// (or its last successful sync is this old while it fails).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub stale_after: Duration,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,

@@ -158,6 +158,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 while production runs unfenced next to an active DR namespace (both sites active).
     pub both_sites_active: Family<SiteLabels, Gauge>,
+    /// 1 while a mapping's `Stale` condition is True.
+    pub mapping_stale: Family<MappingLabels, Gauge>,
     /// Deletions the deletion brake holds for a go-ahead, per DR namespace.
     pub deletions_held: Family<SiteLabels, Gauge>,
     /// PVC data copies.
@@ -257,6 +259,12 @@ impl Metrics {
             "1 while production runs unfenced next to an active DR namespace: both sites are active",
             both_sites_active.clone(),
         );
+        let mapping_stale = Family::<MappingLabels, Gauge>::default();
+        registry.register(
+            "dr_syncer_mapping_stale",
+            "1 while a mapping's DR copy is stale (condition Stale: no successful sync or data copy for longer than its threshold)",
+            mapping_stale.clone(),
+        );
         let deletions_held = Family::<SiteLabels, Gauge>::default();
         registry.register(
             "dr_syncer_deletions_held",
@@ -337,6 +345,7 @@ impl Metrics {
             reconcile_errors,
             leader,
             both_sites_active,
+            mapping_stale,
             deletions_held,
         }
     }
@@ -347,6 +356,7 @@ impl Metrics {
             mapping: mapping.to_owned(),
         };
         self.replication_lag.remove(&labels);
+        self.mapping_stale.remove(&labels);
         self.last_success.remove(&labels);
         for ns in namespaces {
             let labels = SiteLabels {
@@ -466,5 +476,28 @@ mod tests {
         );
         assert!(text.contains("dr_syncer_sync_duration_seconds_bucket"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// Every metric the shipped alerts use is one the operator exports (a renamed metric would leave an
+    /// alert that never fires).
+    #[test]
+    fn the_alerts_use_exported_metrics() {
+        // (Families without samples are not rendered: compare with the registered names.)
+        let registered = include_str!("metrics.rs");
+        let rules = include_str!("../../deploy/prometheus-rule.yaml");
+        let used: std::collections::BTreeSet<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("dr_syncer_"))
+            .collect();
+        assert!(used.len() >= 7, "{used:?}");
+        for name in used {
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            assert!(
+                [name, family]
+                    .iter()
+                    .any(|n| registered.contains(&format!("\"{n}\""))),
+                "alert metric {name} is not registered"
+            );
+        }
     }
 }

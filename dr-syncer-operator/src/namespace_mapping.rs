@@ -162,15 +162,40 @@ async fn blocked(
     status.next_sync_time = None;
     status.sync_progress = None;
     let changed = status.conditions != old.conditions;
+    // A mapping that cannot sync at all (production unreachable, a cluster changed) turns stale too; the
+    // schedule here is the mapping's own or the operator's default (the RemoteClusters may be unknown).
+    let schedule = (nm.spec.replication_mode == ReplicationMode::Scheduled)
+        .then(|| Schedule::parse(&schedule_expression(nm, &[], &ctx.options.default_schedule)).ok())
+        .flatten();
+    let fresh_again = set_stale(
+        ctx,
+        nm,
+        &mut status,
+        schedule.as_ref(),
+        None,
+        background_interval(nm),
+        now().0.as_second(),
+    );
     write_status(ctx, nm, Some(&old), &status).await?;
     if changed {
         ctx.event(nm, true, reason, "Validate", message).await;
     }
-    Ok(if retry {
-        Action::requeue(ctx.backoffs.next(&format!("{}#blocked", key_of(nm))))
-    } else {
-        Action::await_change()
+    let again = retry.then(|| ctx.backoffs.next(&format!("{}#blocked", key_of(nm))));
+    Ok(match [again, fresh_again].into_iter().flatten().min() {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
     })
+}
+
+/// Continuous mode's full-sync interval (`continuous.backgroundSyncInterval`, 1 h).
+fn background_interval(nm: &NamespaceMapping) -> Duration {
+    nm.spec
+        .continuous
+        .as_ref()
+        .map(|c| dr_syncer_core::config::parse_duration(&c.background_sync_interval))
+        .transpose()
+        .unwrap_or(None)
+        .unwrap_or(Duration::from_secs(3600))
 }
 
 /// The schedule of a Scheduled mapping: its own, else the source then destination RemoteCluster's
@@ -247,14 +272,7 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     } else {
         None
     };
-    let background = nm
-        .spec
-        .continuous
-        .as_ref()
-        .map(|c| dr_syncer_core::config::parse_duration(&c.background_sync_interval))
-        .transpose()
-        .unwrap_or(None)
-        .unwrap_or(Duration::from_secs(3600));
+    let background = background_interval(&nm);
 
     let destination = clusters.destination.clone();
     let source_name = clusters.source_rc.name_any();
@@ -339,16 +357,58 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         if next.phase.is_none() {
             next.phase = Some(SyncPhase::Pending);
         }
+        let fresh_again = set_stale(
+            ctx,
+            &nm,
+            &mut next,
+            schedule.as_ref(),
+            watch.as_deref(),
+            background,
+            now().0.as_second(),
+        );
         write_status(ctx, &nm, Some(&status), &next).await?;
-        return Ok(decision
-            .requeue
-            .map_or_else(Action::await_change, Action::requeue));
+        return Ok(
+            match [decision.requeue, fresh_again].into_iter().flatten().min() {
+                Some(d) => Action::requeue(d),
+                None => Action::await_change(),
+            },
+        );
     };
     info!(reason = reason.describe(), "sync");
     let outcome = runner
         .sync(reason, watch.as_deref(), schedule.as_ref(), background)
         .await?;
     Ok(outcome)
+}
+
+/// Set the `Stale` condition on `status` (and the `dr_syncer_mapping_stale` gauge); returns when to look
+/// again (the time the copy would turn stale), relative to `now`.
+pub(crate) fn set_stale(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    status: &mut dr_syncer_core::api::NamespaceMappingStatus,
+    schedule: Option<&Schedule>,
+    watch: Option<&workers::WatchBuffer>,
+    background: Duration,
+    now: i64,
+) -> Option<Duration> {
+    let f = status::Freshness {
+        mode: nm.spec.replication_mode,
+        period: run::s_interval(schedule),
+        pending: watch.and_then(workers::WatchBuffer::oldest_pending),
+        background,
+        created: nm.meta().creation_timestamp.as_ref().map(|t| t.0.as_second()),
+        now,
+        periods: ctx.options.stale_periods,
+        after: ctx.options.stale_after,
+    };
+    let next = status::set_staleness(status, &f, nm.meta().generation);
+    let stale = conditions::is_true(status.conditions.as_ref(), "Stale");
+    ctx.metrics
+        .mapping_stale
+        .get_or_create(&crate::metrics::MappingLabels { mapping: key_of(nm) })
+        .set(i64::from(stale));
+    next.map(|t| Duration::from_secs((t - now).max(1) as u64))
 }
 
 /// A status still `Running` when a reconcile starts is a sync cut short (no reconcile of this mapping runs

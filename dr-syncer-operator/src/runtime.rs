@@ -241,6 +241,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             debounce: args.debounce,
             data_wait_timeout: args.data_wait_timeout,
             sync_timeout: args.sync_timeout,
+            stale_periods: args.stale_periods.max(1),
+            stale_after: args.stale_after,
             ..Default::default()
         },
     );

@@ -38,7 +38,7 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
     )
     .await
     .unwrap();
-    let _op = env
+    let op = env
         .operator(
             "dr-syncer-operator",
             &["--request-timeout", "2s", "--sync-timeout", "30s"],
@@ -72,6 +72,21 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
         })
         .await;
     let failed_after = stalled_at.elapsed();
+    // No successful sync for more than 3 schedule periods (2 s each): the mapping says it is stale.
+    let stale = env
+        .wait_status("shop", "Stale", |s| {
+            condition(s, "Stale").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    let message = condition(stale.status.as_ref().unwrap(), "Stale").unwrap().2;
+    assert!(message.contains("no successful sync for"), "{message}");
+    assert!(
+        op.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("dr_syncer_mapping_stale{") && l.ends_with(" 1")),
+        "the stale gauge"
+    );
     signal(pid, "-CONT");
     let err = nm.status.unwrap().last_error.unwrap().message;
     assert!(err.contains("timed out after"), "{err}");
@@ -84,8 +99,9 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
     })
     .await
     .unwrap();
-    env.wait_status("shop", "completed again", |s| {
+    env.wait_status("shop", "completed again, fresh", |s| {
         s.phase == Some(SyncPhase::Completed)
+            && condition(s, "Stale").is_some_and(|c| c.0 == "False" && c.1 == "Fresh")
     })
     .await;
 }

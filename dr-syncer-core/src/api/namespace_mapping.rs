@@ -697,6 +697,10 @@ pub struct NamespaceMappingStatus {
     /// End of the last completed sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+    /// End of the last sync that succeeded (a dr-syncer addition: the `Stale` condition is measured from
+    /// it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_sync_time: Option<Time>,
     /// When the next scheduled sync runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_sync_time: Option<Time>,

@@ -762,6 +762,15 @@ impl<'a> Runner<'a> {
             self.clear_trigger(dr_syncer_core::annotations::ALLOW_DELETIONS, &value)
                 .await?;
         }
+        let fresh_again = super::set_stale(
+            ctx,
+            &nm,
+            &mut status,
+            schedule,
+            watch,
+            background,
+            finished.0.as_second(),
+        );
         let deferred = !full && only_times_moved(&running, &status);
         if deferred {
             // Written by a later reconcile (at most TIMES_REFRESH seconds later), unless a sync writes first.
@@ -790,7 +799,7 @@ impl<'a> Runner<'a> {
         // Changes of batches that failed during the copies: synced next (as an incremental batch).
         let handed_back = handed_back.then_some(ctx.options.debounce);
         Ok(
-            match [next_retry, next_sync, flush, handed_back]
+            match [next_retry, next_sync, flush, handed_back, fresh_again]
                 .into_iter()
                 .flatten()
                 .min()
@@ -1306,6 +1315,7 @@ fn only_times_moved(
     let strip = |s: &dr_syncer_core::api::NamespaceMappingStatus| {
         let mut s = s.clone();
         s.last_sync_time = None;
+        s.last_successful_sync_time = None;
         s.last_watch_event = None;
         s.next_sync_time = None;
         if let Some(stats) = s.sync_stats.as_mut() {
@@ -1317,7 +1327,7 @@ fn only_times_moved(
     recent && !first_event && strip(old) == strip(new)
 }
 
-fn s_interval(schedule: Option<&Schedule>) -> Option<Duration> {
+pub(super) fn s_interval(schedule: Option<&Schedule>) -> Option<Duration> {
     schedule.and_then(|s| s.interval_after(chrono::Utc::now()))
 }
 

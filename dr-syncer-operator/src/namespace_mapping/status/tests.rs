@@ -335,3 +335,97 @@ fn interrupted_syncs_back_off_more_each_time() {
     let used_up = after_interruption(&third, &retry, 4000, Some(2));
     assert!(used_up.retry_status.is_none());
 }
+
+fn fresh(mode: ReplicationMode) -> Freshness {
+    Freshness {
+        mode,
+        period: Some(Duration::from_secs(60)),
+        pending: None,
+        background: Duration::from_secs(3600),
+        created: Some(0),
+        now: 10_000,
+        periods: 3,
+        after: Duration::from_secs(600),
+    }
+}
+
+fn with_synced(ok: bool, last_success: i64) -> NamespaceMappingStatus {
+    let mut conds = Vec::new();
+    conditions::set(&mut conds, "Synced", ok, "X", "x", None);
+    NamespaceMappingStatus {
+        last_successful_sync_time: Some(time(last_success)),
+        conditions: Some(conds),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn scheduled_mappings_are_stale_after_three_periods_without_success() {
+    let f = fresh(ReplicationMode::Scheduled);
+    let (stale, next) = staleness(&with_synced(true, 10_000 - 100), &f);
+    assert_eq!((stale, next), (None, Some(10_000 - 100 + 180 + 1)));
+    let (stale, _) = staleness(&with_synced(false, 10_000 - 200), &f);
+    let stale = stale.expect("stale after 200 s > 3 × 60 s");
+    assert!(
+        stale.contains("no successful sync for 3m20s (more than 3m)"),
+        "{stale}"
+    );
+
+    // A DR side that is the live site, a Manual mapping: never stale.
+    let mut active = with_synced(true, 0);
+    let mut conds = active.conditions.take().unwrap();
+    conditions::set(&mut conds, "DestinationActive", true, "X", "x", None);
+    active.conditions = Some(conds);
+    assert_eq!(staleness(&active, &f), (None, None));
+    assert_eq!(
+        staleness(&with_synced(false, 0), &fresh(ReplicationMode::Manual)),
+        (None, None)
+    );
+}
+
+#[test]
+fn continuous_mappings_are_stale_when_a_change_waits_or_syncs_keep_failing() {
+    let quiet = fresh(ReplicationMode::Continuous);
+    // Healthy and quiet for an hour: not stale (nothing is waiting).
+    assert_eq!(staleness(&with_synced(true, 10_000 - 3000), &quiet).0, None);
+    let waiting = Freshness {
+        pending: Some(Duration::from_secs(700)),
+        ..quiet.clone()
+    };
+    let stale = staleness(&with_synced(true, 10_000 - 3000), &waiting).0.unwrap();
+    assert!(stale.contains("a source change has waited 11m40s"), "{stale}");
+    let short = Freshness {
+        pending: Some(Duration::from_secs(100)),
+        ..quiet.clone()
+    };
+    assert_eq!(
+        staleness(&with_synced(true, 10_000), &short),
+        (None, Some(10_000 + 500 + 1))
+    );
+    let failing = staleness(&with_synced(false, 10_000 - 700), &quiet).0.unwrap();
+    assert!(failing.contains("no successful sync for 11m40s"), "{failing}");
+}
+
+#[test]
+fn pvc_data_not_copied_for_too_long_is_stale() {
+    let mut s = with_synced(true, 10_000);
+    s.data_sync = Some(vec![
+        dr_syncer_core::api::VolumeSyncStatus {
+            destination: "shop/data".into(),
+            phase: "Failed".into(),
+            last_sync_time: Some(time(10_000 - 400)),
+            ..Default::default()
+        },
+        dr_syncer_core::api::VolumeSyncStatus {
+            destination: "shop/logs".into(),
+            phase: "Synced".into(),
+            last_sync_time: Some(time(10_000 - 10)),
+            ..Default::default()
+        },
+    ]);
+    let stale = staleness(&s, &fresh(ReplicationMode::Scheduled)).0.unwrap();
+    assert!(
+        stale.contains("PVC data") && stale.contains("shop/data") && !stale.contains("shop/logs"),
+        "{stale}"
+    );
+}
