@@ -39,7 +39,12 @@ else
   echo "data-path and simulated-node tests: SKIPPED (need root with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --locked --no-fail-fast
+  rm -f target/nextest/default/junit.xml
+  tests_rc=0
+  cargo nextest run --workspace --all-targets --locked --no-fail-fast || tests_rc=$?
+  # The fault suite's summary (the test binaries named `faults`), from nextest's own JUnit report.
+  scripts/faults-summary.sh target/nextest/default/junit.xml
+  [ "$tests_rc" = 0 ] || exit "$tests_rc"
 else
   echo "cargo-nextest not installed; using cargo test"
   cargo test --workspace --all-targets --locked --no-fail-fast

@@ -157,7 +157,7 @@ func buildServers(o *serveOptions, ln net.Listener, pki pkiPaths, etcdURL string
 	cfg.OpenAPIV3Config.Info.Version = effective.Info().GitVersion
 
 	cfg.BuildHandlerChainFunc = func(apiHandler http.Handler, c *genericapiserver.Config) http.Handler {
-		return withRequestNote(genericapiserver.DefaultBuildHandlerChain(withAccounting(hooks.acct, hooks.watches, apiHandler), c))
+		return withRequestNote(genericapiserver.DefaultBuildHandlerChain(withAccounting(hooks.acct, hooks.watches, withFaults(hooks.faultRules, apiHandler)), c))
 	}
 
 	// The apiextensions server shares everything but storage and API enablement.

@@ -161,7 +161,7 @@ func runServe(args []string) error {
 
 	acct := newAccounting()
 	authz.acct = acct
-	hooks := &testHooks{acct: acct, watches: newWatchRegistry(), authz: authz, etcd: etcdClient}
+	hooks := &testHooks{acct: acct, watches: newWatchRegistry(), authz: authz, etcd: etcdClient, faultRules: newFaults()}
 	reg := &registry{stores: map[schema.GroupResource]*genericregistry.Store{}, services: alloc, authz: authz, podLogDir: o.podLogDir}
 	srv, err := buildServers(o, ln, pki, etcd.clientURL, reg, hooks)
 	if err != nil {

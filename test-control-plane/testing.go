@@ -6,6 +6,7 @@ package main
 //   POST /testing/expire-watches       compact etcd and end every open watch
 //   GET  /testing/watches[?user=CN]    open watches per client identity
 //   GET|POST|DELETE /testing/deny      list / add / clear deny rules
+//   GET|POST|DELETE /testing/faults    list / add / clear fault rules (faults.go)
 
 import (
 	"context"
@@ -24,6 +25,8 @@ type testHooks struct {
 	watches *watchRegistry
 	authz   *denyAuthorizer
 	etcd    *clientv3.Client
+	// faultRules: injected errors, latency and stalls (faults.go).
+	faultRules *faults
 }
 
 func writeJSON(w http.ResponseWriter, code int, v interface{}) {
@@ -45,6 +48,7 @@ func (h *testHooks) install(m *mux.PathRecorderMux) {
 	m.HandleFunc("/testing/expire-watches", h.expireWatches)
 	m.HandleFunc("/testing/watches", h.openWatches)
 	m.HandleFunc("/testing/deny", h.deny)
+	m.HandleFunc("/testing/faults", h.faults)
 }
 
 func (h *testHooks) requests(w http.ResponseWriter, r *http.Request) {

@@ -26,7 +26,8 @@ fn signal(pid: u32, sig: &str) {
 
 /// The DR control plane stops answering (SIGSTOP: connections are accepted, nothing is answered): the
 /// running sync fails within its deadlines with "timed out" in `lastError` and the mapping does not stay
-/// `Running`; after SIGCONT the next sync completes and carries the change made meanwhile.
+/// `Running`, turns `Stale`, and another mapping (to another cluster) keeps syncing meanwhile; after
+/// SIGCONT the next sync completes and carries the change made meanwhile.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
     let env = Env::start("fault-stall").await;
@@ -50,6 +51,24 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
     .await;
     env.wait_status("shop", "first sync", |s| s.phase == Some(SyncPhase::Completed))
         .await;
+    // Another mapping, into another cluster (the controller's, as RemoteCluster "spare").
+    let spare_id = env.controller.identity("spare-writer").await.unwrap();
+    env.put_kubeconfig("spare-kubeconfig", "kubeconfig", &spare_id)
+        .await;
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: RemoteCluster\nmetadata: {{name: spare, namespace: {NS}}}\nspec:\n  kubeconfigSecretRef: {{name: spare-kubeconfig, namespace: {NS}}}\n"
+    ))
+    .await;
+    env.apply(&mapping(
+        "other",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: spare\n  sourceNamespace: {src}\n  destinationNamespace: {src}-spare\n  resourceTypes: [configmaps]"
+        ),
+    ))
+    .await;
+    env.wait_status("other", "first sync", |s| s.phase == Some(SyncPhase::Completed))
+        .await;
+    let spare: Api<ConfigMap> = Api::namespaced(env.controller.client(), &format!("{src}-spare"));
 
     // The DR server stops answering; production changes.
     let pid = env.dr.pid().expect("the DR control plane's process");
@@ -80,6 +99,12 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
         .await;
     let message = condition(stale.status.as_ref().unwrap(), "Stale").unwrap().2;
     assert!(message.contains("no successful sync for"), "{message}");
+    // The other mapping was not held up: the change reached its cluster while DR was stalled.
+    wait_for("the other mapping's copy", T, || async {
+        Ok((spare.get("settings").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
+    })
+    .await
+    .unwrap();
     assert!(
         op.metrics()
             .await
@@ -479,4 +504,69 @@ async fn a_kubeconfig_re_pointed_at_another_cluster_writes_nothing_there() {
     })
     .await
     .unwrap();
+}
+
+/// 429 storms (with Retry-After) and 5xx bursts from the DR side during the first copy of 1,000
+/// objects: the sync retries and converges — every object copied once, with its data, the mapping
+/// Completed — and the faults did hit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_copy_through_429_storms_and_5xx_bursts_completes() {
+    use dr_syncer_testenv::FaultRule;
+
+    let env = Env::start("fault-storm").await;
+    let src = create_namespace(&env.prod.client(), "big").await.unwrap();
+    let mut yaml = String::new();
+    for i in 0..1000 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:04}}}\ndata: {{v: '{i}'}}\n"
+        ));
+    }
+    apply_yaml(&env.prod.client(), Some(&src), &yaml).await.unwrap();
+    let user = "dr-syncer-operator";
+    for rule in [
+        FaultRule {
+            probability: 0.3,
+            retry_after_seconds: 1,
+            count: 300,
+            ..FaultRule::status(user, &["create", "apply", "patch"], 429)
+        },
+        FaultRule {
+            probability: 0.1,
+            count: 100,
+            ..FaultRule::status(user, &[], 503)
+        },
+        FaultRule {
+            probability: 0.05,
+            count: 40,
+            ..FaultRule::status(user, &["create", "apply", "patch", "list"], 500)
+        },
+    ] {
+        env.dr.inject(&rule).await.unwrap();
+    }
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "big",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/5 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  retryConfig: {{maxRetries: 100, initialBackoff: 1s, maxBackoff: 2s}}"
+        ),
+    ))
+    .await;
+    let nm = env
+        .wait_status("big", "a completed copy", |s| {
+            s.phase == Some(SyncPhase::Completed)
+                && s.sync_stats
+                    .as_ref()
+                    .is_some_and(|st| st.successful_syncs == 1000)
+        })
+        .await;
+    assert_eq!(nm.status.unwrap().sync_stats.unwrap().failed_syncs, 0);
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    let copied = dr.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(copied.len(), 1000);
+    for cm in &copied {
+        let i: usize = cm.name_any()[3..].parse().unwrap();
+        assert_eq!(cm.data.as_ref().unwrap()["v"], i.to_string(), "{}", cm.name_any());
+    }
+    let hits: Vec<u64> = env.dr.faults().await.unwrap().iter().map(|r| r.hits).collect();
+    assert!(hits.iter().all(|h| *h > 0), "every kind of fault hit: {hits:?}");
 }

@@ -74,6 +74,78 @@ pub struct DenyRule {
     pub namespaces: Vec<String>,
 }
 
+/// A fault the control plane injects (see `test-control-plane/faults.go`): matching resource requests
+/// are answered with `status`, delayed, or stalled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRule {
+    /// The client identity (certificate CN); empty: every client but the admin.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// Verbs (`get`, `list`, `create`, `apply`, `patch`, `delete` …); empty: all but `watch`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verbs: Vec<String>,
+    /// Resources (plural, `resource/subresource`); empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Answer 429, 500 or 503 instead (0: answer normally after the delay or stall).
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub status: u16,
+    /// `Retry-After` of a 429/503, in seconds.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub retry_after_seconds: u32,
+    /// Latency added, in milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub delay_millis: u32,
+    /// Accept and answer nothing until the rule expires or is cleared (or the client gives up).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stall: bool,
+    /// The share of matching requests hit (0: all).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub probability: f64,
+    /// At most this many requests hit (0: unlimited).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub count: u32,
+    /// The rule lasts this long, in seconds (0: until cleared).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub seconds: u32,
+    /// (Read back) how many requests the rule hit.
+    #[serde(default, skip_serializing)]
+    pub hits: u64,
+}
+
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
+}
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
+}
+
+impl FaultRule {
+    /// Answer `status` to `user`'s requests with `verbs` (empty: all but watch).
+    pub fn status(user: &str, verbs: &[&str], status: u16) -> Self {
+        FaultRule {
+            user: user.to_owned(),
+            verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
+            status,
+            ..Default::default()
+        }
+    }
+
+    /// Stall `user`'s requests (every one but watches) for `seconds`.
+    pub fn stall(user: &str, seconds: u32) -> Self {
+        FaultRule {
+            user: user.to_owned(),
+            stall: true,
+            seconds,
+            ..Default::default()
+        }
+    }
+}
+
 impl DenyRule {
     /// A rule for `user`, `verbs` and `resources` in every namespace.
     pub fn new(user: &str, verbs: &[&str], resources: &[&str]) -> Self {
@@ -150,6 +222,41 @@ impl ControlPlane {
             message: e.to_string(),
         })?;
         self.testing_call(http::Method::POST, "/testing/deny", body)
+            .await?;
+        Ok(())
+    }
+
+    /// Inject a fault at run time.
+    pub async fn inject(&self, rule: &FaultRule) -> Result<()> {
+        let body = serde_json::to_vec(rule).map_err(|e| Error::Decode {
+            context: "encoding fault rule".into(),
+            message: e.to_string(),
+        })?;
+        self.testing_call(http::Method::POST, "/testing/faults", body)
+            .await?;
+        Ok(())
+    }
+
+    /// The fault rules, with how many requests each hit.
+    pub async fn faults(&self) -> Result<Vec<FaultRule>> {
+        let text = self
+            .testing_call(http::Method::GET, "/testing/faults", vec![])
+            .await?;
+        #[derive(Deserialize)]
+        struct Rules {
+            rules: Vec<FaultRule>,
+        }
+        serde_json::from_str::<Rules>(&text)
+            .map(|r| r.rules)
+            .map_err(|e| Error::Decode {
+                context: "GET /testing/faults".into(),
+                message: format!("{e}: {text}"),
+            })
+    }
+
+    /// Remove every fault rule (stalled requests are released).
+    pub async fn clear_faults(&self) -> Result<()> {
+        self.testing_call(http::Method::DELETE, "/testing/faults", vec![])
             .await?;
         Ok(())
     }

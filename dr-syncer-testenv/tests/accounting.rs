@@ -1,6 +1,7 @@
-//! Test hooks of the control plane: request accounting per client identity and the deny list.
+//! Test hooks of the control plane: request accounting per client identity, the deny list and fault
+//! injection.
 
-use dr_syncer_testenv::{ControlPlane, DenyRule, api_status, create_namespace, init_tracing};
+use dr_syncer_testenv::{ControlPlane, DenyRule, FaultRule, api_status, create_namespace, init_tracing};
 use k8s_openapi::api::{
     authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec},
     core::v1::{ConfigMap, Secret},
@@ -142,4 +143,60 @@ async fn deny_rules_can_be_given_at_start() {
     api.create(&PostParams::default(), &named("x")).await.unwrap();
     let err = api.delete("x", &Default::default()).await.unwrap_err();
     assert_eq!(api_status(&err).unwrap().code, 403);
+}
+
+/// Faults for one client: injected statuses (with Retry-After) for chosen verbs, a limited number of
+/// times; a stall that holds requests until it is cleared; other clients and verbs unaffected; each
+/// attempt counted.
+#[tokio::test]
+async fn faults_hit_the_chosen_client_verbs_and_count() {
+    init_tracing();
+    let cp = ControlPlane::start("faults").await.unwrap();
+    let ns = create_namespace(&cp.client(), "faults").await.unwrap();
+    let victim = cp.identity("victim").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(victim.client.clone(), &ns);
+    cp.inject(&FaultRule {
+        retry_after_seconds: 3,
+        count: 2,
+        ..FaultRule::status("victim", &["create"], 429)
+    })
+    .await
+    .unwrap();
+    // (This client retries a 429 after its Retry-After, as kube's default client does: the two
+    // injected answers are two of its attempts, the third gets through.)
+    cms.create(&PostParams::default(), &named("a")).await.unwrap();
+    let rules = cp.faults().await.unwrap();
+    assert_eq!(rules[0].hits, 2, "{rules:?}");
+    cp.clear_faults().await.unwrap();
+    // A 500 for gets of this client only: it gets the error, others are not hit.
+    cp.inject(&FaultRule::status("victim", &["get"], 500))
+        .await
+        .unwrap();
+    let err = cms.get("a").await.unwrap_err();
+    let status = api_status(&err).unwrap();
+    assert_eq!((status.code, status.reason.as_str()), (500, "InternalError"));
+    cms.list(&ListParams::default()).await.unwrap();
+    Api::<ConfigMap>::namespaced(cp.client(), &ns)
+        .get("a")
+        .await
+        .unwrap();
+    cp.clear_faults().await.unwrap();
+
+    // A stall: the request is accepted and not answered until the rule is cleared.
+    cp.inject(&FaultRule::stall("victim", 0)).await.unwrap();
+    let pending = tokio::spawn({
+        let cms = cms.clone();
+        async move { cms.get("a").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "stalled");
+    cp.clear_faults().await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(30), pending)
+        .await
+        .expect("released by the clear")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.metadata.name.as_deref(), Some("a"));
+    let counts = cp.requests("victim").await.unwrap();
+    assert!(counts.by_verb["create"] >= 3, "every attempt counted: {counts:?}");
 }
