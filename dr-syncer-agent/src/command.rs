@@ -9,7 +9,10 @@
 
 use std::{
     io::Write,
-    os::unix::{ffi::OsStrExt, process::CommandExt},
+    os::{
+        fd::AsRawFd,
+        unix::{ffi::OsStrExt, process::CommandExt},
+    },
     path::{Path, PathBuf},
     time::SystemTime,
 };
@@ -131,9 +134,10 @@ struct Prepared {
 fn prepare(request: Request) -> Result<Prepared, Refusal> {
     let dir = match &request {
         Request::Probe => None,
-        Request::ProbePath { root } | Request::Resolve { root } | Request::Checksum { root } => {
-            Some(open_root(root)?)
-        }
+        Request::ProbePath { root }
+        | Request::Resolve { root }
+        | Request::Checksum { root }
+        | Request::Usage { root } => Some(open_root(root)?),
         Request::Rsync { root, paths, .. } => {
             let dir = open_root(root)?;
             for path in paths {
@@ -170,6 +174,20 @@ fn execute(args: &CommandArgs, prepared: Prepared) -> i32 {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("dr-syncer-agent: checksum: {e}");
+                    1
+                }
+            }
+        }
+        (Request::Usage { .. }, Some(dir)) => {
+            // The opened directory (no symlink followed on the way), walked through its descriptor.
+            let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            match crate::usage::count(&path) {
+                Ok(u) => {
+                    println!("{}", u.to_reply());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("dr-syncer-agent: counting the volume: {e}");
                     1
                 }
             }

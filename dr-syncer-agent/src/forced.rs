@@ -4,6 +4,8 @@
 //! client's request arrives in `SSH_ORIGINAL_COMMAND` and is never given to a shell. Accepted:
 //! - `dr-syncer-probe` (connectivity check) and `dr-syncer-probe PATH` (is this volume served here?);
 //! - `dr-syncer-checksum PATH` (SHA-256 sums of files of an allowed volume, for sample verification);
+//! - `dr-syncer-usage PATH` (the file count and bytes of an allowed volume, for the wiped-source brake:
+//!   [`crate::usage`]);
 //! - `rsync --server --sender OPTIONS . PATH...` — an rsync **sender** only (the reader is read-only),
 //!   with options from an allow-list and paths inside one currently allowed volume.
 //!
@@ -40,6 +42,11 @@ pub enum Request {
     },
     /// Checksums of files of a volume (paths on standard input).
     Checksum {
+        /// The allowed volume.
+        root: PathBuf,
+    },
+    /// The file count and bytes of a volume.
+    Usage {
         /// The allowed volume.
         root: PathBuf,
     },
@@ -290,6 +297,14 @@ pub fn check(command: Option<&str>, roots: &[PathBuf]) -> Result<Request, Refusa
                 return refuse(format!("{path:?} is inside a volume, not a volume"));
             }
             Ok(Request::Checksum { root: root.into() })
+        }
+        [crate::usage::USAGE_COMMAND, path] => {
+            check_path_text(path)?;
+            let (root, rel) = locate(path, roots)?;
+            if !rel.is_empty() {
+                return refuse(format!("{path:?} is inside a volume, not a volume"));
+            }
+            Ok(Request::Usage { root: root.into() })
         }
         ["rsync", "--server", "--sender", rest @ ..] => check_rsync(rest, roots),
         ["rsync", "--server", ..] => refuse("only reading is allowed: the rsync receiver (write) is refused"),

@@ -43,6 +43,7 @@ fn rsync_senders_inside_allowed_volumes_are_accepted(
 #[case("dr-syncer-probe /srv/vol-b", Request::ProbePath { root: "/srv/vol-b".into() })]
 #[case("dr-syncer-probe /srv/vol-b/", Request::ProbePath { root: "/srv/vol-b".into() })]
 #[case("dr-syncer-checksum /srv/vol-b", Request::Checksum { root: "/srv/vol-b".into() })]
+#[case("dr-syncer-usage /srv/vol-b", Request::Usage { root: "/srv/vol-b".into() })]
 fn probes_and_checksums_are_accepted(#[case] command: &str, #[case] want: Request) {
     assert_eq!(check(Some(command), &roots()), Ok(want));
 }
@@ -236,6 +237,8 @@ fn probes_and_checksums_are_accepted(#[case] command: &str, #[case] want: Reques
 #[case(Some("dr-syncer-checksum /srv/vol-b/../x"), ".. component")]
 #[case(Some("dr-syncer-checksum /etc"), "not a volume served")]
 #[case(Some("dr-syncer-checksum"), "not allowed")]
+#[case(Some("dr-syncer-usage /etc"), "not a volume served")]
+#[case(Some("dr-syncer-usage /srv/vol-b/sub"), "inside a volume")]
 fn everything_else_is_refused(#[case] command: Option<&str>, #[case] reason: &str) {
     let refusal = check(command, &roots()).expect_err(&format!("{command:?} must be refused"));
     assert!(

@@ -25,6 +25,7 @@ pub mod grants;
 pub mod kubelet;
 pub mod mover;
 pub mod serve;
+pub mod usage;
 
 /// Command-line arguments of `dr-syncer-agent`.
 #[derive(Debug, Parser)]

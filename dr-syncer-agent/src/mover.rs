@@ -28,6 +28,8 @@ use dr_syncer_core::{
 };
 use serde_json::json;
 
+use crate::usage::{self, Usage};
+
 /// Where the reader is and how to log in (shared by `mover` and `probe`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReaderArgs {
@@ -97,6 +99,10 @@ pub struct MoverArgs {
     /// Do not delete destination files the source lacks.
     #[arg(long)]
     pub no_delete: bool,
+    /// Mirror the source even when it looks wiped (empty or nearly empty while the destination is not;
+    /// by default such a source is not copied and the destination is left untouched).
+    #[arg(long)]
+    pub allow_wiped_source: bool,
     /// Accept a transfer in which some files could not be copied or vanished (rsync 23/24).
     #[arg(long)]
     pub allow_incomplete: bool,
@@ -141,6 +147,7 @@ pub fn exit_code(err: &DataMoverError) -> u8 {
         DataMoverError::Incomplete { .. } => 6,
         DataMoverError::Verification(_) => 7,
         DataMoverError::TimedOut(_) => 8,
+        DataMoverError::SourceLooksWiped(_) => 10,
         DataMoverError::Failed { .. } | DataMoverError::Io { .. } | DataMoverError::Reported { .. } => 9,
     }
 }
@@ -254,12 +261,71 @@ async fn source_path(args: &MoverArgs) -> Result<String, DataMoverError> {
     }
 }
 
+/// The wiped-source brake ([`crate::usage`]): the source's usage (asked of the reader) next to the
+/// destination's. A reader that does not know the request (an older agent) cannot tell: the copy goes on.
+async fn check_not_wiped(args: &MoverArgs, path: &str) -> Result<(), DataMoverError> {
+    if args.allow_wiped_source || args.no_delete {
+        return Ok(());
+    }
+    let reader = args.reader.clone();
+    let command = format!("{} {path}", crate::usage::USAGE_COMMAND);
+    let answer = tokio::task::spawn_blocking(move || exec_on_reader(&reader, &command))
+        .await
+        .map_err(|e| DataMoverError::Failed {
+            message: format!("asking the reader for the volume's usage: {e}"),
+            transient: true,
+        })?;
+    let source = match answer {
+        Ok(a) => Usage::parse(&a.reply).ok_or_else(|| DataMoverError::Failed {
+            message: format!("unexpected reply to the usage request: {:?}", a.reply),
+            transient: false,
+        })?,
+        Err(DataMoverError::Refused(why)) => {
+            emit(
+                json!({"event": "warning", "message": format!("the reader cannot tell the source's usage ({why}): copying without the wiped-source check")}),
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let destination = args.destination.clone();
+    let copy = tokio::task::spawn_blocking(move || {
+        if destination.exists() {
+            usage::count(&destination)
+        } else {
+            Ok(Usage::default())
+        }
+    })
+    .await
+    .map_err(|e| DataMoverError::Failed {
+        message: format!("counting the destination: {e}"),
+        transient: true,
+    })?
+    .map_err(|e| DataMoverError::Io {
+        context: format!("counting {}", args.destination.display()),
+        source: e,
+    })?;
+    if usage::looks_wiped(source, copy) {
+        return Err(DataMoverError::SourceLooksWiped(format!(
+            "the source has {} file(s), {} byte(s); the DR copy has {} file(s), {} byte(s). If the source was \
+             emptied on purpose, allow it (operator: annotate the NamespaceMapping with \
+             dr-syncer.io/allow-wiped-source=true; CLI: --allow-wiped-source)",
+            source.files, source.bytes, copy.files, copy.bytes
+        )));
+    }
+    Ok(())
+}
+
 /// Run the writer; the process exit code.
 pub async fn run_mover(args: MoverArgs) -> u8 {
-    let request = match source_path(&args)
-        .await
-        .and_then(|path| build_request(&args, path))
-    {
+    let request = match source_path(&args).await {
+        Ok(path) => match check_not_wiped(&args, &path).await {
+            Ok(()) => build_request(&args, path),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let request = match request {
         Ok(r) => r,
         Err(err) => {
             finish(&args, failed_json(&err));

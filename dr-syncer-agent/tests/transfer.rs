@@ -745,3 +745,74 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
     );
     mount(&["umount", &vol_text]);
 }
+
+/// The wiped-source brake: after a first copy, the source volume is emptied; the next mover run does
+/// not mirror it (exit 10, `SourceLooksWiped`, the DR copy untouched), ordinary deletions are still
+/// mirrored, and `--allow-wiped-source` mirrors the empty source when that is what is wanted.
+#[test]
+fn a_wiped_source_is_not_mirrored_unless_allowed() {
+    let reader = Reader::start(ReaderOptions::default());
+    let vol = reader.volume("wiped");
+    for i in 0..5 {
+        std::fs::write(vol.join(format!("f{i}")), format!("data {i}")).unwrap();
+    }
+    reader.allow("wiped", &vol);
+    let dest = TestDir::data("wiped-dest");
+    let pin = dest.path().join("pin");
+    std::fs::write(&pin, format!("{}\n", reader.pin())).unwrap();
+    let copy = dest.path().join("pvc");
+    let mover = |extra: &[&str]| {
+        let mut cmd = Command::new(AGENT);
+        cmd.args([
+            "mover",
+            "--host",
+            &reader.host,
+            "--port",
+            &reader.port.to_string(),
+        ])
+        .arg("--host-key-file")
+        .arg(&pin)
+        .arg("--identity")
+        .arg(&reader.client_key)
+        .args(["--source-path", &vol.display().to_string()])
+        .arg("--destination")
+        .arg(&copy)
+        .args(["--retries", "0"])
+        .args(extra);
+        run_with_timeout(&mut cmd, Duration::from_secs(120))
+    };
+    let files = |dir: &Path| std::fs::read_dir(dir).unwrap().count();
+    let out = mover(&[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(files(&copy), 5);
+
+    // An ordinary deletion is mirrored.
+    std::fs::remove_file(vol.join("f0")).unwrap();
+    let out = mover(&[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(files(&copy), 4);
+
+    // Emptied: not mirrored, and said so.
+    for i in 1..5 {
+        std::fs::remove_file(vol.join(format!("f{i}"))).unwrap();
+    }
+    let out = mover(&[]);
+    assert_eq!(out.status.code(), Some(10), "{out:?}");
+    let lines = json_lines(&out.stdout);
+    let last = lines.last().unwrap();
+    assert_eq!(last["kind"], "SourceLooksWiped", "{lines:?}");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.contains("0 file(s)")
+            && message.contains("4 file(s)")
+            && message.contains("allow-wiped-source"),
+        "{message}"
+    );
+    assert_eq!(files(&copy), 4, "the DR copy is untouched");
+    assert_eq!(std::fs::read_to_string(copy.join("f3")).unwrap(), "data 3");
+
+    // Told to: mirrored.
+    let out = mover(&["--allow-wiped-source"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(files(&copy), 0);
+}

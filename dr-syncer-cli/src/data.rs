@@ -63,8 +63,9 @@ pub(crate) async fn prepare(
     reverse: bool,
     wait: Duration,
 ) -> anyhow::Result<DataRun> {
-    let transfer = TransferSettings::from_config(crate::mapping_data_config(args)?.as_ref())
+    let mut transfer = TransferSettings::from_config(crate::mapping_data_config(args)?.as_ref())
         .map_err(|e| Exit { code: 4, message: e })?;
+    transfer.allow_wiped_source = args.allow_wiped_source;
     let concurrency = args.data_concurrency.unwrap_or_else(|| {
         crate::mapping_data_config(args)
             .ok()

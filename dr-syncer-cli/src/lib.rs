@@ -138,6 +138,10 @@ pub struct Args {
     /// source's `kube-system` UID; by default a different cluster is refused with exit 4).
     #[arg(long, global = true)]
     pub accept_source_cluster: bool,
+    /// PVC data: mirror source volumes that look wiped (empty or nearly empty while the DR copy is not;
+    /// by default they are not copied and the DR copy is left untouched).
+    #[arg(long, global = true)]
+    pub allow_wiped_source: bool,
     /// Let deletions go ahead that the deletion brake holds (prune removing more than half, and more
     /// than 10, of the DR objects this mapping manages: see the mapping's `deletionBrake`).
     #[arg(long, global = true)]

@@ -34,6 +34,9 @@ pub const SOURCE_CLUSTER: &str = "dr-syncer.io/source-cluster";
 /// Annotation on a DR Namespace: the `kube-system` UID of the cluster it is filled from (the source's
 /// identity, compared before every sync writes; names are not identities).
 pub const SOURCE_CLUSTER_UID: &str = "dr-syncer.io/source-cluster-uid";
+/// Annotation on a NamespaceMapping: `"true"` lets the next full sync's PVC data copies mirror source
+/// volumes that look wiped (removed after that sync).
+pub const ALLOW_WIPED_SOURCE: &str = "dr-syncer.io/allow-wiped-source";
 /// Annotation on a RemoteCluster: accept the cluster it now reaches (the value is that cluster's
 /// `kube-system` UID, as the `ClusterIdentityChanged` condition names it); removed once accepted.
 pub const ACCEPT_CLUSTER_IDENTITY: &str = "dr-syncer.io/accept-cluster-identity";

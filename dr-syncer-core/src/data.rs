@@ -223,6 +223,10 @@ pub enum DataMoverError {
     /// Verification found a difference.
     #[error("verification failed: {0}")]
     Verification(String),
+    /// The source volume looks wiped (empty or nearly empty while the DR copy is not): it was not
+    /// mirrored, so the DR copy is untouched. Allowed only on request (`--allow-wiped-source`).
+    #[error("the source volume looks wiped: {0}; the DR copy was left untouched")]
+    SourceLooksWiped(String),
     /// A failure reported by a mover running elsewhere (a mover pod's result), with its kind.
     #[error("{message}")]
     Reported {
@@ -257,6 +261,7 @@ impl DataMoverError {
             DataMoverError::TimedOut(_) => "TransferTimedOut",
             DataMoverError::Verification(_) => "VerificationFailed",
             DataMoverError::Io { .. } => "Io",
+            DataMoverError::SourceLooksWiped(_) => "SourceLooksWiped",
             DataMoverError::Reported { kind, .. } => kind,
         }
     }
@@ -275,7 +280,8 @@ impl DataMoverError {
             DataMoverError::InvalidRequest(_)
             | DataMoverError::HostKeyMismatch { .. }
             | DataMoverError::AuthenticationFailed { .. }
-            | DataMoverError::Refused(_) => false,
+            | DataMoverError::Refused(_)
+            | DataMoverError::SourceLooksWiped(_) => false,
         }
     }
 }

@@ -286,6 +286,9 @@ pub struct TransferSettings {
     pub sample_percent: u8,
     /// Retries of transient failures inside one mover.
     pub retries: u32,
+    /// Mirror a source volume that looks wiped (empty or nearly empty while the DR copy is not); by
+    /// default such a copy is refused (`SourceLooksWiped`) and the DR copy left untouched.
+    pub allow_wiped_source: bool,
 }
 
 impl Default for TransferSettings {
@@ -298,6 +301,7 @@ impl Default for TransferSettings {
             verification: VerificationMode::None,
             sample_percent: 10,
             retries: 3,
+            allow_wiped_source: false,
         }
     }
 }
@@ -350,6 +354,9 @@ impl TransferSettings {
         ));
         a.push(format!("--sample-percent={}", self.sample_percent));
         a.push(format!("--retries={}", self.retries));
+        if self.allow_wiped_source {
+            a.push("--allow-wiped-source".into());
+        }
         a
     }
 }
@@ -446,7 +453,7 @@ impl MoverEvent {
 
     /// The error a `Failed` event stands for (its kind kept when it is one dr-syncer knows).
     pub fn into_error(kind: &str, transient: bool, message: String) -> DataMoverError {
-        const KINDS: [&str; 9] = [
+        const KINDS: [&str; 10] = [
             "InvalidTransferRequest",
             "HostKeyMismatch",
             "AuthenticationFailed",
@@ -456,6 +463,7 @@ impl MoverEvent {
             "TransferTimedOut",
             "VerificationFailed",
             "Io",
+            "SourceLooksWiped",
         ];
         DataMoverError::Reported {
             kind: KINDS.into_iter().find(|k| *k == kind).unwrap_or("TransferFailed"),

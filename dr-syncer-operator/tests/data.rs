@@ -514,6 +514,65 @@ spec:
     })
     .await
     .unwrap();
+
+    // Production's volume is wiped: the copy is refused (the DR copy untouched) and reported; a
+    // go-ahead on the mapping mirrors it, once.
+    for entry in std::fs::read_dir(&db).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    env.sync_now("shop", "wiped").await;
+    let nm = env
+        .wait_status("shop", "the wiped source refused", |s| {
+            s.data_sync.as_ref().is_some_and(|v| {
+                v.iter().any(|x| {
+                    x.source == "shop/db"
+                        && x.phase == "Failed"
+                        && x.message.as_deref().is_some_and(|m| m.contains("looks wiped"))
+                })
+            })
+        })
+        .await;
+    assert!(
+        nm.status
+            .unwrap()
+            .last_error
+            .unwrap()
+            .message
+            .contains("looks wiped"),
+        "reported"
+    );
+    assert_eq!(std::fs::read(dr_db.join("base/1")).unwrap(), b"first table");
+    assert_eq!(std::fs::metadata(dr_db.join("big.bin")).unwrap().len(), 8 << 20);
+    env.nm_api()
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/allow-wiped-source": "true"}}})),
+        )
+        .await
+        .unwrap();
+    env.sync_now("shop", "wiped-ok").await;
+    wait_for("the emptied volume mirrored", WAIT, || async {
+        Ok((!dr_db.join("big.bin").exists()).then_some(()))
+    })
+    .await
+    .unwrap();
+    wait_for("the go-ahead used up", WAIT, || async {
+        let nm = env.nm_api().get("shop").await?;
+        Ok((!nm
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("dr-syncer.io/allow-wiped-source"))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,7 +121,14 @@ pub(super) async fn sync_data(
         return outcome;
     }
     let transfer = match TransferSettings::from_config(pvc_config.data_sync_config.as_ref()) {
-        Ok(t) => t,
+        Ok(mut t) => {
+            // A person's go-ahead to mirror emptied volumes (removed after this sync).
+            t.allow_wiped_source = nm
+                .annotations()
+                .get(dr_syncer_core::annotations::ALLOW_WIPED_SOURCE)
+                .is_some_and(|v| v == "true");
+            t
+        }
         Err(m) => {
             fail_all(
                 &mut outcome,

@@ -404,6 +404,10 @@ impl<'a> Runner<'a> {
         let old = nm.status.clone().unwrap_or_default();
         let trigger = trigger_value(&nm);
         let go_ahead = go_ahead_value(&nm);
+        let wiped_ok = nm
+            .annotations()
+            .get(dr_syncer_core::annotations::ALLOW_WIPED_SOURCE)
+            .cloned();
         let started = Instant::now();
         let (relisted, mut changes) = watch.map(WatchBuffer::take).unwrap_or_default();
         // A full sync compares everything: waiting changes are part of it.
@@ -757,9 +761,14 @@ impl<'a> Runner<'a> {
         if let Some((annotation, value)) = trigger {
             self.clear_trigger(annotation, &value).await?;
         }
-        // A deletion go-ahead is for the deletions held when it was given: one full sync uses it.
+        // A deletion go-ahead is for the deletions held when it was given: one full sync uses it; so is
+        // a go-ahead to mirror wiped volumes.
         if let Some(value) = go_ahead.filter(|_| full) {
             self.clear_trigger(dr_syncer_core::annotations::ALLOW_DELETIONS, &value)
+                .await?;
+        }
+        if let Some(value) = wiped_ok.filter(|_| full) {
+            self.clear_trigger(dr_syncer_core::annotations::ALLOW_WIPED_SOURCE, &value)
                 .await?;
         }
         let fresh_again = super::set_stale(
