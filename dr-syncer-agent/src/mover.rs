@@ -494,6 +494,7 @@ fn exec_on_reader(r: &ReaderArgs, command: &str) -> Result<ReaderAnswer, DataMov
         identity: r.identity.clone(),
         connect_timeout_ms: r.connect_timeout_secs.max(1) * 1000,
         keepalive_secs: 0,
+        idle_timeout_secs: 0,
     };
     let mut seen = None;
     let session = dr_syncer_core::ssh::connect(&config, &mut seen).map_err(|e| ssh_error(e, &r.host))?;

@@ -113,3 +113,97 @@ fn a_volume_moves_between_two_network_namespaces() {
     assert!(last_json(&out.stdout)["stats"]["filesDeleted"].as_u64().unwrap() >= 101);
     tree::assert_same(&vol, &dst, true);
 }
+
+/// A network partition of the DR node during a copy: the copy fails cleanly (no stall beyond the I/O
+/// timeout, no partial file left as the real one), and once the link is back the next copy completes
+/// with the data intact.
+#[test]
+fn a_partition_during_a_copy_fails_it_and_the_next_copy_completes() {
+    if !has_net_admin() {
+        eprintln!("SKIPPED: this process lacks CAP_NET_ADMIN, needed to create network namespaces");
+        return;
+    }
+    let net = NetnsPair::create();
+    let reader = Reader::start(ReaderOptions {
+        netns: Some(net.source.clone()),
+        listen: Some(net.source_ip.clone()),
+        port: Some(2222),
+        ..Default::default()
+    });
+    let vol = reader.volume("part");
+    let content = random_bytes(91, 16 << 20);
+    std::fs::write(vol.join("large.bin"), &content).unwrap();
+    reader.allow("part", &vol);
+    let dest = TestDir::data("part-dest");
+    let dst = dest.path().join("pvc");
+    std::fs::create_dir_all(&dst).unwrap();
+    let pin = dest.path().join("pin");
+    std::fs::write(&pin, format!("{}\n", reader.pin())).unwrap();
+    let mover = |extra: &[&str]| {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &net.dr,
+            AGENT,
+            "mover",
+            "--host",
+            &net.source_ip,
+            "--port",
+            "2222",
+        ])
+        .arg("--host-key-file")
+        .arg(&pin)
+        .arg("--identity")
+        .arg(&reader.client_key)
+        .args(["--source-path", &vol.display().to_string()])
+        .args(["--destination", &dst.display().to_string()])
+        .args(["--retries", "0", "--io-timeout-secs", "3"])
+        .args(extra);
+        cmd
+    };
+
+    // A slow copy (1 MiB/s); the link goes down once data flows.
+    let mut slow = mover(&["--bwlimit-kib", "1024"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&dst).unwrap().next().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the copy never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    net.link(false);
+    let out = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if slow.try_wait().unwrap().is_some() {
+                break slow.wait_with_output().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the partitioned copy did not end"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(last_json(&out.stdout)["event"], "failed", "{out:?}");
+    assert!(
+        !dst.join("large.bin").exists(),
+        "no partial file in place of the real one"
+    );
+
+    // The link is back: the next copy completes, byte for byte.
+    net.link(true);
+    let out = run_with_timeout(&mut mover(&[]), Duration::from_secs(120));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(last_json(&out.stdout)["event"], "completed");
+    assert!(
+        std::fs::read(dst.join("large.bin")).unwrap() == content,
+        "the data intact"
+    );
+}

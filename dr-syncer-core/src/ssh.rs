@@ -146,6 +146,7 @@ pub struct VerifiedSession {
     socket: TcpStream,
     fingerprint: String,
     keepalive: Option<Duration>,
+    idle: Option<Duration>,
 }
 
 impl std::fmt::Debug for VerifiedSession {
@@ -271,6 +272,7 @@ pub fn connect(
         socket,
         fingerprint: presented,
         keepalive,
+        idle: (config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)),
     })
 }
 
@@ -326,6 +328,7 @@ impl VerifiedSession {
         let mut first_error: Vec<u8> = Vec::new();
         let mut first_error_done = false;
         let mut last_keepalive = Instant::now();
+        let mut last_heard = Instant::now();
         // Whether standard input may have data (a read said so, or poll did): no read syscall otherwise.
         let mut stdin_ready = true;
         loop {
@@ -337,6 +340,7 @@ impl VerifiedSession {
                     Ok(n) => {
                         write_all(stdout.as_fd(), &buf[..n])?;
                         progressed = true;
+                        last_heard = Instant::now();
                         if n < buf.len() {
                             break;
                         }
@@ -401,6 +405,18 @@ impl VerifiedSession {
             }
             if channel.eof() {
                 break;
+            }
+            if let Some(idle) = self.idle
+                && last_heard.elapsed() >= idle
+            {
+                let _ = fcntl(stdin_fd, FcntlArg::F_SETFL(flags));
+                return Err(SshError::Io(std::io::Error::new(
+                    ErrorKind::TimedOut,
+                    format!(
+                        "nothing from the reader for {} s: the link is down",
+                        idle.as_secs()
+                    ),
+                )));
             }
             if let Some(interval) = self.keepalive
                 && last_keepalive.elapsed() >= interval

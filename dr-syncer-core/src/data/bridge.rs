@@ -30,6 +30,11 @@ pub struct BridgeConfig {
     pub connect_timeout_ms: u64,
     /// Interval of SSH keepalive messages in seconds (0: none).
     pub keepalive_secs: u32,
+    /// End the session when nothing arrives from the reader for this many seconds (0: never): a dead
+    /// link (a partition, a stopped node) is noticed instead of waited on forever. rsync's own
+    /// `--timeout` keeps bytes flowing on a healthy link, so this is set above it.
+    #[serde(default)]
+    pub idle_timeout_secs: u64,
 }
 
 /// Exit code of the bridge when it could not reach or log into the reader (rsync reports it as its own

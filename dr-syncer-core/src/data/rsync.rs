@@ -151,6 +151,11 @@ impl RsyncSsh {
                 .map_err(io(format!("resolving {}", endpoint.client_key.display())))?,
             connect_timeout_ms: u64::try_from(self.connect_timeout.as_millis()).unwrap_or(u64::MAX),
             keepalive_secs: 15,
+            // Twice rsync's I/O timeout: rsync gives up first (with its own exit code), then the bridge.
+            idle_timeout_secs: request
+                .options
+                .io_timeout
+                .map_or(0, |t| t.as_secs().saturating_mul(2).max(10)),
         };
         let json = serde_json::to_vec_pretty(&config).map_err(|e| DataMoverError::Failed {
             message: format!("encoding the bridge configuration: {e}"),

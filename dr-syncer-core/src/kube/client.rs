@@ -32,6 +32,11 @@ pub struct ClusterConfig {
 
 /// Default deadline of one request attempt.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The bound on every request of a client made by [`connect`], as a backstop for calls made outside
+/// [`Calls`] (which has its own, shorter, configurable deadline per attempt): no answer (the response's
+/// head) within it fails the request. Watches and followed logs are not bounded (they end on the
+/// server's `timeoutSeconds`, or when the caller stops reading).
+pub const REQUEST_BACKSTOP: Duration = Duration::from_secs(120);
 /// How long establishing a connection (TCP and TLS) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -122,5 +127,125 @@ pub async fn connect_with_url(cluster: &ClusterConfig) -> Result<(Client, String
     // timeout: it would cut idle watches; requests have their deadline in `Calls`.)
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     let url = config.cluster_url.to_string();
-    Ok((Client::try_from(config).map_err(|e| bad("client", &e))?, url))
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| bad("client", &e))?
+        .with_layer(&Backstop(REQUEST_BACKSTOP))
+        .build();
+    Ok((client, url))
+}
+
+/// A deadline on every request but streams ([`REQUEST_BACKSTOP`]).
+#[derive(Debug, Clone, Copy)]
+struct Backstop(Duration);
+
+impl<S> tower_layer::Layer<S> for Backstop {
+    type Service = BackstopService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BackstopService { inner, limit: self.0 }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BackstopService<S> {
+    inner: S,
+    limit: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether a request streams until the caller stops (a watch, a followed log).
+fn is_stream(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "watch=true" | "watch=1" | "follow=true" | "follow=1"))
+    })
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for BackstopService<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<S::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let stream = is_stream(req.uri());
+        let limit = self.limit;
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            if stream {
+                return response.await.map_err(Into::into);
+            }
+            match tokio::time::timeout(limit, response).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(format!("no answer within {} s (request timed out)", limit.as_secs()).into()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_watches_and_followed_logs_are_streams() {
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        assert!(is_stream(&uri("/api/v1/pods?watch=true&resourceVersion=1")));
+        assert!(is_stream(&uri(
+            "/api/v1/namespaces/a/pods/p/log?container=c&follow=true"
+        )));
+        assert!(!is_stream(&uri("/api/v1/namespaces/a/pods/p/log?container=c")));
+        assert!(!is_stream(&uri(
+            "/api/v1/configmaps?limit=500&labelSelector=watch%3Dtrue"
+        )));
+        assert!(!is_stream(&uri("/api/v1/namespaces")));
+    }
+
+    /// A server that accepts and never answers: a plain request fails at the backstop, a watch is left
+    /// alone (paused time: no real waiting).
+    #[tokio::test(start_paused = true)]
+    async fn the_backstop_bounds_requests_but_not_streams() {
+        use tower_layer::Layer;
+        use tower_service::Service;
+
+        #[derive(Clone)]
+        struct Never;
+        impl tower_service::Service<http::Request<()>> for Never {
+            type Response = ();
+            type Error = BoxError;
+            type Future = std::future::Pending<std::result::Result<(), BoxError>>;
+            fn poll_ready(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::result::Result<(), BoxError>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: http::Request<()>) -> Self::Future {
+                std::future::pending()
+            }
+        }
+        let mut svc = Backstop(Duration::from_secs(120)).layer(Never);
+        let get = http::Request::get("/api/v1/namespaces/kube-system")
+            .body(())
+            .unwrap();
+        let err = svc.call(get).await.unwrap_err();
+        assert!(err.to_string().contains("no answer within 120 s"), "{err}");
+        let watch = http::Request::get("/api/v1/pods?watch=true").body(()).unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(3600), svc.call(watch)).await;
+        assert!(waited.is_err(), "a watch is not cut by the backstop");
+    }
 }

@@ -28,8 +28,8 @@ pub use self::{
         is_timed_out, is_unserved, retry_after,
     },
     client::{
-        CONNECT_TIMEOUT, ClientOptions, ClusterConfig, DEFAULT_REQUEST_TIMEOUT, KubeconfigSource, connect,
-        connect_with_url,
+        CONNECT_TIMEOUT, ClientOptions, ClusterConfig, DEFAULT_REQUEST_TIMEOUT, KubeconfigSource,
+        REQUEST_BACKSTOP, connect, connect_with_url,
     },
     discovery::{custom_resource_types, discover},
     drill::{
