@@ -82,10 +82,19 @@ impl ClusterHandle {
         let Some(pinned) = rc.status.as_ref().and_then(|s| s.cluster_identity.as_ref()) else {
             return Ok(());
         };
-        let found = match self.identity().await {
-            Ok(found) => found,
-            Err(e) => {
+        // One attempt's time (no retries): a cluster that does not answer is the sync's to report.
+        let limit = self
+            .calls
+            .timeout()
+            .unwrap_or(dr_syncer_core::kube::DEFAULT_REQUEST_TIMEOUT);
+        let found = match tokio::time::timeout(limit, self.identity()).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
                 tracing::debug!(cluster = %self.name, error = %e, "identity not checked: no answer");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(cluster = %self.name, "identity not checked: no answer in time");
                 None
             }
         };

@@ -91,6 +91,10 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
         })
         .await;
     let failed_after = stalled_at.elapsed();
+    eprintln!(
+        "figures: stall: the sync failed {:.1} s after the DR control plane was stopped",
+        failed_after.as_secs_f64()
+    );
     // No successful sync for more than 3 schedule periods (2 s each): the mapping says it is stale.
     let stale = env
         .wait_status("shop", "Stale", |s| {
@@ -544,6 +548,7 @@ async fn a_first_copy_through_429_storms_and_5xx_bursts_completes() {
         env.dr.inject(&rule).await.unwrap();
     }
     let _op = env.operator("dr-syncer-operator", &[]).await;
+    let created = std::time::Instant::now();
     env.apply(&mapping(
         "big",
         &format!(
@@ -569,4 +574,9 @@ async fn a_first_copy_through_429_storms_and_5xx_bursts_completes() {
     }
     let hits: Vec<u64> = env.dr.faults().await.unwrap().iter().map(|r| r.hits).collect();
     assert!(hits.iter().all(|h| *h > 0), "every kind of fault hit: {hits:?}");
+    // (For docs/reliability.md; shown with --no-capture.)
+    eprintln!(
+        "figures: storm: faults injected (429, 503, 500) {hits:?}; copy completed {:.1} s after the mapping was created",
+        created.elapsed().as_secs_f64()
+    );
 }
