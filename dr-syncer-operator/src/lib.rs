@@ -178,7 +178,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .thread_stack_size(8 << 20)
                 .build()?;
-            rt.block_on(runtime::run(args))
+            let code = rt.block_on(runtime::run(args));
+            // Whatever is still in flight (a request to a stalled cluster, a blocking lookup) must not
+            // keep a replica that lost its lease alive: the process ends promptly.
+            rt.shutdown_timeout(std::time::Duration::from_millis(500));
+            code
         }
     }
 }

@@ -580,3 +580,108 @@ async fn a_first_copy_through_429_storms_and_5xx_bursts_completes() {
         created.elapsed().as_secs_f64()
     );
 }
+
+/// The leader's connection to the controller cluster stalls (its requests there are accepted and never
+/// answered): its lease renewal is cut off at the renew deadline and it stops — before the standby can
+/// take the lease, which expires only after the lease duration. No time with two writers: the leader's
+/// process has ended before the standby's acquire time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_the_controller_stops_before_the_standby_takes_over() {
+    use std::time::{Duration, Instant};
+
+    use dr_syncer_testenv::FaultRule;
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let env = Env::start("leader-stall").await;
+    let src = create_namespace(&env.prod.client(), "app").await.unwrap();
+    apply_yaml(
+        &env.prod.client(),
+        Some(&src),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {v: '1'}\n",
+    )
+    .await
+    .unwrap();
+    let timing = [
+        "--leader-elect",
+        "--lease-duration",
+        "6s",
+        "--renew-deadline",
+        "3s",
+        "--retry-period",
+        "1s",
+    ];
+    let mut one = env.operator("replica-one", &timing).await;
+    let leases: Api<Lease> = Api::namespaced(env.controller.client(), NS);
+    let holder = || async {
+        leases
+            .get_opt("dr-syncer.io")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+    };
+    wait_for("replica-one leads", T, || async {
+        Ok(holder()
+            .await
+            .filter(|s| s.holder_identity.as_deref() == Some("replica-one"))
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    let _two = env.operator("replica-two", &timing).await;
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: app, namespace: {NS}}}\nspec:\n  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n"
+    ))
+    .await;
+    env.wait_status("app", "synced by the leader", |s| {
+        s.phase == Some(SyncPhase::Completed)
+    })
+    .await;
+
+    // Everything replica-one asks of the controller cluster stalls from now on.
+    env.controller
+        .inject(&FaultRule::stall("replica-one", 0))
+        .await
+        .unwrap();
+    let stalled = Instant::now();
+    let exited_at = loop {
+        if !one.running() {
+            break k8s_openapi::jiff::Timestamp::now();
+        }
+        assert!(stalled.elapsed() < T, "the stalled leader kept running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stopped_after = stalled.elapsed();
+    let spec = wait_for("replica-two leads", T, || async {
+        Ok(holder()
+            .await
+            .filter(|s| s.holder_identity.as_deref() == Some("replica-two")))
+    })
+    .await
+    .unwrap();
+    let acquired = spec.acquire_time.expect("acquireTime").0;
+    eprintln!(
+        "figures: leader stall: the leader stopped {:.1} s after the stall, the standby acquired {:.1} s after the leader stopped",
+        stopped_after.as_secs_f64(),
+        acquired.duration_since(exited_at).as_secs_f64()
+    );
+    assert!(
+        exited_at < acquired,
+        "the old leader ({exited_at}) must be gone before the standby acquires ({acquired})"
+    );
+    env.controller.clear_faults().await.unwrap();
+    // The new leader syncs.
+    apply_yaml(
+        &env.prod.client(),
+        Some(&src),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {v: '1'}\n",
+    )
+    .await
+    .unwrap();
+    let dr_cms: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    wait_for("the new leader syncs", T, || async {
+        Ok((dr_cms.get_opt("b").await?.is_some()).then_some(()))
+    })
+    .await
+    .unwrap();
+}
