@@ -973,3 +973,61 @@ async fn a_cutover_stops_a_data_copy_still_writing_into_the_dr_side() {
         "no copy lock held"
     );
 }
+
+/// The operator is killed (SIGKILL) while it copies PVC data: after a restart the cut-short sync is
+/// recorded (`SyncInterrupted`), the copy is made again and completes with the data byte for byte, and
+/// no mover pod is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_during_a_data_copy_completes_it_after_a_restart() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    let env = Env::start("op-data-kill").await;
+    let nodes = nodes(&env, 99).await;
+    prod_namespace(&env, "shop", DATA_PVC).await;
+    let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    let content = dr_syncer_testenv::random_bytes(5, 4 << 20);
+    write(&prod_data, "big.bin", &content);
+    let mut op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    enable_pvc_sync(&env, "").await;
+    // A slow copy (bandwidth limit), so that it is still running when the operator dies.
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: \"1\"}}}}\nspec:\n  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: shop\n  resourceTypes: [persistentvolumeclaims]\n  retryConfig: {{maxRetries: 10, initialBackoff: 1s, maxBackoff: 2s}}\n  pvcConfig: {{syncData: true, dataSyncConfig: {{bandwidthLimit: 256}}}}\n"
+    ))
+    .await;
+    env.wait_status("shop", "the copy running", |s| {
+        s.data_sync
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x.phase == "Syncing"))
+    })
+    .await;
+    op.kill();
+
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    env.wait_event("shop", "SyncInterrupted").await;
+    let nm = env
+        .wait_status("shop", "the copy made again", |s| {
+            s.phase == Some(dr_syncer_core::api::SyncPhase::Completed)
+                && s.data_sync
+                    .as_ref()
+                    .is_some_and(|v| v.iter().any(|x| x.phase == "Synced"))
+        })
+        .await;
+    assert!(nm.status.unwrap().last_error.is_none());
+    let dr_data = nodes.dr.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    assert!(
+        std::fs::read(dr_data.join("big.bin")).unwrap() == content,
+        "the data byte for byte"
+    );
+    let movers: Api<Pod> = Api::namespaced(env.dr.client(), "shop");
+    let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");
+    wait_for("no mover left", WAIT, || async {
+        Ok(movers.list(&lp).await?.items.is_empty().then_some(()))
+    })
+    .await
+    .unwrap();
+}
