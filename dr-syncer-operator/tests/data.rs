@@ -1031,3 +1031,92 @@ async fn an_operator_killed_during_a_data_copy_completes_it_after_a_restart() {
     .await
     .unwrap();
 }
+
+/// Cut (`up` false) or restore the network of a simulated node (its interfaces but loopback).
+fn node_link(netns: &str, up: bool) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", netns, "-o", "link", "show"])
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else {
+            continue;
+        };
+        if name != "lo" {
+            let ok = std::process::Command::new("ip")
+                .args(["-n", netns, "link", "set", name, if up { "up" } else { "down" }])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip link set {name}");
+        }
+    }
+}
+
+/// A network partition of the DR node during the operator's PVC copy: the copy fails cleanly within its
+/// time limit (reported, no partial file in place of the real one, no mover left), and once the network
+/// is back the next copy completes with the data byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_during_a_data_copy_fails_it_cleanly_and_the_next_completes() {
+    if !dr_syncer_testenv::kubelet::available_or_skip() {
+        return;
+    }
+    let env = Env::start("op-data-part").await;
+    let nodes = nodes(&env, 100).await;
+    prod_namespace(&env, "shop", DATA_PVC).await;
+    let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    let content = dr_syncer_testenv::random_bytes(7, 2 << 20);
+    write(&prod_data, "big.bin", &content);
+    let _op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    enable_pvc_sync(&env, "").await;
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: \"1\"}}}}\nspec:\n  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: shop\n  resourceTypes: [persistentvolumeclaims]\n  pvcConfig: {{syncData: true, dataSyncConfig: {{bandwidthLimit: 256, timeout: 20s}}}}\n"
+    ))
+    .await;
+    env.wait_status("shop", "the copy running", |s| {
+        s.data_sync
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x.phase == "Syncing"))
+    })
+    .await;
+    let dr_node = nodes.dr.netns("dr-a");
+    node_link(&dr_node, false);
+    let nm = env
+        .wait_status("shop", "the partitioned copy failed", |s| {
+            s.data_sync
+                .as_ref()
+                .is_some_and(|v| v.iter().any(|x| x.phase == "Failed"))
+                && s.phase != Some(dr_syncer_core::api::SyncPhase::Running)
+        })
+        .await;
+    let volume = nm.status.unwrap().data_sync.unwrap().remove(0);
+    assert!(
+        volume.message.as_deref().is_some_and(|m| m.contains("timed out")),
+        "{volume:?}"
+    );
+    let dr_data = nodes.dr.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    assert!(!dr_data.join("big.bin").exists(), "no partial file in place");
+    let movers: Api<Pod> = Api::namespaced(env.dr.client(), "shop");
+    let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");
+    wait_for("no mover left", WAIT, || async {
+        Ok(movers.list(&lp).await?.items.is_empty().then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // The network is back: the next copy completes.
+    node_link(&dr_node, true);
+    env.sync_now("shop", "healed").await;
+    env.wait_status("shop", "copied after the partition", |s| {
+        s.data_sync
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x.phase == "Synced"))
+    })
+    .await;
+    assert!(
+        std::fs::read(dr_data.join("big.bin")).unwrap() == content,
+        "the data byte for byte"
+    );
+}
