@@ -12,6 +12,8 @@
 //! - `no-op resync`: a Scheduled mapping (every 5 s) of 10,000 ConfigMaps; after the first copy, the write
 //!   requests three more syncs make on the DR side (server-side accounting of the operator's identity).
 //!   Target 0.
+//! - `peak RSS, 1k copy`: the peak resident memory of an operator whose only work was the first copy of
+//!   1,000 objects (Manual mapping, one sync). Same target as the next line.
 //! - `peak RSS, 10k sync`: the operator's peak resident memory (VmHWM) after the Scheduled mapping's first
 //!   copy of the 10,000 objects and the syncs after it, at the default concurrency (64 applies in
 //!   flight). Target: four such syncs at once (`--max-concurrent-syncs` 4) fit the deploy's 1 GiB limit.
@@ -302,7 +304,54 @@ async fn latency(env: &Env, rate: u32) {
     );
 }
 
+/// The peak memory of an operator process whose only work was the first copy of `n` objects.
+async fn peak_of_a_first_copy(env: &Env, bin: &PathBuf, n: usize) {
+    let src = create_namespace(&env.prod.client(), &format!("peak{n}"))
+        .await
+        .unwrap();
+    fill(&env.prod.client(), &src, n).await;
+    let op = start_operator(bin, env);
+    let name = format!("peak{n}");
+    mapping(
+        env,
+        &name,
+        &format!("  replicationMode: Manual\n  sourceNamespace: {src}\n  destinationNamespace: {src}-dr"),
+    )
+    .await;
+    Api::<dr_syncer_core::api::NamespaceMapping>::namespaced(env.ctl.client(), NS)
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"dr-syncer.io/sync-now": "go"}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_count(
+            &env.dr.client(),
+            &format!("{src}-dr"),
+            n,
+            Duration::from_secs(600)
+        )
+        .await,
+        "first copy of {n}"
+    );
+    let peak = peak_mib(op.0.id());
+    line(
+        &format!("peak RSS, {}k copy", n / 1000),
+        "4 x peak <= 1 GiB limit",
+        format!("{peak:.1} MiB"),
+        peak > 0.0 && 4.0 * peak <= 1024.0,
+    );
+    drop(op);
+    Api::<dr_syncer_core::api::NamespaceMapping>::namespaced(env.ctl.client(), NS)
+        .delete(&name, &Default::default())
+        .await
+        .ok();
+}
+
 async fn noop_and_rss(env: &Env, bin: &PathBuf) {
+    peak_of_a_first_copy(env, bin, 1000).await;
     let n = 10_000;
     let src = create_namespace(&env.prod.client(), "big").await.unwrap();
     let started = Instant::now();

@@ -139,6 +139,18 @@ async fn blocked(
     message: String,
     retry: bool,
 ) -> Result<Action> {
+    let again = retry.then(|| ctx.backoffs.next(&format!("{}#blocked", key_of(nm))));
+    blocked_until(ctx, nm, reason, message, again).await
+}
+
+/// As [`blocked`], checked again after `again` (or the staleness check, whichever comes first).
+async fn blocked_until(
+    ctx: &Context,
+    nm: &NamespaceMapping,
+    reason: &str,
+    message: String,
+    again: Option<Duration>,
+) -> Result<Action> {
     let old = nm.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let mut conds = status.conditions.take().unwrap_or_default();
@@ -180,7 +192,6 @@ async fn blocked(
     if changed {
         ctx.event(nm, true, reason, "Validate", message).await;
     }
-    let again = retry.then(|| ctx.backoffs.next(&format!("{}#blocked", key_of(nm))));
     Ok(match [again, fresh_again].into_iter().flatten().min() {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
@@ -247,6 +258,13 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     }
     let clusters = match run::Clusters::resolve(ctx, &nm).await {
         Ok(c) => c,
+        Err(e @ ClusterError::IdentityChanged { .. }) => {
+            // Checked again as an unhealthy RemoteCluster is (not on a growing backoff): once the
+            // kubeconfig reaches the pinned cluster again, or the new one is accepted, syncing resumes.
+            ctx.workers.stop(&key);
+            let again = Some(ctx.options.unhealthy_recheck_interval);
+            return blocked_until(ctx, &nm, e.reason(), e.to_string(), again).await;
+        }
         Err(e) => {
             ctx.workers.stop(&key);
             let retry = !matches!(e, ClusterError::ClustersUnspecified(_));
