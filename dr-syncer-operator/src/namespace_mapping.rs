@@ -435,7 +435,26 @@ pub(crate) fn set_stale(
 /// that a sync that kills the operator again and again backs off instead of starting at once after
 /// every restart (and starving the other mappings).
 async fn record_interruption(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Arc<NamespaceMapping>> {
-    let Some(old) = nm.status.as_ref().filter(|s| s.phase == Some(SyncPhase::Running)) else {
+    let running = |nm: &NamespaceMapping| {
+        nm.status
+            .as_ref()
+            .is_some_and(|s| s.phase == Some(SyncPhase::Running))
+    };
+    if !running(&nm) {
+        return Ok(nm);
+    }
+    // The controller's cache may still hold the status a sync of this process wrote when it started
+    // (its final status not seen yet): only the API server's current status tells.
+    let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &nm.namespace().unwrap_or_default());
+    let nm = match api.get_opt(&nm.name_any()).await {
+        Ok(Some(fresh)) => Arc::new(fresh),
+        Ok(None) => return Ok(nm),
+        Err(e) => return Err(Error::kube("reading the NamespaceMapping", e)),
+    };
+    if !running(&nm) {
+        return Ok(nm);
+    }
+    let Some(old) = nm.status.as_ref() else {
         return Ok(nm);
     };
     let retry_config = nm.spec.retry_config.clone().unwrap_or_else(run::default_retry);
