@@ -501,6 +501,27 @@ fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `dr-syncer-agent mover` against `reader`, with host key pins `pin`, into `destination`, no retries
+/// (the caller adds the volume: `--source-path` or `--grant`).
+fn mover_command(reader: &Reader, pin: &Path, destination: &Path) -> Command {
+    let mut cmd = Command::new(AGENT);
+    cmd.args([
+        "mover",
+        "--host",
+        &reader.host,
+        "--port",
+        &reader.port.to_string(),
+    ])
+    .arg("--host-key-file")
+    .arg(pin)
+    .arg("--identity")
+    .arg(&reader.client_key)
+    .arg("--destination")
+    .arg(destination)
+    .args(["--retries", "0"]);
+    cmd
+}
+
 #[test]
 fn the_mover_and_probe_commands_report_json_lines_and_exit_codes() {
     let reader = Reader::start(ReaderOptions::default());
@@ -512,23 +533,9 @@ fn the_mover_and_probe_commands_report_json_lines_and_exit_codes() {
     let pin = dest.path().join("pin");
     std::fs::write(&pin, format!("{}\n", reader.pin())).unwrap();
     let mover = |pin: &Path, extra: &[&str]| {
-        let mut cmd = Command::new(AGENT);
-        cmd.args([
-            "mover",
-            "--host",
-            &reader.host,
-            "--port",
-            &reader.port.to_string(),
-        ])
-        .arg("--host-key-file")
-        .arg(pin)
-        .arg("--identity")
-        .arg(&reader.client_key)
-        .args(["--source-path", &vol.display().to_string()])
-        .arg("--destination")
-        .arg(dest.path().join("pvc"))
-        .args(["--retries", "0"])
-        .args(extra);
+        let mut cmd = mover_command(&reader, pin, &dest.path().join("pvc"));
+        cmd.args(["--source-path", &vol.display().to_string()])
+            .args(extra);
         run_with_timeout(&mut cmd, Duration::from_secs(120))
     };
     let out = mover(&pin, &["--verification", "full", "--bwlimit-kib", "4096"]);
@@ -665,24 +672,10 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
     };
     let vol_text = vol.display().to_string();
     let mover = |grant: &str, wait: &str| {
-        let mut cmd = Command::new(AGENT);
-        cmd.args([
-            "mover",
-            "--host",
-            &reader.host,
-            "--port",
-            &reader.port.to_string(),
-        ])
-        .arg("--host-key-file")
-        .arg(&pin)
-        .arg("--identity")
-        .arg(&reader.client_key)
-        .args(["--grant", grant, "--grant-wait-secs", wait])
-        .arg("--destination")
-        .arg(dest.path().join("pvc"))
-        .arg("--termination-log")
-        .arg(&term)
-        .args(["--retries", "0"]);
+        let mut cmd = mover_command(&reader, &pin, &dest.path().join("pvc"));
+        cmd.args(["--grant", grant, "--grant-wait-secs", wait])
+            .arg("--termination-log")
+            .arg(&term);
         run_with_timeout(&mut cmd, Duration::from_secs(120))
     };
 
@@ -762,23 +755,9 @@ fn a_wiped_source_is_not_mirrored_unless_allowed() {
     std::fs::write(&pin, format!("{}\n", reader.pin())).unwrap();
     let copy = dest.path().join("pvc");
     let mover = |extra: &[&str]| {
-        let mut cmd = Command::new(AGENT);
-        cmd.args([
-            "mover",
-            "--host",
-            &reader.host,
-            "--port",
-            &reader.port.to_string(),
-        ])
-        .arg("--host-key-file")
-        .arg(&pin)
-        .arg("--identity")
-        .arg(&reader.client_key)
-        .args(["--source-path", &vol.display().to_string()])
-        .arg("--destination")
-        .arg(&copy)
-        .args(["--retries", "0"])
-        .args(extra);
+        let mut cmd = mover_command(&reader, &pin, &copy);
+        cmd.args(["--source-path", &vol.display().to_string()])
+            .args(extra);
         run_with_timeout(&mut cmd, Duration::from_secs(120))
     };
     let files = |dir: &Path| std::fs::read_dir(dir).unwrap().count();

@@ -158,6 +158,51 @@ impl Context {
         (ctx, rx)
     }
 
+    /// Remove annotation `key` from `obj` (on the controller cluster) if it still has `value`: a JSON
+    /// patch with a test, so that a value set again meanwhile stays. An object that is gone, or whose
+    /// value changed, is left alone.
+    ///
+    /// # Errors
+    /// The patch failed otherwise.
+    pub async fn remove_annotation<K>(&self, obj: &K, key: &str, value: &str) -> crate::error::Result<()>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        use kube::ResourceExt;
+        let api: kube::Api<K> =
+            kube::Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
+        let path = format!(
+            "/metadata/annotations/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        );
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            {"op": "test", "path": path, "value": value},
+            {"op": "remove", "path": path},
+        ]))
+        .map_err(|e| {
+            crate::error::Error::Core(dr_syncer_core::Error::Json {
+                context: format!("removing annotation {key}"),
+                source: e,
+            })
+        })?;
+        match api
+            .patch(
+                &obj.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::<()>::Json(patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The test failed (set again meanwhile) or the object is gone: nothing to remove.
+            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => Ok(()),
+            Err(e) => Err(crate::error::Error::kube(format!("removing annotation {key}"), e)),
+        }
+    }
+
     /// Check RemoteCluster `rc` now (see [`Context::take_rc_triggers`]).
     pub fn recheck(&self, rc: &RemoteCluster) {
         let _ = self.rc_trigger.send(ObjectRef::from_obj(rc));

@@ -320,7 +320,8 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
             )
             .await;
         }
-        remove_annotation(&ctx, &rc, ACCEPT_CLUSTER_IDENTITY, accepted).await?;
+        ctx.remove_annotation(rc.as_ref(), ACCEPT_CLUSTER_IDENTITY, accepted)
+            .await?;
     }
     if healthy && !was_healthy {
         info!("cluster available");
@@ -351,33 +352,6 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
         ctx.options.unhealthy_recheck_interval
     };
     Ok(Action::requeue(pvc_again.map_or(again, |p| p.min(again))))
-}
-
-/// Remove annotation `key` from `rc` if it still has `value` (a JSON patch with a test).
-async fn remove_annotation(ctx: &Context, rc: &RemoteCluster, key: &str, value: &str) -> Result<()> {
-    let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), &rc.namespace().unwrap_or_default());
-    let path = format!(
-        "/metadata/annotations/{}",
-        key.replace('~', "~0").replace('/', "~1")
-    );
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": path, "value": value},
-        {"op": "remove", "path": path},
-    ]))
-    .map_err(|e| {
-        Error::Core(dr_syncer_core::Error::Json {
-            context: "annotation patch".into(),
-            source: e,
-        })
-    })?;
-    match api
-        .patch(&rc.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => Ok(()),
-        Err(e) => Err(Error::kube("removing an annotation", e)),
-    }
 }
 
 #[cfg(test)]

@@ -1032,27 +1032,6 @@ async fn an_operator_killed_during_a_data_copy_completes_it_after_a_restart() {
     .unwrap();
 }
 
-/// Cut (`up` false) or restore the network of a simulated node (its interfaces but loopback).
-fn node_link(netns: &str, up: bool) {
-    let out = std::process::Command::new("ip")
-        .args(["-n", netns, "-o", "link", "show"])
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else {
-            continue;
-        };
-        if name != "lo" {
-            let ok = std::process::Command::new("ip")
-                .args(["-n", netns, "link", "set", name, if up { "up" } else { "down" }])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip link set {name}");
-        }
-    }
-}
-
 /// A network partition of the DR node during the operator's PVC copy: the copy fails cleanly within its
 /// time limit (reported, no partial file in place of the real one, no mover left), and once the network
 /// is back the next copy completes with the data byte for byte.
@@ -1082,7 +1061,7 @@ async fn a_partition_during_a_data_copy_fails_it_cleanly_and_the_next_completes(
     })
     .await;
     let dr_node = nodes.dr.netns("dr-a");
-    node_link(&dr_node, false);
+    dr_syncer_testenv::kubelet::set_links(&dr_node, false).unwrap();
     let nm = env
         .wait_status("shop", "the partitioned copy failed", |s| {
             s.data_sync
@@ -1107,7 +1086,7 @@ async fn a_partition_during_a_data_copy_fails_it_cleanly_and_the_next_completes(
     .unwrap();
 
     // The network is back: the next copy completes.
-    node_link(&dr_node, true);
+    dr_syncer_testenv::kubelet::set_links(&dr_node, true).unwrap();
     env.sync_now("shop", "healed").await;
     env.wait_status("shop", "copied after the partition", |s| {
         s.data_sync

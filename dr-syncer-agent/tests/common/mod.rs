@@ -534,26 +534,7 @@ impl NetnsPair {
 impl NetnsPair {
     /// Cut (`up` false) or restore the link between the two namespaces (the DR side's interfaces).
     pub fn link(&self, up: bool) {
-        let out = Command::new("ip")
-            .args(["-n", &self.dr, "-o", "link", "show"])
-            .output()
-            .expect("run ip");
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            // "2: ddXXXX@if3: <...>"
-            let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else {
-                continue;
-            };
-            if name != "lo" {
-                ip(&[
-                    "-n",
-                    &self.dr,
-                    "link",
-                    "set",
-                    name,
-                    if up { "up" } else { "down" },
-                ]);
-            }
-        }
+        dr_syncer_testenv::kubelet::set_links(&self.dr, up).unwrap();
     }
 }
 

@@ -29,8 +29,7 @@ use dr_syncer_core::{
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    Resource, ResourceExt,
     runtime::{controller::Action, reflector::ObjectRef},
 };
 use serde_json::json;
@@ -46,7 +45,7 @@ use crate::{
     clusters::ClusterHandle,
     conditions::now,
     context::Context,
-    error::{ClusterError, Error, Result},
+    error::{ClusterError, Result},
     metrics::{DurationLabels, MappingLabels, SiteLabels},
 };
 
@@ -150,13 +149,6 @@ pub(super) struct Runner<'a> {
     types: Vec<ResourceType>,
     /// (source, destination) namespace pairs.
     pairs: Vec<(String, String)>,
-}
-
-fn json_patch_path(key: &str) -> String {
-    format!(
-        "/metadata/annotations/{}",
-        key.replace('~', "~0").replace('/', "~1")
-    )
 }
 
 impl<'a> Runner<'a> {
@@ -759,17 +751,21 @@ impl<'a> Runner<'a> {
         // shows next to the trigger that asked for it. (Should the process stop in between, the phase is
         // still Running and the next start syncs again.)
         if let Some((annotation, value)) = trigger {
-            self.clear_trigger(annotation, &value).await?;
+            ctx.remove_annotation(nm.as_ref(), annotation, &value).await?;
         }
         // A deletion go-ahead is for the deletions held when it was given: one full sync uses it; so is
         // a go-ahead to mirror wiped volumes.
         if let Some(value) = go_ahead.filter(|_| full) {
-            self.clear_trigger(dr_syncer_core::annotations::ALLOW_DELETIONS, &value)
+            ctx.remove_annotation(nm.as_ref(), dr_syncer_core::annotations::ALLOW_DELETIONS, &value)
                 .await?;
         }
         if let Some(value) = wiped_ok.filter(|_| full) {
-            self.clear_trigger(dr_syncer_core::annotations::ALLOW_WIPED_SOURCE, &value)
-                .await?;
+            ctx.remove_annotation(
+                nm.as_ref(),
+                dr_syncer_core::annotations::ALLOW_WIPED_SOURCE,
+                &value,
+            )
+            .await?;
         }
         let fresh_again = super::set_stale(
             ctx,
@@ -1091,36 +1087,6 @@ impl<'a> Runner<'a> {
         site::SiteState {
             source: source.unwrap_or_default(),
             destination: destination.map(|(d, _)| d).unwrap_or_default(),
-        }
-    }
-
-    /// Remove the manual trigger, unless it was set again (to another value) during the sync.
-    async fn clear_trigger(&self, annotation: &str, value: &str) -> Result<()> {
-        let api: Api<NamespaceMapping> =
-            Api::namespaced(self.ctx.client.clone(), &self.nm.namespace().unwrap_or_default());
-        let path = json_patch_path(annotation);
-        let patch: json_patch::Patch = serde_json::from_value(json!([
-            {"op": "test", "path": path, "value": value},
-            {"op": "remove", "path": path},
-        ]))
-        .map_err(|e| {
-            Error::Core(dr_syncer_core::Error::Json {
-                context: "trigger patch".into(),
-                source: e,
-            })
-        })?;
-        match api
-            .patch(
-                &self.nm.name_any(),
-                &PatchParams::default(),
-                &Patch::<()>::Json(patch),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            // The test failed (set again meanwhile) or the mapping is gone: nothing to remove.
-            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => Ok(()),
-            Err(e) => Err(Error::kube("removing the manual trigger", e)),
         }
     }
 

@@ -72,7 +72,7 @@ use serde_json::json;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
-pub use network::SimNetwork;
+pub use network::{SimNetwork, set_links};
 
 use crate::{ControlPlane, Error, Result};
 use logic::NodeInfo;

@@ -166,6 +166,28 @@ pub(crate) fn remove_netns(netns: &str) {
     }
 }
 
+/// Cut (`up` false) or restore the network of namespace `netns`: every interface but loopback goes down
+/// or up (a partition of a node, as a pulled cable).
+///
+/// # Errors
+/// `ip` failed.
+pub fn set_links(netns: &str, up: bool) -> Result<()> {
+    let out = Command::new("ip")
+        .args(["-n", netns, "-o", "link", "show"])
+        .output()
+        .map_err(|e| Error::io("running ip", e))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "2: ethX@if3: <...>"
+        let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else {
+            continue;
+        };
+        if name != "lo" {
+            ip(&["-n", netns, "link", "set", name, if up { "up" } else { "down" }])?;
+        }
+    }
+    Ok(())
+}
+
 /// Run `ip ARGS`.
 pub(crate) fn ip(args: &[&str]) -> Result<()> {
     run("ip", args)
