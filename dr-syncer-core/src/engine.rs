@@ -252,8 +252,17 @@ pub enum AcceptIdentity {
     /// [`Error::ClusterIdentityChanged`].
     #[default]
     Recorded,
-    /// The cluster with this `kube-system` UID (e.g. the one a RemoteCluster was re-pinned to).
+    /// The cluster with this `kube-system` UID, whatever a DR namespace records.
     Uid(String),
+    /// The cluster with UID `current`, where a DR namespace records one of the UIDs it `replaces` (a
+    /// RemoteCluster whose pin a person moved: [`crate::api::ClusterIdentity::replaces`]). Another
+    /// recorded cluster is still refused.
+    Replacing {
+        /// The accepted cluster.
+        current: String,
+        /// The clusters it took over from.
+        replaces: Vec<String>,
+    },
     /// Whichever cluster the source is now (a person said so, e.g. the CLI's
     /// `--accept-source-cluster`).
     Any,
@@ -269,6 +278,11 @@ impl AcceptIdentity {
             (Some(r), Some(f)) if r != f => match self {
                 AcceptIdentity::Any => Ok(()),
                 AcceptIdentity::Uid(u) if u == f => Ok(()),
+                AcceptIdentity::Replacing { current, replaces }
+                    if current == f && replaces.iter().any(|p| p == r) =>
+                {
+                    Ok(())
+                }
                 _ => Err(Error::ClusterIdentityChanged {
                     namespace: namespace.to_owned(),
                     recorded: r.to_owned(),

@@ -171,9 +171,13 @@ pub fn status_from(
             }
             // First contact, or a new cluster accepted.
             _ => {
-                status.cluster_identity = Some(ClusterIdentity {
-                    uid: found.clone(),
-                    recorded_at: Some(now()),
+                status.cluster_identity = Some(match &status.cluster_identity {
+                    Some(old) => old.moved_to(found, Some(now())),
+                    None => ClusterIdentity {
+                        uid: found.clone(),
+                        recorded_at: Some(now()),
+                        replaces: Vec::new(),
+                    },
                 });
                 conditions::remove(&mut conds, "ClusterIdentityChanged");
             }
@@ -539,6 +543,11 @@ mod tests {
         assert_eq!(
             accepted.cluster_identity.as_ref().map(|c| c.uid.as_str()),
             Some("uid-b")
+        );
+        assert_eq!(
+            accepted.cluster_identity.as_ref().unwrap().replaces,
+            ["uid-a"],
+            "the cluster it replaces is kept, for the DR namespaces filled from it"
         );
         assert!(
             accepted

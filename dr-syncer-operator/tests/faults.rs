@@ -510,6 +510,127 @@ async fn a_kubeconfig_re_pointed_at_another_cluster_writes_nothing_there() {
     .unwrap();
 }
 
+/// The prod RemoteCluster's kubeconfig Secret is re-pointed at another cluster (production rebuilt
+/// elsewhere): the mapping stops with `ClusterIdentityChanged` and DR keeps the old copy; once a person
+/// accepts the new cluster on the RemoteCluster (`dr-syncer.io/accept-cluster-identity=<uid>`), the
+/// mapping syncs from it, the DR namespace records the new source UID, and the annotation is used up.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accepted_new_source_cluster_is_synced_from_and_recorded() {
+    use dr_syncer_core::api::RemoteCluster;
+
+    let env = Env::start("fault-accept").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    configmaps(&prod, ["settings".to_owned()], ("app", "shop")).await;
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    let rcs: Api<RemoteCluster> = Api::namespaced(env.controller.client(), NS);
+    let uid_of = |client: kube::Client| async move {
+        Api::<Namespace>::all(client)
+            .get("kube-system")
+            .await
+            .unwrap()
+            .uid()
+            .unwrap()
+    };
+    let prod_uid = uid_of(env.prod.client()).await;
+    let new_uid = uid_of(env.controller.client()).await;
+    env.apply(&mapping(
+        "shop",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true"
+        ),
+    ))
+    .await;
+    env.wait_status("shop", "first sync", |s| s.phase == Some(SyncPhase::Completed))
+        .await;
+    let recorded = || async {
+        Api::<Namespace>::all(env.dr.client())
+            .get(&src)
+            .await
+            .unwrap()
+            .annotations()
+            .get("dr-syncer.io/source-cluster-uid")
+            .cloned()
+    };
+    assert_eq!(recorded().await.as_deref(), Some(prod_uid.as_str()));
+
+    // Production rebuilt on another cluster: the same namespace, other contents.
+    let rebuilt = env.controller.client();
+    Api::<Namespace>::all(rebuilt.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": src}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let new_prod: Api<ConfigMap> = Api::namespaced(rebuilt, &src);
+    configmaps(
+        &new_prod,
+        ["settings".to_owned(), "rebuilt".to_owned()],
+        ("app", "shop"),
+    )
+    .await;
+    new_prod
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "new"}})),
+        )
+        .await
+        .unwrap();
+    let reader = env.controller.identity("new-source").await.unwrap();
+    env.put_kubeconfig("prod-kubeconfig", "kubeconfig", &reader).await;
+    env.wait_status("shop", "the mapping stopped", |s| {
+        condition(s, "Synced").is_some_and(|c| c.0 == "False" && c.1 == "ClusterIdentityChanged")
+    })
+    .await;
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    assert_eq!(
+        configmap_names(&dr).await,
+        BTreeSet::from(["settings".to_owned()]),
+        "nothing synced from the unaccepted cluster"
+    );
+    assert_eq!(dr.get("settings").await.unwrap().data.unwrap()["v"], "1");
+
+    // Accepted: the mapping syncs from the new cluster and the DR namespace records it.
+    rcs.patch(
+        "prod",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "dr-syncer.io/accept-cluster-identity": new_uid
+        }}})),
+    )
+    .await
+    .unwrap();
+    wait_for("synced from the accepted cluster", T, || async {
+        let names = configmap_names(&dr).await;
+        let v = dr.get("settings").await?.data.unwrap_or_default()["v"].clone();
+        Ok((names.contains("rebuilt") && v == "new").then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(recorded().await.as_deref(), Some(new_uid.as_str()));
+    env.wait_status("shop", "synced again", |s| {
+        condition(s, "Synced").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    wait_for("the acceptance used up", T, || async {
+        let rc = rcs.get("prod").await?;
+        let pinned = rc
+            .status
+            .as_ref()
+            .and_then(|s| s.cluster_identity.as_ref())
+            .map(|c| c.uid.clone());
+        Ok((pinned.as_deref() == Some(new_uid.as_str())
+            && !rc
+                .annotations()
+                .contains_key("dr-syncer.io/accept-cluster-identity"))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
 /// 429 storms (with Retry-After) and 5xx bursts from the DR side during the first copy of 1,000
 /// objects: the sync retries and converges — every object copied once, with its data, the mapping
 /// Completed — and the faults did hit.

@@ -343,6 +343,35 @@ pub struct ClusterIdentity {
     /// When it was recorded (first contact, or the acceptance of a new cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded_at: Option<Time>,
+    /// The clusters this RemoteCluster was pinned to before an acceptance moved the pin (oldest first,
+    /// at most [`ClusterIdentity::REPLACED_KEPT`]): DR namespaces filled from one of them are taken over
+    /// by this cluster at their next sync; a DR namespace filled from any other cluster still refuses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
+}
+
+impl ClusterIdentity {
+    /// How many replaced identities are kept.
+    pub const REPLACED_KEPT: usize = 8;
+
+    /// The identity after an acceptance moved the pin from `self` to `uid`.
+    pub fn moved_to(&self, uid: &str, recorded_at: Option<Time>) -> ClusterIdentity {
+        let mut replaces: Vec<String> = self
+            .replaces
+            .iter()
+            .chain(std::iter::once(&self.uid))
+            .filter(|u| u.as_str() != uid)
+            .cloned()
+            .collect();
+        replaces.dedup();
+        let excess = replaces.len().saturating_sub(Self::REPLACED_KEPT);
+        replaces.drain(..excess);
+        ClusterIdentity {
+            uid: uid.to_owned(),
+            recorded_at,
+            replaces,
+        }
+    }
 }
 
 /// State of the PVC agent in a cluster.
@@ -442,4 +471,35 @@ pub struct AgentPodStatus {
     /// Last transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::ClusterIdentity;
+
+    #[test]
+    fn a_moved_pin_keeps_the_clusters_it_replaced_newest_last_and_bounded() {
+        let mut id = ClusterIdentity {
+            uid: "a".into(),
+            recorded_at: None,
+            replaces: Vec::new(),
+        };
+        id = id.moved_to("b", None);
+        assert_eq!(
+            (id.uid.as_str(), id.replaces.clone()),
+            ("b", vec!["a".to_owned()])
+        );
+        // Back to a: a is the pin again, not also a replaced cluster.
+        id = id.moved_to("a", None);
+        assert_eq!(
+            (id.uid.as_str(), id.replaces.clone()),
+            ("a", vec!["b".to_owned()])
+        );
+        for n in 0..20 {
+            id = id.moved_to(&format!("c{n}"), None);
+        }
+        assert_eq!(id.replaces.len(), ClusterIdentity::REPLACED_KEPT);
+        assert_eq!(id.replaces.last().map(String::as_str), Some("c18"));
+        assert_eq!(id.uid, "c19");
+    }
 }

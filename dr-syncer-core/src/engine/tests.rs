@@ -1057,8 +1057,23 @@ async fn a_source_on_another_cluster_is_refused_unless_accepted() {
     assert!(err.to_string().contains("uid-old") && err.to_string().contains("uid-new"));
     assert!(applied.lock().unwrap().is_empty(), "nothing written");
 
+    // A RemoteCluster moved from some other cluster to uid-new does not take over uid-old's namespace.
+    let err = SyncEngine::new(Arc::new(source()), Arc::new(applier()))
+        .accepting_source_identity(AcceptIdentity::Replacing {
+            current: "uid-new".into(),
+            replaces: vec!["uid-other".into()],
+        })
+        .sync(&target(vec![cm.clone()], SyncConfig::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "ClusterIdentityChanged", "{err}");
+    assert!(applied.lock().unwrap().is_empty(), "nothing written");
+
     SyncEngine::new(Arc::new(source()), Arc::new(applier()))
-        .accepting_source_identity(AcceptIdentity::Uid("uid-new".into()))
+        .accepting_source_identity(AcceptIdentity::Replacing {
+            current: "uid-new".into(),
+            replaces: vec!["uid-other".into(), "uid-old".into()],
+        })
         .sync(&target(vec![cm], SyncConfig::default()))
         .await
         .unwrap();

@@ -18,7 +18,7 @@ use dr_syncer_core::{
     apply::{Applier, ApplyOptions},
     brake::GoAhead,
     config::SyncConfig,
-    engine::{Change, Progress, SkippedObject, SyncEngine, SyncReport, SyncTarget},
+    engine::{AcceptIdentity, Change, Progress, SkippedObject, SyncEngine, SyncReport, SyncTarget},
     failure::FailureCategory,
     kube::{KubeApplier, KubeSource},
     resource::{ObjectKey, ResourceType},
@@ -119,6 +119,24 @@ impl Clusters {
             source,
             destination,
         })
+    }
+
+    /// Which source cluster the engine accepts where a DR namespace records another: the one the source
+    /// RemoteCluster is pinned to, in place of those an acceptance moved the pin away from
+    /// ([`ClusterHandle::verify_pinned`] has checked that the source is the pinned cluster).
+    pub(super) fn accepted_source_identity(&self) -> AcceptIdentity {
+        match self
+            .source_rc
+            .status
+            .as_ref()
+            .and_then(|s| s.cluster_identity.as_ref())
+        {
+            Some(pin) if !pin.replaces.is_empty() => AcceptIdentity::Replacing {
+                current: pin.uid.clone(),
+                replaces: pin.replaces.clone(),
+            },
+            _ => AcceptIdentity::Recorded,
+        }
     }
 }
 
@@ -276,6 +294,7 @@ impl<'a> Runner<'a> {
             .and_then(|v| GoAhead::parse_annotation(&v).ok())
             .unwrap_or_default();
         SyncEngine::new(source, applier)
+            .accepting_source_identity(self.clusters.accepted_source_identity())
             .with_deletion_ledger(self.ctx.deletions.clone())
             .with_deletion_go_ahead(go_ahead)
             .with_concurrency(self.ctx.options.apply_concurrency)
