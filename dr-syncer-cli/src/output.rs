@@ -164,6 +164,12 @@ impl Printer {
         if let Some(h) = &r.deletion_hold {
             println!("  deletions held: {}", h.message());
         }
+        if !r.removed_types.is_empty() {
+            println!(
+                "  not pruned: the CustomResourceDefinition of {} is being deleted at the source",
+                r.removed_types.join(", ")
+            );
+        }
         println!(
             "  {:<44} {:>7} {:>7} {:>9} {:>9} {:>7} {:>7} {:>6}",
             "KIND", "CREATED", "UPDATED", "UNCHANGED", "RECREATED", "DELETED", "SKIPPED", "FAILED"

@@ -73,6 +73,19 @@ pub fn crd_type() -> ResourceType {
     .cluster_scoped()
 }
 
+/// Why a DR object whose type is being removed at the source is kept.
+const TYPE_REMOVED: &str =
+    "deleted at the source while its CustomResourceDefinition is being deleted; the DR copy is kept";
+
+/// Record the types [`SyncEngine`] found being removed at the source in `report`.
+fn note_removed_types(removed: BTreeSet<String>, report: &mut SyncReport) {
+    for gk in removed {
+        if !report.removed_types.contains(&gk) {
+            report.removed_types.push(gk);
+        }
+    }
+}
+
 /// A change of one source object, for [`SyncEngine::sync_changes`] (continuous replication).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -894,6 +907,12 @@ impl SyncEngine {
             report.held = Some(Held::new(*reason, "deletions not mirrored"));
         }
         let mut doomed = Vec::new();
+        let removed = if target.config.prune && prune.is_ok() {
+            let types: BTreeSet<&ResourceType> = deleted.iter().map(|o| &o.resource).collect();
+            self.removed_at_source(types.into_iter()).await
+        } else {
+            BTreeSet::new()
+        };
         for SourceObject { resource, object } in deleted {
             let gk = resource.group_kind();
             let key = ObjectKey {
@@ -901,6 +920,10 @@ impl SyncEngine {
                 namespace: Some(target.destination_namespace.clone()),
                 name: object.metadata.name.clone().unwrap_or_default(),
             };
+            if removed.contains(&gk) {
+                report.skip(&gk, key.to_string(), TYPE_REMOVED.into());
+                continue;
+            }
             if !target.config.prune || prune.is_err() {
                 let why = match &prune {
                     Err(reason) => format!("deleted at the source; the DR copy is kept: {reason}"),
@@ -919,6 +942,7 @@ impl SyncEngine {
                 Err(e) => report.fail(&gk, key.to_string(), &Error::Apply(e)),
             }
         }
+        note_removed_types(removed, &mut report);
         if !doomed.is_empty() {
             // The brake needs what the mapping manages on the DR side (the deletions pending included).
             let mut managed = 0;
@@ -1104,6 +1128,7 @@ impl SyncEngine {
         let empty = BTreeSet::new();
         let mut managed_total = 0;
         let mut doomed = Vec::new();
+        let removed = self.removed_at_source(types.iter()).await;
         for rt in types {
             let gk = rt.group_kind();
             let managed = match self
@@ -1132,12 +1157,38 @@ impl SyncEngine {
                         namespace: Some(target.destination_namespace.clone()),
                         name,
                     };
-                    doomed.push((rt.clone(), key));
+                    if removed.contains(&gk) {
+                        report.skip(&gk, key.to_string(), TYPE_REMOVED.into());
+                    } else {
+                        doomed.push((rt.clone(), key));
+                    }
                 }
             }
         }
+        note_removed_types(removed, report);
         let allowed = self.brake(target, doomed, managed_total, options.dry_run, report);
         self.delete_all(allowed, options, report).await;
+    }
+
+    /// The types among `types` whose CustomResourceDefinition is being deleted at the source
+    /// (`Kind.group`). A CRD that cannot be read counts as not being deleted (a type with no CRD is a
+    /// built-in or an aggregated API's; a type no longer served fails the sync's list before this).
+    async fn removed_at_source<'a>(&self, types: impl Iterator<Item = &'a ResourceType>) -> BTreeSet<String> {
+        let crd_rt = crd_type();
+        let mut removed = BTreeSet::new();
+        // Built-in groups without a dot have no CRDs.
+        for rt in types.filter(|t| t.group.contains('.')) {
+            let name = format!("{}.{}", rt.plural, rt.group);
+            match self.source.get(&crd_rt, None, &name).await {
+                Ok(Some(crd)) if crd.metadata.deletion_timestamp.is_some() => {
+                    warn!(crd = %name, "the type's CustomResourceDefinition is being deleted at the source: its DR objects are not pruned");
+                    removed.insert(rt.group_kind());
+                }
+                Ok(_) => {}
+                Err(e) => debug!(crd = %name, error = %e, "CustomResourceDefinition not read"),
+            }
+        }
+        removed
     }
 
     async fn delete_all(

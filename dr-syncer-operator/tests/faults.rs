@@ -397,6 +397,128 @@ async fn continuous_deletions_one_at_a_time_are_braked_over_the_window() {
     assert_eq!(configmap_names(&dr).await.len(), 10);
 }
 
+/// A CustomResourceDefinition deleted at the source (`prune: true`): while it terminates its objects
+/// vanish there (held here by a finalizer on the CRD, so the sync sees the type served and empty); the
+/// DR copies of that type are kept (`DeletionHeld`, reason SourceTypeRemoved, one Warning Event),
+/// deletions of other types are still mirrored, and once the type is gone the DR copies still stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crd_deleted_at_the_source_prunes_nothing_of_its_type() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::{api::DynamicObject, discovery::ApiResource};
+
+    let env = Env::start("fault-crd").await;
+    let crd = include_str!("../../dr-syncer-core/tests/fixtures/widget-crd.yaml");
+    for cp in [&env.prod, &env.dr] {
+        apply_yaml(&cp.client(), None, crd).await.unwrap();
+    }
+    let widget = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod_widgets: Api<DynamicObject> = Api::namespaced_with(env.prod.client(), &src, &widget);
+    for n in 0..3 {
+        let w: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": format!("w{n}")}, "spec": {"size": n}
+        }))
+        .unwrap();
+        // The type may take a moment to be served.
+        wait_for("a widget created", T, || async {
+            Ok(prod_widgets
+                .create(&PostParams::default(), &w)
+                .await
+                .ok()
+                .map(|_| ()))
+        })
+        .await
+        .unwrap();
+    }
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    configmaps(&prod, ["a".to_owned(), "b".to_owned()], ("app", "shop")).await;
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "shop",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [widgets.example.com, configmaps]\n  prune: true"
+        ),
+    ))
+    .await;
+    env.wait_status("shop", "first sync", |s| s.phase == Some(SyncPhase::Completed))
+        .await;
+    let dr_widgets: Api<DynamicObject> = Api::namespaced_with(env.dr.client(), &src, &widget);
+    let widget_names = |api: Api<DynamicObject>| async move {
+        api.list(&ListParams::default())
+            .await
+            .map(|l| l.items.iter().map(ResourceExt::name_any).collect::<BTreeSet<_>>())
+    };
+    let all_three: BTreeSet<String> = ["w0", "w1", "w2"].map(String::from).into();
+    assert_eq!(widget_names(dr_widgets.clone()).await.unwrap(), all_three);
+
+    // The CRD is deleted at the source; a finalizer keeps it terminating after its objects are gone.
+    let crds: Api<CustomResourceDefinition> = Api::all(env.prod.client());
+    crds.patch(
+        "widgets.example.com",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+    )
+    .await
+    .unwrap();
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the source's widgets gone", T, || async {
+        Ok(widget_names(prod_widgets.clone())
+            .await
+            .ok()
+            .filter(BTreeSet::is_empty)
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    prod.delete("b", &DeleteParams::default()).await.unwrap();
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    wait_for("the other type's deletion mirrored", T, || async {
+        Ok((configmap_names(&dr).await == BTreeSet::from(["a".to_owned()])).then_some(()))
+    })
+    .await
+    .unwrap();
+    let nm = env
+        .wait_status("shop", "DeletionHeld (SourceTypeRemoved)", |s| {
+            condition(s, "DeletionHeld").is_some_and(|c| c.0 == "True" && c.1 == "SourceTypeRemoved")
+        })
+        .await;
+    let message = condition(nm.status.as_ref().unwrap(), "DeletionHeld").unwrap().2;
+    assert!(message.contains("Widget.example.com"), "{message}");
+    assert!(!env.wait_event("shop", "DeletionHeld").await.is_empty());
+    assert_eq!(
+        widget_names(dr_widgets.clone()).await.unwrap(),
+        all_three,
+        "DR widgets kept"
+    );
+
+    // The type gone for good at the source: the listed type fails the sync, the DR copies stay.
+    crds.patch(
+        "widgets.example.com",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    env.wait_status("shop", "the sync fails on the unserved type", |s| {
+        condition(s, "Synced").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(
+        widget_names(dr_widgets).await.unwrap(),
+        all_three,
+        "DR widgets kept"
+    );
+}
+
 /// The DR RemoteCluster's kubeconfig Secret is re-pointed at another control plane: the RemoteCluster
 /// reports `ClusterIdentityChanged` (it is pinned to the cluster it first reached), the mapping stops
 /// (`Synced` False, reason ClusterIdentityChanged) and nothing at all is written to the other cluster;

@@ -136,6 +136,11 @@ pub struct SyncReport {
     /// Deletions the deletion brake held ([`crate::brake`]): nothing was deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_hold: Option<crate::brake::DeletionHold>,
+    /// Types whose CustomResourceDefinition is being deleted at the source (`Kind.group`): their
+    /// objects vanish there one by one, which is a removal of the type (or an outage), not a request to
+    /// delete the DR copies, so none of them was pruned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_types: Vec<String>,
     /// Deletions a go-ahead allowed past the brake (0: none needed one).
     #[serde(skip_serializing_if = "is_zero")]
     pub deletions_allowed: usize,

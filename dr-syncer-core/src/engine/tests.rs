@@ -1083,3 +1083,57 @@ async fn a_source_on_another_cluster_is_refused_unless_accepted() {
         Some("uid-new")
     );
 }
+
+/// A source whose namespaces exist and whose Widget CRD is being deleted (`terminating`) or not, with
+/// no Widgets left.
+fn source_with_widget_crd(terminating: bool) -> MockResourceSource {
+    let mut s = MockResourceSource::new();
+    s.expect_get().returning(move |rt, _, name| {
+        let mut o: DynamicObject =
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": rt.kind, "metadata": {"name": name}}))
+                .unwrap();
+        if rt.kind == "CustomResourceDefinition" {
+            assert_eq!(name, "widgets.example.com");
+            if terminating {
+                o.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
+            }
+        }
+        Ok(Some(o))
+    });
+    s.expect_list().returning(|_| Ok(Vec::new()));
+    s
+}
+
+/// A type whose CustomResourceDefinition is being deleted at the source loses its objects there one by
+/// one: neither a full sync nor a batch of changes prunes their DR copies (reported as skipped and in
+/// `removed_types`); with the CRD in place the same deletions are made.
+#[tokio::test]
+async fn objects_of_a_type_being_removed_at_the_source_are_not_pruned() {
+    let widget = rt("example.com/v1", "Widget", "widgets");
+    let t = target(vec![widget.clone()], pruning());
+    let gone = |name: &str| {
+        Change::Deleted(SourceObject {
+            resource: widget.clone(),
+            object: obj("example.com/v1", "Widget", name),
+        })
+    };
+
+    let dr = MemoryDr::with(3);
+    let engine = SyncEngine::new(Arc::new(source_with_widget_crd(true)), dr.clone());
+    let report = engine.sync(&t).await.unwrap();
+    assert_eq!(report.removed_types, ["Widget.example.com"]);
+    assert_eq!(report.kinds["Widget.example.com"].skipped, 3, "{report:#?}");
+    let report = engine.sync_changes(&t, vec![gone("cm-00")]).await.unwrap();
+    assert_eq!(report.removed_types, ["Widget.example.com"]);
+    assert!(dr.deleted.lock().unwrap().is_empty(), "nothing deleted");
+    assert_eq!(dr.names().len(), 3);
+
+    let engine = SyncEngine::new(Arc::new(source_with_widget_crd(false)), dr.clone());
+    let report = engine.sync_changes(&t, vec![gone("cm-00")]).await.unwrap();
+    assert!(report.removed_types.is_empty());
+    assert_eq!(*dr.deleted.lock().unwrap(), ["cm-00"]);
+    let report = engine.sync(&t).await.unwrap();
+    assert_eq!(report.kinds["Widget.example.com"].deleted, 2, "{report:#?}");
+}

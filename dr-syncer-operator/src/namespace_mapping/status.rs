@@ -519,12 +519,22 @@ pub fn after_interruption(
 }
 
 /// The `DeletionHeld` condition (reason, message) when a report held deletions back: the deletion brake
-/// (`MassDeletion`), or a production namespace that is being deleted or is gone (`SourceGone`: an outage,
-/// not a request). `None` when nothing was held.
+/// (`MassDeletion`), a production namespace that is being deleted or is gone (`SourceGone`: an outage,
+/// not a request), or a type whose CustomResourceDefinition is being deleted at the source
+/// (`SourceTypeRemoved`). `None` when nothing was held.
 pub fn deletions_held(reports: &[SyncReport]) -> Option<(&'static str, String)> {
     let mut reason = None;
     let mut parts = Vec::new();
     for r in reports {
+        if !r.removed_types.is_empty() {
+            reason.get_or_insert("SourceTypeRemoved");
+            parts.push(format!(
+                "{}: the CustomResourceDefinition of {} is being deleted at the source; its DR objects are kept \
+                 (delete them on the DR side by hand if the type is gone for good)",
+                r.destination_namespace,
+                r.removed_types.join(", ")
+            ));
+        }
         if let Some(hold) = &r.deletion_hold {
             reason = Some("MassDeletion");
             parts.push(format!("{}: {}", r.destination_namespace, hold.message()));
