@@ -15,9 +15,9 @@
 //!   counted against the next ones.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Mutex,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use serde::Serialize;
@@ -186,10 +186,17 @@ impl DeletionHold {
 }
 
 /// Deletions recently made, per key (a mapping and DR namespace), for the sliding window. Shared by the
-/// syncs of one process; a restart starts every window afresh (each sync still brakes on its own).
+/// syncs of one process; [`DeletionLedger::export`] and [`DeletionLedger::import`] carry a window over a
+/// restart (the operator keeps it in the mapping's `status.recentDeletions`).
 #[derive(Debug, Default)]
 pub struct DeletionLedger {
     entries: Mutex<HashMap<String, VecDeque<(Instant, usize)>>>,
+    imported: Mutex<HashSet<String>>,
+}
+
+/// The [`DeletionLedger`] key of the deletions a mapping (`synced_by`) makes in DR namespace `namespace`.
+pub fn ledger_key(synced_by: &str, namespace: &str) -> String {
+    format!("{synced_by}|{namespace}")
 }
 
 impl DeletionLedger {
@@ -231,6 +238,49 @@ impl DeletionLedger {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.remove(key);
     }
+
+    /// `key`'s deletions within `window` before now, with wall-clock times (oldest first): what an
+    /// operator records in status so that the window outlives a restart ([`DeletionLedger::import`]).
+    pub fn export(&self, key: &str, window: Duration) -> Vec<(SystemTime, usize)> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        self.recent(key, window, now);
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|(t, n)| (wall - now.saturating_duration_since(*t), *n))
+            .collect()
+    }
+
+    /// Take over `key`'s deletions recorded by an earlier process ([`DeletionLedger::export`]), once:
+    /// a later import for the same key changes nothing, so deletions are never counted twice. Times in
+    /// the future count as now; entries older than the process's clock can tell are dropped.
+    pub fn import(&self, key: &str, recorded: &[(SystemTime, usize)]) {
+        let mut imported = self.imported.lock().unwrap_or_else(|e| e.into_inner());
+        if !imported.insert(key.to_owned()) {
+            return;
+        }
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut old: Vec<(Instant, usize)> = recorded
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .filter_map(|(at, n)| {
+                let age = wall.duration_since(*at).unwrap_or_default();
+                now.checked_sub(age).map(|t| (t, *n))
+            })
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        old.sort_by_key(|(t, _)| *t);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let q = entries.entry(key.to_owned()).or_default();
+        // Deletions this process made already come after the imported ones.
+        for entry in old.into_iter().rev() {
+            q.push_front(entry);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +288,31 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    #[test]
+    fn the_window_is_carried_over_a_restart_once() {
+        let window = Duration::from_secs(300);
+        let before = DeletionLedger::new();
+        before.record("k", 4, Instant::now() - Duration::from_secs(10));
+        before.record("k", 3, Instant::now());
+        let saved = before.export("k", window);
+        assert_eq!(saved.iter().map(|(_, n)| n).sum::<usize>(), 7);
+        assert!(saved[0].0 < saved[1].0, "oldest first");
+
+        let after = DeletionLedger::new();
+        after.record("k", 1, Instant::now());
+        after.import("k", &saved);
+        assert_eq!(after.recent("k", window, Instant::now()), 8);
+        after.import("k", &saved);
+        assert_eq!(after.recent("k", window, Instant::now()), 8, "imported once");
+        // The imported entries keep their age: out of a 5 s window, only the fresh ones count.
+        assert_eq!(after.recent("k", Duration::from_secs(5), Instant::now()), 4);
+        // Older than the window: gone.
+        let stale = DeletionLedger::new();
+        stale.import("k", &[(SystemTime::now() - Duration::from_secs(600), 9)]);
+        assert_eq!(stale.recent("k", window, Instant::now()), 0);
+        assert!(stale.export("k", window).is_empty());
+    }
 
     #[rstest]
     #[case::few_of_many(3, 0, 100, false)]

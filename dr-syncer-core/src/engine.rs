@@ -1219,7 +1219,7 @@ impl SyncEngine {
         report: &mut SyncReport,
     ) -> Vec<(ResourceType, ObjectKey)> {
         let brake = target.config.deletion_brake;
-        let key = format!("{}|{}", target.synced_by, target.destination_namespace);
+        let key = crate::brake::ledger_key(&target.synced_by, &target.destination_namespace);
         let now = Instant::now();
         let recent = self.ledger.recent(&key, brake.window, now);
         match brake.judge(doomed.len(), recent, managed, self.go_ahead) {

@@ -348,8 +348,9 @@ async fn a_deleted_source_namespace_deletes_nothing_on_dr() {
     assert_eq!(configmap_names(&dr).await, copied, "DR copies untouched");
 }
 
-/// Continuous mode sees a mass deletion one object at a time: the window adds the deletions up, and
-/// once they pass the thresholds (more than 10, more than half of what was there) the rest are held.
+/// Continuous mode sees a mass deletion one object at a time: the window adds the deletions up (across
+/// an operator restart: the window is kept in `status.recentDeletions`), and once they pass the
+/// thresholds (more than 10, more than half of what was there) the rest are held.
 #[tokio::test(flavor = "multi_thread")]
 async fn continuous_deletions_one_at_a_time_are_braked_over_the_window() {
     let env = Env::start("fault-brake-cont").await;
@@ -357,7 +358,7 @@ async fn continuous_deletions_one_at_a_time_are_braked_over_the_window() {
     let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
     let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
     configmaps(&prod, (0..20).map(|i| format!("cm-{i:02}")), ("app", "shop")).await;
-    let _op = env.operator("dr-syncer-operator", &[]).await;
+    let mut op = env.operator("dr-syncer-operator", &[]).await;
     env.apply(&mapping(
         "shop",
         &format!(
@@ -370,7 +371,8 @@ async fn continuous_deletions_one_at_a_time_are_braked_over_the_window() {
     })
     .await
     .unwrap();
-    // One at a time, each mirrored before the next (its own batch).
+    // One at a time, each mirrored before the next (its own batch); the operator is killed and
+    // started again after the sixth.
     for i in 0..10 {
         prod.delete(&format!("cm-{i:02}"), &DeleteParams::default())
             .await
@@ -380,6 +382,14 @@ async fn continuous_deletions_one_at_a_time_are_braked_over_the_window() {
         })
         .await
         .unwrap();
+        if i == 5 {
+            env.wait_status("shop", "six deletions recorded", |s| {
+                s.recent_deletions.iter().map(|r| r.count).sum::<u64>() == 6
+            })
+            .await;
+            op.kill();
+            op = env.operator("dr-syncer-operator", &[]).await;
+        }
     }
     // The 11th deletion in the window: 11 of the 20 there were.
     prod.delete("cm-10", &DeleteParams::default()).await.unwrap();

@@ -687,6 +687,18 @@ pub enum SyncPhase {
     Failed,
 }
 
+/// Deletions a mapping made in one DR namespace at one time ([`NamespaceMappingStatus::recent_deletions`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentDeletions {
+    /// The DR namespace.
+    pub namespace: String,
+    /// When.
+    pub at: Time,
+    /// How many objects were deleted.
+    pub count: u64,
+}
+
 /// Observed state of a NamespaceMapping.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -704,6 +716,10 @@ pub struct NamespaceMappingStatus {
     /// When the next scheduled sync runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_sync_time: Option<Time>,
+    /// Deletions made in DR namespaces within the deletion brake's window (a dr-syncer addition): the
+    /// window's count outlives an operator restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_deletions: Vec<RecentDeletions>,
     /// Last source change seen in continuous mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_watch_event: Option<Time>,

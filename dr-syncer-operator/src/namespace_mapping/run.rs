@@ -12,8 +12,8 @@ use std::{
 
 use dr_syncer_core::{
     api::{
-        DeletionPolicy, NamespaceMapping, RemoteCluster, ReplicationMode, RetryConfig, SyncPhase,
-        SyncProgress,
+        DeletionPolicy, NamespaceMapping, NamespaceMappingStatus, RecentDeletions, RemoteCluster,
+        ReplicationMode, RetryConfig, SyncPhase, SyncProgress,
     },
     apply::{Applier, ApplyOptions},
     brake::GoAhead,
@@ -278,6 +278,42 @@ impl<'a> Runner<'a> {
         )
     }
 
+    /// Take over the deletion brake's window from status (deletions an earlier process made), once per
+    /// DR namespace and process.
+    fn import_deletions(&self, status: &NamespaceMappingStatus) {
+        for (_, dst) in &self.pairs {
+            let recorded: Vec<(std::time::SystemTime, usize)> = status
+                .recent_deletions
+                .iter()
+                .filter(|r| &r.namespace == dst)
+                .map(|r| (r.at.0.into(), usize::try_from(r.count).unwrap_or(usize::MAX)))
+                .collect();
+            self.ctx
+                .deletions
+                .import(&dr_syncer_core::brake::ledger_key(&self.key, dst), &recorded);
+        }
+    }
+
+    /// The deletions within the brake's window, for status.
+    fn export_deletions(&self) -> Vec<RecentDeletions> {
+        let window = self.config.deletion_brake.window;
+        let mut out = Vec::new();
+        for (_, dst) in &self.pairs {
+            let key = dr_syncer_core::brake::ledger_key(&self.key, dst);
+            for (at, count) in self.ctx.deletions.export(&key, window) {
+                let Ok(at) = Timestamp::try_from(at) else {
+                    continue;
+                };
+                out.push(RecentDeletions {
+                    namespace: dst.clone(),
+                    at: Time(at),
+                    count: count as u64,
+                });
+            }
+        }
+        out
+    }
+
     /// The engine for destination namespace `dst` (continuous mode keeps its appliers in `watch`).
     fn engine(
         &self,
@@ -420,6 +456,7 @@ impl<'a> Runner<'a> {
             .get(dr_syncer_core::annotations::ALLOW_WIPED_SOURCE)
             .cloned();
         let started = Instant::now();
+        self.import_deletions(&old);
         let (relisted, mut changes) = watch.map(WatchBuffer::take).unwrap_or_default();
         // A full sync compares everything: waiting changes are part of it.
         let full = reason.is_full() || relisted;
@@ -723,6 +760,7 @@ impl<'a> Runner<'a> {
             selected: nm.spec.namespace_selector.as_ref().map(|_| self.pairs.clone()),
             last_watch_event: watch.and_then(WatchBuffer::last_event).map(Time),
             both_active,
+            recent_deletions: self.export_deletions(),
         };
         if !outcome.is_success() {
             let modes: Vec<dr_syncer_core::api::FailureMode> =

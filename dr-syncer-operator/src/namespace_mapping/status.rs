@@ -57,6 +57,8 @@ pub struct Outcome {
     pub last_watch_event: Option<Time>,
     /// Pairs whose DR namespace is active while production runs unfenced: `dst (running: …)`.
     pub both_active: Vec<String>,
+    /// The deletion brake's window (see [`NamespaceMappingStatus::recent_deletions`]).
+    pub recent_deletions: Vec<dr_syncer_core::api::RecentDeletions>,
 }
 
 impl Outcome {
@@ -293,6 +295,7 @@ pub fn after_sync(
             generation,
         );
     }
+    s.recent_deletions = o.recent_deletions.clone();
     // Deletions held back: recomputed by every full sync, raised by any batch that holds some.
     let held = deletions_held(&o.reports);
     if let Some((reason, message)) = held {

@@ -58,6 +58,7 @@ fn outcome(reports: Vec<SyncReport>) -> Outcome {
         selected: None,
         last_watch_event: None,
         both_active: Vec::new(),
+        recent_deletions: Vec::new(),
     }
 }
 
