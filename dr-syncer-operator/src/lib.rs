@@ -126,7 +126,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub burst: u32,
     /// How long one request to a remote cluster may take before it fails as timed out (and is retried a
-    /// few times); connecting is bounded at 10 s. Watches are not bounded by it.
+    /// few times), and how long any request to the operator's own cluster may wait for an answer;
+    /// connecting is bounded at 10 s. Watches are not bounded by it.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub request_timeout: Duration,
     /// How long the object sync of one namespace pair may take before it fails as timed out (PVC data

@@ -14,7 +14,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use dr_syncer_core::{
     api::{ClusterMapping, NamespaceMapping, RemoteCluster, ReplicationMode},
-    kube::{ClientOptions, ClusterConfig, KubeconfigSource, connect},
+    kube::{ClientOptions, ClusterConfig, KubeconfigSource, connect_bounded},
 };
 use futures::{StreamExt, future};
 use kube::{
@@ -127,15 +127,19 @@ fn readiness(client: Client, namespace: Option<String>, ready: Readiness, cancel
 /// Run the operator until a signal (exit 0) or lost leadership (exit 1).
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(&args);
-    let client = connect(&ClusterConfig {
-        kubeconfig: args
-            .kubeconfig
-            .clone()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(KubeconfigSource::File)
-            .unwrap_or(KubeconfigSource::Infer),
-        context: args.context.clone(),
-    })
+    // The controller cluster's calls (status, Events, Leases) are bounded by `--request-timeout` too.
+    let (client, _) = connect_bounded(
+        &ClusterConfig {
+            kubeconfig: args
+                .kubeconfig
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(KubeconfigSource::File)
+                .unwrap_or(KubeconfigSource::Infer),
+            context: args.context.clone(),
+        },
+        args.request_timeout,
+    )
     .await
     .context("connecting to the controller cluster")?;
     let identity = args

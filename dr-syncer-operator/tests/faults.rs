@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use common::{Env, NS, T, condition, mapping};
 use dr_syncer_core::api::SyncPhase;
 use dr_syncer_testenv::{apply_yaml, create_namespace, wait_for};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Namespace},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -761,6 +764,72 @@ async fn an_accepted_new_source_cluster_is_synced_from_and_recorded() {
     })
     .await
     .unwrap();
+}
+
+/// The controller cluster takes the operator's status write and never answers (`--request-timeout 2s`):
+/// the write fails within the deadline instead of holding the mapping's reconcile for good, and the
+/// mapping goes on syncing (a change made after the stall reaches DR, and its status is written).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_write_the_controller_never_answers_does_not_hold_the_mapping() {
+    use dr_syncer_testenv::FaultRule;
+
+    let env = Env::start("fault-ctl-stall").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    configmaps(&prod, ["settings".to_owned()], ("app", "shop")).await;
+    let _op = env
+        .operator("dr-syncer-operator", &["--request-timeout", "2s"])
+        .await;
+    env.apply(&mapping(
+        "shop",
+        &format!(
+            "  replicationMode: Scheduled\n  schedule: \"*/2 * * * * *\"\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]"
+        ),
+    ))
+    .await;
+    env.wait_status("shop", "first sync", |s| s.phase == Some(SyncPhase::Completed))
+        .await;
+    env.controller
+        .inject(&FaultRule {
+            resources: vec!["namespacemappings/status".into()],
+            stall: true,
+            count: 1,
+            ..FaultRule::new_for("dr-syncer-operator", &["apply", "patch"])
+        })
+        .await
+        .unwrap();
+    let stalled = std::time::Instant::now();
+    prod.patch(
+        "settings",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    wait_for("the change synced after the stalled write", T, || async {
+        Ok((dr.get("settings").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
+    })
+    .await
+    .unwrap();
+    let after = Time(k8s_openapi::jiff::Timestamp::now());
+    env.wait_status("shop", "a status written after it", |s| {
+        s.last_sync_time.as_ref().is_some_and(|t| t.0 >= after.0)
+    })
+    .await;
+    let hits: u64 = env
+        .controller
+        .faults()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.hits)
+        .sum();
+    assert_eq!(hits, 1, "the status write was stalled");
+    println!(
+        "figures: controller stall: change synced and status written {:.1} s after the stalled write",
+        stalled.elapsed().as_secs_f64()
+    );
 }
 
 /// 429 storms (with Retry-After) and 5xx bursts from the DR side during the first copy of 1,000

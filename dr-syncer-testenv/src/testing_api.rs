@@ -128,9 +128,17 @@ impl FaultRule {
     /// Answer `status` to `user`'s requests with `verbs` (empty: all but watch).
     pub fn status(user: &str, verbs: &[&str], status: u16) -> Self {
         FaultRule {
+            status,
+            ..FaultRule::new_for(user, verbs)
+        }
+    }
+
+    /// A rule for `user`'s requests with `verbs` (empty: all but watch) that does nothing yet: set what it
+    /// does (`status`, `delay_millis`, `stall`) and what it matches further.
+    pub fn new_for(user: &str, verbs: &[&str]) -> Self {
+        FaultRule {
             user: user.to_owned(),
             verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
-            status,
             ..Default::default()
         }
     }

@@ -96,6 +96,16 @@ pub async fn connect(cluster: &ClusterConfig) -> Result<Client> {
 /// # Errors
 /// As [`connect`].
 pub async fn connect_with_url(cluster: &ClusterConfig) -> Result<(Client, String)> {
+    connect_bounded(cluster, REQUEST_BACKSTOP).await
+}
+
+/// A client for `cluster` (as [`connect`]) whose every request but streams fails when no answer comes
+/// within `limit` (e.g. the operator's client of its own cluster, whose calls do not go through
+/// [`Calls`]), and the API server's URL it talks to.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_bounded(cluster: &ClusterConfig, limit: Duration) -> Result<(Client, String)> {
     let options = KubeConfigOptions {
         context: cluster.context.clone(),
         ..Default::default()
@@ -129,7 +139,7 @@ pub async fn connect_with_url(cluster: &ClusterConfig) -> Result<(Client, String
     let url = config.cluster_url.to_string();
     let client = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| bad("client", &e))?
-        .with_layer(&Backstop(REQUEST_BACKSTOP))
+        .with_layer(&Backstop(limit))
         .build();
     Ok((client, url))
 }

@@ -29,7 +29,7 @@ pub use self::{
     },
     client::{
         CONNECT_TIMEOUT, ClientOptions, ClusterConfig, DEFAULT_REQUEST_TIMEOUT, KubeconfigSource,
-        REQUEST_BACKSTOP, connect, connect_with_url,
+        REQUEST_BACKSTOP, connect, connect_bounded, connect_with_url,
     },
     discovery::{custom_resource_types, discover},
     drill::{
