@@ -42,8 +42,10 @@ if cargo nextest --version >/dev/null 2>&1; then
   rm -f target/nextest/default/junit.xml
   tests_rc=0
   cargo nextest run --workspace --all-targets --locked --no-fail-fast || tests_rc=$?
-  # The fault suite's summary (the test binaries named `faults`), from nextest's own JUnit report.
-  scripts/faults-summary.sh target/nextest/default/junit.xml
+  # The fault and security suites' summaries (the test binaries named `faults` and `security`), from
+  # nextest's own JUnit report.
+  scripts/suite-summary.sh target/nextest/default/junit.xml faults scenarios survived
+  scripts/suite-summary.sh target/nextest/default/junit.xml security attacks refused
   [ "$tests_rc" = 0 ] || exit "$tests_rc"
 else
   echo "cargo-nextest not installed; using cargo test"

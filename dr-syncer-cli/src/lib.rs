@@ -275,7 +275,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             | "UnknownResourceType"
             | "InvalidKubeconfig"
             | "TransformFailed"
-            | "ClusterIdentityChanged",
+            | "ClusterIdentityChanged"
+            | "ProtectedNamespace"
+            | "ReferenceNotAllowed",
         ) => 4,
         Some("SourceFailed" | "ApplyFailed" | "KubeApi" | "Connection" | "Unauthorized" | "NotFound") => 5,
         Some("Incomplete") => 6,

@@ -46,6 +46,7 @@ pub use self::report::{
 use crate::{
     Error, Result, activation, annotations,
     apply::{Applier, ApplyAction, ApplyError, ApplyOptions, ApplyResult},
+    boundaries::Boundaries,
     brake::{DeletionLedger, GoAhead, Verdict},
     config::SyncConfig,
     failure::FailureCategory,
@@ -255,6 +256,7 @@ pub struct SyncEngine {
     go_ahead: GoAhead,
     ledger: Arc<DeletionLedger>,
     accepted_source_identity: AcceptIdentity,
+    boundaries: Boundaries,
 }
 
 /// Which source cluster a sync accepts where a DR namespace records another one
@@ -339,7 +341,27 @@ impl SyncEngine {
             go_ahead: GoAhead::None,
             ledger: Arc::new(DeletionLedger::new()),
             accepted_source_identity: AcceptIdentity::Recorded,
+            boundaries: Boundaries::system_only(),
         }
+    }
+
+    /// The namespaces this engine never syncs from or into ([`crate::boundaries`]); by default the
+    /// system namespaces (`kube-system`, `kube-public`, `kube-node-lease`).
+    pub fn with_boundaries(mut self, boundaries: Boundaries) -> Self {
+        self.boundaries = boundaries;
+        self
+    }
+
+    /// Refuse a target whose source or destination namespace is protected.
+    ///
+    /// # Errors
+    /// [`Error::Boundary`].
+    pub fn check_boundaries(&self, target: &SyncTarget) -> Result<()> {
+        self.boundaries
+            .check_namespace("source", &target.source_namespace)?;
+        self.boundaries
+            .check_namespace("destination", &target.destination_namespace)?;
+        Ok(())
     }
 
     /// Which source cluster to accept where a DR namespace records another one
@@ -465,6 +487,7 @@ impl SyncEngine {
     }
 
     async fn run(&self, target: &SyncTarget, options: ApplyOptions) -> Result<SyncReport> {
+        self.check_boundaries(target)?;
         let started = Instant::now();
         let mut report = SyncReport {
             source_namespace: target.source_namespace.clone(),
@@ -846,6 +869,7 @@ impl SyncEngine {
         changes: Vec<Change>,
         options: ApplyOptions,
     ) -> Result<SyncReport> {
+        self.check_boundaries(target)?;
         let started = Instant::now();
         let Some(live_ns) = self
             .applier

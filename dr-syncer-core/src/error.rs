@@ -82,6 +82,10 @@ pub enum Error {
     /// A drill was interrupted (SIGINT/SIGTERM) at a safe point; what it recorded lets a re-run resume.
     #[error("interrupted {0}")]
     Interrupted(String),
+    /// A protected namespace or an out-of-bounds reference ([`crate::boundaries`]): nothing was read or
+    /// written.
+    #[error(transparent)]
+    Boundary(#[from] crate::boundaries::BoundaryError),
     /// A kubeconfig could not be read, parsed or used.
     #[error("invalid kubeconfig: {0}")]
     Kubeconfig(String),
@@ -122,7 +126,7 @@ impl Error {
             Error::Data(_) | Error::Kubeconfig(_) | Error::Incomplete(_) | Error::Interrupted(_) => {
                 FailureCategory::Other
             }
-            Error::Refused { .. } | Error::ClusterIdentityChanged { .. } => {
+            Error::Refused { .. } | Error::ClusterIdentityChanged { .. } | Error::Boundary(_) => {
                 FailureCategory::ValidationFailure
             }
             Error::Timeout(_) => FailureCategory::NetworkError,
@@ -143,6 +147,7 @@ impl Error {
             Error::Apply(_) => "ApplyFailed",
             Error::Data(e) => e.kind(),
             Error::Kubeconfig(_) => "InvalidKubeconfig",
+            Error::Boundary(e) => e.kind(),
             Error::Timeout(_) => "Timeout",
             Error::Refused { .. } => "Refused",
             Error::ClusterIdentityChanged { .. } => "ClusterIdentityChanged",
@@ -171,6 +176,7 @@ impl Error {
             Error::Apply(e) => e.transient,
             Error::Data(e) => e.is_transient(),
             Error::Kubeconfig(_)
+            | Error::Boundary(_)
             | Error::Refused { .. }
             | Error::Incomplete(_)
             | Error::ClusterIdentityChanged { .. } => false,

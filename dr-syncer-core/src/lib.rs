@@ -16,6 +16,7 @@ pub mod activation;
 pub mod annotations;
 pub mod api;
 pub mod apply;
+pub mod boundaries;
 pub mod brake;
 pub mod config;
 pub mod data;

@@ -256,6 +256,10 @@ pub async fn user_key(ctx: &Context, nm: &NamespaceMapping) -> Result<Option<Use
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| ns.clone());
+        ctx.clusters
+            .boundaries()
+            .check_reference(&ns, "ClusterMapping", &cm_ns, &r.name)
+            .map_err(|e| Error::Cluster(ClusterError::Boundary(e)))?;
         let api: Api<dr_syncer_core::api::ClusterMapping> = Api::namespaced(ctx.client.clone(), &cm_ns);
         if let Ok(Some(cm)) = api.get_opt(&r.name).await
             && let Some(k) = cm.spec.ssh_key_secret_ref
@@ -271,6 +275,10 @@ pub async fn user_key(ctx: &Context, nm: &NamespaceMapping) -> Result<Option<Use
     let Some((sns, sname, private, public)) = reference else {
         return Ok(None);
     };
+    ctx.clusters
+        .boundaries()
+        .check_reference(&ns, "Secret", &sns, &sname)
+        .map_err(|e| Error::Cluster(ClusterError::Boundary(e)))?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &sns);
     let secret = api
         .get(&sname)
@@ -294,6 +302,10 @@ pub async fn cluster_mapping_key(
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| cm.namespace().unwrap_or_default());
+    ctx.clusters
+        .boundaries()
+        .check_reference(&cm.namespace().unwrap_or_default(), "Secret", &ns, &k.name)
+        .map_err(|e| Error::Cluster(ClusterError::Boundary(e)))?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = api
         .get(&k.name)

@@ -9,6 +9,7 @@ use std::{
 
 use dr_syncer_core::{
     api::{ClusterMapping, NamespaceMapping, RemoteCluster},
+    boundaries::Boundaries,
     kube::{Calls, ClientOptions, ClusterConfig, KubeconfigSource, connect, discover},
     resource::ResourceType,
 };
@@ -132,6 +133,8 @@ pub struct Clusters {
     client: Client,
     options: ClientOptions,
     cache: Mutex<HashMap<(String, String), Cached>>,
+    boundaries: Boundaries,
+    allow_exec: bool,
 }
 
 impl std::fmt::Debug for Clusters {
@@ -158,7 +161,28 @@ impl Clusters {
             client,
             options,
             cache: Mutex::new(HashMap::new()),
+            boundaries: Boundaries::default(),
+            allow_exec: false,
         }
+    }
+
+    /// Where references may point, and which namespaces are protected.
+    #[must_use]
+    pub fn with_boundaries(mut self, boundaries: Boundaries) -> Self {
+        self.boundaries = boundaries;
+        self
+    }
+
+    /// Let kubeconfigs from Secrets run exec plugins and auth providers and name files.
+    #[must_use]
+    pub fn allowing_kubeconfig_exec(mut self, allow: bool) -> Self {
+        self.allow_exec = allow;
+        self
+    }
+
+    /// Where references may point, and which namespaces are protected.
+    pub fn boundaries(&self) -> &Boundaries {
+        &self.boundaries
     }
 
     /// Every cached handle (for exporting their counters).
@@ -191,6 +215,10 @@ impl Clusters {
             r.namespace.clone()
         };
         let secret_id = format!("{secret_ns}/{}", r.name);
+        // Never read a Secret outside the boundaries (not even to say it is missing).
+        self.boundaries
+            .check_reference(&rc_ns, "Secret", &secret_ns, &r.name)
+            .map_err(ClusterError::Boundary)?;
         let key = r
             .key
             .clone()
@@ -226,13 +254,21 @@ impl Clusters {
                 key: key.clone(),
             })?;
         let client = connect(&ClusterConfig {
-            kubeconfig: KubeconfigSource::Bytes(bytes),
+            kubeconfig: if self.allow_exec {
+                KubeconfigSource::BytesAllowingExec(bytes)
+            } else {
+                KubeconfigSource::Bytes(bytes)
+            },
             context: None,
         })
         .await
         .map_err(|e| ClusterError::InvalidKubeconfig {
             secret: secret_id,
-            message: e.to_string(),
+            // What is wrong, never what was read (core's kubeconfig checks say it that way).
+            message: match e {
+                dr_syncer_core::Error::Kubeconfig(m) => m,
+                other => other.kind().to_owned(),
+            },
         })?;
         let handle = Arc::new(ClusterHandle {
             name: format!("{rc_ns}/{rc_name}"),
@@ -272,6 +308,9 @@ impl Clusters {
                 .clone()
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| ns.clone());
+            self.boundaries
+                .check_reference(&ns, "ClusterMapping", &cm_ns, &r.name)
+                .map_err(ClusterError::Boundary)?;
             let api: Api<ClusterMapping> = Api::namespaced(self.client.clone(), &cm_ns);
             let cm = match api.get_opt(&r.name).await {
                 Ok(Some(cm)) => cm,

@@ -24,6 +24,9 @@ pub enum ClusterError {
         /// The key.
         key: String,
     },
+    /// A reference out of bounds ([`dr_syncer_core::boundaries`]): nothing was read.
+    #[error(transparent)]
+    Boundary(dr_syncer_core::boundaries::BoundaryError),
     /// The kubeconfig cannot be used.
     #[error("invalid kubeconfig in Secret {secret}: {message}")]
     InvalidKubeconfig {
@@ -78,6 +81,7 @@ impl ClusterError {
             ClusterError::SecretNotFound(_) => "KubeconfigSecretNotFound",
             ClusterError::KeyNotFound { .. } => "KubeconfigKeyNotFound",
             ClusterError::InvalidKubeconfig { .. } => "InvalidKubeconfig",
+            ClusterError::Boundary(e) => e.kind(),
             ClusterError::ConnectionFailed { .. } => "ConnectionFailed",
             ClusterError::ControllerApi { .. } => "ControllerApiError",
             ClusterError::IdentityChanged { .. } => "ClusterIdentityChanged",

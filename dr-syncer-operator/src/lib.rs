@@ -79,6 +79,24 @@ pub struct Args {
     /// Only watch custom resources in this namespace [default: all namespaces].
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// The operator's own namespace: resources may reference Secrets and mappings in it, and it is never
+    /// synced, pruned or deleted [default: POD_NAMESPACE, else `dr-syncer`].
+    #[arg(long, env = "OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+    /// Also allow references (Secrets, ClusterMappings) into this namespace from any namespace
+    /// (repeatable).
+    #[arg(long = "allow-reference-namespace", value_name = "NAMESPACE")]
+    pub allow_reference_namespaces: Vec<String>,
+    /// Also protect this namespace: never a source or destination, never pruned or deleted (repeatable;
+    /// kube-system, kube-public, kube-node-lease and the operator's namespace always are).
+    #[arg(long = "protected-namespace", value_name = "NAMESPACE")]
+    pub protected_namespaces: Vec<String>,
+    /// Let kubeconfigs in RemoteCluster Secrets run exec plugins and auth providers and name files
+    /// (tokenFile, certificate paths). Whoever can write such a Secret can then run commands as the
+    /// operator and send its files (its own token) to a server of their choice; see docs/security.md.
+    #[arg(long, env = "ALLOW_KUBECONFIG_EXEC", value_parser = parse_bool, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub allow_kubeconfig_exec: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

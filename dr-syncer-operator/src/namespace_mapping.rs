@@ -267,7 +267,11 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
         }
         Err(e) => {
             ctx.workers.stop(&key);
-            let retry = !matches!(e, ClusterError::ClustersUnspecified(_));
+            // (Out-of-bounds references and unnamed clusters stay so until the spec changes.)
+            let retry = !matches!(
+                e,
+                ClusterError::ClustersUnspecified(_) | ClusterError::Boundary(_)
+            );
             return blocked(ctx, &nm, e.reason(), e.to_string(), retry).await;
         }
     };
@@ -320,7 +324,8 @@ async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
             {
                 return Ok(action);
             }
-            return blocked(ctx, &nm, e.reason(), e.to_string(), true).await;
+            let retry = !matches!(e, ClusterError::Boundary(_));
+            return blocked(ctx, &nm, e.reason(), e.to_string(), retry).await;
         }
         Err(e) => return Err(e),
     };
@@ -563,6 +568,7 @@ async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
             | ClusterError::SecretNotFound(_)
             | ClusterError::KeyNotFound { .. }
             | ClusterError::InvalidKubeconfig { .. }
+            | ClusterError::Boundary(_)
             | ClusterError::IdentityChanged { .. }),
         ) => {
             // The DR cluster cannot be named or reached any more, and never will be from this

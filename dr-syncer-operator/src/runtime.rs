@@ -14,6 +14,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use dr_syncer_core::{
     api::{ClusterMapping, NamespaceMapping, RemoteCluster, ReplicationMode},
+    boundaries::{Boundaries, DEFAULT_OPERATOR_NAMESPACE},
     kube::{ClientOptions, ClusterConfig, KubeconfigSource, connect_bounded},
 };
 use futures::{StreamExt, future};
@@ -124,6 +125,19 @@ fn readiness(client: Client, namespace: Option<String>, ready: Readiness, cancel
     });
 }
 
+/// The operator's trust boundaries from its flags ([`dr_syncer_core::boundaries`]).
+fn boundaries(args: &Args) -> Boundaries {
+    let operator_namespace = args
+        .operator_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_OPERATOR_NAMESPACE.to_owned());
+    Boundaries::new(&operator_namespace)
+        .allowing_references_to(args.allow_reference_namespaces.iter().cloned())
+        .protecting(args.protected_namespaces.iter().cloned())
+}
+
 /// Run the operator until a signal (exit 0) or lost leadership (exit 1).
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(&args);
@@ -186,6 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         shutdown.child_token(),
     );
 
+    let boundaries = boundaries(&args);
     // Leadership.
     let stop = shutdown.child_token();
     let lost = CancellationToken::new();
@@ -193,9 +208,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let ns = args
             .leader_election_namespace
             .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "dr-syncer".into());
+            .unwrap_or_else(|| boundaries.operator_namespace().to_owned());
         let elector = LeaderElector::new(
             client.clone(),
             &ns,
@@ -234,7 +248,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (ctx, triggers) = Context::new(
         client.clone(),
-        Clusters::new(client.clone(), options),
+        Clusters::new(client.clone(), options)
+            .with_boundaries(boundaries.clone())
+            .allowing_kubeconfig_exec(args.allow_kubeconfig_exec),
         metrics.clone(),
         &identity,
         Options {

@@ -7,7 +7,10 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 
-use super::calls::{Calls, RetryPolicy};
+use super::{
+    calls::{Calls, RetryPolicy},
+    kubeconfig::{self, KubeconfigTrust},
+};
 use crate::{Error, Result};
 
 /// Where a cluster's kubeconfig comes from.
@@ -17,8 +20,13 @@ pub enum KubeconfigSource {
     Infer,
     /// A kubeconfig file.
     File(PathBuf),
-    /// Kubeconfig contents, e.g. the `kubeconfig` key of a RemoteCluster's Secret.
+    /// Kubeconfig contents read as data, e.g. the `kubeconfig` key of a RemoteCluster's Secret: exec
+    /// plugins, auth providers and file references are refused, and errors never quote the bytes
+    /// ([`super::kubeconfig`]).
     Bytes(Vec<u8>),
+    /// Kubeconfig contents that may run exec plugins and auth providers and name files (the operator's
+    /// `--allow-kubeconfig-exec`); errors still never quote the bytes.
+    BytesAllowingExec(Vec<u8>),
 }
 
 /// How to reach one cluster.
@@ -124,21 +132,34 @@ pub async fn connect_bounded(cluster: &ClusterConfig, limit: Duration) -> Result
                 .await
                 .map_err(|e| bad(&format!("{}", path.display()), &e))?
         }
-        KubeconfigSource::Bytes(bytes) => {
-            let text = std::str::from_utf8(bytes).map_err(|e| bad("kubeconfig is not UTF-8", &e))?;
-            let kc = Kubeconfig::from_yaml(text).map_err(|e| bad("kubeconfig", &e))?;
+        KubeconfigSource::Bytes(bytes) | KubeconfigSource::BytesAllowingExec(bytes) => {
+            let trust = match &cluster.kubeconfig {
+                KubeconfigSource::BytesAllowingExec(_) => KubeconfigTrust::AllowExec,
+                _ => KubeconfigTrust::DataOnly,
+            };
+            let kc = kubeconfig::parse(bytes, trust).map_err(Error::Kubeconfig)?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
-                .map_err(|e| bad("kubeconfig", &e))?
+                .map_err(|e| Error::Kubeconfig(kubeconfig::describe(&e, cluster.context.as_deref())))?
         }
     };
+    let data = matches!(
+        cluster.kubeconfig,
+        KubeconfigSource::Bytes(_) | KubeconfigSource::BytesAllowingExec(_)
+    );
     config.default_retry = false;
     // A black-holed address fails in seconds, not after the system's TCP timeout. (No client-wide read
     // timeout: it would cut idle watches; requests have their deadline in `Calls`.)
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     let url = config.cluster_url.to_string();
     let client = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| bad("client", &e))?
+        .map_err(|e| {
+            if data {
+                Error::Kubeconfig("its TLS settings (certificates, keys) could not be used".into())
+            } else {
+                bad("client", &e)
+            }
+        })?
         .with_layer(&Backstop(limit))
         .build();
     Ok((client, url))

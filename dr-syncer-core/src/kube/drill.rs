@@ -248,6 +248,8 @@ impl Drill {
     /// # Errors
     /// [`Error::Kube`] naming the side that cannot be read (a drill needs both).
     pub async fn site(&self) -> Result<SiteState> {
+        // Never a system namespace, on either side.
+        self.engine.check_boundaries(&self.target)?;
         // Only the cluster the DR namespace was filled from is its production.
         kube_site::verify_source_identity(
             &self.source,

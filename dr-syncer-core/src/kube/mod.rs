@@ -14,6 +14,7 @@ mod client;
 mod discovery;
 mod drill;
 mod immutable;
+pub mod kubeconfig;
 mod leftovers;
 mod ownership;
 mod preflight;

@@ -241,6 +241,17 @@ impl<'a> Runner<'a> {
                     .collect()
             }
         };
+        // A protected namespace is never a source or a destination: the mapping is refused as a whole
+        // (a selector that matches one is to be fixed, e.g. with `kubernetes.io/metadata.name notin`).
+        if !cleanup {
+            let boundaries = ctx.clusters.boundaries();
+            for (src, dst) in &pairs {
+                boundaries
+                    .check_namespace("source", src)
+                    .and_then(|()| boundaries.check_namespace("destination", dst))
+                    .map_err(ClusterError::Boundary)?;
+            }
+        }
         Ok(Runner {
             ctx,
             nm,
@@ -330,6 +341,7 @@ impl<'a> Runner<'a> {
             .and_then(|v| GoAhead::parse_annotation(&v).ok())
             .unwrap_or_default();
         SyncEngine::new(source, applier)
+            .with_boundaries(self.ctx.clusters.boundaries().clone())
             .accepting_source_identity(self.clusters.accepted_source_identity())
             .with_deletion_ledger(self.ctx.deletions.clone())
             .with_deletion_go_ahead(go_ahead)
@@ -1152,6 +1164,12 @@ impl<'a> Runner<'a> {
     /// (`dr-syncer.io/created-by`) and it holds nothing dr-syncer did not put there. Never in an active
     /// DR namespace: the site state holds it ([`Cleanup::Held`]).
     pub(super) async fn delete_synced(&self, dst: &str) -> Result<Cleanup> {
+        // Never in a protected namespace, whatever the status says was synced there.
+        self.ctx
+            .clusters
+            .boundaries()
+            .check_namespace("destination", dst)
+            .map_err(ClusterError::Boundary)?;
         let (destination, live) = dr_syncer_core::kube::site::read_destination(
             &self.clusters.destination.client,
             &self.clusters.destination.calls,

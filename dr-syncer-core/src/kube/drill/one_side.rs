@@ -201,6 +201,7 @@ pub async fn promote(dr: &OneSide, options: DrillOptions) -> Result<DrillReport>
         dry_run: options.dry_run,
         ..Default::default()
     };
+    crate::boundaries::Boundaries::system_only().check_namespace("destination", &dr.namespace)?;
     let steps = dr.steps(options.dry_run);
     let side = dr.side("destination");
     let (destination, live) = kube_site::read_destination(&dr.client, &dr.calls, &dr.namespace).await?;
@@ -293,6 +294,7 @@ pub async fn fence(prod: &OneSide, options: DrillOptions) -> Result<DrillReport>
         dry_run: options.dry_run,
         ..Default::default()
     };
+    crate::boundaries::Boundaries::system_only().check_namespace("source", &prod.namespace)?;
     let steps = prod.steps(options.dry_run);
     let side = prod.side("source");
     let types = prod.workloads();
