@@ -146,6 +146,11 @@ pub struct Args {
     /// than 10, of the DR objects this mapping manages: see the mapping's `deletionBrake`).
     #[arg(long, global = true)]
     pub allow_deletions: bool,
+    /// Take over DR objects that exist already and were not put there by dr-syncer (no
+    /// `dr-syncer.io/synced-by`); by default they are left alone and reported as skipped (a mapping's
+    /// `adoptExisting` says the same).
+    #[arg(long, global = true)]
+    pub adopt_existing: bool,
     /// Do not run the preflight checks before stage, cutover and failback.
     #[arg(long, global = true)]
     pub skip_preflight: bool,
@@ -642,6 +647,9 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| source_ns.clone());
     spec.destination_namespace = Some(dest_ns.clone());
+    if args.adopt_existing {
+        spec.adopt_existing = Some(true);
+    }
     let config = SyncConfig::from_spec(&spec).map_err(Error::from)?;
 
     let options = client_options(args);

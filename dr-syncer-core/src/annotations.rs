@@ -67,3 +67,8 @@ pub const LAST_DATA_SYNC: &str = "dr-syncer.io/last-data-sync";
 pub const CLI_RUN: &str = "dr-syncer.io/cli-run";
 /// The annotation `kubectl apply` keeps; never copied.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The label the Go operator put on the DR namespaces it created (`dr-syncer.io/managed-by=dr-syncer`):
+/// objects in such a namespace are taken over unless a mapping's `adoptExisting` is `false` (the Go
+/// operator did not mark the objects it copied).
+pub const GO_MANAGED_BY: &str = "dr-syncer.io/managed-by";

@@ -60,7 +60,14 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// What to do when a change hits an immutable field (the mapping's `immutableResourceConfig`).
     pub immutable: std::sync::Arc<ImmutablePolicy>,
+    /// Take over an existing object that dr-syncer did not put there (no `dr-syncer.io/synced-by`).
+    /// Without it such an object is left alone: [`ApplyAction::Skipped`] with [`NOT_MANAGED`].
+    pub adopt: bool,
 }
+
+/// Why an existing DR object dr-syncer did not create is left alone.
+pub const NOT_MANAGED: &str = "exists, not managed by dr-syncer (no dr-syncer.io/synced-by): left alone; set \
+     adoptExisting: true on the mapping (--adopt-existing in the CLI) to take it over";
 
 impl ApplyOptions {
     /// Plan mode: report, do not write.
@@ -116,6 +123,8 @@ impl ApplyError {
 ///   on the DR side are left alone.
 /// - Nothing is deleted unless the user asked for it: [`Applier::delete`] is called for prune and
 ///   deletion policies only, and `Recreated` happens only under a recreate policy.
+/// - An existing object dr-syncer did not create (no `dr-syncer.io/synced-by`) is not changed unless
+///   [`ApplyOptions::adopt`] says so (Namespaces excepted: dr-syncer writes only its own fields there).
 ///
 /// # Errors
 /// Per object: an [`ApplyError`] concerns that object alone; callers carry on with the others.

@@ -49,6 +49,9 @@ pub struct SyncConfig {
     pub preserve_volume_bindings: bool,
     /// Delete DR objects whose source is gone.
     pub prune: bool,
+    /// Take over existing DR objects dr-syncer did not create: `Some(true)` always, `Some(false)` never,
+    /// `None` only in a DR namespace the Go operator marked (`dr-syncer.io/managed-by=dr-syncer`).
+    pub adopt_existing: Option<bool>,
     /// When deletions (prune, mirrored deletions) are held for a go-ahead.
     pub deletion_brake: crate::brake::DeletionBrake,
     /// Declarative transforms.
@@ -119,6 +122,7 @@ impl Default for SyncConfig {
             access_mode_mappings: BTreeMap::new(),
             preserve_volume_bindings: false,
             prune: false,
+            adopt_existing: None,
             deletion_brake: crate::brake::DeletionBrake::default(),
             rules: Vec::new(),
             immutable: ImmutablePolicy::default(),
@@ -333,6 +337,7 @@ impl SyncConfig {
             access_mode_mappings,
             preserve_volume_bindings: pvc.sync_persistent_volumes || pvc.preserve_volume_attributes,
             prune: spec.prune,
+            adopt_existing: spec.adopt_existing,
             deletion_brake,
             rules,
             immutable,

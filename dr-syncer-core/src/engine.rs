@@ -74,6 +74,18 @@ pub fn crd_type() -> ResourceType {
     .cluster_scoped()
 }
 
+/// Whether a sync of `target` takes over existing DR objects dr-syncer did not create: as the mapping
+/// says (`adoptExisting`), else only in a DR namespace the Go operator marked as its own
+/// (`dr-syncer.io/managed-by=dr-syncer`: it marked namespaces, not the objects it copied).
+fn adopts(target: &SyncTarget, live_ns: Option<&DynamicObject>) -> bool {
+    target.config.adopt_existing.unwrap_or_else(|| {
+        live_ns
+            .and_then(|n| n.metadata.labels.as_ref())
+            .and_then(|l| l.get(annotations::GO_MANAGED_BY))
+            .is_some_and(|v| v == "dr-syncer")
+    })
+}
+
 /// Why a DR object whose type is being removed at the source is kept.
 const TYPE_REMOVED: &str =
     "deleted at the source while its CustomResourceDefinition is being deleted; the DR copy is kept";
@@ -257,6 +269,7 @@ pub struct SyncEngine {
     ledger: Arc<DeletionLedger>,
     accepted_source_identity: AcceptIdentity,
     boundaries: Boundaries,
+    only: Option<BTreeSet<String>>,
 }
 
 /// Which source cluster a sync accepts where a DR namespace records another one
@@ -342,6 +355,7 @@ impl SyncEngine {
             ledger: Arc::new(DeletionLedger::new()),
             accepted_source_identity: AcceptIdentity::Recorded,
             boundaries: Boundaries::system_only(),
+            only: None,
         }
     }
 
@@ -349,6 +363,14 @@ impl SyncEngine {
     /// system namespaces (`kube-system`, `kube-public`, `kube-node-lease`).
     pub fn with_boundaries(mut self, boundaries: Boundaries) -> Self {
         self.boundaries = boundaries;
+        self
+    }
+
+    /// Apply only these objects (their DR keys, as [`ObjectKey`]'s `Display` writes them, e.g.
+    /// `ConfigMap/shop/settings`); the others are reported as excluded. A failback's copy back to
+    /// production writes only what its reverse diff listed.
+    pub fn limited_to(mut self, objects: BTreeSet<String>) -> Self {
+        self.only = Some(objects);
         self
     }
 
@@ -466,6 +488,7 @@ impl SyncEngine {
         let options = ApplyOptions {
             dry_run: false,
             immutable: Arc::new(target.config.immutable.clone()),
+            adopt: false,
         };
         self.run(target, options)
             .instrument(info_span!("sync", source = %target.source_namespace, destination = %target.destination_namespace))
@@ -480,13 +503,14 @@ impl SyncEngine {
         let options = ApplyOptions {
             dry_run: true,
             immutable: Arc::new(target.config.immutable.clone()),
+            adopt: false,
         };
         self.run(target, options)
             .instrument(info_span!("plan", source = %target.source_namespace, destination = %target.destination_namespace))
             .await
     }
 
-    async fn run(&self, target: &SyncTarget, options: ApplyOptions) -> Result<SyncReport> {
+    async fn run(&self, target: &SyncTarget, mut options: ApplyOptions) -> Result<SyncReport> {
         self.check_boundaries(target)?;
         let started = Instant::now();
         let mut report = SyncReport {
@@ -506,6 +530,7 @@ impl SyncEngine {
             self.applier.live(&ns_type, &ns_key)
         );
         let live_ns = live_ns?;
+        options.adopt = adopts(target, live_ns.as_ref());
         if let Some(held) = self.hold(live_ns.as_ref()) {
             report.destination_active = true;
             warn!(destination = %target.destination_namespace, "{}", held.message);
@@ -704,6 +729,16 @@ impl SyncEngine {
             match self.chain.transform(object, &ctx) {
                 Ok(Outcome::Keep(obj)) => {
                     let key = resource.key_of(&obj);
+                    if let Some(only) = &self.only
+                        && !only.contains(&key.to_string())
+                    {
+                        report.exclude(
+                            &resource.group_kind(),
+                            label,
+                            "not among the objects to copy".into(),
+                        );
+                        continue;
+                    }
                     desired.push(Desired {
                         resource,
                         object: obj,
@@ -857,6 +892,7 @@ impl SyncEngine {
         let options = ApplyOptions {
             dry_run: false,
             immutable: Arc::new(target.config.immutable.clone()),
+            adopt: false,
         };
         self.run_changes(target, changes, options)
             .instrument(info_span!("sync_changes", source = %target.source_namespace, destination = %target.destination_namespace))
@@ -867,7 +903,7 @@ impl SyncEngine {
         &self,
         target: &SyncTarget,
         changes: Vec<Change>,
-        options: ApplyOptions,
+        mut options: ApplyOptions,
     ) -> Result<SyncReport> {
         self.check_boundaries(target)?;
         let started = Instant::now();
@@ -878,6 +914,7 @@ impl SyncEngine {
         else {
             return self.run(target, options).await;
         };
+        options.adopt = adopts(target, Some(&live_ns));
         let mut report = SyncReport {
             source_namespace: target.source_namespace.clone(),
             destination_namespace: target.destination_namespace.clone(),

@@ -677,3 +677,78 @@ async fn replicas_a_drill_set_are_kept_before_the_namespace_is_marked() {
     assert!(r.is_success(), "{:#?}", r.failures);
     assert_eq!(replicas().await, Some(2));
 }
+
+/// A DR object dr-syncer did not create (no `dr-syncer.io/synced-by`) is left alone and reported as
+/// skipped, with no write; `adoptExisting: true` takes it over; in a DR namespace the Go operator marked
+/// (`dr-syncer.io/managed-by=dr-syncer`) it is taken over by default, unless `adoptExisting: false`.
+#[tokio::test]
+async fn only_dr_syncers_own_objects_are_changed_unless_adopted() {
+    let p = pair("adopt").await;
+    let src_ns = p
+        .source_namespace(
+            "adopt",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {site: production}\n",
+        )
+        .await;
+    let local = |ns: &str, labels: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{{labels}}}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {ns}}}\ndata: {{site: dr-local}}\n"
+        )
+    };
+    let site = |ns: String| {
+        let api: Api<ConfigMap> = Api::namespaced(p.dst_client.clone(), &ns);
+        async move { api.get("settings").await.unwrap().data.unwrap()["site"].clone() }
+    };
+
+    // A DR namespace made by someone else: left alone.
+    let plain = format!("{src_ns}-plain");
+    apply_yaml(&p.dst_client, None, &local(&plain, "")).await.unwrap();
+    let target = p
+        .target(&src_ns, &plain, json!({"resourceTypes": ["configmaps"]}))
+        .await;
+    let before = p.dst_writes().await;
+    let r = p.engine.sync(&target).await.unwrap();
+    assert_eq!(r.kinds["ConfigMap"].skipped, 1, "{r:#?}");
+    assert!(
+        r.skipped
+            .iter()
+            .any(|s| s.object.ends_with("/settings") && s.reason == dr_syncer_core::apply::NOT_MANAGED),
+        "{r:#?}"
+    );
+    assert_eq!(site(plain.clone()).await, "dr-local");
+    // (The namespace takes dr-syncer's own fields: one write at most, none to the ConfigMap.)
+    assert!(p.dst_writes().await - before <= 1);
+    let adopting = p
+        .target(
+            &src_ns,
+            &plain,
+            json!({"resourceTypes": ["configmaps"], "adoptExisting": true}),
+        )
+        .await;
+    p.engine.sync(&adopting).await.unwrap();
+    assert_eq!(site(plain).await, "production", "adopted");
+
+    // A namespace the Go operator marked: adopted by default, not when the mapping says no.
+    let go = format!("{src_ns}-go");
+    apply_yaml(
+        &p.dst_client,
+        None,
+        &local(&go, "dr-syncer.io/managed-by: dr-syncer"),
+    )
+    .await
+    .unwrap();
+    let refusing = p
+        .target(
+            &src_ns,
+            &go,
+            json!({"resourceTypes": ["configmaps"], "adoptExisting": false}),
+        )
+        .await;
+    p.engine.sync(&refusing).await.unwrap();
+    assert_eq!(site(go.clone()).await, "dr-local");
+    let target = p
+        .target(&src_ns, &go, json!({"resourceTypes": ["configmaps"]}))
+        .await;
+    p.engine.sync(&target).await.unwrap();
+    assert_eq!(site(go).await, "production", "adopted in a Go-marked namespace");
+}

@@ -267,3 +267,76 @@ async fn a_mapping_of_kube_system_is_refused() {
         .stored_writes();
     assert_eq!(writes, 0, "nothing written to the DR cluster");
 }
+
+/// Objects on the DR side that dr-syncer did not put there (a DR-local ConfigMap with the same name as
+/// production's) are left alone and reported as skipped; the mapping's own objects still sync; with
+/// `adoptExisting: true` the object is taken over.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmanaged_dr_object_is_left_alone() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    let env = Env::start("sec-unmanaged").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    apply_yaml(
+        &env.prod.client(),
+        Some(&src),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {site: production}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {v: '1'}\n",
+    )
+    .await
+    .unwrap();
+    // The DR namespace exists already, with the DR site's own `settings`.
+    apply_yaml(
+        &env.dr.client(),
+        None,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {src}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {src}}}\ndata: {{site: dr-local}}\n"),
+    )
+    .await
+    .unwrap();
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "shop",
+        &format!("  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true"),
+    ))
+    .await;
+    let nm = env
+        .wait_status("shop", "synced", |s| {
+            s.phase == Some(dr_syncer_core::api::SyncPhase::Completed)
+        })
+        .await;
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
+    let data = |cm: ConfigMap| cm.data.unwrap_or_default();
+    assert_eq!(
+        data(dr.get("settings").await.unwrap())["site"],
+        "dr-local",
+        "left alone"
+    );
+    assert_eq!(
+        data(dr.get("app").await.unwrap())["v"],
+        "1",
+        "its own objects sync"
+    );
+    assert_eq!(
+        nm.status.unwrap().sync_stats.unwrap().failed_syncs,
+        0,
+        "skipped, not failed"
+    );
+    let events = env.wait_event("shop", "ObjectNotManaged").await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, m)| m.contains(&format!("ConfigMap/{src}/settings"))),
+        "{events:?}"
+    );
+
+    // Adopted on request.
+    env.apply(&mapping(
+        "shop",
+        &format!("  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [configmaps]\n  prune: true\n  adoptExisting: true"),
+    ))
+    .await;
+    wait_for("adopted", T, || async {
+        Ok((data(dr.get("settings").await?)["site"] == "production").then_some(()))
+    })
+    .await
+    .unwrap();
+}

@@ -146,6 +146,12 @@ pub struct NamespaceMappingSpec {
     /// `dr-syncer.io/allow-deletions` annotation). A dr-syncer addition; on by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_brake: Option<DeletionBrakeSpec>,
+    /// Take over DR objects that exist already and were not put there by dr-syncer (no
+    /// `dr-syncer.io/synced-by`): without it they are left alone and reported as skipped. In a DR
+    /// namespace the Go operator marked (label `dr-syncer.io/managed-by=dr-syncer`) objects are taken
+    /// over unless this is `false`. A dr-syncer addition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt_existing: Option<bool>,
 }
 
 /// The deletion brake: deletions that would remove more than `percent` % **and** more than `minObjects` of

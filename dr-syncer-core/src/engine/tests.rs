@@ -1137,3 +1137,21 @@ async fn objects_of_a_type_being_removed_at_the_source_are_not_pruned() {
     let report = engine.sync(&t).await.unwrap();
     assert_eq!(report.kinds["Widget.example.com"].deleted, 2, "{report:#?}");
 }
+
+/// An engine limited to some objects applies only those; the others are reported as excluded.
+#[tokio::test]
+async fn a_limited_engine_applies_only_the_listed_objects() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let t = target(vec![rt("v1", "ConfigMap", "configmaps")], SyncConfig::default());
+    let report = SyncEngine::new(
+        Arc::new(source(configmaps(["a".to_owned(), "b".to_owned()]))),
+        Arc::new(recording_applier(seen.clone())),
+    )
+    .limited_to(["ConfigMap/app-dr/a".to_owned()].into())
+    .sync(&t)
+    .await
+    .unwrap();
+    let applied: Vec<String> = seen.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(applied, ["Namespace/app-dr", "ConfigMap/a"]);
+    assert_eq!(report.kinds["ConfigMap"].excluded, 1, "{report:#?}");
+}

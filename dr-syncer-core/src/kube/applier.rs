@@ -520,6 +520,17 @@ impl Applier for KubeApplier {
         .map_or((None, None, Arc::default(), false), |l| {
             (Some(l.obj), l.created, l.lists, l.drill_activation)
         });
+        // Only dr-syncer's own objects are changed (or adopted ones, when asked).
+        if let Some(live) = &live
+            && !options.adopt
+            && rt.kind != "Namespace"
+            && annotation(live, annotations::SYNCED_BY).is_none()
+        {
+            return Ok(ApplyResult {
+                action: ApplyAction::Skipped(crate::apply::NOT_MANAGED.into()),
+                diff: None,
+            });
+        }
         let mut desired = with_types(desired.clone(), rt);
         if drill_activation
             && let Some(live) = &live

@@ -31,7 +31,7 @@ mod one_side;
 mod report;
 mod steps;
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use kube::{Client, core::DynamicObject};
 use serde_json::Value;
@@ -493,10 +493,23 @@ impl Drill {
         let must_run = quieted_by_a_drill(&steps, src, &all_workloads, &held).await?;
 
         steps.announce("compare the DR side with the source (reverse diff)");
-        report.reverse_diff = Some(self.reverse_diff().await?);
+        let reverse_diff = self.reverse_diff().await?;
+        // Exactly the objects the reverse diff lists as changed on the DR side.
+        let listed: BTreeSet<String> = reverse_diff
+            .changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.action,
+                    crate::apply::ApplyAction::Created | crate::apply::ApplyAction::Updated
+                )
+            })
+            .map(|c| c.object.clone())
+            .collect();
+        report.reverse_diff = Some(reverse_diff);
         if options.sync_back {
             let (engine, target) = self.reverse();
-            let engine = engine.keeping_destination_activation();
+            let engine = engine.keeping_destination_activation().limited_to(listed);
             steps.announce("copy DR-side changes back to the source");
             let copied = sync_or_plan(&engine, &target, options.dry_run).await?;
             if !copied.is_success() {
@@ -804,6 +817,9 @@ impl Drill {
         config.access_mode_mappings.clear();
         config.ingress.transform_hosts = false;
         config.rules.clear();
+        // Production's objects carry no dr-syncer marker: the copy back takes them over (a failback
+        // writes only what its reverse diff listed, see `failback`).
+        config.adopt_existing = Some(true);
         let target = SyncTarget {
             source_cluster: self.target.destination_cluster.clone(),
             destination_cluster: self.target.source_cluster.clone(),

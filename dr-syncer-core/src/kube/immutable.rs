@@ -285,13 +285,17 @@ impl KubeApplier {
                     self.drain(key, live, policy.drain_timeout).await?;
                 }
                 let foreground = handling == ImmutableHandling::ForceUpdate;
-                self.delete_and_wait(
-                    rt,
-                    key,
-                    recreate_delete(rt, foreground),
-                    policy.force_delete_timeout,
-                )
-                .await?;
+                // Exactly the object looked at: changed or replaced since, the server refuses (409) and
+                // nothing is deleted.
+                let mut params = recreate_delete(rt, foreground);
+                if let Some(live) = &live {
+                    params.preconditions = Some(kube::api::Preconditions {
+                        uid: live.metadata.uid.clone(),
+                        resource_version: live.metadata.resource_version.clone(),
+                    });
+                }
+                self.delete_and_wait(rt, key, params, policy.force_delete_timeout)
+                    .await?;
                 if let Err(create_err) = self.create(rt, key, &desired).await {
                     // Never leave the DR side without the object: put the old one back.
                     let restored = match &live {

@@ -966,6 +966,31 @@ impl<'a> Runner<'a> {
             )
             .await;
         }
+        // DR objects dr-syncer did not create, left alone: one Warning Event naming the first few.
+        let unmanaged: Vec<&str> = outcome
+            .reports
+            .iter()
+            .flat_map(|r| &r.skipped)
+            .filter(|s| s.reason == dr_syncer_core::apply::NOT_MANAGED)
+            .map(|s| s.object.as_str())
+            .collect();
+        if !unmanaged.is_empty() {
+            let more = unmanaged.len().saturating_sub(10);
+            ctx.event(
+                nm,
+                true,
+                "ObjectNotManaged",
+                "Sync",
+                format!(
+                    "{} DR object(s) exist and were not created by dr-syncer, left alone (adoptExisting: true \
+                     takes them over): {}{}",
+                    unmanaged.len(),
+                    unmanaged[..unmanaged.len().min(10)].join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                ),
+            )
+            .await;
+        }
         if outcome.is_success() {
             // Continuous mode's batches are too frequent for an Event each (metrics count them).
             if full {
