@@ -79,6 +79,18 @@ pub fn activate(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>,
                 .unwrap_or(false);
             Ok((current != want).then(|| json!({"spec": {"suspend": want}})))
         }
+        ("keda.sh", "ScaledObject") => {
+            let Some(orig) = ann(obj, annotations::ORIGINAL_PAUSED) else {
+                return Ok(None);
+            };
+            let want = orig.trim() == "true";
+            let paused = ann(obj, annotations::KEDA_PAUSED).map(str::trim) == Some("true");
+            Ok((paused != want).then(|| {
+                json!({"metadata": {"annotations": {
+                    annotations::KEDA_PAUSED: if want { json!("true") } else { Value::Null }
+                }}})
+            }))
+        }
         ("apps", "DaemonSet") => {
             let current = obj
                 .data
@@ -130,6 +142,7 @@ pub fn release(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>, 
         annotations::ORIGINAL_REPLICAS,
         annotations::ORIGINAL_SUSPEND,
         annotations::ORIGINAL_NODE_SELECTOR,
+        annotations::ORIGINAL_PAUSED,
     ]
     .into_iter()
     .filter(|k| ann(obj, k).is_some())
@@ -138,9 +151,19 @@ pub fn release(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>, 
     if records.is_empty() {
         return Ok((patch != json!({})).then_some(patch));
     }
-    let nulls: serde_json::Map<String, Value> =
-        records.into_iter().map(|k| (k.to_owned(), Value::Null)).collect();
-    patch["metadata"] = json!({"annotations": Value::Object(nulls)});
+    // (Into the annotations `activate` may already change, e.g. a ScaledObject's pause.)
+    let ann_patch = patch
+        .as_object_mut()
+        .expect("a merge patch is an object")
+        .entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("metadata patch is an object")
+        .entry("annotations")
+        .or_insert_with(|| json!({}));
+    for k in records {
+        ann_patch[k] = Value::Null;
+    }
     Ok(Some(patch))
 }
 
@@ -153,6 +176,7 @@ pub fn recorded_active(rt: &ResourceType, obj: &DynamicObject) -> bool {
             .is_some_and(|n| n > 0),
         ("batch", "CronJob") => ann(obj, annotations::ORIGINAL_SUSPEND).map(str::trim) == Some("false"),
         ("apps", "DaemonSet") => ann(obj, annotations::ORIGINAL_NODE_SELECTOR).is_some(),
+        ("keda.sh", "ScaledObject") => ann(obj, annotations::ORIGINAL_PAUSED).map(str::trim) == Some("false"),
         _ => false,
     }
 }
@@ -204,6 +228,17 @@ pub fn quiet(rt: &ResourceType, obj: &DynamicObject) -> Result<Option<Value>, Tr
                 "spec": {"template": {"spec": {"nodeSelector": {annotations::QUIET_NODE_SELECTOR_KEY: "true"}}}}
             })))
         }
+        ("keda.sh", "ScaledObject") => {
+            if ann(obj, annotations::KEDA_PAUSED).map(str::trim) == Some("true") {
+                return Ok(None);
+            }
+            Ok(Some(json!({
+                "metadata": {"annotations": {
+                    annotations::ORIGINAL_PAUSED: "false",
+                    annotations::KEDA_PAUSED: "true"
+                }}
+            })))
+        }
         _ => Ok(None),
     }
 }
@@ -218,6 +253,25 @@ pub fn carry_live_activation(rt: &ResourceType, desired: &mut DynamicObject, liv
         ("apps", "Deployment" | "StatefulSet") => "/spec/replicas",
         ("batch", "CronJob") => "/spec/suspend",
         ("apps", "DaemonSet") => "/spec/template/spec/nodeSelector",
+        ("keda.sh", "ScaledObject") => {
+            // An annotation: carried in the metadata.
+            let key = annotations::KEDA_PAUSED;
+            match live.metadata.annotations.as_ref().and_then(|a| a.get(key)) {
+                Some(v) => {
+                    desired
+                        .metadata
+                        .annotations
+                        .get_or_insert_default()
+                        .insert(key.to_owned(), v.clone());
+                }
+                None => {
+                    if let Some(a) = desired.metadata.annotations.as_mut() {
+                        a.remove(key);
+                    }
+                }
+            }
+            return;
+        }
         _ => return,
     };
     let live_value = live.data.pointer(pointer).cloned();
@@ -258,6 +312,7 @@ pub fn is_running(rt: &ResourceType, obj: &DynamicObject) -> bool {
             .pointer("/spec/template/spec/nodeSelector")
             .and_then(|s| s.get(annotations::QUIET_NODE_SELECTOR_KEY))
             .is_none(),
+        ("keda.sh", "ScaledObject") => ann(obj, annotations::KEDA_PAUSED).map(str::trim) != Some("true"),
         _ => false,
     }
 }
@@ -394,5 +449,38 @@ mod tests {
         let rt = crate::transform::test_support::rt(av, kind);
         carry_live_activation(&rt, &mut d, &l);
         assert_eq!(d.data.pointer(pointer), expected.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod scaler_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::transform::test_support::*;
+
+    /// A KEDA ScaledObject: quieted (paused, original recorded), activated (unpaused), released (records
+    /// gone), and counted as running only when not paused.
+    #[test]
+    fn scaled_objects_are_quieted_and_activated() {
+        let so = obj(
+            "keda.sh/v1alpha1",
+            "ScaledObject",
+            json!({"metadata": {"name": "web"}, "spec": {"scaleTargetRef": {"name": "web"}}}),
+        );
+        let rt = ResourceType::namespaced("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects");
+        assert!(is_running(&rt, &so));
+        let quiet_patch = quiet(&rt, &so).unwrap().expect("quiets");
+        let quieted = merge(&so, &quiet_patch).unwrap();
+        assert!(!is_running(&rt, &quieted));
+        assert!(recorded_active(&rt, &quieted));
+        assert!(quiet(&rt, &quieted).unwrap().is_none(), "already quiet");
+        let active = merge(&quieted, &activate(&rt, &quieted).unwrap().expect("activates")).unwrap();
+        assert!(is_running(&rt, &active));
+        let released = merge(&quieted, &release(&rt, &quieted).unwrap().expect("releases")).unwrap();
+        assert!(is_running(&rt, &released));
+        let ann = released.metadata.annotations.clone().unwrap_or_default();
+        assert!(!ann.contains_key(annotations::ORIGINAL_PAUSED), "{ann:?}");
+        assert!(!ann.contains_key(annotations::KEDA_PAUSED), "{ann:?}");
     }
 }

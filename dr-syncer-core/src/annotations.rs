@@ -72,3 +72,10 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 /// objects in such a namespace are taken over unless a mapping's `adoptExisting` is `false` (the Go
 /// operator did not mark the objects it copied).
 pub const GO_MANAGED_BY: &str = "dr-syncer.io/managed-by";
+
+/// KEDA's annotation that pauses a ScaledObject's autoscaling (`"true"`): dr-syncer sets it on the DR
+/// copies of ScaledObjects while the DR site is quiet, so KEDA does not scale a quiet workload up.
+pub const KEDA_PAUSED: &str = "autoscaling.keda.sh/paused";
+/// Annotation on a quieted ScaledObject: its `autoscaling.keda.sh/paused` before it was quieted
+/// (`"false"` when it had none).
+pub const ORIGINAL_PAUSED: &str = "dr-syncer.io/original-paused";

@@ -340,3 +340,78 @@ async fn an_unmanaged_dr_object_is_left_alone() {
     .await
     .unwrap();
 }
+
+/// Production-controlled knobs: a standalone Job is copied suspended (it ran on production; it must not
+/// run again on DR), a scale-override label above production's own replicas is capped there, and
+/// dr-syncer's bookkeeping set by hand on a running production object is not believed.
+#[tokio::test(flavor = "multi_thread")]
+async fn production_cannot_make_the_dr_site_run_more() {
+    use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job};
+
+    let env = Env::start("sec-knobs").await;
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    apply_yaml(
+        &env.prod.client(),
+        Some(&src),
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: m, image: busybox}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {dr-syncer.io/scale-override: "100"}
+  annotations: {dr-syncer.io/original-replicas: "50", dr-syncer.io/immutable-fields: "spec.selector"}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+"#,
+    )
+    .await
+    .unwrap();
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    env.apply(&mapping(
+        "shop",
+        &format!("  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: {src}\n  resourceTypes: [jobs, deployments]"),
+    ))
+    .await;
+    let nm = env
+        .wait_status("shop", "synced", |s| {
+            s.phase == Some(dr_syncer_core::api::SyncPhase::Completed)
+        })
+        .await;
+    assert_eq!(nm.status.unwrap().sync_stats.unwrap().failed_syncs, 0);
+    let job = Api::<Job>::namespaced(env.dr.client(), &src)
+        .get("migrate")
+        .await
+        .unwrap();
+    assert_eq!(
+        job.spec.unwrap().suspend,
+        Some(true),
+        "the Job is copied suspended"
+    );
+    let web = Api::<Deployment>::namespaced(env.dr.client(), &src)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.spec.as_ref().unwrap().replicas,
+        Some(2),
+        "capped at production's 2"
+    );
+    let ann = web.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        ann.get("dr-syncer.io/original-replicas").map(String::as_str),
+        Some("2"),
+        "production's own count recorded, not the 50 set by hand"
+    );
+    assert!(!ann.contains_key("dr-syncer.io/immutable-fields"), "{ann:?}");
+}

@@ -489,7 +489,8 @@ impl Drill {
         let held = |rt: &ResourceType, o: &DynamicObject| {
             !crate::activation::is_running(rt, o) && crate::activation::recorded_active(rt, o)
         };
-        let all_workloads = workload_types();
+        let mut all_workloads = workload_types().to_vec();
+        all_workloads.extend(kube_site::scalers_in(&self.target.types));
         let must_run = quieted_by_a_drill(&steps, src, &all_workloads, &held).await?;
 
         steps.announce("compare the DR side with the source (reverse diff)");

@@ -36,11 +36,23 @@ pub fn workload_types() -> [ResourceType; 4] {
     ]
 }
 
-/// Of [`workload_types`], those among `types` (a target's types in scope).
+/// Of [`workload_types`], those among `types` (a target's types in scope), and the autoscalers in scope
+/// ([`scalers_in`]): what a drill quiets and activates.
 pub fn workload_types_in(types: &[ResourceType]) -> Vec<ResourceType> {
     workload_types()
         .into_iter()
         .filter(|w| types.iter().any(|t| t.group == w.group && t.kind == w.kind))
+        .chain(scalers_in(types))
+        .collect()
+}
+
+/// The autoscalers among `types` that would scale a quiet workload up and are paused with it: KEDA
+/// ScaledObjects (custom resources, so only when they are in scope).
+pub fn scalers_in(types: &[ResourceType]) -> Vec<ResourceType> {
+    types
+        .iter()
+        .filter(|t| t.group == "keda.sh" && t.kind == "ScaledObject")
+        .cloned()
         .collect()
 }
 

@@ -6,6 +6,14 @@
 //! - CronJobs: `suspend: true`, the original kept in `dr-syncer.io/original-suspend`.
 //! - DaemonSets: held off every node by a node selector no node carries (`dr-syncer.io/quiet: "true"`), the
 //!   original selector kept in `dr-syncer.io/original-node-selector`.
+//! - KEDA ScaledObjects (`keda.sh`): paused (`autoscaling.keda.sh/paused: "true"`), the original kept in
+//!   `dr-syncer.io/original-paused`, so KEDA does not scale a quiet workload up from zero.
+//!   (HorizontalPodAutoscalers need nothing: Kubernetes does not scale a workload at 0 replicas.)
+//! - Standalone Jobs: **always** `suspend: true`, whatever `scaleToZero` says and whichever site is
+//!   active, and no activation resumes them: a Job that ran on production must not run again on DR.
+//!
+//! The scale-override label is capped at the source's own replica count: production's labels cannot
+//! make the DR site larger than production.
 //!
 //! Everything is reversible with [`crate::activation`]. When the DR namespace is marked active by a cutover,
 //! nothing is quieted: the activation state fields are left out of the desired object so the activated
@@ -50,7 +58,17 @@ impl Transformer for QuietDrSite {
     fn transform(&self, mut obj: DynamicObject, ctx: &TransformContext) -> TransformResult {
         let rt = &ctx.resource;
         let kind = match (rt.group.as_str(), rt.kind.as_str()) {
-            ("apps", k @ ("Deployment" | "StatefulSet" | "DaemonSet")) | ("batch", k @ "CronJob") => k,
+            ("apps", k @ ("Deployment" | "StatefulSet" | "DaemonSet"))
+            | ("batch", k @ "CronJob")
+            | ("keda.sh", k @ "ScaledObject") => k,
+            ("batch", "Job") => {
+                // Never run again on DR: suspended, on any site.
+                let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) else {
+                    return Err(TransformError::new("quiet-dr-site", &obj, "has no spec object"));
+                };
+                spec.insert("suspend".into(), json!(true));
+                return Ok(Outcome::Keep(obj));
+            }
             _ => return Ok(Outcome::Keep(obj)),
         };
         if ctx.destination_active {
@@ -83,7 +101,8 @@ impl Transformer for QuietDrSite {
                 };
                 let desired = match scale_override(&obj) {
                     Override::None => 0,
-                    Override::Replicas(n) => n,
+                    // (Never above production's own count.)
+                    Override::Replicas(n) => n.min(source),
                     Override::KeepSource => source,
                 };
                 if let Some(spec) = obj.data.get_mut("spec").and_then(Value::as_object_mut) {
@@ -95,6 +114,13 @@ impl Transformer for QuietDrSite {
                 let original = spec.get("suspend").and_then(Value::as_bool).unwrap_or(false);
                 spec.insert("suspend".into(), json!(true));
                 annotate(&mut obj, annotations::ORIGINAL_SUSPEND, original.to_string());
+            }
+            "ScaledObject" => {
+                let original = crate::transform::annotation(&obj, annotations::KEDA_PAUSED)
+                    .map_or("false", |v| if v.trim() == "true" { "true" } else { "false" })
+                    .to_owned();
+                annotate(&mut obj, annotations::KEDA_PAUSED, "true".to_owned());
+                annotate(&mut obj, annotations::ORIGINAL_PAUSED, original);
             }
             _ => {
                 // DaemonSet
@@ -185,6 +211,7 @@ mod tests {
     #[case::override_true_keeps_source(Some(3), Some("true"), 3, "3")]
     #[case::override_garbage_keeps_source(Some(5), Some("lots"), 5, "5")]
     #[case::override_negative_keeps_source(Some(5), Some("-1"), 5, "5")]
+    #[case::override_above_the_source_is_capped(Some(3), Some("100"), 3, "3")]
     fn deployments(
         #[case] replicas: Option<i64>,
         #[case] label: Option<&str>,
@@ -234,6 +261,49 @@ mod tests {
         assert_eq!(
             out["metadata"]["annotations"]["dr-syncer.io/original-node-selector"],
             original
+        );
+    }
+
+    #[rstest]
+    #[case::unset(None)]
+    #[case::running(Some("false"))]
+    fn scaled_objects_are_paused_with_their_original(#[case] paused: Option<&str>) {
+        let mut v = json!({"metadata": {"name": "web"}, "spec": {"scaleTargetRef": {"name": "web"}}});
+        if let Some(p) = paused {
+            v["metadata"]["annotations"] = json!({"autoscaling.keda.sh/paused": p});
+        }
+        let out = run("keda.sh/v1alpha1", "ScaledObject", v);
+        let ann = &out["metadata"]["annotations"];
+        assert_eq!(ann["autoscaling.keda.sh/paused"], "true");
+        assert_eq!(ann["dr-syncer.io/original-paused"], "false");
+    }
+
+    /// A standalone Job is suspended on every site and with `scaleToZero: false` too.
+    #[rstest]
+    #[case::quiet_site(true, false)]
+    #[case::scale_to_zero_off(false, false)]
+    #[case::active_site(true, true)]
+    fn jobs_are_always_suspended(#[case] scale_to_zero: bool, #[case] active: bool) {
+        let o = obj(
+            "batch/v1",
+            "Job",
+            json!({"metadata": {"name": "migrate"}, "spec": {"template": {"spec": {}}}}),
+        );
+        let mut ctx = ctx_for(&o);
+        ctx.destination_active = active;
+        ctx.config = Arc::new(SyncConfig {
+            scale_to_zero,
+            ..SyncConfig::default()
+        });
+        let Outcome::Keep(out) = QuietDrSite.transform(o, &ctx).unwrap() else {
+            panic!()
+        };
+        assert_eq!(out.data["spec"]["suspend"], json!(true));
+        assert!(
+            crate::activation::activate(&ctx.resource, &out)
+                .unwrap()
+                .is_none(),
+            "no activation resumes it"
         );
     }
 

@@ -6,12 +6,44 @@ use kube::core::DynamicObject;
 use super::{TransformContext, TransformResult, Transformer, annotate};
 use crate::annotations;
 
-/// Annotations that describe the source server's own bookkeeping.
-const DROPPED_ANNOTATIONS: [&str; 4] = [
+/// Annotations that describe the source server's own bookkeeping, and dr-syncer's own bookkeeping
+/// found on a production object (set there by hand or by another tool: dr-syncer writes its own on the
+/// DR side, production's say nothing dr-syncer should believe).
+const DROPPED_ANNOTATIONS: [&str; 15] = [
     annotations::LAST_APPLIED,
     "deployment.kubernetes.io/revision",
     annotations::LAST_SYNCED,
     annotations::DESIRED_HASH,
+    annotations::IMMUTABLE_FIELDS,
+    annotations::CREATED_BY,
+    annotations::LAST_DATA_SYNC,
+    annotations::SOURCE_CLUSTER_UID,
+    annotations::ACTIVE,
+    annotations::ACTIVE_SINCE,
+    annotations::ACTIVATED_BY,
+    annotations::STANDBY,
+    annotations::STANDBY_SINCE,
+    annotations::SYNC_NOW,
+    annotations::ALLOW_DELETIONS,
+];
+
+/// The records of a workload's state before a drill quieted it. Believed only on an object that is
+/// quiet now (a cutover or fence quieted production and recorded them); on a running production object
+/// they are dropped, so production cannot make the DR copy activate to another state than its own.
+const ORIGINALS: [&str; 4] = [
+    annotations::ORIGINAL_REPLICAS,
+    annotations::ORIGINAL_SUSPEND,
+    annotations::ORIGINAL_NODE_SELECTOR,
+    annotations::ORIGINAL_PAUSED,
+];
+
+/// Labels the server puts on a Job and its pod template (the selector it generated): a copy must not
+/// carry them (the DR server generates its own).
+const JOB_LABELS: [&str; 4] = [
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
 ];
 
 /// Removes uid, resourceVersion, creationTimestamp, generation, managedFields, ownerReferences, finalizers,
@@ -43,6 +75,19 @@ impl Transformer for Sanitize {
                 ann.remove(key);
             }
         }
+        if let Some(labels) = m.labels.as_mut() {
+            labels.remove(annotations::CLI_RUN);
+        }
+        if crate::activation::is_running(&ctx.resource, &obj)
+            && let Some(ann) = obj.metadata.annotations.as_mut()
+        {
+            for key in ORIGINALS {
+                ann.remove(key);
+            }
+        }
+        if ctx.resource.group == "batch" && ctx.resource.kind == "Job" {
+            generated_job_selector_removed(&mut obj);
+        }
         if let Some(body) = obj.data.as_object_mut() {
             body.remove("status");
         }
@@ -54,6 +99,36 @@ impl Transformer for Sanitize {
             ctx.source_namespace.clone(),
         );
         Ok(super::Outcome::Keep(obj))
+    }
+}
+
+/// Drop the selector and labels the source server generated for a Job (unless the Job chose its own,
+/// `manualSelector: true`).
+fn generated_job_selector_removed(obj: &mut DynamicObject) {
+    let manual = obj
+        .data
+        .pointer("/spec/manualSelector")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if manual {
+        return;
+    }
+    if let Some(spec) = obj.data.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.remove("selector");
+    }
+    if let Some(labels) = obj.metadata.labels.as_mut() {
+        for l in JOB_LABELS {
+            labels.remove(l);
+        }
+    }
+    if let Some(labels) = obj
+        .data
+        .pointer_mut("/spec/template/metadata/labels")
+        .and_then(|l| l.as_object_mut())
+    {
+        for l in JOB_LABELS {
+            labels.remove(l);
+        }
     }
 }
 
@@ -72,6 +147,85 @@ mod tests {
             Outcome::Keep(o) => json_of(&o),
             Outcome::Drop { .. } => panic!("dropped"),
         }
+    }
+
+    fn run_kind(api_version: &str, kind: &str, v: Value) -> Value {
+        let o = obj(api_version, kind, v);
+        let ctx = ctx_for(&o);
+        match Sanitize.transform(o, &ctx).unwrap() {
+            Outcome::Keep(o) => json_of(&o),
+            Outcome::Drop { .. } => panic!("dropped"),
+        }
+    }
+
+    /// dr-syncer's bookkeeping set on a production object is not believed: dropped, and the records of a
+    /// quieted state only stay on an object that is quiet.
+    #[test]
+    fn bookkeeping_found_on_production_is_dropped() {
+        let ann = json!({
+            "dr-syncer.io/immutable-fields": "spec.selector",
+            "dr-syncer.io/desired-hash": "1",
+            "dr-syncer.io/created-by": "x",
+            "dr-syncer.io/active": "true",
+            "dr-syncer.io/original-replicas": "50",
+            "owner": "team"
+        });
+        let running = run_kind(
+            "apps/v1",
+            "Deployment",
+            json!({"metadata": {"name": "web", "annotations": ann.clone(), "labels": {"dr-syncer.io/cli-run": "r1", "app": "web"}},
+                   "spec": {"replicas": 1, "template": {}}}),
+        );
+        let kept = running["metadata"]["annotations"].as_object().unwrap();
+        for gone in [
+            "dr-syncer.io/immutable-fields",
+            "dr-syncer.io/desired-hash",
+            "dr-syncer.io/created-by",
+            "dr-syncer.io/active",
+            "dr-syncer.io/original-replicas",
+        ] {
+            assert!(!kept.contains_key(gone), "{gone}: {kept:?}");
+        }
+        assert_eq!(kept["owner"], "team");
+        assert_eq!(running["metadata"]["labels"], json!({"app": "web"}));
+        // Quiet (a cutover quieted it and recorded the original): the record stays.
+        let quiet = run_kind(
+            "apps/v1",
+            "Deployment",
+            json!({"metadata": {"name": "web", "annotations": ann}, "spec": {"replicas": 0, "template": {}}}),
+        );
+        assert_eq!(
+            quiet["metadata"]["annotations"]["dr-syncer.io/original-replicas"],
+            "50"
+        );
+    }
+
+    #[rstest]
+    #[case::generated(false, None)]
+    #[case::manual(true, Some(json!({"matchLabels": {"app": "m"}})))]
+    fn a_jobs_generated_selector_is_dropped(#[case] manual: bool, #[case] selector: Option<Value>) {
+        let out = run_kind(
+            "batch/v1",
+            "Job",
+            json!({
+                "metadata": {"name": "m", "labels": {"controller-uid": "u1", "batch.kubernetes.io/job-name": "m", "app": "m"}},
+                "spec": {
+                    "manualSelector": manual,
+                    "selector": {"matchLabels": {"app": "m"}},
+                    "template": {"metadata": {"labels": {"controller-uid": "u1", "job-name": "m", "app": "m"}}, "spec": {}}
+                }
+            }),
+        );
+        assert_eq!(out["spec"].get("selector").cloned(), selector);
+        // (A manual selector is the Job's own: its labels stay as they are.)
+        let labels = if manual {
+            json!({"controller-uid": "u1", "job-name": "m", "app": "m"})
+        } else {
+            json!({"app": "m"})
+        };
+        assert_eq!(out["spec"]["template"]["metadata"]["labels"], labels);
+        assert_eq!(out["metadata"]["labels"].get("app"), Some(&json!("m")));
+        assert_eq!(out["metadata"]["labels"].get("controller-uid").is_some(), manual);
     }
 
     #[rstest]
