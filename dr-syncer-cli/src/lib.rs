@@ -158,6 +158,31 @@ pub struct Args {
     /// connecting is bounded at 10 s.
     #[arg(long, global = true, default_value = "60s")]
     pub request_timeout: String,
+    /// rbac: for the source (production) side's identity.
+    #[arg(long, global = true, conflicts_with = "destination")]
+    pub source: bool,
+    /// rbac: for the destination (DR) side's identity.
+    #[arg(long, global = true)]
+    pub destination: bool,
+    /// rbac: a namespace on that side (repeatable) [default: the `--mapping`'s].
+    #[arg(long = "namespace", global = true, value_name = "NAMESPACE")]
+    pub rbac_namespaces: Vec<String>,
+    /// rbac: Roles per namespace, or one ClusterRole [default: namespace when namespaces are known].
+    #[arg(long, global = true, value_enum)]
+    pub scope: Option<RbacScope>,
+    /// rbac: the DR side also runs PVC data movers (pods, their logs and key Secrets in its namespaces)
+    /// [default: when the `--mapping` copies PVC data].
+    #[arg(long, global = true)]
+    pub pvc_data: bool,
+    /// rbac: the roles' name [default: dr-syncer-source-reader / dr-syncer-dr-writer].
+    #[arg(long, global = true)]
+    pub role_name: Option<String>,
+    /// rbac: also bind the roles to this user.
+    #[arg(long, global = true, conflicts_with = "bind_service_account")]
+    pub bind_user: Option<String>,
+    /// rbac: also bind the roles to this ServiceAccount (`namespace/name`).
+    #[arg(long, global = true)]
+    pub bind_service_account: Option<String>,
     /// cleanup: only the leftovers of this run (its id, as labelled `dr-syncer.io/cli-run`).
     #[arg(long, global = true)]
     pub run: Option<String>,
@@ -193,6 +218,19 @@ pub enum Command {
     /// Remove what interrupted runs left behind (temporary agents, keys, grants, mover pods, locks) on the
     /// clusters given.
     Cleanup,
+    /// Print least-privilege RBAC (YAML) for the identity of one side (`--source` or `--destination`), for
+    /// the types in scope (`--resource-types`, or a `--mapping`'s, else the operator's defaults). Offline:
+    /// no kubeconfig needed.
+    Rbac,
+}
+
+/// `rbac --scope` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RbacScope {
+    /// Roles in each `--namespace` (least privilege).
+    Namespace,
+    /// One ClusterRole (all namespaces; what the operator's shared watches need).
+    Cluster,
 }
 
 /// `--mode` values of the Go CLI.
@@ -344,6 +382,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(&args.log_level);
+    if args.command == Some(Command::Rbac) {
+        return rbac(&args);
+    }
     let command = match (args.command, args.mode) {
         (Some(c), None) => c,
         (None, Some(Mode::Stage)) => Command::Stage,
@@ -515,7 +556,12 @@ async fn run_command(
             let plan = drill.engine().plan(&target).await?;
             out.diff(plan)
         }
-        Command::Preflight | Command::Promote | Command::Fence | Command::Status | Command::Cleanup => {
+        Command::Preflight
+        | Command::Promote
+        | Command::Fence
+        | Command::Status
+        | Command::Cleanup
+        | Command::Rbac => {
             unreachable!("handled before a drill is built")
         }
     }
@@ -574,6 +620,74 @@ pub(crate) fn load_spec(args: &Args) -> anyhow::Result<(NamespaceMappingSpec, bo
         spec.destination_namespace = Some(ns.clone());
     }
     Ok((spec, from_mapping))
+}
+
+/// `rbac`: print the least-privilege RBAC of one side ([`dr_syncer_core::rbac`]).
+fn rbac(args: &Args) -> anyhow::Result<ExitCode> {
+    use dr_syncer_core::rbac::{Request, Scope, Side, Subject};
+    let side = match (args.source, args.destination) {
+        (true, false) => Side::Source,
+        (false, true) => Side::Destination,
+        _ => return Err(usage("rbac needs --source or --destination")),
+    };
+    let (spec, from_mapping) = load_spec(args)?;
+    let namespaces: Vec<String> = if args.rbac_namespaces.is_empty() {
+        let ns = match side {
+            Side::Source => spec.source_namespace.clone(),
+            Side::Destination => spec
+                .destination_namespace
+                .clone()
+                .filter(|d| !d.is_empty())
+                .or_else(|| spec.source_namespace.clone()),
+        };
+        ns.filter(|n| !n.is_empty()).into_iter().collect()
+    } else {
+        args.rbac_namespaces.clone()
+    };
+    let scope = match args.scope {
+        Some(RbacScope::Namespace) => Scope::Namespace,
+        Some(RbacScope::Cluster) => Scope::Cluster,
+        None if namespaces.is_empty() => Scope::Cluster,
+        None => Scope::Namespace,
+    };
+    let subject = match (&args.bind_user, &args.bind_service_account) {
+        (Some(u), _) => Some(Subject::User(u.clone())),
+        (None, Some(sa)) => {
+            let (namespace, name) = sa
+                .split_once('/')
+                .filter(|(n, s)| !n.is_empty() && !s.is_empty())
+                .ok_or_else(|| usage("--bind-service-account takes namespace/name"))?;
+            Some(Subject::ServiceAccount {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+        }
+        (None, None) => None,
+    };
+    let resource_types = if args.resource_types.is_empty() && from_mapping {
+        spec.resource_types.clone().unwrap_or_default()
+    } else {
+        args.resource_types.clone()
+    };
+    let request = Request {
+        side,
+        scope,
+        namespaces,
+        resource_types,
+        defaults: OPERATOR_DEFAULT_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+        sync_crds: spec.sync_crds,
+        namespace_selector: spec.namespace_selector.is_some(),
+        sync_back: args.sync_back,
+        pvc_data: args.pvc_data || spec.pvc_config.as_ref().is_some_and(|p| p.sync_data),
+        name: args.role_name.clone(),
+        subject,
+    };
+    let yaml = dr_syncer_core::rbac::manifests(&request).map_err(|e| Exit {
+        code: 4,
+        message: e.to_string(),
+    })?;
+    print!("{yaml}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A client for one side (`--*-kubeconfig`, `--*-context`) and its API server's URL.

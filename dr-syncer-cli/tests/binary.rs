@@ -35,3 +35,41 @@ fn unknown_flag_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
 }
+
+/// `deploy/remote-rbac/source-reader.yaml` and `dr-writer.yaml` are `dr-syncer-cli rbac`'s output for the
+/// operator's default types (regenerate them with the commands in their headers when this fails).
+#[test]
+fn shipped_remote_rbac_is_the_generators_output() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (args, file) in [
+        (&["rbac", "--source"][..], "deploy/remote-rbac/source-reader.yaml"),
+        (
+            &["rbac", "--destination", "--pvc-data"][..],
+            "deploy/remote-rbac/dr-writer.yaml",
+        ),
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let shipped = std::fs::read_to_string(root.join(file)).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            shipped,
+            "{file} differs from `dr-syncer-cli {}`",
+            args.join(" ")
+        );
+    }
+    // Offline, and clear about what it cannot do.
+    let wildcard = Command::new(BIN)
+        .args(["rbac", "--source", "--resource-types", "*"])
+        .output()
+        .unwrap();
+    assert_eq!(wildcard.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&wildcard.stderr).contains("cannot be listed offline"));
+    let no_side = Command::new(BIN).args(["rbac"]).output().unwrap();
+    assert_eq!(
+        no_side.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&no_side.stderr)
+    );
+}

