@@ -72,6 +72,8 @@ fn allowed_entries(args: &CommandArgs) -> Result<Vec<AllowEntry>, Refusal> {
     Ok(entries
         .into_iter()
         .filter(|e| e.path.starts_with(&base) && e.path != base)
+        // (Secrets, tokens and configuration are never served, even when granted.)
+        .filter(|e| !crate::kubelet::is_never_served(&e.path))
         .collect())
 }
 
@@ -295,5 +297,41 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
         assert_eq!(line["accepted"], false);
         assert_eq!(line["command"], "sh");
+    }
+
+    /// A granted Secret, projected token, ConfigMap or downward-API volume is never served: it is not
+    /// among the allowed roots, whatever the allow-list says.
+    #[test]
+    fn credential_volumes_are_never_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("kubelet");
+        let list = crate::allow::AllowList::new(tmp.path().join("allow"));
+        for (name, plugin) in [
+            ("data", "kubernetes.io~csi/pv-1/mount"),
+            ("creds", "kubernetes.io~secret/creds"),
+            ("token", "kubernetes.io~projected/kube-api-access"),
+            ("config", "kubernetes.io~configmap/settings"),
+            ("labels", "kubernetes.io~downward-api/podinfo"),
+        ] {
+            let dir = root.join("pods/u1/volumes").join(plugin);
+            std::fs::create_dir_all(&dir).unwrap();
+            list.grant(name, &dir).unwrap();
+        }
+        let args = CommandArgs {
+            allow_dir: tmp.path().join("allow"),
+            volume_root: root.clone(),
+            rsync: "/usr/bin/rsync".into(),
+            confine_root: true,
+            run_as: None,
+            audit_log: None,
+        };
+        let roots = allowed_roots(&args).unwrap();
+        assert_eq!(
+            roots,
+            [root
+                .canonicalize()
+                .unwrap()
+                .join("pods/u1/volumes/kubernetes.io~csi/pv-1/mount")]
+        );
     }
 }

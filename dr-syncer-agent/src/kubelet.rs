@@ -50,6 +50,24 @@ pub enum KubeletError {
     },
 }
 
+/// Volume plugins whose volumes are never served, whatever is granted: they hold a pod's credentials and
+/// configuration (Secrets, projected service-account tokens, ConfigMaps, the downward API), not data.
+pub const NEVER_SERVED_PLUGINS: [&str; 4] = [
+    "kubernetes.io~secret",
+    "kubernetes.io~projected",
+    "kubernetes.io~configmap",
+    "kubernetes.io~downward-api",
+];
+
+/// Whether `path` lies in a volume of a [`NEVER_SERVED_PLUGINS`] plugin (any component names one).
+pub fn is_never_served(path: &Path) -> bool {
+    path.components().any(|c| {
+        NEVER_SERVED_PLUGINS
+            .iter()
+            .any(|p| c.as_os_str() == std::ffi::OsStr::new(p))
+    })
+}
+
 fn check_component(what: &'static str, value: &str) -> Result<(), KubeletError> {
     if value.is_empty() || value == "." || value == ".." || value.contains('/') || value.contains('\0') {
         return Err(KubeletError::InvalidName {
@@ -106,6 +124,9 @@ pub fn pod_volume_path(kubelet_root: &Path, pod_uid: &str, volume: &str) -> Resu
     let mut found = Vec::new();
     for plugin in plugins.filter_map(|e| e.ok()) {
         let name = plugin.file_name().to_string_lossy().into_owned();
+        if NEVER_SERVED_PLUGINS.contains(&name.as_str()) {
+            continue;
+        }
         let candidate = data_path(&name, plugin.path().join(volume));
         if std::fs::symlink_metadata(&candidate).is_ok_and(|m| m.is_dir()) {
             found.push(candidate);
@@ -147,6 +168,9 @@ pub fn find_volume_mounts(kubelet_root: &Path, volume: &str) -> Result<Vec<Volum
         };
         for plugin in plugins.filter_map(|e| e.ok()) {
             let name = plugin.file_name().to_string_lossy().into_owned();
+            if NEVER_SERVED_PLUGINS.contains(&name.as_str()) {
+                continue;
+            }
             let path = data_path(&name, plugin.path().join(volume));
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                 out.push(VolumeMount {
@@ -221,5 +245,35 @@ mod tests {
         );
         assert!(find_volume_mounts(r, "nothing").unwrap().is_empty());
         assert!(find_volume_mounts(&r.join("missing"), "x").unwrap().is_empty());
+    }
+
+    #[test]
+    fn credential_volumes_are_never_found() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for p in [
+            "pods/u1/volumes/kubernetes.io~secret/creds",
+            "pods/u1/volumes/kubernetes.io~projected/kube-api-access",
+            "pods/u1/volumes/kubernetes.io~configmap/settings",
+            "pods/u1/volumes/kubernetes.io~downward-api/podinfo",
+        ] {
+            std::fs::create_dir_all(r.join(p)).unwrap();
+        }
+        for volume in ["creds", "kube-api-access", "settings", "podinfo"] {
+            assert!(
+                matches!(
+                    pod_volume_path(r, "u1", volume),
+                    Err(KubeletError::NotFound { .. })
+                ),
+                "{volume}"
+            );
+            assert!(find_volume_mounts(r, volume).unwrap().is_empty(), "{volume}");
+        }
+        assert!(is_never_served(Path::new(
+            "/v/pods/u/volumes/kubernetes.io~secret/x"
+        )));
+        assert!(!is_never_served(Path::new(
+            "/v/pods/u/volumes/kubernetes.io~csi/x/mount"
+        )));
     }
 }

@@ -566,3 +566,41 @@ async fn a_client_key_rotation_does_not_break_a_running_transfer() {
         assert!(out.status.success(), "{}: {out:?}", key.display());
     }
 }
+
+/// A Secret (or projected token) volume granted by mistake or by a hostile grant is never served: the
+/// pull is refused and nothing of it arrives, while a data volume of the same pod is served.
+#[test]
+fn credential_volumes_are_never_served() {
+    let reader = Reader::start(ReaderOptions::default());
+    let secret = reader
+        .kubelet
+        .join("pods/app-uid/volumes/kubernetes.io~secret/db-credentials");
+    let token = reader
+        .kubelet
+        .join("pods/app-uid/volumes/kubernetes.io~projected/kube-api-access");
+    for dir in [&secret, &token] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("token"), "s3cret-token\n").unwrap();
+        reader.allow(dir.file_name().unwrap().to_str().unwrap(), dir);
+    }
+    let data = reader.volume("app");
+    std::fs::write(data.join("rows"), "data\n").unwrap();
+    reader.allow("data", &data);
+    let dest = TestDir::data("stolen");
+    for dir in [&secret, &token] {
+        let path = format!("{}/", dir.canonicalize().unwrap().display());
+        let out = rsync_pull(&reader, &[], &path, dest.path());
+        assert!(!out.status.success(), "{path}: {out:?}");
+        assert!(stderr(&out).contains("not a volume served"), "{out:?}");
+    }
+    assert!(
+        std::fs::read_dir(dest.path()).unwrap().next().is_none(),
+        "nothing of the credentials arrived"
+    );
+    let out = rsync_pull(&reader, &[], &format!("{}/", data.display()), dest.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(dest.path().join("rows")).unwrap(),
+        "data\n"
+    );
+}
