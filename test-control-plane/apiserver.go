@@ -19,6 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
+	authenticatorunion "k8s.io/apiserver/pkg/authentication/request/union"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -93,13 +96,20 @@ func buildServers(o *serveOptions, ln net.Listener, pki pkiPaths, etcdURL string
 	if err := cfg.Authentication.ApplyClientCert(ca, cfg.SecureServing); err != nil {
 		return nil, err
 	}
-	cfg.Authentication.Authenticator = x509request.NewDynamic(ca.VerifyOptions, x509request.CommonNameUserConversion)
+	// Then bearer tokens minted into DIR/tokens.csv (tokens.go), audience-agnostic like
+	// kube-apiserver's static token file; an unknown token is 401.
+	cfg.Authentication.APIAudiences = apiAudiences
+	cfg.Authentication.Authenticator = authenticatorunion.New(
+		x509request.NewDynamic(ca.VerifyOptions, x509request.CommonNameUserConversion),
+		bearertoken.New(authenticator.WrapAudienceAgnosticToken(apiAudiences, hooks.tokens)))
 	if o.authzMode == authzRBAC {
 		// As kube-apiserver: system:authenticated, and the ServiceAccount groups.
 		cfg.Authentication.Authenticator = withKubeGroups(cfg.Authentication.Authenticator)
 	}
 	cfg.Authorization.Authorizer = reg.authz
 	genericapiserver.AuthorizeClientBearerToken(cfg.LoopbackClientConfig, &cfg.Authentication, &cfg.Authorization)
+	// TokenReview answers from the same chain (with the loopback token), as in kube-apiserver.
+	reg.authn, reg.apiAudiences = cfg.Authentication.Authenticator, cfg.Authentication.APIAudiences
 
 	// etcd, without the watch cache: watches are served by etcd itself, so compaction
 	// (/testing/expire-watches) reaches them.

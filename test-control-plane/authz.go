@@ -3,10 +3,12 @@ package main
 // Authorization. With --authorization-mode AlwaysAllow (the default) everything is
 // allowed except what the deny list names; with RBAC (rbac.go) a resource request is
 // allowed for group system:masters or when an RBAC rule grants it, and the deny list
-// still refuses on top. Non-resource requests (discovery, /version, /openapi, /testing,
-// ...) are allowed in both modes. Deny rules come from --deny flags and from POST
-// /testing/deny; SelfSubjectAccessReview, SubjectAccessReview and
-// LocalSubjectAccessReview are answered from the same decision.
+// still refuses on top. Non-resource requests are allowed in AlwaysAllow mode; in RBAC
+// mode for system:masters, for /testing/* (any user), for the discovery paths kube
+// grants system:authenticated, and when a ClusterRole's nonResourceURLs grant them
+// (e.g. /metrics). The deny list applies to resource requests only. Deny rules come
+// from --deny flags and from POST /testing/deny; SelfSubjectAccessReview,
+// SubjectAccessReview and LocalSubjectAccessReview are answered from the same decision.
 
 import (
 	"context"
@@ -128,24 +130,26 @@ func (d *denyAuthorizer) denied(a authorizer.Attributes) bool {
 	return false
 }
 
-// decide evaluates the deny list, then (in RBAC mode) system:masters and the RBAC
-// rules, without side effects. The reason of an allowed request says why; a refusal
-// carries no reason (so the 403 reads exactly like kube's), except RBAC's errors.
+// decide evaluates the deny list (resource requests only), then, in RBAC mode,
+// system:masters, the /testing hooks and the RBAC rules (rbac.go), without side effects.
+// The reason of an allowed request says why; a refusal carries no reason (so the 403
+// reads exactly like kube's), except RBAC's errors.
 func (d *denyAuthorizer) decide(a authorizer.Attributes) (authorizer.Decision, string) {
-	if !a.IsResourceRequest() {
-		if d.rbac != nil {
-			return authorizer.DecisionAllow, "kapi: non-resource requests are allowed for every user"
-		}
-		return authorizer.DecisionAllow, "kapi: allowed (no deny rule matches)"
-	}
-	if d.denied(a) {
+	if a.IsResourceRequest() && d.denied(a) {
 		return authorizer.DecisionDeny, ""
 	}
 	if d.rbac == nil {
 		return authorizer.DecisionAllow, "kapi: allowed (no deny rule matches)"
 	}
-	if u := a.GetUser(); u != nil && hasString(u.GetGroups(), user.SystemPrivilegedGroup) {
+	u := a.GetUser()
+	if u == nil {
+		return authorizer.DecisionNoOpinion, ""
+	}
+	if hasString(u.GetGroups(), user.SystemPrivilegedGroup) {
 		return authorizer.DecisionAllow, "kapi: allowed for group system:masters"
+	}
+	if !a.IsResourceRequest() && isTestingPath(a.GetPath()) {
+		return authorizer.DecisionAllow, "kapi: the /testing hooks are open to every user"
 	}
 	ok, reason := d.rbac.authorize(a)
 	if ok {
@@ -163,6 +167,8 @@ func (d *denyAuthorizer) Authorize(ctx context.Context, a authorizer.Attributes)
 	}
 	return dec, reason, nil
 }
+
+func isTestingPath(p string) bool { return p == "/testing" || strings.HasPrefix(p, "/testing/") }
 
 // RulesFor answers SelfSubjectRulesReview: everything (the deny list is not expressed).
 func (d *denyAuthorizer) RulesFor(ctx context.Context, u user.Info, namespace string) ([]authorizer.ResourceRuleInfo, []authorizer.NonResourceRuleInfo, bool, error) {

@@ -5,7 +5,8 @@
 // and adds, in our own code, the type-specific behaviour a DR syncer depends on
 // (defaulting, validation, namespace lifecycle, garbage collection, eviction) plus
 // test hooks (request accounting, forced watch expiry, a deny list), and optionally
-// enforces RBAC. See README.md.
+// enforces RBAC. Clients authenticate with client certificates or bearer tokens that
+// kapi mints (tokens.go). See README.md.
 package main
 
 import (
@@ -19,6 +20,7 @@ const usage = `usage:
              [--service-cidr 10.96.0.0/16]
              [--node-port-range 30000-32767] [--exit-with-parent] [-v N]
   kapi kubeconfig --dir DIR --user CN [--group G]... [--out FILE]
+  kapi token --dir DIR --user NAME [--group G]...
   kapi version
 `
 
@@ -33,6 +35,8 @@ func main() {
 		err = runServe(os.Args[2:])
 	case "kubeconfig":
 		err = runKubeconfig(os.Args[2:])
+	case "token":
+		err = runToken(os.Args[2:])
 	case "version", "--version":
 		fmt.Println(versionString())
 	case "help", "-h", "--help":

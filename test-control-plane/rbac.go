@@ -8,10 +8,10 @@ package main
 // binding takes effect as soon as its watch event arrives (milliseconds).
 //
 // Not modelled: aggregated ClusterRoles (aggregationRule is ignored; the stored rules
-// are used as they are), the bootstrap roles and bindings (instead, discovery and other
-// non-resource requests, and the self reviews that kube's system:basic-user grants,
-// are allowed for every authenticated user), and the escalation checks on writes of
-// roles and bindings.
+// are used as they are), the bootstrap roles and bindings (instead, the rules that
+// kube's system:discovery, system:public-info-viewer and system:basic-user bindings
+// grant group system:authenticated are built in), and the escalation checks on writes
+// of roles and bindings.
 
 import (
 	"fmt"
@@ -68,16 +68,31 @@ var basicUserRules = []rbacv1.PolicyRule{
 	{Verbs: []string{"create"}, APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"selfsubjectreviews"}},
 }
 
-// authorize decides a resource request as kube's RBAC authorizer does: allowed with the
-// reason "RBAC: allowed by ..." or not allowed, with the errors met on the way (e.g. a
-// binding whose role does not exist) as the reason.
+// discoveryRules is what kube's bootstrap ClusterRoles system:discovery and
+// system:public-info-viewer grant to group system:authenticated: health, version,
+// OpenAPI and API discovery. Not /metrics (kube's system:monitoring is bound to no one
+// by default): that needs a ClusterRole with nonResourceURLs.
+var discoveryRules = []rbacv1.PolicyRule{
+	{Verbs: []string{"get"}, NonResourceURLs: []string{"/livez", "/readyz", "/healthz", "/version", "/version/",
+		"/openapi", "/openapi/*", "/api", "/api/*", "/apis", "/apis/*"}},
+}
+
+// authorize decides a request as kube's RBAC authorizer does: allowed with the reason
+// "RBAC: allowed by ..." or not allowed, with the errors met on the way (e.g. a binding
+// whose role does not exist) as the reason. Non-resource requests (no namespace) are
+// granted by ClusterRoleBindings only, through the ClusterRole's nonResourceURLs.
 func (r *rbacAuthorizer) authorize(a authorizer.Attributes) (bool, string) {
 	u := a.GetUser()
 	if u == nil {
 		return false, ""
 	}
-	if hasString(u.GetGroups(), user.AllAuthenticated) && rulesAllow(a, basicUserRules) {
-		return true, "kapi: allowed for group system:authenticated (as kube's system:basic-user)"
+	if hasString(u.GetGroups(), user.AllAuthenticated) {
+		if rulesAllow(a, basicUserRules) {
+			return true, "kapi: allowed for group system:authenticated (as kube's system:basic-user)"
+		}
+		if rulesAllow(a, discoveryRules) {
+			return true, "kapi: allowed for group system:authenticated (as kube's system:discovery)"
+		}
 	}
 	var errs []error
 	crbs, err := r.clusterRoleBindings.List(labels.Everything())

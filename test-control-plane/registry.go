@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -28,6 +29,9 @@ type registry struct {
 	stores   map[schema.GroupResource]*genericregistry.Store
 	services *serviceAllocator
 	authz    *denyAuthorizer
+	// authn and apiAudiences answer TokenReviews (tokens.go).
+	authn        authenticator.Request
+	apiAudiences authenticator.Audiences
 	// podLogDir holds the container logs that pods/log serves (--pod-log-dir).
 	podLogDir string
 }
@@ -333,7 +337,10 @@ func (reg *registry) installBuiltins(s *genericapiserver.GenericAPIServer, gette
 		"localsubjectaccessreviews": &accessReviewREST{authz: reg.authz, kind: "LocalSubjectAccessReview"},
 		"selfsubjectrulesreviews":   &rulesReviewREST{},
 	})
-	add("authentication.k8s.io", "v1", map[string]rest.Storage{"selfsubjectreviews": &selfSubjectReviewREST{}})
+	add("authentication.k8s.io", "v1", map[string]rest.Storage{
+		"selfsubjectreviews": &selfSubjectReviewREST{},
+		"tokenreviews":       &tokenReviewREST{authn: reg.authn, apiAudiences: reg.apiAudiences},
+	})
 
 	if err := s.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, infos[""]); err != nil {
 		return fmt.Errorf("installing core/v1: %w", err)

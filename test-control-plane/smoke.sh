@@ -823,6 +823,47 @@ RV2=$(api "$URL/api/v1/namespaces/d/configmaps" | sed -n 's/.*"resourceVersion":
 expect_match "re-list and re-watch sees later changes" 'after-expiry' \
   "$(api -N --max-time 3 "$URL/api/v1/namespaces/d/configmaps?watch=1&resourceVersion=$RV2" 2>/dev/null)"
 
+echo "# --- bearer tokens and TokenReview"
+# tk TOKEN ARGS...: kubectl with a bearer token instead of a client certificate
+tk() {
+  local t=$1
+  shift
+  "$KUBECTL" --kubeconfig /dev/null --server "$URL" --certificate-authority "$S/pki/ca.crt" --token "$t" "$@"
+}
+# review TOKEN [AUDIENCE]: a TokenReview created by the admin, as "authenticated|user|groups|audiences|error"
+review() {
+  local auds=""
+  [ -n "${2:-}" ] && auds=",\"audiences\":[\"$2\"]"
+  printf '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"%s"%s}}' "$1" "$auds" |
+    k create -f - -o jsonpath='{.status.authenticated}|{.status.user.username}|{.status.user.groups[*]}|{.status.audiences[*]}|{.status.error}' 2>&1
+}
+TOK=$("$KAPI" token --dir "$S" --user metrics-scraper --group scrapers --group auditors)
+expect_match "kapi token prints a token" '^[A-Za-z0-9_-]{40,}$' "$TOK"
+expect "a token authenticates as its user and groups" "metrics-scraper scrapers auditors" \
+  "$(tk "$TOK" auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.groups[*]}' 2>&1)"
+ATOK=$("$KAPI" token --dir "$S" --user token-admin)
+succeeds "a token without --group is in system:masters (like kapi kubeconfig)" tk "$ATOK" get ns
+expect "an unknown token is 401" "401" \
+  "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$S/pki/ca.crt" -H 'Authorization: Bearer no-such-token' "$URL/api/v1/namespaces")"
+rejected "kubectl with an unknown token: Unauthorized" 'Unauthorized' tk no-such-token get ns
+expect "a valid client certificate wins over an unknown token (as kube-apiserver)" "200" \
+  "$(api -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer no-such-token' "$URL/api/v1/namespaces")"
+api -X POST "$URL/testing/requests/reset" >/dev/null
+tk "$TOK" -n d get cm >/dev/null
+expect_match "token requests are counted under the token's user" '"list /configmaps": 1' "$(api "$URL/testing/requests?user=metrics-scraper")"
+HTOK=$(api -X POST "$URL/testing/tokens" -d '{"user":"system:serviceaccount:d:scraper","groups":[]}' | sed -n 's/.*"token": "\([^"]*\)".*/\1/p')
+expect "POST /testing/tokens mints a token" "system:serviceaccount:d:scraper" \
+  "$(tk "$HTOK" auth whoami -o jsonpath='{.status.userInfo.username}' 2>&1)"
+expect_match "POST /testing/tokens needs a user" 'user.{0,2} is required' "$(api -X POST "$URL/testing/tokens" -d '{"groups":["g"]}')"
+expect "TokenReview of a minted token: authenticated, user, groups, API audience" \
+  "true|metrics-scraper|scrapers auditors|https://kubernetes.default.svc.cluster.local|" "$(review "$TOK")"
+expect "TokenReview of an unknown token: not authenticated, kube's error" "||||invalid bearer token" "$(review no-such-token)"
+expect "TokenReview for another audience: not authenticated (tokens are audience-agnostic, as kube's static tokens)" \
+  "||||invalid bearer token" "$(review "$TOK" https://example.com)"
+expect_match "TokenReview without a token is 400 in kube's words" 'token is required for TokenReview in authentication' "$(review '')"
+expect_match "tokenreviews are in discovery" '^tokenreviews +authentication.k8s.io/v1 +false +TokenReview' \
+  "$(k api-resources --api-group=authentication.k8s.io 2>&1 | grep tokenreviews)"
+
 echo "# --- instances side by side, restart, errors, shutdown"
 S2=$WORK/s2
 start_server "$S2" && ok "second instance starts beside the first" || notok "second instance starts beside the first"
@@ -831,6 +872,7 @@ P2=$(ready_field "$S2" port)
 [ "$P1" != "$P2" ] && ok "instances use different ports" || notok "instances use different ports"
 K2() { "$KUBECTL" --kubeconfig "$S2/kubeconfig" "$@"; }
 K2 create cm only-in-two >/dev/null
+TOK2=$("$KAPI" token --dir "$S2" --user survivor)
 expect "instances do not share state" "" "$(k get cm only-in-two -o name 2>/dev/null)"
 PID2=$(ready_field "$S2" pid)
 T0=$(date +%s%N)
@@ -839,6 +881,11 @@ for ((i = 0; i < 100; i++)); do kill -0 "$PID2" 2>/dev/null || break; sleep 0.1;
 T1=$(date +%s%N)
 if kill -0 "$PID2" 2>/dev/null; then notok "SIGTERM stops the server"; else ok "SIGTERM stops the server ($(((T1 - T0) / 1000000)) ms)"; fi
 start_server "$S2" && expect "restart with the same dir keeps state" "configmap/only-in-two" "$(K2 get cm only-in-two -o name 2>&1)"
+URL2=$(ready_field "$S2" url)
+expect "a token survives a restart with the same dir" "survivor" \
+  "$("$KUBECTL" --kubeconfig /dev/null --server "$URL2" --certificate-authority "$S2/pki/ca.crt" --token "$TOK2" auth whoami -o jsonpath='{.status.userInfo.username}' 2>&1)"
+expect "a token of one instance is unknown to another" "401" \
+  "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$S/pki/ca.crt" -H "Authorization: Bearer $TOK2" "$URL/api/v1/namespaces")"
 OUT=$("$KAPI" serve --dir "$WORK/s3" --secure-port "$P1" 2>&1)
 RC=$?
 [ $RC -ne 0 ] && expect_match "busy port fails at once with a clear message" "^kapi: cannot listen on 127.0.0.1:$P1: address already in use$" "$OUT" \
@@ -858,6 +905,8 @@ if [ -n "$PID4" ] && ! kill -0 "$PID4" 2>/dev/null; then ok "--exit-with-parent 
 
 echo "# --- RBAC mode (--authorization-mode RBAC)"
 R=$WORK/rbac
+# A token minted before the server's first start (the state directory is created for it).
+EARLY=$("$KAPI" token --dir "$R" --user early-bird --group '')
 start_server "$R" --authorization-mode RBAC && ok "RBAC mode: a server with --authorization-mode RBAC becomes ready" \
   || notok "RBAC mode: a server with --authorization-mode RBAC becomes ready"
 RURL=$(ready_field "$R" url)
@@ -906,6 +955,49 @@ expect "RBAC mode: every user is in group system:authenticated" "system:authenti
 expect "RBAC mode: any user may ask what it may do (SelfSubjectAccessReview, as system:basic-user)" "no" \
   "$(as nobody auth can-i list configmaps -n r1 2>&1)"
 expect_match "RBAC mode: refused requests are counted" '"list /configmaps": [1-9]' "$(rapi "$RURL/testing/requests?user=nobody")"
+rtk() { # rtk TOKEN ARGS...: kubectl with a bearer token against the RBAC server
+  local t=$1
+  shift
+  "$KUBECTL" --kubeconfig /dev/null --server "$RURL" --certificate-authority "$R/pki/ca.crt" --token "$t" "$@"
+}
+expect "RBAC mode: a token minted before the start authenticates, in group system:authenticated" "early-bird system:authenticated" \
+  "$(rtk "$EARLY" auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.groups[*]}' 2>&1)"
+SATOK=$("$KAPI" token --dir "$R" --user system:serviceaccount:r1:scraper --group '')
+expect "RBAC mode: a ServiceAccount user's token gets kube's ServiceAccount groups" \
+  "system:serviceaccounts system:serviceaccounts:r1 system:authenticated" \
+  "$(rtk "$SATOK" auth whoami -o jsonpath='{.status.userInfo.groups[*]}' 2>&1)"
+rejected "RBAC mode: a token user without bindings is refused with kube's 403" \
+  'namespaces is forbidden: User "early-bird" cannot list resource "namespaces" in API group "" at the cluster scope' rtk "$EARLY" get ns
+succeeds "RBAC mode: discovery, /version and /healthz stay allowed without bindings" \
+  sh -c "'$KUBECTL' --kubeconfig '$WORK/rbac-nobody.kubeconfig' api-resources >/dev/null && '$KUBECTL' --kubeconfig '$WORK/rbac-nobody.kubeconfig' get --raw /version >/dev/null && '$KUBECTL' --kubeconfig '$WORK/rbac-nobody.kubeconfig' get --raw /healthz"
+rejected "RBAC mode: /metrics needs a ClusterRole with nonResourceURLs (kube's 403 for a path)" \
+  'forbidden: User "early-bird" cannot get path "/metrics"' rtk "$EARLY" get --raw /metrics
+rejected "RBAC mode: creating a TokenReview needs create on tokenreviews" \
+  'tokenreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:r1:scraper" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope' \
+  sh -c "printf '{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{\"token\":\"x\"}}' | '$KUBECTL' --kubeconfig /dev/null --server '$RURL' --certificate-authority '$R/pki/ca.crt' --token '$SATOK' create --validate=false -f -"
+ka create clusterrole metrics-reader --verb=get --non-resource-url=/metrics >/dev/null
+ka create clusterrolebinding early-metrics --clusterrole=metrics-reader --user=early-bird >/dev/null
+ka create clusterrole token-reviewer --verb=create --resource=tokenreviews.authentication.k8s.io,subjectaccessreviews.authorization.k8s.io >/dev/null
+ka create clusterrolebinding scraper-reviews --clusterrole=token-reviewer --serviceaccount=r1:scraper >/dev/null
+early_reads_metrics() {
+  local out
+  out=$(rtk "$EARLY" get --raw /metrics 2>&1) && [[ $out == *apiserver_request_total* ]] || { echo "${out:0:300}"; return 1; }
+}
+eventually "RBAC mode: a ClusterRole with nonResourceURLs [/metrics] grants GET /metrics" 2 early_reads_metrics
+expect "RBAC mode: SubjectAccessReview (nonResourceAttributes /metrics) allows the bound user" "yes" \
+  "$(ka auth can-i get /metrics --as early-bird 2>&1)"
+expect "RBAC mode: ... and refuses others" "no" "$(ka auth can-i get /metrics --as nobody 2>&1)"
+SARM=$(rapi -X POST -H 'Content-Type: application/json' "$RURL/apis/authorization.k8s.io/v1/subjectaccessreviews" \
+  -d '{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"early-bird","groups":["system:authenticated"],"nonResourceAttributes":{"path":"/metrics","verb":"get"}}}')
+expect_match "RBAC mode: SubjectAccessReview of a path names the ClusterRoleBinding" \
+  '"allowed": ?true, *"reason": ?"RBAC: allowed by ClusterRoleBinding \\"early-metrics\\" of ClusterRole \\"metrics-reader\\" to User \\"early-bird\\""' \
+  "$(printf '%s' "$SARM" | tr -d '\n')"
+sa_reviews() {
+  printf '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"%s"}}' "$EARLY" |
+    rtk "$SATOK" create --validate=false -f - -o jsonpath='{.status.authenticated} {.status.user.username} {.status.user.groups[*]}'
+}
+eventually "RBAC mode: with create on tokenreviews a token user reviews another token" 2 sa_reviews
+expect "RBAC mode: ... and TokenReview answers its user and groups" "true early-bird system:authenticated" "$(sa_reviews 2>&1)"
 
 ka -n r1 create role cm-rw --verb=get,list,create --resource=configmaps >/dev/null
 ka -n r1 create rolebinding alice-cm --role=cm-rw --user=alice >/dev/null

@@ -7,6 +7,7 @@ package main
 //   GET  /testing/watches[?user=CN]    open watches per client identity
 //   GET|POST|DELETE /testing/deny      list / add / clear deny rules
 //   GET|POST|DELETE /testing/faults    list / add / clear fault rules (faults.go)
+//   POST /testing/tokens               mint a bearer token (tokens.go)
 
 import (
 	"context"
@@ -27,6 +28,8 @@ type testHooks struct {
 	etcd    *clientv3.Client
 	// faultRules: injected errors, latency and stalls (faults.go).
 	faultRules *faults
+	// tokens: the bearer tokens of DIR/tokens.csv (tokens.go).
+	tokens *tokenStore
 }
 
 func writeJSON(w http.ResponseWriter, code int, v interface{}) {
@@ -49,6 +52,7 @@ func (h *testHooks) install(m *mux.PathRecorderMux) {
 	m.HandleFunc("/testing/watches", h.openWatches)
 	m.HandleFunc("/testing/deny", h.deny)
 	m.HandleFunc("/testing/faults", h.faults)
+	m.HandleFunc("/testing/tokens", h.testTokens)
 }
 
 func (h *testHooks) requests(w http.ResponseWriter, r *http.Request) {

@@ -21,7 +21,25 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    secure_metrics::{Decision, MetricsAuth},
+};
+
+/// `--metrics-secure`: TLS and token authorization for `/metrics` ([`crate::secure_metrics`]).
+#[derive(Clone)]
+pub struct Secure {
+    /// The TLS configuration.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Who may read `/metrics`.
+    pub auth: Arc<MetricsAuth>,
+}
+
+impl std::fmt::Debug for Secure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secure").finish_non_exhaustive()
+    }
+}
 
 /// Shared readiness flag.
 #[derive(Debug, Clone, Default)]
@@ -62,8 +80,37 @@ async fn handle(
     req: Request<Incoming>,
     metrics: Option<Arc<Metrics>>,
     ready: Readiness,
+    auth: Option<Arc<MetricsAuth>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     const TEXT: &str = "text/plain; charset=utf-8";
+    if let Some(auth) = &auth {
+        // The secure endpoint serves /metrics alone, to those the controller cluster allows.
+        if req.uri().path() != "/metrics" {
+            return Ok(respond(StatusCode::NOT_FOUND, TEXT, "not found\n".into()));
+        }
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match auth.check(header).await {
+            Decision::Allowed => {}
+            Decision::Unauthenticated => {
+                let mut resp = respond(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized\n".into());
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                return Ok(resp);
+            }
+            Decision::Forbidden(user) => {
+                return Ok(respond(
+                    StatusCode::FORBIDDEN,
+                    TEXT,
+                    format!("Forbidden: {user} may not get /metrics\n"),
+                ));
+            }
+        }
+    }
     Ok(match req.uri().path() {
         "/healthz" | "/livez" => respond(StatusCode::OK, TEXT, "ok\n".into()),
         "/readyz" if ready.is_ready() => respond(StatusCode::OK, TEXT, "ok\n".into()),
@@ -84,7 +131,8 @@ async fn handle(
     })
 }
 
-/// Bind `addr` and serve until `cancel` fires. `metrics: None` serves only the probes.
+/// Bind `addr` and serve until `cancel` fires. `metrics: None` serves only the probes; with `secure`,
+/// only `/metrics`, over TLS, to authorized clients.
 ///
 /// # Errors
 /// When the address cannot be bound.
@@ -92,6 +140,7 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Option<Arc<Metrics>>,
     ready: Readiness,
+    secure: Option<Secure>,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -104,13 +153,39 @@ pub async fn serve(
                 a = listener.accept() => a,
             };
             let Ok((stream, _)) = accepted else { continue };
-            let (metrics, ready) = (metrics.clone(), ready.clone());
+            let (metrics, ready, secure) = (metrics.clone(), ready.clone(), secure.clone());
             tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(req, metrics.clone(), ready.clone()));
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
+                let auth = secure.as_ref().map(|s| s.auth.clone());
+                let svc = service_fn(move |req| handle(req, metrics.clone(), ready.clone(), auth.clone()));
+                let served = match secure {
+                    Some(s) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(s.tls);
+                        // (A handshake that never completes is dropped after 10 s.)
+                        match tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(tls)) => {
+                                http1::Builder::new()
+                                    .serve_connection(TokioIo::new(tls), svc)
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                debug!(error = %e, "metrics TLS handshake");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    None => {
+                        http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await
+                    }
+                };
+                if let Err(e) = served {
                     debug!(error = %e, "admin connection");
                 }
             });
@@ -150,6 +225,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             Some(Arc::new(Metrics::new())),
             ready.clone(),
+            None,
             cancel.clone(),
         )
         .await

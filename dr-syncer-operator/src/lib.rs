@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod namespace_mapping;
 pub mod remote_cluster;
 pub mod runtime;
+pub mod secure_metrics;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -54,6 +55,17 @@ pub struct Args {
     /// Address of the Prometheus metrics endpoint (`/metrics`; `0` disables it).
     #[arg(long, env = "METRICS_ADDR", default_value = ":8080")]
     pub metrics_bind_address: String,
+    /// Serve `/metrics` over TLS to clients whose bearer token the controller cluster authenticates
+    /// (TokenReview) and allows `get` on the non-resource URL `/metrics` (SubjectAccessReview).
+    #[arg(long, env = "METRICS_SECURE", value_parser = parse_bool, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub metrics_secure: bool,
+    /// The metrics endpoint's certificate chain (PEM) [default: a self-signed one made at start].
+    #[arg(long, requires = "metrics_key_file")]
+    pub metrics_cert_file: Option<PathBuf>,
+    /// The metrics endpoint's private key (PEM).
+    #[arg(long, requires = "metrics_cert_file")]
+    pub metrics_key_file: Option<PathBuf>,
     /// Address of the `/healthz` and `/readyz` probes.
     #[arg(long, env = "PROBE_ADDR", default_value = ":8081")]
     pub health_probe_bind_address: String,

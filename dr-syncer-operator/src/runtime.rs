@@ -183,13 +183,35 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .then(|| admin::parse_addr(&args.health_probe_bind_address))
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let secure = if args.metrics_secure {
+        let tls = crate::secure_metrics::tls_config(
+            args.metrics_cert_file.as_deref(),
+            args.metrics_key_file.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        Some(admin::Secure {
+            tls,
+            auth: Arc::new(crate::secure_metrics::MetricsAuth::new(client.clone())),
+        })
+    } else {
+        None
+    };
+    if args.metrics_secure && probe_addr.is_some() && probe_addr == metrics_addr {
+        anyhow::bail!("--metrics-secure needs the probes on another address than the metrics");
+    }
     if let Some(addr) = metrics_addr {
-        admin::serve(addr, Some(metrics.clone()), ready.clone(), shutdown.child_token())
-            .await
-            .with_context(|| format!("serving metrics on {addr}"))?;
+        admin::serve(
+            addr,
+            Some(metrics.clone()),
+            ready.clone(),
+            secure,
+            shutdown.child_token(),
+        )
+        .await
+        .with_context(|| format!("serving metrics on {addr}"))?;
     }
     if let Some(addr) = probe_addr.filter(|a| Some(*a) != metrics_addr) {
-        admin::serve(addr, None, ready.clone(), shutdown.child_token())
+        admin::serve(addr, None, ready.clone(), None, shutdown.child_token())
             .await
             .with_context(|| format!("serving probes on {addr}"))?;
     }

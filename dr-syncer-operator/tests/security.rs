@@ -415,3 +415,59 @@ spec:
     );
     assert!(!ann.contains_key("dr-syncer.io/immutable-fields"), "{ann:?}");
 }
+
+/// `curl -k` against the operator's metrics endpoint with `token`: (HTTP status, body). Status 0 when no
+/// HTTPS answer came (e.g. plain HTTP).
+fn curl_metrics(port: u16, token: Option<&str>, scheme: &str) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd
+        .arg(format!("{scheme}://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// `--metrics-secure`: `/metrics` only over TLS, and only to a token the controller cluster authenticates
+/// (TokenReview) whose identity may `get` the non-resource URL `/metrics` (SubjectAccessReview): no token
+/// or an unknown one gets 401, another identity 403, plain HTTP nothing; the probes stay plain.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_refused_without_an_authorized_token() {
+    let env = Env::start_with("sec-metrics", |b| b.rbac(true)).await;
+    apply_yaml(
+        &env.controller.client(),
+        None,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: metrics-reader}\nrules: [{nonResourceURLs: [/metrics], verbs: [get]}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: prometheus-metrics}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: metrics-reader}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: prometheus}]\n",
+    )
+    .await
+    .unwrap();
+    let reader = env.controller.mint_token("prometheus", &[]).unwrap();
+    let intruder = env.controller.mint_token("intruder", &[]).unwrap();
+    let op = env.operator("dr-syncer-operator", &["--metrics-secure"]).await;
+    let port = op.metrics_port;
+    let (code, body) = wait_for("the secure endpoint", T, || async {
+        let r = curl_metrics(port, Some(&reader), "https");
+        Ok((r.0 == 200).then_some(r))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("dr_syncer_leader"), "{body}");
+    assert_eq!(curl_metrics(port, None, "https").0, 401, "no token");
+    assert_eq!(
+        curl_metrics(port, Some("not-a-token"), "https").0,
+        401,
+        "unknown token"
+    );
+    let (code, body) = curl_metrics(port, Some(&intruder), "https");
+    assert_eq!(code, 403, "{body}");
+    assert!(!body.contains("dr_syncer_"), "{body}");
+    assert_ne!(curl_metrics(port, Some(&reader), "http").0, 200, "no plain HTTP");
+    // The probes stay plain.
+    assert_eq!(op.get(op.probe_port, "/healthz").await.map(|r| r.0), Some(200));
+}

@@ -62,8 +62,9 @@ impl ControlPlaneBuilder {
     /// Enforce RBAC (`kapi serve --authorization-mode RBAC`): a request is allowed for group
     /// `system:masters` (the admin client, and [`ControlPlane::identity`]) or when a Role/ClusterRole bound
     /// to the user, one of its groups or its ServiceAccount grants it; the deny list still applies on top.
-    /// Create identities with [`ControlPlane::identity_in_groups`] to be subject to RBAC. Off by default
-    /// (everything is allowed except the deny list).
+    /// Create identities with [`ControlPlane::identity_in_groups`] (or tokens with
+    /// [`ControlPlane::mint_token`]) to be subject to RBAC. Off by default (everything is allowed except the
+    /// deny list).
     pub fn rbac(mut self, on: bool) -> Self {
         self.rbac = on;
         self
@@ -266,6 +267,71 @@ impl ControlPlane {
     /// `system:authenticated`, as in Kubernetes.
     pub async fn identity_in_groups(&self, user: &str, groups: &[&str]) -> Result<Identity> {
         self.mint_identity(user, Some(groups)).await
+    }
+
+    /// Mint a bearer token for `user` with exactly these `groups` (none if empty) and return it.
+    ///
+    /// The server authenticates `Authorization: Bearer <token>` as this user, as kube-apiserver does the
+    /// tokens of its static token file, so the token sees what a client certificate from
+    /// [`ControlPlane::identity_in_groups`] with the same user and groups would: request accounting counts
+    /// its requests under `user` ([`ControlPlane::requests`]), the deny list and RBAC apply to it (in RBAC
+    /// mode it also gets `system:authenticated`, and `system:serviceaccounts` and
+    /// `system:serviceaccounts:<namespace>` for a user named `system:serviceaccount:<namespace>:<name>`),
+    /// and a TokenReview of it answers that user and groups. An unknown token is refused with 401. Pass
+    /// `&["system:masters"]` for a token that is allowed everything; use
+    /// [`ControlPlane::client_with_token`] for a client that sends it.
+    ///
+    /// The token is stored in the state directory (`kapi token`), so it works at once, survives
+    /// [`ControlPlane::restart`], and is unknown to other control planes.
+    ///
+    /// # Errors
+    /// [`Error::Command`] when `kapi token` fails, e.g. for an empty user name or a group containing a comma.
+    pub fn mint_token(&self, user: &str, groups: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(&self.kapi);
+        cmd.arg("token")
+            .arg("--dir")
+            .arg(self.dir())
+            .arg("--user")
+            .arg(user);
+        if groups.is_empty() {
+            cmd.arg("--group").arg(""); // a token without groups (kapi's default is system:masters)
+        }
+        for g in groups {
+            cmd.arg("--group").arg(g);
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| Error::io(format!("running {}", self.kapi.display()), e))?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() || token.is_empty() {
+            return Err(Error::Command {
+                command: format!("kapi token --user {user}"),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(token)
+    }
+
+    /// A client that authenticates with the bearer `token` (e.g. from [`ControlPlane::mint_token`]) instead
+    /// of a client certificate, and trusts the server's CA like the admin client.
+    ///
+    /// # Errors
+    /// [`Error::Kubeconfig`] when the admin kubeconfig (server URL and CA) cannot be used.
+    pub async fn client_with_token(&self, token: &str) -> Result<Client> {
+        let kc_error = |source| Error::Kubeconfig {
+            path: self.kubeconfig.clone(),
+            source,
+        };
+        let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(kc_error)?;
+        let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(kc_error)?;
+        config.auth_info =
+            serde_json::from_value(serde_json::json!({ "token": token })).map_err(|e| Error::Decode {
+                context: "building the token client's credentials".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Client::try_from(config)?)
     }
 
     async fn mint_identity(&self, user: &str, groups: Option<&[&str]>) -> Result<Identity> {

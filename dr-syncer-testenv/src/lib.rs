@@ -10,7 +10,9 @@
 //! per-client request accounting ([`ControlPlane::requests`]), forced watch expiry
 //! ([`ControlPlane::expire_watches`]) and a per-client deny list ([`ControlPlane::deny`]). Opt-in RBAC
 //! enforcement ([`ControlPlaneBuilder::rbac`] with identities from [`ControlPlane::identity_in_groups`])
-//! checks that least-privilege Roles and bindings are sufficient.
+//! checks that least-privilege Roles and bindings are sufficient. Besides client certificates the server
+//! accepts bearer tokens it minted ([`ControlPlane::mint_token`], [`ControlPlane::client_with_token`]) and
+//! answers TokenReviews for them, as kube-apiserver does for its static tokens.
 //!
 //! kapi has no nodes, kubelets, scheduler or controllers. [`kubelet::Kubelet`] plays them for end-to-end
 //! tests: simulated nodes in Linux network namespaces on a [`kubelet::SimNetwork`], scheduling, DaemonSet,

@@ -28,13 +28,17 @@ impl RequestCounts {
         self.by_verb.get(verb).copied().unwrap_or(0)
     }
 
-    /// Writes that change stored state: [`RequestCounts::writes`] without access reviews (a
-    /// SelfSubjectAccessReview is a `create` that stores nothing).
+    /// Writes that change stored state: [`RequestCounts::writes`] without the reviews of
+    /// `authorization.k8s.io` and `authentication.k8s.io` (a SelfSubjectAccessReview, SubjectAccessReview or
+    /// TokenReview is a `create` that stores nothing).
     pub fn stored_writes(&self) -> u64 {
         let reviews: u64 = self
             .by_resource
             .iter()
-            .filter(|(k, _)| k.starts_with("create ") && k.ends_with("accessreviews"))
+            .filter(|(k, _)| {
+                k.starts_with("create authorization.k8s.io/")
+                    || k.starts_with("create authentication.k8s.io/")
+            })
             .map(|(_, v)| v)
             .sum();
         self.writes.saturating_sub(reviews)
@@ -180,7 +184,8 @@ impl ControlPlane {
         Ok(self.client().request_text(req).await?)
     }
 
-    /// Requests made so far by client identity `user` (the certificate CN; the admin is `admin`).
+    /// Requests made so far by client identity `user` (the certificate CN, or the user of a bearer token from
+    /// [`ControlPlane::mint_token`]; the admin is `admin`).
     pub async fn requests(&self, user: &str) -> Result<RequestCounts> {
         let text = self
             .testing_call(
@@ -297,5 +302,15 @@ mod tests {
         assert_eq!(d.verb("patch"), 1);
         assert_eq!(d.by_resource.len(), 1);
         assert_eq!(RequestCounts::default().verb("get"), 0);
+    }
+
+    #[test]
+    fn reviews_are_not_stored_writes() {
+        let c: RequestCounts = serde_json::from_str(
+            r#"{"total":5,"writes":5,"byResource":{"create /configmaps":2,"create authentication.k8s.io/tokenreviews":1,
+                "create authorization.k8s.io/subjectaccessreviews":1,"create authorization.k8s.io/selfsubjectaccessreviews":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.stored_writes(), 2);
     }
 }
