@@ -76,14 +76,7 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
     // The DR server stops answering; production changes.
     let pid = env.dr.pid().expect("the DR control plane's process");
     signal(pid, "-STOP");
-    Api::<ConfigMap>::namespaced(env.prod.client(), &src)
-        .patch(
-            "settings",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"v": "2"}})),
-        )
-        .await
-        .unwrap();
+    set_v(&Api::namespaced(env.prod.client(), &src), "2").await;
     let stalled_at = std::time::Instant::now();
     let nm = env
         .wait_status("shop", "the sync to fail as timed out", |s| {
@@ -107,11 +100,7 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
     let message = condition(stale.status.as_ref().unwrap(), "Stale").unwrap().2;
     assert!(message.contains("no successful sync for"), "{message}");
     // The other mapping was not held up: the change reached its cluster while DR was stalled.
-    wait_for("the other mapping's copy", T, || async {
-        Ok((spare.get("settings").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_v(&spare, "the other mapping's copy", "2").await;
     assert!(
         op.metrics()
             .await
@@ -125,12 +114,12 @@ async fn a_stalled_dr_cluster_fails_the_sync_in_bounded_time_and_recovers() {
     assert!(failed_after < T, "failed after {failed_after:?}");
 
     // The server answers again: the change arrives, the mapping completes.
-    let cms: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
-    wait_for("the change after the stall", T, || async {
-        Ok((cms.get("settings").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_v(
+        &Api::namespaced(env.dr.client(), &src),
+        "the change after the stall",
+        "2",
+    )
+    .await;
     env.wait_status("shop", "completed again, fresh", |s| {
         s.phase == Some(SyncPhase::Completed)
             && condition(s, "Stale").is_some_and(|c| c.0 == "False" && c.1 == "Fresh")
@@ -158,6 +147,34 @@ async fn configmaps(api: &Api<ConfigMap>, names: impl IntoIterator<Item = String
         .unwrap();
         api.create(&PostParams::default(), &cm).await.unwrap();
     }
+}
+
+/// A production namespace `shop-…` with ConfigMap `settings` (`v: "1"`), and the ConfigMaps there.
+async fn shop(env: &Env) -> (String, Api<ConfigMap>) {
+    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
+    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    configmaps(&prod, ["settings".to_owned()], ("app", "shop")).await;
+    (src, prod)
+}
+
+/// Set `settings`' `v` in `api`.
+async fn set_v(api: &Api<ConfigMap>, v: &str) {
+    api.patch(
+        "settings",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": v}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// Wait until `settings` in `api` has `v` (`what` names the wait).
+async fn wait_v(api: &Api<ConfigMap>, what: &str, v: &str) {
+    wait_for(what, T, || async {
+        Ok((api.get("settings").await?.data.unwrap_or_default()["v"] == v).then_some(()))
+    })
+    .await
+    .unwrap();
 }
 
 /// 12 of 20 source ConfigMaps deleted with one command (60 %, more than 10): the DR copies are kept,
@@ -541,9 +558,7 @@ async fn a_kubeconfig_re_pointed_at_another_cluster_writes_nothing_there() {
     use dr_syncer_core::api::RemoteCluster;
 
     let env = Env::start("fault-identity").await;
-    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
-    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
-    configmaps(&prod, ["settings".to_owned()], ("app", "shop")).await;
+    let (src, prod) = shop(&env).await;
     let _op = env.operator("dr-syncer-operator", &[]).await;
     let rcs: Api<RemoteCluster> = Api::namespaced(env.controller.client(), NS);
     let dr_uid = Api::<Namespace>::all(env.dr.client())
@@ -630,19 +645,8 @@ async fn a_kubeconfig_re_pointed_at_another_cluster_writes_nothing_there() {
     // Pointed back: the pin matches again, the mapping syncs.
     env.put_kubeconfig("dr-kubeconfig", "kubeconfig", &env.dr_id)
         .await;
-    prod.patch(
-        "settings",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "2"}})),
-    )
-    .await
-    .unwrap();
-    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
-    wait_for("syncing again", T, || async {
-        Ok((dr.get("settings").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
-    })
-    .await
-    .unwrap();
+    set_v(&prod, "2").await;
+    wait_v(&Api::namespaced(env.dr.client(), &src), "syncing again", "2").await;
 }
 
 /// The prod RemoteCluster's kubeconfig Secret is re-pointed at another cluster (production rebuilt
@@ -654,9 +658,7 @@ async fn an_accepted_new_source_cluster_is_synced_from_and_recorded() {
     use dr_syncer_core::api::RemoteCluster;
 
     let env = Env::start("fault-accept").await;
-    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
-    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
-    configmaps(&prod, ["settings".to_owned()], ("app", "shop")).await;
+    let (src, _) = shop(&env).await;
     let _op = env.operator("dr-syncer-operator", &[]).await;
     let rcs: Api<RemoteCluster> = Api::namespaced(env.controller.client(), NS);
     let uid_of = |client: kube::Client| async move {
@@ -705,14 +707,7 @@ async fn an_accepted_new_source_cluster_is_synced_from_and_recorded() {
         ("app", "shop"),
     )
     .await;
-    new_prod
-        .patch(
-            "settings",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"v": "new"}})),
-        )
-        .await
-        .unwrap();
+    set_v(&new_prod, "new").await;
     let reader = env.controller.identity("new-source").await.unwrap();
     env.put_kubeconfig("prod-kubeconfig", "kubeconfig", &reader).await;
     env.wait_status("shop", "the mapping stopped", |s| {
@@ -774,9 +769,7 @@ async fn a_status_write_the_controller_never_answers_does_not_hold_the_mapping()
     use dr_syncer_testenv::FaultRule;
 
     let env = Env::start("fault-ctl-stall").await;
-    let src = create_namespace(&env.prod.client(), "shop").await.unwrap();
-    let prod: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
-    configmaps(&prod, ["settings".to_owned()], ("app", "shop")).await;
+    let (src, prod) = shop(&env).await;
     let _op = env
         .operator("dr-syncer-operator", &["--request-timeout", "2s"])
         .await;
@@ -799,19 +792,13 @@ async fn a_status_write_the_controller_never_answers_does_not_hold_the_mapping()
         .await
         .unwrap();
     let stalled = std::time::Instant::now();
-    prod.patch(
-        "settings",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"v": "2"}})),
+    set_v(&prod, "2").await;
+    wait_v(
+        &Api::namespaced(env.dr.client(), &src),
+        "the change synced after the stalled write",
+        "2",
     )
-    .await
-    .unwrap();
-    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
-    wait_for("the change synced after the stalled write", T, || async {
-        Ok((dr.get("settings").await?.data.unwrap_or_default()["v"] == "2").then_some(()))
-    })
-    .await
-    .unwrap();
+    .await;
     let after = Time(k8s_openapi::jiff::Timestamp::now());
     env.wait_status("shop", "a status written after it", |s| {
         s.last_sync_time.as_ref().is_some_and(|t| t.0 >= after.0)
