@@ -248,20 +248,15 @@ pub async fn user_key(ctx: &Context, nm: &NamespaceMapping) -> Result<Option<Use
                 "id_rsa.pub".to_string(),
             )
         });
-    if reference.is_none()
-        && let Some(r) = &nm.spec.cluster_mapping_ref
-    {
-        let cm_ns = r
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| ns.clone());
-        ctx.clusters
-            .boundaries()
-            .check_reference(&ns, "ClusterMapping", &cm_ns, &r.name)
-            .map_err(|e| Error::Cluster(ClusterError::Boundary(e)))?;
-        let api: Api<dr_syncer_core::api::ClusterMapping> = Api::namespaced(ctx.client.clone(), &cm_ns);
-        if let Ok(Some(cm)) = api.get_opt(&r.name).await
+    if reference.is_none() {
+        // (A ClusterMapping that cannot be read names no key here: the sync reports it. One out of
+        // bounds is refused.)
+        let cm = match ctx.clusters.cluster_mapping_of(nm).await {
+            Ok(cm) => cm,
+            Err(e @ ClusterError::Boundary(_)) => return Err(Error::Cluster(e)),
+            Err(_) => None,
+        };
+        if let Some((cm_ns, cm)) = cm
             && let Some(k) = cm.spec.ssh_key_secret_ref
         {
             reference = Some((
@@ -275,10 +270,7 @@ pub async fn user_key(ctx: &Context, nm: &NamespaceMapping) -> Result<Option<Use
     let Some((sns, sname, private, public)) = reference else {
         return Ok(None);
     };
-    ctx.clusters
-        .boundaries()
-        .check_reference(&ns, "Secret", &sns, &sname)
-        .map_err(|e| Error::Cluster(ClusterError::Boundary(e)))?;
+    ctx.clusters.check_reference(&ns, "Secret", &sns, &sname)?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &sns);
     let secret = api
         .get(&sname)
@@ -303,9 +295,7 @@ pub async fn cluster_mapping_key(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| cm.namespace().unwrap_or_default());
     ctx.clusters
-        .boundaries()
-        .check_reference(&cm.namespace().unwrap_or_default(), "Secret", &ns, &k.name)
-        .map_err(|e| Error::Cluster(ClusterError::Boundary(e)))?;
+        .check_reference(&cm.namespace().unwrap_or_default(), "Secret", &ns, &k.name)?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = api
         .get(&k.name)

@@ -185,6 +185,57 @@ impl Clusters {
         &self.boundaries
     }
 
+    /// Check a reference from a resource in namespace `from` to `what` `namespace/name`
+    /// ([`Boundaries::check_reference`]), before anything is read.
+    ///
+    /// # Errors
+    /// [`ClusterError::Boundary`].
+    pub fn check_reference(
+        &self,
+        from: &str,
+        what: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ClusterError> {
+        self.boundaries
+            .check_reference(from, what, namespace, name)
+            .map_err(ClusterError::Boundary)
+    }
+
+    /// The ClusterMapping a NamespaceMapping's `clusterMappingRef` names (in the mapping's namespace
+    /// unless the reference says another), with its namespace; `None` without a reference.
+    ///
+    /// # Errors
+    /// [`ClusterError::Boundary`] for a reference out of bounds (nothing is read),
+    /// [`ClusterError::ClusterMappingNotFound`], or the read failed.
+    pub async fn cluster_mapping_of(
+        &self,
+        nm: &NamespaceMapping,
+    ) -> Result<Option<(String, ClusterMapping)>, ClusterError> {
+        let Some(r) = &nm.spec.cluster_mapping_ref else {
+            return Ok(None);
+        };
+        let ns = nm.namespace().unwrap_or_default();
+        let cm_ns = r
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| ns.clone());
+        self.check_reference(&ns, "ClusterMapping", &cm_ns, &r.name)?;
+        let api: Api<ClusterMapping> = Api::namespaced(self.client.clone(), &cm_ns);
+        match api.get_opt(&r.name).await {
+            Ok(Some(cm)) => Ok(Some((cm_ns, cm))),
+            Ok(None) => Err(ClusterError::ClusterMappingNotFound(format!(
+                "{cm_ns}/{}",
+                r.name
+            ))),
+            Err(e) => Err(controller_error(
+                format!("reading ClusterMapping {cm_ns}/{}", r.name),
+                &e,
+            )),
+        }
+    }
+
     /// Every cached handle (for exporting their counters).
     pub fn handles(&self) -> Vec<Arc<ClusterHandle>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,9 +267,7 @@ impl Clusters {
         };
         let secret_id = format!("{secret_ns}/{}", r.name);
         // Never read a Secret outside the boundaries (not even to say it is missing).
-        self.boundaries
-            .check_reference(&rc_ns, "Secret", &secret_ns, &r.name)
-            .map_err(ClusterError::Boundary)?;
+        self.check_reference(&rc_ns, "Secret", &secret_ns, &r.name)?;
         let key = r
             .key
             .clone()
@@ -302,31 +351,7 @@ impl Clusters {
         nm: &NamespaceMapping,
     ) -> Result<((String, String), (String, String)), ClusterError> {
         let ns = nm.namespace().unwrap_or_default();
-        if let Some(r) = &nm.spec.cluster_mapping_ref {
-            let cm_ns = r
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| ns.clone());
-            self.boundaries
-                .check_reference(&ns, "ClusterMapping", &cm_ns, &r.name)
-                .map_err(ClusterError::Boundary)?;
-            let api: Api<ClusterMapping> = Api::namespaced(self.client.clone(), &cm_ns);
-            let cm = match api.get_opt(&r.name).await {
-                Ok(Some(cm)) => cm,
-                Ok(None) => {
-                    return Err(ClusterError::ClusterMappingNotFound(format!(
-                        "{cm_ns}/{}",
-                        r.name
-                    )));
-                }
-                Err(e) => {
-                    return Err(controller_error(
-                        format!("reading ClusterMapping {cm_ns}/{}", r.name),
-                        &e,
-                    ));
-                }
-            };
+        if let Some((cm_ns, cm)) = self.cluster_mapping_of(nm).await? {
             return Ok((
                 (cm_ns.clone(), cm.spec.source_cluster.clone()),
                 (cm_ns, cm.spec.target_cluster.clone()),
