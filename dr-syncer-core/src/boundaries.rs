@@ -140,6 +140,15 @@ impl Boundaries {
         Ok(())
     }
 
+    /// Check that a sync from namespace `source` into `destination` touches no protected namespace.
+    ///
+    /// # Errors
+    /// [`BoundaryError::ProtectedNamespace`], naming the side.
+    pub fn check_pair(&self, source: &str, destination: &str) -> Result<(), BoundaryError> {
+        self.check_namespace("source", source)?;
+        self.check_namespace("destination", destination)
+    }
+
     /// Check a reference from a resource in namespace `from` to `what` `namespace/name`.
     ///
     /// # Errors

@@ -379,11 +379,9 @@ impl SyncEngine {
     /// # Errors
     /// [`Error::Boundary`].
     pub fn check_boundaries(&self, target: &SyncTarget) -> Result<()> {
-        self.boundaries
-            .check_namespace("source", &target.source_namespace)?;
-        self.boundaries
-            .check_namespace("destination", &target.destination_namespace)?;
-        Ok(())
+        Ok(self
+            .boundaries
+            .check_pair(&target.source_namespace, &target.destination_namespace)?)
     }
 
     /// Which source cluster to accept where a DR namespace records another one

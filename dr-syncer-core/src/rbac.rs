@@ -256,15 +256,14 @@ fn type_rules(types: &BTreeMap<(String, String), Vec<&'static str>>) -> Vec<Rule
 
 /// The namespaced rules (granted per namespace, or cluster-wide) and the cluster-scoped ones.
 fn rules(req: &Request, types: &BTreeSet<(String, String)>) -> (Vec<Rule>, Vec<Rule>) {
-    let named = |extra: &[&str]| -> Vec<String> {
-        req.namespaces
-            .iter()
-            .cloned()
-            .chain(extra.iter().map(|s| (*s).to_owned()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    };
+    // The given namespaces, sorted and without repeats.
+    let named: Vec<String> = req
+        .namespaces
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let kube_system = vec!["kube-system".to_owned()];
     let mut namespaced;
     let mut cluster = vec![rule("", &["namespaces"], &kube_system, &["get"])];
@@ -298,7 +297,7 @@ fn rules(req: &Request, types: &BTreeSet<(String, String)>) -> (Vec<Rule>, Vec<R
                 // (No namespace patch without names: a fence's standby mark needs --namespace.)
                 cluster.push(rule("", &["namespaces"], &[], &["get", "list", "watch"]));
             } else {
-                cluster.push(rule("", &["namespaces"], &named(&[]), &["get", "patch"]));
+                cluster.push(rule("", &["namespaces"], &named, &["get", "patch"]));
                 if req.namespace_selector {
                     cluster.push(rule("", &["namespaces"], &[], &["list", "watch"]));
                 }
@@ -346,12 +345,7 @@ fn rules(req: &Request, types: &BTreeSet<(String, String)>) -> (Vec<Rule>, Vec<R
                 // namespaces need --namespace, or a role of your own.)
                 cluster.push(rule("", &["namespaces"], &[], &["get", "list", "watch", "patch"]));
             } else {
-                cluster.push(rule(
-                    "",
-                    &["namespaces"],
-                    &named(&[]),
-                    &["get", "patch", "delete"],
-                ));
+                cluster.push(rule("", &["namespaces"], &named, &["get", "patch", "delete"]));
             }
             cluster.push(rule(
                 "storage.k8s.io",

@@ -244,11 +244,10 @@ impl<'a> Runner<'a> {
         // A protected namespace is never a source or a destination: the mapping is refused as a whole
         // (a selector that matches one is to be fixed, e.g. with `kubernetes.io/metadata.name notin`).
         if !cleanup {
-            let boundaries = ctx.clusters.boundaries();
             for (src, dst) in &pairs {
-                boundaries
-                    .check_namespace("source", src)
-                    .and_then(|()| boundaries.check_namespace("destination", dst))
+                ctx.clusters
+                    .boundaries()
+                    .check_pair(src, dst)
                     .map_err(ClusterError::Boundary)?;
             }
         }
