@@ -20,6 +20,16 @@ fn last_json(stdout: &[u8]) -> serde_json::Value {
     serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap()
 }
 
+/// A reader in the pair's source namespace, on its address, port 2222.
+fn reader_in_source(net: &NetnsPair) -> Reader {
+    Reader::start(ReaderOptions {
+        netns: Some(net.source.clone()),
+        listen: Some(net.source_ip.clone()),
+        port: Some(2222),
+        ..Default::default()
+    })
+}
+
 #[test]
 fn a_volume_moves_between_two_network_namespaces() {
     if !has_net_admin() {
@@ -27,12 +37,7 @@ fn a_volume_moves_between_two_network_namespaces() {
         return;
     }
     let net = NetnsPair::create();
-    let reader = Reader::start(ReaderOptions {
-        netns: Some(net.source.clone()),
-        listen: Some(net.source_ip.clone()),
-        port: Some(2222),
-        ..Default::default()
-    });
+    let reader = reader_in_source(&net);
     let vol = reader.volume("app");
     tree::build(&vol);
     reader.allow("app", &vol);
@@ -124,12 +129,7 @@ fn a_partition_during_a_copy_fails_it_and_the_next_copy_completes() {
         return;
     }
     let net = NetnsPair::create();
-    let reader = Reader::start(ReaderOptions {
-        netns: Some(net.source.clone()),
-        listen: Some(net.source_ip.clone()),
-        port: Some(2222),
-        ..Default::default()
-    });
+    let reader = reader_in_source(&net);
     let vol = reader.volume("part");
     let content = random_bytes(91, 16 << 20);
     std::fs::write(vol.join("large.bin"), &content).unwrap();

@@ -974,6 +974,38 @@ async fn a_cutover_stops_a_data_copy_still_writing_into_the_dr_side() {
     );
 }
 
+/// A slow PVC copy (256 KiB/s) of `size` random bytes (from `seed`) out of a fresh `shop` namespace,
+/// running when this returns: the nodes, the operator and the content. `spec` adds lines to the mapping's
+/// spec, `data_config` fields to its `dataSyncConfig`.
+async fn a_slow_copy_running(
+    env: &Env,
+    subnet: u8,
+    (seed, size): (u64, usize),
+    spec: &str,
+    data_config: &str,
+) -> (Nodes, common::Operator, Vec<u8>) {
+    let nodes = nodes(env, subnet).await;
+    prod_namespace(env, "shop", DATA_PVC).await;
+    let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    let content = dr_syncer_testenv::random_bytes(seed, size);
+    write(&prod_data, "big.bin", &content);
+    let op = env
+        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
+        .await;
+    enable_pvc_sync(env, "").await;
+    env.apply(&format!(
+        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: \"1\"}}}}\nspec:\n  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: shop\n  resourceTypes: [persistentvolumeclaims]\n{spec}  pvcConfig: {{syncData: true, dataSyncConfig: {{bandwidthLimit: 256{data_config}}}}}\n"
+    ))
+    .await;
+    env.wait_status("shop", "the copy running", |s| {
+        s.data_sync
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x.phase == "Syncing"))
+    })
+    .await;
+    (nodes, op, content)
+}
+
 /// The operator is killed (SIGKILL) while it copies PVC data: after a restart the cut-short sync is
 /// recorded (`SyncInterrupted`), the copy is made again and completes with the data byte for byte, and
 /// no mover pod is left running.
@@ -983,25 +1015,14 @@ async fn an_operator_killed_during_a_data_copy_completes_it_after_a_restart() {
         return;
     }
     let env = Env::start("op-data-kill").await;
-    let nodes = nodes(&env, 99).await;
-    prod_namespace(&env, "shop", DATA_PVC).await;
-    let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
-    let content = dr_syncer_testenv::random_bytes(5, 4 << 20);
-    write(&prod_data, "big.bin", &content);
-    let mut op = env
-        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
-        .await;
-    enable_pvc_sync(&env, "").await;
     // A slow copy (bandwidth limit), so that it is still running when the operator dies.
-    env.apply(&format!(
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: \"1\"}}}}\nspec:\n  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: shop\n  resourceTypes: [persistentvolumeclaims]\n  retryConfig: {{maxRetries: 10, initialBackoff: 1s, maxBackoff: 2s}}\n  pvcConfig: {{syncData: true, dataSyncConfig: {{bandwidthLimit: 256}}}}\n"
-    ))
-    .await;
-    env.wait_status("shop", "the copy running", |s| {
-        s.data_sync
-            .as_ref()
-            .is_some_and(|v| v.iter().any(|x| x.phase == "Syncing"))
-    })
+    let (nodes, mut op, content) = a_slow_copy_running(
+        &env,
+        99,
+        (5, 4 << 20),
+        "  retryConfig: {maxRetries: 10, initialBackoff: 1s, maxBackoff: 2s}\n",
+        "",
+    )
     .await;
     op.kill();
 
@@ -1041,25 +1062,7 @@ async fn a_partition_during_a_data_copy_fails_it_cleanly_and_the_next_completes(
         return;
     }
     let env = Env::start("op-data-part").await;
-    let nodes = nodes(&env, 100).await;
-    prod_namespace(&env, "shop", DATA_PVC).await;
-    let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
-    let content = dr_syncer_testenv::random_bytes(7, 2 << 20);
-    write(&prod_data, "big.bin", &content);
-    let _op = env
-        .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
-        .await;
-    enable_pvc_sync(&env, "").await;
-    env.apply(&format!(
-        "apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}, annotations: {{dr-syncer.io/sync-now: \"1\"}}}}\nspec:\n  replicationMode: Manual\n  sourceCluster: prod\n  destinationCluster: dr\n  sourceNamespace: shop\n  resourceTypes: [persistentvolumeclaims]\n  pvcConfig: {{syncData: true, dataSyncConfig: {{bandwidthLimit: 256, timeout: 20s}}}}\n"
-    ))
-    .await;
-    env.wait_status("shop", "the copy running", |s| {
-        s.data_sync
-            .as_ref()
-            .is_some_and(|v| v.iter().any(|x| x.phase == "Syncing"))
-    })
-    .await;
+    let (nodes, _op, content) = a_slow_copy_running(&env, 100, (7, 2 << 20), "", ", timeout: 20s").await;
     let dr_node = nodes.dr.netns("dr-a");
     dr_syncer_testenv::kubelet::set_links(&dr_node, false).unwrap();
     let nm = env
