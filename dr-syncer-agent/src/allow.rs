@@ -2,9 +2,12 @@
 //!
 //! A directory with one file per allowed volume. The file's name is an identifier chosen by whoever
 //! grants access (part 2: the agent itself, from the pods and PVCs on its node; e.g.
-//! `<pod-uid>_<volume>`), its content the volume's absolute, canonical host path on one line. The forced
-//! command reads the directory at every login, so a grant or a revocation applies to the next
-//! connection; a transfer already running is not interrupted.
+//! `<pod-uid>_<volume>`), its content the volume's absolute, canonical host path on one line, followed
+//! for a transfer's grant by the [`KeyBinding`] lines (`key …`, `not-after …`, `from …`): such an entry
+//! is served only to that key, before that time, from those addresses. An entry without a binding (an
+//! allow-list kept by hand, without `--grants-dir`) is served to every accepted key. The forced command
+//! reads the directory at every login, so a grant or a revocation applies to the next connection; a
+//! transfer already running is not interrupted.
 //!
 //! Writes are atomic (a hidden temporary file renamed into place), and files whose names start with `.`
 //! are ignored, so a reader never sees half an entry.
@@ -13,6 +16,8 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
 };
+
+pub use dr_syncer_core::pvc::KeyBinding;
 
 /// Errors of the allow-list.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,8 @@ pub struct AllowEntry {
     pub name: String,
     /// The volume's canonical host path.
     pub path: PathBuf,
+    /// Who may read it (a transfer's grant); `None`: every accepted key.
+    pub binding: Option<KeyBinding>,
 }
 
 /// The allow-list directory.
@@ -83,12 +90,25 @@ impl AllowList {
         &self.dir
     }
 
-    /// Allow `path` under `name` (replacing an entry of that name). The path is resolved to its
-    /// canonical form and must be a directory.
+    /// Allow `path` under `name` to every accepted key (replacing an entry of that name). The path is
+    /// resolved to its canonical form and must be a directory.
     ///
     /// # Errors
     /// [`AllowError`].
     pub fn grant(&self, name: &str, path: &Path) -> Result<AllowEntry, AllowError> {
+        self.grant_bound(name, path, None)
+    }
+
+    /// Allow `path` under `name`, to the key of `binding` only when given (see [`Self::grant`]).
+    ///
+    /// # Errors
+    /// [`AllowError`].
+    pub fn grant_bound(
+        &self,
+        name: &str,
+        path: &Path,
+        binding: Option<&KeyBinding>,
+    ) -> Result<AllowEntry, AllowError> {
         check_name(name)?;
         let canonical = std::fs::canonicalize(path).map_err(|e| AllowError::InvalidPath {
             path: path.into(),
@@ -113,7 +133,8 @@ impl AllowList {
         std::fs::create_dir_all(&self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
         let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let mut f = std::fs::File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
-        f.write_all(format!("{text}\n").as_bytes())
+        let bound = binding.map(KeyBinding::to_lines).unwrap_or_default();
+        f.write_all(format!("{text}\n{bound}").as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(io(format!("writing {}", tmp.display())))?;
         std::fs::rename(&tmp, self.dir.join(name))
@@ -121,6 +142,7 @@ impl AllowList {
         Ok(AllowEntry {
             name: name.into(),
             path: canonical,
+            binding: binding.cloned(),
         })
     }
 
@@ -169,12 +191,22 @@ impl AllowList {
                 continue;
             };
             let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-            let (Some(line), None) = (lines.next(), lines.next()) else {
+            let Some(line) = lines.next() else {
                 continue;
+            };
+            let rest: Vec<&str> = lines.collect();
+            // A binding that does not parse leaves the entry out: never served to anyone.
+            let binding = if rest.is_empty() {
+                None
+            } else {
+                match KeyBinding::parse_lines(rest) {
+                    Ok(b) => Some(b),
+                    Err(_) => continue,
+                }
             };
             let path = PathBuf::from(line.trim_end_matches('/'));
             if path.is_absolute() && path != Path::new("/") {
-                out.push(AllowEntry { name, path });
+                out.push(AllowEntry { name, path, binding });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -231,5 +263,30 @@ mod tests {
             list.grant("m", &tmp.path().join("missing")),
             Err(AllowError::InvalidPath { .. })
         ));
+    }
+
+    #[test]
+    fn a_bound_entry_keeps_its_binding_and_a_broken_one_is_never_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vol = tmp.path().join("vol");
+        std::fs::create_dir(&vol).unwrap();
+        let list = AllowList::new(tmp.path().join("allow"));
+        let binding = KeyBinding {
+            key: dr_syncer_core::keys::KeyPair::generate_ed25519("t")
+                .unwrap()
+                .public_key(),
+            not_after: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+            from: vec!["10.0.0.21".into()],
+        };
+        let entry = list.grant_bound("ns.data", &vol, Some(&binding)).unwrap();
+        assert_eq!(entry.binding.as_ref(), Some(&binding));
+        assert_eq!(list.entries().unwrap(), vec![entry]);
+        let text = std::fs::read_to_string(list.dir().join("ns.data")).unwrap();
+        std::fs::write(list.dir().join("ns.data"), text.replace("not-after", "until")).unwrap();
+        assert_eq!(
+            list.entries().unwrap(),
+            vec![],
+            "an entry whose binding does not parse"
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! `dr-syncer-agent ssh-command`: the forced command every login to the reader runs.
 //!
-//! It reads the allowed volumes, checks `SSH_ORIGINAL_COMMAND` ([`crate::forced`]), opens the volume and
+//! It reads the allowed volumes — those a transfer's grant binds to the key this login used (sshd's
+//! `ExposeAuthInfo` file, `SSH_USER_AUTH`), before the grant's expiry, from the grant's addresses
+//! (`SSH_CONNECTION`), and any entry kept by hand without a binding — checks `SSH_ORIGINAL_COMMAND`
+//! ([`crate::forced`]), opens the volume and
 //! the requested paths without following symlinks ([`crate::beneath`]), makes the opened volume its
 //! working directory and replaces itself with `rsync --server --sender` on paths relative to it (with
 //! `--confine-root` when the installed rsync has it), with a clean environment. Refusals go to the
@@ -17,7 +20,7 @@ use std::{
     time::SystemTime,
 };
 
-use dr_syncer_core::data::REFUSED_EXIT_CODE;
+use dr_syncer_core::{data::REFUSED_EXIT_CODE, keys::PublicKey};
 
 use crate::{
     allow::{AllowEntry, AllowList},
@@ -57,36 +60,94 @@ pub fn parse_run_as(s: &str) -> Result<(u32, u32), String> {
     ))
 }
 
-/// The allowed volumes that lie under the volume root.
-fn allowed_roots(args: &CommandArgs) -> Result<Vec<PathBuf>, Refusal> {
-    Ok(allowed_entries(args)?.into_iter().map(|e| e.path).collect())
+/// Who logged in: the key sshd accepted and the client's address.
+#[derive(Debug, Clone, Default)]
+pub struct Login {
+    /// The public key of the login (`None` when sshd did not say, or named more than one key).
+    pub key: Option<PublicKey>,
+    /// The client's IP address.
+    pub client: Option<String>,
 }
 
-/// The allow-list entries whose volumes lie under the volume root.
-fn allowed_entries(args: &CommandArgs) -> Result<Vec<AllowEntry>, Refusal> {
+impl Login {
+    /// From sshd's environment: `SSH_USER_AUTH` (the file `ExposeAuthInfo yes` writes) and
+    /// `SSH_CONNECTION`.
+    pub fn from_env() -> Self {
+        let key = std::env::var_os("SSH_USER_AUTH")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|text| Self::key_of(&text));
+        let client = std::env::var("SSH_CONNECTION")
+            .ok()
+            .and_then(|c| c.split_whitespace().next().map(str::to_string));
+        Login { key, client }
+    }
+
+    /// The key named by an `ExposeAuthInfo` file (`publickey <type> <base64>` lines): `None` unless
+    /// every `publickey` line names the same key.
+    pub fn key_of(auth_info: &str) -> Option<PublicKey> {
+        let mut found: Option<PublicKey> = None;
+        for line in auth_info.lines() {
+            let Some(rest) = line.strip_prefix("publickey ") else {
+                continue;
+            };
+            let key = PublicKey::parse(rest.trim()).ok()?;
+            match &found {
+                Some(k) if k.blob() != key.blob() => return None,
+                Some(_) => {}
+                None => found = Some(key),
+            }
+        }
+        found
+    }
+
+    /// Whether this login may read `entry`: an entry without a binding is served to every accepted
+    /// key; a transfer's entry only to its key, before its expiry, from its addresses.
+    pub fn may_read(&self, entry: &AllowEntry, now: SystemTime) -> bool {
+        match &entry.binding {
+            None => true,
+            Some(b) => self
+                .key
+                .as_ref()
+                .is_some_and(|k| b.admits(k, self.client.as_deref(), now)),
+        }
+    }
+}
+
+/// The allowed volumes `login` may read.
+fn allowed_roots(args: &CommandArgs, login: &Login) -> Result<Vec<PathBuf>, Refusal> {
+    Ok(allowed_entries(args, login)?
+        .into_iter()
+        .map(|e| e.path)
+        .collect())
+}
+
+/// The allow-list entries `login` may read whose volumes lie under the volume root.
+fn allowed_entries(args: &CommandArgs, login: &Login) -> Result<Vec<AllowEntry>, Refusal> {
     let base = std::fs::canonicalize(&args.volume_root)
         .map_err(|e| Refusal(format!("volume root {}: {e}", args.volume_root.display())))?;
     let entries = AllowList::new(&args.allow_dir)
         .entries()
         .map_err(|e| Refusal(format!("reading the allow-list: {e}")))?;
+    let now = SystemTime::now();
     Ok(entries
         .into_iter()
         .filter(|e| e.path.starts_with(&base) && e.path != base)
         // (Secrets, tokens and configuration are never served, even when granted.)
         .filter(|e| !crate::kubelet::is_never_served(&e.path))
+        .filter(|e| login.may_read(e, now))
         .collect())
 }
 
-fn audit(args: &CommandArgs, command: Option<&str>, outcome: Result<&Request, &Refusal>) {
+fn audit(args: &CommandArgs, login: &Login, command: Option<&str>, outcome: Result<&Request, &Refusal>) {
     let Some(path) = &args.audit_log else {
         return;
     };
-    let client = std::env::var("SSH_CONNECTION").unwrap_or_default();
     let mut shown = command.unwrap_or("").to_string();
     shown.truncate(2000);
     let line = serde_json::json!({
         "time": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        "client": client.split_whitespace().next().unwrap_or(""),
+        "client": login.client.as_deref().unwrap_or(""),
+        "key": login.key.as_ref().map(PublicKey::fingerprint),
         "command": shown,
         "accepted": outcome.is_ok(),
         "reason": outcome.err().map(|r| r.0.clone()),
@@ -100,8 +161,14 @@ fn audit(args: &CommandArgs, command: Option<&str>, outcome: Result<&Request, &R
 /// Run the forced command; returns the exit code (when it does not replace itself with rsync).
 pub fn run(args: &CommandArgs) -> i32 {
     let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
-    let prepared = check(args, original.as_deref()).and_then(prepare);
-    audit(args, original.as_deref(), prepared.as_ref().map(|p| &p.request));
+    let login = Login::from_env();
+    let prepared = check(args, &login, original.as_deref()).and_then(prepare);
+    audit(
+        args,
+        &login,
+        original.as_deref(),
+        prepared.as_ref().map(|p| &p.request),
+    );
     match prepared {
         Ok(p) => execute(args, p),
         Err(refusal) => {
@@ -112,19 +179,20 @@ pub fn run(args: &CommandArgs) -> i32 {
 }
 
 /// Check the request against the allow-list (by path, or by grant name for `dr-syncer-resolve`).
-fn check(args: &CommandArgs, command: Option<&str>) -> Result<Request, Refusal> {
+fn check(args: &CommandArgs, login: &Login, command: Option<&str>) -> Result<Request, Refusal> {
     if let Some(name) = forced::resolve_name(command)? {
-        return allowed_entries(args)?
+        return allowed_entries(args, login)?
             .into_iter()
             .find(|e| e.name == name)
             .map(|e| Request::Resolve { root: e.path })
             .ok_or_else(|| {
                 Refusal(format!(
-                    "grant {name} is not served by this node (not granted yet, or its volume is not mounted here)"
+                    "grant {name} is not served to this key by this node (not granted yet, its volume is not \
+                     mounted here, or it is granted to another key)"
                 ))
             });
     }
-    forced::check(command, &allowed_roots(args)?)
+    forced::check(command, &allowed_roots(args, login)?)
 }
 
 /// A checked request with its volume opened (and its paths checked) without following symlinks.
@@ -291,8 +359,12 @@ mod tests {
             run_as: None,
             audit_log: Some(base.join("audit.log")),
         };
-        assert_eq!(allowed_roots(&args).unwrap(), vec![kubelet.join("pods/u/vol")]);
-        audit(&args, Some("sh"), Err(&Refusal("no".into())));
+        let login = Login::default();
+        assert_eq!(
+            allowed_roots(&args, &login).unwrap(),
+            vec![kubelet.join("pods/u/vol")]
+        );
+        audit(&args, &login, Some("sh"), Err(&Refusal("no".into())));
         let log = std::fs::read_to_string(base.join("audit.log")).unwrap();
         let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
         assert_eq!(line["accepted"], false);
@@ -325,7 +397,7 @@ mod tests {
             run_as: None,
             audit_log: None,
         };
-        let roots = allowed_roots(&args).unwrap();
+        let roots = allowed_roots(&args, &Login::default()).unwrap();
         assert_eq!(
             roots,
             [root
@@ -333,5 +405,104 @@ mod tests {
                 .unwrap()
                 .join("pods/u1/volumes/kubernetes.io~csi/pv-1/mount")]
         );
+    }
+
+    /// A transfer's volume is served to its own key only, before its expiry, from its addresses; the
+    /// other keys the agent accepts (the cluster's probe key, another transfer's key) read nothing.
+    #[test]
+    fn a_bound_volume_is_served_to_its_key_only() {
+        use std::time::Duration;
+
+        use dr_syncer_core::{keys::KeyPair, pvc::KeyBinding};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap().join("kubelet");
+        let (a, b) = (root.join("pods/u1/vol-a"), root.join("pods/u2/vol-b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let key_a = KeyPair::generate_ed25519("a").unwrap().public_key();
+        let key_b = KeyPair::generate_ed25519("b").unwrap().public_key();
+        let probe = KeyPair::generate_ed25519("probe").unwrap().public_key();
+        let list = AllowList::new(tmp.path().join("allow"));
+        let bind = |key: &PublicKey, secs: i64| KeyBinding {
+            key: key.clone(),
+            not_after: if secs >= 0 {
+                SystemTime::now() + Duration::from_secs(secs as u64)
+            } else {
+                SystemTime::now() - Duration::from_secs((-secs) as u64)
+            },
+            from: vec!["10.0.0.21".into()],
+        };
+        list.grant_bound("ns-a.data", &a, Some(&bind(&key_a, 600)))
+            .unwrap();
+        list.grant_bound("ns-b.data", &b, Some(&bind(&key_b, 600)))
+            .unwrap();
+        let args = CommandArgs {
+            allow_dir: tmp.path().join("allow"),
+            volume_root: root.clone(),
+            rsync: "/usr/bin/rsync".into(),
+            confine_root: true,
+            run_as: None,
+            audit_log: None,
+        };
+        let login = |key: &PublicKey, client: &str| Login {
+            key: Some(key.clone()),
+            client: Some(client.into()),
+        };
+        assert_eq!(
+            allowed_roots(&args, &login(&key_a, "10.0.0.21")).unwrap(),
+            vec![a.clone()]
+        );
+        assert_eq!(
+            allowed_roots(&args, &login(&key_b, "10.0.0.21")).unwrap(),
+            vec![b.clone()]
+        );
+        assert!(
+            allowed_roots(&args, &login(&probe, "10.0.0.21"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            allowed_roots(&args, &login(&key_a, "10.9.9.9"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(allowed_roots(&args, &Login::default()).unwrap().is_empty());
+        // Key A asks for B's grant and B's path: refused, and so is a probe of B's volume.
+        let stolen = login(&key_a, "10.0.0.21");
+        let by_name = check(&args, &stolen, Some("dr-syncer-resolve ns-b.data")).unwrap_err();
+        assert!(by_name.0.contains("not served to this key"), "{by_name}");
+        let rsync = format!("rsync --server --sender -logDtpre.iLsfxCIvu . {}/", b.display());
+        let by_path = check(&args, &stolen, Some(&rsync)).unwrap_err();
+        assert!(by_path.0.contains("not a volume served"), "{by_path}");
+        assert!(check(&args, &stolen, Some("dr-syncer-resolve ns-a.data")).is_ok());
+        // Once expired, not even its own key reads it.
+        list.grant_bound("ns-a.data", &a, Some(&bind(&key_a, -1)))
+            .unwrap();
+        assert!(
+            allowed_roots(&args, &login(&key_a, "10.0.0.21"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_login_key_is_read_from_the_auth_info() {
+        let key = dr_syncer_core::keys::KeyPair::generate_ed25519("k")
+            .unwrap()
+            .public_key();
+        let other = dr_syncer_core::keys::KeyPair::generate_ed25519("o")
+            .unwrap()
+            .public_key();
+        let line = |k: &PublicKey| format!("publickey {}\n", k.to_openssh());
+        let found = Login::key_of(&line(&key)).unwrap();
+        assert_eq!(found.blob(), key.blob());
+        assert!(Login::key_of("").is_none());
+        assert!(Login::key_of("password\n").is_none());
+        assert!(
+            Login::key_of(&format!("{}{}", line(&key), line(&other))).is_none(),
+            "two keys"
+        );
+        assert!(Login::key_of("publickey ssh-ed25519 garbage\n").is_none());
     }
 }

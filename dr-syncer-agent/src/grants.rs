@@ -2,9 +2,10 @@
 //!
 //! The orchestrator (operator or CLI) never learns host paths: it writes a **grant** — a key of the
 //! agents' ConfigMap `dr-syncer-agent-grants`, mounted into every agent pod as `--grants-dir` — whose
-//! name identifies the transfer and whose value is `<pod UID>/<volume>`: the pod that has the volume
-//! mounted (the application's pod or a read-only mount pod) and the volume's name under the kubelet root
-//! (the PV name for a PVC). Every agent resolves the grants it can on its own node
+//! name identifies the transfer and whose value is a [`TransferGrant`]: `<pod UID>/<volume>` — the pod
+//! that has the volume mounted (the application's pod or a read-only mount pod) and the volume's name
+//! under the kubelet root (the PV name for a PVC) — and the transfer's own key with its expiry and client
+//! addresses. The allow-list entry keeps that binding: the volume is served to that key only. Every agent resolves the grants it can on its own node
 //! ([`crate::kubelet::pod_volume_path`]) and keeps its allow-list equal to the resolved set: a grant
 //! whose pod is on another node resolves nowhere else, a removed grant is revoked, and a transfer already
 //! running is not cut (the forced command checks at login). The mover then asks the reader for the
@@ -19,6 +20,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use dr_syncer_core::pvc::{KeyBinding, TransferGrant};
+
 use crate::{
     allow::{AllowError, AllowList},
     kubelet::pod_volume_path,
@@ -29,37 +32,21 @@ use crate::{
 pub struct Grant {
     /// The grant's name (the ConfigMap key; also the allow-list entry's name).
     pub name: String,
-    /// The UID of the pod that has the volume mounted.
-    pub pod_uid: String,
-    /// The volume's name under the kubelet root (the PV name for a PVC).
-    pub volume: String,
+    /// The volume and the transfer key that may read it.
+    pub grant: TransferGrant,
 }
 
-/// Parse a grant's value, `<pod UID>/<volume>` (surrounding whitespace ignored).
+/// Parse a grant's value (see [`TransferGrant`]).
 ///
 /// # Errors
-/// A message when the value is not of that form.
+/// A message when the value is not a grant (a value without a key is refused).
 pub fn parse_grant(name: &str, value: &str) -> Result<Grant, String> {
-    let value = value.trim();
-    let (uid, volume) = value
-        .split_once('/')
-        .ok_or_else(|| format!("grant {name}: {value:?} is not <pod UID>/<volume>"))?;
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 253
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-            && s != "."
-            && s != ".."
-    };
-    if !ok(uid) || !ok(volume) {
-        return Err(format!("grant {name}: {value:?} is not <pod UID>/<volume>"));
-    }
-    Ok(Grant {
-        name: name.into(),
-        pod_uid: uid.into(),
-        volume: volume.into(),
-    })
+    TransferGrant::parse(value)
+        .map(|grant| Grant {
+            name: name.into(),
+            grant,
+        })
+        .map_err(|e| format!("grant {name}: {e}"))
 }
 
 /// Read the grants directory (a mounted ConfigMap): the grants, and messages about unusable entries.
@@ -159,24 +146,31 @@ pub fn sync_with(
         problems,
         ..GrantSync::default()
     };
-    let current: BTreeMap<String, PathBuf> = allow.entries()?.into_iter().map(|e| (e.name, e.path)).collect();
+    let current: BTreeMap<String, (PathBuf, Option<KeyBinding>)> = allow
+        .entries()?
+        .into_iter()
+        .map(|e| (e.name, (e.path, e.binding)))
+        .collect();
     let mut wanted = BTreeMap::new();
     for g in &grants {
-        match pod_volume_path(kubelet_root, &g.pod_uid, &g.volume) {
+        match pod_volume_path(kubelet_root, &g.grant.pod_uid, &g.grant.volume) {
             Ok(path) if is_mounted(&path) => {
-                wanted.insert(g.name.clone(), path);
+                wanted.insert(g.name.clone(), (path, &g.grant.binding));
             }
             Ok(_) => out.unmounted.push(g.name.clone()),
             Err(crate::kubelet::KubeletError::NotFound { .. }) => out.elsewhere.push(g.name.clone()),
             Err(e) => out.problems.push(format!("grant {}: {e}", g.name)),
         }
     }
-    for (name, path) in &wanted {
+    for (name, (path, binding)) in &wanted {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        if current.get(name) == Some(&canonical) {
+        if current
+            .get(name)
+            .is_some_and(|(p, b)| *p == canonical && b.as_ref() == Some(*binding))
+        {
             continue;
         }
-        match allow.grant(name, path) {
+        match allow.grant_bound(name, path, Some(binding)) {
             Ok(entry) => {
                 out.allowed.insert(name.clone(), entry.path);
             }
@@ -194,25 +188,58 @@ pub fn sync_with(
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use dr_syncer_core::keys::KeyPair;
+
     use super::*;
+
+    fn value(uid: &str, volume: &str) -> (String, KeyBinding) {
+        let binding = KeyBinding {
+            key: KeyPair::generate_ed25519("t").unwrap().public_key(),
+            // Whole seconds, as the grant's text keeps them.
+            not_after: SystemTime::UNIX_EPOCH
+                + Duration::from_secs(
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs()
+                        + 600,
+                ),
+            from: vec!["10.0.0.21".into()],
+        };
+        let grant = TransferGrant {
+            pod_uid: uid.into(),
+            volume: volume.into(),
+            binding: binding.clone(),
+        };
+        (grant.render(), binding)
+    }
 
     #[test]
     fn grant_values_parse_strictly() {
-        let g = parse_grant("app.data", " 1234-abcd/pvc-9f \n").unwrap();
-        assert_eq!((g.pod_uid.as_str(), g.volume.as_str()), ("1234-abcd", "pvc-9f"));
+        let (text, binding) = value("1234-abcd", "pvc-9f");
+        let g = parse_grant("app.data", &text).unwrap();
+        assert_eq!(
+            (g.grant.pod_uid.as_str(), g.grant.volume.as_str()),
+            ("1234-abcd", "pvc-9f")
+        );
+        assert_eq!(g.grant.binding, binding);
+        let old = parse_grant("n", "1234-abcd/pvc-9f").unwrap_err();
+        assert!(old.contains("names no key"), "{old}");
         for bad in [
             "",
             "uid",
-            "/vol",
-            "uid/",
-            "uid/../x",
-            "uid/a/b",
-            "../x",
-            "uid/..",
-            "u id/v",
-            "uid/v\n/x",
+            "volume /vol",
+            "volume uid/",
+            "volume uid/../x",
+            "volume uid/a/b",
+            "volume ../x",
+            "volume uid/..",
+            "volume u id/v",
         ] {
-            assert!(parse_grant("n", bad).is_err(), "{bad:?} must be refused");
+            let with_key = format!("{bad}\n{}", binding.to_lines());
+            assert!(parse_grant("n", &with_key).is_err(), "{bad:?} must be refused");
         }
     }
 
@@ -227,9 +254,10 @@ mod tests {
         // As the kubelet writes a ConfigMap volume: ..data symlink and per-key symlinks.
         let data = grants.join("..2026_11_23_00_00_00.1");
         std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(data.join("ns.a"), "uid-1/pv-a").unwrap();
-        std::fs::write(data.join("ns.b"), "uid-2/pv-b").unwrap();
-        std::fs::write(data.join("ns.bad"), "not a grant").unwrap();
+        let (a, a_binding) = value("uid-1", "pv-a");
+        std::fs::write(data.join("ns.a"), &a).unwrap();
+        std::fs::write(data.join("ns.b"), value("uid-2", "pv-b").0).unwrap();
+        std::fs::write(data.join("ns.bad"), "uid-1/pv-a").unwrap();
         std::os::unix::fs::symlink("..2026_11_23_00_00_00.1", grants.join("..data")).unwrap();
         for k in ["ns.a", "ns.b", "ns.bad"] {
             std::os::unix::fs::symlink(format!("..data/{k}"), grants.join(k)).unwrap();
@@ -246,12 +274,25 @@ mod tests {
         assert_eq!(done.elsewhere, vec!["ns.b".to_string()]);
         assert_eq!(done.revoked, vec!["stale".to_string()]);
         assert_eq!(done.problems.len(), 1, "{:?}", done.problems);
-        let names: Vec<_> = allow.entries().unwrap().into_iter().map(|e| e.name).collect();
-        assert_eq!(names, vec!["ns.a".to_string()]);
+        assert!(done.problems[0].contains("names no key"), "{:?}", done.problems);
+        let entries = allow.entries().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].name, "ns.a");
+        assert_eq!(
+            entries[0].binding.as_ref(),
+            Some(&a_binding),
+            "served to the grant's key only"
+        );
 
-        // A second pass changes nothing; removing the grant revokes it.
+        // A second pass changes nothing; a new key for the same grant replaces the binding; removing
+        // the grant revokes it.
         let again = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
         assert!(again.allowed.is_empty() && again.revoked.is_empty());
+        let (a2, a2_binding) = value("uid-1", "pv-a");
+        std::fs::write(data.join("ns.a"), &a2).unwrap();
+        let rekeyed = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
+        assert_eq!(rekeyed.allowed.get("ns.a"), Some(&canonical));
+        assert_eq!(allow.entries().unwrap()[0].binding.as_ref(), Some(&a2_binding));
         std::fs::remove_file(grants.join("ns.a")).unwrap();
         let gone = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
         assert_eq!(gone.revoked, vec!["ns.a".to_string()]);

@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Extra sshd configuration line (`Keyword value`; repeatable).
     #[arg(long = "sshd-option")]
     pub sshd_options: Vec<String>,
+    /// Serve without rsync's `--confine-root` (needed when the installed rsync lacks it). A client can
+    /// then make the sender read filter merge files outside the volume (per-directory merge files are
+    /// looked for in every parent directory of the volume): use only with an rsync that cannot be
+    /// upgraded, or in tests.
+    #[arg(long)]
+    pub unconfined_rsync: bool,
 }
 
 /// Files of the state directory.
@@ -161,20 +167,44 @@ fn install_host_keys(from: &Path, state: &State) -> anyhow::Result<(Vec<PathBuf>
     Ok((paths, changed))
 }
 
-/// Regenerate the authorized_keys file from the mounted directory; whether it changed.
+/// Regenerate the authorized_keys file from the mounted directory (probe keys) and the transfer keys of
+/// the unexpired grants — every grant's, also those whose volume is elsewhere, so that a mover at the
+/// wrong node is told why by the forced command instead of being turned away at login — and of bound
+/// allow-list entries; whether it changed.
 fn install_authorized_keys(args: &ServeArgs, state: &State, forced: &str) -> anyhow::Result<bool> {
     let (keys, problems) = config::read_client_keys(&args.authorized_keys_dir);
     for p in problems {
         warn!("client keys: {p}");
     }
+    let now = std::time::SystemTime::now();
+    let granted = match &args.grants_dir {
+        Some(dir) => crate::grants::read_grants(dir)
+            .with_context(|| format!("reading grants in {}", dir.display()))?
+            .0
+            .into_iter()
+            .map(|g| g.grant.binding)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut transfers: Vec<_> = crate::allow::AllowList::new(&args.allow_dir)
+        .entries()
+        .map_err(|e| anyhow::anyhow!("reading the allow-list: {e}"))?
+        .into_iter()
+        .filter_map(|e| e.binding)
+        .chain(granted)
+        .filter(|b| b.not_after > now)
+        .collect();
+    transfers.sort_by_key(|b| b.key.blob());
+    transfers.dedup_by(|a, b| a.key.blob() == b.key.blob());
     let changed = write_private(
         &state.authorized_keys,
-        &config::authorized_keys(&keys, forced),
+        &config::authorized_keys(&keys, &transfers, forced),
         0o600,
     )?;
     if changed {
         let fingerprints: Vec<String> = keys.entries().iter().map(|e| e.key.fingerprint()).collect();
-        info!(keys = ?fingerprints, "authorized client keys updated");
+        let transfer_keys: Vec<String> = transfers.iter().map(|b| b.key.fingerprint()).collect();
+        info!(keys = ?fingerprints, transfers = ?transfer_keys, "authorized client keys updated");
     }
     Ok(changed)
 }
@@ -262,22 +292,46 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             .context("creating /run/sshd")?;
     }
     shell_word(&args.login_user).map_err(|e| anyhow::anyhow!("--login-user: {e}"))?;
-    let confine = rsync_can_confine(&args.rsync).await;
-    if !confine {
-        warn!(
-            "{} has no --confine-root (rsync < 3.5.0): filter merge files named by a client are not confined \
-             to the volume",
+    let confine = !args.unconfined_rsync;
+    if confine && !rsync_can_confine(&args.rsync).await {
+        bail!(
+            "{} has no --confine-root (rsync < 3.5.0): a client could make it read filter merge files outside \
+             the volume. Install an rsync with --confine-root (the agent image has one), or pass \
+             --unconfined-rsync to accept the risk",
             args.rsync.display()
         );
     }
+    if !confine {
+        warn!("serving without --confine-root: filter merge files named by a client are not confined to the volume");
+    }
     let forced = forced_command(&args, &state, confine)?;
     let (host_keys, _) = install_host_keys(&args.host_keys_dir, &state)?;
+    let mut grant_problems = Vec::new();
+    if let Some(dir) = &args.grants_dir {
+        sync_grants(dir, &args, &mut grant_problems);
+    }
     install_authorized_keys(&args, &state, &forced)?;
     write_private(
         &state.config,
         &config::sshd_config(&settings(&args, &state, host_keys.clone(), forced.clone())),
         0o600,
     )?;
+    // A mover retries while its transfer's key is on its way to this agent, and several movers share
+    // a DR node's address: OpenSSH ≥ 9.8 would penalise that address for the failed logins. (Keys
+    // are not guessable; MaxStartups still bounds unauthenticated connections.)
+    let penalties = tokio::process::Command::new(&args.sshd)
+        .args(["-t", "-o", "PerSourcePenalties=no", "-f"])
+        .arg(&state.config)
+        .output()
+        .await;
+    if penalties.is_ok_and(|o| o.status.success()) {
+        args.sshd_options.push("PerSourcePenalties no".into());
+        write_private(
+            &state.config,
+            &config::sshd_config(&settings(&args, &state, host_keys.clone(), forced.clone())),
+            0o600,
+        )?;
+    }
     let test = tokio::process::Command::new(&args.sshd)
         .args(["-t", "-f"])
         .arg(&state.config)
@@ -316,10 +370,6 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(args.refresh_interval_ms.max(100)));
     let mut audit_offset = 0u64;
-    let mut grant_problems = Vec::new();
-    if let Some(dir) = &args.grants_dir {
-        sync_grants(dir, &args, &mut grant_problems);
-    }
     loop {
         tokio::select! {
             status = sshd.wait() => {
@@ -329,11 +379,12 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
-                if let Err(e) = refresh(&args, &state, &forced, &sshd).await {
-                    error!("refreshing keys: {e:#}");
-                }
+                // Grants first: a new transfer's key is accepted in the same pass.
                 if let Some(dir) = &args.grants_dir {
                     sync_grants(dir, &args, &mut grant_problems);
+                }
+                if let Err(e) = refresh(&args, &state, &forced, &sshd).await {
+                    error!("refreshing keys: {e:#}");
                 }
                 audit_offset = relay_audit(&state.audit_log, audit_offset).await;
             }

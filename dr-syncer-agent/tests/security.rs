@@ -604,3 +604,190 @@ fn credential_volumes_are_never_served() {
         "data\n"
     );
 }
+
+/// Bind-mounts a directory on itself (as the kubelet mounts a volume) and unmounts it when dropped.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(dir: &Path) -> Self {
+        let d = dir.display().to_string();
+        let out = Command::new("mount").args(["--bind", &d, &d]).output().unwrap();
+        assert!(out.status.success(), "mount {d}: {out:?}");
+        Mounted(dir.into())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// A mover's key stolen from a DR namespace (its Secret exists for the transfer's lifetime) reads only
+/// the volume of that transfer: not another transfer's volume on the same node (by grant name, by path,
+/// by probe), not a Secret volume even when granted to it; the cluster's probe key reads nothing; a key
+/// is refused from an address its grant does not name, and once its grant expires.
+#[test]
+fn a_stolen_transfer_key_reads_only_its_own_grant() {
+    let reader = Reader::start(ReaderOptions {
+        grants: true,
+        ..Default::default()
+    });
+    let (a, b) = (reader.volume("app"), reader.volume("bank"));
+    std::fs::write(a.join("data"), "app data\n").unwrap();
+    std::fs::write(b.join("ledger"), "bank secret\n").unwrap();
+    let creds = reader
+        .kubelet
+        .join("pods/app-uid/volumes/kubernetes.io~secret/creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("password"), "bank secret\n").unwrap();
+    let _mounts: Vec<Mounted> = [&a, &b, &creds].into_iter().map(|d| Mounted::new(d)).collect();
+    let valid = Duration::from_secs(600);
+    let key_a = reader.grant_transfer("team-a.app", "app", &["127.0.0.1"], valid);
+    let key_b = reader.grant_transfer("team-b.bank", "bank", &["127.0.0.1"], valid);
+    // The Secret volume granted to key A as an ordinary grant would be (its volume name).
+    let creds_grant = dr_syncer_core::pvc::TransferGrant {
+        pod_uid: "app-uid".into(),
+        volume: "creds".into(),
+        binding: dr_syncer_core::pvc::KeyBinding {
+            key: dr_syncer_core::keys::KeyPair::parse(&std::fs::read_to_string(&key_a).unwrap())
+                .unwrap()
+                .public_key(),
+            not_after: SystemTime::now() + valid,
+            from: vec!["127.0.0.1".into()],
+        },
+    };
+    std::fs::write(reader.grants_dir.join("team-a.creds"), creds_grant.render()).unwrap();
+    let elsewhere = reader.grant_transfer("team-c.far", "app", &["10.255.0.1"], valid);
+    let brief = reader.grant_transfer("team-d.brief", "app", &["127.0.0.1"], Duration::from_secs(3));
+
+    let dest = TestDir::data("stolen-key");
+    let pull = |key: &Path, path: &str, into: &str| {
+        let mut cmd = Command::new("rsync");
+        cmd.arg("-a")
+            .args(["-e", &reader.rsync_rsh(key)])
+            .arg(format!("root@{}:{path}", reader.host))
+            .arg(dest.path().join(into));
+        run_with_timeout(&mut cmd, Duration::from_secs(60))
+    };
+    let leaked = || {
+        let out = Command::new("grep")
+            .args(["-r", "-l", "bank secret", &dest.path().display().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Positive control: once the agent has the grants, key A reads its volume.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = pull(&key_a, &format!("{}/", a.display()), "own");
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "key A never read its volume: {out:?}\n{}",
+            reader.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        std::fs::read_to_string(dest.path().join("own/data")).unwrap(),
+        "app data\n"
+    );
+
+    // Key A (stolen from team-a's namespace) against team-b's volume, by every door.
+    let b_path = format!("{}/", b.display());
+    let out = pull(&key_a, &b_path, "by-path");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr(&out).contains("not a volume served"), "{out:?}");
+    for command in [
+        "dr-syncer-resolve team-b.bank".to_string(),
+        format!("dr-syncer-probe {}", b.display()),
+        format!("dr-syncer-usage {}", b.display()),
+        format!("dr-syncer-checksum {}", b.display()),
+    ] {
+        let out = reader.ssh(&key_a, &[], Some(&command));
+        assert_eq!(out.status.code(), Some(REFUSED), "{command}: {out:?}");
+    }
+    // The Secret volume granted to key A: never served.
+    let out = pull(
+        &key_a,
+        &format!("{}/", creds.canonicalize().unwrap().display()),
+        "creds",
+    );
+    assert!(!out.status.success(), "{out:?}");
+    // The cluster's probe key: logs in, reads nothing.
+    for (path, into) in [
+        (format!("{}/", a.display()), "probe-a"),
+        (b_path.clone(), "probe-b"),
+    ] {
+        let out = pull(&reader.client_key, &path, into);
+        assert!(!out.status.success(), "{out:?}");
+    }
+    let out = reader.ssh(&reader.client_key, &[], Some("dr-syncer-probe"));
+    assert!(out.status.success(), "probes still work: {out:?}");
+    // A key whose grant names another address is refused at login (sshd's from=).
+    let out = pull(&elsewhere, &format!("{}/", a.display()), "elsewhere");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr(&out).contains("Permission denied"), "{out:?}");
+    // A key past its grant's expiry is refused at login.
+    std::thread::sleep(Duration::from_secs(4));
+    let out = pull(&brief, &format!("{}/", a.display()), "brief");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr(&out).contains("Permission denied"), "{out:?}");
+    assert_eq!(leaked(), "", "nothing of team-b's volume or the Secret arrived");
+    // Key B still reads its own volume: what was refused was the key, not the volume.
+    let out = pull(&key_b, &b_path, "bank");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A client-named per-directory merge file (`dir-merge /leak.rules`) is looked for by rsync's sender in
+/// every parent directory of the volume: a file outside the volume would steer (and, by its errors,
+/// describe) what is served. The reader confines rsync to the volume (`--confine-root`, and refuses to
+/// start without it unless told `--unconfined-rsync`): the file outside is not obeyed. Unconfined, the
+/// same request obeys it — the attack is real.
+#[test]
+fn a_client_named_merge_file_outside_the_volume_is_not_obeyed() {
+    let pull_with_rules = |reader: &Reader, vol: &Path, into: &str| {
+        let dest = reader.state.path().join(into);
+        let mut cmd = Command::new("rsync");
+        cmd.arg("-a")
+            .args(["-f", "dir-merge /leak.rules"])
+            .args(["-e", &reader.rsync_rsh(&reader.client_key)])
+            .arg(format!("root@{}:{}/", reader.host, vol.display()))
+            .arg(&dest);
+        (run_with_timeout(&mut cmd, Duration::from_secs(60)), dest)
+    };
+    let plant = |reader: &Reader| {
+        let vol = reader.volume("vol");
+        std::fs::write(vol.join("data"), "volume data\n").unwrap();
+        std::fs::write(vol.join("other"), "more data\n").unwrap();
+        reader.allow("vol", &vol);
+        // Outside the volume, in a parent directory: a rule that hides `data`.
+        std::fs::write(reader.kubelet.join("leak.rules"), "- data\n").unwrap();
+        vol
+    };
+
+    let reader = Reader::start(ReaderOptions::default());
+    let vol = plant(&reader);
+    let (out, dest) = pull_with_rules(&reader, &vol, "confined");
+    if out.status.success() {
+        assert!(dest.join("data").exists(), "the rules outside the volume were obeyed: {out:?}");
+    } else {
+        assert!(!dest.join("data").exists() && !dest.join("other").exists(), "{out:?}");
+    }
+    assert!(!stderr(&out).contains("leak.rules line"), "{out:?}");
+
+    let unconfined = Reader::start(ReaderOptions {
+        extra_args: vec!["--unconfined-rsync".into()],
+        ..Default::default()
+    });
+    let vol = plant(&unconfined);
+    let (out, dest) = pull_with_rules(&unconfined, &vol, "unconfined");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        dest.join("other").exists() && !dest.join("data").exists(),
+        "unconfined, the sender obeys the file outside the volume: {out:?}"
+    );
+}

@@ -504,6 +504,10 @@ fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
 /// `dr-syncer-agent mover` against `reader`, with host key pins `pin`, into `destination`, no retries
 /// (the caller adds the volume: `--source-path` or `--grant`).
 fn mover_command(reader: &Reader, pin: &Path, destination: &Path) -> Command {
+    mover_command_with_key(reader, pin, destination, &reader.client_key)
+}
+
+fn mover_command_with_key(reader: &Reader, pin: &Path, destination: &Path, key: &Path) -> Command {
     let mut cmd = Command::new(AGENT);
     cmd.args([
         "mover",
@@ -515,7 +519,7 @@ fn mover_command(reader: &Reader, pin: &Path, destination: &Path) -> Command {
     .arg("--host-key-file")
     .arg(pin)
     .arg("--identity")
-    .arg(&reader.client_key)
+    .arg(key)
     .arg("--destination")
     .arg(destination)
     .args(["--retries", "0"]);
@@ -671,16 +675,17 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
         assert!(out.status.success(), "{args:?}: {out:?}");
     };
     let vol_text = vol.display().to_string();
-    let mover = |grant: &str, wait: &str| {
-        let mut cmd = mover_command(&reader, &pin, &dest.path().join("pvc"));
+    let mover = |grant: &str, wait: &str, key: &Path| {
+        let mut cmd = mover_command_with_key(&reader, &pin, &dest.path().join("pvc"), key);
         cmd.args(["--grant", grant, "--grant-wait-secs", wait])
             .arg("--termination-log")
             .arg(&term);
         run_with_timeout(&mut cmd, Duration::from_secs(120))
     };
 
-    // Not granted: the mover waits, then fails as refused, and says so in its termination message.
-    let out = mover("ns.app", "1");
+    // Not granted: the mover (with the cluster's probe key) waits, then fails as refused, and says so in
+    // its termination message.
+    let out = mover("ns.app", "1", &reader.client_key);
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     let last = json_lines(&out.stdout).pop().unwrap();
     assert_eq!(last["kind"], "TransferRefused", "{last}");
@@ -688,11 +693,11 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
     assert_eq!(message, last);
     assert!(!dest.path().join("pvc/data.txt").exists());
 
-    // The grant names the pod and the PV; while the volume's directory is not a mount point (the
-    // volume is not mounted, or the agent cannot see the mount) it is not served: an empty directory
-    // must never be mirrored over the copy.
-    std::fs::write(reader.grants_dir.join("ns.app"), "app-uid/pv-app\n").unwrap();
-    let out = mover("ns.app", "3");
+    // The grant names the pod, the PV and the transfer's own key; while the volume's directory is not a
+    // mount point (the volume is not mounted, or the agent cannot see the mount) it is not served: an
+    // empty directory must never be mirrored over the copy.
+    let key = reader.grant_transfer("ns.app", "app", &["127.0.0.1"], Duration::from_secs(600));
+    let out = mover("ns.app", "3", &key);
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert!(
         reader.log_text().contains("not a mount point"),
@@ -702,8 +707,8 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
     // Mounted (as the kubelet does): the agent resolves it on its node and the mover copies.
     mount(&["mount", "--bind", &vol_text, &vol_text]);
     // A grant whose pod is on another node resolves nowhere here.
-    std::fs::write(reader.grants_dir.join("ns.other"), "other-uid/pv-other\n").unwrap();
-    let out = mover("ns.app", "30");
+    let other_key = reader.grant_transfer("ns.other", "other", &["127.0.0.1"], Duration::from_secs(600));
+    let out = mover("ns.app", "30", &key);
     assert!(out.status.success(), "{out:?}\n{}", reader.log_text());
     let last = json_lines(&out.stdout).pop().unwrap();
     assert_eq!(last["event"], "completed", "{last}");
@@ -721,8 +726,16 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
         .collect();
     assert_eq!(allowed, vec![("ns.app".to_string(), vol.clone())]);
     assert!(reader.audit().contains("dr-syncer-resolve ns.app"));
+    // Another transfer's key, accepted by the agent, is told that this grant is not its own.
+    let out = mover("ns.app", "1", &other_key);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not served to this key"),
+        "{out:?}"
+    );
 
-    // Removing the grant revokes the volume (at the agent's next pass): the next mover is refused again.
+    // Removing the grant revokes the volume and the key (at the agent's next pass): the next mover with
+    // that key is not even let in.
     std::fs::remove_file(reader.grants_dir.join("ns.app")).unwrap();
     let list = dr_syncer_agent::allow::AllowList::new(&reader.allow_dir);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -730,12 +743,8 @@ fn a_grant_is_served_by_the_node_that_has_its_volume_mounted() {
         assert!(std::time::Instant::now() < deadline, "the grant was not revoked");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = mover("ns.app", "1");
-    assert_eq!(out.status.code(), Some(5), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("not served by this node"),
-        "{out:?}"
-    );
+    let out = mover("ns.app", "1", &key);
+    assert_eq!(out.status.code(), Some(4), "authentication refused: {out:?}");
     mount(&["umount", &vol_text]);
 }
 

@@ -85,6 +85,7 @@ pub(crate) async fn prepare(
     let settings = AgentSettings {
         namespace: args.agent_namespace.clone(),
         image: args.agent_image.clone(),
+        mover_source_addresses: args.mover_source_addresses.clone(),
         port,
         health_port: port + 1,
         ..AgentSettings::for_cli_run(run)
@@ -102,7 +103,7 @@ pub(crate) async fn prepare(
         reading.clone(),
         writing.clone(),
         settings.clone(),
-        keys.mover_secret_data(&settings.name)?,
+        keys.pins()?,
         format!("dr-syncer-cli@{host}/{run}"),
     )
     .with_transfer(transfer)

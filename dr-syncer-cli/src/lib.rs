@@ -121,6 +121,11 @@ pub struct Args {
     /// Namespace of the temporary agents (created if missing).
     #[arg(long, global = true, default_value = dr_syncer_core::pvc::DEFAULT_AGENT_NAMESPACE)]
     pub agent_namespace: String,
+    /// Address a transfer's key is accepted from (repeatable; IP address, CIDR range, or `*` for any)
+    /// when the mover pods reach the agents through NAT [default: the mover pod's and its node's
+    /// addresses].
+    #[arg(long = "mover-source-address", global = true, value_parser = parse_source_address)]
+    pub mover_source_addresses: Vec<String>,
     /// PVCs whose data is copied at the same time [default: the mapping's concurrentSyncs, else 2].
     #[arg(long, global = true)]
     pub data_concurrency: Option<usize>,
@@ -847,6 +852,10 @@ fn mapping_data_config(args: &Args) -> anyhow::Result<Option<dr_syncer_core::api
         message: format!("{}: not a NamespaceMapping: {e}", path.display()),
     })?;
     Ok(mapping.spec.pvc_config.and_then(|p| p.data_sync_config))
+}
+
+fn parse_source_address(s: &str) -> Result<String, String> {
+    dr_syncer_core::pvc::grant::check_address(s).map(|()| s.to_string())
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ use crate::{
     data::{DataMoverError, TransferStats},
 };
 
+pub mod grant;
 pub mod manifests;
+
+pub use grant::{KeyBinding, TransferGrant};
 
 /// Name of the agent's DaemonSet, ServiceAccount and label value.
 pub const AGENT_NAME: &str = "dr-syncer-agent";
@@ -83,6 +86,9 @@ pub struct AgentSettings {
     pub env: Vec<(String, String)>,
     /// Concurrent transfers across the cluster.
     pub global_concurrency: usize,
+    /// Client addresses a transfer's key is accepted from besides the mover pod's and its node's
+    /// (`pvcSync.moverSourceAddresses`; `*` for any).
+    pub mover_source_addresses: Vec<String>,
 }
 
 impl Default for AgentSettings {
@@ -105,6 +111,7 @@ impl Default for AgentSettings {
             resources: None,
             env: Vec::new(),
             global_concurrency: 4,
+            mover_source_addresses: Vec::new(),
         }
     }
 }
@@ -162,6 +169,7 @@ impl AgentSettings {
                 .collect();
         }
         s.global_concurrency = usize::try_from(spec.global_concurrency_limit.max(1)).unwrap_or(1);
+        s.mover_source_addresses = spec.mover_source_addresses.clone().unwrap_or_default();
         s
     }
 }

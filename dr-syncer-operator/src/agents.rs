@@ -231,56 +231,6 @@ pub async fn client_key(ctx: &Context, rc: &RemoteCluster) -> Result<StoredKey> 
     role_key(ctx, rc, false).await
 }
 
-/// A user-managed client key pair of a mapping (`tempPodKeySecretRef`, else the ClusterMapping's
-/// `sshKeySecretRef`), if it names one.
-pub async fn user_key(ctx: &Context, nm: &NamespaceMapping) -> Result<Option<UserKeyPair>> {
-    let ns = nm.namespace().unwrap_or_default();
-    let mut reference: Option<(String, String, String, String)> =
-        nm.spec.temp_pod_key_secret_ref.as_ref().map(|r| {
-            (
-                if r.namespace.is_empty() {
-                    ns.clone()
-                } else {
-                    r.namespace.clone()
-                },
-                r.name.clone(),
-                "id_rsa".to_string(),
-                "id_rsa.pub".to_string(),
-            )
-        });
-    if reference.is_none() {
-        // (A ClusterMapping that cannot be read names no key here: the sync reports it. One out of
-        // bounds is refused.)
-        let cm = match ctx.clusters.cluster_mapping_of(nm).await {
-            Ok(cm) => cm,
-            Err(e @ ClusterError::Boundary(_)) => return Err(Error::Cluster(e)),
-            Err(_) => None,
-        };
-        if let Some((cm_ns, cm)) = cm
-            && let Some(k) = cm.spec.ssh_key_secret_ref
-        {
-            reference = Some((
-                k.namespace.clone().filter(|n| !n.is_empty()).unwrap_or(cm_ns),
-                k.name.clone(),
-                k.private_key_key.clone(),
-                k.public_key_key.clone(),
-            ));
-        }
-    }
-    let Some((sns, sname, private, public)) = reference else {
-        return Ok(None);
-    };
-    ctx.clusters.check_reference(&ns, "Secret", &sns, &sname)?;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &sns);
-    let secret = api
-        .get(&sname)
-        .await
-        .map_err(|e| Error::kube(format!("reading SSH key Secret {sns}/{sname}"), e))?;
-    UserKeyPair::from_secret_data(&data_of(&secret), &private, &public)
-        .map(Some)
-        .map_err(invalid(format!("SSH key Secret {sns}/{sname}")))
-}
-
 /// The user-managed client key pair of a ClusterMapping (`sshKeySecretRef`), if any.
 pub async fn cluster_mapping_key(
     ctx: &Context,
@@ -310,7 +260,11 @@ pub async fn cluster_mapping_key(
 /// (`namespace`, `name`).
 type Reader = (String, Result<Option<UserKeyPair>>, (String, String));
 
-/// The client keys `source`'s agents accept: those of the clusters that copy data from it.
+/// The client keys `source`'s agents accept for connectivity probes (never to read a volume: each
+/// transfer brings a key of its own, see `dr_syncer_core::pvc::TransferGrant`): those of the clusters
+/// that copy data from it, and the user-managed keys of the ClusterMappings that probe it. A
+/// NamespaceMapping's `tempPodKeySecretRef` is accepted in the schema and not used: its author gets no
+/// key accepted.
 pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<AuthorizedClientKeys> {
     let (sns, sname) = (source.namespace().unwrap_or_default(), source.name_any());
     let mut readers: Vec<Reader> = Vec::new();
@@ -327,7 +281,7 @@ pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<Aut
             continue;
         };
         if (src_ns.as_str(), src.as_str()) == (sns.as_str(), sname.as_str()) {
-            readers.push((nm.name_any(), user_key(ctx, &nm).await, destination));
+            readers.push((nm.name_any(), Ok(None), destination));
         }
     }
     // ClusterMappings reading from this cluster (their connectivity checks log in like movers).
@@ -366,32 +320,27 @@ pub async fn authorized_for(ctx: &Context, source: &RemoteCluster) -> Result<Aut
     Ok(AuthorizedClientKeys::from_entries(entries))
 }
 
-/// The data of a mover's key Secret for a copy from `source` into `destination`: the client key (the
-/// mapping's user-managed one, else the destination's) and the pinned host keys of the source's agents
-/// (the previous one too during a rotation).
-pub async fn mover_key_data(
-    ctx: &Context,
-    nm: &NamespaceMapping,
-    source: &RemoteCluster,
-    destination: &RemoteCluster,
-) -> Result<BTreeMap<String, Vec<u8>>> {
-    let user = user_key(ctx, nm).await?;
-    mover_key_data_with(ctx, user, source, destination).await
-}
-
-/// [`mover_key_data`] with the user-managed key pair already read (or none).
-pub async fn mover_key_data_with(
-    ctx: &Context,
-    user: Option<UserKeyPair>,
-    source: &RemoteCluster,
-    destination: &RemoteCluster,
-) -> Result<BTreeMap<String, Vec<u8>>> {
+/// The host keys a mover pins for `source`'s agents: the current one and, during a rotation, the
+/// previous one.
+pub async fn host_pins(ctx: &Context, source: &RemoteCluster) -> Result<HostKeyPins> {
     let host = host_key(ctx, source).await?;
     let mut pins = vec![host.current.public_key()];
     if let Some((p, _)) = host.previous_valid() {
         pins.push(p.clone());
     }
-    let pins = HostKeyPins::new(pins).map_err(invalid("pinning host keys".into()))?;
+    HostKeyPins::new(pins).map_err(invalid("pinning host keys".into()))
+}
+
+/// Data of a connectivity probe's key Secret: the probe key (the ClusterMapping's user-managed pair,
+/// else the DR cluster's client key; the agents accept it for probes only, never to read a volume) and
+/// the pinned host keys.
+pub async fn probe_key_data(
+    ctx: &Context,
+    user: Option<UserKeyPair>,
+    source: &RemoteCluster,
+    destination: &RemoteCluster,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let pins = host_pins(ctx, source).await?;
     let client = match user {
         Some(user) => user.pair,
         None => client_key(ctx, destination).await?.current,

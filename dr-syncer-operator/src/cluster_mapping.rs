@@ -296,7 +296,7 @@ async fn ssh_check(
             let user = crate::agents::cluster_mapping_key(ctx, cm)
                 .await
                 .map_err(|e| e.to_string())?;
-            let key_data = crate::agents::mover_key_data_with(ctx, user, &source_rc, &target_rc)
+            let key_data = crate::agents::probe_key_data(ctx, user, &source_rc, &target_rc)
                 .await
                 .map_err(|e| e.to_string())?;
             let settings = AgentSettings::from_spec(source_rc.spec.pvc_sync.as_ref());

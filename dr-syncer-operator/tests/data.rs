@@ -975,7 +975,7 @@ async fn a_cutover_stops_a_data_copy_still_writing_into_the_dr_side() {
 }
 
 /// A slow PVC copy (256 KiB/s) of `size` random bytes (from `seed`) out of a fresh `shop` namespace,
-/// running when this returns: the nodes, the operator and the content. `spec` adds lines to the mapping's
+/// moving data when this returns: the nodes, the operator and the content. `spec` adds lines to the mapping's
 /// spec, `data_config` fields to its `dataSyncConfig`.
 async fn a_slow_copy_running(
     env: &Env,
@@ -1003,7 +1003,79 @@ async fn a_slow_copy_running(
             .is_some_and(|v| v.iter().any(|x| x.phase == "Syncing"))
     })
     .await;
+    // Data moving: the mover has its grant and rsync writes (not only the mover pod started).
+    let dr_data = nodes.dr.bound_volume_dir("shop", "data", WAIT).await.unwrap();
+    wait_for("data arriving", WAIT, || async {
+        let writing = std::fs::read_dir(&dr_data)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .any(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() > 0));
+        Ok(writing.then_some(()))
+    })
+    .await
+    .unwrap();
     (nodes, op, content)
+}
+
+/// While a copy runs: its grant names a key generated for this transfer (not the DR cluster's client
+/// key, which the agents accept for probes only), with an expiry and the mover's address (`mover_ip`)
+/// as the only `from`; the mover's Secret in the DR namespace holds exactly that key's pair and the
+/// pinned host key. Returns the key's public line.
+async fn the_transfer_has_a_key_of_its_own(env: &Env, mover_ip: &str) -> String {
+    use dr_syncer_core::{
+        keys::{CLIENT_KEY_FILE, KeyPair, KeySecrets, PINNED_HOST_KEYS_FILE},
+        pvc::{DEFAULT_AGENT_NAMESPACE, GRANTS_CONFIGMAP, TransferGrant, grant_name},
+    };
+    let grants: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.prod.client(), DEFAULT_AGENT_NAMESPACE);
+    let cm = grants.get(GRANTS_CONFIGMAP).await.unwrap();
+    let mut data = cm.data.unwrap_or_default();
+    let value = data
+        .remove(&grant_name("shop", "data"))
+        .unwrap_or_else(|| panic!("the running copy's grant: {data:?}"));
+    let grant = TransferGrant::parse(&value).unwrap();
+    assert_eq!(grant.binding.from, vec![mover_ip.to_string()], "{value}");
+    let left = grant
+        .binding
+        .not_after
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left <= dr_syncer_core::kube::GRANT_WINDOW, "{value}");
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.dr.client(), "shop");
+    let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");
+    let mut list = secrets.list(&lp).await.unwrap().items;
+    assert_eq!(list.len(), 1, "one mover key Secret");
+    let data = list.remove(0).data.unwrap_or_default();
+    let names: Vec<&str> = data.keys().map(String::as_str).collect();
+    let public_name = format!("{CLIENT_KEY_FILE}.pub");
+    assert_eq!(
+        names,
+        [CLIENT_KEY_FILE, public_name.as_str(), PINNED_HOST_KEYS_FILE],
+        "only the transfer's pair and the pins"
+    );
+    let pair = KeyPair::parse(std::str::from_utf8(&data[CLIENT_KEY_FILE].0).unwrap()).unwrap();
+    assert_eq!(pair.public_key().blob(), grant.binding.key.blob(), "the Secret holds the grant's key");
+
+    // The agents' probe keys (the DR cluster's client key among them) are other keys.
+    let agent_secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.prod.client(), DEFAULT_AGENT_NAMESPACE);
+    let authorized = agent_secrets
+        .get(&KeySecrets::for_remote_cluster("prod").authorized_keys())
+        .await
+        .unwrap();
+    let text: String = authorized
+        .data
+        .unwrap_or_default()
+        .values()
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .collect();
+    let transfer = grant.binding.key.to_openssh();
+    let blob = transfer.split_whitespace().nth(1).unwrap().to_string();
+    assert!(text.contains("ssh-ed25519"), "the probe keys: {text}");
+    assert!(!text.contains(&blob), "the transfer key is not a cluster key");
+    blob
 }
 
 /// The operator is killed (SIGKILL) while it copies PVC data: after a restart the cut-short sync is
@@ -1063,6 +1135,7 @@ async fn a_partition_during_a_data_copy_fails_it_cleanly_and_the_next_completes(
     }
     let env = Env::start("op-data-part").await;
     let (nodes, _op, content) = a_slow_copy_running(&env, 100, (7, 2 << 20), "", ", timeout: 20s").await;
+    let transfer_key = the_transfer_has_a_key_of_its_own(&env, "10.100.0.21").await;
     let dr_node = nodes.dr.netns("dr-a");
     dr_syncer_testenv::kubelet::set_links(&dr_node, false).unwrap();
     let nm = env
@@ -1087,6 +1160,17 @@ async fn a_partition_during_a_data_copy_fails_it_cleanly_and_the_next_completes(
     })
     .await
     .unwrap();
+    // The transfer's key left with it: no Secret in the DR namespace, no grant naming it.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.dr.client(), "shop");
+    let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");
+    assert!(secrets.list(&lp).await.unwrap().items.is_empty(), "the mover's key Secret is gone");
+    let grants: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.prod.client(), dr_syncer_core::pvc::DEFAULT_AGENT_NAMESPACE);
+    let left = grants.get(dr_syncer_core::pvc::GRANTS_CONFIGMAP).await.unwrap();
+    assert!(
+        !format!("{:?}", left.data).contains(&transfer_key),
+        "no grant names the transfer's key"
+    );
 
     // The network is back: the next copy completes.
     dr_syncer_testenv::kubelet::set_links(&dr_node, true).unwrap();

@@ -118,6 +118,8 @@ pub struct ReaderOptions {
     pub health: bool,
     /// Keep the allow-list from a grants directory (`Reader::grants_dir`).
     pub grants: bool,
+    /// More arguments of `serve`.
+    pub extra_args: Vec<String>,
 }
 
 /// A running reader and its keys.
@@ -198,6 +200,7 @@ impl Reader {
         if let Some((u, g)) = opts.run_as {
             args.extend(["--run-as".into(), format!("{u}:{g}")]);
         }
+        args.extend(opts.extra_args.iter().cloned());
         let grants_dir = s.join("grants");
         if opts.grants {
             std::fs::create_dir_all(&grants_dir).unwrap();
@@ -288,6 +291,26 @@ impl Reader {
         dr_syncer_agent::allow::AllowList::new(&self.allow_dir)
             .revoke(name)
             .unwrap();
+    }
+
+    /// Grant volume `name` (see [`Self::volume`]) as grant `grant` to a new transfer key, accepted from
+    /// `from` until `valid` from now (as an orchestrator writes it into the grants ConfigMap): the
+    /// key's private file.
+    pub fn grant_transfer(&self, grant: &str, name: &str, from: &[&str], valid: Duration) -> PathBuf {
+        let key = KeyPair::generate_ed25519(&format!("transfer-{grant}")).unwrap();
+        let path = self.state.path().join(format!("transfer-{grant}.key"));
+        write_key(&path, &key);
+        let grant_value = dr_syncer_core::pvc::TransferGrant {
+            pod_uid: format!("{name}-uid"),
+            volume: format!("pv-{name}"),
+            binding: dr_syncer_core::pvc::KeyBinding {
+                key: key.public_key(),
+                not_after: std::time::SystemTime::now() + valid,
+                from: from.iter().map(|s| s.to_string()).collect(),
+            },
+        };
+        std::fs::write(self.grants_dir.join(grant), grant_value.render()).unwrap();
+        path
     }
 
     /// The pinned host key line.

@@ -112,6 +112,11 @@ pub struct PvcSyncSpec {
     /// Accepted for compatibility with the Go schema; dr-syncer's data path does not use an rsync DaemonSet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rsync_daemon_set: Option<RsyncDaemonSetSpec>,
+    /// The addresses this cluster's agents accept a transfer's key from (IP addresses or CIDR ranges,
+    /// `*` for any), when movers reach them through NAT; by default a transfer's key is accepted only
+    /// from the mover pod's own addresses and its node's (dr-syncer extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mover_source_addresses: Option<Vec<String>>,
 }
 
 fn default_global_concurrency() -> i32 {

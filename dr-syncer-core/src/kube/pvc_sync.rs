@@ -7,17 +7,21 @@
 //!    started while it is held, and an operator that crashed loses it after its duration;
 //! 2. **find the volume** — the node where the source PVC is mounted, from the pods' status; when no pod
 //!    mounts it, a read-only mount pod is created and waited for;
-//! 3. **grant** — a key of the agents' grants ConfigMap names the pod and the PV; the agent of that
-//!    node serves the volume from then on;
-//! 4. **reader** — the agent pod of that node, found by its status (Ready, `hostIP`);
-//! 5. **move** — a Secret with the mover's key and the pinned host keys, and the mover pod, in the DR
-//!    namespace; its log's JSON lines are followed for progress, its termination message is the result;
+//! 3. **reader** — the agent pod of that node, found by its status (Ready, `hostIP`);
+//! 4. **move** — a key pair generated for this transfer alone; a Secret with its private half and the
+//!    pinned host keys, and the mover pod, in the DR namespace;
+//! 5. **grant** — once the mover pod runs (its addresses known), a key of the agents' grants ConfigMap
+//!    names the pod and the PV, the transfer's public key, an expiry ([`GRANT_WINDOW`], renewed while the
+//!    transfer runs) and the addresses the key is accepted from (the mover pod's and its node's, or
+//!    `pvcSync.moverSourceAddresses`); the agent of that node serves the volume to that key only. The
+//!    mover waits for it; its log's JSON lines are followed for progress, its termination message is the
+//!    result;
 //! 6. **clean up** — mover pod and Secret, grant, mount pod and Lease are removed whatever happened.
 
 use std::{
     collections::BTreeMap,
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures::StreamExt;
@@ -42,7 +46,9 @@ use crate::{
     error::{Error, Result},
     keys::{AuthorizedClientKeys, HostKeyPins, KeyPair, KeySecrets},
     pvc::{
-        AgentSettings, MoverEvent, MoverProgress, SourceVolume, TransferSettings, grant_name,
+        AgentSettings, KeyBinding, MoverEvent, MoverProgress, SourceVolume, TransferGrant, TransferSettings,
+        grant::check_address,
+        grant_name,
         manifests::{self, MoverTarget},
         object_name,
     },
@@ -73,14 +79,13 @@ impl AgentKeys {
         })
     }
 
-    /// Data of the mover's key Secret: the client key pair and the pinned host key.
+    /// The host key a mover pins.
     ///
     /// # Errors
     /// The host key cannot be pinned.
-    pub fn mover_secret_data(&self, cluster: &str) -> Result<BTreeMap<String, Vec<u8>>> {
-        let pins = HostKeyPins::new(vec![self.host.public_key()])
-            .map_err(|e| Error::InvalidConfig(format!("pinning the host key: {e}")))?;
-        Ok(KeySecrets::for_remote_cluster(cluster).client_key_data(&self.client, &pins))
+    pub fn pins(&self) -> Result<HostKeyPins> {
+        HostKeyPins::new(vec![self.host.public_key()])
+            .map_err(|e| Error::InvalidConfig(format!("pinning the host key: {e}")))
     }
 }
 
@@ -410,7 +415,7 @@ pub struct PvcDataSync {
     agents: AgentSettings,
     mover_image: String,
     mover_pull_policy: Option<String>,
-    mover_key: BTreeMap<String, Vec<u8>>,
+    pins: HostKeyPins,
     transfer: TransferSettings,
     holder: String,
     lock_duration: Duration,
@@ -431,14 +436,14 @@ impl std::fmt::Debug for PvcDataSync {
 }
 
 impl PvcDataSync {
-    /// Transfers from `source` (agents per `agents`) to `destination`; movers authenticate with the key
-    /// Secret data `mover_key` (see [`AgentKeys::mover_secret_data`]); `holder` names the lock holder
+    /// Transfers from `source` (agents per `agents`) to `destination`; movers pin the agents' host keys
+    /// `pins` and authenticate with a key generated for each transfer; `holder` names the lock holder
     /// (e.g. the operator's pod, or `cli@host`).
     pub fn new(
         source: Client,
         destination: Client,
         agents: AgentSettings,
-        mover_key: BTreeMap<String, Vec<u8>>,
+        pins: HostKeyPins,
         holder: impl Into<String>,
     ) -> Self {
         PvcDataSync {
@@ -447,7 +452,7 @@ impl PvcDataSync {
             mover_image: agents.image.clone(),
             mover_pull_policy: agents.pull_policy.clone(),
             agents,
-            mover_key,
+            pins,
             transfer: TransferSettings::default(),
             holder: holder.into(),
             lock_duration: Duration::from_secs(60),
@@ -604,33 +609,12 @@ impl PvcDataSync {
         let volume = self.locate(pair, &claim, progress, cleanup).await?;
         *node_out = Some(volume.node.clone());
 
-        // 3. Grant it.
-        let grant = grant_name(&pair.source_namespace, &pair.source_pvc);
-        let grants: Api<ConfigMap> = Api::namespaced(self.source.clone(), &self.agents.namespace);
-        grants
-            .patch(
-                &self.agents.grants_configmap,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"data": {&grant: volume.grant_value()}})),
-            )
-            .await
-            .map_err(|e| {
-                if is_status(&e, 404) {
-                    Error::InvalidConfig(format!(
-                        "no agents in the source cluster (ConfigMap {}/{} is missing): enable pvcSync on its RemoteCluster",
-                        self.agents.namespace, self.agents.grants_configmap
-                    ))
-                } else {
-                    Error::kube("granting the volume to the agents", e)
-                }
-            })?;
-        cleanup.grant = Some(grant.clone());
-
-        // 4. The reader on that node.
+        // 3. The reader on that node.
         let reader_ip = self.reader_ip(&volume.node).await?;
 
-        // 5. The mover — never into a namespace marked active (the live site), checked last thing before
-        // it starts: the namespace may have been marked since the copy was planned.
+        // 4. The mover — never into a namespace marked active (the live site), checked last thing before
+        // it starts: the namespace may have been marked since the copy was planned. It authenticates with
+        // a key of its own, generated here and never used for anything else.
         if self.receiver_is_live(pair).await {
             return Err(Error::Refused {
                 action: format!(
@@ -640,13 +624,20 @@ impl PvcDataSync {
                 reason: crate::site::Reason::DestinationActive,
             });
         }
+        let extra_from = self.extra_from()?;
+        let key = KeyPair::generate_ed25519(&format!(
+            "dr-syncer-transfer@{}/{}",
+            pair.destination_namespace, pair.destination_pvc
+        ))
+        .map_err(|e| Error::InvalidConfig(format!("generating the transfer's key: {e}")))?;
+        let grant = grant_name(&pair.source_namespace, &pair.source_pvc);
         let pod_name = manifests::mover_pod_name(&pair.destination_namespace, &pair.destination_pvc);
         let pods: Api<Pod> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
         delete_and_wait(&pods, &pod_name, self.wait_timeout).await?;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> =
             Api::namespaced(self.destination.clone(), &pair.destination_namespace);
-        let mut secret =
-            manifests::mover_key_secret(&pair.destination_namespace, &pod_name, self.mover_key.clone());
+        let data = KeySecrets::for_remote_cluster(&self.agents.name).client_key_data(&key, &self.pins);
+        let mut secret = manifests::mover_key_secret(&pair.destination_namespace, &pod_name, data);
         manifests::label_owned(&mut secret.metadata, &self.agents);
         apply(&secrets, &pod_name, &secret).await?;
         cleanup.mover_secret = true;
@@ -677,7 +668,128 @@ impl PvcDataSync {
                 node: volume.node.clone(),
             },
         );
-        self.follow(pair, &pods, &pod_name, progress).await
+
+        // 5. Grant the volume to the transfer's key, from the addresses the mover connects from.
+        let from = match extra_from {
+            Some(from) => from,
+            None => self.mover_addresses(&pods, &pod_name).await?,
+        };
+        let mut transfer_grant = TransferGrant {
+            pod_uid: volume.pod_uid.clone(),
+            volume: volume.pv.clone(),
+            binding: KeyBinding {
+                key: key.public_key(),
+                not_after: grant_expiry(),
+                from,
+            },
+        };
+        self.write_grant(&grant, &transfer_grant).await?;
+        cleanup.grant = Some(grant.clone());
+        self.follow(pair, &pods, &pod_name, progress, &grant, &mut transfer_grant)
+            .await
+    }
+
+    /// `pvcSync.moverSourceAddresses`, checked: `Some(vec![])` for any address (`*`), `None` when not
+    /// configured (the mover's own addresses are used).
+    fn extra_from(&self) -> Result<Option<Vec<String>>> {
+        let list = &self.agents.mover_source_addresses;
+        if list.is_empty() {
+            return Ok(None);
+        }
+        for entry in list {
+            check_address(entry)
+                .map_err(|e| Error::InvalidConfig(format!("pvcSync.moverSourceAddresses: {e}")))?;
+        }
+        if list.iter().any(|e| e == "*") {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(Some(list.clone()))
+    }
+
+    /// The addresses the mover pod may connect from: its own IPs and its node's (from the pod's status,
+    /// and the Node's addresses when the DR identity may read it). Waits (within the wait timeout) for
+    /// the pod to be placed; a pod that ends first, or none, gives no addresses (its result is read next).
+    async fn mover_addresses(&self, pods: &Api<Pod>, name: &str) -> Result<Vec<String>> {
+        let deadline = Instant::now() + self.wait_timeout;
+        loop {
+            let pod = pods
+                .get_opt(name)
+                .await
+                .map_err(api_err(format!("reading mover pod {name}")))?;
+            let status = pod.as_ref().and_then(|p| p.status.as_ref());
+            let ended = status
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|p| p == "Succeeded" || p == "Failed");
+            let mut addresses: Vec<String> = status
+                .map(|s| {
+                    let pod_ips = s.pod_ips.iter().flatten().map(|p| p.ip.clone());
+                    let host_ips = s.host_ips.iter().flatten().map(|h| h.ip.clone());
+                    pod_ips
+                        .chain(host_ips)
+                        .chain(s.pod_ip.clone())
+                        .chain(s.host_ip.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let node = pod
+                .as_ref()
+                .and_then(|p| p.spec.as_ref())
+                .and_then(|s| s.node_name.clone());
+            if ended || pod.is_none() {
+                return Ok(Vec::new());
+            }
+            if !addresses.is_empty()
+                && let Some(node) = node
+            {
+                let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.destination.clone());
+                match nodes.get_opt(&node).await {
+                    Ok(Some(n)) => addresses.extend(
+                        n.status
+                            .and_then(|s| s.addresses)
+                            .into_iter()
+                            .flatten()
+                            .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+                            .map(|a| a.address),
+                    ),
+                    Ok(None) => {}
+                    Err(e) => debug!("reading node {node} for the mover's addresses: {e}"),
+                }
+                addresses.retain(|a| check_address(a).is_ok() && a != "*");
+                addresses.sort();
+                addresses.dedup();
+                return Ok(addresses);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "mover pod {name} was not placed within {:?}",
+                    self.wait_timeout
+                )));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    /// Write (or renew) the transfer's grant.
+    async fn write_grant(&self, name: &str, grant: &TransferGrant) -> Result<()> {
+        let grants: Api<ConfigMap> = Api::namespaced(self.source.clone(), &self.agents.namespace);
+        grants
+            .patch(
+                &self.agents.grants_configmap,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {name: grant.render()}})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if is_status(&e, 404) {
+                    Error::InvalidConfig(format!(
+                        "no agents in the source cluster (ConfigMap {}/{} is missing): enable pvcSync on its RemoteCluster",
+                        self.agents.namespace, self.agents.grants_configmap
+                    ))
+                } else {
+                    Error::kube("granting the volume to the agents", e)
+                }
+            })
     }
 
     /// The mounted volume, creating a mount pod when no pod mounts it.
@@ -740,17 +852,26 @@ impl PvcDataSync {
         }
     }
 
-    /// Follow the mover until it ends: its result.
+    /// Follow the mover until it ends: its result. The grant's expiry is renewed while it runs.
     async fn follow(
         &self,
         pair: &PvcPair,
         pods: &Api<Pod>,
         name: &str,
         progress: &PvcProgressFn<'_>,
+        grant_name: &str,
+        grant: &mut TransferGrant,
     ) -> Result<TransferStats> {
         let deadline = Instant::now() + self.transfer.timeout + self.wait_timeout;
         let mut last: Option<MoverProgress> = None;
         loop {
+            if grant_needs_renewal(grant.binding.not_after) {
+                grant.binding.not_after = grant_expiry();
+                if let Err(e) = self.write_grant(grant_name, grant).await {
+                    // The next poll tries again; the old expiry still has most of a window to go.
+                    warn!("renewing grant {grant_name}: {e}");
+                }
+            }
             let pod = pods
                 .get_opt(name)
                 .await
@@ -991,6 +1112,29 @@ pub fn lock_name(pair: &PvcPair) -> String {
         &pair.destination_pvc,
         &[&pair.destination_namespace, &pair.destination_pvc],
     )
+}
+
+/// How long a transfer's key is accepted after its grant is written or renewed; the orchestrator
+/// renews it while the transfer runs, so a key left behind by a crashed orchestrator stops working
+/// within this time even if its grant is never removed.
+pub const GRANT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A grant is renewed when less than this is left.
+const GRANT_RENEW_BELOW: Duration = Duration::from_secs(10 * 60);
+
+fn grant_expiry() -> SystemTime {
+    // Whole seconds: the grant's text keeps no more.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(now) + GRANT_WINDOW
+}
+
+fn grant_needs_renewal(not_after: SystemTime) -> bool {
+    not_after
+        .duration_since(SystemTime::now())
+        .map_or(true, |left| left < GRANT_RENEW_BELOW)
 }
 
 /// What a transfer created and must remove.

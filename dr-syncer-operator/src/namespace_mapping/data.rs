@@ -155,7 +155,7 @@ pub(super) async fn sync_data(
         );
         return outcome;
     }
-    let key_data = match crate::agents::mover_key_data(ctx, nm, source_rc, &clusters.destination_rc).await {
+    let pins = match crate::agents::host_pins(ctx, source_rc).await {
         Ok(k) => k,
         Err(e) => {
             fail_all(
@@ -187,7 +187,7 @@ pub(super) async fn sync_data(
         clusters.source.client.clone(),
         clusters.destination.client.clone(),
         settings,
-        key_data,
+        pins,
         ctx.identity.clone(),
     )
     .with_transfer(transfer)

@@ -1,0 +1,338 @@
+//! The grant of one transfer: which volume an agent serves, and to which key, until when, from where.
+//!
+//! An orchestrator (operator or CLI) writes one grant per transfer into the agents' grants ConfigMap
+//! (key: [`crate::pvc::grant_name`], value: [`TransferGrant::render`]):
+//!
+//! ```text
+//! volume <pod UID>/<volume name under the kubelet root>
+//! key ssh-ed25519 AAAA… dr-syncer-transfer
+//! not-after 2026-12-06T08:00:00Z
+//! from 10.0.0.21,10.0.0.0/24
+//! ```
+//!
+//! The key is generated for this transfer alone; its private half exists only in the mover's Secret for
+//! the transfer's lifetime. The agent of the node that holds the volume accepts that key (with
+//! `expiry-time` and `from=` in its authorized_keys) and its forced command serves the volume only to a
+//! login with that key, before `not-after` and from one of the `from` addresses: another transfer's key,
+//! the cluster's probe key or a key copied out of a DR namespace reads nothing else. `from` is omitted
+//! (any address) only when no address is known.
+//!
+//! The same [`KeyBinding`] travels into the agent's allow-list entry (see the agent's `allow` module).
+
+use std::{net::IpAddr, time::SystemTime};
+
+use crate::keys::PublicKey;
+
+/// The longest `from` list accepted.
+pub const MAX_FROM: usize = 64;
+
+/// Which key may read a granted volume, until when, and from which addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBinding {
+    /// The transfer's public key.
+    pub key: PublicKey,
+    /// Logins after this time are refused.
+    pub not_after: SystemTime,
+    /// Client addresses (`*`, an IP address or `address/prefix`); empty: any address.
+    pub from: Vec<String>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|ts| ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+fn parse_time(text: &str) -> Result<SystemTime, String> {
+    let ts: k8s_openapi::jiff::Timestamp = text.parse().map_err(|_| format!("invalid time {text:?}"))?;
+    let secs = u64::try_from(ts.as_second()).map_err(|_| format!("invalid time {text:?}"))?;
+    Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// Check one `from` entry: `*`, an IP address, or `address/prefix` with a prefix the family allows.
+///
+/// # Errors
+/// A message naming the entry.
+pub fn check_address(entry: &str) -> Result<(), String> {
+    if entry == "*" {
+        return Ok(());
+    }
+    let (address, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (entry, None),
+    };
+    let ip: IpAddr = address
+        .parse()
+        .map_err(|_| format!("{entry:?} is not an IP address, a CIDR range or *"))?;
+    if let Some(p) = prefix {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match p.parse::<u8>() {
+            Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => {}
+            _ => return Err(format!("{entry:?} has an invalid prefix length")),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `client` is one of `from` (empty: any).
+pub fn address_matches(from: &[String], client: &str) -> bool {
+    if from.is_empty() {
+        return true;
+    }
+    let Ok(client) = client.parse::<IpAddr>() else {
+        return false;
+    };
+    // An IPv4 client on an IPv6 socket shows as ::ffff:a.b.c.d.
+    let client = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+        v4 => v4,
+    };
+    from.iter().any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let (address, prefix) = match entry.split_once('/') {
+            Some((a, p)) => (a, p.parse::<u32>().ok()),
+            None => (entry.as_str(), None),
+        };
+        let Ok(net) = address.parse::<IpAddr>() else {
+            return false;
+        };
+        match (net, client) {
+            (IpAddr::V4(n), IpAddr::V4(c)) => {
+                let bits = prefix.unwrap_or(32).min(32);
+                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                u32::from(n) & mask == u32::from(c) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(c)) => {
+                let bits = prefix.unwrap_or(128).min(128);
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                u128::from(n) & mask == u128::from(c) & mask
+            }
+            _ => false,
+        }
+    })
+}
+
+impl KeyBinding {
+    /// Whether a login with `key` from `client` (an IP address; `None` when unknown) at `now` may read
+    /// the bound volume.
+    pub fn admits(&self, key: &PublicKey, client: Option<&str>, now: SystemTime) -> bool {
+        self.key.blob() == key.blob()
+            && now < self.not_after
+            && (self.from.is_empty() || client.is_some_and(|c| address_matches(&self.from, c)))
+    }
+
+    /// The binding as lines (`key …`, `not-after …`, `from …` when addresses are known).
+    pub fn to_lines(&self) -> String {
+        let mut out = format!(
+            "key {}\nnot-after {}\n",
+            self.key.to_openssh(),
+            rfc3339(self.not_after)
+        );
+        if !self.from.is_empty() {
+            out.push_str(&format!("from {}\n", self.from.join(",")));
+        }
+        out
+    }
+
+    /// The `authorized_keys` options of the binding: `expiry-time` and, with addresses, `from`.
+    pub fn authorized_keys_options(&self) -> String {
+        let mut out = format!("expiry-time=\"{}\"", crate::keys::expiry_time(self.not_after));
+        if !self.from.is_empty() {
+            out.push_str(&format!(",from=\"{}\"", self.from.join(",")));
+        }
+        out
+    }
+
+    /// Parse binding lines (as [`Self::to_lines`] writes them; blank lines ignored). `key` and
+    /// `not-after` are required; an unknown or repeated line is refused.
+    ///
+    /// # Errors
+    /// A message saying what is wrong (never the line's content beyond its keyword).
+    pub fn parse_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let (mut key, mut not_after, mut from) = (None, None, None);
+        for line in lines.into_iter().map(str::trim).filter(|l| !l.is_empty()) {
+            let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let rest = rest.trim();
+            let slot_taken = match word {
+                "key" => key
+                    .replace(PublicKey::parse(rest).map_err(|e| format!("key: {e}"))?)
+                    .is_some(),
+                "not-after" => not_after.replace(parse_time(rest)?).is_some(),
+                "from" => {
+                    let list: Vec<String> = rest.split(',').map(|s| s.trim().to_string()).collect();
+                    if list.len() > MAX_FROM {
+                        return Err(format!("from: more than {MAX_FROM} addresses"));
+                    }
+                    for entry in &list {
+                        check_address(entry).map_err(|e| format!("from: {e}"))?;
+                    }
+                    from.replace(list).is_some()
+                }
+                other => return Err(format!("unknown line {other:?}")),
+            };
+            if slot_taken {
+                return Err(format!("{word} given twice"));
+            }
+        }
+        Ok(KeyBinding {
+            key: key.ok_or("no key line")?,
+            not_after: not_after.ok_or("no not-after line")?,
+            from: from.unwrap_or_default(),
+        })
+    }
+}
+
+/// One transfer's grant: the volume and the binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferGrant {
+    /// The UID of the pod that has the volume mounted.
+    pub pod_uid: String,
+    /// The volume's name under the kubelet root (the PV name for a PVC).
+    pub volume: String,
+    /// Who may read it.
+    pub binding: KeyBinding,
+}
+
+fn check_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && s != "."
+        && s != ".."
+}
+
+impl TransferGrant {
+    /// The ConfigMap value.
+    pub fn render(&self) -> String {
+        format!(
+            "volume {}/{}\n{}",
+            self.pod_uid,
+            self.volume,
+            self.binding.to_lines()
+        )
+    }
+
+    /// Parse a ConfigMap value written by [`Self::render`].
+    ///
+    /// # Errors
+    /// A message saying what is wrong (a value of an older orchestrator, `<pod UID>/<volume>` alone,
+    /// names no key and is refused).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let first = lines.next().ok_or("empty grant")?;
+        let Some(volume) = first.strip_prefix("volume ") else {
+            return Err(if first.contains('/') && !first.contains(' ') {
+                "the grant names no key (written by an older dr-syncer): not served".to_string()
+            } else {
+                "the first line is not `volume <pod UID>/<volume>`".to_string()
+            });
+        };
+        let (uid, volume) = volume
+            .trim()
+            .split_once('/')
+            .filter(|(u, v)| check_name_part(u) && check_name_part(v))
+            .ok_or("the volume is not <pod UID>/<volume>")?;
+        Ok(TransferGrant {
+            pod_uid: uid.into(),
+            volume: volume.into(),
+            binding: KeyBinding::parse_lines(lines)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::keys::KeyPair;
+
+    fn binding(from: &[&str]) -> KeyBinding {
+        KeyBinding {
+            key: KeyPair::generate_ed25519("t").unwrap().public_key(),
+            not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            from: from.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_grant_renders_and_parses_back() {
+        let g = TransferGrant {
+            pod_uid: "1234-abcd".into(),
+            volume: "pvc-9f".into(),
+            binding: binding(&["10.0.0.21", "10.1.0.0/16"]),
+        };
+        let text = g.render();
+        assert!(
+            text.starts_with("volume 1234-abcd/pvc-9f\nkey ssh-ed25519 "),
+            "{text}"
+        );
+        assert!(text.contains("not-after 2027-01-15T08:00:00Z\n"), "{text}");
+        assert!(text.ends_with("from 10.0.0.21,10.1.0.0/16\n"), "{text}");
+        assert_eq!(TransferGrant::parse(&text).unwrap(), g);
+        let open = TransferGrant {
+            binding: binding(&[]),
+            ..g
+        };
+        assert!(!open.render().contains("from"));
+        assert_eq!(TransferGrant::parse(&open.render()).unwrap(), open);
+    }
+
+    #[test]
+    fn grants_without_a_key_or_with_bad_lines_are_refused() {
+        let good = TransferGrant {
+            pod_uid: "u".into(),
+            volume: "v".into(),
+            binding: binding(&["10.0.0.1"]),
+        }
+        .render();
+        let cases = [
+            ("uid/pv", "names no key"),
+            ("", "empty"),
+            ("volume ../x\n", "not <pod UID>"),
+            ("volume u/v/w\n", "not <pod UID>"),
+            ("volume u/v\nnot-after 2027-01-01T00:00:00Z\n", "no key"),
+            (&good.replace("not-after", "not-before"), "unknown line"),
+            (&good.replace("10.0.0.1", "10.0.0.1;touch /x"), "from:"),
+            (&good.replace("10.0.0.1", "10.0.0.0/33"), "prefix"),
+            (&format!("{good}key {}\n", binding(&[]).key.to_openssh()), "twice"),
+        ];
+        for (text, want) in cases {
+            let err = TransferGrant::parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_binding_admits_only_its_key_in_time_from_its_addresses() {
+        let b = binding(&["10.0.0.21", "10.1.0.0/16", "fd00::/8"]);
+        let other = KeyPair::generate_ed25519("o").unwrap().public_key();
+        let before = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let after = b.not_after + Duration::from_secs(1);
+        assert!(b.admits(&b.key, Some("10.0.0.21"), before));
+        assert!(b.admits(&b.key, Some("10.1.200.3"), before));
+        assert!(b.admits(&b.key, Some("::ffff:10.1.0.9"), before));
+        assert!(b.admits(&b.key, Some("fd12::1"), before));
+        assert!(!b.admits(&b.key, Some("10.0.0.22"), before), "another address");
+        assert!(!b.admits(&b.key, None, before), "an unknown address");
+        assert!(!b.admits(&other, Some("10.0.0.21"), before), "another key");
+        assert!(!b.admits(&b.key, Some("10.0.0.21"), after), "expired");
+        assert!(!b.admits(&b.key, Some("10.0.0.21"), b.not_after), "at not-after");
+        let open = binding(&[]);
+        assert!(open.admits(&open.key, None, before));
+        assert!(address_matches(&["*".into()], "192.168.1.1"));
+        assert!(address_matches(&["0.0.0.0/0".into()], "192.168.1.1"));
+        assert!(!address_matches(&["10.0.0.1".into()], "not-an-ip"));
+        assert_eq!(
+            b.authorized_keys_options(),
+            "expiry-time=\"20270115080000Z\",from=\"10.0.0.21,10.1.0.0/16,fd00::/8\""
+        );
+    }
+}
