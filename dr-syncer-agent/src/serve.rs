@@ -302,7 +302,9 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     if !confine {
-        warn!("serving without --confine-root: filter merge files named by a client are not confined to the volume");
+        warn!(
+            "serving without --confine-root: filter merge files named by a client are not confined to the volume"
+        );
     }
     let forced = forced_command(&args, &state, confine)?;
     let (host_keys, _) = install_host_keys(&args.host_keys_dir, &state)?;

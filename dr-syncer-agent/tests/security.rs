@@ -773,9 +773,15 @@ fn a_client_named_merge_file_outside_the_volume_is_not_obeyed() {
     let vol = plant(&reader);
     let (out, dest) = pull_with_rules(&reader, &vol, "confined");
     if out.status.success() {
-        assert!(dest.join("data").exists(), "the rules outside the volume were obeyed: {out:?}");
+        assert!(
+            dest.join("data").exists(),
+            "the rules outside the volume were obeyed: {out:?}"
+        );
     } else {
-        assert!(!dest.join("data").exists() && !dest.join("other").exists(), "{out:?}");
+        assert!(
+            !dest.join("data").exists() && !dest.join("other").exists(),
+            "{out:?}"
+        );
     }
     assert!(!stderr(&out).contains("leak.rules line"), "{out:?}");
 

@@ -353,6 +353,10 @@ fn rules(req: &Request, types: &BTreeSet<(String, String)>) -> (Vec<Rule>, Vec<R
                 &[],
                 &["get", "list", "watch"],
             ));
+            if req.pvc_data {
+                // The addresses of a mover's node: a transfer's key is accepted from them only.
+                cluster.push(rule("", &["nodes"], &[], &["get"]));
+            }
             if req.sync_crds {
                 cluster.push(rule(
                     "apiextensions.k8s.io",

@@ -1056,7 +1056,11 @@ async fn the_transfer_has_a_key_of_its_own(env: &Env, mover_ip: &str) -> String 
         "only the transfer's pair and the pins"
     );
     let pair = KeyPair::parse(std::str::from_utf8(&data[CLIENT_KEY_FILE].0).unwrap()).unwrap();
-    assert_eq!(pair.public_key().blob(), grant.binding.key.blob(), "the Secret holds the grant's key");
+    assert_eq!(
+        pair.public_key().blob(),
+        grant.binding.key.blob(),
+        "the Secret holds the grant's key"
+    );
 
     // The agents' probe keys (the DR cluster's client key among them) are other keys.
     let agent_secrets: Api<k8s_openapi::api::core::v1::Secret> =
@@ -1163,7 +1167,10 @@ async fn a_partition_during_a_data_copy_fails_it_cleanly_and_the_next_completes(
     // The transfer's key left with it: no Secret in the DR namespace, no grant naming it.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.dr.client(), "shop");
     let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");
-    assert!(secrets.list(&lp).await.unwrap().items.is_empty(), "the mover's key Secret is gone");
+    assert!(
+        secrets.list(&lp).await.unwrap().items.is_empty(),
+        "the mover's key Secret is gone"
+    );
     let grants: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(env.prod.client(), dr_syncer_core::pvc::DEFAULT_AGENT_NAMESPACE);
     let left = grants.get(dr_syncer_core::pvc::GRANTS_CONFIGMAP).await.unwrap();
