@@ -303,6 +303,18 @@ fn rsync_command(
 mod tests {
     use super::*;
 
+    /// The forced command's settings for an allow-list and volume root under `base`.
+    fn args_for(allow_dir: PathBuf, volume_root: PathBuf) -> CommandArgs {
+        CommandArgs {
+            allow_dir,
+            volume_root,
+            rsync: "/usr/bin/rsync".into(),
+            confine_root: true,
+            run_as: None,
+            audit_log: None,
+        }
+    }
+
     #[test]
     fn rsync_runs_on_relative_paths_with_confinement() {
         let args = CommandArgs {
@@ -389,14 +401,7 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             list.grant(name, &dir).unwrap();
         }
-        let args = CommandArgs {
-            allow_dir: tmp.path().join("allow"),
-            volume_root: root.clone(),
-            rsync: "/usr/bin/rsync".into(),
-            confine_root: true,
-            run_as: None,
-            audit_log: None,
-        };
+        let args = args_for(tmp.path().join("allow"), root.clone());
         let roots = allowed_roots(&args, &Login::default()).unwrap();
         assert_eq!(
             roots,
@@ -437,14 +442,7 @@ mod tests {
             .unwrap();
         list.grant_bound("ns-b.data", &b, Some(&bind(&key_b, 600)))
             .unwrap();
-        let args = CommandArgs {
-            allow_dir: tmp.path().join("allow"),
-            volume_root: root.clone(),
-            rsync: "/usr/bin/rsync".into(),
-            confine_root: true,
-            run_as: None,
-            audit_log: None,
-        };
+        let args = args_for(tmp.path().join("allow"), root.clone());
         let login = |key: &PublicKey, client: &str| Login {
             key: Some(key.clone()),
             client: Some(client.into()),

@@ -448,13 +448,18 @@ impl AuthorizedClientKeys {
 
 /// Format a time as OpenSSH's UTC `expiry-time` (`YYYYMMDDHHMMSSZ`).
 pub fn expiry_time(t: SystemTime) -> String {
+    format_utc(t, "%Y%m%d%H%M%SZ", "99991231235959Z")
+}
+
+/// Format a time (whole seconds, UTC) with a `strftime` pattern; `fallback` for a time out of range.
+pub(crate) fn format_utc(t: SystemTime, pattern: &str, fallback: &str) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     k8s_openapi::jiff::Timestamp::from_second(secs)
-        .map(|ts| ts.strftime("%Y%m%d%H%M%SZ").to_string())
-        .unwrap_or_else(|_| "99991231235959Z".into())
+        .map(|ts| ts.strftime(pattern).to_string())
+        .unwrap_or_else(|_| fallback.into())
 }
 
 /// Split a leading `expiry-time="…"` option off an authorized_keys line.

@@ -38,13 +38,7 @@ pub struct KeyBinding {
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    k8s_openapi::jiff::Timestamp::from_second(secs)
-        .map(|ts| ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    crate::keys::format_utc(t, "%Y-%m-%dT%H:%M:%SZ", "1970-01-01T00:00:00Z")
 }
 
 fn parse_time(text: &str) -> Result<SystemTime, String> {
