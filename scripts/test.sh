@@ -2,9 +2,9 @@
 # Run dr-syncer's whole test suite, as CI does (.ci/run calls exactly this).
 #
 # Installs what it needs (Debian packages; the local Kubernetes test control plane, built once and cached
-# under ~/.cache/dr-syncer), then: rustfmt check, clippy (-D warnings), the unit and integration tests
-# (nextest), doc tests, rustdoc (-D warnings), examples and benches compile, and the control plane's smoke
-# suite. Any failure stops the run with a non-zero exit.
+# under ~/.cache/dr-syncer), then: rustfmt check, clippy (-D warnings), the operator and agent images
+# (scripts/build-images.sh), the unit, integration and container tests (nextest), doc tests, rustdoc
+# (-D warnings), examples and benches compile, and the control plane's smoke suite. Any failure stops the run with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=lib/common.sh
@@ -28,6 +28,17 @@ cargo fmt --all --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "images (scripts/build-images.sh: release binaries, podman)"
+# The container tests (tests named `images`) run the images built here. Where podman cannot run at all
+# they are skipped, and said so; where it can, a failed build fails the run and the tests must not skip.
+podman_setup
+if podman_error=$("${PODMAN[@]}" info 2>&1 >/dev/null); then
+  scripts/build-images.sh
+  export DR_SYNCER_REQUIRE_IMAGES=1
+else
+  echo "container tests: SKIPPED (podman cannot run here: $(echo "$podman_error" | tail -1))"
+fi
 
 step "tests"
 # The data-path tests (sshd, rsync) and the simulated-node tests (network namespaces, bind mounts) need

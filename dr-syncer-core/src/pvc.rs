@@ -40,10 +40,10 @@ pub const ROLE_LABEL: &str = "dr-syncer.io/role";
 pub const PVC_LABEL: &str = "dr-syncer.io/pvc";
 /// `app.kubernetes.io/managed-by` value of everything this module creates.
 pub const MANAGED_BY: &str = "dr-syncer";
-/// Default agent image (repository and tag), named like the operator's (`dr-syncer-operator:0.1.0`): an
-/// image you build, whose entrypoint is `dr-syncer-agent` and which has OpenSSH's `sshd` and `rsync`. The Go
-/// project's agent image does not work here (another program behind the same name).
-pub const DEFAULT_AGENT_IMAGE: &str = "dr-syncer-agent:0.1.0";
+/// Default agent image: the published agent image of this version ([`crate::version::AGENT_IMAGE`]), whose
+/// entrypoint is `dr-syncer-agent` and which has OpenSSH's `sshd` and `rsync`. The Go project's agent image
+/// does not work here (another program behind the same name).
+pub const DEFAULT_AGENT_IMAGE: &str = crate::version::AGENT_IMAGE;
 
 /// How the agents of one cluster are deployed and reached.
 #[derive(Debug, Clone, PartialEq)]

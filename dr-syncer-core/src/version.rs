@@ -5,6 +5,27 @@ use serde::Serialize;
 /// The version of this crate (and of the whole workspace).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The registry and path of dr-syncer's published images — the one place every default image name is
+/// made from (`deploy/`, the chart and `scripts/build-images.sh` follow it; a test checks they agree).
+macro_rules! image_registry {
+    () => {
+        "ghcr.io/dr-syncer"
+    };
+}
+
+/// The registry and path of dr-syncer's published images.
+pub const IMAGE_REGISTRY: &str = image_registry!();
+
+/// The operator's image of this version.
+pub const OPERATOR_IMAGE: &str = concat!(
+    image_registry!(),
+    "/dr-syncer-operator:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// The agent's image of this version (agents, movers and mount pods): it follows the operator's version.
+pub const AGENT_IMAGE: &str = concat!(image_registry!(), "/dr-syncer-agent:", env!("CARGO_PKG_VERSION"));
+
 /// Build information, printed by `--version-json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,6 +50,21 @@ pub fn build_info(program: &'static str) -> BuildInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_images_are_qualified_and_versioned() {
+        for (image, name) in [
+            (OPERATOR_IMAGE, "dr-syncer-operator"),
+            (AGENT_IMAGE, "dr-syncer-agent"),
+        ] {
+            assert_eq!(image, format!("{IMAGE_REGISTRY}/{name}:{VERSION}"));
+            let host = image.split('/').next().unwrap();
+            assert!(
+                host.contains('.'),
+                "{image}: a registry host, not a Docker Hub short name"
+            );
+        }
+    }
 
     #[test]
     fn build_info_serialises() {

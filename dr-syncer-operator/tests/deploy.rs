@@ -270,3 +270,32 @@ async fn a_missing_permission_is_a_clear_condition() {
     .await
     .unwrap();
 }
+
+/// One place names the images: `deploy/operator.yaml`, the kustomization's `images:` and
+/// `scripts/build-images.sh` agree with dr-syncer-core's `OPERATOR_IMAGE` and `AGENT_IMAGE`.
+#[test]
+fn deploy_and_the_image_script_name_the_published_images() {
+    use dr_syncer_core::version::{AGENT_IMAGE, IMAGE_REGISTRY, OPERATOR_IMAGE, VERSION};
+    let root = workspace_root();
+    let operator = std::fs::read_to_string(root.join("deploy/operator.yaml")).unwrap();
+    assert!(
+        operator.contains(&format!("image: {OPERATOR_IMAGE}\n")),
+        "deploy/operator.yaml runs {OPERATOR_IMAGE}"
+    );
+    let kustomization = std::fs::read_to_string(root.join("deploy/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains(&format!(
+            "- name: {IMAGE_REGISTRY}/dr-syncer-operator\n  newTag: {VERSION}\n"
+        )),
+        "{kustomization}"
+    );
+    let out = std::process::Command::new(root.join("scripts/build-images.sh"))
+        .arg("--print-names")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{OPERATOR_IMAGE}\n{AGENT_IMAGE}\n")
+    );
+}

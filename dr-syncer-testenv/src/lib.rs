@@ -38,6 +38,7 @@
 mod binaries;
 mod control_plane;
 mod error;
+pub mod images;
 pub mod kubelet;
 mod names;
 mod testing_api;
