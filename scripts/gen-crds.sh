@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p deploy/crds
 cargo run -q -p dr-syncer-core --example gen_crds -- deploy/crds
+scripts/helm/sync-crds.sh

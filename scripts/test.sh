@@ -40,6 +40,12 @@ else
   echo "container tests: SKIPPED (podman cannot run here: $(echo "$podman_error" | tail -1))"
 fi
 
+step "Helm's engine (helm-python-sdk virtualenv, cached)"
+# The chart tests (dr-syncer-operator/tests/chart.rs) render and lint charts/dr-syncer with it.
+DR_SYNCER_HELM_PYTHON="$(scripts/helm/venv.sh)/bin/python"
+export DR_SYNCER_HELM_PYTHON DR_SYNCER_REQUIRE_HELM=1
+"$DR_SYNCER_HELM_PYTHON" -c 'import helm_python; print("helm-python-sdk", helm_python.__version__)'
+
 step "tests"
 # The data-path tests (sshd, rsync) and the simulated-node tests (network namespaces, bind mounts) need
 # root with CAP_NET_ADMIN and CAP_SYS_ADMIN; without them they print SKIPPED. Say which it is.
