@@ -258,22 +258,53 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Go's flag package accepts `-flag=value` for long flags; clap wants `--flag`. Rewrites single-dash
-/// long flags (two or more letters) and leaves short flags (`-o`, `-y`) alone.
+/// Go's flag package accepts `-flag=value` for long flags and `--switch=true|false` for booleans; clap
+/// wants `--flag` and bare switches. Rewrites single-dash long flags (two or more letters; short flags
+/// such as `-o`, `-y` stay), and `--switch=VALUE` of this CLI's boolean switches: `true`, `1`, `yes`, `on`
+/// (any case) to `--switch`, `false`, `0`, `no`, `off` to nothing. Other values are left for clap to
+/// refuse. A bare `--switch` never takes the next word as its value, so `--dry-run stage` stays a
+/// switch and a subcommand.
 pub fn normalize_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    use clap::CommandFactory;
+    fn switches(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+                out.extend(arg.get_long().map(str::to_string));
+                out.extend(arg.get_all_aliases().into_iter().flatten().map(str::to_string));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            switches(sub, out);
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    switches(&Args::command(), &mut names);
     args.into_iter()
         .enumerate()
-        .map(|(i, a)| {
+        .filter_map(|(i, a)| {
+            if i == 0 {
+                return Some(a);
+            }
             let name = a.strip_prefix('-').unwrap_or("");
             let flag = name.split('=').next().unwrap_or("");
-            if i > 0
-                && !a.starts_with("--")
+            let a = if !a.starts_with("--")
                 && flag.len() > 1
                 && flag.chars().all(|c| c.is_ascii_lowercase() || c == '-')
             {
                 format!("-{a}")
             } else {
                 a
+            };
+            let Some((flag, value)) = a.strip_prefix("--").and_then(|f| f.split_once('=')) else {
+                return Some(a);
+            };
+            if !names.contains(flag) {
+                return Some(a);
+            }
+            match value.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Some(format!("--{flag}")),
+                "false" | "0" | "no" | "off" => None,
+                _ => Some(a),
             }
         })
         .collect()
@@ -876,5 +907,62 @@ mod error_message_tests {
         let io = std::io::Error::other("disk full");
         let err = anyhow::Error::from(io).context("writing the report");
         assert_eq!(error_message(&err), "writing the report: disk full");
+    }
+}
+
+#[cfg(test)]
+mod go_flag_tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize_go_flags(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn go_boolean_and_single_dash_forms_become_clap_forms() {
+        assert_eq!(
+            norm(&[
+                "dr-syncer-cli",
+                "--mode=Stage",
+                "--include-custom-resources=true",
+                "--migrate-pvc-data=TRUE",
+                "-dry-run=false",
+                "--yes=1",
+                "--show-secrets=off",
+                "-o",
+                "json",
+                "--wait=30s",
+            ]),
+            [
+                "dr-syncer-cli",
+                "--mode=Stage",
+                "--include-custom-resources",
+                "--migrate-pvc-data",
+                "--yes",
+                "-o",
+                "json",
+                "--wait=30s",
+            ]
+        );
+        // A value that is not a boolean is left for clap to refuse, with its own message.
+        assert_eq!(norm(&["x", "--dry-run=maybe"]), ["x", "--dry-run=maybe"]);
+        let err = Args::try_parse_from(norm(&["x", "--dry-run=maybe", "stage"])).unwrap_err();
+        assert!(err.to_string().contains("--dry-run"), "{err}");
+        // Parsed: the Go README's example.
+        let args = Args::try_parse_from(norm(&[
+            "dr-syncer-cli",
+            "--source-kubeconfig=/a",
+            "--dest-kubeconfig=/b",
+            "--source-namespace=my-namespace",
+            "--dest-namespace=my-namespace-dr",
+            "--mode=Stage",
+            "--include-custom-resources=true",
+            "--migrate-pvc-data=true",
+            "--resource-types=configmaps,secrets,deployments",
+        ]))
+        .unwrap();
+        assert!(args.include_custom_resources && args.migrate_pvc_data);
+        let off = Args::try_parse_from(norm(&["x", "--migrate-pvc-data=false", "stage"])).unwrap();
+        assert!(!off.migrate_pvc_data);
     }
 }

@@ -254,7 +254,16 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     write(&src_data, "old.log", "to be deleted");
 
     // Stage: objects, then data, read on the node of the pod that mounts the volume.
-    let run = cli(&src, &dst, &["stage", "--migrate-pvc-data"]);
+    // The Go README's form of the flags (`--flag=true`, `--mode=Stage`).
+    let run = cli(
+        &src,
+        &dst,
+        &[
+            "--mode=Stage",
+            "--migrate-pvc-data=true",
+            "--include-custom-resources=true",
+        ],
+    );
     assert_eq!(
         run.code,
         0,
