@@ -12,9 +12,11 @@ use super::common::{
     default_sample_percent, default_true,
 };
 
-/// Any 5-field (standard cron) or 6-field (leading seconds) expression; the controller validates it fully.
-/// Everything the Go project's stricter pattern accepts matches this one too.
-pub const SCHEDULE_PATTERN: &str = r"^\s*\S+(\s+\S+){4,5}\s*$";
+/// Any 5-field (standard cron) or 6-field (leading seconds) expression, or a descriptor (`@hourly`,
+/// `@daily`, … , `@every 90s`); the controller validates it fully. Everything the Go project's stricter
+/// pattern accepts matches this one too.
+pub const SCHEDULE_PATTERN: &str =
+    r"^\s*(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every\s+\S+|[^@\s]\S*(\s+\S+){4,5})\s*$";
 
 /// Desired state of a NamespaceMapping: what to replicate, when, and how it is transformed.
 // kube's `printcolumn(...)` arguments repeat `type_ = ...`; clippy mistakes that for duplicated attributes.
