@@ -313,6 +313,7 @@ async fn run(n: usize) {
         connect(&ClusterConfig {
             kubeconfig: KubeconfigSource::File(path),
             context: None,
+            insecure_skip_tls_verify: false,
         })
         .await
         .expect("connect")

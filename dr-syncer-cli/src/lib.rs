@@ -737,6 +737,7 @@ pub(crate) async fn connect_side(
             .map(KubeconfigSource::File)
             .unwrap_or(KubeconfigSource::Infer),
         context: context.clone(),
+        insecure_skip_tls_verify: false,
     };
     Ok(connect_with_url(&cluster).await?)
 }

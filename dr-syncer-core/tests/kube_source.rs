@@ -21,6 +21,7 @@ async fn source(cp: &ControlPlane) -> KubeSource {
     let client = connect(&ClusterConfig {
         kubeconfig: KubeconfigSource::File(cp.kubeconfig().to_path_buf()),
         context: None,
+        insecure_skip_tls_verify: false,
     })
     .await
     .unwrap();
@@ -219,14 +220,40 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
     let client = connect(&ClusterConfig {
         kubeconfig: KubeconfigSource::Bytes(bytes.clone()),
         context: None,
+        insecure_skip_tls_verify: false,
     })
     .await
     .unwrap();
     assert!(client.apiserver_version().await.is_ok());
 
+    // Without the server's CA the certificate is not trusted, unless told to accept any (IGNORE_CERT).
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let no_ca: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("certificate-authority-data:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(no_ca, text, "the kubeconfig had its CA embedded");
+    let untrusted = |insecure| ClusterConfig {
+        kubeconfig: KubeconfigSource::Bytes(no_ca.clone().into_bytes()),
+        context: None,
+        insecure_skip_tls_verify: insecure,
+    };
+    let strict = connect(&untrusted(false)).await.unwrap();
+    assert!(
+        strict.apiserver_version().await.is_err(),
+        "an unknown CA is refused"
+    );
+    let insecure = connect(&untrusted(true)).await.unwrap();
+    assert!(
+        insecure.apiserver_version().await.is_ok(),
+        "--ignore-cert accepts it"
+    );
+
     let unknown_context = connect(&ClusterConfig {
         kubeconfig: KubeconfigSource::Bytes(bytes),
         context: Some("no-such-context".into()),
+        insecure_skip_tls_verify: false,
     })
     .await
     .err()
@@ -240,6 +267,7 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
     let garbage = connect(&ClusterConfig {
         kubeconfig: KubeconfigSource::Bytes(b"{not: [yaml".to_vec()),
         context: None,
+        insecure_skip_tls_verify: false,
     })
     .await
     .err()
@@ -250,6 +278,7 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
     let missing = connect(&ClusterConfig {
         kubeconfig: KubeconfigSource::File("/nonexistent/kubeconfig".into()),
         context: None,
+        insecure_skip_tls_verify: false,
     })
     .await
     .err()

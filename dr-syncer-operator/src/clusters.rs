@@ -135,6 +135,7 @@ pub struct Clusters {
     cache: Mutex<HashMap<(String, String), Cached>>,
     boundaries: Boundaries,
     allow_exec: bool,
+    ignore_cert: bool,
 }
 
 impl std::fmt::Debug for Clusters {
@@ -163,6 +164,7 @@ impl Clusters {
             cache: Mutex::new(HashMap::new()),
             boundaries: Boundaries::default(),
             allow_exec: false,
+            ignore_cert: false,
         }
     }
 
@@ -177,6 +179,19 @@ impl Clusters {
     #[must_use]
     pub fn allowing_kubeconfig_exec(mut self, allow: bool) -> Self {
         self.allow_exec = allow;
+        self
+    }
+
+    /// Accept any server certificate from remote clusters (`--ignore-cert`, insecure).
+    #[must_use]
+    pub fn ignoring_certificates(mut self, ignore: bool) -> Self {
+        if ignore {
+            tracing::warn!(
+                "--ignore-cert: remote clusters' certificates are not verified (insecure; for kubeconfigs made \
+                 for the Go operator's IGNORE_CERT)"
+            );
+        }
+        self.ignore_cert = ignore;
         self
     }
 
@@ -309,6 +324,7 @@ impl Clusters {
                 KubeconfigSource::Bytes(bytes)
             },
             context: None,
+            insecure_skip_tls_verify: self.ignore_cert,
         })
         .await
         .map_err(|e| ClusterError::InvalidKubeconfig {

@@ -109,6 +109,12 @@ pub struct Args {
     #[arg(long, env = "ALLOW_KUBECONFIG_EXEC", value_parser = parse_bool, default_value = "false",
           num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub allow_kubeconfig_exec: bool,
+    /// Accept any certificate from remote clusters' API servers (the Go operator's `IGNORE_CERT`).
+    /// Insecure: anyone between the operator and a cluster can read and change what it sends, its
+    /// credentials included. A kubeconfig's own `insecure-skip-tls-verify: true` works without it.
+    #[arg(long, env = "IGNORE_CERT", value_parser = parse_bool, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub ignore_cert: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -151,6 +151,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map(KubeconfigSource::File)
                 .unwrap_or(KubeconfigSource::Infer),
             context: args.context.clone(),
+            insecure_skip_tls_verify: false,
         },
         args.request_timeout,
     )
@@ -272,7 +273,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         client.clone(),
         Clusters::new(client.clone(), options)
             .with_boundaries(boundaries.clone())
-            .allowing_kubeconfig_exec(args.allow_kubeconfig_exec),
+            .allowing_kubeconfig_exec(args.allow_kubeconfig_exec)
+            .ignoring_certificates(args.ignore_cert),
         metrics.clone(),
         &identity,
         Options {

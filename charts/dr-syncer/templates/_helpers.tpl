@@ -108,6 +108,7 @@ operator's own defaults apply. Numbers go through int64 so that large values are
 {{- range $o.allowReferenceNamespaces }}{{ $args = append $args (printf "--allow-reference-namespace=%s" .) }}{{ end -}}
 {{- range $o.protectedNamespaces }}{{ $args = append $args (printf "--protected-namespace=%s" .) }}{{ end -}}
 {{- if $o.allowKubeconfigExec }}{{ $args = append $args "--allow-kubeconfig-exec" }}{{ end -}}
+{{- if $o.ignoreCert }}{{ $args = append $args "--ignore-cert" }}{{ end -}}
 {{- if not (kindIs "invalid" $o.maxConcurrentSyncs) }}{{ $args = append $args (printf "--max-concurrent-syncs=%d" (int64 $o.maxConcurrentSyncs)) }}{{ end -}}
 {{- if not (kindIs "invalid" $o.applyConcurrency) }}{{ $args = append $args (printf "--apply-concurrency=%d" (int64 $o.applyConcurrency)) }}{{ end -}}
 {{- with $o.defaultSchedule }}{{ $args = append $args (printf "--default-schedule=%s" .) }}{{ end -}}

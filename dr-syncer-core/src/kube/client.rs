@@ -36,6 +36,10 @@ pub struct ClusterConfig {
     pub kubeconfig: KubeconfigSource,
     /// The context to use (default: the kubeconfig's current context).
     pub context: Option<String>,
+    /// Accept any server certificate (insecure: a machine in the middle can read and change everything,
+    /// credentials included). For the Go operator's `IGNORE_CERT`; a kubeconfig's own
+    /// `insecure-skip-tls-verify: true` is honoured without it.
+    pub insecure_skip_tls_verify: bool,
 }
 
 /// Default deadline of one request attempt.
@@ -148,6 +152,9 @@ pub async fn connect_bounded(cluster: &ClusterConfig, limit: Duration) -> Result
         KubeconfigSource::Bytes(_) | KubeconfigSource::BytesAllowingExec(_)
     );
     config.default_retry = false;
+    if cluster.insecure_skip_tls_verify {
+        config.accept_invalid_certs = true;
+    }
     // A black-holed address fails in seconds, not after the system's TCP timeout. (No client-wide read
     // timeout: it would cut idle watches; requests have their deadline in `Calls`.)
     config.connect_timeout = Some(CONNECT_TIMEOUT);

@@ -44,12 +44,14 @@ pub async fn pair(name: &str) -> Pair {
     let source_client = connect(&ClusterConfig {
         kubeconfig: KubeconfigSource::File(reader.kubeconfig.clone()),
         context: None,
+        insecure_skip_tls_verify: false,
     })
     .await
     .unwrap();
     let dest_client = connect(&ClusterConfig {
         kubeconfig: KubeconfigSource::File(writer.kubeconfig.clone()),
         context: None,
+        insecure_skip_tls_verify: false,
     })
     .await
     .unwrap();
