@@ -83,9 +83,27 @@ pub struct AgentSettings {
     /// Resource limits and requests.
     pub resources: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
     /// Extra environment variables (literal values).
-    pub env: Vec<(String, String)>,
+    pub env: Vec<AgentEnv>,
+    /// Run the agent pods on the host network (`deployment.hostNetwork`, default true); without it the
+    /// SSH port is published as a hostPort on each node (movers still dial the node's address).
+    pub host_network: bool,
+    /// Run the agent container privileged (`deployment.privileged`, the Go default when `deployment` is
+    /// written; needed where SELinux keeps even root from reading volumes); otherwise root with only the
+    /// capabilities sshd and rsync need.
+    pub privileged: bool,
     /// Concurrent transfers across the cluster.
     pub global_concurrency: usize,
+    /// Concurrent transfers reading from one node (`pvcSync.concurrency`; `None`: no per-node limit).
+    pub node_concurrency: Option<usize>,
+    /// How a transfer is retried (`pvcSync.retryConfig`), unless a mapping says otherwise.
+    pub retry: AgentRetry,
+    /// Verification of copies whose mapping sets none (`pvcSync.defaultVerificationMode`).
+    pub default_verification: VerificationMode,
+    /// Percentage of files sample verification checks, for mappings that set none
+    /// (`pvcSync.defaultSamplePercent`).
+    pub default_sample_percent: u8,
+    /// How the agents are checked (`pvcSync.healthCheck`).
+    pub health: AgentHealth,
     /// Client addresses a transfer's key is accepted from besides the mover pod's and its node's
     /// (`pvcSync.moverSourceAddresses`; `*` for any).
     pub mover_source_addresses: Vec<String>,
@@ -110,7 +128,14 @@ impl Default for AgentSettings {
             tolerations: Vec::new(),
             resources: None,
             env: Vec::new(),
+            host_network: true,
+            privileged: false,
             global_concurrency: 4,
+            node_concurrency: None,
+            retry: AgentRetry::default(),
+            default_verification: VerificationMode::None,
+            default_sample_percent: 10,
+            health: AgentHealth::default(),
             mover_source_addresses: Vec::new(),
         }
     }
@@ -165,12 +190,110 @@ impl AgentSettings {
                 .extra_env
                 .iter()
                 .flatten()
-                .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+                .map(
+                    |e| match e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
+                        Some(f) => AgentEnv::FieldRef(e.name.clone(), f.field_path.clone()),
+                        None => AgentEnv::Value(e.name.clone(), e.value.clone().unwrap_or_default()),
+                    },
+                )
                 .collect();
+            s.host_network = d.host_network;
+            s.privileged = d.privileged;
         }
         s.global_concurrency = usize::try_from(spec.global_concurrency_limit.max(1)).unwrap_or(1);
+        s.node_concurrency = spec
+            .concurrency
+            .filter(|c| *c > 0)
+            .and_then(|c| usize::try_from(c).ok());
+        if let Some(r) = &spec.retry_config {
+            if let Some(n) = r.max_retries {
+                s.retry.max_retries = u32::try_from(n.max(0)).unwrap_or(0);
+            }
+            let duration =
+                |v: &Option<String>| v.as_deref().and_then(|t| crate::config::parse_duration(t).ok());
+            if let Some(d) = duration(&r.initial_delay) {
+                s.retry.initial_delay = d;
+            }
+            if let Some(d) = duration(&r.max_delay) {
+                s.retry.max_delay = d.max(s.retry.initial_delay);
+            }
+        }
+        s.default_verification = spec.default_verification_mode;
+        s.default_sample_percent = u8::try_from(spec.default_sample_percent.clamp(1, 100)).unwrap_or(10);
+        if let Some(h) = &spec.health_check {
+            let duration =
+                |v: &Option<String>| v.as_deref().and_then(|t| crate::config::parse_duration(t).ok());
+            if let Some(d) = duration(&h.interval) {
+                s.health.interval = Some(d);
+            }
+            if let Some(d) = duration(&h.ssh_timeout) {
+                s.health.ssh_timeout = d;
+            }
+            if let Some(d) = duration(&h.retry_interval) {
+                s.health.retry_interval = d;
+            }
+            if let Some(n) = h.retry_attempts {
+                s.health.retry_attempts = u32::try_from(n.max(0)).unwrap_or(0);
+            }
+        }
         s.mover_source_addresses = spec.mover_source_addresses.clone().unwrap_or_default();
         s
+    }
+}
+
+/// An environment variable of the agent pods (`deployment.extraEnv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEnv {
+    /// A value.
+    Value(String, String),
+    /// A field of the pod (`valueFrom.fieldRef.fieldPath`, e.g. `spec.nodeName`).
+    FieldRef(String, String),
+}
+
+/// How transfers are retried (`pvcSync.retryConfig`): the mover's attempts after a transient failure
+/// and the delays between them (doubling from `initial_delay` up to `max_delay`, with jitter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentRetry {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First delay.
+    pub initial_delay: std::time::Duration,
+    /// Longest delay.
+    pub max_delay: std::time::Duration,
+}
+
+impl Default for AgentRetry {
+    fn default() -> Self {
+        AgentRetry {
+            max_retries: 3,
+            initial_delay: std::time::Duration::from_secs(1),
+            max_delay: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the agents are checked (`pvcSync.healthCheck`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentHealth {
+    /// How often the RemoteCluster's agents (and a ClusterMapping's SSH connectivity) are checked again
+    /// (`None`: the operator's `--recheck-interval`).
+    pub interval: Option<std::time::Duration>,
+    /// How long a connectivity probe waits for an agent's SSH answer.
+    pub ssh_timeout: std::time::Duration,
+    /// Delay between the attempts of a probe that failed.
+    pub retry_interval: std::time::Duration,
+    /// Attempts after the first of a probe that failed.
+    pub retry_attempts: u32,
+}
+
+impl Default for AgentHealth {
+    fn default() -> Self {
+        AgentHealth {
+            interval: None,
+            ssh_timeout: std::time::Duration::from_secs(10),
+            retry_interval: std::time::Duration::from_secs(2),
+            retry_attempts: 1,
+        }
     }
 }
 
@@ -294,6 +417,10 @@ pub struct TransferSettings {
     pub sample_percent: u8,
     /// Retries of transient failures inside one mover.
     pub retries: u32,
+    /// First delay before a retry (doubling up to `retry_max_delay`).
+    pub retry_initial_delay: std::time::Duration,
+    /// Longest delay between retries.
+    pub retry_max_delay: std::time::Duration,
     /// Mirror a source volume that looks wiped (empty or nearly empty while the DR copy is not); by
     /// default such a copy is refused (`SourceLooksWiped`) and the DR copy left untouched.
     pub allow_wiped_source: bool,
@@ -309,12 +436,38 @@ impl Default for TransferSettings {
             verification: VerificationMode::None,
             sample_percent: 10,
             retries: 3,
+            retry_initial_delay: std::time::Duration::from_secs(1),
+            retry_max_delay: std::time::Duration::from_secs(30),
             allow_wiped_source: false,
         }
     }
 }
 
 impl TransferSettings {
+    /// From a NamespaceMapping's `dataSyncConfig`, with the source RemoteCluster's defaults
+    /// (`pvcSync.retryConfig`, `defaultVerificationMode`, `defaultSamplePercent`) where the mapping leaves
+    /// them at their defaults (no verification, 10 %).
+    ///
+    /// # Errors
+    /// As [`Self::from_config`].
+    pub fn from_config_and_agents(
+        config: Option<&crate::api::DataSyncConfig>,
+        agents: &AgentSettings,
+    ) -> Result<Self, String> {
+        let mut s = Self::from_config(config)?;
+        s.retries = agents.retry.max_retries;
+        s.retry_initial_delay = agents.retry.initial_delay;
+        s.retry_max_delay = agents.retry.max_delay;
+        if s.verification == VerificationMode::None {
+            s.verification = agents.default_verification;
+        }
+        let mapping_percent = config.map_or(10, |c| c.sample_percent);
+        if mapping_percent == 10 {
+            s.sample_percent = agents.default_sample_percent;
+        }
+        Ok(s)
+    }
+
     /// From a NamespaceMapping's `dataSyncConfig`.
     ///
     /// # Errors
@@ -362,6 +515,11 @@ impl TransferSettings {
         ));
         a.push(format!("--sample-percent={}", self.sample_percent));
         a.push(format!("--retries={}", self.retries));
+        a.push(format!(
+            "--retry-initial-ms={}",
+            self.retry_initial_delay.as_millis()
+        ));
+        a.push(format!("--retry-max-ms={}", self.retry_max_delay.as_millis()));
         if self.allow_wiped_source {
             a.push("--allow-wiped-source".into());
         }

@@ -106,7 +106,9 @@ fn transfer_settings_come_from_the_mapping_and_become_mover_flags() {
             "--timeout-secs=600",
             "--verification=sample",
             "--sample-percent=20",
-            "--retries=3"
+            "--retries=3",
+            "--retry-initial-ms=1000",
+            "--retry-max-ms=30000"
         ]
     );
     let bad = DataSyncConfig {
@@ -298,5 +300,104 @@ fn mount_and_mover_pods_mount_what_they_need_and_nothing_else() {
     assert_eq!(
         agent_namespace(&s).metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
         "privileged"
+    );
+}
+
+/// Every `pvcSync` field of the Go schema that can apply has an effect: per-node concurrency, the
+/// retry policy, the verification defaults, the health check, host network and privileged as
+/// overrides, and `extraEnv` from pod fields.
+#[test]
+fn every_pvc_sync_field_takes_effect() {
+    let spec: PvcSyncSpec = serde_json::from_value(json!({
+        "enabled": true,
+        "concurrency": 2,
+        "retryConfig": {"maxRetries": 7, "initialDelay": "3s", "maxDelay": "1m"},
+        "defaultVerificationMode": "sample",
+        "defaultSamplePercent": 25,
+        "healthCheck": {"interval": "2m", "sshTimeout": "20s", "retryInterval": "5s", "retryAttempts": 4},
+        "deployment": {
+            "hostNetwork": false,
+            "privileged": true,
+            "extraEnv": [
+                {"name": "PLAIN", "value": "x"},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            ],
+        },
+    }))
+    .unwrap();
+    let s = AgentSettings::from_spec(Some(&spec));
+    assert_eq!(s.node_concurrency, Some(2));
+    assert_eq!(
+        s.retry,
+        AgentRetry {
+            max_retries: 7,
+            initial_delay: Duration::from_secs(3),
+            max_delay: Duration::from_secs(60),
+        }
+    );
+    assert_eq!(
+        (s.default_verification, s.default_sample_percent),
+        (VerificationMode::Sample, 25)
+    );
+    assert_eq!(
+        s.health,
+        AgentHealth {
+            interval: Some(Duration::from_secs(120)),
+            ssh_timeout: Duration::from_secs(20),
+            retry_interval: Duration::from_secs(5),
+            retry_attempts: 4,
+        }
+    );
+
+    // The DaemonSet: pod network with the SSH port on the node, privileged, env from the pod's node.
+    let keys = KeySecrets::for_remote_cluster("prod");
+    let ds = serde_json::to_value(agent_daemonset(&s, &keys)).unwrap();
+    let pod = &ds["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(pod["hostNetwork"], false);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+    assert_eq!(container["ports"][0]["hostPort"], 2222);
+    assert_eq!(container["securityContext"]["privileged"], true);
+    assert_eq!(
+        container["env"],
+        json!([{"name": "PLAIN", "value": "x"},
+               {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
+    );
+    // Without `deployment`: host network, not privileged, only the capabilities the agent needs.
+    let plain = serde_json::to_value(agent_daemonset(&AgentSettings::default(), &keys)).unwrap();
+    let c = &plain["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(plain["spec"]["template"]["spec"]["hostNetwork"], true);
+    assert!(c["securityContext"]["privileged"].is_null());
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert!(c["ports"][0]["hostPort"].is_null());
+
+    // The transfer: the cluster's retries and verification defaults where the mapping sets none; the
+    // mapping's own verification wins.
+    let t = TransferSettings::from_config_and_agents(None, &s).unwrap();
+    assert_eq!(
+        (t.retries, t.verification, t.sample_percent),
+        (7, VerificationMode::Sample, 25)
+    );
+    let args = t.mover_args();
+    for want in [
+        "--retries=7",
+        "--retry-initial-ms=3000",
+        "--retry-max-ms=60000",
+        "--verification=sample",
+    ] {
+        assert!(args.contains(&want.to_string()), "{want} in {args:?}");
+    }
+    let own: DataSyncConfig =
+        serde_json::from_value(json!({"verificationMode": "full", "samplePercent": 50})).unwrap();
+    let t = TransferSettings::from_config_and_agents(Some(&own), &s).unwrap();
+    assert_eq!((t.verification, t.sample_percent), (VerificationMode::Full, 50));
+
+    // The probe pod waits as long as the health check says.
+    let probe = serde_json::to_value(probe_pod(&s, "img", "ns", "p", &["10.0.0.1".into()], "key")).unwrap();
+    let probe_args: Vec<String> =
+        serde_json::from_value(probe["spec"]["containers"][0]["args"].clone()).unwrap();
+    assert!(
+        probe_args.contains(&"--connect-timeout-secs=20".to_string()),
+        "{probe_args:?}"
     );
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use dr_syncer_core::api::{CRD_FILES, ClusterMapping, NamespaceMapping, RemoteCluster, crd_yaml, crds};
+use kube::CustomResourceExt;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -60,4 +61,166 @@ fn every_example_manifest_deserializes() {
         }
     }
     assert!(seen >= 6, "expected the example manifests in {}", dir.display());
+}
+
+/// The leaf fields of a CRD's `spec` schema, as dotted paths (`[]` for list items).
+fn spec_fields(crd: &Value) -> Vec<String> {
+    fn walk(node: &Value, path: &mut Vec<String>, out: &mut Vec<String>) {
+        if let Some(props) = node["properties"].as_object() {
+            for (k, v) in props {
+                path.push(k.clone());
+                walk(v, path, out);
+                path.pop();
+            }
+        } else if node["type"] == "array" && node["items"]["properties"].is_object() {
+            path.push("[]".into());
+            walk(&node["items"], path, out);
+            path.pop();
+        } else {
+            out.push(path.join("."));
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"],
+        &mut Vec::new(),
+        &mut out,
+    );
+    out.sort();
+    out
+}
+
+/// Every field of the RemoteCluster spec and what reads it: a new field fails this test until it is
+/// given a reader (or an explicit report). "Reported" fields come from the Go schema and have no
+/// meaning here; the operator says so in a `SpecFieldsUsed=False` condition and an Event, never
+/// silently. (`every_pvc_sync_field_takes_effect` in the core and the operator's tests show the
+/// readers at work.)
+#[test]
+fn every_remote_cluster_spec_field_is_read_or_reported() {
+    const READERS: &[(&str, &str)] = &[
+        (
+            "defaultResourceTypes",
+            "operator namespace_mapping::run: types of mappings that list none",
+        ),
+        (
+            "defaultSchedule",
+            "operator namespace_mapping: schedule of mappings that set none",
+        ),
+        (
+            "kubeconfigSecretRef.key",
+            "operator clusters: the Secret key read",
+        ),
+        ("kubeconfigSecretRef.name", "operator clusters: the Secret read"),
+        (
+            "kubeconfigSecretRef.namespace",
+            "operator clusters: the Secret's namespace (boundaries)",
+        ),
+        (
+            "pvcSync.concurrency",
+            "AgentSettings.node_concurrency -> PvcDataSync NodeLimits",
+        ),
+        (
+            "pvcSync.defaultSamplePercent",
+            "TransferSettings::from_config_and_agents",
+        ),
+        (
+            "pvcSync.defaultVerificationMode",
+            "TransferSettings::from_config_and_agents",
+        ),
+        (
+            "pvcSync.deployment.annotations",
+            "agent_daemonset: pod annotations",
+        ),
+        ("pvcSync.deployment.extraEnv.[].name", "agent_daemonset: env"),
+        (
+            "pvcSync.deployment.extraEnv.[].value",
+            "agent_daemonset: env value",
+        ),
+        (
+            "pvcSync.deployment.extraEnv.[].valueFrom.fieldRef.fieldPath",
+            "agent_daemonset: env valueFrom.fieldRef",
+        ),
+        (
+            "pvcSync.deployment.hostNetwork",
+            "agent_daemonset: hostNetwork, else a hostPort for SSH",
+        ),
+        ("pvcSync.deployment.labels", "agent_daemonset: pod labels"),
+        ("pvcSync.deployment.nodeSelector", "agent_daemonset: nodeSelector"),
+        (
+            "pvcSync.deployment.priorityClassName",
+            "agent_daemonset: priorityClassName",
+        ),
+        (
+            "pvcSync.deployment.privileged",
+            "agent_daemonset: a privileged container",
+        ),
+        (
+            "pvcSync.deployment.resources.limits",
+            "agent_daemonset: resources",
+        ),
+        (
+            "pvcSync.deployment.resources.requests",
+            "agent_daemonset: resources",
+        ),
+        ("pvcSync.deployment.tolerations", "agent_daemonset: tolerations"),
+        (
+            "pvcSync.enabled",
+            "operator agents::reconcile: deploy or remove the agents",
+        ),
+        (
+            "pvcSync.globalConcurrencyLimit",
+            "operator Context::data_limit: copies per cluster",
+        ),
+        (
+            "pvcSync.healthCheck.interval",
+            "operator remote_cluster/cluster_mapping: recheck interval",
+        ),
+        ("pvcSync.healthCheck.retryAttempts", "probe_agents: attempts"),
+        (
+            "pvcSync.healthCheck.retryInterval",
+            "probe_agents: delay between attempts",
+        ),
+        (
+            "pvcSync.healthCheck.sshTimeout",
+            "probe_pod: --connect-timeout-secs",
+        ),
+        (
+            "pvcSync.image.pullPolicy",
+            "AgentSettings.pull_policy: agent, mount, mover and probe pods",
+        ),
+        ("pvcSync.image.repository", "AgentSettings.image"),
+        ("pvcSync.image.tag", "AgentSettings.image"),
+        (
+            "pvcSync.moverSourceAddresses",
+            "PvcDataSync: the transfer key's from=",
+        ),
+        (
+            "pvcSync.retryConfig.initialDelay",
+            "TransferSettings.retry_initial_delay -> mover",
+        ),
+        (
+            "pvcSync.retryConfig.maxDelay",
+            "TransferSettings.retry_max_delay -> mover",
+        ),
+        (
+            "pvcSync.retryConfig.maxRetries",
+            "TransferSettings.retries -> mover",
+        ),
+        ("pvcSync.rsyncDaemonSet.enabled", "reported: unused_fields"),
+        ("pvcSync.rsyncDaemonSet.image", "reported: unused_fields"),
+        ("pvcSync.rsyncDaemonSet.namespace", "reported: unused_fields"),
+        ("pvcSync.rsyncDaemonSet.sshSecretName", "reported: unused_fields"),
+        ("pvcSync.ssh.keySecretRef.name", "reported: unused_fields"),
+        ("pvcSync.ssh.keySecretRef.namespace", "reported: unused_fields"),
+        ("pvcSync.ssh.port", "AgentSettings.port: sshd, movers, probes"),
+    ];
+    let crd = serde_json::to_value(RemoteCluster::crd()).unwrap();
+    let fields = spec_fields(&crd);
+    let listed: Vec<String> = READERS.iter().map(|(f, _)| (*f).to_owned()).collect();
+    let missing: Vec<&String> = fields.iter().filter(|f| !listed.contains(f)).collect();
+    let gone: Vec<&String> = listed.iter().filter(|f| !fields.contains(f)).collect();
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "fields without a reader: {missing:?}; listed fields no longer in the schema: {gone:?}"
+    );
 }

@@ -214,7 +214,11 @@ pub async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Act
                 )
                 .await;
             }
-            Action::requeue(ctx.options.recheck_interval)
+            Action::requeue(
+                health_interval(&ctx, &cm)
+                    .await
+                    .unwrap_or(ctx.options.recheck_interval),
+            )
         }
         _ => {
             let problems: Vec<String> = [&src_result, &dst_result]
@@ -247,6 +251,21 @@ pub async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Act
         write(&ctx, &cm, &status).await?;
     }
     Ok(action)
+}
+
+/// How often the source RemoteCluster asks its agents to be checked (`pvcSync.healthCheck.interval`).
+async fn health_interval(ctx: &Context, cm: &ClusterMapping) -> Option<Duration> {
+    let ns = cm.namespace().unwrap_or_default();
+    let source_rc = ctx
+        .clusters
+        .remote_cluster(&ns, &cm.spec.source_cluster)
+        .await
+        .ok()?;
+    let pvc = source_rc.spec.pvc_sync.as_ref()?;
+    pvc.enabled
+        .unwrap_or(false)
+        .then(|| AgentSettings::from_spec(Some(pvc)).health.interval)
+        .flatten()
 }
 
 /// Check that movers in the target cluster can reach the source's agents over SSH (`None` when the

@@ -112,6 +112,7 @@ pub struct Context {
     pub deletions: Arc<dr_syncer_core::brake::DeletionLedger>,
     /// Global limits of PVC data copies, per source RemoteCluster (`pvcSync.globalConcurrencyLimit`).
     data_limits: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
+    node_limits: Mutex<HashMap<String, Arc<dr_syncer_core::kube::NodeLimits>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -154,6 +155,7 @@ impl Context {
             rc_triggers: Mutex::new(Some(rc_rx)),
             deletions: Arc::default(),
             data_limits: Mutex::new(HashMap::new()),
+            node_limits: Mutex::new(HashMap::new()),
         };
         (ctx, rx)
     }
@@ -224,6 +226,19 @@ impl Context {
             *entry = (limit, Arc::new(tokio::sync::Semaphore::new(limit.max(1))));
         }
         entry.1.clone()
+    }
+
+    /// The per-node limits of PVC data copies reading from `cluster` (`pvcSync.concurrency`; a changed
+    /// limit takes effect for copies that start afterwards).
+    pub fn node_limits(&self, cluster: &str, limit: usize) -> Arc<dr_syncer_core::kube::NodeLimits> {
+        let mut map = self.node_limits.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry(cluster.to_owned())
+            .or_insert_with(|| Arc::new(dr_syncer_core::kube::NodeLimits::new(limit)));
+        if entry.limit() != limit.max(1) {
+            *entry = Arc::new(dr_syncer_core::kube::NodeLimits::new(limit));
+        }
+        entry.clone()
     }
 
     /// Publish an Event on `obj` (best effort: a failure is logged, never fails the reconcile).

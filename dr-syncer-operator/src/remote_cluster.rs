@@ -47,6 +47,35 @@ pub struct CheckResult {
     pub accept: Option<String>,
 }
 
+/// The spec fields that are accepted for the Go schema's sake but have no effect here, each with why.
+pub fn unused_fields(spec: &dr_syncer_core::api::RemoteClusterSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if spec
+        .pvc_sync
+        .as_ref()
+        .is_some_and(|p| p.rsync_daemon_set.is_some())
+    {
+        out.push(
+            "spec.pvcSync.rsyncDaemonSet is not used: dr-syncer's agent DaemonSet (spec.pvcSync) serves the \
+             PVC data; remove the field"
+                .to_owned(),
+        );
+    }
+    if spec
+        .pvc_sync
+        .as_ref()
+        .and_then(|p| p.ssh.as_ref())
+        .is_some_and(|s| s.key_secret_ref.is_some())
+    {
+        out.push(
+            "spec.pvcSync.ssh.keySecretRef is not used: dr-syncer generates, pins and rotates a host key per \
+             RemoteCluster (dr-syncer-agent-host-keys-<name>) and one key per transfer; remove the field"
+                .to_owned(),
+        );
+    }
+    out
+}
+
 /// Turn a check into status conditions and health (pure).
 pub fn status_from(
     name: &str,
@@ -249,6 +278,30 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
     let (result, handle) = check(&rc, &ctx).await;
     let old = rc.status.clone().unwrap_or_default();
     let mut status = status_from(&name, &result, &old, rc.metadata.generation);
+    // Fields of the Go schema that have no meaning here: said, not silently ignored.
+    let unused = unused_fields(&rc.spec);
+    let mut conds = status.conditions.take().unwrap_or_default();
+    if unused.is_empty() {
+        conditions::remove(&mut conds, "SpecFieldsUsed");
+    } else {
+        let message = unused.join("; ");
+        let first = !conds
+            .iter()
+            .any(|c| c.type_ == "SpecFieldsUsed" && c.message == message);
+        conditions::set(
+            &mut conds,
+            "SpecFieldsUsed",
+            false,
+            "FieldNotUsed",
+            message.clone(),
+            rc.metadata.generation,
+        );
+        if first {
+            ctx.event(rc.as_ref(), true, "FieldNotUsed", "Check", message)
+                .await;
+        }
+    }
+    status.conditions = Some(conds);
     // PVC data replication: the agents of this cluster (with the handle the check made); never into a
     // cluster other than the one this RemoteCluster is pinned to.
     let identity_changed = status
@@ -351,7 +404,17 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
         ctx.event(rc.as_ref(), true, reason, "Check", message).await;
     }
     let again = if healthy {
-        ctx.options.recheck_interval
+        // `pvcSync.healthCheck.interval`: how often the agents are checked, when it asks for one.
+        rc.spec
+            .pvc_sync
+            .as_ref()
+            .filter(|p| p.enabled.unwrap_or(false))
+            .and_then(|p| {
+                dr_syncer_core::pvc::AgentSettings::from_spec(Some(p))
+                    .health
+                    .interval
+            })
+            .unwrap_or(ctx.options.recheck_interval)
     } else {
         ctx.options.unhealthy_recheck_interval
     };
@@ -361,6 +424,25 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_fields_without_meaning_here_are_reported() {
+        let spec = |pvc: serde_json::Value| -> dr_syncer_core::api::RemoteClusterSpec {
+            serde_json::from_value(serde_json::json!({
+                "kubeconfigSecretRef": {"name": "k", "namespace": "n"},
+                "pvcSync": pvc,
+            }))
+            .unwrap()
+        };
+        assert!(unused_fields(&spec(serde_json::json!({"enabled": true}))).is_empty());
+        let both = unused_fields(&spec(serde_json::json!({
+            "enabled": true,
+            "rsyncDaemonSet": {"enabled": true},
+            "ssh": {"port": 2222, "keySecretRef": {"name": "keys", "namespace": "dr-syncer"}},
+        })));
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[0].contains("rsyncDaemonSet") && both[1].contains("keySecretRef"));
+    }
 
     fn ok() -> CheckResult {
         CheckResult {

@@ -40,9 +40,9 @@ pub use self::{
     leftovers::{Leftover, find_leftovers, remove_leftovers},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{
-        AgentKeys, AgentProbe, AgentReadiness, GRANT_WINDOW, ManagedBy, PvcDataSync, PvcPair, PvcProgressFn,
-        PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness, deploy_agents,
-        free_agent_port, lock_name, probe_agents, remove_agents, synced_pvc_pairs,
+        AgentKeys, AgentProbe, AgentReadiness, GRANT_WINDOW, ManagedBy, NodeLimits, PvcDataSync, PvcPair,
+        PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness,
+        deploy_agents, free_agent_port, lock_name, probe_agents, remove_agents, synced_pvc_pairs,
     },
     source::{KubeSource, selector_string},
 };

@@ -407,6 +407,41 @@ pub struct PvcSyncResult {
 /// Callback of progress updates (`pair`, stage).
 pub type PvcProgressFn<'a> = dyn Fn(&PvcPair, &PvcSyncStage) + Send + Sync + 'a;
 
+/// Per-node limits of concurrent transfers reading from one source cluster (`pvcSync.concurrency`),
+/// shared by everything copying from it.
+#[derive(Debug)]
+pub struct NodeLimits {
+    limit: usize,
+    nodes: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl NodeLimits {
+    /// At most `limit` transfers per node.
+    pub fn new(limit: usize) -> Self {
+        NodeLimits {
+            limit: limit.max(1),
+            nodes: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The limit per node.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Wait for a slot on `node`; held until the permit is dropped.
+    pub async fn acquire(&self, node: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            nodes
+                .entry(node.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.limit)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.ok()
+    }
+}
+
 /// Runs PVC transfers from a source cluster (with agents deployed) into a DR cluster.
 #[derive(Clone)]
 pub struct PvcDataSync {
@@ -422,6 +457,7 @@ pub struct PvcDataSync {
     wait_timeout: Duration,
     poll: Duration,
     global: Option<Arc<tokio::sync::Semaphore>>,
+    per_node: Option<Arc<NodeLimits>>,
     stamp: bool,
 }
 
@@ -459,6 +495,7 @@ impl PvcDataSync {
             wait_timeout: Duration::from_secs(300),
             poll: Duration::from_secs(1),
             global: None,
+            per_node: None,
             stamp: true,
         }
     }
@@ -504,6 +541,12 @@ impl PvcDataSync {
     /// A limit shared with other `PvcDataSync`s (e.g. every mapping reading the same source cluster).
     pub fn with_global_limit(mut self, limit: Arc<tokio::sync::Semaphore>) -> Self {
         self.global = Some(limit);
+        self
+    }
+
+    /// Limits per source node shared with other `PvcDataSync`s reading from the same cluster.
+    pub fn with_node_limits(mut self, limits: Arc<NodeLimits>) -> Self {
+        self.per_node = Some(limits);
         self
     }
 
@@ -605,9 +648,13 @@ impl PvcDataSync {
                 pair.destination_namespace, pair.destination_pvc
             )))?;
 
-        // 2. Where is the volume mounted?
+        // 2. Where is the volume mounted? (And a slot on that node, within `pvcSync.concurrency`.)
         let volume = self.locate(pair, &claim, progress, cleanup).await?;
         *node_out = Some(volume.node.clone());
+        let _node_slot = match &self.per_node {
+            Some(limits) => limits.acquire(&volume.node).await,
+            None => None,
+        };
 
         // 3. The reader on that node.
         let reader_ip = self.reader_ip(&volume.node).await?;
@@ -1257,6 +1304,56 @@ pub async fn probe_agents(
     {
         apply(&ns_api, namespace, &ns).await?;
     }
+    // `pvcSync.healthCheck`: agents that do not answer are asked again, `retry_attempts` times,
+    // `retry_interval` apart.
+    let mut answers: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
+    let mut pending = hosts;
+    for attempt in 0..=agents.health.retry_attempts {
+        if attempt > 0 {
+            tokio::time::sleep(agents.health.retry_interval).await;
+        }
+        let got = run_probe_pod(
+            destination,
+            agents,
+            namespace,
+            name,
+            image,
+            &key_data,
+            &pending,
+            timeout,
+        )
+        .await?;
+        answers.extend(got);
+        pending.retain(|h| !answers.get(h).is_some_and(|(ok, _)| *ok));
+        if pending.is_empty() {
+            break;
+        }
+    }
+    for p in probes.iter_mut().filter(|p| p.error.is_none()) {
+        match answers.get(&p.ip) {
+            Some((ok, err)) => {
+                p.connected = *ok;
+                p.error = err.clone();
+            }
+            None => p.error = Some("the probe gave no answer for this agent".into()),
+        }
+    }
+    Ok(probes)
+}
+
+/// One probe pod in `namespace` of the DR cluster that asks `hosts` over SSH; its answers by host. The
+/// pod and its key Secret are removed afterwards.
+#[allow(clippy::too_many_arguments)] // where and what to run, and the keys
+async fn run_probe_pod(
+    destination: &Client,
+    agents: &AgentSettings,
+    namespace: &str,
+    name: &str,
+    image: &str,
+    key_data: &BTreeMap<String, Vec<u8>>,
+    hosts: &[String],
+    timeout: Duration,
+) -> Result<BTreeMap<String, (bool, Option<String>)>> {
     let pod_name = manifests::probe_pod_name(name);
     let pods: Api<Pod> = Api::namespaced(destination.clone(), namespace);
     delete_and_wait(&pods, &pod_name, timeout).await?;
@@ -1264,18 +1361,10 @@ pub async fn probe_agents(
     apply(
         &secrets,
         &pod_name,
-        &manifests::mover_key_secret(namespace, &pod_name, key_data),
+        &manifests::mover_key_secret(namespace, &pod_name, key_data.clone()),
     )
     .await?;
-    let pod = manifests::probe_pod(
-        image,
-        agents.pull_policy.as_deref(),
-        namespace,
-        &pod_name,
-        &hosts,
-        agents.port,
-        &pod_name,
-    );
+    let pod = manifests::probe_pod(agents, image, namespace, &pod_name, hosts, &pod_name);
     let result = async {
         pods.create(&PostParams::default(), &pod)
             .await
@@ -1327,7 +1416,7 @@ pub async fn probe_agents(
         warn!("cleaning up: {e}");
     }
     let text = result?;
-    let answers: BTreeMap<String, (bool, Option<String>)> = text
+    Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
         .filter(|v| v["event"] == "probe")
@@ -1337,15 +1426,33 @@ pub async fn probe_agents(
             let err = (!ok).then(|| v["message"].as_str().unwrap_or("no answer").to_string());
             Some((host, (ok, err)))
         })
-        .collect();
-    for p in probes.iter_mut().filter(|p| p.error.is_none()) {
-        match answers.get(&p.ip) {
-            Some((ok, err)) => {
-                p.connected = *ok;
-                p.error = err.clone();
-            }
-            None => p.error = Some("the probe gave no answer for this agent".into()),
-        }
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pvcSync.concurrency`: a node's slots are shared by every copy reading from it; other nodes are
+    /// not held up.
+    #[tokio::test]
+    async fn node_limits_bound_copies_per_node() {
+        let limits = NodeLimits::new(2);
+        let a1 = limits.acquire("node-a").await.unwrap();
+        let _a2 = limits.acquire("node-a").await.unwrap();
+        let third = tokio::time::timeout(Duration::from_millis(100), limits.acquire("node-a")).await;
+        assert!(third.is_err(), "a third copy on node-a waits");
+        let other = tokio::time::timeout(Duration::from_millis(100), limits.acquire("node-b")).await;
+        assert!(other.is_ok_and(|p| p.is_some()), "node-b is free");
+        drop(a1);
+        let freed = tokio::time::timeout(Duration::from_millis(100), limits.acquire("node-a")).await;
+        assert!(freed.is_ok_and(|p| p.is_some()), "a released slot is taken");
     }
-    Ok(probes)
+
+    #[test]
+    fn a_grant_is_renewed_well_before_it_expires() {
+        assert!(!grant_needs_renewal(grant_expiry()));
+        assert!(grant_needs_renewal(SystemTime::now() + Duration::from_secs(60)));
+        assert!(grant_needs_renewal(SystemTime::now() - Duration::from_secs(1)));
+    }
 }

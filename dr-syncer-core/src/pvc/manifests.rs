@@ -25,7 +25,7 @@ use k8s_openapi::{
 };
 use serde_json::{Value, json};
 
-use super::{AGENT_NAME, AgentSettings, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings};
+use super::{AGENT_NAME, AgentEnv, AgentSettings, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings};
 use crate::keys::{AuthorizedClientKeys, KeyPair, KeySecrets};
 
 /// The agent's state directory (sshd's configuration, keys, grants in effect): an in-memory emptyDir.
@@ -190,7 +190,10 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             format!("--allow-dir={AGENT_STATE_DIR}/allow"),
             format!("--volume-root={}", settings.kubelet_root),
         ],
-        "env": settings.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        "env": settings.env.iter().map(|e| match e {
+            AgentEnv::Value(k, v) => json!({"name": k, "value": v}),
+            AgentEnv::FieldRef(k, path) => json!({"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}}),
+        }).collect::<Vec<_>>(),
         "ports": [
             {"name": "ssh", "containerPort": settings.port, "protocol": "TCP"},
             {"name": "health", "containerPort": settings.health_port, "protocol": "TCP"},
@@ -228,9 +231,22 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
     if let Some((limits, requests)) = &settings.resources {
         container["resources"] = json!({"limits": limits, "requests": requests});
     }
+    if settings.privileged {
+        // `deployment.privileged: true`: what SELinux-enforcing nodes need for root to read every volume.
+        container["securityContext"] = json!({
+            "runAsUser": 0,
+            "privileged": true,
+            "readOnlyRootFilesystem": true,
+        });
+    }
+    if !settings.host_network {
+        // On the pod network, the SSH port is published on the node's address (the CNI portmap
+        // plugin); movers dial the node as with the host network.
+        container["ports"][0]["hostPort"] = json!(settings.port);
+    }
     let mut pod_spec = json!({
-        "hostNetwork": true,
-        "dnsPolicy": "ClusterFirstWithHostNet",
+        "hostNetwork": settings.host_network,
+        "dnsPolicy": if settings.host_network { "ClusterFirstWithHostNet" } else { "ClusterFirst" },
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,
         "terminationGracePeriodSeconds": 30,
@@ -418,14 +434,18 @@ pub fn probe_pod_name(mapping: &str) -> String {
 /// `port` with the pinned host key and accepts the client key; one JSON line per reader in its log and
 /// termination message.
 pub fn probe_pod(
+    agents: &AgentSettings,
     image: &str,
-    pull_policy: Option<&str>,
     namespace: &str,
     name: &str,
     hosts: &[String],
-    port: u16,
     key_secret: &str,
 ) -> Pod {
+    let (pull_policy, port, connect_timeout) = (
+        agents.pull_policy.as_deref(),
+        agents.port,
+        agents.health.ssh_timeout,
+    );
     let mut args = vec![
         "probe".to_string(),
         format!("--port={port}"),
@@ -434,7 +454,7 @@ pub fn probe_pod(
             crate::keys::PINNED_HOST_KEYS_FILE
         ),
         format!("--identity={MOVER_KEY_DIR}/{}", crate::keys::CLIENT_KEY_FILE),
-        "--connect-timeout-secs=10".to_string(),
+        format!("--connect-timeout-secs={}", connect_timeout.as_secs().max(1)),
         format!("--termination-log={TERMINATION_LOG}"),
     ];
     for (i, h) in hosts.iter().enumerate() {

@@ -120,25 +120,27 @@ pub(super) async fn sync_data(
         );
         return outcome;
     }
-    let transfer = match TransferSettings::from_config(pvc_config.data_sync_config.as_ref()) {
-        Ok(mut t) => {
-            // A person's go-ahead to mirror emptied volumes (removed after this sync).
-            t.allow_wiped_source = nm
-                .annotations()
-                .get(dr_syncer_core::annotations::ALLOW_WIPED_SOURCE)
-                .is_some_and(|v| v == "true");
-            t
-        }
-        Err(m) => {
-            fail_all(
-                &mut outcome,
-                "InvalidConfig",
-                FailureCategory::ValidationFailure,
-                m,
-            );
-            return outcome;
-        }
-    };
+    let settings = AgentSettings::from_spec(source_rc.spec.pvc_sync.as_ref());
+    let transfer =
+        match TransferSettings::from_config_and_agents(pvc_config.data_sync_config.as_ref(), &settings) {
+            Ok(mut t) => {
+                // A person's go-ahead to mirror emptied volumes (removed after this sync).
+                t.allow_wiped_source = nm
+                    .annotations()
+                    .get(dr_syncer_core::annotations::ALLOW_WIPED_SOURCE)
+                    .is_some_and(|v| v == "true");
+                t
+            }
+            Err(m) => {
+                fail_all(
+                    &mut outcome,
+                    "InvalidConfig",
+                    FailureCategory::ValidationFailure,
+                    m,
+                );
+                return outcome;
+            }
+        };
     let concurrency = pvc_config
         .data_sync_config
         .as_ref()
@@ -174,15 +176,13 @@ pub(super) async fn sync_data(
             return outcome;
         }
     };
-    let settings = AgentSettings::from_spec(source_rc.spec.pvc_sync.as_ref());
-    let limit = ctx.data_limit(
-        &format!(
-            "{}/{}",
-            source_rc.namespace().unwrap_or_default(),
-            source_rc.name_any()
-        ),
-        settings.global_concurrency,
+    let source_key = format!(
+        "{}/{}",
+        source_rc.namespace().unwrap_or_default(),
+        source_rc.name_any()
     );
+    let limit = ctx.data_limit(&source_key, settings.global_concurrency);
+    let node_concurrency = settings.node_concurrency;
     let mover = PvcDataSync::new(
         clusters.source.client.clone(),
         clusters.destination.client.clone(),
@@ -192,6 +192,10 @@ pub(super) async fn sync_data(
     )
     .with_transfer(transfer)
     .with_wait_timeout(ctx.options.data_wait_timeout);
+    let mover = match node_concurrency {
+        Some(n) => mover.with_node_limits(ctx.node_limits(&source_key, n)),
+        None => mover,
+    };
 
     // Per-PVC state, seeded from the last status.
     let previous: BTreeMap<String, VolumeSyncStatus> = nm
