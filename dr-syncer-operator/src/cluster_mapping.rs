@@ -37,6 +37,14 @@ pub fn failure_backoff(failures: i64) -> Duration {
 
 async fn write(ctx: &Context, cm: &ClusterMapping, status: &ClusterMappingStatus) -> Result<()> {
     let (ns, name) = (cm.namespace().unwrap_or_default(), cm.name_any());
+    let mut status = status.clone();
+    let mut conds = status.conditions.take().unwrap_or_default();
+    conditions::summarize(
+        &mut conds,
+        conditions::CLUSTER_MAPPING_READY,
+        cm.metadata.generation,
+    );
+    status.conditions = Some(conds);
     let api: Api<ClusterMapping> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "ClusterMapping", "status": status});
     api.patch_status(

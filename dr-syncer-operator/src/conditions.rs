@@ -63,9 +63,123 @@ pub fn is_true(conditions: Option<&Vec<Condition>>, type_: &str) -> bool {
         .any(|c| c.type_ == type_ && c.status == "True")
 }
 
+/// The conditions a kind's summary `Ready` condition reads: `Ready` is `True` when every `required`
+/// condition is `True` and no `blocking` one is; otherwise `False` with the reason and message of the
+/// first that is not (a required condition not yet reported: reason `Pending`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadyRule {
+    /// Conditions that must be `True`.
+    pub required: &'static [&'static str],
+    /// Conditions that must not be `True`.
+    pub blocking: &'static [&'static str],
+}
+
+/// RemoteCluster: usable (its kubeconfig read and valid, the cluster answering, the schedule valid when
+/// there is one) and still the cluster it is pinned to.
+pub const REMOTE_CLUSTER_READY: ReadyRule = ReadyRule {
+    required: &["KubeconfigAvailable", "KubeconfigValid", "ClusterAvailable"],
+    blocking: &["ClusterIdentityChanged"],
+};
+
+/// ClusterMapping: not paused, both clusters (and the source's agents, when checked) reachable.
+pub const CLUSTER_MAPPING_READY: ReadyRule = ReadyRule {
+    required: &["Connected"],
+    blocking: &["Paused"],
+};
+
+/// NamespaceMapping: not paused, the last sync succeeded, nothing is overdue, and the two sites are not
+/// both live.
+pub const NAMESPACE_MAPPING_READY: ReadyRule = ReadyRule {
+    required: &["Synced"],
+    blocking: &["Paused", "Stale", "BothSitesActive"],
+};
+
+/// Set the summary `Ready` condition from the others (kstatus style: `kubectl wait --for=condition=Ready`).
+pub fn summarize(conditions: &mut Vec<Condition>, rule: ReadyRule, generation: Option<i64>) {
+    // A schedule that does not parse keeps a RemoteCluster from serving its mappings too.
+    let optional_required = ["ScheduleValid"];
+    let find = |t: &str| conditions.iter().find(|c| c.type_ == t);
+    let not_ready = |c: &Condition| (c.reason.clone(), format!("{}: {}", c.type_, c.message));
+    let mut verdict = rule
+        .blocking
+        .iter()
+        .filter_map(|t| find(t))
+        .find(|c| c.status == "True")
+        .map(not_ready);
+    for t in rule.required.iter().chain(&optional_required) {
+        if verdict.is_some() {
+            break;
+        }
+        verdict = match find(t) {
+            Some(c) if c.status == "True" => None,
+            Some(c) => Some(not_ready(c)),
+            None if optional_required.contains(t) => None,
+            None => Some(("Pending".into(), format!("{t} is not reported yet"))),
+        };
+    }
+    match verdict {
+        Some((reason, message)) => set(conditions, "Ready", false, &reason, message, generation),
+        None => set(conditions, "Ready", true, "Ready", "ready", generation),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_summarizes_the_other_conditions() {
+        let ready = |c: &Vec<Condition>| {
+            let r = c.iter().find(|c| c.type_ == "Ready").unwrap();
+            (r.status.clone(), r.reason.clone())
+        };
+        let mut c = Vec::new();
+        summarize(&mut c, NAMESPACE_MAPPING_READY, Some(1));
+        assert_eq!(ready(&c), ("False".into(), "Pending".into()));
+        set(&mut c, "Synced", true, "SyncCompleted", "ok", Some(1));
+        summarize(&mut c, NAMESPACE_MAPPING_READY, Some(1));
+        assert_eq!(ready(&c), ("True".into(), "Ready".into()));
+        set(
+            &mut c,
+            "Stale",
+            true,
+            "Stale",
+            "3 periods without a sync",
+            Some(1),
+        );
+        summarize(&mut c, NAMESPACE_MAPPING_READY, Some(1));
+        assert_eq!(ready(&c), ("False".into(), "Stale".into()));
+        set(&mut c, "Stale", false, "Fresh", "", Some(1));
+        set(&mut c, "Synced", false, "SyncFailed", "boom", Some(2));
+        summarize(&mut c, NAMESPACE_MAPPING_READY, Some(2));
+        assert_eq!(ready(&c), ("False".into(), "SyncFailed".into()));
+        let r = c.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (r.message.as_str(), r.observed_generation),
+            ("Synced: boom", Some(2))
+        );
+
+        let mut rc = Vec::new();
+        for t in REMOTE_CLUSTER_READY.required {
+            set(&mut rc, t, true, "Ok", "", None);
+        }
+        summarize(&mut rc, REMOTE_CLUSTER_READY, None);
+        assert_eq!(ready(&rc), ("True".into(), "Ready".into()));
+        set(&mut rc, "ScheduleValid", false, "InvalidSchedule", "bad", None);
+        summarize(&mut rc, REMOTE_CLUSTER_READY, None);
+        assert_eq!(ready(&rc), ("False".into(), "InvalidSchedule".into()));
+        remove(&mut rc, "ScheduleValid");
+        set(
+            &mut rc,
+            "ClusterIdentityChanged",
+            true,
+            "ClusterIdentityChanged",
+            "other cluster",
+            None,
+        );
+        summarize(&mut rc, REMOTE_CLUSTER_READY, None);
+        assert_eq!(ready(&rc), ("False".into(), "ClusterIdentityChanged".into()));
+    }
 
     #[test]
     fn transition_time_moves_only_with_the_status() {

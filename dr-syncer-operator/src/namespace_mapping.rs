@@ -115,7 +115,15 @@ pub(crate) async fn write_status_with(
     old: Option<&NamespaceMappingStatus>,
     status: &NamespaceMappingStatus,
 ) -> Result<()> {
-    if old == Some(status) {
+    let mut status = status.clone();
+    let mut conds = status.conditions.take().unwrap_or_default();
+    crate::conditions::summarize(
+        &mut conds,
+        crate::conditions::NAMESPACE_MAPPING_READY,
+        nm.metadata.generation,
+    );
+    status.conditions = Some(conds);
+    if old == Some(&status) {
         return Ok(());
     }
     let api: Api<NamespaceMapping> = Api::namespaced(client.clone(), &nm.namespace().unwrap_or_default());

@@ -336,6 +336,13 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
             status.last_sync_time = Some(now());
         }
     }
+    let mut conds = status.conditions.take().unwrap_or_default();
+    conditions::summarize(
+        &mut conds,
+        conditions::REMOTE_CLUSTER_READY,
+        rc.metadata.generation,
+    );
+    status.conditions = Some(conds);
     if status != old {
         let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "RemoteCluster", "status": status});

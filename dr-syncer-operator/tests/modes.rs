@@ -309,6 +309,35 @@ async fn manual_mode_syncs_once_per_trigger_and_removes_it() {
     .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(env.dr.client(), &dst);
     assert!(cms.get_opt("settings").await.unwrap().is_some());
+    // The summary condition: `kubectl wait --for=condition=Ready` works on the mapping and its
+    // clusters, and `kubectl get` shows it.
+    for object in ["namespacemapping/shop", "remotecluster/prod", "remotecluster/dr"] {
+        let out = env
+            .controller
+            .kubectl()
+            .unwrap()
+            .args(["-n", NS, "wait", "--for=condition=Ready", "--timeout=60s", object])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{object}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let table = env
+        .controller
+        .kubectl()
+        .unwrap()
+        .args(["-n", NS, "get", "namespacemappings"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    // (Columns are aligned: the value starts where its header does.)
+    let header = table.lines().next().unwrap_or_default();
+    let row = table.lines().nth(1).unwrap_or_default();
+    let at = header.find("READY").expect("a READY column");
+    assert!(row.get(at..).is_some_and(|v| v.starts_with("True")), "{table}");
     let after = env.dr.requests(&env.dr_id.user).await.unwrap();
     // Namespace + settings + scratch-cache (no exclusions here).
     assert_eq!(

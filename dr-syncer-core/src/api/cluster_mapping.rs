@@ -29,6 +29,11 @@ use super::common::{Conditions, conditions_schema, default_true};
         json_path = ".status.connectionStatus.connectedAgents"
     ),
     printcolumn(name = "Last Verified", type_ = "date", json_path = ".status.lastVerified"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -45,6 +45,11 @@ pub const SCHEDULE_PATTERN: &str =
     ),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.replicationMode"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
     // A string, as in the Go CRD: a `date` column shows a future time as `<invalid>`.
     printcolumn(name = "Next Sync", type_ = "string", json_path = ".status.nextSyncTime"),

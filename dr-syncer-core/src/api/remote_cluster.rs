@@ -33,6 +33,11 @@ use super::common::{
         type_ = "integer",
         json_path = ".status.pvcSync.agentStatus.readyNodes"
     ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

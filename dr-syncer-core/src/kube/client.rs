@@ -14,9 +14,10 @@ use super::{
 use crate::{Error, Result};
 
 /// Where a cluster's kubeconfig comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum KubeconfigSource {
     /// `KUBECONFIG`, `~/.kube/config`, or the in-cluster service account.
+    #[default]
     Infer,
     /// A kubeconfig file.
     File(PathBuf),
@@ -29,8 +30,8 @@ pub enum KubeconfigSource {
     BytesAllowingExec(Vec<u8>),
 }
 
-/// How to reach one cluster.
-#[derive(Debug, Clone)]
+/// How to reach one cluster (`..Default::default()` for the fields a caller does not set).
+#[derive(Debug, Clone, Default)]
 pub struct ClusterConfig {
     /// The kubeconfig.
     pub kubeconfig: KubeconfigSource,
