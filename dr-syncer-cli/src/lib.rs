@@ -95,7 +95,9 @@ pub struct Args {
     pub yes: bool,
     /// Wait until the activated side's workloads are ready (cutover, failback, promote), e.g. `5m`; also
     /// bounds the wait for the quieted side's pods to stop [default for that: 5m].
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "5m")]
+    /// (`--wait 5m` works too: [`normalize_go_flags`] joins a duration that follows; any other word is
+    /// never taken as its value.)
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "5m", require_equals = true)]
     pub wait: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
@@ -279,7 +281,8 @@ pub fn normalize_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
     }
     let mut names = std::collections::BTreeSet::new();
     switches(&Args::command(), &mut names);
-    args.into_iter()
+    let normalized: Vec<String> = args
+        .into_iter()
         .enumerate()
         .filter_map(|(i, a)| {
             if i == 0 {
@@ -307,7 +310,20 @@ pub fn normalize_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
                 _ => Some(a),
             }
         })
-        .collect()
+        .collect();
+    // `--wait 5m`: a duration after `--wait` is its value; anything else (a subcommand) is not.
+    let mut out = Vec::with_capacity(normalized.len());
+    let mut words = normalized.into_iter().peekable();
+    while let Some(a) = words.next() {
+        if a == "--wait"
+            && let Some(next) = words.next_if(|n| dr_syncer_core::config::parse_duration(n).is_ok())
+        {
+            out.push(format!("--wait={next}"));
+        } else {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// An error with the exit code it maps to.
@@ -965,5 +981,20 @@ mod go_flag_tests {
         assert!(args.include_custom_resources && args.migrate_pvc_data);
         let off = Args::try_parse_from(norm(&["x", "--migrate-pvc-data=false", "stage"])).unwrap();
         assert!(!off.migrate_pvc_data);
+        // `--wait`: a duration after it is its value, a subcommand never is.
+        assert_eq!(
+            norm(&["x", "--wait", "5m", "cutover"]),
+            ["x", "--wait=5m", "cutover"]
+        );
+        assert_eq!(norm(&["x", "--wait", "cutover"]), ["x", "--wait", "cutover"]);
+        let bare = Args::try_parse_from(norm(&["x", "--wait", "cutover"])).unwrap();
+        assert_eq!(bare.wait.as_deref(), Some("5m"));
+        assert!(
+            matches!(bare.command, Some(Command::Cutover)),
+            "{:?}",
+            bare.command
+        );
+        let timed = Args::try_parse_from(norm(&["x", "cutover", "--wait", "20s"])).unwrap();
+        assert_eq!(timed.wait.as_deref(), Some("20s"));
     }
 }
