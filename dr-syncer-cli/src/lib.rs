@@ -258,6 +258,11 @@ pub enum OutputFormat {
     Table,
     /// The report as JSON (documented in docs/cli.md).
     Json,
+    /// The same report as YAML.
+    Yaml,
+    /// One line per object the report changed, would change or found different (`Kind/namespace/name`);
+    /// reports about namespaces only (preflight, status, cleanup): `namespace/NAME`.
+    Name,
 }
 
 /// Go's flag package accepts `-flag=value` for long flags and `--switch=true|false` for booleans; clap

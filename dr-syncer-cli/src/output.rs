@@ -17,6 +17,41 @@ pub(crate) struct Printer {
     show_secrets: bool,
 }
 
+/// The names `-o name` prints for a report: the objects it changed, would change or found different
+/// (`Kind/namespace/name`, as in the JSON), else its DR namespaces (`namespace/NAME`).
+fn names(report: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, objects: &mut Vec<String>, namespaces: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("changes", serde_json::Value::Array(items)) => objects.extend(
+                            items
+                                .iter()
+                                .filter_map(|c| c["object"].as_str().map(str::to_string)),
+                        ),
+                        ("destinationNamespace", serde_json::Value::String(ns)) => {
+                            namespaces.push(format!("namespace/{ns}"));
+                        }
+                        _ => walk(v, objects, namespaces),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(item, objects, namespaces);
+                }
+            }
+            _ => {}
+        }
+    }
+    let (mut objects, mut namespaces) = (Vec::new(), Vec::new());
+    walk(report, &mut objects, &mut namespaces);
+    let mut out = if objects.is_empty() { namespaces } else { objects };
+    out.dedup();
+    out
+}
+
 /// `diff` as JSON.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +108,20 @@ fn action_name(a: &ApplyAction) -> &'static str {
 }
 
 impl Printer {
+    /// A report as JSON, YAML (the same document), or the names of the objects it names (`-o name`).
+    fn structured<T: Serialize>(&self, report: &T) -> anyhow::Result<()> {
+        match self.format {
+            OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(report)?),
+            OutputFormat::Name => {
+                for name in names(&serde_json::to_value(report)?) {
+                    println!("{name}");
+                }
+            }
+            _ => println!("{}", serde_json::to_string_pretty(report)?),
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(format: OutputFormat, show_secrets: bool) -> Self {
         Printer { format, show_secrets }
     }
@@ -97,7 +146,7 @@ impl Printer {
         let deletions_held =
             !report.dry_run && report.sync.as_ref().is_some_and(|s| s.deletion_hold.is_some());
         match self.format {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => self.structured(&report)?,
             OutputFormat::Table => {
                 let verb = if report.dry_run {
                     " (dry run: nothing written)"
@@ -212,7 +261,7 @@ impl Printer {
     /// Print a pair's site state.
     pub(crate) fn status(&self, s: &PairStatus) -> anyhow::Result<ExitCode> {
         match self.format {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(s)?),
+            OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => self.structured(s)?,
             OutputFormat::Table => {
                 for (label, side) in [("production", &s.source), ("DR", &s.destination)] {
                     let mut line = format!("{label:<11} {:<24} {}", side.namespace, side.state);
@@ -256,7 +305,7 @@ impl Printer {
         dry_run: bool,
     ) -> anyhow::Result<ExitCode> {
         match self.format {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(reports)?),
+            OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => self.structured(&reports)?,
             OutputFormat::Table => {
                 for r in reports {
                     if r.leftovers.is_empty() {
@@ -277,7 +326,7 @@ impl Printer {
     /// Print preflight checks; exit 8 when one blocks.
     pub(crate) fn preflight(&self, report: &PreflightReport) -> anyhow::Result<ExitCode> {
         match self.format {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+            OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => self.structured(report)?,
             OutputFormat::Table => {
                 println!("preflight");
                 for c in &report.checks {
@@ -314,16 +363,13 @@ impl Printer {
         let not_compared = plan.destination_active && plan.held.is_some();
         let in_sync = !not_compared && missing.is_empty() && differing.is_empty() && extra.is_empty();
         match self.format {
-            OutputFormat::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&Drift {
-                    in_sync,
-                    missing,
-                    differing,
-                    extra,
-                    report: plan,
-                })?
-            ),
+            OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => self.structured(&Drift {
+                in_sync,
+                missing,
+                differing,
+                extra,
+                report: plan,
+            })?,
             OutputFormat::Table => {
                 if let Some(h) = plan.held.as_ref().filter(|_| not_compared) {
                     println!(

@@ -244,6 +244,22 @@ async fn stage_twice_plan_and_diff() {
     assert_eq!(v["mode"], "plan");
     assert_eq!(v["dryRun"], true);
     assert_eq!(v["sync"]["kinds"]["ConfigMap"]["updated"], 1);
+    // The same report as YAML; `-o name`: the objects it would change, one per line.
+    let y = e.cli(&["plan", "-o", "yaml"]);
+    ok(&y);
+    let from_yaml: serde_json::Value = serde_saphyr::from_str(&y.stdout).expect("YAML");
+    assert_eq!(from_yaml["mode"], "plan");
+    assert_eq!(from_yaml["sync"]["kinds"], v["sync"]["kinds"]);
+    let n = e.cli(&["diff", "-o", "name"]);
+    assert_eq!(n.code, 3, "{}", n.stderr);
+    let names: Vec<&str> = n.stdout.lines().collect();
+    assert!(
+        names
+            .iter()
+            .any(|l| l.starts_with("ConfigMap/") && l.ends_with("/settings")),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|l| l.split('/').count() == 3), "{names:?}");
 }
 
 async fn replicas(cp: &ControlPlane, ns: &str) -> (Option<i32>, Option<i32>, Option<bool>, Option<String>) {
