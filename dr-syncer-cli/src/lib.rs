@@ -229,6 +229,14 @@ pub enum Command {
     /// the types in scope (`--resource-types`, or a `--mapping`'s, else the operator's defaults). Offline:
     /// no kubeconfig needed.
     Rbac,
+    /// Print a shell completion script (e.g. `dr-syncer-cli completions bash > /etc/bash_completion.d/dr-syncer-cli`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `dr-syncer-cli man > dr-syncer-cli.1`).
+    Man,
 }
 
 /// `rbac --scope` values.
@@ -439,8 +447,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(&args.log_level);
-    if args.command == Some(Command::Rbac) {
-        return rbac(&args);
+    match &args.command {
+        Some(Command::Rbac) => return rbac(&args),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut cmd = Args::command();
+            let name = cmd.get_name().to_owned();
+            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, name, &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let command = match (args.command, args.mode) {
         (Some(c), None) => c,
@@ -618,7 +642,9 @@ async fn run_command(
         | Command::Fence
         | Command::Status
         | Command::Cleanup
-        | Command::Rbac => {
+        | Command::Rbac
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled before a drill is built")
         }
     }

@@ -73,3 +73,64 @@ fn shipped_remote_rbac_is_the_generators_output() {
         String::from_utf8_lossy(&no_side.stderr)
     );
 }
+
+/// Shell completions and the man page come from the same argument definitions; a shell clap does not
+/// know is a usage error.
+#[test]
+fn completions_and_the_man_page() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef dr-syncer-cli"),
+        ("fish", "complete -c dr-syncer-cli"),
+    ] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for word in ["cutover", "failback", "source-kubeconfig"] {
+            assert!(script.contains(word), "{shell} completes {word}");
+        }
+    }
+    let bad = Command::new(BIN).args(["completions", "nosh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let man = Command::new(BIN).arg("man").output().unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.contains(".TH dr-syncer-cli 1") && page.contains("cutover"),
+        "{page}"
+    );
+}
+
+/// Installed as `kubectl-dr_syncer`, the CLI is a kubectl plugin: `kubectl dr-syncer …` runs it.
+#[test]
+fn it_runs_as_a_kubectl_plugin() {
+    let Ok(kubectl) = dr_syncer_testenv::kubectl_path() else {
+        eprintln!("SKIPPED: no kubectl (scripts/build-control-plane.sh provides one)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(BIN, dir.path().join("kubectl-dr_syncer")).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(&kubectl)
+        .args(["dr-syncer", "--version-json"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(info["program"], "dr-syncer-cli");
+    let list = Command::new(&kubectl)
+        .args(["plugin", "list"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("kubectl-dr_syncer"),
+        "{list:?}"
+    );
+}
