@@ -10,12 +10,13 @@ use dr_syncer_core::{
     engine::{Progress, ProgressFn},
     kube::PvcSyncStage,
 };
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The progress display of one CLI run; cleared when dropped.
 #[derive(Debug)]
 pub(crate) struct Display {
     bar: Option<ProgressBar>,
+    volumes: Arc<Mutex<std::collections::BTreeMap<String, ProgressBar>>>,
 }
 
 impl Drop for Display {
@@ -23,6 +24,18 @@ impl Drop for Display {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+        for bar in self.volumes.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What the object count means for subcommand `label`: `plan` and `diff` compare, the others apply.
+fn verb(label: &str) -> &'static str {
+    if matches!(label, "plan" | "diff") {
+        "compared"
+    } else {
+        "applied"
     }
 }
 
@@ -36,14 +49,24 @@ pub(crate) fn display(label: &str) -> (ProgressFn, Display) {
 }
 
 fn bar(label: &str) -> (ProgressFn, Display) {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    // One bar for the objects, one more per PVC being copied (several copy at once).
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let bar = multi.add(ProgressBar::new(0));
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} objects {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} objects {} {{wide_msg}}",
+            verb(label)
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_prefix(label.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
+    let volumes: Arc<Mutex<std::collections::BTreeMap<String, ProgressBar>>> = Arc::default();
+    let pvc_bars = volumes.clone();
+    let volume_style = ProgressStyle::with_template("  {prefix} [{bar:30}] {pos:>3}% {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     let handle = bar.clone();
     let f: ProgressFn = Arc::new(move |event: &Progress| match event {
         Progress::Planned { total } => {
@@ -60,10 +83,16 @@ fn bar(label: &str) -> (ProgressFn, Display) {
         }
         Progress::Data { pvc, stage } => match stage {
             PvcSyncStage::Moving(p) => {
-                handle.set_length(100);
-                handle.set_position(u64::from(p.percent));
-                handle.set_message(format!(
-                    "{pvc}: {} at {}/s{}",
+                let mut bars = pvc_bars.lock().unwrap_or_else(|p| p.into_inner());
+                let volume = bars.entry(pvc.clone()).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(100));
+                    b.set_style(volume_style.clone());
+                    b.set_prefix(pvc.clone());
+                    b
+                });
+                volume.set_position(u64::from(p.percent));
+                volume.set_message(format!(
+                    "{} at {}/s{}",
                     human_bytes(p.bytes),
                     human_bytes(p.bytes_per_second as u64),
                     p.remaining_seconds
@@ -71,11 +100,22 @@ fn bar(label: &str) -> (ProgressFn, Display) {
                         .unwrap_or_default()
                 ));
             }
-            other => handle.println(format!("{} {pvc}: {}", handle.prefix(), stage_text(other))),
+            other => {
+                if let Some(done) = pvc_bars.lock().unwrap_or_else(|p| p.into_inner()).remove(pvc) {
+                    done.finish_and_clear();
+                }
+                let _ = multi.println(format!("{} {pvc}: {}", handle.prefix(), stage_text(other)));
+            }
         },
         _ => {}
     });
-    (f, Display { bar: Some(bar) })
+    (
+        f,
+        Display {
+            bar: Some(bar),
+            volumes,
+        },
+    )
 }
 
 /// Plain lines: the number of objects, each quarter done, and every drill step.
@@ -86,14 +126,19 @@ fn lines(label: &str) -> (ProgressFn, Display) {
     let f: ProgressFn = Arc::new(move |event: &Progress| match event {
         Progress::Planned { total } => {
             *last_quarter.lock().unwrap_or_else(|p| p.into_inner()) = 0;
-            eprintln!("[{label}] {total} objects to apply");
+            let todo = if verb(&label) == "compared" {
+                "compare"
+            } else {
+                "apply"
+            };
+            eprintln!("[{label}] {total} objects to {todo}");
         }
         Progress::Applied { done, total, .. } => {
             let quarter = done * 4 / (*total).max(1);
             let mut last = last_quarter.lock().unwrap_or_else(|p| p.into_inner());
             if quarter > *last {
                 *last = quarter;
-                eprintln!("[{label}] applied {done}/{total} objects");
+                eprintln!("[{label}] {} {done}/{total} objects", verb(&label));
             }
         }
         Progress::Step { name } => eprintln!("[{label}] {name}"),
@@ -115,7 +160,13 @@ fn lines(label: &str) -> (ProgressFn, Display) {
         }
         _ => {}
     });
-    (f, Display { bar: None })
+    (
+        f,
+        Display {
+            bar: None,
+            volumes: Arc::default(),
+        },
+    )
 }
 
 fn stage_text(stage: &PvcSyncStage) -> String {

@@ -161,6 +161,9 @@ async fn stage_twice_plan_and_diff() {
     let before = e.dst_writes().await;
     let plan = e.cli(&["plan"]);
     ok(&plan);
+    // Its progress (plain lines on a pipe) counts objects compared, not applied.
+    assert!(plan.stderr.contains("objects to compare"), "{}", plan.stderr);
+    assert!(!plan.stderr.contains("applied"), "{}", plan.stderr);
     assert_eq!(e.dst_writes().await - before, 0, "plan wrote");
     assert!(plan.stdout.contains("create"), "{}", plan.stdout);
     for secret in ["s3cret-value", "czNjcmV0LXZhbHVl"] {
