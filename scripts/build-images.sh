@@ -63,7 +63,10 @@ case "$mode" in
     if [ "$mode" = host ]; then
       require_rust
       step "release binaries (cargo build --release)"
-      cargo build --release --locked -p dr-syncer-operator -p dr-syncer-agent \
+      # --version-json reports the commit and its time (stable per commit: no rebuild for the clock).
+      DR_SYNCER_GIT_COMMIT=$revision \
+        DR_SYNCER_BUILD_TIME=$(git log -1 --format=%cI 2>/dev/null || echo unknown) \
+        cargo build --release --locked -p dr-syncer-operator -p dr-syncer-agent \
         --bin dr-syncer-operator --bin dr-syncer-agent
       binaries=target/release
     fi

@@ -36,6 +36,12 @@ fn the_agent_image_serves_a_volume_to_a_mover_from_the_same_image() {
     assert!(out.status.success(), "{out:?}");
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["version"], VERSION, "{info}");
+    // scripts/build-images.sh builds the binaries with the commit they come from.
+    let commit = info["git_commit"].as_str().unwrap_or_default();
+    assert!(
+        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{info}"
+    );
 
     // What the agent pod mounts: host keys, the accepted (probe) keys, the grants, its state directory
     // (sshd wants it root-owned, not writable by others), and the volume at its kubelet path.

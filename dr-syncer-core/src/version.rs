@@ -26,14 +26,25 @@ pub const OPERATOR_IMAGE: &str = concat!(
 /// The agent's image of this version (agents, movers and mount pods): it follows the operator's version.
 pub const AGENT_IMAGE: &str = concat!(image_registry!(), "/dr-syncer-agent:", env!("CARGO_PKG_VERSION"));
 
-/// Build information, printed by `--version-json`.
+/// Build information, printed by `--version-json`: the Go project's keys where they apply (`version`,
+/// `git_commit`, `build_time`; `os` and `arch` for its `go_os` and `go_arch`), plus the program and the
+/// Kubernetes API version the build targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct BuildInfo {
     /// The program name.
     pub program: &'static str,
     /// The semantic version.
     pub version: &'static str,
+    /// The commit built (`DR_SYNCER_GIT_COMMIT` at build time, as `scripts/build-images.sh` sets it;
+    /// else `unknown`).
+    pub git_commit: &'static str,
+    /// When it was built (`DR_SYNCER_BUILD_TIME` at build time; else `unknown`: builds stay
+    /// reproducible).
+    pub build_time: &'static str,
+    /// Operating system.
+    pub os: &'static str,
+    /// CPU architecture.
+    pub arch: &'static str,
     /// The Kubernetes API version the build targets.
     pub kubernetes_api: &'static str,
 }
@@ -43,7 +54,22 @@ pub fn build_info(program: &'static str) -> BuildInfo {
     BuildInfo {
         program,
         version: VERSION,
+        git_commit: option_env!("DR_SYNCER_GIT_COMMIT").unwrap_or("unknown"),
+        build_time: option_env!("DR_SYNCER_BUILD_TIME").unwrap_or("unknown"),
+        os: std::env::consts::OS,
+        arch: std::env::consts::ARCH,
         kubernetes_api: "1.36",
+    }
+}
+
+impl std::fmt::Display for BuildInfo {
+    /// The Go project's `--version` line: `Version: X, GitCommit: Y, BuildTime: Z`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Version: {}, GitCommit: {}, BuildTime: {}",
+            self.version, self.git_commit, self.build_time
+        )
     }
 }
 
@@ -71,5 +97,13 @@ mod tests {
         let json = serde_json::to_value(build_info("dr-syncer-cli")).unwrap();
         assert_eq!(json["program"], "dr-syncer-cli");
         assert_eq!(json["version"], VERSION);
+        for key in ["git_commit", "build_time", "os", "arch", "kubernetes_api"] {
+            assert!(json[key].is_string(), "{key} in {json}");
+        }
+        assert!(
+            build_info("x")
+                .to_string()
+                .starts_with(&format!("Version: {VERSION}, GitCommit: "))
+        );
     }
 }

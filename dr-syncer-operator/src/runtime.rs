@@ -358,7 +358,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    info!(%identity, namespace = ns.unwrap_or("(all)"), "controllers started");
+    info!(
+        %identity,
+        namespace = ns.unwrap_or("(all)"),
+        build = %dr_syncer_core::version::build_info("dr-syncer-operator"),
+        "controllers started"
+    );
     let controllers = future::join3(rc_controller, cm_controller, nm_controller);
     let timeout = args.shutdown_timeout;
     let shutdown_deadline = async {
