@@ -53,145 +53,181 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Go-CLI form of the subcommands: Stage, Cutover or Failback.
-    #[arg(long, global = true, value_enum, ignore_case = true)]
+    #[arg(
+        help_heading = "Clusters and namespaces",
+        long,
+        global = true,
+        value_enum,
+        ignore_case = true
+    )]
     pub mode: Option<Mode>,
 
     /// Kubeconfig of the source (production) cluster [default: KUBECONFIG or ~/.kube/config].
-    #[arg(long, global = true, env = "DR_SYNCER_SOURCE_KUBECONFIG")]
+    #[arg(
+        help_heading = "Clusters and namespaces",
+        long,
+        global = true,
+        env = "DR_SYNCER_SOURCE_KUBECONFIG"
+    )]
     pub source_kubeconfig: Option<PathBuf>,
     /// Kubeconfig of the destination (DR) cluster [default: KUBECONFIG or ~/.kube/config].
-    #[arg(long, global = true, env = "DR_SYNCER_DEST_KUBECONFIG")]
+    #[arg(
+        help_heading = "Clusters and namespaces",
+        long,
+        global = true,
+        env = "DR_SYNCER_DEST_KUBECONFIG"
+    )]
     pub dest_kubeconfig: Option<PathBuf>,
     /// Context in the source kubeconfig [default: its current context].
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Clusters and namespaces", long, global = true)]
     pub source_context: Option<String>,
     /// Context in the destination kubeconfig [default: its current context].
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Clusters and namespaces", long, global = true)]
     pub dest_context: Option<String>,
     /// Source namespace (or from `--mapping`).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Clusters and namespaces", long, global = true)]
     pub source_namespace: Option<String>,
     /// Destination namespace [default: the source namespace].
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Clusters and namespaces", long, global = true)]
     pub dest_namespace: Option<String>,
     /// Take the configuration from a NamespaceMapping manifest (the operator's transformations).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Clusters and namespaces", long, global = true)]
     pub mapping: Option<PathBuf>,
     /// Resource types to copy (kinds, plurals, short names or resource.group; comma-separated or repeated)
     /// [default: the Go CLI's 13 types plus cronjobs].
-    #[arg(long, global = true, value_delimiter = ',')]
+    #[arg(help_heading = "What is copied", long, global = true, value_delimiter = ',')]
     pub resource_types: Vec<String>,
     /// Resource types to leave out.
-    #[arg(long, global = true, value_delimiter = ',')]
+    #[arg(help_heading = "What is copied", long, global = true, value_delimiter = ',')]
     pub exclude_resource_types: Vec<String>,
     /// Also copy every custom resource type of the namespace.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "What is copied", long, global = true)]
     pub include_custom_resources: bool,
     /// Report what would happen; write nothing.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Drill steps", long, global = true)]
     pub dry_run: bool,
     /// Do not ask for confirmation before cutover, failback, promote, fence or cleanup.
-    #[arg(long, short = 'y', global = true)]
+    #[arg(help_heading = "Drill steps", long, short = 'y', global = true)]
     pub yes: bool,
     /// Wait until the activated side's workloads are ready (cutover, failback, promote), e.g. `5m`; also
     /// bounds the wait for the quieted side's pods to stop [default for that: 5m].
     /// (`--wait 5m` works too: [`normalize_go_flags`] joins a duration that follows; any other word is
     /// never taken as its value.)
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "5m", require_equals = true)]
+    #[arg(help_heading = "Drill steps", long, global = true, num_args = 0..=1, default_missing_value = "5m", require_equals = true)]
     pub wait: Option<String>,
     /// Output format.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(help_heading = "Output", long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// Failback: copy what changed on the DR side since the cutover back to the source first.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Drill steps", long, global = true)]
     pub sync_back: bool,
     /// Show Secret values in plans and diffs (redacted by default).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Output", long, global = true)]
     pub show_secrets: bool,
     /// Log level: error, warn, info, debug, trace.
-    #[arg(long, global = true, default_value = "warn")]
+    #[arg(help_heading = "Output", long, global = true, default_value = "warn")]
     pub log_level: String,
     /// Copy PVC data too (Go CLI flag).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "PVC data", long, global = true)]
     pub migrate_pvc_data: bool,
     /// Copy PVC data back on failback (Go CLI flag).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "PVC data", long, global = true)]
     pub reverse_migrate_pvc_data: bool,
     /// Image of the temporary agents and mover pods of `--migrate-pvc-data` / `--reverse-migrate-pvc-data`.
-    #[arg(long, global = true, env = "DR_SYNCER_AGENT_IMAGE", default_value = dr_syncer_core::pvc::DEFAULT_AGENT_IMAGE)]
+    #[arg(help_heading = "PVC data", long, global = true, env = "DR_SYNCER_AGENT_IMAGE", default_value = dr_syncer_core::pvc::DEFAULT_AGENT_IMAGE)]
     pub agent_image: String,
     /// Namespace of the temporary agents (created if missing).
-    #[arg(long, global = true, default_value = dr_syncer_core::pvc::DEFAULT_AGENT_NAMESPACE)]
+    #[arg(help_heading = "PVC data", long, global = true, default_value = dr_syncer_core::pvc::DEFAULT_AGENT_NAMESPACE)]
     pub agent_namespace: String,
     /// Address a transfer's key is accepted from (repeatable; IP address, CIDR range, or `*` for any)
     /// when the mover pods reach the agents through NAT [default: the mover pod's and its node's
     /// addresses].
-    #[arg(long = "mover-source-address", global = true, value_parser = parse_source_address)]
+    #[arg(help_heading = "PVC data", long = "mover-source-address", global = true, value_parser = parse_source_address)]
     pub mover_source_addresses: Vec<String>,
     /// PVCs whose data is copied at the same time [default: the mapping's concurrentSyncs, else 2].
-    #[arg(long, global = true)]
+    #[arg(help_heading = "PVC data", long, global = true)]
     pub data_concurrency: Option<usize>,
     /// Cutover: skip the data copy made while the source still runs (only the final copy, after the
     /// source is quiet, is made; the downtime is then the whole copy).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "PVC data", long, global = true)]
     pub no_pre_copy: bool,
     /// How long to wait for agents, mount pods and mover pods to start, e.g. `5m`.
-    #[arg(long, global = true, default_value = "5m")]
+    #[arg(help_heading = "PVC data", long, global = true, default_value = "5m")]
     pub data_wait_timeout: String,
     /// Accepted for compatibility with the Go CLI and ignored (it drove the external pv-migrate).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "PVC data", long, global = true)]
     pub pv_migrate_flags: Option<String>,
     /// Accept a source cluster other than the one the DR namespace was filled from (it records the
     /// source's `kube-system` UID; by default a different cluster is refused with exit 4).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Drill steps", long, global = true)]
     pub accept_source_cluster: bool,
     /// PVC data: mirror source volumes that look wiped (empty or nearly empty while the DR copy is not;
     /// by default they are not copied and the DR copy is left untouched).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "PVC data", long, global = true)]
     pub allow_wiped_source: bool,
     /// Let deletions go ahead that the deletion brake holds (prune removing more than half, and more
     /// than 10, of the DR objects this mapping manages: see the mapping's `deletionBrake`).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "What is copied", long, global = true)]
     pub allow_deletions: bool,
     /// Take over DR objects that exist already and were not put there by dr-syncer (no
     /// `dr-syncer.io/synced-by`); by default they are left alone and reported as skipped (a mapping's
     /// `adoptExisting` says the same).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "What is copied", long, global = true)]
     pub adopt_existing: bool,
     /// Do not run the preflight checks before stage, cutover and failback.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Drill steps", long, global = true)]
     pub skip_preflight: bool,
     /// How long one request may take before it fails as timed out (it is retried a few times), e.g. `60s`;
     /// connecting is bounded at 10 s.
-    #[arg(long, global = true, default_value = "60s")]
+    #[arg(
+        help_heading = "Clusters and namespaces",
+        long,
+        global = true,
+        default_value = "60s"
+    )]
     pub request_timeout: String,
     /// rbac: for the source (production) side's identity.
-    #[arg(long, global = true, conflicts_with = "destination")]
+    #[arg(
+        help_heading = "Options of rbac",
+        long,
+        global = true,
+        conflicts_with = "destination"
+    )]
     pub source: bool,
     /// rbac: for the destination (DR) side's identity.
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Options of rbac", long, global = true)]
     pub destination: bool,
     /// rbac: a namespace on that side (repeatable) [default: the `--mapping`'s].
-    #[arg(long = "namespace", global = true, value_name = "NAMESPACE")]
+    #[arg(
+        help_heading = "Options of rbac",
+        long = "namespace",
+        global = true,
+        value_name = "NAMESPACE"
+    )]
     pub rbac_namespaces: Vec<String>,
     /// rbac: Roles per namespace, or one ClusterRole [default: namespace when namespaces are known].
-    #[arg(long, global = true, value_enum)]
+    #[arg(help_heading = "Options of rbac", long, global = true, value_enum)]
     pub scope: Option<RbacScope>,
     /// rbac: the DR side also runs PVC data movers (pods, their logs and key Secrets in its namespaces)
     /// [default: when the `--mapping` copies PVC data].
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Options of rbac", long, global = true)]
     pub pvc_data: bool,
     /// rbac: the roles' name [default: dr-syncer-source-reader / dr-syncer-dr-writer].
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Options of rbac", long, global = true)]
     pub role_name: Option<String>,
     /// rbac: also bind the roles to this user.
-    #[arg(long, global = true, conflicts_with = "bind_service_account")]
+    #[arg(
+        help_heading = "Options of rbac",
+        long,
+        global = true,
+        conflicts_with = "bind_service_account"
+    )]
     pub bind_user: Option<String>,
     /// rbac: also bind the roles to this ServiceAccount (`namespace/name`).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Options of rbac", long, global = true)]
     pub bind_service_account: Option<String>,
     /// cleanup: only the leftovers of this run (its id, as labelled `dr-syncer.io/cli-run`).
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Options of cleanup", long, global = true)]
     pub run: Option<String>,
     /// Print build information as JSON and exit.
     #[arg(long)]

@@ -9,6 +9,12 @@ fn help_and_version() {
     let help = Command::new(BIN).arg("--help").output().expect("run --help");
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: dr-syncer-cli"));
+    // Flags grouped under headings; every flag is still accepted before or after the subcommand.
+    let stage_help = Command::new(BIN).args(["stage", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&stage_help.stdout);
+    for heading in ["Clusters and namespaces:", "Drill steps:", "PVC data:", "Output:"] {
+        assert!(text.contains(heading), "{heading} in {text}");
+    }
 
     let version = Command::new(BIN)
         .arg("--version")
