@@ -17,6 +17,10 @@ pub(crate) struct Printer {
     show_secrets: bool,
 }
 
+/// The version of the JSON and YAML documents' shape (`schemaVersion`); raised when a field changes
+/// meaning or goes away (new fields do not raise it).
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
 /// The names `-o name` prints for a report: the objects it changed, would change or found different
 /// (`Kind/namespace/name`, as in the JSON), else its DR namespaces (`namespace/NAME`).
 fn names(report: &serde_json::Value) -> Vec<String> {
@@ -109,15 +113,27 @@ fn action_name(a: &ApplyAction) -> &'static str {
 
 impl Printer {
     /// A report as JSON, YAML (the same document), or the names of the objects it names (`-o name`).
+    /// JSON and YAML documents carry [`SCHEMA_VERSION`] (a list is wrapped as `items`).
     fn structured<T: Serialize>(&self, report: &T) -> anyhow::Result<()> {
-        match self.format {
-            OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(report)?),
-            OutputFormat::Name => {
-                for name in names(&serde_json::to_value(report)?) {
-                    println!("{name}");
-                }
+        let value = serde_json::to_value(report)?;
+        if self.format == OutputFormat::Name {
+            for name in names(&value) {
+                println!("{name}");
             }
-            _ => println!("{}", serde_json::to_string_pretty(report)?),
+            return Ok(());
+        }
+        let mut document = serde_json::Map::new();
+        document.insert("schemaVersion".into(), SCHEMA_VERSION.into());
+        match value {
+            serde_json::Value::Object(map) => document.extend(map),
+            other => {
+                document.insert("items".into(), other);
+            }
+        }
+        let document = serde_json::Value::Object(document);
+        match self.format {
+            OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&document)?),
+            _ => println!("{}", serde_json::to_string_pretty(&document)?),
         }
         Ok(())
     }

@@ -245,6 +245,7 @@ async fn stage_twice_plan_and_diff() {
     ok(&p);
     let v: serde_json::Value = serde_json::from_str(&p.stdout).expect("JSON");
     assert_eq!(v["mode"], "plan");
+    assert_eq!(v["schemaVersion"], 1);
     assert_eq!(v["dryRun"], true);
     assert_eq!(v["sync"]["kinds"]["ConfigMap"]["updated"], 1);
     // The same report as YAML; `-o name`: the objects it would change, one per line.
@@ -1356,7 +1357,8 @@ async fn cleanup_removes_what_interrupted_runs_left() {
     let dry = e.cli(&["cleanup", "--dry-run", "-o", "json"]);
     ok(&dry);
     let found: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
-    let names: Vec<&str> = found
+    assert_eq!(found["schemaVersion"], 1);
+    let names: Vec<&str> = found["items"]
         .as_array()
         .unwrap()
         .iter()
