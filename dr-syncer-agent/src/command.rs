@@ -180,6 +180,19 @@ pub fn run(args: &CommandArgs) -> i32 {
 
 /// Check the request against the allow-list (by path, or by grant name for `dr-syncer-resolve`).
 fn check(args: &CommandArgs, login: &Login, command: Option<&str>) -> Result<Request, Refusal> {
+    if login.key.is_none()
+        && command.is_some_and(|c| c.split(' ').nth(1).is_some())
+        && AllowList::new(&args.allow_dir)
+            .entries()
+            .is_ok_and(|e| e.iter().any(|e| e.binding.is_some()))
+    {
+        // (A probe without a path still answers.)
+        return Err(Refusal(
+            "sshd did not say which key logged in (SSH_USER_AUTH: ExposeAuthInfo needs a writable /tmp), so \
+             no transfer's volume can be served"
+                .into(),
+        ));
+    }
     if let Some(name) = forced::resolve_name(command)? {
         return allowed_entries(args, login)?
             .into_iter()
@@ -474,6 +487,11 @@ mod tests {
         let by_path = check(&args, &stolen, Some(&rsync)).unwrap_err();
         assert!(by_path.0.contains("not a volume served"), "{by_path}");
         assert!(check(&args, &stolen, Some("dr-syncer-resolve ns-a.data")).is_ok());
+        // When sshd cannot say which key logged in (no writable /tmp for ExposeAuthInfo), the refusal
+        // says so; a bare probe still answers.
+        let unknown = check(&args, &Login::default(), Some("dr-syncer-resolve ns-a.data")).unwrap_err();
+        assert!(unknown.0.contains("did not say which key"), "{unknown}");
+        assert!(check(&args, &Login::default(), Some("dr-syncer-probe")).is_ok());
         // Once expired, not even its own key reads it.
         list.grant_bound("ns-a.data", &a, Some(&bind(&key_a, -1)))
             .unwrap();

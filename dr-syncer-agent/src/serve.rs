@@ -238,6 +238,13 @@ fn forced_command(args: &ServeArgs, state: &State, confine: bool) -> anyhow::Res
     Ok(quoted.map_err(anyhow::Error::msg)?.join(" "))
 }
 
+/// Create and remove a file in the temporary directory.
+fn tempfile_in_tmp() -> std::io::Result<()> {
+    let path = std::env::temp_dir().join(format!(".dr-syncer-agent-{}", std::process::id()));
+    std::fs::write(&path, b"")?;
+    std::fs::remove_file(&path)
+}
+
 /// Whether the installed rsync has `--confine-root`.
 async fn rsync_can_confine(rsync: &Path) -> bool {
     let out = tokio::process::Command::new(rsync).arg("--help").output().await;
@@ -292,6 +299,12 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             .context("creating /run/sshd")?;
     }
     shell_word(&args.login_user).map_err(|e| anyhow::anyhow!("--login-user: {e}"))?;
+    // sshd writes the ExposeAuthInfo file (which key logged in) to /tmp; without it no transfer's key
+    // is recognised and every copy is refused.
+    tempfile_in_tmp().context(
+        "the temporary directory is not writable: sshd could not tell the forced command which key logged in \
+         (mount an emptyDir at /tmp; the agent DaemonSet does)",
+    )?;
     let confine = !args.unconfined_rsync;
     if confine && !rsync_can_confine(&args.rsync).await {
         bail!(

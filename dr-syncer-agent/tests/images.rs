@@ -97,11 +97,17 @@ fn the_agent_image_serves_a_volume_to_a_mover_from_the_same_image() {
         "{}:/var/lib/kubelet/pods/app-uid/volumes/kubernetes.io~csi/pv-app/mount:ro",
         data.path().display()
     );
+    // As the DaemonSet runs it: a read-only root file system with nothing writable but its emptyDirs
+    // (podman would otherwise add tmpfs mounts of its own), the state directory and /tmp.
+    let tmp = dir("tmp");
     let agent = Container::start(
         &podman,
         &unique("drs-agent-"),
         &[
             "--read-only",
+            "--read-only-tmpfs=false",
+            "-v",
+            &format!("{tmp}:/tmp"),
             "-v",
             &format!("{host_keys}:/etc/dr-syncer/host-keys:ro"),
             "-v",

@@ -448,7 +448,8 @@ impl AuthorizedClientKeys {
 
 /// Format a time as OpenSSH's UTC `expiry-time` (`YYYYMMDDHHMMSSZ`).
 pub fn expiry_time(t: SystemTime) -> String {
-    format_utc(t, "%Y%m%d%H%M%SZ", "99991231235959Z")
+    // (A time out of range fails closed: long expired.)
+    format_utc(t, "%Y%m%d%H%M%SZ", "19700101000000Z")
 }
 
 /// Format a time (whole seconds, UTC) with a `strftime` pattern; `fallback` for a time out of range.

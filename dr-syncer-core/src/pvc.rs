@@ -390,13 +390,17 @@ pub fn object_name(prefix: &str, name: &str, hash_parts: &[&str]) -> String {
     }
 }
 
-/// The grant's name for a source PVC (a ConfigMap key: `[-._a-zA-Z0-9]`, ≤ 200 characters).
-pub fn grant_name(namespace: &str, pvc: &str) -> String {
+/// The grant's name for a copy of source PVC `namespace/pvc` into `destination` (`namespace/pvc` of the
+/// DR side): a ConfigMap key (`[-._a-zA-Z0-9]`, ≤ 200 characters), `<namespace>.<pvc>.<hash>`. Two copies
+/// of one source PVC into different destinations (two mappings, or a drill next to the operator) have
+/// grants of their own: neither renews nor removes the other's.
+pub fn grant_name(namespace: &str, pvc: &str, destination: (&str, &str)) -> String {
+    let hash = name_hash(&[namespace, pvc, destination.0, destination.1]);
     let name = format!("{namespace}.{pvc}");
-    if name.len() <= 200 {
-        name
+    if name.len() <= 180 {
+        format!("{name}.{hash}")
     } else {
-        format!("{}.{}", &name[..180], name_hash(&[namespace, pvc]))
+        format!("{}.{hash}", &name[..180])
     }
 }
 

@@ -71,7 +71,7 @@ fn generated_names_are_valid_and_distinct() {
             "{name}"
         );
         assert!(!name.ends_with('-'));
-        let grant = grant_name(ns, pvc);
+        let grant = grant_name(ns, pvc, (ns, pvc));
         assert!(
             grant.len() <= 200
                 && grant
@@ -81,7 +81,12 @@ fn generated_names_are_valid_and_distinct() {
     }
     assert_ne!(mover_pod_name("a", "b-c"), mover_pod_name("a-b", "c"));
     assert_ne!(mount_pod_name("a", "data"), mover_pod_name("a", "data"));
-    assert_eq!(grant_name("app", "data"), "app.data");
+    assert!(grant_name("app", "data", ("app", "data")).starts_with("app.data."));
+    assert_ne!(
+        grant_name("app", "data", ("dr-a", "data")),
+        grant_name("app", "data", ("dr-b", "data")),
+        "copies into two destinations have grants of their own"
+    );
 }
 
 #[test]

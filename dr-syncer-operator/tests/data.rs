@@ -1032,7 +1032,7 @@ async fn the_transfer_has_a_key_of_its_own(env: &Env, mover_ip: &str) -> String 
     let cm = grants.get(GRANTS_CONFIGMAP).await.unwrap();
     let mut data = cm.data.unwrap_or_default();
     let value = data
-        .remove(&grant_name("shop", "data"))
+        .remove(&grant_name("shop", "data", ("shop", "data")))
         .unwrap_or_else(|| panic!("the running copy's grant: {data:?}"));
     let grant = TransferGrant::parse(&value).unwrap();
     assert_eq!(grant.binding.from, vec![mover_ip.to_string()], "{value}");

@@ -677,7 +677,11 @@ impl PvcDataSync {
             pair.destination_namespace, pair.destination_pvc
         ))
         .map_err(|e| Error::InvalidConfig(format!("generating the transfer's key: {e}")))?;
-        let grant = grant_name(&pair.source_namespace, &pair.source_pvc);
+        let grant = grant_name(
+            &pair.source_namespace,
+            &pair.source_pvc,
+            (&pair.destination_namespace, &pair.destination_pvc),
+        );
         let pod_name = manifests::mover_pod_name(&pair.destination_namespace, &pair.destination_pvc);
         let pods: Api<Pod> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
         delete_and_wait(&pods, &pod_name, self.wait_timeout).await?;
@@ -705,10 +709,24 @@ impl PvcDataSync {
             &self.transfer,
         );
         manifests::label_owned(&mut pod.metadata, &self.agents);
-        pods.create(&PostParams::default(), &pod)
+        let created = pods
+            .create(&PostParams::default(), &pod)
             .await
             .map_err(api_err(format!("creating mover pod {pod_name}")))?;
         cleanup.mover_pod = true;
+        // The key Secret belongs to the pod: whoever removes the pod (a person, a later transfer's
+        // cleanup) removes the key with it, even when this process never gets to clean up.
+        if let Some(uid) = created.metadata.uid.as_deref() {
+            let owner = json!({"metadata": {"ownerReferences": [{
+                "apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": uid,
+            }]}});
+            if let Err(e) = secrets
+                .patch(&pod_name, &PatchParams::default(), &Patch::Merge(&owner))
+                .await
+            {
+                warn!("making mover pod {pod_name} the owner of its key Secret: {e}");
+            }
+        }
         progress(
             pair,
             &PvcSyncStage::Starting {
@@ -718,7 +736,7 @@ impl PvcDataSync {
 
         // 5. Grant the volume to the transfer's key, from the addresses the mover connects from.
         let from = match extra_from {
-            Some(from) => from,
+            Some(from) => Some(from),
             None => self.mover_addresses(&pods, &pod_name).await?,
         };
         let mut transfer_grant = TransferGrant {
@@ -727,13 +745,16 @@ impl PvcDataSync {
             binding: KeyBinding {
                 key: key.public_key(),
                 not_after: grant_expiry(),
-                from,
+                from: from.clone().unwrap_or_default(),
             },
         };
-        self.write_grant(&grant, &transfer_grant).await?;
-        cleanup.grant = Some(grant.clone());
-        self.follow(pair, &pods, &pod_name, progress, &grant, &mut transfer_grant)
-            .await
+        if from.is_some() {
+            // (Marked for removal first: a write whose answer is lost may still have landed.)
+            cleanup.grant = Some(grant.clone());
+            self.write_grant(&grant, &transfer_grant).await?;
+        }
+        let written = from.is_some().then_some((grant.as_str(), &mut transfer_grant));
+        self.follow(pair, &pods, &pod_name, progress, written).await
     }
 
     /// `pvcSync.moverSourceAddresses`, checked: `Some(vec![])` for any address (`*`), `None` when not
@@ -742,6 +763,12 @@ impl PvcDataSync {
         let list = &self.agents.mover_source_addresses;
         if list.is_empty() {
             return Ok(None);
+        }
+        if list.len() > crate::pvc::grant::MAX_FROM {
+            return Err(Error::InvalidConfig(format!(
+                "pvcSync.moverSourceAddresses: more than {} addresses (name ranges instead)",
+                crate::pvc::grant::MAX_FROM
+            )));
         }
         for entry in list {
             check_address(entry)
@@ -755,8 +782,9 @@ impl PvcDataSync {
 
     /// The addresses the mover pod may connect from: its own IPs and its node's (from the pod's status,
     /// and the Node's addresses when the DR identity may read it). Waits (within the wait timeout) for
-    /// the pod to be placed; a pod that ends first, or none, gives no addresses (its result is read next).
-    async fn mover_addresses(&self, pods: &Api<Pod>, name: &str) -> Result<Vec<String>> {
+    /// the pod to be placed; `None` for a pod that ends first or is gone (no grant is written: its
+    /// result is read next).
+    async fn mover_addresses(&self, pods: &Api<Pod>, name: &str) -> Result<Option<Vec<String>>> {
         let deadline = Instant::now() + self.wait_timeout;
         loop {
             let pod = pods
@@ -783,7 +811,7 @@ impl PvcDataSync {
                 .and_then(|p| p.spec.as_ref())
                 .and_then(|s| s.node_name.clone());
             if ended || pod.is_none() {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             if !addresses.is_empty()
                 && let Some(node) = node
@@ -804,7 +832,7 @@ impl PvcDataSync {
                 addresses.retain(|a| check_address(a).is_ok() && a != "*");
                 addresses.sort();
                 addresses.dedup();
-                return Ok(addresses);
+                return Ok(Some(addresses));
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout(format!(
@@ -906,13 +934,14 @@ impl PvcDataSync {
         pods: &Api<Pod>,
         name: &str,
         progress: &PvcProgressFn<'_>,
-        grant_name: &str,
-        grant: &mut TransferGrant,
+        mut grant: Option<(&str, &mut TransferGrant)>,
     ) -> Result<TransferStats> {
         let deadline = Instant::now() + self.transfer.timeout + self.wait_timeout;
         let mut last: Option<MoverProgress> = None;
         loop {
-            if grant_needs_renewal(grant.binding.not_after) {
+            if let Some((grant_name, grant)) = grant.as_mut()
+                && grant_needs_renewal(grant.binding.not_after)
+            {
                 grant.binding.not_after = grant_expiry();
                 if let Err(e) = self.write_grant(grant_name, grant).await {
                     // The next poll tries again; the old expiry still has most of a window to go.

@@ -62,11 +62,27 @@ pub fn check_address(entry: &str) -> Result<(), String> {
     let ip: IpAddr = address
         .parse()
         .map_err(|_| format!("{entry:?} is not an IP address, a CIDR range or *"))?;
+    if let IpAddr::V6(v6) = ip
+        && v6.to_ipv4_mapped().is_some()
+    {
+        // sshd compares an IPv4 client with IPv4 entries only.
+        return Err(format!("{entry:?}: write the IPv4 address itself"));
+    }
     if let Some(p) = prefix {
         let max = if ip.is_ipv4() { 32 } else { 128 };
-        match p.parse::<u8>() {
-            Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => {}
+        let bits = match p.parse::<u32>() {
+            Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Err(format!("{entry:?} has an invalid prefix length")),
+        };
+        // OpenSSH refuses a whole `from=` list when one range has host bits set.
+        let host_bits = match ip {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)) & u128::from(u32::MAX.checked_shr(bits).unwrap_or(0)),
+            IpAddr::V6(v6) => u128::from(v6) & u128::MAX.checked_shr(bits).unwrap_or(0),
+        };
+        if host_bits != 0 {
+            return Err(format!(
+                "{entry:?} has host bits set: name the network address of the range"
+            ));
         }
     }
     Ok(())
@@ -296,6 +312,11 @@ mod tests {
             (&good.replace("not-after", "not-before"), "unknown line"),
             (&good.replace("10.0.0.1", "10.0.0.1;touch /x"), "from:"),
             (&good.replace("10.0.0.1", "10.0.0.0/33"), "prefix"),
+            (&good.replace("10.0.0.1", "203.0.113.7/24"), "host bits"),
+            (
+                &good.replace("10.0.0.1", "::ffff:10.0.0.1"),
+                "IPv4 address itself",
+            ),
             (&format!("{good}key {}\n", binding(&[]).key.to_openssh()), "twice"),
         ];
         for (text, want) in cases {
@@ -321,6 +342,8 @@ mod tests {
         assert!(!b.admits(&b.key, Some("10.0.0.21"), b.not_after), "at not-after");
         let open = binding(&[]);
         assert!(open.admits(&open.key, None, before));
+        assert!(check_address("203.0.113.0/24").is_ok() && check_address("fd00::/8").is_ok());
+        assert!(check_address("0.0.0.0/0").is_ok() && check_address("10.0.0.1/32").is_ok());
         assert!(address_matches(&["*".into()], "192.168.1.1"));
         assert!(address_matches(&["0.0.0.0/0".into()], "192.168.1.1"));
         assert!(!address_matches(&["10.0.0.1".into()], "not-an-ip"));

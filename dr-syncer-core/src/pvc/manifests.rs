@@ -223,6 +223,9 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             // emptyDirs world-writable, and sshd refuses files below such a directory (the agent makes
             // its state directory 0700). /run/sshd comes with the image (read-only root file system).
             {"name": "run", "mountPath": AGENT_STATE_DIR},
+            // sshd writes the file that tells the forced command which key logged in (ExposeAuthInfo)
+            // to /tmp: without a writable /tmp no transfer's key would be recognised.
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
     });
     if let Some(p) = pull {
@@ -258,6 +261,7 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             {"name": "authorized-keys", "secret": {"secretName": keys.authorized_keys(), "defaultMode": 0o400}},
             {"name": "grants", "configMap": {"name": settings.grants_configmap, "optional": true}},
             {"name": "run", "emptyDir": {"medium": "Memory"}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         ],
     });
     if !settings.node_selector.is_empty() {
