@@ -223,6 +223,21 @@ fn agent_settings_follow_the_remote_cluster_spec() {
             .iter()
             .any(|m| m["mountPath"] == "/var/lib/kubelet" && m["readOnly"] == true)
     );
+    // A read-only root file system, and a writable /tmp for sshd's ExposeAuthInfo file (without it
+    // no transfer's key would be recognised).
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        true
+    );
+    let tmp = mounts
+        .iter()
+        .find(|m| m["mountPath"] == "/tmp")
+        .expect("/tmp mounted");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == tmp["name"] && v["emptyDir"].is_object())
+    );
     // Defaults: tolerate everything.
     let d = serde_json::to_value(agent_daemonset(&AgentSettings::default(), &keys)).unwrap();
     assert_eq!(
