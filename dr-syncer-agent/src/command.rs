@@ -49,6 +49,10 @@ pub struct CommandArgs {
     /// Append one JSON line per request to this file.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    /// Serve only allow-list entries bound to a transfer's key (the agent keeps its allow-list from
+    /// grants): an entry written some other way is served to no one.
+    #[arg(long)]
+    pub require_binding: bool,
 }
 
 /// Parse `UID:GID`.
@@ -100,11 +104,12 @@ impl Login {
         found
     }
 
-    /// Whether this login may read `entry`: an entry without a binding is served to every accepted
-    /// key; a transfer's entry only to its key, before its expiry, from its addresses.
-    pub fn may_read(&self, entry: &AllowEntry, now: SystemTime) -> bool {
+    /// Whether this login may read `entry`: an entry without a binding is served to every accepted key
+    /// (unless `require_binding`); a transfer's entry only to its key, before its expiry, from its
+    /// addresses.
+    pub fn may_read(&self, entry: &AllowEntry, now: SystemTime, require_binding: bool) -> bool {
         match &entry.binding {
-            None => true,
+            None => !require_binding,
             Some(b) => self
                 .key
                 .as_ref()
@@ -134,7 +139,7 @@ fn allowed_entries(args: &CommandArgs, login: &Login) -> Result<Vec<AllowEntry>,
         .filter(|e| e.path.starts_with(&base) && e.path != base)
         // (Secrets, tokens and configuration are never served, even when granted.)
         .filter(|e| !crate::kubelet::is_never_served(&e.path))
-        .filter(|e| login.may_read(e, now))
+        .filter(|e| login.may_read(e, now, args.require_binding))
         .collect())
 }
 
@@ -325,6 +330,7 @@ mod tests {
             confine_root: true,
             run_as: None,
             audit_log: None,
+            require_binding: false,
         }
     }
 
@@ -337,6 +343,7 @@ mod tests {
             confine_root: true,
             run_as: Some((65534, 65534)),
             audit_log: None,
+            require_binding: false,
         };
         let cmd = rsync_command(
             &args,
@@ -383,6 +390,7 @@ mod tests {
             confine_root: false,
             run_as: None,
             audit_log: Some(base.join("audit.log")),
+            require_binding: false,
         };
         let login = Login::default();
         assert_eq!(
@@ -492,6 +500,30 @@ mod tests {
         let unknown = check(&args, &Login::default(), Some("dr-syncer-resolve ns-a.data")).unwrap_err();
         assert!(unknown.0.contains("did not say which key"), "{unknown}");
         assert!(check(&args, &Login::default(), Some("dr-syncer-probe")).is_ok());
+        // An entry without a binding (written by hand) is served to every accepted key — unless the
+        // allow-list comes from grants (`--require-binding`), where it is served to no one.
+        let by_hand = root.join("pods/u3/vol-c");
+        std::fs::create_dir_all(&by_hand).unwrap();
+        list.grant("by-hand", &by_hand).unwrap();
+        assert!(
+            allowed_roots(&args, &login(&probe, "10.0.0.21"))
+                .unwrap()
+                .contains(&by_hand)
+        );
+        let strict = CommandArgs {
+            require_binding: true,
+            ..args.clone()
+        };
+        assert!(
+            !allowed_roots(&strict, &login(&probe, "10.0.0.21"))
+                .unwrap()
+                .contains(&by_hand)
+        );
+        assert_eq!(
+            allowed_roots(&strict, &login(&key_b, "10.0.0.21")).unwrap(),
+            vec![b.clone()]
+        );
+        list.revoke("by-hand").unwrap();
         // Once expired, not even its own key reads it.
         list.grant_bound("ns-a.data", &a, Some(&bind(&key_a, -1)))
             .unwrap();

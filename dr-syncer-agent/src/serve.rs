@@ -231,6 +231,10 @@ fn forced_command(args: &ServeArgs, state: &State, confine: bool) -> anyhow::Res
     if confine {
         words.push("--confine-root".into());
     }
+    if args.grants_dir.is_some() {
+        // The allow-list is the agent's own, made from grants: every entry has a transfer's key.
+        words.push("--require-binding".into());
+    }
     if let Some((u, g)) = args.run_as {
         words.extend(["--run-as".into(), format!("{u}:{g}")]);
     }
