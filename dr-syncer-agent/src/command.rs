@@ -119,28 +119,36 @@ impl Login {
 }
 
 /// The allowed volumes `login` may read.
+#[cfg(test)]
 fn allowed_roots(args: &CommandArgs, login: &Login) -> Result<Vec<PathBuf>, Refusal> {
-    Ok(allowed_entries(args, login)?
+    Ok(readable(args, login, servable_entries(args)?)
         .into_iter()
         .map(|e| e.path)
         .collect())
 }
 
-/// The allow-list entries `login` may read whose volumes lie under the volume root.
-fn allowed_entries(args: &CommandArgs, login: &Login) -> Result<Vec<AllowEntry>, Refusal> {
+/// The allow-list entries whose volumes lie under the volume root and may be served at all.
+fn servable_entries(args: &CommandArgs) -> Result<Vec<AllowEntry>, Refusal> {
     let base = std::fs::canonicalize(&args.volume_root)
         .map_err(|e| Refusal(format!("volume root {}: {e}", args.volume_root.display())))?;
     let entries = AllowList::new(&args.allow_dir)
         .entries()
         .map_err(|e| Refusal(format!("reading the allow-list: {e}")))?;
-    let now = SystemTime::now();
     Ok(entries
         .into_iter()
         .filter(|e| e.path.starts_with(&base) && e.path != base)
         // (Secrets, tokens and configuration are never served, even when granted.)
         .filter(|e| !crate::kubelet::is_never_served(&e.path))
-        .filter(|e| login.may_read(e, now, args.require_binding))
         .collect())
+}
+
+/// Of `entries`, those `login` may read.
+fn readable(args: &CommandArgs, login: &Login, entries: Vec<AllowEntry>) -> Vec<AllowEntry> {
+    let now = SystemTime::now();
+    entries
+        .into_iter()
+        .filter(|e| login.may_read(e, now, args.require_binding))
+        .collect()
 }
 
 fn audit(args: &CommandArgs, login: &Login, command: Option<&str>, outcome: Result<&Request, &Refusal>) {
@@ -185,11 +193,10 @@ pub fn run(args: &CommandArgs) -> i32 {
 
 /// Check the request against the allow-list (by path, or by grant name for `dr-syncer-resolve`).
 fn check(args: &CommandArgs, login: &Login, command: Option<&str>) -> Result<Request, Refusal> {
+    let entries = servable_entries(args)?;
     if login.key.is_none()
         && command.is_some_and(|c| c.split(' ').nth(1).is_some())
-        && AllowList::new(&args.allow_dir)
-            .entries()
-            .is_ok_and(|e| e.iter().any(|e| e.binding.is_some()))
+        && entries.iter().any(|e| e.binding.is_some())
     {
         // (A probe without a path still answers.)
         return Err(Refusal(
@@ -198,8 +205,9 @@ fn check(args: &CommandArgs, login: &Login, command: Option<&str>) -> Result<Req
                 .into(),
         ));
     }
+    let mine = readable(args, login, entries);
     if let Some(name) = forced::resolve_name(command)? {
-        return allowed_entries(args, login)?
+        return mine
             .into_iter()
             .find(|e| e.name == name)
             .map(|e| Request::Resolve { root: e.path })
@@ -210,7 +218,8 @@ fn check(args: &CommandArgs, login: &Login, command: Option<&str>) -> Result<Req
                 ))
             });
     }
-    forced::check(command, &allowed_roots(args, login)?)
+    let roots: Vec<PathBuf> = mine.into_iter().map(|e| e.path).collect();
+    forced::check(command, &roots)
 }
 
 /// A checked request with its volume opened (and its paths checked) without following symlinks.
