@@ -47,13 +47,11 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
     Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
-/// Check one `from` entry: `*`, an IP address, or `address/prefix` with a prefix the family allows.
-///
-/// # Errors
-/// A message naming the entry.
-pub fn check_address(entry: &str) -> Result<(), String> {
+/// One `from` entry, checked: `None` for `*`, else the network address and its prefix length (the full
+/// length for a single address).
+fn parse_entry(entry: &str) -> Result<Option<(IpAddr, u32)>, String> {
     if entry == "*" {
-        return Ok(());
+        return Ok(None);
     }
     let (address, prefix) = match entry.split_once('/') {
         Some((a, p)) => (a, Some(p)),
@@ -68,27 +66,50 @@ pub fn check_address(entry: &str) -> Result<(), String> {
         // sshd compares an IPv4 client with IPv4 entries only.
         return Err(format!("{entry:?}: write the IPv4 address itself"));
     }
-    if let Some(p) = prefix {
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let bits = match p.parse::<u32>() {
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u32>() {
             Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Err(format!("{entry:?} has an invalid prefix length")),
-        };
-        // OpenSSH refuses a whole `from=` list when one range has host bits set.
-        let host_bits = match ip {
-            IpAddr::V4(v4) => u128::from(u32::from(v4)) & u128::from(u32::MAX.checked_shr(bits).unwrap_or(0)),
-            IpAddr::V6(v6) => u128::from(v6) & u128::MAX.checked_shr(bits).unwrap_or(0),
-        };
-        if host_bits != 0 {
-            return Err(format!(
-                "{entry:?} has host bits set: name the network address of the range"
-            ));
-        }
+        },
+    };
+    // OpenSSH refuses a whole `from=` list when one range has host bits set.
+    if host_part(ip, bits) != 0 {
+        return Err(format!(
+            "{entry:?} has host bits set: name the network address of the range"
+        ));
     }
-    Ok(())
+    Ok(Some((ip, bits)))
 }
 
-/// Whether `client` is one of `from` (empty: any).
+/// An address as a number.
+fn number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// The bits of `ip` after the first `bits` (the host part of a range).
+fn host_part(ip: IpAddr, bits: u32) -> u128 {
+    let host_mask = match ip {
+        IpAddr::V4(_) => u128::from(u32::MAX.checked_shr(bits).unwrap_or(0)),
+        IpAddr::V6(_) => u128::MAX.checked_shr(bits).unwrap_or(0),
+    };
+    number(ip) & host_mask
+}
+
+/// Check one `from` entry: `*`, an IP address, or `address/prefix` with a prefix the family allows and
+/// no host bits set.
+///
+/// # Errors
+/// A message naming the entry.
+pub fn check_address(entry: &str) -> Result<(), String> {
+    parse_entry(entry).map(|_| ())
+}
+
+/// Whether `client` is one of `from` (empty: any). Entries that do not check never match.
 pub fn address_matches(from: &[String], client: &str) -> bool {
     if from.is_empty() {
         return true;
@@ -101,30 +122,13 @@ pub fn address_matches(from: &[String], client: &str) -> bool {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
         v4 => v4,
     };
-    from.iter().any(|entry| {
-        if entry == "*" {
-            return true;
+    from.iter().any(|entry| match parse_entry(entry) {
+        Ok(None) => true,
+        // The client's network part is the range's address (whose host part is zero).
+        Ok(Some((net, bits))) => {
+            net.is_ipv4() == client.is_ipv4() && number(client) - host_part(client, bits) == number(net)
         }
-        let (address, prefix) = match entry.split_once('/') {
-            Some((a, p)) => (a, p.parse::<u32>().ok()),
-            None => (entry.as_str(), None),
-        };
-        let Ok(net) = address.parse::<IpAddr>() else {
-            return false;
-        };
-        match (net, client) {
-            (IpAddr::V4(n), IpAddr::V4(c)) => {
-                let bits = prefix.unwrap_or(32).min(32);
-                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-                u32::from(n) & mask == u32::from(c) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(c)) => {
-                let bits = prefix.unwrap_or(128).min(128);
-                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
-                u128::from(n) & mask == u128::from(c) & mask
-            }
-            _ => false,
-        }
+        Err(_) => false,
     })
 }
 
