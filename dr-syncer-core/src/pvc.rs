@@ -154,6 +154,13 @@ impl AgentSettings {
         }
     }
 
+    /// How often a RemoteCluster's agents are checked again, when its enabled `pvcSync.healthCheck` says
+    /// (`None`: the operator's own interval).
+    pub fn recheck_interval(spec: &crate::api::RemoteClusterSpec) -> Option<std::time::Duration> {
+        spec.enabled_pvc_sync()
+            .and_then(|p| Self::from_spec(Some(p)).health.interval)
+    }
+
     /// Settings from a RemoteCluster's `spec.pvcSync` (defaults where it says nothing).
     pub fn from_spec(spec: Option<&PvcSyncSpec>) -> Self {
         let mut s = AgentSettings::default();

@@ -374,11 +374,7 @@ pub async fn reconcile(
     handle: Result<&ClusterHandle, &ClusterError>,
 ) -> (Option<PvcSyncStatus>, Option<Duration>) {
     let old = rc.status.as_ref().and_then(|s| s.pvc_sync.clone());
-    let enabled = rc
-        .spec
-        .pvc_sync
-        .as_ref()
-        .is_some_and(|p| p.enabled.unwrap_or(false));
+    let enabled = rc.spec.enabled_pvc_sync().is_some();
     let settings = AgentSettings::from_spec(rc.spec.pvc_sync.as_ref());
     let Ok(handle) = handle else {
         // The cluster cannot be reached: keep what status said, with the reason.

@@ -269,11 +269,7 @@ async fn health_interval(ctx: &Context, cm: &ClusterMapping) -> Option<Duration>
         .remote_cluster(&ns, &cm.spec.source_cluster)
         .await
         .ok()?;
-    let pvc = source_rc.spec.pvc_sync.as_ref()?;
-    pvc.enabled
-        .unwrap_or(false)
-        .then(|| AgentSettings::from_spec(Some(pvc)).health.interval)
-        .flatten()
+    AgentSettings::recheck_interval(&source_rc.spec)
 }
 
 /// Check that movers in the target cluster can reach the source's agents over SSH (`None` when the
@@ -291,14 +287,7 @@ async fn ssh_check(
         .remote_cluster(&ns, &cm.spec.source_cluster)
         .await
         .ok()?;
-    if !source_rc
-        .spec
-        .pvc_sync
-        .as_ref()
-        .is_some_and(|p| p.enabled.unwrap_or(false))
-    {
-        return None;
-    }
+    source_rc.spec.enabled_pvc_sync()?;
     Some(
         async {
             let target_rc = ctx
@@ -342,12 +331,7 @@ async fn ssh_check(
             )
             .await
             .map_err(|e| format!("probing the agents: {e}"))?;
-            let total_target_agents = match target_rc
-                .spec
-                .pvc_sync
-                .as_ref()
-                .is_some_and(|p| p.enabled.unwrap_or(false))
-            {
+            let total_target_agents = match target_rc.spec.enabled_pvc_sync().is_some() {
                 true => agent_readiness(
                     &target.client,
                     &AgentSettings::from_spec(target_rc.spec.pvc_sync.as_ref()),

@@ -412,16 +412,7 @@ pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Acti
     }
     let again = if healthy {
         // `pvcSync.healthCheck.interval`: how often the agents are checked, when it asks for one.
-        rc.spec
-            .pvc_sync
-            .as_ref()
-            .filter(|p| p.enabled.unwrap_or(false))
-            .and_then(|p| {
-                dr_syncer_core::pvc::AgentSettings::from_spec(Some(p))
-                    .health
-                    .interval
-            })
-            .unwrap_or(ctx.options.recheck_interval)
+        dr_syncer_core::pvc::AgentSettings::recheck_interval(&rc.spec).unwrap_or(ctx.options.recheck_interval)
     } else {
         ctx.options.unhealthy_recheck_interval
     };

@@ -55,6 +55,13 @@ pub struct RemoteClusterSpec {
     pub pvc_sync: Option<PvcSyncSpec>,
 }
 
+impl RemoteClusterSpec {
+    /// `spec.pvcSync` when it is enabled (the agents run in this cluster).
+    pub fn enabled_pvc_sync(&self) -> Option<&PvcSyncSpec> {
+        self.pvc_sync.as_ref().filter(|p| p.enabled.unwrap_or(false))
+    }
+}
+
 /// Where a cluster's kubeconfig is stored.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

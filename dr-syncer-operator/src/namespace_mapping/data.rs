@@ -103,12 +103,7 @@ pub(super) async fn sync_data(
         }
     };
     let source_rc = &clusters.source_rc;
-    if !source_rc
-        .spec
-        .pvc_sync
-        .as_ref()
-        .is_some_and(|p| p.enabled.unwrap_or(false))
-    {
+    if source_rc.spec.enabled_pvc_sync().is_none() {
         fail_all(
             &mut outcome,
             "DataSyncUnavailable",
