@@ -131,7 +131,10 @@ async fn a_secret_that_is_no_kubeconfig_is_never_quoted() {
         assert!(!message.contains("hunter2"), "{name}: {message}");
     }
     for name in ["scalar", "yaml", "broken"] {
-        let events = common::events_for(&env.controller.client(), NS, name).await;
+        // (The Event follows the status write: waited for, not read at once.)
+        let events = env
+            .wait_events(name, "the refusal's Event", |e| !e.is_empty())
+            .await;
         assert!(!events.is_empty(), "{name}: the refusal is recorded as an Event");
         for (_, message) in &events {
             assert!(!message.contains("hunter2"), "{message}");
@@ -156,7 +159,8 @@ async fn a_secret_in_another_namespace_is_never_read() {
     let (reason, message) = refused(&env, "stolen", "KubeconfigAvailable").await;
     assert_eq!(reason, "ReferenceNotAllowed", "{message}");
     assert!(message.contains(&format!("Secret {team_b}/db")), "{message}");
-    let events = common::events_for(&env.controller.client(), NS, "stolen").await;
+    // (The Event follows the status write: waited for, not read at once.)
+    let events = env.wait_event("stolen", "ReferenceNotAllowed").await;
     assert!(
         events.iter().any(|(r, _)| r == "ReferenceNotAllowed"),
         "{events:?}"
