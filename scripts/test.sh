@@ -13,6 +13,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 require_rust
 ensure_debs "${BASE_DEBS[@]}"
 
+# Incremental compilation caches take more disk than the build itself (tens of GB over a few runs) and
+# do not speed up a fresh build; a developer re-running often may set CARGO_INCREMENTAL=1.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+step "disk"
+# A full run needs about DISK_NEEDED_GB free where target/ lives (debug and release builds, images).
+# When the disk fills, the linker dies with a bus error; say so up front instead.
+DISK_NEEDED_GB=12
+mkdir -p target
+free_kb=$(df -Pk target | awk 'NR==2 {print $4}')
+echo "free where target/ lives: $((free_kb / 1024 / 1024)) GiB (a full run needs about $DISK_NEEDED_GB GiB)"
+[ "$free_kb" -ge $((DISK_NEEDED_GB * 1024 * 1024)) ] \
+  || echo "WARNING: less than $DISK_NEEDED_GB GiB free: the build may fail with 'No space left on device' or a linker bus error"
+
 step "test control plane (build or reuse)"
 scripts/build-control-plane.sh
 

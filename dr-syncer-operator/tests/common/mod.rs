@@ -360,6 +360,10 @@ impl Drop for Operator {
         if std::thread::panicking() {
             eprintln!("---- operator log ({}) ----\n{}", self.user, self.log());
         }
+        // The log was printed above if the test failed; its directory goes either way.
+        if let Some(dir) = self.log.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
