@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use dr_syncer_core::api::{CRD_FILES, ClusterMapping, NamespaceMapping, RemoteCluster, crd_yaml, crds};
+use dr_syncer_core::api::{
+    CRD_FILES, ClusterMapping, KNOWN_NUMBER_FORMATS, NamespaceMapping, RemoteCluster, crd_yaml, crds,
+};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -35,6 +37,46 @@ fn committed_crds_match_the_types() {
             path.display()
         );
     }
+}
+
+/// kube-apiserver warns on every apply of a CRD whose schema has a format it does not know
+/// ("unrecognized format \"uint8\""); integers must be `int32`/`int64`, and unsigned ones keep `minimum: 0`.
+#[test]
+fn the_crds_use_only_formats_the_api_server_knows() {
+    const STRING_FORMATS: [&str; 2] = ["date-time", "byte"];
+    fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::String(format)) = map.get("format") {
+                    if !KNOWN_NUMBER_FORMATS.contains(&format.as_str())
+                        && !STRING_FORMATS.contains(&format.as_str())
+                    {
+                        out.push(format!("{path}: {format}"));
+                    }
+                }
+                for (k, v) in map {
+                    walk(v, &format!("{path}/{k}"), out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, path, out)),
+            _ => {}
+        }
+    }
+    let mut unknown = Vec::new();
+    for crd in crds() {
+        let v = serde_json::to_value(&crd).unwrap();
+        walk(&v, crd.metadata.name.as_deref().unwrap(), &mut unknown);
+    }
+    assert!(unknown.is_empty(), "unrecognized formats: {unknown:#?}");
+    // The unsigned fields kept their lower bound.
+    let nm = serde_json::to_value(&crds()[2]).unwrap();
+    let percent = nm.pointer(
+        "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/deletionBrake/properties/percent",
+    );
+    assert_eq!(
+        percent.map(|p| (p["format"].clone(), p["minimum"].clone())),
+        Some((Value::from("int32"), Value::from(0.0)))
+    );
 }
 
 #[test]
