@@ -3,13 +3,19 @@ package main
 // Bearer tokens and the TokenReview API.
 //
 // Tokens live in DIR/tokens.csv, in kube-apiserver's static token file format
-// (`--token-auth-file`: token,user,uid[,"group1,group2"]). `kapi token` and
-// POST /testing/tokens append to it (under DIR/tokens.lock, by writing a new file and
-// renaming it into place); the server re-reads it whenever it changed (a stat per
-// token-authenticated request), so a token works whether it was minted before or after
-// the server started, and lives exactly as long as DIR. As kube-apiserver does for its
-// static token file, the tokens are audience-agnostic: they are accepted for kapi's API
-// audience (kubeAPIAudience) and refused when a TokenReview asks for another one.
+// (`--token-auth-file`: token,user,uid[,"group1,group2"]). `kapi token`,
+// POST /testing/tokens and TokenRequest (serviceaccounts/token, tokenrequest.go) append
+// to it (under DIR/tokens.lock, by writing a new file and renaming it into place); the
+// server re-reads it whenever it changed (a stat per token-authenticated request), so a
+// token works whether it was minted before or after the server started. As kube-apiserver
+// does for its static token file, the tokens of `kapi token` and /testing/tokens are
+// audience-agnostic: they are accepted for kapi's API audience (kubeAPIAudience) and
+// refused when a TokenReview asks for another one; they live exactly as long as DIR.
+//
+// A TokenRequest token has more columns after the groups, which kube's parser ignores:
+// exp=<RFC 3339 time>, jti=<uuid> and one aud=<audience> per audience. Such a token is
+// checked as kube-apiserver checks a service account JWT (authenticateServiceAccountToken):
+// audiences, expiry, and that its ServiceAccount still exists with the same UID.
 //
 // Authentication order is kube-apiserver's: the loopback token, then client
 // certificates, then these tokens; an Authorization: Bearer header with an unknown

@@ -2,7 +2,10 @@
 //! `scripts/helm/render.py`): with default values it installs what `deploy/` installs (plus a
 //! PodDisruptionBudget); its schema refuses bad values; the render applies server-side to a test control
 //! plane, an upgrade updates it, and CRDs left by the Go project's chart (older schema, no Helm
-//! ownership) are adopted as the chart's README says and updated to the new schema.
+//! ownership) are adopted as the chart's README says and updated to the new schema. Helm's own release
+//! operations (install, upgrade, uninstall through `scripts/helm/release.py`) run against a control plane:
+//! the README's steps for moving from the Go chart, an upgrade, and an uninstall that keeps the CRDs and
+//! the users' resources and leaves nothing behind or stuck.
 //!
 //! The renderer needs the cached virtualenv `scripts/helm/venv.sh` makes (the test script does, and sets
 //! `DR_SYNCER_HELM_PYTHON` and `DR_SYNCER_REQUIRE_HELM=1`); without it the Helm tests print `SKIPPED`.
@@ -372,5 +375,274 @@ async fn the_chart_applies_upgrades_and_adopts_the_go_charts_crds() {
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "ghcr.io/dr-syncer/dr-syncer-operator:0.1.1"
+    );
+}
+
+/// `release.py ARGS…` (Helm's install/upgrade/uninstall through its Go SDK) against `cp`.
+fn release(python: &PathBuf, cp: &ControlPlane, args: &[&str]) -> Value {
+    let root = workspace_root();
+    let out = Command::new(python)
+        .current_dir(&root)
+        .arg(root.join("scripts/helm/release.py"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "release.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `kubectl get KIND -n NS -o json` items' names (all namespaces for an empty `ns`).
+fn names(cp: &ControlPlane, kind: &str, ns: &str) -> Vec<String> {
+    let mut args = vec!["get", kind, "-o", "json"];
+    if ns.is_empty() {
+        args.push("--all-namespaces");
+    } else {
+        args.extend(["-n", ns]);
+    }
+    let v: Value = serde_json::from_str(&kubectl(cp, &args, None)).unwrap();
+    let mut out: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_over_the_go_charts_crds_upgrades_and_uninstalls() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let cp = ControlPlane::start("helm-release").await.unwrap();
+    // The Go chart's leftovers: its CRDs (older schema, created outside Helm) and the user's resources.
+    for (file, drop) in [
+        (
+            "remoteclusters.dr-syncer.io.yaml",
+            &["pvcSync.moverSourceAddresses"][..],
+        ),
+        ("namespacemappings.dr-syncer.io.yaml", &["adoptExisting"][..]),
+        ("clustermappings.dr-syncer.io.yaml", &[][..]),
+    ] {
+        kubectl(&cp, &["create", "-f", "-"], Some(&go_era_crd(file, drop)));
+    }
+    kubectl(&cp, &["create", "namespace", "dr-syncer"], None);
+    let remote_cluster = "apiVersion: dr-syncer.io/v1alpha1\nkind: RemoteCluster\nmetadata: {name: prod, namespace: dr-syncer}\nspec:\n  kubeconfigSecretRef: {name: prod-kubeconfig, namespace: dr-syncer}\n";
+    wait_for("the Go-era CRDs served", T, || async {
+        let out = cp
+            .kubectl()
+            .unwrap()
+            .args(["create", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(remote_cluster.as_bytes())?;
+                c.wait()
+            })
+            .unwrap();
+        Ok(out.success().then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Without adoption Helm refuses the CRDs, naming the ownership problem.
+    let root = workspace_root();
+    let refused = Command::new(&python)
+        .current_dir(&root)
+        .arg("scripts/helm/release.py")
+        .args([
+            "upgrade",
+            "dr-syncer",
+            "charts/dr-syncer",
+            "--install",
+            "-n",
+            "dr-syncer",
+        ])
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("invalid ownership metadata"), "{stderr}");
+    let _ = release(
+        &python,
+        &cp,
+        &["uninstall", "dr-syncer", "-n", "dr-syncer", "--ignore-not-found"],
+    );
+
+    // The chart README's steps 3 and 4: label and annotate the CRDs, then upgrade --install (Helm 4's
+    // server-side apply needs --force-conflicts for the fields the Go chart's `kubectl create` owns).
+    for crd in [
+        "remoteclusters.dr-syncer.io",
+        "clustermappings.dr-syncer.io",
+        "namespacemappings.dr-syncer.io",
+    ] {
+        kubectl(
+            &cp,
+            &[
+                "label",
+                "crd",
+                crd,
+                "app.kubernetes.io/managed-by=Helm",
+                "--overwrite",
+            ],
+            None,
+        );
+        kubectl(
+            &cp,
+            &[
+                "annotate",
+                "crd",
+                crd,
+                "meta.helm.sh/release-name=dr-syncer",
+                "meta.helm.sh/release-namespace=dr-syncer",
+                "--overwrite",
+            ],
+            None,
+        );
+    }
+    let installed = release(
+        &python,
+        &cp,
+        &[
+            "upgrade",
+            "dr-syncer",
+            "charts/dr-syncer",
+            "--install",
+            "-n",
+            "dr-syncer",
+            "--create-namespace",
+            "--force-conflicts",
+        ],
+    );
+    assert_eq!(installed["status"], "deployed", "{installed}");
+    assert_eq!(installed["revision"], 1);
+    let crd: Value = serde_json::from_str(&kubectl(
+        &cp,
+        &["get", "crd", "remoteclusters.dr-syncer.io", "-o", "json"],
+        None,
+    ))
+    .unwrap();
+    assert!(
+        crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/pvcSync/properties/moverSourceAddresses")
+            .is_some(),
+        "the release updated the adopted CRD's schema"
+    );
+    assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    assert_eq!(names(&cp, "deployments", "dr-syncer"), ["dr-syncer-operator"]);
+    assert!(names(&cp, "clusterroles", "").contains(&"dr-syncer-operator".to_owned()));
+    assert_eq!(names(&cp, "services", "dr-syncer").len(), 1);
+    assert_eq!(names(&cp, "poddisruptionbudgets", "dr-syncer").len(), 1);
+
+    // helm upgrade with other values: a second revision, applied.
+    let upgraded = release(
+        &python,
+        &cp,
+        &[
+            "upgrade",
+            "dr-syncer",
+            "charts/dr-syncer",
+            "-n",
+            "dr-syncer",
+            "--set",
+            "replicas=3,image.tag=0.1.1",
+        ],
+    );
+    assert_eq!(
+        (upgraded["revision"].clone(), upgraded["status"].clone()),
+        (Value::from(2), Value::from("deployed"))
+    );
+    let d: Value = serde_json::from_str(&kubectl(
+        &cp,
+        &[
+            "-n",
+            "dr-syncer",
+            "get",
+            "deployment",
+            "dr-syncer-operator",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/dr-syncer/dr-syncer-operator:0.1.1"
+    );
+    assert_eq!(
+        names(&cp, "secrets", "dr-syncer"),
+        [
+            "sh.helm.release.v1.dr-syncer.v1",
+            "sh.helm.release.v1.dr-syncer.v2"
+        ]
+    );
+
+    // helm uninstall: the operator's objects go, the CRDs and the user's RemoteCluster stay, nothing is
+    // left terminating.
+    let gone = release(&python, &cp, &["uninstall", "dr-syncer", "-n", "dr-syncer"]);
+    assert_eq!(gone["uninstalled"], true);
+    assert!(names(&cp, "deployments", "dr-syncer").is_empty());
+    assert!(
+        names(&cp, "serviceaccounts", "dr-syncer")
+            .iter()
+            .all(|n| n == "default")
+    );
+    assert!(names(&cp, "services", "dr-syncer").is_empty());
+    assert!(names(&cp, "poddisruptionbudgets", "dr-syncer").is_empty());
+    assert!(
+        names(&cp, "secrets", "dr-syncer").is_empty(),
+        "the release history is gone"
+    );
+    assert!(
+        !names(&cp, "clusterroles", "")
+            .iter()
+            .any(|n| n.starts_with("dr-syncer")),
+        "{:?}",
+        names(&cp, "clusterroles", "")
+    );
+    assert_eq!(
+        names(&cp, "crd", "")
+            .into_iter()
+            .filter(|n| n.ends_with(".dr-syncer.io"))
+            .collect::<Vec<_>>(),
+        [
+            "clustermappings.dr-syncer.io",
+            "namespacemappings.dr-syncer.io",
+            "remoteclusters.dr-syncer.io"
+        ]
+    );
+    assert_eq!(names(&cp, "remoteclusters", "dr-syncer"), ["prod"]);
+    let all: Value = serde_json::from_str(&kubectl(
+        &cp,
+        &[
+            "get",
+            "remoteclusters,clustermappings,namespacemappings",
+            "-A",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert!(
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["metadata"]["deletionTimestamp"].is_null()),
+        "nothing left terminating: {all}"
     );
 }

@@ -70,7 +70,10 @@ fn known_formats(mut crd: CustomResourceDefinition) -> CustomResourceDefinition 
         if let Some(JSONSchemaPropsOrBool::Schema(extra)) = &mut s.additional_properties {
             walk(extra);
         }
-        for list in [&mut s.all_of, &mut s.any_of, &mut s.one_of].into_iter().flatten() {
+        for list in [&mut s.all_of, &mut s.any_of, &mut s.one_of]
+            .into_iter()
+            .flatten()
+        {
             list.iter_mut().for_each(walk);
         }
     }
