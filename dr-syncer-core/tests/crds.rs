@@ -47,12 +47,11 @@ fn the_crds_use_only_formats_the_api_server_knows() {
     fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
         match node {
             Value::Object(map) => {
-                if let Some(Value::String(format)) = map.get("format") {
-                    if !KNOWN_NUMBER_FORMATS.contains(&format.as_str())
-                        && !STRING_FORMATS.contains(&format.as_str())
-                    {
-                        out.push(format!("{path}: {format}"));
-                    }
+                if let Some(Value::String(format)) = map.get("format")
+                    && !KNOWN_NUMBER_FORMATS.contains(&format.as_str())
+                    && !STRING_FORMATS.contains(&format.as_str())
+                {
+                    out.push(format!("{path}: {format}"));
                 }
                 for (k, v) in map {
                     walk(v, &format!("{path}/{k}"), out);
