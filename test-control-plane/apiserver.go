@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	authenticatorunion "k8s.io/apiserver/pkg/authentication/request/union"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
@@ -96,12 +95,13 @@ func buildServers(o *serveOptions, ln net.Listener, pki pkiPaths, etcdURL string
 	if err := cfg.Authentication.ApplyClientCert(ca, cfg.SecureServing); err != nil {
 		return nil, err
 	}
-	// Then bearer tokens minted into DIR/tokens.csv (tokens.go), audience-agnostic like
-	// kube-apiserver's static token file; an unknown token is 401.
+	// Then bearer tokens minted into DIR/tokens.csv (tokens.go): those of `kapi token`
+	// audience-agnostic like kube-apiserver's static token file, those of TokenRequest
+	// checked like its service account tokens; an unknown token is 401.
 	cfg.Authentication.APIAudiences = apiAudiences
 	cfg.Authentication.Authenticator = authenticatorunion.New(
 		x509request.NewDynamic(ca.VerifyOptions, x509request.CommonNameUserConversion),
-		bearertoken.New(authenticator.WrapAudienceAgnosticToken(apiAudiences, hooks.tokens)))
+		bearertoken.New(hooks.tokens))
 	if o.authzMode == authzRBAC {
 		// As kube-apiserver: system:authenticated, and the ServiceAccount groups.
 		cfg.Authentication.Authenticator = withKubeGroups(cfg.Authentication.Authenticator)
@@ -193,6 +193,8 @@ func buildServers(o *serveOptions, ln net.Listener, pki pkiPaths, etcdURL string
 	if err := reg.installBuiltins(core, cfg.RESTOptionsGetter); err != nil {
 		return nil, err
 	}
+	// TokenRequest tokens are valid while their ServiceAccount exists.
+	hooks.tokens.setServiceAccounts(reg.stores[schema.GroupResource{Resource: "serviceaccounts"}])
 
 	extGeneric.AggregatedDiscoveryGroupManager = core.AggregatedDiscoveryGroupManager
 	extCfg := &extapiserver.Config{

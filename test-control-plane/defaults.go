@@ -10,6 +10,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -29,6 +30,14 @@ func registerDefaults(s *runtime.Scheme) {
 	add := func(obj runtime.Object, fn func(interface{})) { s.AddTypeDefaultingFunc(obj, fn) }
 	add(&corev1.Pod{}, func(o interface{}) { defaultPod(o.(*corev1.Pod)) })
 	add(&corev1.Service{}, func(o interface{}) { defaultService(o.(*corev1.Service)) })
+	add(&authenticationv1.TokenRequest{}, func(o interface{}) {
+		// SetDefaults_TokenRequestSpec (kube's pkg/apis/authentication/v1); the audiences
+		// default in the REST (tokenrequest.go), as in kube
+		tr := o.(*authenticationv1.TokenRequest)
+		if tr.Spec.ExpirationSeconds == nil {
+			tr.Spec.ExpirationSeconds = ptrTo(int64(defaultTokenExpirationSeconds))
+		}
+	})
 	add(&corev1.Secret{}, func(o interface{}) {
 		sec := o.(*corev1.Secret)
 		if sec.Type == "" {

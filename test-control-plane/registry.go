@@ -32,6 +32,8 @@ type registry struct {
 	// authn and apiAudiences answer TokenReviews (tokens.go).
 	authn        authenticator.Request
 	apiAudiences authenticator.Audiences
+	// tokens is DIR/tokens.csv, where serviceaccounts/token mints (tokenrequest.go).
+	tokens *tokenStore
 	// podLogDir holds the container logs that pods/log serves (--pod-log-dir).
 	podLogDir string
 }
@@ -83,6 +85,8 @@ func (reg *registry) buildStorage(def *resourceDef, getter generic.RESTOptionsGe
 		store.BeginCreate = reg.services.beginCreate
 		store.BeginUpdate = reg.services.beginUpdate
 		store.AfterDelete = reg.services.afterDelete
+	case schema.GroupResource{Resource: "serviceaccounts"}:
+		out["serviceaccounts/token"] = &tokenRequestREST{serviceAccounts: store, tokens: reg.tokens, apiAudiences: reg.apiAudiences}
 	case schema.GroupResource{Resource: "pods"}:
 		out["pods/eviction"] = &evictionREST{reg: reg}
 		out["pods/binding"] = &bindingREST{pods: store}

@@ -94,6 +94,7 @@ func setupScheme() {
 	addInternal("authorization.k8s.io", "SelfSubjectRulesReview", &authorizationv1.SelfSubjectRulesReview{})
 	addInternal("authentication.k8s.io", "SelfSubjectReview", &authenticationv1.SelfSubjectReview{})
 	addInternal("authentication.k8s.io", "TokenReview", &authenticationv1.TokenReview{})
+	addInternal("authentication.k8s.io", "TokenRequest", &authenticationv1.TokenRequest{})
 	// events.k8s.io/v1 is served from the core/v1 Event store (as in kube-apiserver).
 	addInternal("events.k8s.io", "Event", &corev1.Event{})
 	addInternal("events.k8s.io", "EventList", &corev1.EventList{})

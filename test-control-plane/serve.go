@@ -163,7 +163,8 @@ func runServe(args []string) error {
 	authz.acct = acct
 	hooks := &testHooks{acct: acct, watches: newWatchRegistry(), authz: authz, etcd: etcdClient, faultRules: newFaults(),
 		tokens: newTokenStore(dir)}
-	reg := &registry{stores: map[schema.GroupResource]*genericregistry.Store{}, services: alloc, authz: authz, podLogDir: o.podLogDir}
+	reg := &registry{stores: map[schema.GroupResource]*genericregistry.Store{}, services: alloc, authz: authz, podLogDir: o.podLogDir,
+		tokens: hooks.tokens}
 	srv, err := buildServers(o, ln, pki, etcd.clientURL, reg, hooks)
 	if err != nil {
 		return err

@@ -864,6 +864,76 @@ expect_match "TokenReview without a token is 400 in kube's words" 'token is requ
 expect_match "tokenreviews are in discovery" '^tokenreviews +authentication.k8s.io/v1 +false +TokenReview' \
   "$(k api-resources --api-group=authentication.k8s.io 2>&1 | grep tokenreviews)"
 
+echo "# --- ServiceAccount tokens (serviceaccounts/token, kubectl create token)"
+# bearer_code TOKEN PATH: the HTTP status of a GET with only this bearer token
+bearer_code() { curl -s -o /dev/null -w '%{http_code}' --cacert "$S/pki/ca.crt" -H "Authorization: Bearer $1" "$URL$2"; }
+kd create sa robot >/dev/null
+SAUID=$(gd sa robot '{.metadata.uid}')
+SATOK=$(kd create token robot 2>&1)
+expect_match "kubectl create token prints a token" '^[A-Za-z0-9_-]{40,}$' "$SATOK"
+expect "a TokenRequest token authenticates as its ServiceAccount: user, uid, ServiceAccount groups" \
+  "system:serviceaccount:d:robot $SAUID system:serviceaccounts system:serviceaccounts:d" \
+  "$(tk "$SATOK" auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.uid} {.status.userInfo.groups[*]}' 2>&1)"
+expect_match "... with kube's credential-id extra (JTI)" '"authentication.kubernetes.io/credential-id":\["JTI=[0-9a-f-]{36}"\]' \
+  "$(tk "$SATOK" auth whoami -o json 2>&1 | tr -d ' \n')"
+succeeds "... and is allowed what its user is allowed" tk "$SATOK" -n d get cm
+expect_match "the token is in DIR/tokens.csv: kube's static token columns, then exp=, jti=, aud=" \
+  "^$SATOK,system:serviceaccount:d:robot,$SAUID,\"system:serviceaccounts,system:serviceaccounts:d\",exp=[0-9T:-]+Z,jti=[0-9a-f-]{36},aud=https://kubernetes.default.svc.cluster.local$" \
+  "$(grep "^$SATOK," "$S/tokens.csv")"
+expect "TokenRequest defaults: expirationSeconds 3600, audiences [the API audience]" \
+  "3600 https://kubernetes.default.svc.cluster.local" \
+  "$(kd create token robot -o jsonpath='{.spec.expirationSeconds} {.spec.audiences[*]}' 2>&1)"
+# (-o json: kubectl's jsonpath prints large integers as floats)
+OUT=$(kd create token robot --duration=8760h -o json 2>&1)
+SECS=$(printf '%s' "$OUT" | sed -n 's/.*"expirationSeconds": \([0-9]*\).*/\1/p')
+TS=$(printf '%s' "$OUT" | sed -n 's/.*"expirationTimestamp": "\([^"]*\)".*/\1/p')
+# status.expirationTimestamp - now - spec.expirationSeconds: 0, or a little less (the timestamp is of the request)
+SKEW=$(($(date -u -d "$TS" +%s 2>/dev/null || echo 0) - $(date -u +%s) - ${SECS:-0}))
+if [ "$SECS" = 31536000 ] && [ "$SKEW" -ge -5 ] && [ "$SKEW" -le 1 ]; then
+  ok "kubectl create token --duration=8760h: expirationSeconds 31536000, expirationTimestamp = now + 1 year"
+else
+  notok "kubectl create token --duration=8760h: expirationSeconds 31536000, expirationTimestamp = now + 1 year" \
+    "expirationSeconds [$SECS] expirationTimestamp [$TS] skew ${SKEW}s: $OUT"
+fi
+rejected "kubectl create token for a missing ServiceAccount fails (404 NotFound)" \
+  'failed to create token: serviceaccounts "missing-sa" not found' kd create token missing-sa
+expect "TokenRequest for a missing ServiceAccount is 404" "404" \
+  "$(api -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -d '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}' "$URL/api/v1/namespaces/d/serviceaccounts/missing-sa/token")"
+rejected "a TokenRequest shorter than 10 minutes is 422 in kube's words" \
+  'TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes' \
+  kd create token robot --duration=1m
+rejected "a token bound to an object (--bound-object-kind) is refused, not minted unbound" \
+  'kapi does not support tokens bound to an object' kd create token robot --bound-object-kind Pod --bound-object-name p
+expect_match "serviceaccounts/token is in discovery (create, authentication.k8s.io/v1 TokenRequest)" \
+  '"name":"serviceaccounts/token","singularName":"","namespaced":true,"group":"authentication.k8s.io","version":"v1","kind":"TokenRequest","verbs":\["create"\]' \
+  "$(k get --raw /api/v1 2>&1)"
+expect "TokenReview of a TokenRequest token: authenticated, ServiceAccount user, API audience" \
+  "true|system:serviceaccount:d:robot|system:serviceaccounts system:serviceaccounts:d|https://kubernetes.default.svc.cluster.local|" \
+  "$(review "$SATOK")"
+VTOK=$(kd create token robot --audience vault 2>&1)
+expect "a token for another audience (--audience vault) is 401 at the API" "401" "$(bearer_code "$VTOK" /api/v1/namespaces)"
+expect "... and a TokenReview for that audience authenticates it" \
+  "true|system:serviceaccount:d:robot|system:serviceaccounts system:serviceaccounts:d|vault|" "$(review "$VTOK" vault)"
+expect_match "... a TokenReview for the API audience does not, with kube's error" \
+  'token audiences \["vault"\] is invalid for the target audiences \["https://kubernetes.default.svc.cluster.local"\]' "$(review "$VTOK")"
+XTOK=$(kd create token robot 2>&1)
+# Expiry is enforced: move this token's exp= into the past (the file is re-read when it changes).
+sed -i -E "/^$XTOK,/ s/exp=[^,]*/exp=2000-01-01T00:00:00Z/" "$S/tokens.csv"
+expect "an expired TokenRequest token is 401" "401" "$(bearer_code "$XTOK" /api/v1/namespaces)"
+expect_match "... TokenReview says kube's 'service account token has expired'" 'service account token has expired' "$(review "$XTOK")"
+expect "... other tokens of the ServiceAccount still work" "200" "$(bearer_code "$SATOK" /api/v1/namespaces)"
+api -X POST "$URL/testing/requests/reset" >/dev/null
+kd create token robot >/dev/null
+expect_match "TokenRequests are counted as create serviceaccounts/token" '"create /serviceaccounts/token": 1' "$(api "$URL/testing/requests?user=admin")"
+kd delete sa robot >/dev/null
+expect "a TokenRequest token is 401 once its ServiceAccount is deleted" "401" "$(bearer_code "$SATOK" /api/v1/namespaces)"
+kd create sa robot >/dev/null
+expect "... and stays 401 when a ServiceAccount of the same name is created again (another UID)" "401" \
+  "$(bearer_code "$SATOK" /api/v1/namespaces)"
+expect_match "... TokenReview names the UID mismatch, as kube" 'service account UID \([0-9a-f-]+\) does not match claim \('"$SAUID"'\)' \
+  "$(review "$SATOK")"
+
 echo "# --- instances side by side, restart, errors, shutdown"
 S2=$WORK/s2
 start_server "$S2" && ok "second instance starts beside the first" || notok "second instance starts beside the first"
@@ -1127,6 +1197,34 @@ succeeds "RBAC mode: ... and only what it names" as bob -n r1 get secrets
 LSAR=$(rapi -X POST -H 'Content-Type: application/json' "$RURL/apis/authorization.k8s.io/v1/namespaces/r2/localsubjectaccessreviews" \
   -d '{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","metadata":{"namespace":"r2"},"spec":{"user":"bob","resourceAttributes":{"namespace":"r2","verb":"list","resource":"secrets"}}}')
 expect_match "RBAC mode: LocalSubjectAccessReview reports the deny rule" '"allowed": ?false, *"denied": ?true' "$(printf '%s' "$LSAR" | tr -d '\n')"
+# ServiceAccount tokens in RBAC mode: minting needs create on serviceaccounts/token; the token's user is the
+# ServiceAccount, so what it may do comes from bindings to it (a refusal is 403, not 401).
+ka -n r1 create sa builder >/dev/null
+rejected "RBAC mode: kubectl create token needs create on serviceaccounts/token" \
+  'serviceaccounts "builder" is forbidden: User "nobody" cannot create resource "serviceaccounts/token" in API group "" in the namespace "r1"' \
+  as nobody -n r1 create token builder
+mint minter minter
+ka -n r1 create role sa-creator --verb=create --resource=serviceaccounts >/dev/null
+ka -n r1 create rolebinding minter-sa --role=sa-creator --user=minter >/dev/null
+ka -n r1 create role token-minter --verb=create --resource=serviceaccounts/token >/dev/null
+rejected "RBAC mode: ... create on serviceaccounts alone does not grant it" \
+  'User "minter" cannot create resource "serviceaccounts/token"' as minter -n r1 create token builder
+ka -n r1 create rolebinding minter-tokens --role=token-minter --user=minter >/dev/null
+eventually "RBAC mode: a create rule on serviceaccounts/token grants kubectl create token" 2 as minter -n r1 create token builder
+BTOK=$(ka -n r1 create token builder --duration=8760h 2>&1)
+expect "RBAC mode: a TokenRequest token is its ServiceAccount, in kube's groups and system:authenticated" \
+  "system:serviceaccount:r1:builder system:serviceaccounts system:serviceaccounts:r1 system:authenticated" \
+  "$(rtk "$BTOK" auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.groups[*]}' 2>&1)"
+rejected "RBAC mode: a TokenRequest token without bindings gets kube's 403" \
+  'configmaps is forbidden: User "system:serviceaccount:r1:builder" cannot list resource "configmaps" in API group "" in the namespace "r1"' \
+  rtk "$BTOK" -n r1 get cm
+expect "RBAC mode: ... a 403 (authenticated, not authorized), not a 401" "403" \
+  "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$R/pki/ca.crt" -H "Authorization: Bearer $BTOK" "$RURL/api/v1/namespaces/r1/configmaps")"
+ka -n r1 create role cm-reader --verb=get,list --resource=configmaps >/dev/null
+ka -n r1 create rolebinding builder-cm --role=cm-reader --serviceaccount=r1:builder >/dev/null
+eventually "RBAC mode: a RoleBinding to the ServiceAccount grants its TokenRequest token" 2 rtk "$BTOK" -n r1 get cm
+rejected "RBAC mode: missing ServiceAccount: kubectl create token fails with 404" \
+  'failed to create token: serviceaccounts "missing-sa" not found' ka -n r1 create token missing-sa
 rapi -X POST "$RURL/testing/deny" -d '{"user":"admin","verbs":["delete"],"resources":["namespaces"]}' >/dev/null
 rejected "RBAC mode: the deny list refuses system:masters too" \
   'namespaces "r2" is forbidden: User "admin" cannot delete resource "namespaces" in API group ""' ka delete ns r2
