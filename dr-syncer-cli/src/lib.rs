@@ -19,7 +19,7 @@ mod one_side;
 mod output;
 mod progress;
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -32,6 +32,7 @@ use dr_syncer_core::{
         Client, ClientOptions, ClusterConfig, Drill, DrillOptions, DrillStep, KubeconfigSource,
         connect_with_url, custom_resource_types, discover, site::Recorder,
     },
+    plugin::PluginDir,
     resource::ResourceType,
     selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, resolve_resource_types},
 };
@@ -174,6 +175,23 @@ pub struct Args {
     /// `adoptExisting` says the same).
     #[arg(help_heading = "What is copied", long, global = true)]
     pub adopt_existing: bool,
+
+    /// Directory of transformer plugins (executables; see docs/plugins.md) that `--plugin` and a
+    /// `--mapping`'s `transformPlugins` name.
+    #[arg(help_heading = "What is copied", long, global = true, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+
+    /// Run the plugin NAME of `--plugin-dir` on every object copied to the DR side, after the built-in
+    /// transformers and transformRules, with string flags (its `extras`); repeatable, in order, after a
+    /// `--mapping`'s transformPlugins. Not run on failback's copy back.
+    #[arg(help_heading = "What is copied", long = "plugin", global = true,
+          value_name = "NAME[:KEY=VALUE,...]", value_parser = parse_plugin)]
+    pub plugins: Vec<dr_syncer_core::plugin::PluginRef>,
+
+    /// How long a plugin may take per object.
+    #[arg(help_heading = "What is copied", long, global = true, default_value = "10s",
+          value_parser = parse_duration)]
+    pub plugin_timeout: Duration,
     /// Do not run the preflight checks before stage, cutover and failback.
     #[arg(help_heading = "Drill steps", long, global = true)]
     pub skip_preflight: bool,
@@ -884,7 +902,23 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
     if args.adopt_existing {
         spec.adopt_existing = Some(true);
     }
+    spec.transform_plugins
+        .get_or_insert_with(Vec::new)
+        .extend(args.plugins.iter().map(|p| dr_syncer_core::api::TransformPlugin {
+            name: p.name.clone(),
+            extras: (!p.extras.is_empty()).then(|| p.extras.clone()),
+        }));
     let config = SyncConfig::from_spec(&spec).map_err(Error::from)?;
+    // Plugins are found (and asked for their metadata) before anything is connected or written.
+    let plugin_dir = match &args.plugin_dir {
+        Some(dir) => PluginDir::new(dir),
+        None => PluginDir::none(),
+    }
+    .with_timeout(args.plugin_timeout);
+    let plugins = plugin_dir
+        .resolve(&config.plugins)
+        .await
+        .map_err(|e| usage(&e.to_string()))?;
 
     let options = client_options(args);
     let (source, source_url) = connect_side(&args.source_kubeconfig, &args.source_context).await?;
@@ -953,7 +987,7 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
         types,
         config: Arc::new(config),
     };
-    Ok(Drill::new(source, destination, options, target))
+    Ok(Drill::new(source, destination, options, target).with_plugins(plugins))
 }
 
 /// The mapping's `pvcConfig.dataSyncConfig` (from `--mapping`), if any.
@@ -967,6 +1001,10 @@ fn mapping_data_config(args: &Args) -> anyhow::Result<Option<dr_syncer_core::api
         message: format!("{}: not a NamespaceMapping: {e}", path.display()),
     })?;
     Ok(mapping.spec.pvc_config.and_then(|p| p.data_sync_config))
+}
+
+fn parse_plugin(s: &str) -> Result<dr_syncer_core::plugin::PluginRef, String> {
+    dr_syncer_core::plugin::PluginRef::parse(s)
 }
 
 fn parse_source_address(s: &str) -> Result<String, String> {

@@ -56,6 +56,9 @@ pub struct SyncConfig {
     pub deletion_brake: crate::brake::DeletionBrake,
     /// Declarative transforms.
     pub rules: Vec<CompiledRule>,
+    /// External transformer plugins, in order ([`crate::plugin`]; resolved by the caller's plugin
+    /// directory).
+    pub plugins: Vec<crate::plugin::PluginRef>,
     /// What to do when a change hits an immutable field.
     pub immutable: ImmutablePolicy,
 }
@@ -125,6 +128,7 @@ impl Default for SyncConfig {
             adopt_existing: None,
             deletion_brake: crate::brake::DeletionBrake::default(),
             rules: Vec::new(),
+            plugins: Vec::new(),
             immutable: ImmutablePolicy::default(),
         }
     }
@@ -318,6 +322,19 @@ impl SyncConfig {
 
         let (rules, rule_problems) = compile_rules(spec.transform_rules.as_deref().unwrap_or_default());
         problems.extend(rule_problems);
+        let mut plugins = Vec::new();
+        for (i, p) in spec.transform_plugins.iter().flatten().enumerate() {
+            match crate::plugin::check_name(&p.name) {
+                Ok(()) => plugins.push(crate::plugin::PluginRef {
+                    name: p.name.clone(),
+                    extras: p.extras.clone().unwrap_or_default(),
+                }),
+                Err(e) => problems.push(ConfigProblem {
+                    field: format!("spec.transformPlugins[{i}].name"),
+                    message: e,
+                }),
+            }
+        }
 
         if !problems.is_empty() {
             return Err(ConfigProblems(problems));
@@ -340,6 +357,7 @@ impl SyncConfig {
             adopt_existing: spec.adopt_existing,
             deletion_brake,
             rules,
+            plugins,
             immutable,
         })
     }

@@ -51,6 +51,7 @@ use crate::{
     config::SyncConfig,
     failure::FailureCategory,
     order::tier,
+    plugin::{self, Plugins},
     resource::{ObjectKey, ResourceType},
     selection::ObjectFilter,
     site,
@@ -259,6 +260,7 @@ pub struct SyncEngine {
     source: Arc<dyn ResourceSource>,
     applier: Arc<dyn Applier>,
     chain: TransformerChain,
+    plugins: Plugins,
     concurrency: usize,
     crd_timeout: Duration,
     keep_activation: bool,
@@ -345,6 +347,7 @@ impl SyncEngine {
             source,
             applier,
             chain: TransformerChain::builtin(),
+            plugins: Plugins::none(),
             concurrency: 64,
             crd_timeout: Duration::from_secs(60),
             keep_activation: false,
@@ -452,6 +455,15 @@ impl SyncEngine {
     /// Use this transformer chain instead of [`TransformerChain::builtin`] (e.g. the built-ins plus your own).
     pub fn with_chain(mut self, chain: TransformerChain) -> Self {
         self.chain = chain;
+        self
+    }
+
+    /// Run these external plugins ([`crate::plugin`]) after the transformer chain: each desired object
+    /// goes through them in order; a white-out leaves the object out (and, with `prune`, its DR copy
+    /// goes as if the source object were gone); a plugin failure fails that object only. For forward
+    /// syncs: a copy back to production (failback) is built without them.
+    pub fn with_plugins(mut self, plugins: Plugins) -> Self {
+        self.plugins = plugins;
         self
     }
 
@@ -574,6 +586,12 @@ impl SyncEngine {
                 .insert(o.object.metadata.name.clone().unwrap_or_default());
         }
         let desired = self.select_and_transform(target, active, objects, &mut report);
+        let (desired, whited_out) = self.run_plugins(target, desired, &mut report).await;
+        for (resource, name) in whited_out {
+            if let Some(names) = source_names.get_mut(&resource.group_kind()) {
+                names.remove(&name);
+            }
+        }
 
         // 4. Apply: CRDs, then the objects wave by wave (the namespace is there already). The DR namespace
         // is read again first: a cutover or promote may have marked it while the source was listed.
@@ -748,6 +766,54 @@ impl SyncEngine {
             }
         }
         desired
+    }
+
+    /// The external plugins' stage ([`SyncEngine::with_plugins`]): the objects they keep (patched), and
+    /// the type and name of those they white out. Failures and white-outs are reported.
+    async fn run_plugins(
+        &self,
+        target: &SyncTarget,
+        desired: Vec<Desired>,
+        report: &mut SyncReport,
+    ) -> (Vec<Desired>, Vec<(ResourceType, String)>) {
+        if self.plugins.is_empty() || desired.is_empty() {
+            return (desired, Vec::new());
+        }
+        let (meta, objects): (Vec<_>, Vec<_>) = desired
+            .into_iter()
+            .map(|d| ((d.resource, d.key), d.object))
+            .unzip();
+        let verdicts = self
+            .plugins
+            .run(objects)
+            .instrument(info_span!("plugins", plugins = ?self.plugins.names()))
+            .await;
+        let (mut kept, mut whited_out) = (Vec::new(), Vec::new());
+        for ((resource, key), verdict) in meta.into_iter().zip(verdicts) {
+            let label = format!(
+                "{}/{}/{}",
+                resource.group_kind(),
+                target.source_namespace,
+                key.name
+            );
+            match verdict {
+                Ok(plugin::Verdict::Keep(object)) => kept.push(Desired {
+                    resource,
+                    object,
+                    key,
+                }),
+                Ok(plugin::Verdict::WhiteOut { plugin }) => {
+                    report.exclude(
+                        &resource.group_kind(),
+                        label,
+                        format!("whited out by plugin {plugin}"),
+                    );
+                    whited_out.push((resource, key.name));
+                }
+                Err(e) => report.fail(&resource.group_kind(), label, &Error::Transform(e)),
+            }
+        }
+        (kept, whited_out)
     }
 
     /// Apply `desired` in dependency order: waves of tiers ([`crate::order::Tier::wave`]) one after the
@@ -939,6 +1005,12 @@ impl SyncEngine {
             }
         }
         let desired = self.select_and_transform(target, active, applied, &mut report);
+        let (desired, whited_out) = self.run_plugins(target, desired, &mut report).await;
+        // A white-out is, for the DR side, a deletion at the source.
+        deleted.extend(whited_out.into_iter().map(|(resource, name)| {
+            let object = DynamicObject::new(&name, &resource.api_resource()).within(&target.source_namespace);
+            SourceObject { resource, object }
+        }));
         self.apply_all(desired, active, &options, &mut report).await;
         // Deletions are mirrored only with prune, and never while production's namespace is being
         // deleted (its objects vanish one by one: an outage, not a request).

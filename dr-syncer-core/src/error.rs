@@ -41,6 +41,9 @@ pub enum Error {
     /// A transformer could not handle an object.
     #[error("transform: {0}")]
     Transform(#[from] TransformError),
+    /// A transformer plugin a mapping names cannot be used.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
     /// Applying an object to the destination failed.
     #[error("apply: {0}")]
     Apply(#[from] ApplyError),
@@ -116,9 +119,11 @@ impl Error {
     /// The `failureHandling` category (what a mapping's `failureHandling` decides about).
     pub fn category(&self) -> FailureCategory {
         match self {
-            Error::InvalidConfig(_) | Error::Config(_) | Error::Json { .. } | Error::Transform(_) => {
-                FailureCategory::ValidationFailure
-            }
+            Error::InvalidConfig(_)
+            | Error::Config(_)
+            | Error::Json { .. }
+            | Error::Transform(_)
+            | Error::Plugin(_) => FailureCategory::ValidationFailure,
             Error::UnknownResourceTypes(_) => FailureCategory::ResourceNotFound,
             Error::Source(e) => e.category,
             Error::Apply(e) => e.category,
@@ -144,6 +149,7 @@ impl Error {
             Error::Json { .. } => "Json",
             Error::Source(_) => "SourceFailed",
             Error::Transform(_) => "TransformFailed",
+            Error::Plugin(e) => e.kind(),
             Error::Apply(_) => "ApplyFailed",
             Error::Data(e) => e.kind(),
             Error::Kubeconfig(_) => "InvalidKubeconfig",
@@ -171,7 +177,8 @@ impl Error {
             | Error::Config(_)
             | Error::UnknownResourceTypes(_)
             | Error::Json { .. }
-            | Error::Transform(_) => false,
+            | Error::Transform(_)
+            | Error::Plugin(_) => false,
             Error::Source(e) => e.transient,
             Error::Apply(e) => e.transient,
             Error::Data(e) => e.is_transient(),

@@ -28,6 +28,7 @@ pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;
 pub mod order;
+pub mod plugin;
 pub mod pvc;
 pub mod rbac;
 pub mod resource;

@@ -43,6 +43,8 @@ pub struct Options {
     pub stale_periods: u32,
     /// `Stale` in Continuous mode after this long with a source change not on the DR side.
     pub stale_after: Duration,
+    /// The transformer plugins mappings may name (`--plugin-dir`).
+    pub plugins: Arc<dr_syncer_core::plugin::PluginDir>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             sync_timeout: Duration::from_secs(1800),
             stale_periods: 3,
             stale_after: Duration::from_secs(600),
+            plugins: Arc::new(dr_syncer_core::plugin::PluginDir::none()),
         }
     }
 }

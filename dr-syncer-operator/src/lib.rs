@@ -178,6 +178,13 @@ pub struct Args {
     /// (or its last successful sync is this old while it fails).
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     pub stale_after: Duration,
+    /// Directory of the transformer plugins NamespaceMappings may name in `transformPlugins` (executables,
+    /// see docs/plugins.md); a mapping naming a plugin that is not there fails with `PluginNotFound`.
+    #[arg(long, env = "PLUGIN_DIR", default_value = dr_syncer_core::plugin::DEFAULT_OPERATOR_PLUGIN_DIR)]
+    pub plugin_dir: PathBuf,
+    /// How long a transformer plugin may take per object (and to answer its metadata request).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub plugin_timeout: Duration,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,

@@ -287,6 +287,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             sync_timeout: args.sync_timeout,
             stale_periods: args.stale_periods.max(1),
             stale_after: args.stale_after,
+            plugins: Arc::new(
+                dr_syncer_core::plugin::PluginDir::new(&args.plugin_dir).with_timeout(args.plugin_timeout),
+            ),
             ..Default::default()
         },
     );

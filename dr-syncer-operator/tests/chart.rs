@@ -646,3 +646,63 @@ async fn helm_installs_over_the_go_charts_crds_upgrades_and_uninstalls() {
         "nothing left terminating: {all}"
     );
 }
+
+/// `ci/flags-values.yaml` sets a value for every operator flag: each flag reaches the Deployment exactly
+/// once (a repeatable one at least once), as an argument or through its environment variable
+/// (`LOG_LEVEL`, …). Flags without a named
+/// value are listed here with the reason.
+#[test]
+fn every_operator_flag_has_a_chart_value() {
+    use clap::CommandFactory;
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let rendered = objects(&rendered(
+        &python,
+        &[
+            "-f",
+            &workspace_root()
+                .join("charts/dr-syncer/ci/flags-values.yaml")
+                .display()
+                .to_string(),
+        ],
+    ));
+    let container = &rendered["Deployment/dr-syncer-operator"]["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .map(|e| e.iter().map(|v| v["name"].as_str().unwrap()).collect())
+        .unwrap_or_default();
+    // No value of their own: the pod's service account and POD_NAME, or printing and exiting.
+    let unvalued = ["kubeconfig", "identity", "version-json", "help", "version"];
+    let mut missing = Vec::new();
+    for arg in dr_syncer_operator::Args::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if unvalued.contains(&long) {
+            continue;
+        }
+        let flag = format!("--{long}");
+        let as_arg = args
+            .iter()
+            .filter(|a| **a == flag || a.starts_with(&format!("{flag}=")))
+            .count();
+        let as_env = arg
+            .get_env()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| env.contains(&e));
+        let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
+        let count = as_arg + usize::from(as_env);
+        if count == 0 || (count > 1 && !repeatable) {
+            missing.push(format!("{flag}: {as_arg} args, env {as_env}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "flags without exactly one chart value: {missing:#?}\nargs: {args:?}\nenv: {env:?}"
+    );
+}

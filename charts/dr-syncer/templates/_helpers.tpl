@@ -121,6 +121,8 @@ operator's own defaults apply. Numbers go through int64 so that large values are
 {{- with $o.syncTimeout }}{{ $args = append $args (printf "--sync-timeout=%s" .) }}{{ end -}}
 {{- if not (kindIs "invalid" $o.stalePeriods) }}{{ $args = append $args (printf "--stale-periods=%d" (int64 $o.stalePeriods)) }}{{ end -}}
 {{- with $o.staleAfter }}{{ $args = append $args (printf "--stale-after=%s" .) }}{{ end -}}
+{{- with $o.pluginDir }}{{ $args = append $args (printf "--plugin-dir=%s" .) }}{{ end -}}
+{{- with $o.pluginTimeout }}{{ $args = append $args (printf "--plugin-timeout=%s" .) }}{{ end -}}
 {{- if not (kindIs "invalid" $o.qps) }}{{ $args = append $args (printf "--qps=%s" (toString $o.qps)) }}{{ end -}}
 {{- if not (kindIs "invalid" $o.burst) }}{{ $args = append $args (printf "--burst=%d" (int64 $o.burst)) }}{{ end -}}
 {{- range $v.extraArgs }}{{ $args = append $args . }}{{ end -}}

@@ -142,6 +142,11 @@ pub struct NamespaceMappingSpec {
     /// Declarative transforms (JSON Patch), applied after the built-in ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform_rules: Option<Vec<TransformRule>>,
+    /// External transformer plugins, by name in the operator's plugin directory (`--plugin-dir`), run
+    /// in order after the built-in transformers and `transformRules` (forward syncs only). A dr-syncer
+    /// addition; see docs/plugins.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform_plugins: Option<Vec<TransformPlugin>>,
     /// Delete DR objects dr-syncer created whose source is gone.
     #[serde(default)]
     pub prune: bool,
@@ -609,6 +614,18 @@ impl Default for ServiceConfig {
             preserve_node_ports: true,
         }
     }
+}
+
+/// A transformer plugin a mapping uses.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransformPlugin {
+    /// The executable's file name in the operator's plugin directory (never a path).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"))]
+    pub name: String,
+    /// String flags given to the plugin (the request's `extras`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<BTreeMap<String, String>>,
 }
 
 /// A declarative transform: JSON Patch operations for the objects a match selects.

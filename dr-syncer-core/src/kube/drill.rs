@@ -163,6 +163,13 @@ impl Drill {
         self
     }
 
+    /// Run these transformer plugins on the forward syncs (stage, and the syncs of cutover); never on a
+    /// failback's copy back to production.
+    pub fn with_plugins(mut self, plugins: crate::plugin::Plugins) -> Self {
+        self.engine = self.engine.with_plugins(plugins);
+        self
+    }
+
     /// Accept a source cluster other than the one the DR namespace records (the CLI's
     /// `--accept-source-cluster`).
     pub fn accepting_source_identity(mut self, accept: crate::engine::AcceptIdentity) -> Self {
@@ -818,6 +825,7 @@ impl Drill {
         config.access_mode_mappings.clear();
         config.ingress.transform_hosts = false;
         config.rules.clear();
+        config.plugins.clear();
         // Production's objects carry no dr-syncer marker: the copy back takes them over (a failback
         // writes only what its reverse diff listed, see `failback`).
         config.adopt_existing = Some(true);

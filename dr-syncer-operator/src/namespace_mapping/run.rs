@@ -21,6 +21,7 @@ use dr_syncer_core::{
     engine::{AcceptIdentity, Change, Progress, SkippedObject, SyncEngine, SyncReport, SyncTarget},
     failure::FailureCategory,
     kube::{KubeApplier, KubeSource},
+    plugin::Plugins,
     resource::{ObjectKey, ResourceType},
     schedule::Schedule,
     selection::{OPERATOR_DEFAULT_TYPES, resolve_resource_types},
@@ -167,6 +168,8 @@ pub(super) struct Runner<'a> {
     types: Vec<ResourceType>,
     /// (source, destination) namespace pairs.
     pairs: Vec<(String, String)>,
+    /// The transformer plugins the mapping names (none for a cleanup).
+    plugins: Plugins,
 }
 
 impl<'a> Runner<'a> {
@@ -241,6 +244,15 @@ impl<'a> Runner<'a> {
                     .collect()
             }
         };
+        let plugins = if cleanup {
+            Plugins::none()
+        } else {
+            ctx.options
+                .plugins
+                .resolve(&config.plugins)
+                .await
+                .map_err(dr_syncer_core::Error::from)?
+        };
         // A protected namespace is never a source or a destination: the mapping is refused as a whole
         // (a selector that matches one is to be fixed, e.g. with `kubernetes.io/metadata.name notin`).
         if !cleanup {
@@ -259,6 +271,7 @@ impl<'a> Runner<'a> {
             clusters,
             types,
             pairs,
+            plugins,
         })
     }
 
@@ -347,6 +360,7 @@ impl<'a> Runner<'a> {
             .with_concurrency(self.ctx.options.apply_concurrency)
             .with_fail_fast(fail_fast.to_vec())
             .with_storage_class_check(true)
+            .with_plugins(self.plugins.clone())
     }
 
     /// Continuous mode, while a full sync copies PVC data: sync the source changes the watches see, in
