@@ -226,7 +226,8 @@ pub struct Args {
     /// rbac: Roles per namespace, or one ClusterRole [default: namespace when namespaces are known].
     #[arg(help_heading = "Options of rbac", long, global = true, value_enum)]
     pub scope: Option<RbacScope>,
-    /// rbac: the DR side also runs PVC data movers (pods, their logs and key Secrets in its namespaces)
+    /// rbac: PVC data: the DR side also runs the movers (pods, their logs and key Secrets in its
+    /// namespaces); the source side also deploys the agents (`--agent-namespace`) and runs mount pods
     /// [default: when the `--mapping` copies PVC data].
     #[arg(help_heading = "Options of rbac", long, global = true)]
     pub pvc_data: bool,
@@ -816,6 +817,7 @@ fn rbac(args: &Args) -> anyhow::Result<ExitCode> {
         namespace_selector: spec.namespace_selector.is_some(),
         sync_back: args.sync_back,
         pvc_data: args.pvc_data || spec.pvc_config.as_ref().is_some_and(|p| p.sync_data),
+        agent_namespace: args.agent_namespace.clone(),
         name: args.role_name.clone(),
         subject,
     };

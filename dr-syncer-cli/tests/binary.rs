@@ -64,6 +64,40 @@ fn shipped_remote_rbac_is_the_generators_output() {
             args.join(" ")
         );
     }
+    // The PVC data roles of the source side: `rbac --source --pvc-data` prints those of
+    // deploy/remote-rbac/pvc-data.yaml, and with a subject binds them (in the agents' namespace).
+    let roles = |yaml: &str| -> Vec<serde_json::Value> {
+        dr_syncer_testenv::parse_yaml_documents(yaml)
+            .unwrap()
+            .into_iter()
+            .map(|d| serde_json::to_value(d).unwrap())
+            .filter(|d| {
+                d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("dr-syncer-pvc-"))
+                    && d["kind"] == "ClusterRole"
+            })
+            .map(|d| serde_json::json!({"name": d["metadata"]["name"], "rules": d["rules"]}))
+            .collect()
+    };
+    let shipped = std::fs::read_to_string(root.join("deploy/remote-rbac/pvc-data.yaml")).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "rbac",
+            "--source",
+            "--pvc-data",
+            "--bind-service-account",
+            "dr-syncer/dr-syncer-remote",
+        ])
+        .output()
+        .unwrap();
+    let generated = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(roles(&generated), roles(&shipped));
+    assert_eq!(roles(&shipped).len(), 2);
+    assert!(generated.contains(
+        "kind: RoleBinding\nmetadata:\n  name: dr-syncer-pvc-agents\n  namespace: dr-syncer-system"
+    ));
+    assert!(generated.contains("kind: ClusterRoleBinding\nmetadata:\n  name: dr-syncer-pvc-mounts"));
     // Offline, and clear about what it cannot do.
     let wildcard = Command::new(BIN)
         .args(["rbac", "--source", "--resource-types", "*"])

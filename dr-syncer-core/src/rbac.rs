@@ -77,8 +77,11 @@ pub struct Request {
     /// the copy of the DR side's changes back to production.
     pub sync_back: bool,
     /// PVC data: the DR side also runs the mover pods in its namespaces (pods create/delete, their logs,
-    /// their key Secrets). The reading side's agents have their own roles (`deploy/remote-rbac/pvc-data.yaml`).
+    /// their key Secrets); the source side also deploys the agents into `agent_namespace` and runs mount
+    /// pods (the roles of `deploy/remote-rbac/pvc-data.yaml`, bound to the subject when one is given).
     pub pvc_data: bool,
+    /// The agents' namespace on the source side (`spec.pvcSync.namespace`, default `dr-syncer-system`).
+    pub agent_namespace: String,
     /// The roles' name (`dr-syncer-source-reader`, `dr-syncer-dr-writer` by default).
     pub name: Option<String>,
     /// Bind the roles to this subject.
@@ -481,7 +484,63 @@ pub fn manifests(req: &Request) -> Result<String, RbacError> {
             }
         }
     }
+    if req.side == Side::Source && req.pvc_data {
+        out.push_str(&pvc_reader_manifests(req, labels));
+    }
     Ok(out)
+}
+
+/// The source side's PVC data roles: deploy the agents into their namespace (where a Role binding keeps
+/// their Secrets and DaemonSet) and run read-only mount pods; with a subject, bound to it, and the agents'
+/// namespace created (the RoleBinding needs it).
+fn pvc_reader_manifests(req: &Request, labels: &str) -> String {
+    let agents = &req.agent_namespace;
+    let mounts = [
+        rule("", &["namespaces"], &[], &["create"]),
+        rule(
+            "",
+            &["namespaces"],
+            std::slice::from_ref(agents),
+            &["get", "patch"],
+        ),
+        rule("", &["pods"], &[], &["create", "delete"]),
+        rule("", &["pods/log"], &[], &["get"]),
+    ];
+    let agent_rules = [
+        rule(
+            "",
+            &["secrets", "configmaps"],
+            &[],
+            &["get", "create", "patch", "update", "delete"],
+        ),
+        rule(
+            "apps",
+            &["daemonsets"],
+            &[],
+            &["get", "create", "patch", "update", "delete"],
+        ),
+        // Which agent pod runs on a volume's node, and whether it is ready.
+        rule("", &["pods"], &[], &["get", "list", "watch"]),
+    ];
+    let mut out = format!(
+        "---\n# PVC data: deploy the agents into {agents} and run read-only mount pods for PVCs no pod mounts.\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: dr-syncer-pvc-mounts\n{labels}{}\
+         ---\n# The agents' Secrets, ConfigMaps and DaemonSet: bound in {agents} only.\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: dr-syncer-pvc-agents\n{labels}{}",
+        rules_yaml(&mounts),
+        rules_yaml(&agent_rules)
+    );
+    if let Some(s) = &req.subject {
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {agents}\n{labels}\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: dr-syncer-pvc-mounts\n{labels}\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: dr-syncer-pvc-mounts}}\nsubjects:\n{subject}\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: dr-syncer-pvc-agents\n  namespace: {agents}\n{labels}\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: dr-syncer-pvc-agents}}\nsubjects:\n{subject}",
+            subject = subject_yaml(s)
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -502,6 +561,7 @@ mod tests {
             namespace_selector: false,
             sync_back: false,
             pvc_data: false,
+            agent_namespace: crate::pvc::DEFAULT_AGENT_NAMESPACE.to_owned(),
             name: None,
             subject: None,
         }
