@@ -1,7 +1,8 @@
 //! `docs/install.md` sections 3 to 5, as written, against control planes that enforce RBAC: the generated
 //! remote roles bound to a ServiceAccount, a token kubeconfig minted for it with `kubectl create token`,
-//! the kubeconfig Secrets and `clusters.yaml` on the controller, and the operator's first sync through
-//! those identities. Every command run here is checked to appear verbatim in the runbook, so the two
+//! the kubeconfig Secrets and `clusters.yaml` on the controller, the operator's first sync through
+//! those identities, the checks of section 6, and the first step of uninstalling (the mappings deleted
+//! while the operator runs: nothing stuck on a finalizer). Every command run here is checked to appear verbatim in the runbook, so the two
 //! cannot drift apart.
 
 mod common;
@@ -242,6 +243,21 @@ async fn the_install_runbook_works_as_written() {
         .await
         .unwrap();
     assert_eq!(copied.data.unwrap()["LOG_LEVEL"], "info");
+    // Section 6: the checks, as written.
+    let rcs = run(&doc, dir, c, "kubectl -n dr-syncer get remoteclusters");
+    assert!(rcs.contains("prod") && rcs.contains("dr"), "{rcs}");
+    let nms_table = run(&doc, dir, c, "kubectl -n dr-syncer get namespacemappings");
+    assert!(
+        nms_table.contains("shop") && nms_table.contains("Completed"),
+        "{nms_table}"
+    );
+    let described = run(
+        &doc,
+        dir,
+        c,
+        "kubectl -n dr-syncer describe namespacemapping shop",
+    );
+    assert!(described.contains("Conditions"), "{described}");
     // pvcSync on prod: the agents were deployed with the PVC roles of section 3.
     wait_for("the agents deployed on prod", T, || async {
         Ok(Api::<DaemonSet>::namespaced(prod.client(), "dr-syncer-system")
@@ -251,4 +267,25 @@ async fn the_install_runbook_works_as_written() {
     })
     .await
     .unwrap();
+
+    // Uninstalling, first step: the mappings go while the operator runs (kubectl waits for its
+    // finalizers); with the default deletionPolicy the DR copies stay.
+    run(
+        &doc,
+        dir,
+        c,
+        "kubectl -n dr-syncer delete namespacemappings,clustermappings --all",
+    );
+    assert!(
+        nms.get_opt("shop").await.unwrap().is_none(),
+        "the mapping is gone, not stuck"
+    );
+    assert!(
+        Api::<ConfigMap>::namespaced(dr.client(), shop)
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_some(),
+        "Retain keeps the DR copy"
+    );
 }
