@@ -132,19 +132,31 @@ impl Error {
     }
 
     /// A short, stable name of the error's category (metric label, event reason).
+    /// A reconcile that failed inside the finalizer machinery has the kind of what failed there (the
+    /// sync, the cleanup, the finalizer patch), not a kind of its own.
     pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
         match self {
-            Error::Kube { source, .. } => match source.as_ref() {
-                kube::Error::Api(s) if s.code == 403 || s.code == 401 => "Unauthorized",
-                kube::Error::Api(s) if s.code == 404 => "NotFound",
-                kube::Error::Api(s) if s.code == 409 => "Conflict",
-                kube::Error::Api(_) => "KubeApi",
-                _ => "Connection",
-            },
+            Error::Kube { source, .. } => kube_kind(source),
             Error::Core(e) => e.kind(),
             Error::Cluster(e) => e.reason(),
-            Error::Finalizer(_) => "Finalizer",
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.kind(),
+                F::AddFinalizer(e) | F::RemoveFinalizer(e) => kube_kind(e),
+                _ => "Finalizer",
+            },
         }
+    }
+}
+
+/// The kind of a controller-cluster API error.
+fn kube_kind(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 403 || s.code == 401 => "Unauthorized",
+        kube::Error::Api(s) if s.code == 404 => "NotFound",
+        kube::Error::Api(s) if s.code == 409 => "Conflict",
+        kube::Error::Api(_) => "KubeApi",
+        _ => "Connection",
     }
 }
 
@@ -173,5 +185,18 @@ mod tests {
             .is_transient()
         );
         assert!(!ClusterError::SecretNotFound("a".into()).is_transient());
+        // Through the finalizer machinery, the kind of what failed.
+        let e = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            Error::from(dr_syncer_core::Error::InvalidConfig("x".into())),
+        )));
+        assert_eq!(e.kind(), "InvalidConfig");
+        let e = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::CleanupFailed(
+            Error::from(ClusterError::SecretNotFound("a".into())),
+        )));
+        assert_eq!(e.kind(), ClusterError::SecretNotFound("a".into()).reason());
+        assert_eq!(
+            Error::Finalizer(Box::new(kube::runtime::finalizer::Error::UnnamedObject)).kind(),
+            "Finalizer"
+        );
     }
 }
