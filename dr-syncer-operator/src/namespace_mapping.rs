@@ -159,6 +159,14 @@ async fn blocked_until(
     message: String,
     again: Option<Duration>,
 ) -> Result<Action> {
+    // A mapping that cannot start syncing is a failed reconcile, though handled here (status, Event).
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReconcileErrorLabels {
+            controller: "namespacemapping".into(),
+            kind: reason.into(),
+        })
+        .inc();
     let old = nm.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let mut conds = status.conditions.take().unwrap_or_default();

@@ -58,7 +58,7 @@ async fn mappings_run_the_plugins_they_name() {
     apply_yaml(&env.prod.client(), Some(&src), APP).await.unwrap();
     let dst = format!("{src}-dr");
     let dir = workspace_root().join("examples/plugins").display().to_string();
-    let _op = env.operator("dr-syncer-operator", &["--plugin-dir", &dir]).await;
+    let op = env.operator("dr-syncer-operator", &["--plugin-dir", &dir]).await;
     env.apply(&mapping(
         "mirror",
         &format!(
@@ -152,4 +152,11 @@ async fn mappings_run_the_plugins_they_name() {
             .unwrap_or(true),
         "nothing synced"
     );
+    // The reconcile error metric names the real kind (not the finalizer machinery it ran in).
+    let counted = r#"dr_syncer_reconcile_errors_total{controller="namespacemapping",kind="PluginNotFound"}"#;
+    let found = wait_for("the error counted with its kind", T, || async {
+        Ok(op.metrics().await.contains(counted).then_some(()))
+    })
+    .await;
+    assert!(found.is_ok(), "{}", op.metrics().await);
 }
