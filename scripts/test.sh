@@ -17,7 +17,8 @@ ensure_debs "${BASE_DEBS[@]}"
 # do not speed up a fresh build; a developer re-running often may set CARGO_INCREMENTAL=1.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step "disk"
-# A full run needs about DISK_NEEDED_GB free where target/ lives (debug and release builds, images).
+# A full run needs about DISK_NEEDED_GB free where target/ lives (measured from a fresh clone: target/
+# peaks near 5 GB with the debug and release builds; the first run's caches take about 4 GB more).
 # When the disk fills, the linker dies with a bus error; say so up front instead.
 DISK_NEEDED_GB=12
 mkdir -p target
