@@ -45,6 +45,58 @@ pub struct Options {
     pub stale_after: Duration,
     /// The transformer plugins mappings may name (`--plugin-dir`).
     pub plugins: Arc<dr_syncer_core::plugin::PluginDir>,
+    /// The transformers of every mapping's sync: the built-in chain, plus what an [`crate::Operator`]
+    /// builder added.
+    pub chain: dr_syncer_core::transform::TransformerChain,
+    /// `--once`: the mappings of the one reconcile round, reported as they finish.
+    pub round: Option<Arc<Round>>,
+}
+
+/// `--once`: one reconcile round of the NamespaceMappings present at start; `done` is cancelled when each
+/// has finished its first sync attempt (or could not start one).
+#[derive(Debug)]
+pub struct Round {
+    pending: Mutex<std::collections::BTreeSet<String>>,
+    failed: Mutex<Vec<String>>,
+    /// Cancelled when the round is over.
+    pub done: tokio_util::sync::CancellationToken,
+}
+
+impl Round {
+    /// A round of the mappings `keys` (`namespace/name`); over at once when there are none.
+    pub fn new(keys: impl IntoIterator<Item = String>) -> Self {
+        let round = Round {
+            pending: Mutex::new(keys.into_iter().collect()),
+            failed: Mutex::default(),
+            done: tokio_util::sync::CancellationToken::new(),
+        };
+        if round.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            round.done.cancel();
+        }
+        round
+    }
+
+    /// Mapping `key` finished its attempt (`ok`: synced, or nothing to do).
+    pub fn finished(&self, key: &str, ok: bool) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.remove(key) {
+            return;
+        }
+        if !ok {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(key.to_owned());
+        }
+        if pending.is_empty() {
+            self.done.cancel();
+        }
+    }
+
+    /// The mappings whose attempt failed.
+    pub fn failed(&self) -> Vec<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Default for Options {
@@ -61,6 +113,8 @@ impl Default for Options {
             stale_periods: 3,
             stale_after: Duration::from_secs(600),
             plugins: Arc::new(dr_syncer_core::plugin::PluginDir::none()),
+            chain: dr_syncer_core::transform::TransformerChain::builtin(),
+            round: None,
         }
     }
 }

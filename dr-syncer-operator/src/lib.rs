@@ -24,7 +24,9 @@ pub mod remote_cluster;
 pub mod runtime;
 pub mod secure_metrics;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use dr_syncer_core::transform::Transformer;
 
 use clap::{ArgAction, Parser, Subcommand};
 
@@ -185,6 +187,11 @@ pub struct Args {
     /// How long a transformer plugin may take per object (and to answer its metadata request).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub plugin_timeout: Duration,
+    /// Reconcile each NamespaceMapping present at start once (its sync, or the reason it cannot run),
+    /// then stop; the exit status is 1 when one of them failed. For a Job or CronJob, tests, and
+    /// examples; the RemoteCluster and ClusterMapping controllers run meanwhile as usual.
+    #[arg(long)]
+    pub once: bool,
     /// Print build information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,
@@ -200,33 +207,97 @@ pub enum Command {
     Crd,
 }
 
-/// Run the operator with parsed arguments.
+/// Run the operator with parsed arguments (the bundled binary: [`Operator`] with nothing added).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.version_json {
-        println!(
-            "{}",
-            serde_json::to_string(&dr_syncer_core::version::build_info("dr-syncer-operator"))?
-        );
-        return Ok(ExitCode::SUCCESS);
+    Operator::new(args).run()
+}
+
+/// The bundled operator as a builder. `Operator::from_env().main()` is exactly the `dr-syncer-operator`
+/// binary; a platform's own operator adds its transformers and runs the same way, with every flag,
+/// the health and metrics endpoints, leader election and the plugins:
+///
+/// ```no_run
+/// use dr_syncer_core::transform::{Outcome, TransformContext};
+/// use kube::core::DynamicObject;
+///
+/// fn main() -> std::process::ExitCode {
+///     let label_dr = |mut obj: DynamicObject, _: &TransformContext| {
+///         obj.metadata.labels.get_or_insert_with(Default::default).insert("site".into(), "dr".into());
+///         Ok(Outcome::Keep(obj))
+///     };
+///     dr_syncer_operator::Operator::from_env().with_transformer(label_dr).main()
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Operator {
+    args: Args,
+    extensions: runtime::Extensions,
+}
+
+impl Operator {
+    /// The operator configured from the command line and environment (as the binary is).
+    pub fn from_env() -> Self {
+        Self::new(Args::parse())
     }
-    match args.command {
-        Some(Command::Crd) => {
-            print!("{}", dr_syncer_core::api::crds_yaml()?);
-            Ok(ExitCode::SUCCESS)
+
+    /// The operator with these arguments.
+    pub fn new(args: Args) -> Self {
+        Operator {
+            args,
+            extensions: runtime::Extensions::default(),
         }
-        None => {
-            // A reconcile nests the sync engine, the data copies and continuous mode's batches in one
-            // future; polling it is deep (more so in debug builds), so the workers get 8 MiB stacks
-            // instead of 2 (the largest parts are also boxed).
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_stack_size(8 << 20)
-                .build()?;
-            let code = rt.block_on(runtime::run(args));
-            // Whatever is still in flight (a request to a stalled cluster, a blocking lookup) must not
-            // keep a replica that lost its lease alive: the process ends promptly.
-            rt.shutdown_timeout(std::time::Duration::from_millis(500));
-            code
+    }
+
+    /// Run `transformer` in every mapping's sync, after the built-in transformers and the mapping's
+    /// `transformRules`, before its plugins (forward syncs only, as everything of the chain).
+    pub fn with_transformer(mut self, transformer: impl Transformer + 'static) -> Self {
+        self.extensions.transformers.push(Arc::new(transformer));
+        self
+    }
+
+    /// Run until stopped (SIGTERM, a lost lease, or the end of `--once`'s round).
+    ///
+    /// # Errors
+    /// What stops the operator from starting (no controller cluster, a bad flag value).
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let Operator { args, extensions } = self;
+        if args.version_json {
+            println!(
+                "{}",
+                serde_json::to_string(&dr_syncer_core::version::build_info("dr-syncer-operator"))?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        match args.command {
+            Some(Command::Crd) => {
+                print!("{}", dr_syncer_core::api::crds_yaml()?);
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                // A reconcile nests the sync engine, the data copies and continuous mode's batches in one
+                // future; polling it is deep (more so in debug builds), so the workers get 8 MiB stacks
+                // instead of 2 (the largest parts are also boxed).
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_stack_size(8 << 20)
+                    .build()?;
+                let code = rt.block_on(runtime::run_with(args, extensions));
+                // Whatever is still in flight (a request to a stalled cluster, a blocking lookup) must not
+                // keep a replica that lost its lease alive: the process ends promptly.
+                rt.shutdown_timeout(std::time::Duration::from_millis(500));
+                code
+            }
+        }
+    }
+
+    /// [`Operator::run`], with an error printed as the binary prints it and turned into exit status 1.
+    pub fn main(self) -> ExitCode {
+        match self.run() {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("dr-syncer-operator: {err:#}");
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,15 +1,5 @@
-//! Entry point of `dr-syncer-operator`; see the library crate for everything else.
+//! Entry point of `dr-syncer-operator`: the [`dr_syncer_operator::Operator`] builder with nothing added.
 
-use std::process::ExitCode;
-
-use clap::Parser;
-
-fn main() -> ExitCode {
-    match dr_syncer_operator::run(dr_syncer_operator::Args::parse()) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("dr-syncer-operator: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    dr_syncer_operator::Operator::from_env().main()
 }

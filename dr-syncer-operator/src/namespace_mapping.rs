@@ -238,6 +238,30 @@ fn schedule_expression(nm: &NamespaceMapping, defaults: &[Option<&str>], fallbac
 }
 
 async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
+    let result = apply_mapping(nm.clone(), ctx).await;
+    if let Some(round) = &ctx.options.round {
+        round.finished(&key_of(&nm), result.is_ok() && settled_ok(ctx, &nm).await);
+    }
+    result
+}
+
+/// `--once`: whether the mapping's attempt succeeded, as its status now says (not `Failed`, `Synced` not
+/// False).
+async fn settled_ok(ctx: &Context, nm: &NamespaceMapping) -> bool {
+    let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &nm.namespace().unwrap_or_default());
+    let Ok(now) = api.get(&nm.name_any()).await else {
+        return false;
+    };
+    let status = now.status.unwrap_or_default();
+    let synced_false = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Synced" && c.status == "False");
+    status.phase != Some(SyncPhase::Failed) && !synced_false
+}
+
+async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     let key = key_of(&nm);
     let nm = record_interruption(nm, ctx).await?;
     let config = match SyncConfig::from_spec(&nm.spec) {

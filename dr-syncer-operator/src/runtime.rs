@@ -16,6 +16,7 @@ use dr_syncer_core::{
     api::{ClusterMapping, NamespaceMapping, RemoteCluster, ReplicationMode},
     boundaries::{Boundaries, DEFAULT_OPERATOR_NAMESPACE},
     kube::{ClientOptions, ClusterConfig, KubeconfigSource, connect_bounded},
+    transform::TransformerChain,
 };
 use futures::{StreamExt, future};
 use kube::{
@@ -31,7 +32,7 @@ use crate::{
     cluster_mapping,
     clusters::Clusters,
     conditions,
-    context::{Context, Options},
+    context::{Context, Options, Round},
     lease::{LeaderElector, LeaseTiming},
     metrics::{MappingLabels, Metrics, ReconcileErrorLabels},
     namespace_mapping, remote_cluster,
@@ -140,6 +141,33 @@ fn boundaries(args: &Args) -> Boundaries {
 
 /// Run the operator until a signal (exit 0) or lost leadership (exit 1).
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    run_with(args, Extensions::default()).await
+}
+
+/// What an [`crate::Operator`] builder adds to the bundled operator.
+#[derive(Default, Clone)]
+pub struct Extensions {
+    /// Transformers run after the built-in chain (and a mapping's `transformRules`), before plugins.
+    pub transformers: Vec<Arc<dyn dr_syncer_core::transform::Transformer>>,
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field(
+                "transformers",
+                &self
+                    .transformers
+                    .iter()
+                    .map(|t| t.name().into_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// [`run`] with `extensions`.
+pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<ExitCode> {
     init_logging(&args);
     // The controller cluster's calls (status, Events, Leases) are bounded by `--request-timeout` too.
     let (client, _) = connect_bounded(
@@ -262,6 +290,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     metrics.leader.set(1);
 
+    // --once: the mappings present now, each synced once, then a graceful stop.
+    let round = if args.once {
+        let list = api::<NamespaceMapping>(&client, args.watch_namespace.as_deref())
+            .list(&Default::default())
+            .await
+            .context("listing the NamespaceMappings of the round (--once)")?;
+        let round =
+            Arc::new(Round::new(list.items.iter().map(|nm| {
+                format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any())
+            })));
+        info!(mappings = list.items.len(), "one reconcile round (--once)");
+        let (done, shutdown) = (round.done.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            done.cancelled().await;
+            info!("the round is over: stopping (--once)");
+            shutdown.cancel();
+        });
+        Some(round)
+    } else {
+        None
+    };
+
     // Controllers.
     let options = ClientOptions {
         qps: (args.qps > 0.0).then_some(args.qps),
@@ -290,6 +340,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             plugins: Arc::new(
                 dr_syncer_core::plugin::PluginDir::new(&args.plugin_dir).with_timeout(args.plugin_timeout),
             ),
+            chain: extensions
+                .transformers
+                .into_iter()
+                .fold(TransformerChain::builtin(), TransformerChain::with),
+            round: round.clone(),
             ..Default::default()
         },
     );
@@ -395,7 +450,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .ok();
     }
     info!("stopped");
-    Ok(if lost.is_cancelled() {
+    let failed = round.as_ref().map(|r| r.failed()).unwrap_or_default();
+    if !failed.is_empty() {
+        error!(mappings = ?failed, "the round's syncs failed for these mappings (--once)");
+    }
+    Ok(if lost.is_cancelled() || !failed.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
