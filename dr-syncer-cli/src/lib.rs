@@ -35,6 +35,7 @@ use dr_syncer_core::{
     plugin::PluginDir,
     resource::ResourceType,
     selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, resolve_resource_types},
+    transform::TransformerChain,
 };
 use tracing::warn;
 
@@ -49,6 +50,10 @@ use tracing::warn;
                   7 timed out, 8 preflight blocks, 9 refused by the site state, 130 interrupted."
 )]
 pub struct Args {
+    /// What a [`Cli`] builder added (not a flag).
+    #[arg(skip)]
+    pub extensions: Extensions,
+
     /// The drill step (or use `--mode`, the Go CLI's form).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -887,6 +892,99 @@ pub(crate) async fn resolve_types(
     Ok(types)
 }
 
+/// What a [`Cli`] builder adds to the bundled CLI.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    /// Transformers run on forward syncs after the built-in chain (and a `--mapping`'s
+    /// `transformRules`), before plugins.
+    pub transformers: Vec<Arc<dyn dr_syncer_core::transform::Transformer>>,
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field(
+                "transformers",
+                &self
+                    .transformers
+                    .iter()
+                    .map(|t| t.name().into_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The bundled CLI as a builder: `Cli::from_env().main()` is exactly the `dr-syncer-cli` binary (the Go
+/// CLI's flag forms included); a platform's own CLI adds its transformers, which every forward sync of
+/// the drills (stage, cutover, plan, diff) runs and a failback's copy back does not.
+///
+/// ```no_run
+/// use dr_syncer_core::transform::{Outcome, TransformContext};
+/// use kube::core::DynamicObject;
+///
+/// fn main() -> std::process::ExitCode {
+///     let label_dr = |mut obj: DynamicObject, _: &TransformContext| {
+///         obj.metadata.labels.get_or_insert_with(Default::default).insert("site".into(), "dr".into());
+///         Ok(Outcome::Keep(obj))
+///     };
+///     dr_syncer_cli::Cli::from_env().with_transformer(label_dr).main()
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Cli {
+    args: Args,
+}
+
+impl Cli {
+    /// The CLI configured from the command line (with the Go CLI's flag forms normalised).
+    pub fn from_env() -> Self {
+        Self::new(Args::parse_from(normalize_go_flags(std::env::args())))
+    }
+
+    /// The CLI with these arguments.
+    pub fn new(args: Args) -> Self {
+        Cli { args }
+    }
+
+    /// Run `transformer` on every forward sync, after the built-in transformers and `transformRules`,
+    /// before plugins.
+    pub fn with_transformer(
+        mut self,
+        transformer: impl dr_syncer_core::transform::Transformer + 'static,
+    ) -> Self {
+        self.args.extensions.transformers.push(Arc::new(transformer));
+        self
+    }
+
+    /// Run the command.
+    ///
+    /// # Errors
+    /// As [`run`]: [`error_message`] and [`exit_code`] turn it into what the binary prints and returns.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        run(self.args).await
+    }
+
+    /// Run the command on a new async runtime, printing an error as the binary does and returning its
+    /// exit code.
+    pub fn main(self) -> ExitCode {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("dr-syncer-cli: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(self.run()) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("dr-syncer-cli: {}", error_message(&err));
+                ExitCode::from(exit_code(&err))
+            }
+        }
+    }
+}
+
 /// Build the drill from the arguments: validate everything before any write.
 async fn build(args: &Args) -> anyhow::Result<Drill> {
     let (mut spec, from_mapping) = load_spec(args)?;
@@ -989,7 +1087,15 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
         types,
         config: Arc::new(config),
     };
-    Ok(Drill::new(source, destination, options, target).with_plugins(plugins))
+    let chain = args
+        .extensions
+        .transformers
+        .iter()
+        .cloned()
+        .fold(TransformerChain::builtin(), TransformerChain::with);
+    Ok(Drill::new(source, destination, options, target)
+        .with_chain(chain)
+        .with_plugins(plugins))
 }
 
 /// The mapping's `pvcConfig.dataSyncConfig` (from `--mapping`), if any.

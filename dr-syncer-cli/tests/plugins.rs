@@ -2,7 +2,7 @@
 //! example plugins of `examples/plugins/` (registry-mirror, JSON lines; skip-by-label, Crane's protocol)
 //! rewrite images and white out objects; a white-out with prune removes the earlier DR copy; an unchanged
 //! second stage writes nothing (plugins are deterministic); bad plugin names are refused before anything
-//! is written.
+//! is written. And the `Cli` builder's own transformers.
 
 use std::{path::PathBuf, process::Command};
 
@@ -230,4 +230,48 @@ async fn bad_plugins_are_refused_before_anything_is_written() {
         0,
         "nothing written"
     );
+}
+
+/// The `Cli` builder: the bundled CLI plus a transformer of one's own, run in-process; the transformer
+/// runs on stage's copy (after the built-ins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_transformer_runs_on_forward_syncs() {
+    use clap::Parser;
+    use dr_syncer_core::transform::{Outcome, TransformContext};
+    use kube::core::DynamicObject;
+
+    let e = env("cli-builder").await;
+    let args = |step: &str| {
+        dr_syncer_cli::Args::parse_from([
+            "dr-syncer-cli",
+            "--source-kubeconfig",
+            e.reader.kubeconfig.to_str().unwrap(),
+            "--dest-kubeconfig",
+            e.writer.kubeconfig.to_str().unwrap(),
+            "--source-namespace",
+            &e.ns,
+            "--resource-types",
+            "configmaps",
+            step,
+            "--yes",
+        ])
+    };
+    let label_dr = |mut obj: DynamicObject, _: &TransformContext| {
+        obj.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("site".into(), "dr".into());
+        Ok(Outcome::Keep(obj))
+    };
+    let code = dr_syncer_cli::Cli::new(args("stage"))
+        .with_transformer(label_dr)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let settings = Api::<ConfigMap>::namespaced(e.dst.client(), &e.ns)
+        .get("settings")
+        .await
+        .unwrap();
+    assert_eq!(settings.metadata.labels.unwrap()["site"], "dr");
 }

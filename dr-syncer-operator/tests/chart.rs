@@ -680,7 +680,14 @@ fn every_operator_flag_has_a_chart_value() {
         .unwrap_or_default();
     // No value of their own: the pod's service account and POD_NAME, printing and exiting, and the
     // one-round mode for Jobs and tests (a Deployment's pod would exit and restart).
-    let unvalued = ["kubeconfig", "identity", "version-json", "help", "version", "once"];
+    let unvalued = [
+        "kubeconfig",
+        "identity",
+        "version-json",
+        "help",
+        "version",
+        "once",
+    ];
     let mut missing = Vec::new();
     for arg in dr_syncer_operator::Args::command().get_arguments() {
         let Some(long) = arg.get_long() else { continue };

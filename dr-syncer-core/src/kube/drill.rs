@@ -163,6 +163,13 @@ impl Drill {
         self
     }
 
+    /// Use this transformer chain on the forward syncs (e.g. the built-ins plus your own); a failback's
+    /// copy back to production keeps its own (none of the DR-side rewrites).
+    pub fn with_chain(mut self, chain: crate::transform::TransformerChain) -> Self {
+        self.engine = self.engine.with_chain(chain);
+        self
+    }
+
     /// Run these transformer plugins on the forward syncs (stage, and the syncs of cutover); never on a
     /// failback's copy back to production.
     pub fn with_plugins(mut self, plugins: crate::plugin::Plugins) -> Self {
