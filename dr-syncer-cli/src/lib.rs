@@ -893,26 +893,11 @@ pub(crate) async fn resolve_types(
 }
 
 /// What a [`Cli`] builder adds to the bundled CLI.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Extensions {
     /// Transformers run on forward syncs after the built-in chain (and a `--mapping`'s
     /// `transformRules`), before plugins.
-    pub transformers: Vec<Arc<dyn dr_syncer_core::transform::Transformer>>,
-}
-
-impl std::fmt::Debug for Extensions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extensions")
-            .field(
-                "transformers",
-                &self
-                    .transformers
-                    .iter()
-                    .map(|t| t.name().into_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .finish()
-    }
+    pub transformers: dr_syncer_core::transform::TransformerChain,
 }
 
 /// The bundled CLI as a builder: `Cli::from_env().main()` is exactly the `dr-syncer-cli` binary (the Go
@@ -953,7 +938,8 @@ impl Cli {
         mut self,
         transformer: impl dr_syncer_core::transform::Transformer + 'static,
     ) -> Self {
-        self.args.extensions.transformers.push(Arc::new(transformer));
+        self.args.extensions.transformers =
+            std::mem::take(&mut self.args.extensions.transformers).with(transformer);
         self
     }
 
@@ -1087,12 +1073,7 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
         types,
         config: Arc::new(config),
     };
-    let chain = args
-        .extensions
-        .transformers
-        .iter()
-        .cloned()
-        .fold(TransformerChain::builtin(), TransformerChain::with);
+    let chain = TransformerChain::builtin().with(args.extensions.transformers.clone());
     Ok(Drill::new(source, destination, options, target)
         .with_chain(chain)
         .with_plugins(plugins))

@@ -24,7 +24,7 @@ pub mod remote_cluster;
 pub mod runtime;
 pub mod secure_metrics;
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use dr_syncer_core::transform::Transformer;
 
@@ -251,7 +251,7 @@ impl Operator {
     /// Run `transformer` in every mapping's sync, after the built-in transformers and the mapping's
     /// `transformRules`, before its plugins (forward syncs only, as everything of the chain).
     pub fn with_transformer(mut self, transformer: impl Transformer + 'static) -> Self {
-        self.extensions.transformers.push(Arc::new(transformer));
+        self.extensions.transformers = std::mem::take(&mut self.extensions.transformers).with(transformer);
         self
     }
 

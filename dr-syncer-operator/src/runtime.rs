@@ -145,25 +145,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// What an [`crate::Operator`] builder adds to the bundled operator.
-#[derive(Default, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Extensions {
     /// Transformers run after the built-in chain (and a mapping's `transformRules`), before plugins.
-    pub transformers: Vec<Arc<dyn dr_syncer_core::transform::Transformer>>,
-}
-
-impl std::fmt::Debug for Extensions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extensions")
-            .field(
-                "transformers",
-                &self
-                    .transformers
-                    .iter()
-                    .map(|t| t.name().into_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .finish()
-    }
+    pub transformers: dr_syncer_core::transform::TransformerChain,
 }
 
 /// [`run`] with `extensions`.
@@ -340,10 +325,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
             plugins: Arc::new(
                 dr_syncer_core::plugin::PluginDir::new(&args.plugin_dir).with_timeout(args.plugin_timeout),
             ),
-            chain: extensions
-                .transformers
-                .into_iter()
-                .fold(TransformerChain::builtin(), TransformerChain::with),
+            chain: TransformerChain::builtin().with(extensions.transformers),
             round: round.clone(),
             ..Default::default()
         },

@@ -248,13 +248,8 @@ fn go_era_crd(file: &str, drop: &[&str]) -> String {
     serde_json::to_string(&crd).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chart_applies_upgrades_and_adopts_the_go_charts_crds() {
-    let Some(python) = helm_python() else {
-        return;
-    };
-    let cp = ControlPlane::start("chart").await.unwrap();
-    // What the Go chart left: CRDs without Helm ownership, with an older schema.
+/// What the Go chart left: its CRDs, created outside Helm, with an older schema.
+fn create_go_era_crds(cp: &ControlPlane) {
     for (file, drop) in [
         (
             "remoteclusters.dr-syncer.io.yaml",
@@ -263,16 +258,19 @@ async fn the_chart_applies_upgrades_and_adopts_the_go_charts_crds() {
         ("namespacemappings.dr-syncer.io.yaml", &["adoptExisting"][..]),
         ("clustermappings.dr-syncer.io.yaml", &[][..]),
     ] {
-        kubectl(&cp, &["create", "-f", "-"], Some(&go_era_crd(file, drop)));
+        kubectl(cp, &["create", "-f", "-"], Some(&go_era_crd(file, drop)));
     }
-    // The chart README's adoption steps.
+}
+
+/// The chart README's step 3: label and annotate the CRDs so that the release adopts them.
+fn adopt_crds(cp: &ControlPlane) {
     for crd in [
         "remoteclusters.dr-syncer.io",
         "clustermappings.dr-syncer.io",
         "namespacemappings.dr-syncer.io",
     ] {
         kubectl(
-            &cp,
+            cp,
             &[
                 "label",
                 "crd",
@@ -283,7 +281,7 @@ async fn the_chart_applies_upgrades_and_adopts_the_go_charts_crds() {
             None,
         );
         kubectl(
-            &cp,
+            cp,
             &[
                 "annotate",
                 "crd",
@@ -295,6 +293,18 @@ async fn the_chart_applies_upgrades_and_adopts_the_go_charts_crds() {
             None,
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_applies_upgrades_and_adopts_the_go_charts_crds() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let cp = ControlPlane::start("chart").await.unwrap();
+    // What the Go chart left: CRDs without Helm ownership, with an older schema.
+    create_go_era_crds(&cp);
+    // The chart README's adoption steps.
+    adopt_crds(&cp);
     kubectl(&cp, &["create", "namespace", "dr-syncer"], None);
     let install = rendered(&python, &[]);
     let apply = [
@@ -423,16 +433,7 @@ async fn helm_installs_over_the_go_charts_crds_upgrades_and_uninstalls() {
     };
     let cp = ControlPlane::start("helm-release").await.unwrap();
     // The Go chart's leftovers: its CRDs (older schema, created outside Helm) and the user's resources.
-    for (file, drop) in [
-        (
-            "remoteclusters.dr-syncer.io.yaml",
-            &["pvcSync.moverSourceAddresses"][..],
-        ),
-        ("namespacemappings.dr-syncer.io.yaml", &["adoptExisting"][..]),
-        ("clustermappings.dr-syncer.io.yaml", &[][..]),
-    ] {
-        kubectl(&cp, &["create", "-f", "-"], Some(&go_era_crd(file, drop)));
-    }
+    create_go_era_crds(&cp);
     kubectl(&cp, &["create", "namespace", "dr-syncer"], None);
     let remote_cluster = "apiVersion: dr-syncer.io/v1alpha1\nkind: RemoteCluster\nmetadata: {name: prod, namespace: dr-syncer}\nspec:\n  kubeconfigSecretRef: {name: prod-kubeconfig, namespace: dr-syncer}\n";
     wait_for("the Go-era CRDs served", T, || async {
@@ -483,35 +484,7 @@ async fn helm_installs_over_the_go_charts_crds_upgrades_and_uninstalls() {
 
     // The chart README's steps 3 and 4: label and annotate the CRDs, then upgrade --install (Helm 4's
     // server-side apply needs --force-conflicts for the fields the Go chart's `kubectl create` owns).
-    for crd in [
-        "remoteclusters.dr-syncer.io",
-        "clustermappings.dr-syncer.io",
-        "namespacemappings.dr-syncer.io",
-    ] {
-        kubectl(
-            &cp,
-            &[
-                "label",
-                "crd",
-                crd,
-                "app.kubernetes.io/managed-by=Helm",
-                "--overwrite",
-            ],
-            None,
-        );
-        kubectl(
-            &cp,
-            &[
-                "annotate",
-                "crd",
-                crd,
-                "meta.helm.sh/release-name=dr-syncer",
-                "meta.helm.sh/release-namespace=dr-syncer",
-                "--overwrite",
-            ],
-            None,
-        );
-    }
+    adopt_crds(&cp);
     let installed = release(
         &python,
         &cp,
