@@ -43,6 +43,12 @@ cargo fmt --all --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "dr-syncer-core without its default features (a plugin author's dependency)"
+# No Kubernetes client: the types, selection, transformers and the engine's traits only; then with the
+# SSH transport alone.
+cargo clippy -p dr-syncer-core --no-default-features --locked -- -D warnings
+cargo clippy -p dr-syncer-core --no-default-features --features ssh --locked -- -D warnings
+
 step "images (scripts/build-images.sh: release binaries, podman)"
 # The container tests (tests named `images`) run the images built here. Where podman cannot run at all
 # they are skipped, and said so; where it can, a failed build fails the run and the tests must not skip.
