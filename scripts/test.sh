@@ -40,6 +40,9 @@ have=$(rustc --version | awk '{print $2}')
 step "cargo fmt --check"
 cargo fmt --all --check
 
+step "import circles between modules (scripts/check-import-cycles.py)"
+python3 scripts/check-import-cycles.py
+
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
