@@ -111,9 +111,10 @@ pub(crate) async fn prepare(
     if reverse {
         sync = sync.without_copy_stamp();
     }
+    let mover = dr_syncer_core::kube::VolumeSyncHook::mover(args.extensions.volume_sync.as_ref(), sync);
     let drill_data = DrillData {
-        forward: (!reverse).then(|| sync.clone()),
-        reverse: reverse.then_some(sync),
+        forward: (!reverse).then(|| mover.clone()),
+        reverse: reverse.then_some(mover),
         concurrency,
         pre_copy: !args.no_pre_copy,
     };

@@ -898,6 +898,8 @@ pub struct Extensions {
     /// Transformers run on forward syncs after the built-in chain (and a `--mapping`'s
     /// `transformRules`), before plugins.
     pub transformers: dr_syncer_core::transform::TransformerChain,
+    /// In place of (or around) the built-in PVC data path (`--migrate-pvc-data`).
+    pub volume_sync: Option<dr_syncer_core::kube::VolumeSyncHook>,
 }
 
 /// The bundled CLI as a builder: `Cli::from_env().main()` is exactly the `dr-syncer-cli` binary (the Go
@@ -940,6 +942,19 @@ impl Cli {
     ) -> Self {
         self.args.extensions.transformers =
             std::mem::take(&mut self.args.extensions.transformers).with(transformer);
+        self
+    }
+
+    /// Copy PVC data (`--migrate-pvc-data`, `--reverse-migrate-pvc-data`) with what `hook` makes of the
+    /// built-in data path: the same wrapped, or a snapshot- or CSI-based mover of the platform's.
+    pub fn with_volume_sync(
+        mut self,
+        hook: impl Fn(dr_syncer_core::kube::PvcDataSync) -> Arc<dyn dr_syncer_core::kube::VolumeSync>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.args.extensions.volume_sync = Some(dr_syncer_core::kube::VolumeSyncHook::new(hook));
         self
     }
 

@@ -50,6 +50,8 @@ pub struct Options {
     pub chain: dr_syncer_core::transform::TransformerChain,
     /// `--once`: the mappings of the one reconcile round, reported as they finish.
     pub round: Option<Arc<Round>>,
+    /// What an [`crate::Operator`] builder put in place of (or around) the built-in PVC data path.
+    pub volume_sync: Option<dr_syncer_core::kube::VolumeSyncHook>,
 }
 
 /// `--once`: one reconcile round of the NamespaceMappings present at start; `done` is cancelled when each
@@ -115,6 +117,7 @@ impl Default for Options {
             plugins: Arc::new(dr_syncer_core::plugin::PluginDir::none()),
             chain: dr_syncer_core::transform::TransformerChain::builtin(),
             round: None,
+            volume_sync: None,
         }
     }
 }

@@ -255,6 +255,20 @@ impl Operator {
         self
     }
 
+    /// Copy PVC data with what `hook` makes of the built-in data path (configured per mapping): the same
+    /// wrapped, or a snapshot- or CSI-based mover of the platform's. The operator still checks the site
+    /// state before each copy.
+    pub fn with_volume_sync(
+        mut self,
+        hook: impl Fn(dr_syncer_core::kube::PvcDataSync) -> std::sync::Arc<dyn dr_syncer_core::kube::VolumeSync>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.extensions.volume_sync = Some(dr_syncer_core::kube::VolumeSyncHook::new(hook));
+        self
+    }
+
     /// Run until stopped (SIGTERM, a lost lease, or the end of `--once`'s round).
     ///
     /// # Errors

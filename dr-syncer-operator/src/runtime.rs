@@ -149,6 +149,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub struct Extensions {
     /// Transformers run after the built-in chain (and a mapping's `transformRules`), before plugins.
     pub transformers: dr_syncer_core::transform::TransformerChain,
+    /// In place of (or around) the built-in PVC data path.
+    pub volume_sync: Option<dr_syncer_core::kube::VolumeSyncHook>,
 }
 
 /// [`run`] with `extensions`.
@@ -327,6 +329,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
             ),
             chain: TransformerChain::builtin().with(extensions.transformers),
             round: round.clone(),
+            volume_sync: extensions.volume_sync,
             ..Default::default()
         },
     );

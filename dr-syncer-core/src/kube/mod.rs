@@ -41,8 +41,9 @@ pub use self::{
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{
         AgentKeys, AgentProbe, AgentReadiness, GRANT_WINDOW, ManagedBy, NodeLimits, PvcDataSync, PvcPair,
-        PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, agent_readiness,
-        deploy_agents, free_agent_port, lock_name, probe_agents, remove_agents, synced_pvc_pairs,
+        PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, VolumeSync, VolumeSyncHook,
+        agent_readiness, deploy_agents, free_agent_port, lock_name, probe_agents, remove_agents,
+        synced_pvc_pairs,
     },
     source::{KubeSource, selector_string},
 };

@@ -442,6 +442,66 @@ impl NodeLimits {
     }
 }
 
+/// The PVC data seam: copy the data of a source PVC into its DR PVC. The operator and the CLI hold one as
+/// `Arc<dyn VolumeSync>`: [`PvcDataSync`] (rsync over a verified SSH connection between the source's
+/// agents and a mover pod) is the built-in one; the builders (`dr_syncer_operator::Operator`,
+/// `dr_syncer_cli::Cli`) let a platform wrap or replace it, e.g. with a snapshot- or CSI-based mover.
+///
+/// # Guarantees the callers give
+/// The pairs are PVCs that exist on both sides, whose DR copy dr-syncer manages ([`synced_pvc_pairs`]);
+/// the operator checks right before each copy that the DR namespace is not the live site, and a drill
+/// copies only in the steps the site state allows. An implementation must not write anywhere else.
+///
+/// # Errors
+/// Per pair, in [`PvcSyncResult::outcome`]: never a panic, never a silently partial copy reported as
+/// `Synced`.
+#[async_trait::async_trait]
+pub trait VolumeSync: Send + Sync + std::fmt::Debug {
+    /// Copy one pair's data, reporting progress.
+    async fn sync_one(&self, pair: PvcPair, progress: &PvcProgressFn<'_>) -> PvcSyncResult;
+
+    /// Copy every pair, at most `concurrency` at a time.
+    async fn sync_all(
+        &self,
+        pairs: Vec<PvcPair>,
+        concurrency: usize,
+        progress: &PvcProgressFn<'_>,
+    ) -> Vec<PvcSyncResult> {
+        futures::stream::iter(pairs)
+            .map(|pair| self.sync_one(pair, progress))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await
+    }
+}
+
+/// How a builder changes the built-in data path: given the [`PvcDataSync`] configured for a mapping (or a
+/// drill), the [`VolumeSync`] to use instead — the same one wrapped (snapshot first, instrumentation), or
+/// a replacement that uses its clients ([`PvcDataSync::clients`]).
+#[derive(Clone)]
+pub struct VolumeSyncHook(Arc<dyn Fn(PvcDataSync) -> Arc<dyn VolumeSync> + Send + Sync>);
+
+impl VolumeSyncHook {
+    /// A hook calling `f`.
+    pub fn new(f: impl Fn(PvcDataSync) -> Arc<dyn VolumeSync> + Send + Sync + 'static) -> Self {
+        VolumeSyncHook(Arc::new(f))
+    }
+
+    /// The mover for `built_in`, with `hook` if any.
+    pub fn mover(hook: Option<&VolumeSyncHook>, built_in: PvcDataSync) -> Arc<dyn VolumeSync> {
+        match hook {
+            Some(h) => (h.0)(built_in),
+            None => Arc::new(built_in),
+        }
+    }
+}
+
+impl std::fmt::Debug for VolumeSyncHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VolumeSyncHook")
+    }
+}
+
 /// Runs PVC transfers from a source cluster (with agents deployed) into a DR cluster.
 #[derive(Clone)]
 pub struct PvcDataSync {
@@ -468,6 +528,13 @@ impl std::fmt::Debug for PvcDataSync {
             .field("mover_image", &self.mover_image)
             .field("holder", &self.holder)
             .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl VolumeSync for PvcDataSync {
+    async fn sync_one(&self, pair: PvcPair, progress: &PvcProgressFn<'_>) -> PvcSyncResult {
+        self.copy_one(pair, progress).await
     }
 }
 
@@ -550,22 +617,13 @@ impl PvcDataSync {
         self
     }
 
-    /// Copy every pair, at most `concurrency` at a time (and within the global limit).
-    pub async fn sync_all(
-        &self,
-        pairs: Vec<PvcPair>,
-        concurrency: usize,
-        progress: &PvcProgressFn<'_>,
-    ) -> Vec<PvcSyncResult> {
-        futures::stream::iter(pairs)
-            .map(|pair| self.sync_one(pair, progress))
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await
+    /// The clients of the reading (source) and the writing (destination) cluster.
+    pub fn clients(&self) -> (&Client, &Client) {
+        (&self.source, &self.destination)
     }
 
-    /// Copy one PVC's data (see the module documentation for the steps).
-    pub async fn sync_one(&self, pair: PvcPair, progress: &PvcProgressFn<'_>) -> PvcSyncResult {
+    /// Copy one PVC's data (see the module documentation for the steps); [`VolumeSync::sync_one`].
+    pub async fn copy_one(&self, pair: PvcPair, progress: &PvcProgressFn<'_>) -> PvcSyncResult {
         let start = Instant::now();
         let span = info_span!("pvc_sync", pvc = %pair);
         let _permit = match &self.global {

@@ -112,9 +112,9 @@ pub struct DataCopy {
 #[derive(Clone, Debug, Default)]
 pub struct DrillData {
     /// Source → DR.
-    pub forward: Option<crate::kube::PvcDataSync>,
+    pub forward: Option<std::sync::Arc<dyn crate::kube::VolumeSync>>,
     /// DR → source.
-    pub reverse: Option<crate::kube::PvcDataSync>,
+    pub reverse: Option<std::sync::Arc<dyn crate::kube::VolumeSync>>,
     /// PVCs copied at a time.
     pub concurrency: usize,
     /// Cutover: copy once while the source still runs (most of the data), so that the final delta
