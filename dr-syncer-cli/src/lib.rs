@@ -186,9 +186,9 @@ pub struct Args {
     #[arg(help_heading = "What is copied", long, global = true, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
 
-    /// Run the plugin NAME of `--plugin-dir` on every object copied to the DR side, after the built-in
-    /// transformers and transformRules, with string flags (its `extras`); repeatable, in order, after a
-    /// `--mapping`'s transformPlugins. Not run on failback's copy back.
+    /// Run the plugin NAME of `--plugin-dir` on the objects of the copied types (not CRDs or the
+    /// Namespace), after the built-in transformers and transformRules, with string flags (its `extras`);
+    /// repeatable, in order, after a `--mapping`'s transformPlugins. Not run on failback's copy back.
     #[arg(help_heading = "What is copied", long = "plugin", global = true,
           value_name = "NAME[:KEY=VALUE,...]", value_parser = parse_plugin)]
     pub plugins: Vec<dr_syncer_core::plugin::PluginRef>,

@@ -1,6 +1,9 @@
 //! The labels and annotations dr-syncer reads and writes (names kept from the Go project so users'
 //! tooling carries over).
 
+/// The prefix of every label and annotation key dr-syncer sets or reads.
+pub const PREFIX: &str = "dr-syncer.io/";
+
 /// Label on a source object: `"true"` keeps it out of replication.
 pub const IGNORE: &str = "dr-syncer.io/ignore";
 /// Label on a source workload: replicas on the DR side (an integer), or any other value to keep the

@@ -586,7 +586,7 @@ impl SyncEngine {
                 .insert(o.object.metadata.name.clone().unwrap_or_default());
         }
         let desired = self.select_and_transform(target, active, objects, &mut report);
-        let (desired, whited_out) = self.run_plugins(target, desired, &mut report).await;
+        let (desired, whited_out) = self.run_plugins(target, desired, active, &mut report).await;
         for (resource, name) in whited_out {
             if let Some(names) = source_names.get_mut(&resource.group_kind()) {
                 names.remove(&name);
@@ -774,6 +774,7 @@ impl SyncEngine {
         &self,
         target: &SyncTarget,
         desired: Vec<Desired>,
+        active: bool,
         report: &mut SyncReport,
     ) -> (Vec<Desired>, Vec<(ResourceType, String)>) {
         if self.plugins.is_empty() || desired.is_empty() {
@@ -781,11 +782,11 @@ impl SyncEngine {
         }
         let (meta, objects): (Vec<_>, Vec<_>) = desired
             .into_iter()
-            .map(|d| ((d.resource, d.key), d.object))
+            .map(|d| ((d.resource.clone(), d.key), (d.resource, d.object)))
             .unzip();
         let verdicts = self
             .plugins
-            .run(objects)
+            .run(objects, active)
             .instrument(info_span!("plugins", plugins = ?self.plugins.names()))
             .await;
         let (mut kept, mut whited_out) = (Vec::new(), Vec::new());
@@ -1004,13 +1005,32 @@ impl SyncEngine {
                 _ => {}
             }
         }
-        let desired = self.select_and_transform(target, active, applied, &mut report);
-        let (desired, whited_out) = self.run_plugins(target, desired, &mut report).await;
-        // A white-out is, for the DR side, a deletion at the source.
-        deleted.extend(whited_out.into_iter().map(|(resource, name)| {
-            let object = DynamicObject::new(&name, &resource.api_resource()).within(&target.source_namespace);
-            SourceObject { resource, object }
-        }));
+        let mut desired = self.select_and_transform(target, active, applied, &mut report);
+        if !self.plugins.is_empty() && !desired.is_empty() {
+            let (desired_after, whited_out) = self.run_plugins(target, desired, active, &mut report).await;
+            // Plugins may take a while: the DR namespace is read again before anything is written, as a
+            // full sync does (a cutover meanwhile makes it the live site).
+            if let Some(held) = self.hold(
+                self.applier
+                    .live(&namespace_type(), &namespace_key(target))
+                    .await?
+                    .as_ref(),
+            ) {
+                report.destination_active = true;
+                report.held = Some(held);
+                return Ok(finish(report, started, false));
+            }
+            // With prune, a white-out is, for the DR side, a deletion at the source; without, the DR
+            // copy stays (the object is reported as excluded).
+            if target.config.prune {
+                deleted.extend(whited_out.into_iter().map(|(resource, name)| {
+                    let object =
+                        DynamicObject::new(&name, &resource.api_resource()).within(&target.source_namespace);
+                    SourceObject { resource, object }
+                }));
+            }
+            desired = desired_after;
+        }
         self.apply_all(desired, active, &options, &mut report).await;
         // Deletions are mirrored only with prune, and never while production's namespace is being
         // deleted (its objects vanish one by one: an outage, not a request).

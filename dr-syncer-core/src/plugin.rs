@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::debug;
 
-use crate::transform::TransformError;
+use crate::{resource::ResourceType, transform::TransformError};
 
 /// The streaming protocol's name, as a plugin declares it in its metadata (`"protocol"`) and as the
 /// value of [`PROTOCOL_ENV`] when it is started in that mode.
@@ -49,8 +49,13 @@ pub const PROTOCOL_ENV: &str = "DR_SYNCER_PLUGIN_PROTOCOL";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the operator image looks for plugins when `--plugin-dir` is not given.
 pub const DEFAULT_OPERATOR_PLUGIN_DIR: &str = "/usr/lib/dr-syncer/plugins";
-/// The most a plugin may print for one object (stdout), and the most of its stderr that is logged.
-const MAX_OUTPUT: usize = 16 << 20;
+/// The most a plugin may print for one object (stdout): more fails the object. (An object is at most
+/// 1.5 MiB in etcd; an answer is a list of patches.)
+const MAX_OUTPUT: usize = 4 << 20;
+/// The most of a plugin's stderr that is logged per process; the rest is read and dropped.
+const MAX_STDERR: usize = 64 << 10;
+/// The most of a plugin's own error message (`{"error": …}`) that reaches a report or a status.
+const MAX_MESSAGE: usize = 200;
 
 /// A plugin a mapping uses: its name in the plugin directory and the string flags it is given
 /// (`transformPlugins: [{name, extras}]`, the CLI's `--plugin NAME[:key=value,...]`).
@@ -424,9 +429,15 @@ impl Plugins {
         self
     }
 
-    /// Run every plugin on `objects`, in order; an object whited out or failed by one plugin is not
-    /// given to the next. The results are in the order of `objects`.
-    pub async fn run(&self, objects: Vec<DynamicObject>) -> Vec<Result<Verdict, TransformError>> {
+    /// Run every plugin on `objects` (each with its type), in order; an object whited out or failed by one
+    /// plugin is not given to the next. The results are in the order of `objects`. `destination_active`:
+    /// the DR namespace is the live site (a quiet site's workloads may not be started by a plugin).
+    pub async fn run(
+        &self,
+        objects: Vec<(ResourceType, DynamicObject)>,
+        destination_active: bool,
+    ) -> Vec<Result<Verdict, TransformError>> {
+        let (types, objects): (Vec<_>, Vec<_>) = objects.into_iter().unzip();
         let mut results: Vec<Result<Verdict, TransformError>> =
             objects.into_iter().map(|o| Ok(Verdict::Keep(o))).collect();
         for (plugin, extras) in &self.steps {
@@ -436,31 +447,48 @@ impl Plugins {
             for (i, r) in results.iter_mut().enumerate() {
                 if matches!(r, Ok(Verdict::Keep(_))) {
                     // Taken out; the plugin's result goes back into this place below.
-                    let placeholder = Ok(Verdict::WhiteOut {
-                        plugin: String::new(),
+                    let placeholder = Err(TransformError {
+                        transformer: format!("plugin {}", plugin.name),
+                        object: String::new(),
+                        message: "no result".into(),
                     });
                     if let Ok(Verdict::Keep(obj)) = std::mem::replace(r, placeholder) {
                         positions.push(i);
-                        inputs.push(obj);
+                        inputs.push((
+                            StageContext {
+                                resource: Some(types[i].clone()),
+                                destination_active,
+                            },
+                            obj,
+                        ));
                     }
                 }
             }
             let outputs = match plugin.protocol {
                 Protocol::Crane => {
                     stream::iter(inputs)
-                        .map(|obj| process::crane(plugin, extras, obj))
+                        .map(|(ctx, obj)| async move { process::crane(plugin, extras, obj, &ctx).await })
                         .buffered(self.concurrency)
                         .collect::<Vec<_>>()
                         .await
                 }
                 Protocol::JsonLines => process::json_lines(plugin, extras, inputs).await,
             };
+            // (One result per object; were one missing, its place keeps the "no result" failure.)
+            debug_assert_eq!(outputs.len(), positions.len());
             for (i, out) in positions.into_iter().zip(outputs) {
                 results[i] = out;
             }
         }
         results
     }
+}
+
+/// What a plugin's answer is checked against: the object's type, and whether the DR namespace is live.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StageContext {
+    resource: Option<ResourceType>,
+    destination_active: bool,
 }
 
 /// A plugin's response to one object.
@@ -488,23 +516,78 @@ fn request(obj: &DynamicObject, extras: &BTreeMap<String, String>) -> Result<Val
     Ok(v)
 }
 
+/// What a JSON (de)serialisation error says, without the values it may quote (they may be the object's
+/// data, a Secret's say): its category and position.
+fn json_problem(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// At most [`MAX_MESSAGE`] characters of `text`.
+fn clip(text: &str) -> String {
+    let cut: String = text.chars().take(MAX_MESSAGE).collect();
+    if cut.len() < text.len() {
+        format!("{cut}… (cut)")
+    } else {
+        cut
+    }
+}
+
+/// The `dr-syncer.io/` labels and annotations of an object: what dr-syncer records (ownership, the
+/// source's replicas, the site state), never a plugin's to change.
+fn markers(v: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for field in ["labels", "annotations"] {
+        if let Some(map) = v
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object)
+        {
+            for (k, val) in map {
+                if k.starts_with(crate::annotations::PREFIX) {
+                    out.push((format!("{field}/{k}"), val.clone()));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// Apply a plugin's response to `obj`.
-fn apply_response(plugin: &str, obj: DynamicObject, out: &[u8]) -> Result<Verdict, TransformError> {
+///
+/// A response may change the object's content, never what dr-syncer relies on: its apiVersion, kind,
+/// name and namespace, its `dr-syncer.io/` labels and annotations, nor — on a DR site kept quiet — start
+/// a workload the built-in transformers quieted.
+fn apply_response(
+    plugin: &str,
+    obj: DynamicObject,
+    out: &[u8],
+    ctx: &StageContext,
+) -> Result<Verdict, TransformError> {
     let fail = |obj: &DynamicObject, m: String| TransformError::new(&format!("plugin {plugin}"), obj, m);
+    // The output is not quoted: it may hold the object's data (a Secret's, say).
     let response: Response = serde_json::from_slice(out).map_err(|e| {
-        // The output is not quoted: it may hold the object's data (a Secret's, say).
         fail(
             &obj,
-            format!("invalid output ({} bytes, not a plugin response: {e})", out.len()),
+            format!(
+                "invalid output ({} bytes, not a plugin response: {})",
+                out.len(),
+                json_problem(&e)
+            ),
         )
     })?;
     if let Some(error) = response.error {
-        return Err(fail(&obj, format!("the plugin refused the object: {error}")));
+        return Err(fail(
+            &obj,
+            format!("the plugin refused the object: {}", clip(&error)),
+        ));
     }
-    if let Some(v) = response.version.as_deref()
-        && v != "v1"
-    {
-        return Err(fail(&obj, format!("response version {v:?} is not v1")));
+    if response.version.as_deref().is_some_and(|v| v != "v1") {
+        return Err(fail(&obj, "the response version is not v1".into()));
     }
     if response.is_white_out {
         return Ok(Verdict::WhiteOut {
@@ -515,12 +598,17 @@ fn apply_response(plugin: &str, obj: DynamicObject, out: &[u8]) -> Result<Verdic
         None | Some(Value::Null) => return Ok(Verdict::Keep(obj)),
         Some(p) => p,
     };
-    let patch: json_patch::Patch = serde_json::from_value(patches)
-        .map_err(|e| fail(&obj, format!("patches are not RFC 6902 operations: {e}")))?;
+    let patch: json_patch::Patch = serde_json::from_value(patches).map_err(|e| {
+        fail(
+            &obj,
+            format!("patches are not RFC 6902 operations: {}", json_problem(&e)),
+        )
+    })?;
     if patch.0.is_empty() {
         return Ok(Verdict::Keep(obj));
     }
-    let mut doc = serde_json::to_value(&obj).map_err(|e| fail(&obj, e.to_string()))?;
+    let before = serde_json::to_value(&obj).map_err(|e| fail(&obj, json_problem(&e)))?;
+    let mut doc = before.clone();
     json_patch::patch(&mut doc, &patch).map_err(|e| fail(&obj, format!("the patches do not apply: {e}")))?;
     let identity = |v: &Value| {
         [
@@ -530,19 +618,38 @@ fn apply_response(plugin: &str, obj: DynamicObject, out: &[u8]) -> Result<Verdic
             v.pointer("/metadata/namespace").cloned(),
         ]
     };
-    let before = serde_json::to_value(&obj).map_err(|e| fail(&obj, e.to_string()))?;
     if identity(&before) != identity(&doc) {
         return Err(fail(
             &obj,
             "the patches change the object's apiVersion, kind, name or namespace; refused".into(),
         ));
     }
-    serde_json::from_value(doc).map(Verdict::Keep).map_err(|e| {
+    if markers(&before) != markers(&doc) {
+        return Err(fail(
+            &obj,
+            "the patches change dr-syncer's own labels or annotations (dr-syncer.io/…); refused".into(),
+        ));
+    }
+    let patched: DynamicObject = serde_json::from_value(doc).map_err(|e| {
         fail(
             &obj,
-            format!("the patched object is not a Kubernetes object: {e}"),
+            format!(
+                "the patched object is not a Kubernetes object: {}",
+                json_problem(&e)
+            ),
         )
-    })
+    })?;
+    if !ctx.destination_active
+        && let Some(resource) = &ctx.resource
+        && !crate::activation::is_running(resource, &obj)
+        && crate::activation::is_running(resource, &patched)
+    {
+        return Err(fail(
+            &obj,
+            "the patches start a workload on a DR site that is kept quiet; refused".into(),
+        ));
+    }
+    Ok(Verdict::Keep(patched))
 }
 
 #[cfg(test)]

@@ -46,6 +46,12 @@ esac
     )
 }
 
+/// Objects as the engine hands them over: ConfigMaps, on a quiet DR site.
+fn typed(objects: Vec<DynamicObject>) -> Vec<(crate::resource::ResourceType, DynamicObject)> {
+    let rt = crate::resource::ResourceType::namespaced("", "v1", "ConfigMap", "configmaps");
+    objects.into_iter().map(|o| (rt.clone(), o)).collect()
+}
+
 fn label(o: &DynamicObject, k: &str) -> Option<String> {
     o.metadata.labels.as_ref()?.get(k).cloned()
 }
@@ -105,7 +111,9 @@ async fn crane_plugins_patch_and_white_out_objects() {
         .resolve(&[PluginRef::parse("labeller").unwrap()])
         .await
         .unwrap();
-    let out = plugins.run(vec![cm("a"), cm("drop-me"), cm("b")]).await;
+    let out = plugins
+        .run(typed(vec![cm("a"), cm("drop-me"), cm("b")]), false)
+        .await;
     assert_eq!(out.len(), 3);
     match &out[0] {
         Ok(Verdict::Keep(o)) => {
@@ -142,7 +150,7 @@ print(json.dumps({{"version": "v1", "isWhiteOut": False,
         .resolve(&[PluginRef::parse("extras:registry=mirror.example").unwrap()])
         .await
         .unwrap();
-    let out = plugins.run(vec![cm("a")]).await;
+    let out = plugins.run(typed(vec![cm("a")]), false).await;
     assert!(
         matches!(&out[0], Ok(Verdict::Keep(o)) if label(o, "registry").as_deref() == Some("mirror.example")),
         "{out:?}"
@@ -183,7 +191,9 @@ esac
         "badpatch-me",
         "fine",
     ];
-    let out = plugins.run(names.iter().map(|n| cm(n)).collect()).await;
+    let out = plugins
+        .run(typed(names.iter().map(|n| cm(n)).collect()), false)
+        .await;
     let message = |i: usize| match &out[i] {
         Err(e) => {
             assert_eq!(e.transformer, "plugin flaky");
@@ -234,10 +244,13 @@ fi
 n=0
 while IFS= read -r line; do
   n=$((n+1))
+  id=$(printf '%s' "$line" | sed 's/^{{"id":\([0-9]*\),.*/\1/')
   case "$line" in
     *crash-me*) exit 1 ;;
-    *error-me*) echo '{{"error":"cannot handle this one"}}' ;;
-    *) echo '{{"version":"v1","patches":[{{"op":"add","path":"/metadata/labels/pid","value":"'$$'"}},{{"op":"add","path":"/metadata/labels/n","value":"'$n'"}}]}}' ;;
+    *error-me*) echo '{{"id":'$id',"error":"cannot handle this one"}}' ;;
+    *twice-me*) echo '{{"id":'$id',"version":"v1"}}'; echo '{{"id":'$id',"version":"v1"}}' ;;
+    *noid-me*) echo '{{"version":"v1"}}' ;;
+    *) echo '{{"id":'$id',"version":"v1","patches":[{{"op":"add","path":"/metadata/labels/pid","value":"'$$'"}},{{"op":"add","path":"/metadata/labels/n","value":"'$n'"}}]}}' ;;
   esac
 done
 "#
@@ -251,14 +264,17 @@ async fn json_lines_plugins_stream_many_objects_through_one_process() {
     assert_eq!(pd.load("stream").await.unwrap().protocol(), Protocol::JsonLines);
     let plugins = pd.resolve(&[PluginRef::parse("stream").unwrap()]).await.unwrap();
     let out = plugins
-        .run(vec![
-            cm("a"),
-            cm("b"),
-            cm("error-me"),
-            cm("c"),
-            cm("crash-me"),
-            cm("d"),
-        ])
+        .run(
+            typed(vec![
+                cm("a"),
+                cm("b"),
+                cm("error-me"),
+                cm("c"),
+                cm("crash-me"),
+                cm("d"),
+            ]),
+            false,
+        )
         .await;
     let kept = |i: usize| match &out[i] {
         Ok(Verdict::Keep(o)) => (label(o, "pid").unwrap(), label(o, "n").unwrap()),
@@ -297,7 +313,7 @@ async fn plugins_run_in_order_and_a_white_out_ends_the_chain() {
         .await
         .unwrap();
     assert_eq!(plugins.names(), ["labeller", "stream"]);
-    let out = plugins.run(vec![cm("drop-me"), cm("a")]).await;
+    let out = plugins.run(typed(vec![cm("drop-me"), cm("a")]), false).await;
     assert!(matches!(&out[0], Ok(Verdict::WhiteOut { plugin }) if plugin == "labeller"));
     match &out[1] {
         Ok(Verdict::Keep(o)) => {
@@ -310,4 +326,110 @@ async fn plugins_run_in_order_and_a_white_out_ends_the_chain() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Two answers to one request, or one without the request's `id`: that object fails and the session is
+/// replaced, so the extra line never becomes the next object's answer (a white-out of the wrong object).
+#[tokio::test]
+async fn a_json_lines_answer_never_goes_to_another_object() {
+    let dir = dir_with(&[("stream", &streaming())]);
+    let plugins = PluginDir::new(dir.path())
+        .resolve(&[PluginRef::parse("stream").unwrap()])
+        .await
+        .unwrap();
+    let out = plugins
+        .run(
+            typed(vec![cm("twice-me"), cm("a"), cm("noid-me"), cm("b")]),
+            false,
+        )
+        .await;
+    assert!(matches!(&out[0], Ok(Verdict::Keep(_))), "{:?}", out[0]);
+    // The second answer to twice-me is waiting when a's request goes out: a fails, not with it.
+    assert!(
+        matches!(&out[1], Err(e) if e.message.contains("nobody asked for")),
+        "{:?}",
+        out[1]
+    );
+    assert!(
+        matches!(&out[2], Err(e) if e.message.contains("not for request")),
+        "{:?}",
+        out[2]
+    );
+    // A fresh session answers b.
+    assert!(
+        matches!(&out[3], Ok(Verdict::Keep(o)) if label(o, "n").as_deref() == Some("1")),
+        "{:?}",
+        out[3]
+    );
+}
+
+/// A plugin may change an object's content, not dr-syncer's own markers, and on a quiet DR site it may
+/// not start a workload the built-in transformers quieted; its own error message reaches a report cut
+/// short.
+#[tokio::test]
+async fn plugins_cannot_touch_markers_or_wake_a_quiet_site() {
+    let script = format!(
+        r#"#!/bin/sh
+input=$(cat)
+if [ "$input" = '{{}}' ]; then echo '{METADATA}'; exit 0; fi
+case "$input" in
+  *annotations-me*) echo '{{"version":"v1","patches":[{{"op":"add","path":"/metadata/annotations","value":{{"x":"y"}}}}]}}' ;;
+  *replicas-me*) echo '{{"version":"v1","patches":[{{"op":"replace","path":"/spec/replicas","value":3}}]}}' ;;
+  *long-me*) printf '{{"error":"%0500d"}}\n' 7 ;;
+  *) echo '{{"version":"v1","patches":[{{"op":"add","path":"/metadata/annotations/team","value":"shop"}}]}}' ;;
+esac
+"#
+    );
+    let dir = dir_with(&[("meddler", &script)]);
+    let plugins = PluginDir::new(dir.path())
+        .resolve(&[PluginRef::parse("meddler").unwrap()])
+        .await
+        .unwrap();
+    let marked = |name: &str| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "app-dr",
+                         "annotations": {"dr-syncer.io/synced-by": "dr-syncer/app"}},
+        }))
+        .unwrap()
+    };
+    let quiet_deployment: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "replicas-me", "namespace": "app-dr"},
+        "spec": {"replicas": 0, "template": {"spec": {"containers": []}}}
+    }))
+    .unwrap();
+    let deployments = crate::resource::ResourceType::namespaced("apps", "v1", "Deployment", "deployments");
+    let mut objects = typed(vec![marked("annotations-me"), marked("fine"), marked("long-me")]);
+    objects.push((deployments.clone(), quiet_deployment.clone()));
+    let out = plugins.run(objects, false).await;
+    assert!(
+        matches!(&out[0], Err(e) if e.message.contains("dr-syncer's own labels or annotations")),
+        "{:?}",
+        out[0]
+    );
+    match &out[1] {
+        Ok(Verdict::Keep(o)) => {
+            let a = o.metadata.annotations.as_ref().unwrap();
+            assert_eq!(a["team"], "shop");
+            assert_eq!(a["dr-syncer.io/synced-by"], "dr-syncer/app");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &out[2] {
+        Err(e) => assert!(
+            e.message.len() < 300 && e.message.ends_with("(cut)"),
+            "{}",
+            e.message
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&out[3], Err(e) if e.message.contains("start a workload")),
+        "{:?}",
+        out[3]
+    );
+    // On the live (active) DR site the same patch is the plugin's to make.
+    let out = plugins.run(vec![(deployments, quiet_deployment)], true).await;
+    assert!(matches!(&out[0], Ok(Verdict::Keep(_))), "{:?}", out[0]);
 }
