@@ -95,6 +95,28 @@ impl Round {
         }
     }
 
+    /// Whether `key` is still to be synced in this round.
+    pub fn is_pending(&self, key: &str) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+    }
+
+    /// The round's deadline passed: the mappings still pending failed (they never got to a sync: deleted
+    /// before their first reconcile, or stuck), and the round is over.
+    pub fn expire(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.extend(
+            pending
+                .iter()
+                .map(|k| format!("{k} (no sync before the deadline)")),
+        );
+        pending.clear();
+        self.done.cancel();
+    }
+
     /// The mappings whose attempt failed.
     pub fn failed(&self) -> Vec<String> {
         self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()

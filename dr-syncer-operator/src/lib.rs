@@ -187,9 +187,10 @@ pub struct Args {
     /// How long a transformer plugin may take per object (and to answer its metadata request).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub plugin_timeout: Duration,
-    /// Reconcile each NamespaceMapping present at start once (its sync, or the reason it cannot run),
-    /// then stop; the exit status is 1 when one of them failed. For a Job or CronJob, tests, and
-    /// examples; the RemoteCluster and ClusterMapping controllers run meanwhile as usual.
+    /// Sync each NamespaceMapping present at start once, as if triggered (Manual and not-yet-due
+    /// Scheduled ones too; a paused one is left alone), then stop; the exit status is 1 when one failed
+    /// or could not run, or when the round did not end within `--sync-timeout`. For a Job or CronJob,
+    /// tests and examples; the RemoteCluster and ClusterMapping controllers run meanwhile as usual.
     #[arg(long)]
     pub once: bool,
     /// Print build information as JSON and exit.

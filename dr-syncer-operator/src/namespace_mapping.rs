@@ -395,7 +395,15 @@ async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Actio
         status: &status,
         generation: nm.meta().generation,
         synced_generation,
-        triggered: run::trigger_value(&nm).is_some() || run::go_ahead_value(&nm).is_some(),
+        // `--once` syncs each mapping of its round as if triggered (also Manual ones, and Scheduled ones
+        // not due yet).
+        triggered: run::trigger_value(&nm).is_some()
+            || run::go_ahead_value(&nm).is_some()
+            || ctx
+                .options
+                .round
+                .as_ref()
+                .is_some_and(|r| r.is_pending(&key_of(&nm))),
         schedule: schedule.as_ref(),
         jitter: due::jitter(&nm.uid().unwrap_or_default(), interval),
         watch: watch.as_ref().map(|w| w.state()).unwrap_or_default(),
@@ -586,6 +594,10 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 /// The mapping is being deleted: stop its watches and apply `deletionPolicy`.
 async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
     let key = key_of(&nm);
+    // `--once`: a mapping being deleted is done with for the round.
+    if let Some(round) = &ctx.options.round {
+        round.finished(&key, true);
+    }
     ctx.workers.stop(&key);
     let mut destinations: Vec<String> = fixed_pair(&nm).map(|(_, d)| d).into_iter().collect();
     destinations.extend(

@@ -294,6 +294,16 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
             info!("the round is over: stopping (--once)");
             shutdown.cancel();
         });
+        // Bounded: a mapping that never gets to its sync (deleted meanwhile, stuck) fails the round
+        // after --sync-timeout instead of keeping the process alive.
+        let (expiring, deadline) = (round.clone(), args.sync_timeout);
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            if !expiring.done.is_cancelled() {
+                warn!(?deadline, "the round did not end within --sync-timeout (--once)");
+                expiring.expire();
+            }
+        });
         Some(round)
     } else {
         None

@@ -1,7 +1,7 @@
 //! `examples/custom_operator.rs` (the bundled operator plus `RegistryMirror`, ~15 lines of `main`) against
-//! three test control planes, bounded by `--once`: one reconcile round of the mappings present at start,
-//! then exit. The DR copy of a Deployment pulls from the mirror; with a mapping that cannot sync, the
-//! round exits 1.
+//! three test control planes, bounded by `--once`: one sync of each mapping present at start (a Manual one
+//! too, as if triggered), then exit. The DR copy of a Deployment pulls from the mirror; with a mapping
+//! that cannot sync, the round exits 1.
 
 use std::{
     path::PathBuf,
@@ -15,7 +15,9 @@ use kube::Api;
 
 const NS: &str = "dr-syncer";
 
-/// The example's binary, built with the tests (`target/<profile>/examples/custom_operator`).
+/// The example's binary, built with the tests (`target/<profile>/examples/custom_operator`: `cargo test -p
+/// dr-syncer-examples` and nextest's `--all-targets` build it; `--test custom_operator` alone does not —
+/// run `cargo build -p dr-syncer-examples --examples` first then).
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
@@ -104,7 +106,8 @@ async fn the_custom_operator_mirrors_images_in_one_round() {
          apiVersion: dr-syncer.io/v1alpha1\nkind: RemoteCluster\nmetadata: {{name: dr, namespace: {NS}}}\n\
          spec: {{kubeconfigSecretRef: {{name: dr-kubeconfig, namespace: {NS}}}}}\n---\n\
          apiVersion: dr-syncer.io/v1alpha1\nkind: NamespaceMapping\nmetadata: {{name: shop, namespace: {NS}}}\n\
-         spec: {{sourceCluster: prod, destinationCluster: dr, sourceNamespace: shop, resourceTypes: [deployments]}}\n"
+         spec: {{sourceCluster: prod, destinationCluster: dr, sourceNamespace: shop, resourceTypes: [deployments], \
+         replicationMode: Manual}}\n"
     );
     wait_for("the CRDs served", Duration::from_secs(30), || async {
         Ok(apply_yaml(&c, None, &resources).await.ok())
@@ -116,9 +119,10 @@ async fn the_custom_operator_mirrors_images_in_one_round() {
     let (code, log) = run_once(&user.kubeconfig, &user.user);
     assert_eq!(code, Some(0), "{log}");
     let web = Api::<Deployment>::namespaced(dr.client(), "shop")
-        .get("web")
+        .get_opt("web")
         .await
-        .unwrap();
+        .unwrap()
+        .unwrap_or_else(|| panic!("web not copied; the operator's log:\n{log}"));
     let image = web.spec.unwrap().template.spec.unwrap().containers[0]
         .image
         .clone()
