@@ -24,76 +24,22 @@ CRATES = ["dr-syncer-core", "dr-syncer-operator", "dr-syncer-cli", "dr-syncer-ag
 
 # Edges of the circles that exist today, to be removed (issue 23): (crate, parent module) -> "a -> b".
 KNOWN: dict[tuple[str, str], set[str]] = {
-    ('dr-syncer-agent', ''): {
-        'beneath -> forced',
-        'checksum -> beneath',
-        'command -> beneath',
-        'command -> checksum',
-        'command -> forced',
-        'forced -> command',
-        'forced -> grants',
-        'grants -> forced',
-    },
     ('dr-syncer-cli', ''): {
         'one_side -> output',
         'output -> one_side',
     },
     ('dr-syncer-core', ''): {
-        'activation -> annotations',
-        'activation -> site',
         'activation -> transform',
-        'annotations -> site',
-        'apply -> config',
         'config -> plugin',
         'config -> selection',
         'config -> transform',
-        'data -> selection',
-        'diff -> apply',
-        'engine -> activation',
-        'engine -> annotations',
-        'engine -> apply',
-        'engine -> config',
         'engine -> kube',
-        'engine -> plugin',
-        'engine -> selection',
-        'engine -> site',
-        'engine -> source',
-        'engine -> transform',
-        'error -> apply',
-        'error -> config',
-        'error -> data',
         'error -> kube',
-        'error -> plugin',
-        'error -> selection',
-        'error -> site',
-        'error -> source',
-        'error -> transform',
-        'kube -> activation',
-        'kube -> annotations',
-        'kube -> apply',
-        'kube -> config',
-        'kube -> data',
-        'kube -> diff',
         'kube -> engine',
         'kube -> error',
-        'kube -> plugin',
-        'kube -> pvc',
-        'kube -> selection',
-        'kube -> site',
-        'kube -> source',
-        'kube -> transform',
         'plugin -> transform',
-        'pvc -> annotations',
-        'pvc -> config',
-        'pvc -> data',
-        'pvc -> kube',
-        'selection -> annotations',
         'selection -> config',
-        'site -> annotations',
-        'site -> kube',
-        'source -> selection',
         'transform -> activation',
-        'transform -> annotations',
         'transform -> config',
         'transform -> selection',
     },
@@ -110,8 +56,13 @@ USE_BLOCK = re.compile(r"\buse\s+crate::\{([^;]*)\};", re.S)
 SUPER = re.compile(r"\bsuper::([a-z_][a-z0-9_]*)")
 
 
+COMMENT = re.compile(r"^\s*//.*$", re.M)
+
+
 def strip_tests(text: str) -> str:
-    """The file without `#[cfg(test)] mod … { … }` blocks and `#[cfg(test)] mod x;` lines."""
+    """The file without comments (doc links are not imports), `#[cfg(test)] mod … { … }` blocks and
+    `#[cfg(test)] mod x;` lines."""
+    text = COMMENT.sub("", text)
     out, i = [], 0
     while True:
         j = text.find("#[cfg(test)]", i)

@@ -786,7 +786,10 @@ impl SyncEngine {
             .unzip();
         let verdicts = self
             .plugins
-            .run(objects, active)
+            .run(
+                objects,
+                (!active).then_some(crate::activation::is_running as plugin::RunningCheck),
+            )
             .instrument(info_span!("plugins", plugins = ?self.plugins.names()))
             .await;
         let (mut kept, mut whited_out) = (Vec::new(), Vec::new());

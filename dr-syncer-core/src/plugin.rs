@@ -430,12 +430,13 @@ impl Plugins {
     }
 
     /// Run every plugin on `objects` (each with its type), in order; an object whited out or failed by one
-    /// plugin is not given to the next. The results are in the order of `objects`. `destination_active`:
-    /// the DR namespace is the live site (a quiet site's workloads may not be started by a plugin).
+    /// plugin is not given to the next. The results are in the order of `objects`. `quiet_site`: the DR
+    /// namespace is kept quiet, and this tells whether a workload runs (the engine passes
+    /// `activation::is_running`): a patch that starts one fails the object. `None` on the live site.
     pub async fn run(
         &self,
         objects: Vec<(ResourceType, DynamicObject)>,
-        destination_active: bool,
+        quiet_site: Option<RunningCheck>,
     ) -> Vec<Result<Verdict, TransformError>> {
         let (types, objects): (Vec<_>, Vec<_>) = objects.into_iter().unzip();
         let mut results: Vec<Result<Verdict, TransformError>> =
@@ -457,7 +458,7 @@ impl Plugins {
                         inputs.push((
                             StageContext {
                                 resource: Some(types[i].clone()),
-                                destination_active,
+                                quiet_site,
                             },
                             obj,
                         ));
@@ -484,11 +485,15 @@ impl Plugins {
     }
 }
 
-/// What a plugin's answer is checked against: the object's type, and whether the DR namespace is live.
+/// Whether a workload of a type runs (replicas above 0, not suspended, …).
+pub type RunningCheck = fn(&ResourceType, &DynamicObject) -> bool;
+
+/// What a plugin's answer is checked against: the object's type, and on a quiet DR site how to tell a
+/// running workload.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StageContext {
     resource: Option<ResourceType>,
-    destination_active: bool,
+    quiet_site: Option<RunningCheck>,
 }
 
 /// A plugin's response to one object.
@@ -639,10 +644,9 @@ fn apply_response(
             ),
         )
     })?;
-    if !ctx.destination_active
-        && let Some(resource) = &ctx.resource
-        && !crate::activation::is_running(resource, &obj)
-        && crate::activation::is_running(resource, &patched)
+    if let (Some(is_running), Some(resource)) = (ctx.quiet_site, &ctx.resource)
+        && !is_running(resource, &obj)
+        && is_running(resource, &patched)
     {
         return Err(fail(
             &obj,

@@ -46,6 +46,9 @@ esac
     )
 }
 
+/// A quiet DR site, as the engine describes it.
+const QUIET: Option<RunningCheck> = Some(crate::activation::is_running);
+
 /// Objects as the engine hands them over: ConfigMaps, on a quiet DR site.
 fn typed(objects: Vec<DynamicObject>) -> Vec<(crate::resource::ResourceType, DynamicObject)> {
     let rt = crate::resource::ResourceType::namespaced("", "v1", "ConfigMap", "configmaps");
@@ -112,7 +115,7 @@ async fn crane_plugins_patch_and_white_out_objects() {
         .await
         .unwrap();
     let out = plugins
-        .run(typed(vec![cm("a"), cm("drop-me"), cm("b")]), false)
+        .run(typed(vec![cm("a"), cm("drop-me"), cm("b")]), QUIET)
         .await;
     assert_eq!(out.len(), 3);
     match &out[0] {
@@ -150,7 +153,7 @@ print(json.dumps({{"version": "v1", "isWhiteOut": False,
         .resolve(&[PluginRef::parse("extras:registry=mirror.example").unwrap()])
         .await
         .unwrap();
-    let out = plugins.run(typed(vec![cm("a")]), false).await;
+    let out = plugins.run(typed(vec![cm("a")]), QUIET).await;
     assert!(
         matches!(&out[0], Ok(Verdict::Keep(o)) if label(o, "registry").as_deref() == Some("mirror.example")),
         "{out:?}"
@@ -192,7 +195,7 @@ esac
         "fine",
     ];
     let out = plugins
-        .run(typed(names.iter().map(|n| cm(n)).collect()), false)
+        .run(typed(names.iter().map(|n| cm(n)).collect()), QUIET)
         .await;
     let message = |i: usize| match &out[i] {
         Err(e) => {
@@ -273,7 +276,7 @@ async fn json_lines_plugins_stream_many_objects_through_one_process() {
                 cm("crash-me"),
                 cm("d"),
             ]),
-            false,
+            QUIET,
         )
         .await;
     let kept = |i: usize| match &out[i] {
@@ -313,7 +316,7 @@ async fn plugins_run_in_order_and_a_white_out_ends_the_chain() {
         .await
         .unwrap();
     assert_eq!(plugins.names(), ["labeller", "stream"]);
-    let out = plugins.run(typed(vec![cm("drop-me"), cm("a")]), false).await;
+    let out = plugins.run(typed(vec![cm("drop-me"), cm("a")]), QUIET).await;
     assert!(matches!(&out[0], Ok(Verdict::WhiteOut { plugin }) if plugin == "labeller"));
     match &out[1] {
         Ok(Verdict::Keep(o)) => {
@@ -340,7 +343,7 @@ async fn a_json_lines_answer_never_goes_to_another_object() {
     let out = plugins
         .run(
             typed(vec![cm("twice-me"), cm("a"), cm("noid-me"), cm("b")]),
-            false,
+            QUIET,
         )
         .await;
     assert!(matches!(&out[0], Ok(Verdict::Keep(_))), "{:?}", out[0]);
@@ -402,7 +405,7 @@ esac
     let deployments = crate::resource::ResourceType::namespaced("apps", "v1", "Deployment", "deployments");
     let mut objects = typed(vec![marked("annotations-me"), marked("fine"), marked("long-me")]);
     objects.push((deployments.clone(), quiet_deployment.clone()));
-    let out = plugins.run(objects, false).await;
+    let out = plugins.run(objects, QUIET).await;
     assert!(
         matches!(&out[0], Err(e) if e.message.contains("dr-syncer's own labels or annotations")),
         "{:?}",
@@ -430,6 +433,6 @@ esac
         out[3]
     );
     // On the live (active) DR site the same patch is the plugin's to make.
-    let out = plugins.run(vec![(deployments, quiet_deployment)], true).await;
+    let out = plugins.run(vec![(deployments, quiet_deployment)], None).await;
     assert!(matches!(&out[0], Ok(Verdict::Keep(_))), "{:?}", out[0]);
 }
