@@ -78,6 +78,9 @@ if [ "$(id -u)" = 0 ] && [ $(((16#${caps:-0} >> 12) & 1)) = 1 ] && [ $(((16#${ca
 else
   echo "data-path and simulated-node tests: SKIPPED (need root with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
 fi
+# The examples as programs (`--all-targets` builds them as test harnesses): examples/tests runs
+# custom_operator against test control planes.
+cargo build --locked -p dr-syncer-examples --examples
 if cargo nextest --version >/dev/null 2>&1; then
   rm -f target/nextest/default/junit.xml
   tests_rc=0

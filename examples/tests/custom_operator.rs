@@ -15,14 +15,21 @@ use kube::Api;
 
 const NS: &str = "dr-syncer";
 
-/// The example's binary, built with the tests (`target/<profile>/examples/custom_operator`: `cargo test -p
-/// dr-syncer-examples` and nextest's `--all-targets` build it; `--test custom_operator` alone does not —
-/// run `cargo build -p dr-syncer-examples --examples` first then).
+/// The example's binary, `target/<profile>/examples/custom_operator`, as `cargo build -p
+/// dr-syncer-examples --examples` leaves it (the test script builds it before the tests: `cargo test
+/// --all-targets` builds examples as test harnesses, not as the program).
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir.join("examples/custom_operator");
-    assert!(bin.is_file(), "{} is not built", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples/custom_operator");
+    assert!(
+        bin.is_file(),
+        "{} is not built: run `cargo build -p dr-syncer-examples --examples` first",
+        bin.display()
+    );
     bin
 }
 
