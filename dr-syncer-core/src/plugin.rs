@@ -296,8 +296,7 @@ impl PluginDir {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         PluginDir {
             dir: Some(dir.into()),
-            timeout: DEFAULT_TIMEOUT,
-            cache: Mutex::default(),
+            ..Self::none()
         }
     }
 
@@ -457,7 +456,7 @@ impl Plugins {
                         positions.push(i);
                         inputs.push((
                             StageContext {
-                                resource: Some(types[i].clone()),
+                                resource: types[i].clone(),
                                 quiet_site,
                             },
                             obj,
@@ -490,9 +489,9 @@ pub type RunningCheck = fn(&ResourceType, &DynamicObject) -> bool;
 
 /// What a plugin's answer is checked against: the object's type, and on a quiet DR site how to tell a
 /// running workload.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct StageContext {
-    resource: Option<ResourceType>,
+    resource: ResourceType,
     quiet_site: Option<RunningCheck>,
 }
 
@@ -544,22 +543,19 @@ fn clip(text: &str) -> String {
 
 /// The `dr-syncer.io/` labels and annotations of an object: what dr-syncer records (ownership, the
 /// source's replicas, the site state), never a plugin's to change.
-fn markers(v: &Value) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for field in ["labels", "annotations"] {
-        if let Some(map) = v
-            .pointer(&format!("/metadata/{field}"))
-            .and_then(Value::as_object)
-        {
-            for (k, val) in map {
-                if k.starts_with(crate::annotations::PREFIX) {
-                    out.push((format!("{field}/{k}"), val.clone()));
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+fn markers(obj: &DynamicObject) -> Vec<(&'static str, &str, &str)> {
+    [
+        ("label", &obj.metadata.labels),
+        ("annotation", &obj.metadata.annotations),
+    ]
+    .into_iter()
+    .flat_map(|(kind, map)| {
+        map.iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(crate::annotations::PREFIX))
+            .map(move |(k, v)| (kind, k.as_str(), v.as_str()))
+    })
+    .collect()
 }
 
 /// Apply a plugin's response to `obj`.
@@ -612,29 +608,8 @@ fn apply_response(
     if patch.0.is_empty() {
         return Ok(Verdict::Keep(obj));
     }
-    let before = serde_json::to_value(&obj).map_err(|e| fail(&obj, json_problem(&e)))?;
-    let mut doc = before.clone();
+    let mut doc = serde_json::to_value(&obj).map_err(|e| fail(&obj, json_problem(&e)))?;
     json_patch::patch(&mut doc, &patch).map_err(|e| fail(&obj, format!("the patches do not apply: {e}")))?;
-    let identity = |v: &Value| {
-        [
-            v.get("apiVersion").cloned(),
-            v.get("kind").cloned(),
-            v.pointer("/metadata/name").cloned(),
-            v.pointer("/metadata/namespace").cloned(),
-        ]
-    };
-    if identity(&before) != identity(&doc) {
-        return Err(fail(
-            &obj,
-            "the patches change the object's apiVersion, kind, name or namespace; refused".into(),
-        ));
-    }
-    if markers(&before) != markers(&doc) {
-        return Err(fail(
-            &obj,
-            "the patches change dr-syncer's own labels or annotations (dr-syncer.io/…); refused".into(),
-        ));
-    }
     let patched: DynamicObject = serde_json::from_value(doc).map_err(|e| {
         fail(
             &obj,
@@ -644,9 +619,21 @@ fn apply_response(
             ),
         )
     })?;
-    if let (Some(is_running), Some(resource)) = (ctx.quiet_site, &ctx.resource)
-        && !is_running(resource, &obj)
-        && is_running(resource, &patched)
+    if !crate::transform::same_identity(&obj, &patched) {
+        return Err(fail(
+            &obj,
+            "the patches change the object's apiVersion, kind, name or namespace; refused".into(),
+        ));
+    }
+    if markers(&obj) != markers(&patched) {
+        return Err(fail(
+            &obj,
+            "the patches change dr-syncer's own labels or annotations (dr-syncer.io/…); refused".into(),
+        ));
+    }
+    if let Some(is_running) = ctx.quiet_site
+        && !is_running(&ctx.resource, &obj)
+        && is_running(&ctx.resource, &patched)
     {
         return Err(fail(
             &obj,

@@ -296,6 +296,12 @@ pub fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
     obj.metadata.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
+/// Whether `b` is still the object `a` is: the same apiVersion, kind, name and namespace (what a patch of
+/// `transformRules` or a plugin may never change).
+pub(crate) fn same_identity(a: &DynamicObject, b: &DynamicObject) -> bool {
+    a.types == b.types && a.metadata.name == b.metadata.name && a.metadata.namespace == b.metadata.namespace
+}
+
 /// Read a label.
 pub(crate) fn label<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
     obj.metadata.labels.as_ref()?.get(key).map(String::as_str)

@@ -154,12 +154,7 @@ impl Transformer for TransformRules {
                     format!("the patched object is not a Kubernetes object: {e}"),
                 )
             })?;
-            let same = |a: &DynamicObject, b: &DynamicObject| {
-                a.types == b.types
-                    && a.metadata.name == b.metadata.name
-                    && a.metadata.namespace == b.metadata.namespace
-            };
-            if !same(&current, &next) {
+            if !super::same_identity(&current, &next) {
                 return Err(err(
                     &current,
                     "patches may not change apiVersion, kind, name or namespace".into(),
