@@ -333,6 +333,11 @@ impl std::fmt::Debug for SyncEngine {
     }
 }
 
+/// How a report names a source object: `Kind.group/namespace/name`.
+fn source_label(resource: &ResourceType, target: &SyncTarget, name: &str) -> String {
+    format!("{}/{}/{name}", resource.group_kind(), target.source_namespace)
+}
+
 /// A desired object, ready to apply.
 struct Desired {
     resource: ResourceType,
@@ -729,7 +734,7 @@ impl SyncEngine {
         let mut desired = Vec::new();
         for SourceObject { resource, object } in objects {
             let name = object.metadata.name.clone().unwrap_or_default();
-            let label = format!("{}/{}/{}", resource.group_kind(), target.source_namespace, name);
+            let label = source_label(&resource, target, &name);
             if let Err(skip) = filter.check(&resource, &object) {
                 report.exclude(&resource.group_kind(), label, skip.to_string());
                 continue;
@@ -794,12 +799,7 @@ impl SyncEngine {
             .await;
         let (mut kept, mut whited_out) = (Vec::new(), Vec::new());
         for ((resource, key), verdict) in meta.into_iter().zip(verdicts) {
-            let label = format!(
-                "{}/{}/{}",
-                resource.group_kind(),
-                target.source_namespace,
-                key.name
-            );
+            let label = source_label(&resource, target, &key.name);
             match verdict {
                 Ok(plugin::Verdict::Keep(object)) => kept.push(Desired {
                     resource,
