@@ -111,7 +111,7 @@ pub(crate) async fn prepare(
     if reverse {
         sync = sync.without_copy_stamp();
     }
-    let mover = dr_syncer_core::kube::VolumeSyncHook::mover(args.extensions.volume_sync.as_ref(), sync);
+    let mover = args.extensions.mover(sync);
     let drill_data = DrillData {
         forward: (!reverse).then(|| mover.clone()),
         reverse: reverse.then_some(mover),

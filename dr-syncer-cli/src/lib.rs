@@ -35,7 +35,6 @@ use dr_syncer_core::{
     plugin::PluginDir,
     resource::ResourceType,
     selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, resolve_resource_types},
-    transform::TransformerChain,
 };
 use tracing::warn;
 
@@ -52,7 +51,7 @@ use tracing::warn;
 pub struct Args {
     /// What a [`Cli`] builder added (not a flag).
     #[arg(skip)]
-    pub extensions: Extensions,
+    pub extensions: dr_syncer_core::kube::Extensions,
 
     /// The drill step (or use `--mode`, the Go CLI's form).
     #[command(subcommand)]
@@ -892,16 +891,6 @@ pub(crate) async fn resolve_types(
     Ok(types)
 }
 
-/// What a [`Cli`] builder adds to the bundled CLI.
-#[derive(Debug, Clone, Default)]
-pub struct Extensions {
-    /// Transformers run on forward syncs after the built-in chain (and a `--mapping`'s
-    /// `transformRules`), before plugins.
-    pub transformers: dr_syncer_core::transform::TransformerChain,
-    /// In place of (or around) the built-in PVC data path (`--migrate-pvc-data`).
-    pub volume_sync: Option<dr_syncer_core::kube::VolumeSyncHook>,
-}
-
 /// The bundled CLI as a builder: `Cli::from_env().main()` is exactly the `dr-syncer-cli` binary (the Go
 /// CLI's flag forms included); a platform's own CLI adds its transformers, which every forward sync of
 /// the drills (stage, cutover, plan, diff) runs and a failback's copy back does not.
@@ -940,8 +929,7 @@ impl Cli {
         mut self,
         transformer: impl dr_syncer_core::transform::Transformer + 'static,
     ) -> Self {
-        self.args.extensions.transformers =
-            std::mem::take(&mut self.args.extensions.transformers).with(transformer);
+        self.args.extensions.add_transformer(transformer);
         self
     }
 
@@ -954,7 +942,7 @@ impl Cli {
         + Sync
         + 'static,
     ) -> Self {
-        self.args.extensions.volume_sync = Some(dr_syncer_core::kube::VolumeSyncHook::new(hook));
+        self.args.extensions.set_volume_sync(hook);
         self
     }
 
@@ -1088,9 +1076,8 @@ async fn build(args: &Args) -> anyhow::Result<Drill> {
         types,
         config: Arc::new(config),
     };
-    let chain = TransformerChain::builtin().with(args.extensions.transformers.clone());
     Ok(Drill::new(source, destination, options, target)
-        .with_chain(chain)
+        .with_chain(args.extensions.chain())
         .with_plugins(plugins))
 }
 

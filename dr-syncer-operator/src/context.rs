@@ -45,13 +45,11 @@ pub struct Options {
     pub stale_after: Duration,
     /// The transformer plugins mappings may name (`--plugin-dir`).
     pub plugins: Arc<dr_syncer_core::plugin::PluginDir>,
-    /// The transformers of every mapping's sync: the built-in chain, plus what an [`crate::Operator`]
-    /// builder added.
-    pub chain: dr_syncer_core::transform::TransformerChain,
     /// `--once`: the mappings of the one reconcile round, reported as they finish.
     pub round: Option<Arc<Round>>,
-    /// What an [`crate::Operator`] builder put in place of (or around) the built-in PVC data path.
-    pub volume_sync: Option<dr_syncer_core::kube::VolumeSyncHook>,
+    /// What an [`crate::Operator`] builder added: transformers after the built-in chain of every
+    /// mapping's sync, and a hook on the PVC data path.
+    pub extensions: dr_syncer_core::kube::Extensions,
 }
 
 /// `--once`: one reconcile round of the NamespaceMappings present at start; `done` is cancelled when each
@@ -137,9 +135,8 @@ impl Default for Options {
             stale_periods: 3,
             stale_after: Duration::from_secs(600),
             plugins: Arc::new(dr_syncer_core::plugin::PluginDir::none()),
-            chain: dr_syncer_core::transform::TransformerChain::builtin(),
             round: None,
-            volume_sync: None,
+            extensions: dr_syncer_core::kube::Extensions::default(),
         }
     }
 }

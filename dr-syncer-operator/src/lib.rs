@@ -232,7 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Clone)]
 pub struct Operator {
     args: Args,
-    extensions: runtime::Extensions,
+    extensions: dr_syncer_core::kube::Extensions,
 }
 
 impl Operator {
@@ -245,14 +245,14 @@ impl Operator {
     pub fn new(args: Args) -> Self {
         Operator {
             args,
-            extensions: runtime::Extensions::default(),
+            extensions: dr_syncer_core::kube::Extensions::default(),
         }
     }
 
     /// Run `transformer` in every mapping's sync, after the built-in transformers and the mapping's
     /// `transformRules`, before its plugins (forward syncs only, as everything of the chain).
     pub fn with_transformer(mut self, transformer: impl Transformer + 'static) -> Self {
-        self.extensions.transformers = std::mem::take(&mut self.extensions.transformers).with(transformer);
+        self.extensions.add_transformer(transformer);
         self
     }
 
@@ -266,7 +266,7 @@ impl Operator {
         + Sync
         + 'static,
     ) -> Self {
-        self.extensions.volume_sync = Some(dr_syncer_core::kube::VolumeSyncHook::new(hook));
+        self.extensions.set_volume_sync(hook);
         self
     }
 

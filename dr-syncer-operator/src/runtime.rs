@@ -15,8 +15,7 @@ use anyhow::Context as _;
 use dr_syncer_core::{
     api::{ClusterMapping, NamespaceMapping, RemoteCluster, ReplicationMode},
     boundaries::{Boundaries, DEFAULT_OPERATOR_NAMESPACE},
-    kube::{ClientOptions, ClusterConfig, KubeconfigSource, connect_bounded},
-    transform::TransformerChain,
+    kube::{ClientOptions, ClusterConfig, Extensions, KubeconfigSource, connect_bounded},
 };
 use futures::{StreamExt, future};
 use kube::{
@@ -142,15 +141,6 @@ fn boundaries(args: &Args) -> Boundaries {
 /// Run the operator until a signal (exit 0) or lost leadership (exit 1).
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     run_with(args, Extensions::default()).await
-}
-
-/// What an [`crate::Operator`] builder adds to the bundled operator.
-#[derive(Debug, Clone, Default)]
-pub struct Extensions {
-    /// Transformers run after the built-in chain (and a mapping's `transformRules`), before plugins.
-    pub transformers: dr_syncer_core::transform::TransformerChain,
-    /// In place of (or around) the built-in PVC data path.
-    pub volume_sync: Option<dr_syncer_core::kube::VolumeSyncHook>,
 }
 
 /// [`run`] with `extensions`.
@@ -337,9 +327,8 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
             plugins: Arc::new(
                 dr_syncer_core::plugin::PluginDir::new(&args.plugin_dir).with_timeout(args.plugin_timeout),
             ),
-            chain: TransformerChain::builtin().with(extensions.transformers),
             round: round.clone(),
-            volume_sync: extensions.volume_sync,
+            extensions,
             ..Default::default()
         },
     );

@@ -13,6 +13,7 @@ mod calls;
 mod client;
 mod discovery;
 mod drill;
+mod extensions;
 mod immutable;
 pub mod kubeconfig;
 mod leftovers;
@@ -37,6 +38,7 @@ pub use self::{
         DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport, Freshness,
         NextStep, OneSide, PairStatus, SideStatus, fence, promote, status,
     },
+    extensions::Extensions,
     leftovers::{Leftover, find_leftovers, remove_leftovers},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     pvc_sync::{

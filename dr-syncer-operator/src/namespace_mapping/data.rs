@@ -15,7 +15,7 @@ use dr_syncer_core::{
     failure::FailureCategory,
     kube::{
         ManagedBy, PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide,
-        VolumeSyncHook, synced_pvc_pairs,
+        synced_pvc_pairs,
     },
     pvc::{AgentSettings, TransferSettings},
 };
@@ -191,7 +191,7 @@ pub(super) async fn sync_data(
         Some(n) => mover.with_node_limits(ctx.node_limits(&source_key, n)),
         None => mover,
     };
-    let mover = VolumeSyncHook::mover(ctx.options.volume_sync.as_ref(), mover);
+    let mover = ctx.options.extensions.mover(mover);
 
     // Per-PVC state, seeded from the last status.
     let previous: BTreeMap<String, VolumeSyncStatus> = nm

@@ -360,7 +360,7 @@ impl<'a> Runner<'a> {
             .with_concurrency(self.ctx.options.apply_concurrency)
             .with_fail_fast(fail_fast.to_vec())
             .with_storage_class_check(true)
-            .with_chain(self.ctx.options.chain.clone())
+            .with_chain(self.ctx.options.extensions.chain())
             .with_plugins(self.plugins.clone())
     }
 
