@@ -248,6 +248,29 @@ fn go_era_crd(file: &str, drop: &[&str]) -> String {
     serde_json::to_string(&crd).unwrap()
 }
 
+/// The operator's Deployment after an upgrade with `replicas=3,image.tag=0.1.1`.
+fn assert_upgraded(cp: &ControlPlane) {
+    let d: Value = serde_json::from_str(&kubectl(
+        cp,
+        &[
+            "-n",
+            "dr-syncer",
+            "get",
+            "deployment",
+            "dr-syncer-operator",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/dr-syncer/dr-syncer-operator:0.1.1"
+    );
+}
+
 /// What the Go chart left: its CRDs, created outside Helm, with an older schema.
 fn create_go_era_crds(cp: &ControlPlane) {
     for (file, drop) in [
@@ -367,25 +390,7 @@ async fn the_chart_applies_upgrades_and_adopts_the_go_charts_crds() {
     // An upgrade: other values, applied over the first render.
     let upgrade = rendered(&python, &["--set", "replicas=3,image.tag=0.1.1"]);
     kubectl(&cp, &apply, Some(&upgrade));
-    let out = kubectl(
-        &cp,
-        &[
-            "-n",
-            "dr-syncer",
-            "get",
-            "deployment",
-            "dr-syncer-operator",
-            "-o",
-            "json",
-        ],
-        None,
-    );
-    let d: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(d["spec"]["replicas"], 3);
-    assert_eq!(
-        d["spec"]["template"]["spec"]["containers"][0]["image"],
-        "ghcr.io/dr-syncer/dr-syncer-operator:0.1.1"
-    );
+    assert_upgraded(&cp);
 }
 
 /// `release.py ARGS…` (Helm's install/upgrade/uninstall through its Go SDK) against `cp`.
@@ -536,25 +541,7 @@ async fn helm_installs_over_the_go_charts_crds_upgrades_and_uninstalls() {
         (upgraded["revision"].clone(), upgraded["status"].clone()),
         (Value::from(2), Value::from("deployed"))
     );
-    let d: Value = serde_json::from_str(&kubectl(
-        &cp,
-        &[
-            "-n",
-            "dr-syncer",
-            "get",
-            "deployment",
-            "dr-syncer-operator",
-            "-o",
-            "json",
-        ],
-        None,
-    ))
-    .unwrap();
-    assert_eq!(d["spec"]["replicas"], 3);
-    assert_eq!(
-        d["spec"]["template"]["spec"]["containers"][0]["image"],
-        "ghcr.io/dr-syncer/dr-syncer-operator:0.1.1"
-    );
+    assert_upgraded(&cp);
     assert_eq!(
         names(&cp, "secrets", "dr-syncer"),
         [
