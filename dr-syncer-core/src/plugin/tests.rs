@@ -31,18 +31,20 @@ fn cm(name: &str) -> DynamicObject {
 
 const METADATA: &str = r#"{"name":"t","version":"v0.1","requestVersion":["v1"],"responseVersion":["v1"]}"#;
 
+/// A Crane plugin in sh: metadata on `{}`, otherwise the `case "$input" in … esac` branches `cases`.
+fn crane_script(cases: &str) -> String {
+    format!(
+        "#!/bin/sh\ninput=$(cat)\nif [ \"$input\" = '{{}}' ]; then echo '{METADATA}'; exit 0; fi\ncase \"$input\" in\n{cases}esac\n"
+    )
+}
+
 /// A Crane plugin (sh): metadata on `{}`; objects whose input contains `drop-me` are whited out; others
 /// get the label `plugin=yes`.
 fn crane_labeller() -> String {
-    format!(
-        r#"#!/bin/sh
-input=$(cat)
-if [ "$input" = '{{}}' ]; then echo '{METADATA}'; exit 0; fi
-case "$input" in
-  *drop-me*) echo '{{"version":"v1","isWhiteOut":true}}' ;;
-  *) echo '{{"version":"v1","isWhiteOut":false,"patches":[{{"op":"add","path":"/metadata/labels/plugin","value":"yes"}}]}}' ;;
-esac
-"#
+    crane_script(
+        r#"  *drop-me*) echo '{"version":"v1","isWhiteOut":true}' ;;
+  *) echo '{"version":"v1","isWhiteOut":false,"patches":[{"op":"add","path":"/metadata/labels/plugin","value":"yes"}]}' ;;
+"#,
     )
 }
 
@@ -162,21 +164,16 @@ print(json.dumps({{"version": "v1", "isWhiteOut": False,
 
 #[tokio::test]
 async fn a_failing_plugin_fails_only_its_object_with_a_clear_message() {
-    let script = format!(
-        r#"#!/bin/sh
-input=$(cat)
-if [ "$input" = '{{}}' ]; then echo '{METADATA}'; exit 0; fi
-case "$input" in
-  *exit-me*) echo 'something broke' >&2; exit 3 ;;
+    let script = crane_script(
+        r#"  *exit-me*) echo 'something broke' >&2; exit 3 ;;
   *hang-me*) sleep 5 ;;
   *garbage-me*) echo 'not json' ;;
-  *rename-me*) echo '{{"version":"v1","patches":[{{"op":"replace","path":"/metadata/name","value":"other"}}]}}' ;;
-  *move-me*) echo '{{"version":"v1","patches":[{{"op":"replace","path":"/metadata/namespace","value":"kube-system"}}]}}' ;;
-  *v2-me*) echo '{{"version":"v2"}}' ;;
-  *badpatch-me*) echo '{{"version":"v1","patches":[{{"op":"remove","path":"/spec/missing"}}]}}' ;;
-  *) echo '{{"version":"v1","isWhiteOut":false,"patches":[]}}' ;;
-esac
-"#
+  *rename-me*) echo '{"version":"v1","patches":[{"op":"replace","path":"/metadata/name","value":"other"}]}' ;;
+  *move-me*) echo '{"version":"v1","patches":[{"op":"replace","path":"/metadata/namespace","value":"kube-system"}]}' ;;
+  *v2-me*) echo '{"version":"v2"}' ;;
+  *badpatch-me*) echo '{"version":"v1","patches":[{"op":"remove","path":"/spec/missing"}]}' ;;
+  *) echo '{"version":"v1","isWhiteOut":false,"patches":[]}' ;;
+"#,
     );
     let dir = dir_with(&[("flaky", &script)]);
     let plugins = PluginDir::new(dir.path())
@@ -372,17 +369,12 @@ async fn a_json_lines_answer_never_goes_to_another_object() {
 /// short.
 #[tokio::test]
 async fn plugins_cannot_touch_markers_or_wake_a_quiet_site() {
-    let script = format!(
-        r#"#!/bin/sh
-input=$(cat)
-if [ "$input" = '{{}}' ]; then echo '{METADATA}'; exit 0; fi
-case "$input" in
-  *annotations-me*) echo '{{"version":"v1","patches":[{{"op":"add","path":"/metadata/annotations","value":{{"x":"y"}}}}]}}' ;;
-  *replicas-me*) echo '{{"version":"v1","patches":[{{"op":"replace","path":"/spec/replicas","value":3}}]}}' ;;
-  *long-me*) printf '{{"error":"%0500d"}}\n' 7 ;;
-  *) echo '{{"version":"v1","patches":[{{"op":"add","path":"/metadata/annotations/team","value":"shop"}}]}}' ;;
-esac
-"#
+    let script = crane_script(
+        r#"  *annotations-me*) echo '{"version":"v1","patches":[{"op":"add","path":"/metadata/annotations","value":{"x":"y"}}]}' ;;
+  *replicas-me*) echo '{"version":"v1","patches":[{"op":"replace","path":"/spec/replicas","value":3}]}' ;;
+  *long-me*) printf '{"error":"%0500d"}\n' 7 ;;
+  *) echo '{"version":"v1","patches":[{"op":"add","path":"/metadata/annotations/team","value":"shop"}]}' ;;
+"#,
     );
     let dir = dir_with(&[("meddler", &script)]);
     let plugins = PluginDir::new(dir.path())
