@@ -33,10 +33,6 @@ KNOWN: dict[tuple[str, str], set[str]] = {
         'config -> plugin',
         'config -> selection',
         'config -> transform',
-        'engine -> kube',
-        'error -> kube',
-        'kube -> engine',
-        'kube -> error',
         'plugin -> transform',
         'selection -> config',
         'transform -> activation',
@@ -135,11 +131,38 @@ def edges_children(src: Path, parent: str) -> dict[str, set[str]]:
     for m, files in mods.items():
         for f in files:
             text = strip_tests(f.read_text(encoding="utf-8"))
-            refs = set(SUPER.findall(text)) | {
-                t for t in re.findall(r"\bcrate::" + re.escape(parent) + r"::([a-z_][a-z0-9_]*)", text)
-            }
+            # `parent/x.rs` reaches its siblings through `super::`, `parent/x/y.rs` through `super::super::`.
+            depth = len(f.relative_to(base).parts)
+            refs = names_after(text, "super::" * depth) | names_after(text, f"crate::{parent}::")
             graph[m].update(t for t in refs if t in mods and t != m)
     return graph
+
+
+def names_after(text: str, prefix: str) -> set[str]:
+    """The modules named right after `prefix`: `prefix::a`, and each item of `prefix::{a, b::c, …}`."""
+    names = set(re.findall(r"(?<![a-z_:])" + re.escape(prefix) + r"([a-z_][a-z0-9_]*)", text))
+    for m in re.finditer(r"(?<![a-z_:])" + re.escape(prefix) + r"\{", text):
+        depth, p, item = 1, m.end(), ""
+        while p < len(text) and depth:
+            c = text[p]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+            if depth == 1 and c == ",":
+                item = ""
+            elif depth == 1 or (depth == 2 and c == "{"):
+                item += c
+                if re.fullmatch(r"\s*[a-z_][a-z0-9_]*(::|\{)", item):
+                    names.add(item.strip().rstrip(":{"))
+            elif depth == 0:
+                break
+            p += 1
+        # Items named without a path (`super::{a, b}`).
+        block = text[m.end() : p]
+        flat = re.sub(r"\{[^{}]*\}", "", re.sub(r"\{[^{}]*\}", "", block))
+        names.update(t.strip() for t in flat.split(",") if re.fullmatch(r"\s*[a-z_][a-z0-9_]*\s*", t))
+    return names
 
 
 def sccs(graph: dict[str, set[str]]) -> list[set[str]]:

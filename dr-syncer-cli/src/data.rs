@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use dr_syncer_core::{
     keys::AuthorizedClientKeys,
-    kube::{
-        AgentKeys, Client, ClientOptions, Drill, DrillData, PvcDataSync, deploy_agents, find_leftovers,
-        free_agent_port, remove_agents, remove_leftovers,
-    },
+    kube::{Client, ClientOptions, find_leftovers, remove_leftovers},
+    ops::{AgentKeys, Drill, DrillData, PvcDataSync, deploy_agents, free_agent_port, remove_agents},
     pvc::{AgentSettings, TransferSettings},
 };
 use tracing::{info, warn};

@@ -1,8 +1,8 @@
 //! `dr-syncer-cli`: run a DR drill (stage, cutover, failback) between two clusters without an operator, and
 //! the one-sided steps for the day production is down (promote, fence), with status and cleanup.
 //!
-//! This crate is argument parsing plus calls into `dr-syncer-core` ([`dr_syncer_core::kube::Drill`],
-//! [`dr_syncer_core::kube::promote`], [`dr_syncer_core::kube::fence`] and the sync engine); it has no sync
+//! This crate is argument parsing plus calls into `dr-syncer-core` ([`dr_syncer_core::ops::Drill`],
+//! [`dr_syncer_core::ops::promote`], [`dr_syncer_core::ops::fence`] and the sync engine); it has no sync
 //! logic of its own. The Go CLI's flags keep working: `--mode=Stage|Cutover|Failback` (also spelled with one
 //! dash, as Go's flag package allows) runs the matching subcommand.
 //!
@@ -29,9 +29,10 @@ use dr_syncer_core::{
     config::{SyncConfig, parse_duration},
     engine::SyncTarget,
     kube::{
-        Client, ClientOptions, ClusterConfig, Drill, DrillOptions, DrillStep, KubeconfigSource,
-        connect_with_url, custom_resource_types, discover, site::Recorder,
+        Client, ClientOptions, ClusterConfig, KubeconfigSource, connect_with_url, custom_resource_types,
+        discover, site::Recorder,
     },
+    ops::{Drill, DrillOptions, DrillStep},
     plugin::PluginDir,
     resource::ResourceType,
     selection::{CLI_DEFAULT_TYPES, OPERATOR_DEFAULT_TYPES, resolve_resource_types},
@@ -51,7 +52,7 @@ use tracing::warn;
 pub struct Args {
     /// What a [`Cli`] builder added (not a flag).
     #[arg(skip)]
-    pub extensions: dr_syncer_core::kube::Extensions,
+    pub extensions: dr_syncer_core::ops::Extensions,
 
     /// The drill step (or use `--mode`, the Go CLI's form).
     #[command(subcommand)]
@@ -609,7 +610,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let problems: Vec<String> = report
                 .checks
                 .iter()
-                .filter(|c| c.status == dr_syncer_core::kube::CheckStatus::Fail)
+                .filter(|c| c.status == dr_syncer_core::ops::CheckStatus::Fail)
                 .map(|c| format!("{}: {}", c.name, c.message))
                 .collect();
             return Err(Exit {
@@ -681,7 +682,7 @@ async fn run_command(
         Command::Stage => out.drill(drill.stage(args.dry_run).await?),
         Command::Cutover => out.drill(drill.cutover(options).await?),
         Command::Failback => out.drill(drill.failback(options).await?),
-        Command::Plan => out.drill(dr_syncer_core::kube::DrillReport {
+        Command::Plan => out.drill(dr_syncer_core::ops::DrillReport {
             mode: "plan".into(),
             dry_run: true,
             sync: Some(drill.engine().plan(drill.target()).await?),
@@ -937,7 +938,7 @@ impl Cli {
     /// built-in data path: the same wrapped, or a snapshot- or CSI-based mover of the platform's.
     pub fn with_volume_sync(
         mut self,
-        hook: impl Fn(dr_syncer_core::kube::PvcDataSync) -> Arc<dyn dr_syncer_core::kube::VolumeSync>
+        hook: impl Fn(dr_syncer_core::ops::PvcDataSync) -> Arc<dyn dr_syncer_core::ops::VolumeSync>
         + Send
         + Sync
         + 'static,

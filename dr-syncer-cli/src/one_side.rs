@@ -6,10 +6,8 @@ use std::{process::ExitCode, sync::Arc};
 use dr_syncer_core::{
     Error,
     config::SyncConfig,
-    kube::{
-        Client, DrillOptions, Leftover, OneSide, fence as fence_side, find_leftovers,
-        promote as promote_side, remove_leftovers, status as pair_status,
-    },
+    kube::{Client, Leftover, find_leftovers, remove_leftovers},
+    ops::{DrillOptions, OneSide, fence as fence_side, promote as promote_side, status as pair_status},
 };
 use serde::Serialize;
 use tokio::sync::watch;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use dr_syncer_core::{
     apply::ApplyAction,
     engine::SyncReport,
-    kube::{CheckStatus, DrillReport, PairStatus, PreflightReport},
+    ops::{CheckStatus, DrillReport, PairStatus, PreflightReport},
 };
 use serde::Serialize;
 
@@ -71,7 +71,7 @@ struct Drift {
 }
 
 /// How fresh a DR copy is, one line each (promote and status).
-fn print_freshness(f: &dr_syncer_core::kube::Freshness) {
+fn print_freshness(f: &dr_syncer_core::ops::Freshness) {
     match (&f.last_object_sync, f.last_object_sync_age_seconds) {
         (Some(t), Some(age)) => println!(
             "  newest object change synced: {t} ({} ago; later syncs that found nothing to change leave no \

@@ -8,7 +8,7 @@ use std::{
 
 use dr_syncer_core::{
     engine::{Progress, ProgressFn},
-    kube::PvcSyncStage,
+    ops::PvcSyncStage,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 

@@ -462,8 +462,8 @@ async fn an_interrupted_data_copy_leaves_nothing_and_never_touches_the_operators
     .unwrap();
     // The operator's agents, as the operator deploys them (default name and port).
     let operator_agents = dr_syncer_core::pvc::AgentSettings::default();
-    let keys = dr_syncer_core::kube::AgentKeys::generate("prod").unwrap();
-    dr_syncer_core::kube::deploy_agents(
+    let keys = dr_syncer_core::ops::AgentKeys::generate("prod").unwrap();
+    dr_syncer_core::ops::deploy_agents(
         &client,
         &operator_agents,
         "prod",

@@ -247,7 +247,7 @@ pub enum Progress {
         /// `source/pvc → destination/pvc`.
         pvc: String,
         /// Where it is.
-        stage: crate::kube::PvcSyncStage,
+        stage: crate::pvc::PvcSyncStage,
     },
 }
 

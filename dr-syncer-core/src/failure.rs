@@ -23,6 +23,15 @@ pub enum FailureCategory {
 }
 
 impl FailureCategory {
+    /// Every category, in `failureHandling`'s order.
+    pub const ALL: [FailureCategory; 5] = [
+        FailureCategory::StorageClassNotFound,
+        FailureCategory::ResourceNotFound,
+        FailureCategory::ValidationFailure,
+        FailureCategory::NetworkError,
+        FailureCategory::Other,
+    ];
+
     /// The category's name as `failureHandling` spells it (`networkError` …); `other` for the rest.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,6 +63,27 @@ impl FailureCategory {
             FailureCategory::Other => handling.default_mode,
         }
     }
+}
+
+/// The categories `handling` sets to `FailFast`: a sync stops at the first failure of one of them.
+pub fn fail_fast_categories(handling: &FailureHandlingConfig) -> Vec<FailureCategory> {
+    FailureCategory::ALL
+        .into_iter()
+        .filter(|c| c.mode(handling) == FailureMode::FailFast)
+        .collect()
+}
+
+/// How a sync that failed with failures of `categories` is retried: `RetryOnly` when any category says
+/// so (retries until `retryConfig` gives up), else `RetryAndWait` when any does (retries, then waits for
+/// the next sync), else `None` (no retry: `FailFast` only).
+pub fn retry_mode(
+    categories: impl IntoIterator<Item = FailureCategory>,
+    handling: &FailureHandlingConfig,
+) -> Option<FailureMode> {
+    let modes: Vec<FailureMode> = categories.into_iter().map(|c| c.mode(handling)).collect();
+    [FailureMode::RetryOnly, FailureMode::RetryAndWait]
+        .into_iter()
+        .find(|m| modes.contains(m))
 }
 
 impl std::fmt::Display for FailureCategory {
@@ -91,5 +121,43 @@ mod tests {
         assert_eq!(FailureCategory::ResourceNotFound.mode(&h), FailureMode::FailFast);
         assert_eq!(FailureCategory::ValidationFailure.mode(&h), FailureMode::FailFast);
         assert_eq!(FailureCategory::Other.mode(&h), FailureMode::RetryAndWait);
+    }
+
+    #[test]
+    fn fail_fast_categories_are_those_set_to_fail_fast() {
+        let mut h = FailureHandlingConfig::default();
+        assert_eq!(
+            fail_fast_categories(&h),
+            vec![
+                FailureCategory::ResourceNotFound,
+                FailureCategory::ValidationFailure
+            ]
+        );
+        h.network_error = FailureMode::FailFast;
+        h.resource_not_found = FailureMode::RetryOnly;
+        assert_eq!(
+            fail_fast_categories(&h),
+            vec![FailureCategory::ValidationFailure, FailureCategory::NetworkError]
+        );
+    }
+
+    #[rstest]
+    // No failure: no retry.
+    #[case(&[], None)]
+    // FailFast and WaitForNextSync categories: no retry.
+    #[case(&[FailureCategory::ValidationFailure, FailureCategory::StorageClassNotFound], None)]
+    #[case(&[FailureCategory::NetworkError], Some(FailureMode::RetryAndWait))]
+    // RetryOnly wins over RetryAndWait, whatever the order.
+    #[case(&[FailureCategory::NetworkError, FailureCategory::ResourceNotFound], Some(FailureMode::RetryOnly))]
+    #[case(&[FailureCategory::ResourceNotFound, FailureCategory::Other], Some(FailureMode::RetryOnly))]
+    fn retry_mode_prefers_retry_only(
+        #[case] categories: &[FailureCategory],
+        #[case] want: Option<FailureMode>,
+    ) {
+        let h = FailureHandlingConfig {
+            resource_not_found: FailureMode::RetryOnly,
+            ..FailureHandlingConfig::default()
+        };
+        assert_eq!(retry_mode(categories.iter().copied(), &h), want);
     }
 }

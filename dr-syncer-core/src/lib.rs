@@ -27,6 +27,8 @@ pub mod failure;
 pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;
+#[cfg(feature = "client")]
+pub mod ops;
 pub mod order;
 pub mod plugin;
 pub mod pvc;

@@ -11,7 +11,7 @@
 //!   results.
 //!
 //! The IO half (creating these objects, following the mover, locking, cleaning up) is
-//! `crate::kube::PvcDataSync`.
+//! `crate::ops::PvcDataSync`.
 
 use std::collections::BTreeMap;
 
@@ -648,6 +648,20 @@ impl MoverEvent {
             transient,
         }
     }
+}
+
+/// What a transfer is doing, reported while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PvcSyncStage {
+    /// Waiting for the source volume to be mounted (mount pod).
+    Mounting,
+    /// The mover pod was created and waits to start.
+    Starting {
+        /// The source node.
+        node: String,
+    },
+    /// The mover reports progress.
+    Moving(MoverProgress),
 }
 
 #[cfg(test)]

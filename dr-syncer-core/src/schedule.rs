@@ -228,6 +228,23 @@ fn weekday(s: &str) -> Result<u8, String> {
         .ok_or_else(|| format!("{s:?} is not a weekday"))
 }
 
+/// A duration as the schema's pattern wants it: `1h2m3s`, `45s`, `0s`.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Datelike, Timelike, Weekday};

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use dr_syncer_core::{
     api::{ClusterMapping, ClusterMappingPhase, ClusterMappingStatus, ConnectionDetail, ConnectionStatus},
-    kube::{agent_readiness, probe_agents},
+    ops::{agent_readiness, probe_agents},
     pvc::AgentSettings,
 };
 use kube::{

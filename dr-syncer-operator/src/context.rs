@@ -49,7 +49,7 @@ pub struct Options {
     pub round: Option<Arc<Round>>,
     /// What an [`crate::Operator`] builder added: transformers after the built-in chain of every
     /// mapping's sync, and a hook on the PVC data path.
-    pub extensions: dr_syncer_core::kube::Extensions,
+    pub extensions: dr_syncer_core::ops::Extensions,
 }
 
 /// `--once`: one reconcile round of the NamespaceMappings present at start; `done` is cancelled when each
@@ -136,7 +136,7 @@ impl Default for Options {
             stale_after: Duration::from_secs(600),
             plugins: Arc::new(dr_syncer_core::plugin::PluginDir::none()),
             round: None,
-            extensions: dr_syncer_core::kube::Extensions::default(),
+            extensions: dr_syncer_core::ops::Extensions::default(),
         }
     }
 }
@@ -191,7 +191,7 @@ pub struct Context {
     pub deletions: Arc<dr_syncer_core::brake::DeletionLedger>,
     /// Global limits of PVC data copies, per source RemoteCluster (`pvcSync.globalConcurrencyLimit`).
     data_limits: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
-    node_limits: Mutex<HashMap<String, Arc<dr_syncer_core::kube::NodeLimits>>>,
+    node_limits: Mutex<HashMap<String, Arc<dr_syncer_core::ops::NodeLimits>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -309,13 +309,13 @@ impl Context {
 
     /// The per-node limits of PVC data copies reading from `cluster` (`pvcSync.concurrency`; a changed
     /// limit takes effect for copies that start afterwards).
-    pub fn node_limits(&self, cluster: &str, limit: usize) -> Arc<dr_syncer_core::kube::NodeLimits> {
+    pub fn node_limits(&self, cluster: &str, limit: usize) -> Arc<dr_syncer_core::ops::NodeLimits> {
         let mut map = self.node_limits.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map
             .entry(cluster.to_owned())
-            .or_insert_with(|| Arc::new(dr_syncer_core::kube::NodeLimits::new(limit)));
+            .or_insert_with(|| Arc::new(dr_syncer_core::ops::NodeLimits::new(limit)));
         if entry.limit() != limit.max(1) {
-            *entry = Arc::new(dr_syncer_core::kube::NodeLimits::new(limit));
+            *entry = Arc::new(dr_syncer_core::ops::NodeLimits::new(limit));
         }
         entry.clone()
     }

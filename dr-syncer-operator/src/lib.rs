@@ -232,7 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Clone)]
 pub struct Operator {
     args: Args,
-    extensions: dr_syncer_core::kube::Extensions,
+    extensions: dr_syncer_core::ops::Extensions,
 }
 
 impl Operator {
@@ -245,7 +245,7 @@ impl Operator {
     pub fn new(args: Args) -> Self {
         Operator {
             args,
-            extensions: dr_syncer_core::kube::Extensions::default(),
+            extensions: dr_syncer_core::ops::Extensions::default(),
         }
     }
 
@@ -261,7 +261,7 @@ impl Operator {
     /// state before each copy.
     pub fn with_volume_sync(
         mut self,
-        hook: impl Fn(dr_syncer_core::kube::PvcDataSync) -> std::sync::Arc<dyn dr_syncer_core::kube::VolumeSync>
+        hook: impl Fn(dr_syncer_core::ops::PvcDataSync) -> std::sync::Arc<dyn dr_syncer_core::ops::VolumeSync>
         + Send
         + Sync
         + 'static,

@@ -8,106 +8,16 @@ use std::sync::atomic::AtomicU64;
 
 use dr_syncer_core::engine::SyncReport;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
-/// `namespace`, `status`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SyncOpLabels {
-    /// Source namespace.
-    pub namespace: String,
-    /// `success` or `failure`.
-    pub status: String,
-}
+mod labels;
 
-/// `namespace`, `resource_type`, `status`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResourceLabels {
-    /// Source namespace.
-    pub namespace: String,
-    /// `Kind` or `Kind.group`.
-    pub resource_type: String,
-    /// `created`, `updated`, `unchanged`, `recreated`, `deleted`, `skipped` or `failed`.
-    pub status: String,
-}
-
-/// `mapping` (`namespace/name` of the NamespaceMapping), `mode`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DurationLabels {
-    /// The mapping.
-    pub mapping: String,
-    /// `full` (a complete pass) or `incremental` (continuous mode's watch-driven batches).
-    pub mode: String,
-}
-
-/// `mapping`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MappingLabels {
-    /// The mapping.
-    pub mapping: String,
-}
-
-/// `mapping`, `namespace` (the DR namespace).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SiteLabels {
-    /// The mapping.
-    pub mapping: String,
-    /// The DR namespace.
-    pub namespace: String,
-}
-
-/// `namespace`, `kind`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    /// Source namespace.
-    pub namespace: String,
-    /// Stable error kind (`ApplyFailed`, `KubeApi` …).
-    pub kind: String,
-}
-
-/// `cluster`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ClusterLabels {
-    /// RemoteCluster (`namespace/name`).
-    pub cluster: String,
-}
-
-/// `controller`, `kind`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileErrorLabels {
-    /// `remotecluster`, `clustermapping` or `namespacemapping`.
-    pub controller: String,
-    /// Stable error kind.
-    pub kind: String,
-}
+pub use self::labels::*;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
-
-/// `namespace`, `pvc_name`, `destination_namespace` (the Go project's PVC sync labels).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PvcLabels {
-    /// Source namespace.
-    pub namespace: String,
-    /// The PVC.
-    pub pvc_name: String,
-    /// DR namespace.
-    pub destination_namespace: String,
-}
-
-/// [`PvcLabels`] and `status` (`success` or `failure`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PvcStatusLabels {
-    /// Source namespace.
-    pub namespace: String,
-    /// The PVC.
-    pub pvc_name: String,
-    /// DR namespace.
-    pub destination_namespace: String,
-    /// `success` or `failure`.
-    pub status: String,
-}
 
 /// The `dr_syncer_pvc_sync_*` family (names and labels as in the Go project).
 #[derive(Debug, Clone)]
@@ -436,68 +346,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use dr_syncer_core::engine::KindStats;
-
-    use super::*;
-
-    #[test]
-    fn a_sync_shows_up_under_the_seed_names() {
-        let m = Metrics::new();
-        let mut report = SyncReport {
-            source_namespace: "shop".into(),
-            ..Default::default()
-        };
-        report.kinds.insert(
-            "ConfigMap".into(),
-            KindStats {
-                created: 2,
-                unchanged: 1,
-                ..Default::default()
-            },
-        );
-        m.record_sync(&report, None);
-        m.sync_duration
-            .get_or_create(&DurationLabels {
-                mapping: "dr/shop".into(),
-                mode: "full".into(),
-            })
-            .observe(0.5);
-        let text = m.render();
-        assert!(
-            text.contains(r#"dr_syncer_sync_operations_total{namespace="shop",status="success"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"dr_syncer_resources_synced_total{namespace="shop",resource_type="ConfigMap",status="created"} 2"#
-            ),
-            "{text}"
-        );
-        assert!(text.contains("dr_syncer_sync_duration_seconds_bucket"), "{text}");
-        assert!(text.ends_with("# EOF\n"), "{text}");
-    }
-
-    /// Every metric the shipped alerts use is one the operator exports (a renamed metric would leave an
-    /// alert that never fires).
-    #[test]
-    fn the_alerts_use_exported_metrics() {
-        // (Families without samples are not rendered: compare with the registered names.)
-        let registered = include_str!("metrics.rs");
-        let rules = include_str!("../../deploy/prometheus-rule.yaml");
-        let used: std::collections::BTreeSet<&str> = rules
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| w.starts_with("dr_syncer_"))
-            .collect();
-        assert!(used.len() >= 7, "{used:?}");
-        for name in used {
-            let family = name.strip_suffix("_total").unwrap_or(name);
-            assert!(
-                [name, family]
-                    .iter()
-                    .any(|n| registered.contains(&format!("\"{n}\""))),
-                "alert metric {name} is not registered"
-            );
-        }
-    }
-}
+mod tests;

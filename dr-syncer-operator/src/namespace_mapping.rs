@@ -5,8 +5,11 @@
 //! Reconcile = fetch → validate → decide → sync → status, wrapped in the finalizer
 //! `dr-syncer.io/cleanup-namespacemapping` whose cleanup applies `deletionPolicy`.
 
+mod cleanup;
+mod clusters;
 mod data;
 pub mod due;
+mod held;
 mod run;
 pub mod status;
 pub mod workers;
@@ -14,7 +17,7 @@ pub mod workers;
 use std::{sync::Arc, time::Duration};
 
 use dr_syncer_core::{
-    api::{DeletionPolicy, NamespaceMapping, NamespaceMappingStatus, ReplicationMode, SyncPhase},
+    api::{NamespaceMapping, NamespaceMappingStatus, ReplicationMode, SyncPhase},
     config::SyncConfig,
     schedule::Schedule,
 };
@@ -29,6 +32,10 @@ use kube::{
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use self::{
+    cleanup::cleanup,
+    held::{blocked, blocked_until, hold_without_source, record_interruption},
+};
 use crate::{
     OPERATOR_FIELD_MANAGER,
     conditions::{self, now},
@@ -44,21 +51,7 @@ pub const SYNC_NOW: &str = "dr-syncer.io/sync-now";
 /// The Go operator's deprecated manual trigger.
 pub const TRIGGER_SYNC: &str = "dr-syncer.io/trigger-sync";
 
-/// The one namespace pair (source, destination) of a mapping without `namespaceSelector`: the destination
-/// defaults to the source's name. `None` for a selector mapping (its pairs come from production).
-pub(crate) fn fixed_pair(nm: &NamespaceMapping) -> Option<(String, String)> {
-    if nm.spec.namespace_selector.is_some() {
-        return None;
-    }
-    let src = nm.spec.source_namespace.clone().unwrap_or_default();
-    let dst = nm
-        .spec
-        .destination_namespace
-        .clone()
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| src.clone());
-    Some((src, dst))
-}
+pub(crate) use dr_syncer_core::ops::mapping::fixed_pair;
 
 fn key_of(nm: &NamespaceMapping) -> String {
     format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any())
@@ -136,82 +129,6 @@ pub(crate) async fn write_status_with(
     .await
     .map_err(|e| Error::kube(format!("writing status of NamespaceMapping {}", key_of(nm)), e))?;
     Ok(())
-}
-
-/// A problem that stops the mapping until something changes: condition, event, no retry of its own
-/// (`bounded`: retry with the object's backoff, for problems that may go away on their own).
-async fn blocked(
-    ctx: &Context,
-    nm: &NamespaceMapping,
-    reason: &str,
-    message: String,
-    retry: bool,
-) -> Result<Action> {
-    let again = retry.then(|| ctx.backoffs.next(&format!("{}#blocked", key_of(nm))));
-    blocked_until(ctx, nm, reason, message, again).await
-}
-
-/// As [`blocked`], checked again after `again` (or the staleness check, whichever comes first).
-async fn blocked_until(
-    ctx: &Context,
-    nm: &NamespaceMapping,
-    reason: &str,
-    message: String,
-    again: Option<Duration>,
-) -> Result<Action> {
-    // A mapping that cannot start syncing is a failed reconcile, though handled here (status, Event).
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ReconcileErrorLabels {
-            controller: "namespacemapping".into(),
-            kind: reason.into(),
-        })
-        .inc();
-    let old = nm.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    let mut conds = status.conditions.take().unwrap_or_default();
-    conditions::set(
-        &mut conds,
-        "Synced",
-        false,
-        reason,
-        message.clone(),
-        nm.meta().generation,
-    );
-    status.conditions = Some(conds);
-    if status.phase != Some(SyncPhase::Completed) {
-        status.phase = Some(SyncPhase::Failed);
-    }
-    status.last_error = Some(dr_syncer_core::api::LastError {
-        message: message.clone(),
-        time: now(),
-        resource: None,
-    });
-    status.next_sync_time = None;
-    status.sync_progress = None;
-    let changed = status.conditions != old.conditions;
-    // A mapping that cannot sync at all (production unreachable, a cluster changed) turns stale too; the
-    // schedule here is the mapping's own or the operator's default (the RemoteClusters may be unknown).
-    let schedule = (nm.spec.replication_mode == ReplicationMode::Scheduled)
-        .then(|| Schedule::parse(&schedule_expression(nm, &[], &ctx.options.default_schedule)).ok())
-        .flatten();
-    let fresh_again = set_stale(
-        ctx,
-        nm,
-        &mut status,
-        schedule.as_ref(),
-        None,
-        background_interval(nm),
-        now().0.as_second(),
-    );
-    write_status(ctx, nm, Some(&old), &status).await?;
-    if changed {
-        ctx.event(nm, true, reason, "Validate", message).await;
-    }
-    Ok(match [again, fresh_again].into_iter().flatten().min() {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
 }
 
 /// Continuous mode's full-sync interval (`continuous.backgroundSyncInterval`, 1 h).
@@ -296,7 +213,7 @@ async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Actio
         write_status(ctx, &nm, Some(&old), &status).await?;
         return Ok(Action::await_change());
     }
-    let clusters = match run::Clusters::resolve(ctx, &nm).await {
+    let clusters = match clusters::Clusters::resolve(ctx, &nm).await {
         Ok(c) => c,
         Err(e @ ClusterError::IdentityChanged { .. }) => {
             // Checked again as an unhealthy RemoteCluster is (not on a growing backoff): once the
@@ -353,7 +270,8 @@ async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Actio
             {
                 return Ok(action);
             }
-            let retry = e.kind() != "InvalidConfig";
+            // (Invalid configuration and out-of-bounds namespaces stay so until the spec changes.)
+            let retry = e.kind() != "InvalidConfig" && !matches!(e, dr_syncer_core::Error::Boundary(_));
             return blocked(ctx, &nm, e.kind(), e.to_string(), retry).await;
         }
         Err(Error::Cluster(e)) => {
@@ -482,186 +400,6 @@ pub(crate) fn set_stale(
     next.map(|t| Duration::from_secs((t - now).max(1) as u64))
 }
 
-/// A status still `Running` when a reconcile starts is a sync cut short (no reconcile of this mapping runs
-/// meanwhile): the operator stopped during it — a crash, an out-of-memory kill, a lost lease. It is
-/// recorded as failed (`SyncInterrupted`, one Warning Event) with a retry after the mapping's backoff, so
-/// that a sync that kills the operator again and again backs off instead of starting at once after
-/// every restart (and starving the other mappings).
-async fn record_interruption(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Arc<NamespaceMapping>> {
-    let running = |nm: &NamespaceMapping| {
-        nm.status
-            .as_ref()
-            .is_some_and(|s| s.phase == Some(SyncPhase::Running))
-    };
-    if !running(&nm) {
-        return Ok(nm);
-    }
-    // The controller's cache may still hold the status a sync of this process wrote when it started
-    // (its final status not seen yet): only the API server's current status tells.
-    let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &nm.namespace().unwrap_or_default());
-    let nm = match api.get_opt(&nm.name_any()).await {
-        Ok(Some(fresh)) => Arc::new(fresh),
-        Ok(None) => return Ok(nm),
-        Err(e) => return Err(Error::kube("reading the NamespaceMapping", e)),
-    };
-    if !running(&nm) {
-        return Ok(nm);
-    }
-    let Some(old) = nm.status.as_ref() else {
-        return Ok(nm);
-    };
-    let retry_config = nm.spec.retry_config.clone().unwrap_or_else(run::default_retry);
-    let next = status::after_interruption(old, &retry_config, now().0.as_second(), nm.meta().generation);
-    write_status(ctx, &nm, Some(old), &next).await?;
-    let message = next
-        .last_error
-        .as_ref()
-        .map(|e| e.message.clone())
-        .unwrap_or_default();
-    warn!("{message}");
-    ctx.event(nm.as_ref(), true, "SyncInterrupted", "Sync", message)
-        .await;
-    let mut updated = (*nm).clone();
-    updated.status = Some(next);
-    Ok(Arc::new(updated))
-}
-
-/// How often a mapping whose DR side is live checks again while production cannot be reached.
-const HELD_RECHECK: Duration = Duration::from_secs(30);
-
-/// Production cannot be read, but the mapping's DR namespace is active (a promote or cutover made the DR
-/// side the live site): the mapping is healthy and idle (`DestinationActive`), not failing. Only for a
-/// mapping with one namespace pair (a selector's pairs come from production). `None`: not held.
-async fn hold_without_source(
-    ctx: &Context,
-    nm: &NamespaceMapping,
-    destination: &crate::clusters::ClusterHandle,
-    source_cluster: &str,
-    problem: &str,
-) -> Result<Option<Action>> {
-    let Some((_, dst)) = fixed_pair(nm) else {
-        return Ok(None);
-    };
-    let Ok((state, _)) =
-        dr_syncer_core::kube::site::read_destination(&destination.client, &destination.calls, &dst).await
-    else {
-        return Ok(None);
-    };
-    if !state.is_active() {
-        return Ok(None);
-    }
-    let old = nm.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    let mut conds = status.conditions.take().unwrap_or_default();
-    let message = status::destination_active_message(&[dst.as_str()]);
-    let announce = !conds
-        .iter()
-        .any(|c| c.type_ == "DestinationActive" && c.status == "True" && c.message == message);
-    conditions::set(
-        &mut conds,
-        "DestinationActive",
-        true,
-        "DestinationActive",
-        message.clone(),
-        nm.meta().generation,
-    );
-    conditions::set(
-        &mut conds,
-        "Synced",
-        true,
-        "DestinationActive",
-        format!(
-            "Idle: the DR namespace {dst} is the live site (dr-syncer.io/active) and production (cluster \
-             {source_cluster}) cannot be reached ({problem}); nothing is synced until a failback"
-        ),
-        nm.meta().generation,
-    );
-    status.conditions = Some(conds);
-    status.phase = Some(SyncPhase::Completed);
-    status.sync_progress = None;
-    status.next_sync_time = None;
-    write_status(ctx, nm, Some(&old), &status).await?;
-    if announce {
-        ctx.event(nm, false, "DestinationActive", "Sync", message).await;
-    }
-    Ok(Some(Action::requeue(HELD_RECHECK)))
-}
-
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
-}
-
-/// The mapping is being deleted: stop its watches and apply `deletionPolicy`.
-async fn cleanup(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
-    let key = key_of(&nm);
-    // `--once`: a mapping being deleted is done with for the round.
-    if let Some(round) = &ctx.options.round {
-        round.finished(&key, true);
-    }
-    ctx.workers.stop(&key);
-    let mut destinations: Vec<String> = fixed_pair(&nm).map(|(_, d)| d).into_iter().collect();
-    destinations.extend(
-        nm.status
-            .iter()
-            .flat_map(|s| s.namespaces.iter().flatten())
-            .map(|n| n.destination.clone()),
-    );
-    ctx.metrics.forget_mapping(&key, &destinations);
-    if nm.spec.deletion_policy == DeletionPolicy::Retain {
-        info!("deleted; DR objects retained (deletionPolicy Retain)");
-        return Ok(Action::await_change());
-    }
-    let clusters = match run::Clusters::resolve(ctx, &nm).await {
-        Ok(c) => c,
-        Err(
-            e @ (ClusterError::RemoteClusterNotFound(_)
-            | ClusterError::ClusterMappingNotFound(_)
-            | ClusterError::ClustersUnspecified(_)
-            | ClusterError::SecretNotFound(_)
-            | ClusterError::KeyNotFound { .. }
-            | ClusterError::InvalidKubeconfig { .. }
-            | ClusterError::Boundary(_)
-            | ClusterError::IdentityChanged { .. }),
-        ) => {
-            // The DR cluster cannot be named or reached any more, and never will be from this
-            // mapping: deleting it must not hang forever. (A kubeconfig reaching another cluster: the
-            // objects there are not this mapping's; nothing is deleted, the DR copies are retained.)
-            ctx.event(
-                nm.as_ref(),
-                true,
-                "CleanupSkipped",
-                "Delete",
-                format!("deletionPolicy DeleteSynced not applied: {e}"),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let config = SyncConfig::from_spec(&nm.spec).map(Arc::new).unwrap_or_default();
-    let runner = run::Runner::for_cleanup(ctx, nm.clone(), config, clusters).await?;
-    let (deleted, held) = runner.delete_synced_everywhere().await?;
-    ctx.event(
-        nm.as_ref(),
-        false,
-        "CleanedUp",
-        "Delete",
-        format!("deletionPolicy DeleteSynced: deleted {deleted} object(s) this mapping synced"),
-    )
-    .await;
-    if !held.is_empty() {
-        ctx.event(
-            nm.as_ref(),
-            true,
-            "CleanupSkipped",
-            "Delete",
-            format!(
-                "deletionPolicy DeleteSynced not applied to the active DR namespace(s) {}: the live site is never \
-                 deleted",
-                held.join(", ")
-            ),
-        )
-        .await;
-    }
-    Ok(Action::await_change())
 }

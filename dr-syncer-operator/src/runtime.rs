@@ -13,9 +13,10 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use dr_syncer_core::{
-    api::{ClusterMapping, NamespaceMapping, RemoteCluster, ReplicationMode},
+    api::{ClusterMapping, NamespaceMapping, RemoteCluster},
     boundaries::{Boundaries, DEFAULT_OPERATOR_NAMESPACE},
-    kube::{ClientOptions, ClusterConfig, Extensions, KubeconfigSource, connect_bounded},
+    kube::{ClientOptions, ClusterConfig, KubeconfigSource, connect_bounded},
+    ops::Extensions,
 };
 use futures::{StreamExt, future};
 use kube::{
@@ -25,15 +26,18 @@ use kube::{
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+mod endpoints;
+mod lag;
+
+use self::endpoints::{serve_endpoints, start_round};
 use crate::{
     Args,
-    admin::{self, Readiness},
+    admin::Readiness,
     cluster_mapping,
     clusters::Clusters,
-    conditions,
-    context::{Context, Options, Round},
+    context::{Context, Options},
     lease::{LeaderElector, LeaseTiming},
-    metrics::{MappingLabels, Metrics, ReconcileErrorLabels},
+    metrics::{Metrics, ReconcileErrorLabels},
     namespace_mapping, remote_cluster,
 };
 
@@ -180,47 +184,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
         });
     }
 
-    // Admin endpoints: metrics and probes (one listener when both use the same address).
-    let metrics_addr = (args.metrics_bind_address != "0")
-        .then(|| admin::parse_addr(&args.metrics_bind_address))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let probe_addr = (args.health_probe_bind_address != "0")
-        .then(|| admin::parse_addr(&args.health_probe_bind_address))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let secure = if args.metrics_secure {
-        let tls = crate::secure_metrics::tls_config(
-            args.metrics_cert_file.as_deref(),
-            args.metrics_key_file.as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        Some(admin::Secure {
-            tls,
-            auth: Arc::new(crate::secure_metrics::MetricsAuth::new(client.clone())),
-        })
-    } else {
-        None
-    };
-    if args.metrics_secure && probe_addr.is_some() && probe_addr == metrics_addr {
-        anyhow::bail!("--metrics-secure needs the probes on another address than the metrics");
-    }
-    if let Some(addr) = metrics_addr {
-        admin::serve(
-            addr,
-            Some(metrics.clone()),
-            ready.clone(),
-            secure,
-            shutdown.child_token(),
-        )
-        .await
-        .with_context(|| format!("serving metrics on {addr}"))?;
-    }
-    if let Some(addr) = probe_addr.filter(|a| Some(*a) != metrics_addr) {
-        admin::serve(addr, None, ready.clone(), None, shutdown.child_token())
-            .await
-            .with_context(|| format!("serving probes on {addr}"))?;
-    }
+    serve_endpoints(&args, &client, &metrics, &ready, &shutdown).await?;
     readiness(
         client.clone(),
         args.watch_namespace.clone(),
@@ -269,32 +233,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
 
     // --once: the mappings present now, each synced once, then a graceful stop.
     let round = if args.once {
-        let list = api::<NamespaceMapping>(&client, args.watch_namespace.as_deref())
-            .list(&Default::default())
-            .await
-            .context("listing the NamespaceMappings of the round (--once)")?;
-        let round =
-            Arc::new(Round::new(list.items.iter().map(|nm| {
-                format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any())
-            })));
-        info!(mappings = list.items.len(), "one reconcile round (--once)");
-        let (done, shutdown) = (round.done.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            done.cancelled().await;
-            info!("the round is over: stopping (--once)");
-            shutdown.cancel();
-        });
-        // Bounded: a mapping that never gets to its sync (deleted meanwhile, stuck) fails the round
-        // after --sync-timeout instead of keeping the process alive.
-        let (expiring, deadline) = (round.clone(), args.sync_timeout);
-        tokio::spawn(async move {
-            tokio::time::sleep(deadline).await;
-            if !expiring.done.is_cancelled() {
-                warn!(?deadline, "the round did not end within --sync-timeout (--once)");
-                expiring.expire();
-            }
-        });
-        Some(round)
+        Some(start_round(&client, &args, &shutdown).await?)
     } else {
         None
     };
@@ -377,6 +316,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
         ControllerConfig::default().concurrency(args.max_concurrent_syncs.max(1)),
     );
     let nm_store = nm_controller.store();
+    lag::spawn_gauge(ctx.clone(), nm_store, stop.clone());
     let nm_controller = nm_controller
         .reconcile_on(trigger_stream)
         .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -386,20 +326,6 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
             ctx.clone(),
         )
         .for_each(|_| future::ready(()));
-    {
-        // The replication-lag gauge.
-        let (ctx, stop) = (ctx.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut known = std::collections::BTreeSet::new();
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                }
-                update_lag(&ctx, &nm_store.state(), &mut known);
-            }
-        });
-    }
     info!(
         %identity,
         namespace = ns.unwrap_or("(all)"),
@@ -467,55 +393,4 @@ where
             .inc();
         kube::runtime::controller::Action::requeue(ctx.backoffs.next(&key))
     }
-}
-
-/// Replication lag per mapping: in continuous mode the age of the oldest change not yet applied (or, after
-/// a failure, the time since the last success); otherwise the time since the last successful sync.
-fn update_lag(
-    ctx: &Context,
-    mappings: &[Arc<NamespaceMapping>],
-    known: &mut std::collections::BTreeSet<String>,
-) {
-    let now = conditions::now().0.as_second() as f64;
-    let mut seen = std::collections::BTreeSet::new();
-    for nm in mappings {
-        let key = format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any());
-        let labels = MappingLabels { mapping: key.clone() };
-        let status = nm.status.clone().unwrap_or_default();
-        let synced_ok = conditions::is_true(status.conditions.as_ref(), "Synced");
-        let from_gauge = ctx.metrics.last_success.get_or_create(&labels).get();
-        let last_success = if from_gauge > 0.0 {
-            Some(from_gauge)
-        } else if synced_ok {
-            status.last_sync_time.as_ref().map(|t| t.0.as_second() as f64)
-        } else {
-            None
-        };
-        let since_success = last_success.map(|t| (now - t).max(0.0));
-        let lag = if nm.spec.replication_mode == ReplicationMode::Continuous {
-            let pending = ctx
-                .workers
-                .buffer(&key)
-                .and_then(|b| b.oldest_pending())
-                .map_or(0.0, |d| d.as_secs_f64());
-            if synced_ok {
-                pending
-            } else {
-                pending.max(since_success.unwrap_or(0.0))
-            }
-        } else {
-            since_success.unwrap_or(0.0)
-        };
-        ctx.metrics.replication_lag.get_or_create(&labels).set(lag);
-        seen.insert(key);
-    }
-    // Mappings that are gone: their series go too.
-    for gone in known.difference(&seen) {
-        let labels = MappingLabels {
-            mapping: gone.clone(),
-        };
-        ctx.metrics.replication_lag.remove(&labels);
-        ctx.metrics.last_success.remove(&labels);
-    }
-    *known = seen;
 }

@@ -207,7 +207,7 @@ async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
     )
     .await
     .unwrap();
-    let pair = dr_syncer_core::kube::PvcPair {
+    let pair = dr_syncer_core::ops::PvcPair {
         source_namespace: "shop".into(),
         source_pvc: "media".into(),
         destination_namespace: dr_ns.into(),
@@ -215,7 +215,7 @@ async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
     };
     let leases: Api<Lease> = Api::namespaced(env.dr.client(), dr_ns);
     let lease: Lease = serde_json::from_value(json!({
-        "metadata": {"name": dr_syncer_core::kube::lock_name(&pair)},
+        "metadata": {"name": dr_syncer_core::ops::lock_name(&pair)},
         "spec": {"holderIdentity": "another-operator", "leaseDurationSeconds": 3600,
                  "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now())},
     }))
@@ -282,7 +282,7 @@ spec:
     // The lock released, a second trigger copies "media" through a read-only mount pod (no pod
     // mounts it), one PVC at a time (concurrentSyncs: 1).
     leases
-        .delete(&dr_syncer_core::kube::lock_name(&pair), &DeleteParams::default())
+        .delete(&dr_syncer_core::ops::lock_name(&pair), &DeleteParams::default())
         .await
         .unwrap();
     std::fs::remove_file(db.join("base/1")).unwrap();
@@ -1041,7 +1041,7 @@ async fn the_transfer_has_a_key_of_its_own(env: &Env, mover_ip: &str) -> String 
         .not_after
         .duration_since(std::time::SystemTime::now())
         .unwrap();
-    assert!(left <= dr_syncer_core::kube::GRANT_WINDOW, "{value}");
+    assert!(left <= dr_syncer_core::ops::GRANT_WINDOW, "{value}");
 
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.dr.client(), "shop");
     let lp = kube::api::ListParams::default().labels("dr-syncer.io/role=mover");

@@ -11,7 +11,7 @@ use clap::Parser;
 use common::{Env, NS};
 use dr_syncer_core::{
     data::TransferStats,
-    kube::{PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult, VolumeSync},
+    ops::{PvcDataSync, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult, VolumeSync},
 };
 use dr_syncer_testenv::{apply_yaml, create_namespace};
 

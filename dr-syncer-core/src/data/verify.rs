@@ -14,7 +14,10 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use super::{DataMoverError, io, local::excluded, rsync::args::VERIFY_PREFIX};
+use super::{DataMoverError, io, local::excluded};
+
+/// Prefix of the itemized lines of a verification run.
+pub(crate) const VERIFY_PREFIX: &str = "drs-verify:";
 
 /// The reader's checksum command (`dr-syncer-checksum VOLUME_PATH`).
 pub const CHECKSUM_COMMAND: &str = "dr-syncer-checksum";

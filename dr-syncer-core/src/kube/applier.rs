@@ -1,5 +1,7 @@
 //! [`KubeApplier`]: server-side apply with no-op detection against the live DR objects.
 
+mod immutable;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, RwLock},
@@ -17,8 +19,8 @@ use serde_json::Value;
 use super::{
     FIELD_MANAGER,
     calls::{Calls, is_already_exists, is_not_found, is_retryable},
+    dynamic::{api_for, get_one, list_all, with_types},
     ownership,
-    source::{api_for, get_one, list_all, with_types},
 };
 use crate::{
     annotations,
@@ -563,7 +565,7 @@ impl Applier for KubeApplier {
                     .filter(|f| !f.is_empty())
                     .map(str::to_owned)
                     .collect();
-                let mut settled = super::immutable::keep_immutable(rt, &desired, live, &fields);
+                let mut settled = immutable::keep_immutable(rt, &desired, live, &fields);
                 annotate(&mut settled, annotations::IMMUTABLE_FIELDS, fields.join(","));
                 if diff::is_subset_in(&comparable(&settled), have, &lists) {
                     return Ok(ApplyResult {
@@ -615,7 +617,7 @@ impl Applier for KubeApplier {
                 diff: live.is_some().then_some(changes),
                 action,
             }),
-            Err(e) if super::immutable::is_immutable_rejection(&e) => {
+            Err(e) if immutable::is_immutable_rejection(&e) => {
                 self.on_immutable(
                     rt,
                     &key,

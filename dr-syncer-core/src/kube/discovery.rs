@@ -86,7 +86,7 @@ pub async fn custom_resource_types(
     calls: &Calls,
     discovered: &[ResourceType],
 ) -> Result<Vec<ResourceType>> {
-    let crds = super::source::list_all(client, calls, &crate::engine::crd_type(), None, None, true)
+    let crds = super::dynamic::list_all(client, calls, &crate::engine::crd_type(), None, None, true)
         .await
         .map_err(|e| Error::kube("listing CustomResourceDefinitions", e))?;
     let names: std::collections::BTreeSet<String> =

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{
     calls::{Calls, is_not_found},
-    source::{api_for, list_all},
+    dynamic::{api_for, list_all},
 };
 use crate::{Error, Result, annotations::CLI_RUN, resource::ResourceType};
 

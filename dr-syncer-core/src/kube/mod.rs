@@ -12,14 +12,10 @@ mod applier;
 mod calls;
 mod client;
 mod discovery;
-mod drill;
-mod extensions;
-mod immutable;
+pub(crate) mod dynamic;
 pub mod kubeconfig;
 mod leftovers;
 mod ownership;
-mod preflight;
-mod pvc_sync;
 pub mod site;
 mod source;
 
@@ -34,19 +30,7 @@ pub use self::{
         REQUEST_BACKSTOP, connect, connect_bounded, connect_with_url,
     },
     discovery::{custom_resource_types, discover},
-    drill::{
-        DRILL_FIELD_MANAGER, DataCopy, Drill, DrillChange, DrillData, DrillOptions, DrillReport, Freshness,
-        NextStep, OneSide, PairStatus, SideStatus, fence, promote, status,
-    },
-    extensions::Extensions,
     leftovers::{Leftover, find_leftovers, remove_leftovers},
-    preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
-    pvc_sync::{
-        AgentKeys, AgentProbe, AgentReadiness, GRANT_WINDOW, ManagedBy, NodeLimits, PvcDataSync, PvcPair,
-        PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, VolumeSync, VolumeSyncHook,
-        agent_readiness, deploy_agents, free_agent_port, lock_name, probe_agents, remove_agents,
-        synced_pvc_pairs,
-    },
     source::{KubeSource, selector_string},
 };
 
@@ -55,3 +39,6 @@ pub use ::kube::Client;
 
 /// The field manager of every server-side apply dr-syncer makes.
 pub const FIELD_MANAGER: &str = "dr-syncer";
+
+/// The field manager of activation writes and site marks (drills, promote, fence).
+pub const DRILL_FIELD_MANAGER: &str = "dr-syncer-drill";

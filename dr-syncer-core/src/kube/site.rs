@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use tracing::{debug, warn};
 
 use super::{
+    DRILL_FIELD_MANAGER,
     calls::Calls,
-    drill::DRILL_FIELD_MANAGER,
-    source::{api_for, get_one, list_all},
+    dynamic::{api_for, get_one, list_all},
 };
 use crate::{
     Error, Result, activation, annotations,

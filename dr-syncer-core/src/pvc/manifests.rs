@@ -1,4 +1,4 @@
-//! The objects of the PVC data path, built from settings (pure; `crate::kube::PvcDataSync` creates them).
+//! The objects of the PVC data path, built from settings (pure; `crate::ops::PvcDataSync` creates them).
 //!
 //! | object | cluster | what for |
 //! |---|---|---|

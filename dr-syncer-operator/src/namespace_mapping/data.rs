@@ -13,7 +13,7 @@ use std::{
 use dr_syncer_core::{
     api::{NamespaceMapping, VolumeSyncStatus},
     failure::FailureCategory,
-    kube::{
+    ops::{
         ManagedBy, PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide,
         synced_pvc_pairs,
     },
@@ -23,7 +23,7 @@ use futures::StreamExt;
 use kube::ResourceExt;
 use tracing::warn;
 
-use super::{run::Clusters, status::RunError};
+use super::{clusters::Clusters, status::RunError};
 use crate::{
     conditions::now,
     context::Context,

@@ -224,22 +224,7 @@ pub fn next_retry(
     })
 }
 
-/// A duration as the schema's pattern wants it: `1h2m3s`, `45s`, `0s`.
-pub fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
+pub use dr_syncer_core::schedule::format_duration;
 
 /// A stable jitter for one mapping: up to a tenth of the schedule's interval, at most 30 s, derived
 /// from the mapping's uid so that mappings on the same schedule spread out but each keeps its slot.

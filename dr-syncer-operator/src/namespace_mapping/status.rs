@@ -2,7 +2,6 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use dr_syncer_core::api::ReplicationMode;
 use dr_syncer_core::{
     api::{
         DeploymentScale, ErrorCategory, FailureMode, LastError, NamespaceMappingStatus, NamespaceSyncStatus,
@@ -10,27 +9,20 @@ use dr_syncer_core::{
     },
     engine::{KindStats, SyncReport},
     failure::FailureCategory,
-    site,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::due::{Reason, format_duration};
 use crate::conditions;
 
-/// A namespace pair whose sync could not run at all.
-#[derive(Debug, Clone)]
-pub struct RunError {
-    /// Source namespace.
-    pub source_namespace: String,
-    /// Destination namespace.
-    pub destination_namespace: String,
-    /// Stable error kind.
-    pub kind: String,
-    /// `failureHandling` category.
-    pub category: FailureCategory,
-    /// The message.
-    pub message: String,
-}
+pub use dr_syncer_core::ops::RunError;
+
+mod freshness;
+mod site_state;
+pub use self::{
+    freshness::{Freshness, set_staleness, staleness},
+    site_state::{both_active_message, deletions_held, destination_active_message},
+};
 
 /// What one sync of a mapping did.
 #[derive(Debug, Clone)]
@@ -346,137 +338,6 @@ pub fn after_sync(
     s
 }
 
-/// What the `Stale` condition is measured against.
-#[derive(Debug, Clone)]
-pub struct Freshness {
-    /// The mapping's mode (Manual mappings are never stale: a person decides when they sync).
-    pub mode: ReplicationMode,
-    /// Scheduled: the schedule's period.
-    pub period: Option<Duration>,
-    /// Continuous: how long the oldest source change not on the DR side yet has waited.
-    pub pending: Option<Duration>,
-    /// Continuous: the interval of the full syncs (PVC data is copied with them).
-    pub background: Duration,
-    /// When the mapping was created (Unix seconds).
-    pub created: Option<i64>,
-    /// Now (Unix seconds).
-    pub now: i64,
-    /// Scheduled: stale after this many periods.
-    pub periods: u32,
-    /// Continuous: stale after this long.
-    pub after: Duration,
-}
-
-fn secs_of(t: &Time) -> i64 {
-    t.0.as_second()
-}
-
-/// Whether the DR copy is stale (see the `Stale` condition): `(message when stale, when to look again)`.
-/// Objects: Scheduled, no successful sync for `periods` schedule periods; Continuous, a source change
-/// waiting longer than `after`, or no successful sync for `after` while the syncs fail. PVC data: a
-/// volume whose last successful copy is older than the same number of periods (Continuous: of full
-/// syncs). A DR side that is the live site (`DestinationActive`) is not stale: nothing is meant to reach
-/// it.
-pub fn staleness(s: &NamespaceMappingStatus, f: &Freshness) -> (Option<String>, Option<i64>) {
-    let is_true = |t: &str| {
-        s.conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == t && c.status == "True")
-    };
-    if f.mode == ReplicationMode::Manual || is_true("DestinationActive") {
-        return (None, None);
-    }
-    let synced_ok = is_true("Synced");
-    let last_ok = s
-        .last_successful_sync_time
-        .as_ref()
-        .or(s.last_sync_time.as_ref().filter(|_| synced_ok))
-        .map(secs_of)
-        .or(f.created);
-    let mut problems = Vec::new();
-    let mut next: Option<i64> = None;
-    let mut look_at = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
-    let (objects_after, data_after) = match f.mode {
-        ReplicationMode::Scheduled => {
-            let t = f.period.map(|p| p * f.periods);
-            (t, t)
-        }
-        _ => (Some(f.after), Some(f.background * f.periods)),
-    };
-    if let (Some(limit), Some(last)) = (objects_after, last_ok) {
-        let limit_s = limit.as_secs() as i64;
-        let age = f.now - last;
-        let waiting = f.pending.filter(|_| f.mode == ReplicationMode::Continuous);
-        if let Some(p) = waiting.filter(|p| *p > limit) {
-            problems.push(format!(
-                "a source change has waited {} to reach the DR side (more than {})",
-                format_duration(p),
-                format_duration(limit)
-            ));
-        } else if (f.mode == ReplicationMode::Scheduled || !synced_ok) && age > limit_s {
-            problems.push(format!(
-                "no successful sync for {} (more than {})",
-                format_duration(Duration::from_secs(age as u64)),
-                format_duration(limit)
-            ));
-        } else {
-            if f.mode == ReplicationMode::Scheduled || !synced_ok {
-                look_at(last + limit_s + 1);
-            }
-            if let Some(p) = waiting {
-                look_at(f.now + (limit.saturating_sub(p)).as_secs() as i64 + 1);
-            }
-        }
-    }
-    if let Some(limit) = data_after {
-        let limit_s = limit.as_secs() as i64;
-        let mut old = Vec::new();
-        for v in s.data_sync.iter().flatten().filter(|v| v.phase != "Skipped") {
-            let Some(last) = v.last_sync_time.as_ref().map(secs_of).or(f.created) else {
-                continue;
-            };
-            if f.now - last > limit_s {
-                old.push(v.destination.clone());
-            } else {
-                look_at(last + limit_s + 1);
-            }
-        }
-        if !old.is_empty() {
-            problems.push(format!(
-                "PVC data not copied successfully for more than {}: {}",
-                format_duration(limit),
-                old.join(", ")
-            ));
-        }
-    }
-    if problems.is_empty() {
-        (None, next)
-    } else {
-        (Some(problems.join("; ")), None)
-    }
-}
-
-/// Set the `Stale` condition (True with what is stale, else False) on `s`; returns when to look again.
-pub fn set_staleness(s: &mut NamespaceMappingStatus, f: &Freshness, generation: Option<i64>) -> Option<i64> {
-    let (stale, next) = staleness(s, f);
-    let mut conds = s.conditions.take().unwrap_or_default();
-    match stale {
-        Some(message) => conditions::set(&mut conds, "Stale", true, "Stale", message, generation),
-        None if f.mode == ReplicationMode::Manual => conditions::remove(&mut conds, "Stale"),
-        None => conditions::set(
-            &mut conds,
-            "Stale",
-            false,
-            "Fresh",
-            "the DR copy is within its staleness threshold",
-            generation,
-        ),
-    }
-    s.conditions = Some(conds);
-    next
-}
-
 /// The status after a sync was cut short (see `record_interruption`): failed, with a retry per
 /// `retry` counted on from the previous retry (consecutive interruptions back off further).
 pub fn after_interruption(
@@ -519,57 +380,6 @@ pub fn after_interruption(
     );
     s.conditions = Some(conds);
     s
-}
-
-/// The `DeletionHeld` condition (reason, message) when a report held deletions back: the deletion brake
-/// (`MassDeletion`), a production namespace that is being deleted or is gone (`SourceGone`: an outage,
-/// not a request), or a type whose CustomResourceDefinition is being deleted at the source
-/// (`SourceTypeRemoved`). `None` when nothing was held.
-pub fn deletions_held(reports: &[SyncReport]) -> Option<(&'static str, String)> {
-    let mut reason = None;
-    let mut parts = Vec::new();
-    for r in reports {
-        if !r.removed_types.is_empty() {
-            reason.get_or_insert("SourceTypeRemoved");
-            parts.push(format!(
-                "{}: the CustomResourceDefinition of {} is being deleted at the source; its DR objects are kept \
-                 (delete them on the DR side by hand if the type is gone for good)",
-                r.destination_namespace,
-                r.removed_types.join(", ")
-            ));
-        }
-        if let Some(hold) = &r.deletion_hold {
-            reason = Some("MassDeletion");
-            parts.push(format!("{}: {}", r.destination_namespace, hold.message()));
-        } else if let Some(h) = r
-            .held
-            .as_ref()
-            .filter(|h| h.reason == site::Reason::SourceGone.kind())
-        {
-            reason.get_or_insert("SourceGone");
-            parts.push(format!("{}: {}", r.destination_namespace, h.message));
-        }
-    }
-    reason.map(|r| (r, parts.join("; ")))
-}
-
-/// The `DestinationActive` condition's message.
-pub fn destination_active_message(namespaces: &[&str]) -> String {
-    format!(
-        "DR namespace(s) {} are marked active (dr-syncer.io/active=true: a cutover, a promote or by hand): the DR \
-         side is the live site, and this mapping writes nothing there (no objects, prune, data copies or \
-         deletions) until a failback clears the mark",
-        namespaces.join(", ")
-    )
-}
-
-/// The `BothSitesActive` condition's message.
-pub fn both_active_message(pairs: &[String]) -> String {
-    format!(
-        "Production runs workloads while the DR side is active and production is not fenced: {}. Quiet one \
-         site: `dr-syncer-cli fence` quiets production (or `failback` to return to it)",
-        pairs.join("; ")
-    )
 }
 
 /// `deploymentScales`: the source replicas of the synced Deployments and StatefulSets; `lastSyncedAt`

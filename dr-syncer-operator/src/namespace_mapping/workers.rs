@@ -13,22 +13,19 @@
 //! stopping cancels its tasks, which drops their watch streams (and so closes the watch requests).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex},
-    time::Instant,
 };
 
 use dr_syncer_core::{
     api::NamespaceMapping,
     engine::Change,
-    kube::{KubeApplier, KubeSource, selector_string},
+    kube::{KubeSource, selector_string},
     resource::ResourceType,
     source::{ResourceSource, SourceEvent, SourceObject, SourceScope},
 };
 use futures::StreamExt;
-use k8s_openapi::{
-    api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::LabelSelector, jiff::Timestamp,
-};
+use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::LabelSelector};
 use kube::{
     Api, Client,
     runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
@@ -37,131 +34,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::due::WatchState;
+mod buffer;
 
-#[derive(Debug, Default)]
-struct Buffer {
-    relisted: bool,
-    /// (namespace, group/kind, name) → the latest change.
-    changes: BTreeMap<(String, String, String), Change>,
-    oldest: Option<Instant>,
-    last_event: Option<Timestamp>,
-}
-
-impl Buffer {
-    fn take_changes(&mut self) -> BTreeMap<String, Vec<Change>> {
-        let mut by_ns: BTreeMap<String, Vec<Change>> = BTreeMap::new();
-        for ((ns, _, _), change) in std::mem::take(&mut self.changes) {
-            by_ns.entry(ns).or_default().push(change);
-        }
-        // A finished list still waiting keeps the lag running: its comparison is still owed.
-        if !self.relisted {
-            self.oldest = None;
-        }
-        by_ns
-    }
-}
-
-/// What a worker has seen since the last reconcile took it.
-#[derive(Debug, Default)]
-pub struct WatchBuffer {
-    inner: Mutex<Buffer>,
-    /// Appliers per destination namespace, kept between syncs so that their live caches stay warm.
-    appliers: Mutex<HashMap<String, Arc<KubeApplier>>>,
-    /// A status whose only news are times, not written yet (see `run::only_times_moved`).
-    deferred: Mutex<Option<dr_syncer_core::api::NamespaceMappingStatus>>,
-    /// Signalled when a change is recorded (for the batches that run while PVC data is copied).
-    news: tokio::sync::Notify,
-}
-
-impl WatchBuffer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// What is waiting (for the decision).
-    pub fn state(&self) -> WatchState {
-        let b = self.lock();
-        WatchState {
-            relisted: b.relisted,
-            changes: !b.changes.is_empty(),
-        }
-    }
-
-    /// Take everything waiting: whether a list finished, and the changes per source namespace.
-    pub fn take(&self) -> (bool, BTreeMap<String, Vec<Change>>) {
-        let mut b = self.lock();
-        let relisted = std::mem::take(&mut b.relisted);
-        (relisted, b.take_changes())
-    }
-
-    /// Take the waiting changes per source namespace, leaving a finished list for the next full sync.
-    pub fn take_changes(&self) -> BTreeMap<String, Vec<Change>> {
-        self.lock().take_changes()
-    }
-
-    /// Wait until a change is recorded (one recorded since the last wait counts too).
-    pub async fn changed(&self) {
-        self.news.notified().await;
-    }
-
-    /// Put changes back (their sync could not run).
-    pub fn restore(&self, relisted: bool, changes: BTreeMap<String, Vec<Change>>) {
-        let mut b = self.lock();
-        b.relisted |= relisted;
-        for (ns, list) in changes {
-            for c in list {
-                let key = change_key(&ns, object_of(&c));
-                b.changes.entry(key).or_insert(c);
-            }
-        }
-        if !b.changes.is_empty() || b.relisted {
-            b.oldest.get_or_insert_with(Instant::now);
-        }
-    }
-
-    /// Keep `status` to be written later.
-    pub fn defer_status(&self, status: dr_syncer_core::api::NamespaceMappingStatus) {
-        *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-    }
-
-    /// The status kept to be written later, if any.
-    pub fn take_deferred_status(&self) -> Option<dr_syncer_core::api::NamespaceMappingStatus> {
-        self.deferred.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    /// How long the oldest waiting change has waited (continuous mode's replication lag).
-    pub fn oldest_pending(&self) -> Option<std::time::Duration> {
-        self.lock().oldest.map(|t| t.elapsed())
-    }
-
-    /// When the last source change was seen.
-    pub fn last_event(&self) -> Option<Timestamp> {
-        self.lock().last_event
-    }
-
-    /// The applier for destination namespace `ns`, created with `make` the first time.
-    pub fn applier(&self, ns: &str, make: impl FnOnce() -> KubeApplier) -> Arc<KubeApplier> {
-        let mut a = self.appliers.lock().unwrap_or_else(|p| p.into_inner());
-        a.entry(ns.to_owned()).or_insert_with(|| Arc::new(make())).clone()
-    }
-
-    fn record(&self, ns: &str, change: Change) {
-        let mut b = self.lock();
-        let key = change_key(ns, object_of(&change));
-        b.changes.insert(key, change);
-        b.oldest.get_or_insert_with(Instant::now);
-        b.last_event = Some(Timestamp::now());
-        drop(b);
-        self.news.notify_one();
-    }
-
-    fn relisted(&self) {
-        let mut b = self.lock();
-        b.relisted = true;
-        b.oldest.get_or_insert_with(Instant::now);
-    }
-}
+pub use self::buffer::WatchBuffer;
 
 fn seen_key(o: &SourceObject) -> (String, String) {
     (

@@ -3,7 +3,7 @@
 
 use std::{ffi::OsString, path::Path};
 
-use crate::data::{DataMoverError, SshEndpoint, TransferOptions};
+use crate::data::{DataMoverError, SshEndpoint, TransferOptions, verify::VERIFY_PREFIX};
 
 /// The archive flags of every run: `-a` (recursive, links, permissions, times, group, owner, devices
 /// and specials), `-A` ACLs, `-H` hard links, `-S` sparse files, `-x` one file system, numeric ids
@@ -229,9 +229,6 @@ pub(crate) enum Mode {
     /// Compare by checksum without changing anything; itemized differences on stdout.
     VerifyFull,
 }
-
-/// Prefix of the itemized lines of a verification run.
-pub(crate) const VERIFY_PREFIX: &str = "drs-verify:";
 
 /// The arguments of one rsync run (everything but the program).
 pub(crate) fn rsync_args(

@@ -1,4 +1,7 @@
-use dr_syncer_core::engine::{ObjectFailure, WorkloadScale};
+use dr_syncer_core::{
+    api::ReplicationMode,
+    engine::{ObjectFailure, WorkloadScale},
+};
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;

@@ -112,9 +112,9 @@ pub struct DataCopy {
 #[derive(Clone, Debug, Default)]
 pub struct DrillData {
     /// Source → DR.
-    pub forward: Option<std::sync::Arc<dyn crate::kube::VolumeSync>>,
+    pub forward: Option<std::sync::Arc<dyn crate::ops::VolumeSync>>,
     /// DR → source.
-    pub reverse: Option<std::sync::Arc<dyn crate::kube::VolumeSync>>,
+    pub reverse: Option<std::sync::Arc<dyn crate::ops::VolumeSync>>,
     /// PVCs copied at a time.
     pub concurrency: usize,
     /// Cutover: copy once while the source still runs (most of the data), so that the final delta

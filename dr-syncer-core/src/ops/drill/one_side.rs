@@ -18,8 +18,7 @@ use crate::{
     config::SyncConfig,
     engine::ProgressFn,
     kube::{
-        ClientOptions,
-        calls::Calls,
+        Calls, ClientOptions,
         site::{self as kube_site, Recorder, workload_types_in},
     },
     resource::ResourceType,

@@ -14,11 +14,8 @@ use kube::{
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::{
-    applier::{KubeApplier, apply_error},
-    calls::is_not_found,
-    source::{list_all, selector_string},
-};
+use super::{KubeApplier, apply_error};
+use crate::kube::{calls::is_not_found, dynamic::list_all, source::selector_string};
 use crate::{
     annotations,
     api::ImmutableHandling,

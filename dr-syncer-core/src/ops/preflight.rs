@@ -15,10 +15,10 @@ use kube::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    calls::Calls,
-    discover, is_unserved,
-    source::{api_for, get_one, list_all},
+use crate::kube::{
+    Calls, discover,
+    dynamic::{api_for, get_one, list_all},
+    is_unserved,
 };
 use crate::{
     Error, Result,
@@ -443,7 +443,7 @@ pub async fn preflight(
         Vec::new()
     } else {
         let absent: Vec<ResourceType> = absent.iter().map(|t| (*t).clone()).collect();
-        super::custom_resource_types(source, calls, &absent).await?
+        crate::kube::custom_resource_types(source, calls, &absent).await?
     };
     let (copied, missing): (Vec<&ResourceType>, Vec<&ResourceType>) = absent
         .into_iter()

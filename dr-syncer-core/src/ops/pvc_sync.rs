@@ -40,7 +40,7 @@ use kube::{
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::FIELD_MANAGER;
+use crate::kube::FIELD_MANAGER;
 use crate::{
     data::{DataMoverError, TransferStats},
     error::{Error, Result},
@@ -366,19 +366,7 @@ pub async fn synced_pvc_pairs(
         .collect())
 }
 
-/// What a transfer is doing, reported while it runs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PvcSyncStage {
-    /// Waiting for the source volume to be mounted (mount pod).
-    Mounting,
-    /// The mover pod was created and waits to start.
-    Starting {
-        /// The source node.
-        node: String,
-    },
-    /// The mover reports progress.
-    Moving(MoverProgress),
-}
+pub use crate::pvc::PvcSyncStage;
 
 /// The result of one PVC's transfer.
 #[derive(Debug)]

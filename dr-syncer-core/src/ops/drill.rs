@@ -42,9 +42,9 @@ pub use self::{
     one_side::{NextStep, OneSide, PairStatus, SideStatus, fence, promote, status},
     report::{DataCopy, DrillChange, DrillData, DrillOptions, DrillReport, Freshness},
 };
-use super::{
-    ClientOptions, KubeApplier, KubeSource, ManagedBy,
-    calls::Calls,
+use super::ManagedBy;
+use crate::kube::{
+    Calls, ClientOptions, KubeApplier, KubeSource,
     site::{self as kube_site, Recorder, workload_types},
 };
 use crate::{
@@ -55,8 +55,7 @@ use crate::{
     site::{self, Actor, Decision, SiteState, Step},
 };
 
-/// The field manager of activation writes and marks.
-pub const DRILL_FIELD_MANAGER: &str = "dr-syncer-drill";
+pub use crate::kube::DRILL_FIELD_MANAGER;
 
 /// A drill between two clusters for one namespace pair.
 #[derive(Clone)]

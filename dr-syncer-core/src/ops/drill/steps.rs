@@ -22,9 +22,10 @@ use crate::{
     Error, Result, activation,
     engine::{Progress, ProgressFn},
     kube::{
-        calls::Calls,
+        Calls,
+        dynamic::{api_for, list_all},
+        selector_string,
         site::Recorder,
-        source::{api_for, list_all, selector_string},
     },
     resource::ResourceType,
 };
