@@ -6,14 +6,15 @@ use std::{process::ExitCode, sync::Arc};
 use dr_syncer_core::{
     Error,
     config::SyncConfig,
-    kube::{Client, Leftover, find_leftovers, remove_leftovers},
+    kube::{Client, find_leftovers, remove_leftovers},
     ops::{DrillOptions, OneSide, fence as fence_side, promote as promote_side, status as pair_status},
 };
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::{
-    Args, Exit, confirm, connect_side, load_spec, output::Printer, progress, recorder, resolve_types,
+    Args, Exit, confirm, connect_side, load_spec,
+    output::{CleanupReport, Printer},
+    progress, recorder, resolve_types,
 };
 
 /// Which sides a command was pointed at: a side is used when its kubeconfig or context is given; when
@@ -191,18 +192,6 @@ pub(crate) async fn status(args: &Args, out: &Printer) -> anyhow::Result<ExitCod
         side.error = Some(e);
     }
     out.status(&status)
-}
-
-/// What `cleanup` found and removed on one cluster.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CleanupReport {
-    /// `source` or `destination`.
-    pub(crate) cluster: String,
-    /// What interrupted runs left.
-    pub(crate) leftovers: Vec<Leftover>,
-    /// How many were deleted.
-    pub(crate) removed: usize,
 }
 
 /// `cleanup`: whichever sides are given.

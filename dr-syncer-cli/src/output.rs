@@ -315,11 +315,7 @@ impl Printer {
     }
 
     /// Print what cleanup found and removed.
-    pub(crate) fn cleanup(
-        &self,
-        reports: &[crate::one_side::CleanupReport],
-        dry_run: bool,
-    ) -> anyhow::Result<ExitCode> {
+    pub(crate) fn cleanup(&self, reports: &[CleanupReport], dry_run: bool) -> anyhow::Result<ExitCode> {
         match self.format {
             OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Name => self.structured(&reports)?,
             OutputFormat::Table => {
@@ -421,4 +417,16 @@ impl Printer {
             ExitCode::from(3)
         })
     }
+}
+
+/// What `cleanup` found and removed on one cluster.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CleanupReport {
+    /// `source` or `destination`.
+    pub(crate) cluster: String,
+    /// What interrupted runs left.
+    pub(crate) leftovers: Vec<dr_syncer_core::kube::Leftover>,
+    /// How many were deleted.
+    pub(crate) removed: usize,
 }

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::{
     annotations,
+    object::{TransformError, annotation as ann},
     resource::ResourceType,
-    transform::{TransformError, annotation as ann},
 };
 
 fn err(obj: &DynamicObject, msg: impl Into<String>) -> TransformError {

@@ -4,6 +4,10 @@
 //! (invalid regular expressions and JSON pointers, contradictory options) instead of failing on the first.
 //! Resource-type names are checked later, against discovery (see [`crate::selection`]).
 
+mod rules;
+
+pub use self::rules::CompiledRule;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -13,9 +17,8 @@ use crate::{
         ExcludeLabel, ImmutableHandling, IngressConfig, NamespaceConfig, NamespaceMappingSpec, ServiceConfig,
         TransformRule,
     },
+    matching::{self, ExcludeRule},
     resource::ResourceType,
-    selection::{self, ExcludeRule},
-    transform::CompiledRule,
 };
 
 /// Validated configuration of one mapping, shared by the selection and the transformers.
@@ -203,7 +206,7 @@ impl SyncConfig {
             }
         }
         if let Some(sel) = &spec.namespace_selector {
-            if let Err(e) = selection::validate_label_selector(&sel.label_selector) {
+            if let Err(e) = matching::validate_label_selector(&sel.label_selector) {
                 problem("spec.namespaceSelector.labelSelector", e);
             }
             if sel.destination_suffix.len() > 20 {
@@ -214,7 +217,7 @@ impl SyncConfig {
             }
         }
         if let Some(sel) = &spec.label_selector
-            && let Err(e) = selection::validate_label_selector(sel)
+            && let Err(e) = matching::validate_label_selector(sel)
         {
             problem("spec.labelSelector", e);
         }

@@ -27,6 +27,8 @@ pub mod failure;
 pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;
+pub mod matching;
+pub mod object;
 #[cfg(feature = "client")]
 pub mod ops;
 pub mod order;

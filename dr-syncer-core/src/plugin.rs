@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::debug;
 
-use crate::{resource::ResourceType, transform::TransformError};
+use crate::{object::TransformError, resource::ResourceType};
 
 /// The streaming protocol's name, as a plugin declares it in its metadata (`"protocol"`) and as the
 /// value of [`PROTOCOL_ENV`] when it is started in that mode.
@@ -619,7 +619,7 @@ fn apply_response(
             ),
         )
     })?;
-    if !crate::transform::same_identity(&obj, &patched) {
+    if !crate::object::same_identity(&obj, &patched) {
         return Err(fail(
             &obj,
             "the patches change the object's apiVersion, kind, name or namespace; refused".into(),

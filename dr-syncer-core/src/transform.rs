@@ -29,19 +29,18 @@ mod rules;
 mod sanitize;
 mod service;
 
+pub(crate) use crate::object::{annotate, label, same_identity};
+pub use crate::{
+    config::CompiledRule,
+    object::{TransformError, annotation},
+};
 use std::{borrow::Cow, fmt, sync::Arc};
 
 use kube::core::DynamicObject;
 
 pub use self::{
-    env::TransformEnv,
-    ingress::IngressTransform,
-    namespace::NamespaceMapper,
-    pvc::PvcTransform,
-    quiet::QuietDrSite,
-    rules::{CompiledRule, TransformRules},
-    sanitize::Sanitize,
-    service::ServiceTransform,
+    env::TransformEnv, ingress::IngressTransform, namespace::NamespaceMapper, pvc::PvcTransform,
+    quiet::QuietDrSite, rules::TransformRules, sanitize::Sanitize, service::ServiceTransform,
 };
 use crate::{config::SyncConfig, resource::ResourceType};
 
@@ -65,35 +64,6 @@ impl Outcome {
     pub fn drop(reason: impl Into<String>) -> Self {
         Outcome::Drop {
             reason: reason.into(),
-        }
-    }
-}
-
-/// A transformer could not handle an object.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{transformer}: {object}: {message}")]
-pub struct TransformError {
-    /// Which transformer.
-    pub transformer: String,
-    /// Which object (`Kind.group/namespace/name`).
-    pub object: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl TransformError {
-    /// An error of `transformer` about `obj`.
-    pub fn new(transformer: &str, obj: &DynamicObject, message: impl Into<String>) -> Self {
-        let kind = obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("object");
-        let name = obj.metadata.name.as_deref().unwrap_or("<unnamed>");
-        let object = match obj.metadata.namespace.as_deref() {
-            Some(ns) => format!("{kind} {ns}/{name}"),
-            None => format!("{kind} {name}"),
-        };
-        TransformError {
-            transformer: transformer.to_owned(),
-            object,
-            message: message.into(),
         }
     }
 }
@@ -282,30 +252,6 @@ impl Transformer for TransformerChain {
 }
 
 // === helpers shared by the built-in transformers ===
-
-/// Set an annotation.
-pub(crate) fn annotate(obj: &mut DynamicObject, key: &str, value: impl Into<String>) {
-    obj.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(key.to_owned(), value.into());
-}
-
-/// Read an annotation.
-pub fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
-    obj.metadata.annotations.as_ref()?.get(key).map(String::as_str)
-}
-
-/// Whether `b` is still the object `a` is: the same apiVersion, kind, name and namespace (what a patch of
-/// `transformRules` or a plugin may never change).
-pub(crate) fn same_identity(a: &DynamicObject, b: &DynamicObject) -> bool {
-    a.types == b.types && a.metadata.name == b.metadata.name && a.metadata.namespace == b.metadata.namespace
-}
-
-/// Read a label.
-pub(crate) fn label<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
-    obj.metadata.labels.as_ref()?.get(key).map(String::as_str)
-}
 
 /// The pod template spec of a workload kind (`/spec/template/spec`, or the CronJob's job template).
 pub(crate) fn pod_spec_pointer(resource: &ResourceType) -> Option<&'static str> {

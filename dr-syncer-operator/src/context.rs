@@ -18,7 +18,7 @@ use kube::{
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::{clusters::Clusters, metrics::Metrics, namespace_mapping::workers::Workers};
+use crate::{clusters::Clusters, metrics::Metrics, workers::Workers};
 
 /// Tunables of the controllers (from flags).
 #[derive(Debug, Clone)]

@@ -23,6 +23,7 @@ pub mod namespace_mapping;
 pub mod remote_cluster;
 pub mod runtime;
 pub mod secure_metrics;
+pub mod workers;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 

@@ -12,7 +12,7 @@ pub mod due;
 mod held;
 mod run;
 pub mod status;
-pub mod workers;
+pub use crate::workers;
 
 use std::{sync::Arc, time::Duration};
 

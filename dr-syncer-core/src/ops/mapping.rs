@@ -54,8 +54,10 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// What a process running many mappings shares between their runs.
-#[derive(Clone, Default)]
+/// What a process running many mappings shares between their runs. [`Host::default`] is what the
+/// bundled operator uses without flags: the built-in transformer chain (which keeps the DR side quiet),
+/// no protected namespaces beyond the built-in ones, 64 objects in parallel, 30 minutes per pair.
+#[derive(Clone)]
 pub struct Host {
     /// Namespaces no mapping may read or write.
     pub boundaries: Boundaries,
@@ -87,6 +89,18 @@ pub struct MappingInput<'a> {
     pub discovered: &'a [ResourceType],
     /// Which source cluster the engine accepts where a DR namespace records another.
     pub accept: AcceptIdentity,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host {
+            boundaries: Boundaries::default(),
+            ledger: Arc::default(),
+            chain: TransformerChain::builtin(),
+            apply_concurrency: 64,
+            sync_timeout: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 impl std::fmt::Debug for Host {

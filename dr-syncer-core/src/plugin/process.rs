@@ -13,7 +13,7 @@ use super::{
     JSON_LINES_PROTOCOL, MAX_OUTPUT, MAX_STDERR, PROTOCOL_ENV, Plugin, StageContext, Verdict, apply_response,
     request,
 };
-use crate::transform::TransformError;
+use crate::object::TransformError;
 
 /// A JSON-lines plugin that failed this many times in one run is not started again for the rest.
 const MAX_RESTARTS: usize = 3;

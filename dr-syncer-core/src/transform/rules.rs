@@ -6,123 +6,9 @@
 //! rule is skipped for that object; any other failure is an error for that object. Patches may not change
 //! an object's apiVersion, kind, name or namespace.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::DynamicObject;
-use regex::Regex;
 
 use super::{Outcome, TransformContext, TransformError, TransformResult, Transformer};
-use crate::{
-    api::{JsonPatchOp, TransformRule},
-    selection,
-};
-
-/// A validated transform rule.
-#[derive(Debug, Clone)]
-pub struct CompiledRule {
-    group: Option<String>,
-    kind: Option<String>,
-    name: Option<Regex>,
-    label_selector: Option<LabelSelector>,
-    patch: json_patch::Patch,
-}
-
-impl CompiledRule {
-    /// Validate a rule. Errors are `(field suffix, message)` pairs, all of them.
-    pub fn compile(rule: &TransformRule) -> Result<CompiledRule, Vec<(String, String)>> {
-        let mut errors = Vec::new();
-        let m = rule.match_.clone().unwrap_or_default();
-        let name = match m.name.as_deref().filter(|n| !n.is_empty()) {
-            None => None,
-            Some(re) => match Regex::new(&format!("^(?:{re})$")) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    errors.push((".match.name".into(), format!("invalid regular expression: {e}")));
-                    None
-                }
-            },
-        };
-        if let Some(sel) = &m.label_selector
-            && let Err(e) = selection::validate_label_selector(sel)
-        {
-            errors.push((".match.labelSelector".into(), e));
-        }
-        for (i, op) in rule.patches.iter().enumerate() {
-            let mut check_pointer = |field: &str, p: &str| {
-                if !(p.is_empty() || p.starts_with('/')) {
-                    errors.push((
-                        format!(".patches[{i}].{field}"),
-                        format!("{p:?} is not a JSON pointer (must start with /)"),
-                    ));
-                } else if let Some(bad) = p.split('/').find(|seg| {
-                    let mut chars = seg.chars().peekable();
-                    while let Some(c) = chars.next() {
-                        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-                            return true;
-                        }
-                    }
-                    false
-                }) {
-                    errors.push((
-                        format!(".patches[{i}].{field}"),
-                        format!("bad escape in segment {bad:?} (use ~0 or ~1)"),
-                    ));
-                }
-            };
-            check_pointer("path", &op.path);
-            match op.op {
-                JsonPatchOp::Move | JsonPatchOp::Copy => match &op.from {
-                    Some(f) => check_pointer("from", f),
-                    None => errors.push((format!(".patches[{i}].from"), "required by move and copy".into())),
-                },
-                JsonPatchOp::Add | JsonPatchOp::Replace | JsonPatchOp::Test if op.value.is_none() => {
-                    errors.push((
-                        format!(".patches[{i}].value"),
-                        "required by add, replace and test".into(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let patch = if errors.is_empty() {
-            match serde_json::to_value(&rule.patches).and_then(serde_json::from_value::<json_patch::Patch>) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    errors.push((".patches".into(), e.to_string()));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        match patch {
-            Some(patch) if errors.is_empty() => Ok(CompiledRule {
-                group: m.group.map(|g| if g == "core" { String::new() } else { g }),
-                kind: m.kind.map(|k| k.to_ascii_lowercase()),
-                name,
-                label_selector: m.label_selector,
-                patch,
-            }),
-            _ => Err(errors),
-        }
-    }
-
-    /// Whether the rule selects `obj` of the context's type.
-    pub fn matches(&self, obj: &DynamicObject, ctx: &TransformContext) -> bool {
-        let empty = Default::default();
-        self.group.as_ref().is_none_or(|g| *g == ctx.resource.group)
-            && self
-                .kind
-                .as_ref()
-                .is_none_or(|k| *k == ctx.resource.kind.to_ascii_lowercase())
-            && self
-                .name
-                .as_ref()
-                .is_none_or(|r| r.is_match(obj.metadata.name.as_deref().unwrap_or_default()))
-            && self.label_selector.as_ref().is_none_or(|s| {
-                selection::selector_matches(s, obj.metadata.labels.as_ref().unwrap_or(&empty))
-            })
-    }
-}
 
 /// Applies the mapping's compiled `transformRules` in order.
 #[derive(Debug, Clone, Copy, Default)]
@@ -136,7 +22,7 @@ impl Transformer for TransformRules {
     fn transform(&self, obj: DynamicObject, ctx: &TransformContext) -> TransformResult {
         let mut current = obj;
         for (i, rule) in ctx.config.rules.iter().enumerate() {
-            if !rule.matches(&current, ctx) {
+            if !rule.matches(&current, &ctx.resource) {
                 continue;
             }
             let err = |o: &DynamicObject, msg: String| {
@@ -169,6 +55,8 @@ impl Transformer for TransformRules {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use crate::api::TransformRule;
 
     use rstest::rstest;
     use serde_json::{Value, json};

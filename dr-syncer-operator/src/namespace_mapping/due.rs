@@ -1,5 +1,6 @@
 //! When a NamespaceMapping syncs: the pure decision from its mode, status and triggers.
 
+pub use crate::workers::WatchState;
 use std::time::Duration;
 
 use dr_syncer_core::{
@@ -48,15 +49,6 @@ impl Reason {
             Reason::Changes => "source changes",
         }
     }
-}
-
-/// What continuous mode's watches have for the next reconcile.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WatchState {
-    /// A (re)list finished: compare the whole namespace.
-    pub relisted: bool,
-    /// Individual changes are waiting.
-    pub changes: bool,
 }
 
 /// Everything the decision looks at.

@@ -12,7 +12,7 @@ use dr_syncer_core::{
 use tracing::warn;
 
 use super::Runner;
-use crate::namespace_mapping::workers::WatchBuffer;
+use crate::workers::WatchBuffer;
 
 /// What continuous mode's change batches left for after a full sync's PVC copies. The batches are
 /// early delivery, not part of the full sync: their counts and errors go to the metrics as they run;

@@ -10,9 +10,16 @@ use std::{
 use dr_syncer_core::{engine::Change, kube::KubeApplier};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::namespace_mapping::due::WatchState;
-
 use super::{change_key, object_of};
+
+/// What continuous mode's watches have for the next reconcile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchState {
+    /// A (re)list finished: compare the whole namespace.
+    pub relisted: bool,
+    /// Individual changes are waiting.
+    pub changes: bool,
+}
 
 #[derive(Debug, Default)]
 struct Buffer {

@@ -36,7 +36,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 mod buffer;
 
-pub use self::buffer::WatchBuffer;
+pub use self::buffer::{WatchBuffer, WatchState};
 
 fn seen_key(o: &SourceObject) -> (String, String) {
     (
