@@ -47,9 +47,14 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "dr-syncer-core without its default features (a plugin author's dependency)"
-# No Kubernetes client: the types, selection, transformers and the engine's traits only; then with the
-# SSH transport alone.
+# The core's feature sets a library user may pick (default: client + data):
+# - none: the types, selection, transformers, plugins and the engine's traits (what a plugin or
+#   transformer author needs: no Kubernetes client, no SSH keys, no rsync);
+# - client: the Kubernetes implementations and the operations above the engine, without the data path;
+# - data: the data path without the client; ssh: the verified SSH transport.
 cargo clippy -p dr-syncer-core --no-default-features --locked -- -D warnings
+cargo clippy -p dr-syncer-core --no-default-features --features client --locked -- -D warnings
+cargo clippy -p dr-syncer-core --no-default-features --features data --locked -- -D warnings
 cargo clippy -p dr-syncer-core --no-default-features --features ssh --locked -- -D warnings
 
 step "images (scripts/build-images.sh: release binaries, podman)"

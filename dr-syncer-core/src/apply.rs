@@ -80,8 +80,7 @@ impl ApplyOptions {
 }
 
 /// Errors of an applier, for one object.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{object}: {message}")]
+#[derive(Debug, Clone)]
 pub struct ApplyError {
     /// The object.
     pub object: String,
@@ -91,6 +90,22 @@ pub struct ApplyError {
     pub transient: bool,
     /// The `failureHandling` category.
     pub category: FailureCategory,
+    /// The error underneath, when there is one (e.g. the API server's `Status`): the error's `source()`.
+    pub cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.message)
+    }
+}
+
+impl std::error::Error for ApplyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl ApplyError {
@@ -105,7 +120,14 @@ impl ApplyError {
             } else {
                 FailureCategory::Other
             },
+            cause: None,
         }
+    }
+
+    /// The same error, caused by `cause` (kept as its `source()`).
+    pub fn with_cause(mut self, cause: std::sync::Arc<dyn std::error::Error + Send + Sync>) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     /// The same error in `category`.

@@ -21,12 +21,19 @@ pub mod bridge;
 mod local;
 pub mod progress;
 pub mod retry;
+#[cfg(feature = "data")]
 mod rsync;
+// Without `data`, only the validation of `rsyncOptions` is used.
+#[cfg_attr(not(feature = "data"), allow(dead_code))]
+mod rsync_args;
+#[cfg_attr(not(feature = "data"), allow(dead_code))]
 mod verify;
 
 pub use local::LocalDirMover;
 pub use retry::RetryPolicy;
-pub use rsync::{RsyncSsh, validate_extra_options};
+#[cfg(feature = "data")]
+pub use rsync::RsyncSsh;
+pub use rsync_args::validate_extra_options;
 pub use verify::CHECKSUM_COMMAND;
 
 /// Exit code of the reader's forced command when it refuses a request (sysexits' `EX_NOPERM`).

@@ -5,6 +5,9 @@
 //! them for callers that drive the whole pipeline, with a stable [`Error::kind`] for metric labels, event
 //! reasons and exit codes, and [`Error::is_transient`] to choose between retrying and reporting.
 
+#[cfg(feature = "client")]
+pub mod kube_api;
+
 use crate::{
     apply::ApplyError, config::ConfigProblems, data::DataMoverError, failure::FailureCategory,
     selection::UnknownResourceTypes, source::SourceError, transform::TransformError,
@@ -136,7 +139,7 @@ impl Error {
             }
             Error::Timeout(_) => FailureCategory::NetworkError,
             #[cfg(feature = "client")]
-            Error::Kube { source, .. } => crate::kube::category_of(source),
+            Error::Kube { source, .. } => kube_api::category_of(source),
         }
     }
 
@@ -160,13 +163,7 @@ impl Error {
             Error::Incomplete(_) => "Incomplete",
             Error::Interrupted(_) => "Interrupted",
             #[cfg(feature = "client")]
-            Error::Kube { source, .. } => match source.as_ref() {
-                e if crate::kube::is_timed_out(e) => "Timeout",
-                kube::Error::Api(s) if s.code == 401 || s.code == 403 => "Unauthorized",
-                kube::Error::Api(s) if s.code == 404 => "NotFound",
-                kube::Error::Api(_) => "KubeApi",
-                _ => "Connection",
-            },
+            Error::Kube { source, .. } => kube_api::kind_of(source),
         }
     }
 
@@ -189,7 +186,7 @@ impl Error {
             | Error::ClusterIdentityChanged { .. } => false,
             Error::Timeout(_) | Error::Interrupted(_) => true,
             #[cfg(feature = "client")]
-            Error::Kube { source, .. } => crate::kube::is_retryable(source),
+            Error::Kube { source, .. } => kube_api::is_retryable(source),
         }
     }
 }

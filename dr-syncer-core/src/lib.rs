@@ -24,6 +24,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod failure;
+#[cfg(feature = "data")]
 pub mod keys;
 #[cfg(feature = "client")]
 pub mod kube;

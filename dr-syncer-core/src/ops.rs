@@ -6,15 +6,17 @@
 //! - [`drill`]: the DR drill's steps (stage, cutover, failback, promote, fence, status), as the CLI
 //!   runs them.
 //! - [`preflight`]: the checks before a drill step.
-//! - [`pvc_sync`]: PVC data orchestration (agents, grants, mover pods, locks) behind the
-//!   [`VolumeSync`] seam.
+//! - [`volume`]: the PVC data seam [`VolumeSync`]; [`pvc_sync`] (feature `data`): the built-in data
+//!   mover behind it (agents, grants, mover pods, locks).
 //! - [`Extensions`]: what a builder of the bundled binaries adds (transformers, a data seam).
 
 pub mod drill;
 mod extensions;
 pub mod mapping;
 pub mod preflight;
+#[cfg(feature = "data")]
 pub mod pvc_sync;
+pub mod volume;
 
 pub use self::{
     drill::{
@@ -24,10 +26,14 @@ pub use self::{
     extensions::Extensions,
     mapping::{ActivePair, Cleanup, Cluster, Host, MappingInput, MappingRun, PairsOutcome, RunError},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
-    pvc_sync::{
-        AgentKeys, AgentProbe, AgentReadiness, GRANT_WINDOW, ManagedBy, NodeLimits, PvcDataSync, PvcPair,
-        PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide, VolumeSync, VolumeSyncHook,
-        agent_readiness, deploy_agents, free_agent_port, lock_name, probe_agents, remove_agents,
-        synced_pvc_pairs,
+    volume::{
+        ManagedBy, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide,
+        VolumeSync, synced_pvc_pairs,
     },
+};
+
+#[cfg(feature = "data")]
+pub use self::pvc_sync::{
+    AgentKeys, AgentProbe, AgentReadiness, GRANT_WINDOW, NodeLimits, PvcDataSync, VolumeSyncHook,
+    agent_readiness, deploy_agents, free_agent_port, lock_name, probe_agents, remove_agents,
 };

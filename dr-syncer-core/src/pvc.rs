@@ -23,9 +23,12 @@ use crate::{
     data::{DataMoverError, TransferStats},
 };
 
+#[cfg(feature = "data")]
 pub mod grant;
+#[cfg(feature = "data")]
 pub mod manifests;
 
+#[cfg(feature = "data")]
 pub use grant::{KeyBinding, TransferGrant};
 
 /// Name of the agent's DaemonSet, ServiceAccount and label value.

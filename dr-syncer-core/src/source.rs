@@ -44,8 +44,7 @@ pub enum SourceEvent {
 }
 
 /// Errors of a source.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{context}: {message}")]
+#[derive(Debug, Clone)]
 pub struct SourceError {
     /// What was being read.
     pub context: String,
@@ -55,6 +54,22 @@ pub struct SourceError {
     pub transient: bool,
     /// The `failureHandling` category.
     pub category: crate::failure::FailureCategory,
+    /// The error underneath, when there is one (e.g. the API server's `Status`): the error's `source()`.
+    pub cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.context, self.message)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl SourceError {
@@ -69,7 +84,14 @@ impl SourceError {
             } else {
                 crate::failure::FailureCategory::Other
             },
+            cause: None,
         }
+    }
+
+    /// The same error, caused by `cause` (kept as its `source()`).
+    pub fn with_cause(mut self, cause: std::sync::Arc<dyn std::error::Error + Send + Sync>) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     /// The same error in `category`.

@@ -19,11 +19,9 @@ use super::{
 };
 use crate::api::VerificationMode;
 
-pub(super) mod args;
 mod run;
 
-pub use args::validate_extra_options;
-use args::{Mode, rsh_word};
+use super::rsync_args::{self as args, Mode, rsh_word};
 pub(crate) use run::Run;
 
 /// Pulls a volume's data from a reader agent with rsync over a verified SSH connection.

@@ -80,7 +80,9 @@ pub(super) fn apply_error(key: &ObjectKey, e: &kube::Error) -> ApplyError {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
         other => other.to_string(),
     };
-    ApplyError::new(key, message, is_retryable(e)).with_category(super::calls::category_of(e))
+    ApplyError::new(key, message, is_retryable(e))
+        .with_category(super::calls::category_of(e))
+        .with_cause(crate::error::kube_api::cause_of(e))
 }
 
 /// The desired object as compared with the live one: without `apiVersion`/`kind` (list items lack them)

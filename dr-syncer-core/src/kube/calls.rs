@@ -2,6 +2,10 @@
 //! deadline per attempt (a stalled cluster fails the request instead of hanging it), and retries of
 //! transient failures with exponential backoff and jitter (a 429's `Retry-After` is honoured).
 
+pub use crate::error::kube_api::{
+    TimedOut, category_of, is_already_exists, is_not_found, is_retryable, is_timed_out, is_unserved,
+    retry_after,
+};
 use std::{
     future::Future,
     sync::{
@@ -56,66 +60,6 @@ impl RetryPolicy {
     }
 }
 
-/// Whether a failed request may succeed when retried: 429, 500, 502, 503, 504, and transport errors
-/// (connection refused or reset, timeouts). Everything else (4xx) is the request's own fault.
-pub fn is_retryable(err: &kube::Error) -> bool {
-    match err {
-        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
-        _ => false,
-    }
-}
-
-/// The delay a 429 or 503 asks for (`Retry-After`, which the API server puts in the Status's
-/// `details.retryAfterSeconds`).
-pub fn retry_after(err: &kube::Error) -> Option<Duration> {
-    match err {
-        kube::Error::Api(s) if matches!(s.code, 429 | 503) => s
-            .details
-            .as_ref()
-            .map(|d| d.retry_after_seconds)
-            .filter(|secs| *secs > 0)
-            .map(|secs| Duration::from_secs(u64::from(secs))),
-        _ => None,
-    }
-}
-
-/// Whether `err` is an attempt that ran into its deadline ([`TimedOut`]).
-pub fn is_timed_out(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Service(e) if e.is::<TimedOut>())
-}
-
-/// The `failureHandling` category of a failed request.
-pub fn category_of(err: &kube::Error) -> crate::failure::FailureCategory {
-    match err {
-        kube::Error::Api(status) => crate::failure::FailureCategory::from_status(status.code),
-        _ if is_retryable(err) => crate::failure::FailureCategory::NetworkError,
-        _ => crate::failure::FailureCategory::Other,
-    }
-}
-
-/// Whether `err` is a 409 AlreadyExists (a create of an object that exists).
-pub fn is_already_exists(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
-}
-
-/// Whether `err` is a 404 Not Found.
-pub fn is_not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 404)
-}
-
-/// Whether `err` says the requested *type* is not served here: a 404, or a 404 whose body was not a Status
-/// at all (an API path the server does not serve — a custom resource whose CRD is not installed — answers
-/// with a listing of the root paths, which kube decodes as an empty Status). Only the destination side
-/// reads this as "nothing there" (the safe direction: an apply creates, prune finds nothing to delete);
-/// the source side reports it as an error, so prune never mistakes it for "every object is gone".
-pub fn is_unserved(err: &kube::Error) -> bool {
-    match err {
-        kube::Error::Api(s) => s.code == 404 || (s.code == 0 && s.reason.is_empty() && s.message.is_empty()),
-        _ => false,
-    }
-}
-
 /// A token bucket: `qps` requests per second on average, bursts up to `burst`.
 #[derive(Debug)]
 struct Bucket {
@@ -155,17 +99,6 @@ struct Inner {
     retries: AtomicU64,
     throttled: AtomicU64,
     timeouts: AtomicU64,
-}
-
-/// The error of an attempt that did not answer within the deadline (a transport error: retried, and
-/// counted as a network problem).
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: no answer within {after:?} (timed out after {after:?})")]
-pub struct TimedOut {
-    /// The request.
-    pub what: String,
-    /// The deadline.
-    pub after: Duration,
 }
 
 /// What the requests through one [`Calls`] met so far (monotonic counters, for metrics).

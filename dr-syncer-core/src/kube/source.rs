@@ -31,7 +31,9 @@ impl std::fmt::Debug for KubeSource {
 }
 
 pub(crate) fn source_error(context: String, e: &kube::Error) -> SourceError {
-    SourceError::new(context, e.to_string(), is_retryable(e)).with_category(super::calls::category_of(e))
+    SourceError::new(context, e.to_string(), is_retryable(e))
+        .with_category(super::calls::category_of(e))
+        .with_cause(crate::error::kube_api::cause_of(e))
 }
 
 impl KubeSource {

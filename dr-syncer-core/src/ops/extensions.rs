@@ -1,8 +1,10 @@
 //! What a builder of the bundled binaries (`dr_syncer_operator::Operator`, `dr_syncer_cli::Cli`) adds to
 //! them: transformers after the built-in chain, and a hook on the PVC data path.
 
+#[cfg(feature = "data")]
 use std::sync::Arc;
 
+#[cfg(feature = "data")]
 use super::{PvcDataSync, VolumeSync, VolumeSyncHook};
 use crate::transform::{Transformer, TransformerChain};
 
@@ -10,6 +12,7 @@ use crate::transform::{Transformer, TransformerChain};
 #[derive(Debug, Clone, Default)]
 pub struct Extensions {
     transformers: TransformerChain,
+    #[cfg(feature = "data")]
     volume_sync: Option<VolumeSyncHook>,
 }
 
@@ -20,7 +23,8 @@ impl Extensions {
         self.transformers = std::mem::take(&mut self.transformers).with(transformer);
     }
 
-    /// Copy PVC data with what `hook` makes of the built-in data path.
+    /// Copy PVC data with what `hook` makes of the built-in data path (feature `data`).
+    #[cfg(feature = "data")]
     pub fn set_volume_sync(
         &mut self,
         hook: impl Fn(PvcDataSync) -> Arc<dyn VolumeSync> + Send + Sync + 'static,
@@ -34,6 +38,7 @@ impl Extensions {
     }
 
     /// The mover for `built_in` (the built-in data path as configured for a mapping or a drill).
+    #[cfg(feature = "data")]
     pub fn mover(&self, built_in: PvcDataSync) -> Arc<dyn VolumeSync> {
         VolumeSyncHook::mover(self.volume_sync.as_ref(), built_in)
     }

@@ -1,9 +1,11 @@
-//! rsync's command line for [`super::RsyncSsh`]: the fixed archive flags, the user's options (checked
+//! rsync's command line for `RsyncSsh` (feature `data`): the fixed archive flags, the user's options (checked
 //! against an allow-list), and the checks of an [`SshEndpoint`].
 
 use std::{ffi::OsString, path::Path};
 
-use crate::data::{DataMoverError, SshEndpoint, TransferOptions, verify::VERIFY_PREFIX};
+#[cfg(feature = "data")]
+use crate::data::SshEndpoint;
+use crate::data::{DataMoverError, TransferOptions, verify::VERIFY_PREFIX};
 
 /// The archive flags of every run: `-a` (recursive, links, permissions, times, group, owner, devices
 /// and specials), `-A` ACLs, `-H` hard links, `-S` sparse files, `-x` one file system, numeric ids
@@ -166,6 +168,7 @@ pub(crate) fn check_remote_path(path: &str) -> Result<(), String> {
 }
 
 /// Check an endpoint's fields before anything runs.
+#[cfg(feature = "data")]
 pub(crate) fn check_endpoint(ep: &SshEndpoint) -> Result<(), DataMoverError> {
     let bad = |m: String| Err(DataMoverError::InvalidRequest(m));
     if ep.host.is_empty()
