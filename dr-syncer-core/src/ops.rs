@@ -27,8 +27,8 @@ pub use self::{
     mapping::{ActivePair, Cleanup, Cluster, Host, MappingInput, MappingRun, PairsOutcome, RunError},
     preflight::{Check, CheckStatus, DrillStep, PreflightReport, preflight},
     volume::{
-        ManagedBy, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide,
-        VolumeSync, synced_pvc_pairs,
+        ManagedBy, PvcPair, PvcProgressFn, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, QuietDestinationOnly,
+        SyncedSide, VolumeStates, VolumeSync, synced_pvc_pairs, volume_key,
     },
 };
 

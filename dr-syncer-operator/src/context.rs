@@ -50,6 +50,8 @@ pub struct Options {
     /// What an [`crate::Operator`] builder added: transformers after the built-in chain of every
     /// mapping's sync, and a hook on the PVC data path.
     pub extensions: dr_syncer_core::ops::Extensions,
+    /// Syncs at once (`--max-concurrent-syncs`), shared fairly ([`crate::slots`]).
+    pub sync_slots: usize,
 }
 
 /// `--once`: one reconcile round of the NamespaceMappings present at start; `done` is cancelled when each
@@ -137,6 +139,7 @@ impl Default for Options {
             plugins: Arc::new(dr_syncer_core::plugin::PluginDir::none()),
             round: None,
             extensions: dr_syncer_core::ops::Extensions::default(),
+            sync_slots: 4,
         }
     }
 }
@@ -189,6 +192,8 @@ pub struct Context {
     rc_triggers: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<RemoteCluster>>>>,
     /// Deletions made per mapping and DR namespace, for the deletion brake's sliding window.
     pub deletions: Arc<dr_syncer_core::brake::DeletionLedger>,
+    /// The sync slots.
+    pub slots: Arc<crate::slots::SyncSlots>,
     /// Global limits of PVC data copies, per source RemoteCluster (`pvcSync.globalConcurrencyLimit`).
     data_limits: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
     node_limits: Mutex<HashMap<String, Arc<dr_syncer_core::ops::NodeLimits>>>,
@@ -220,6 +225,7 @@ impl Context {
                 instance: Some(identity.to_owned()),
             },
         );
+        let slots = crate::slots::SyncSlots::new(options.sync_slots);
         let ctx = Context {
             client,
             clusters,
@@ -233,6 +239,7 @@ impl Context {
             rc_trigger: rc_tx,
             rc_triggers: Mutex::new(Some(rc_rx)),
             deletions: Arc::default(),
+            slots,
             data_limits: Mutex::new(HashMap::new()),
             node_limits: Mutex::new(HashMap::new()),
         };

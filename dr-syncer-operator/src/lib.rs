@@ -23,6 +23,7 @@ pub mod namespace_mapping;
 pub mod remote_cluster;
 pub mod runtime;
 pub mod secure_metrics;
+pub mod slots;
 pub mod workers;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -125,7 +126,9 @@ pub struct Args {
     #[arg(long, env = "LOG_JSON", value_parser = parse_bool, default_value = "false",
           num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub log_json: bool,
-    /// NamespaceMappings syncing at the same time.
+    /// NamespaceMapping syncs at the same time, shared fairly: continuous change batches first, then
+    /// requested syncs (first, manual, retries), then periodic ones; full syncs leave one slot to change
+    /// batches.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
     pub max_concurrent_syncs: u16,
     /// Objects applied in parallel within one sync.

@@ -72,6 +72,10 @@ pub struct Metrics {
     pub mapping_stale: Family<MappingLabels, Gauge>,
     /// Deletions the deletion brake holds for a go-ahead, per DR namespace.
     pub deletions_held: Family<SiteLabels, Gauge>,
+    /// Syncs waiting for a sync slot, per class ([`crate::slots`]).
+    pub sync_queue: Family<ClassLabels, Gauge>,
+    /// How long syncs waited for a slot, per class.
+    pub sync_wait: Family<ClassLabels, Histogram>,
     /// PVC data copies.
     pub pvc: PvcMetrics,
 }
@@ -181,6 +185,19 @@ impl Metrics {
             "Deletions held by the deletion brake until a go-ahead (dr-syncer.io/allow-deletions)",
             deletions_held.clone(),
         );
+        let sync_queue = Family::<ClassLabels, Gauge>::default();
+        registry.register(
+            "dr_syncer_sync_queue_depth",
+            "Syncs waiting for a slot (--max-concurrent-syncs), by class: changes, requested, periodic",
+            sync_queue.clone(),
+        );
+        let sync_wait =
+            Family::<ClassLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register(
+            "dr_syncer_sync_wait_seconds",
+            "How long syncs waited for a slot, by class",
+            sync_wait.clone(),
+        );
         let pvc = PvcMetrics {
             bytes_transferred: Family::default(),
             files_transferred: Family::default(),
@@ -257,6 +274,8 @@ impl Metrics {
             both_sites_active,
             mapping_stale,
             deletions_held,
+            sync_queue,
+            sync_wait,
         }
     }
 

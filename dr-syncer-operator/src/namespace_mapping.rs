@@ -363,7 +363,9 @@ async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Actio
             },
         );
     };
-    info!(reason = reason.describe(), "sync");
+    // A slot first: change batches before requested syncs before periodic ones (crate::slots).
+    let slot = crate::slots::acquire_counted(&ctx.slots, &ctx.metrics, due::class_of(reason)).await;
+    info!(reason = reason.describe(), waited = ?slot.waited, "sync");
     let outcome = runner
         .sync(reason, watch.as_deref(), schedule.as_ref(), background)
         .await?;

@@ -268,6 +268,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
             ),
             round: round.clone(),
             extensions,
+            sync_slots: usize::from(args.max_concurrent_syncs.max(1)),
             ..Default::default()
         },
     );
@@ -312,8 +313,10 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     let trigger_stream = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx));
     let nm_controller = Controller::new(api::<NamespaceMapping>(&client, ns), wc).with_config(
         // No trailing-edge debounce here: continuous mode batches its changes itself (see
-        // `Options::debounce`), and a steady stream of changes must not postpone syncs forever.
-        ControllerConfig::default().concurrency(args.max_concurrent_syncs.max(1)),
+        // `Options::debounce`), and a steady stream of changes must not postpone syncs forever. No limit
+        // on reconciles either: `--max-concurrent-syncs` bounds the syncs, through the fair sync slots
+        // (`crate::slots`), so that a reconcile waiting for one holds up no other.
+        ControllerConfig::default().concurrency(0),
     );
     let nm_store = nm_controller.store();
     lag::spawn_gauge(ctx.clone(), nm_store, stop.clone());

@@ -438,6 +438,29 @@ impl MappingRun {
             .collect()
     }
 
+    /// The PVCs whose data follows the objects of `namespaces` (pairs of [`MappingRun::data_pairs`]): those
+    /// on both sides whose DR claim this mapping synced.
+    ///
+    /// # Errors
+    /// When the PVCs cannot be listed.
+    pub async fn pvc_pairs(&self, namespaces: &[(String, String)]) -> Result<Vec<super::PvcPair>> {
+        let mut out = Vec::new();
+        for (src, dst) in namespaces {
+            out.extend(
+                super::synced_pvc_pairs(
+                    &self.source.client,
+                    src,
+                    &self.destination.client,
+                    dst,
+                    super::ManagedBy::Writer(&self.key),
+                    super::SyncedSide::Receiving,
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Take over the deletion brake's window from status (deletions an earlier process made).
     pub fn import_deletions(&self, recorded: &[RecentDeletions]) {
         for (_, dst) in &self.pairs {

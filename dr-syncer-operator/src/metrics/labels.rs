@@ -95,3 +95,10 @@ pub struct PvcStatusLabels {
     /// `success` or `failure`.
     pub status: String,
 }
+
+/// `class` of a sync: `changes`, `requested` or `periodic` ([`crate::slots::SyncClass`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    /// The class.
+    pub class: String,
+}

@@ -5,7 +5,6 @@
 //! as to objects.
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -14,8 +13,8 @@ use dr_syncer_core::{
     api::{NamespaceMapping, VolumeSyncStatus},
     failure::FailureCategory,
     ops::{
-        ManagedBy, PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncResult, PvcSyncStage, SyncedSide,
-        synced_pvc_pairs,
+        MappingRun, PvcDataSync, PvcPair, PvcSyncOutcome, PvcSyncStage, QuietDestinationOnly, VolumeStates,
+        VolumeSync, volume_key,
     },
     pvc::{AgentSettings, TransferSettings},
 };
@@ -39,10 +38,6 @@ pub(super) struct DataOutcome {
     pub errors: Vec<RunError>,
 }
 
-fn key_of(pair: &PvcPair) -> String {
-    format!("{}/{}", pair.source_namespace, pair.source_pvc)
-}
-
 fn labels(pair: &PvcPair) -> PvcLabels {
     PvcLabels {
         namespace: pair.source_namespace.clone(),
@@ -61,36 +56,13 @@ fn run_error(src: &str, dst: &str, kind: &str, category: FailureCategory, messag
     }
 }
 
-/// The PVCs to copy: source PVCs whose DR PVC this mapping synced (`synced_by`).
-async fn pairs_of(
-    clusters: &Clusters,
-    namespaces: &[(String, String)],
-    synced_by: &str,
-) -> Result<Vec<PvcPair>, dr_syncer_core::Error> {
-    let mut out = Vec::new();
-    for (src, dst) in namespaces {
-        out.extend(
-            synced_pvc_pairs(
-                &clusters.source.client,
-                src,
-                &clusters.destination.client,
-                dst,
-                ManagedBy::Writer(synced_by),
-                SyncedSide::Receiving,
-            )
-            .await?,
-        );
-    }
-    Ok(out)
-}
-
 /// Copy the data of every PVC of the mapping; `on_update` gets the per-PVC state whenever it changes.
 pub(super) async fn sync_data(
     ctx: &Context,
     nm: &NamespaceMapping,
     clusters: &Clusters,
+    run: &MappingRun,
     namespaces: &[(String, String)],
-    synced_by: &str,
     on_update: &(dyn Fn(Vec<VolumeSyncStatus>) + Send + Sync),
 ) -> DataOutcome {
     let mut outcome = DataOutcome::default();
@@ -164,7 +136,7 @@ pub(super) async fn sync_data(
             return outcome;
         }
     };
-    let pairs = match pairs_of(clusters, namespaces, synced_by).await {
+    let pairs = match run.pvc_pairs(namespaces).await {
         Ok(p) => p,
         Err(e) => {
             fail_all(&mut outcome, e.kind(), e.category(), e.to_string());
@@ -191,78 +163,39 @@ pub(super) async fn sync_data(
         Some(n) => mover.with_node_limits(ctx.node_limits(&source_key, n)),
         None => mover,
     };
-    let mover = ctx.options.extensions.mover(mover);
+    // Checked again right before each copy: a cutover or promote may have made the DR side live since
+    // the objects were synced, and nothing is copied over the live site.
+    let mover = QuietDestinationOnly::new(ctx.options.extensions.mover(mover), run.destination().clone());
 
     // Per-PVC state, seeded from the last status.
-    let previous: BTreeMap<String, VolumeSyncStatus> = nm
+    let previous = nm
         .status
         .as_ref()
         .and_then(|s| s.data_sync.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| (v.source.clone(), v))
-        .collect();
-    let state: Arc<Mutex<BTreeMap<String, VolumeSyncStatus>>> = Arc::new(Mutex::new(
-        pairs
-            .iter()
-            .map(|p| {
-                let key = key_of(p);
-                let mut v = previous.get(&key).cloned().unwrap_or_else(|| VolumeSyncStatus {
-                    source: key.clone(),
-                    destination: format!("{}/{}", p.destination_namespace, p.destination_pvc),
-                    ..VolumeSyncStatus::default()
-                });
-                v.phase = "Pending".into();
-                v.percent = None;
-                (key, v)
-            })
-            .collect(),
-    ));
-    let snapshot = |state: &Mutex<BTreeMap<String, VolumeSyncStatus>>| -> Vec<VolumeSyncStatus> {
-        state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    };
+        .unwrap_or_default();
+    let state = Arc::new(Mutex::new(VolumeStates::seed(&pairs, &previous)));
+    let snapshot = |state: &Mutex<VolumeStates>| state.lock().unwrap_or_else(|p| p.into_inner()).snapshot();
     on_update(snapshot(&state));
     let metrics = ctx.metrics.clone();
     let on_stage = {
         let state = state.clone();
         let metrics = metrics.clone();
         move |pair: &PvcPair, stage: &PvcSyncStage| {
+            if !state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .on_stage(pair, stage, now())
             {
-                let mut map = state.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(v) = map.get_mut(&key_of(pair)) else {
-                    return;
-                };
-                match stage {
-                    PvcSyncStage::Mounting => v.phase = "Mounting".into(),
-                    PvcSyncStage::Starting { node } => {
-                        v.phase = "Syncing".into();
-                        v.node = Some(node.clone());
-                        v.percent = Some(0);
-                        v.last_attempt_time = Some(now());
-                    }
-                    PvcSyncStage::Moving(p) => {
-                        v.phase = "Syncing".into();
-                        v.percent = Some(i32::from(p.percent));
-                        v.bytes_transferred = i64::try_from(p.bytes).ok();
-                        v.files_transferred = i64::try_from(p.files_transferred).ok();
-                        v.bytes_per_second = Some(p.bytes_per_second as i64);
-                        metrics
-                            .pvc
-                            .progress_percent
-                            .get_or_create(&labels(pair))
-                            .set(f64::from(p.percent));
-                        metrics
-                            .pvc
-                            .speed
-                            .get_or_create(&labels(pair))
-                            .set(p.bytes_per_second);
-                    }
-                }
+                return;
+            }
+            if let PvcSyncStage::Moving(p) = stage {
+                let l = labels(pair);
+                metrics
+                    .pvc
+                    .progress_percent
+                    .get_or_create(&l)
+                    .set(f64::from(p.percent));
+                metrics.pvc.speed.get_or_create(&l).set(p.bytes_per_second);
             }
             on_update(snapshot(&state));
         }
@@ -280,31 +213,7 @@ pub(super) async fn sync_data(
                 metrics.pvc.queue_depth.dec();
                 metrics.pvc.queue_wait.observe(waited.elapsed().as_secs_f64());
                 metrics.pvc.concurrent.inc();
-                // Checked again right before the copy: a cutover or promote may have made the DR side
-                // live since the objects were synced, and nothing is copied over the live site.
-                // (A namespace that cannot be read counts as live: no copy.)
-                let live = !matches!(
-                    dr_syncer_core::kube::site::read_destination(
-                        &clusters.destination.client,
-                        &clusters.destination.calls,
-                        &pair.destination_namespace,
-                    )
-                    .await,
-                    Ok((d, _)) if !d.is_active()
-                );
-                let result = if live {
-                    PvcSyncResult {
-                        pair,
-                        node: None,
-                        outcome: PvcSyncOutcome::Skipped(format!(
-                            "not copied: {}",
-                            dr_syncer_core::site::Reason::DestinationActive
-                        )),
-                        duration: std::time::Duration::ZERO,
-                    }
-                } else {
-                    mover.sync_one(pair, on_stage).await
-                };
+                let result = mover.sync_one(pair, on_stage).await;
                 metrics.pvc.concurrent.dec();
                 drop(permit);
                 result
@@ -315,7 +224,7 @@ pub(super) async fn sync_data(
         .await;
 
     for r in results {
-        let key = key_of(&r.pair);
+        let key = volume_key(&r.pair);
         let l = labels(&r.pair);
         let status_labels = |status: &str| PvcStatusLabels {
             namespace: l.namespace.clone(),
@@ -323,93 +232,80 @@ pub(super) async fn sync_data(
             destination_namespace: l.destination_namespace.clone(),
             status: status.into(),
         };
-        let event: (bool, &str, String) = {
-            let mut map = state.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(v) = map.get_mut(&key) else {
-                continue;
-            };
-            v.node = r.node.clone().or(v.node.take());
-            v.duration = Some(super::due::format_duration(r.duration));
-            match r.outcome {
-                PvcSyncOutcome::Synced(stats) => {
-                    v.phase = "Synced".into();
-                    v.percent = Some(100);
-                    v.bytes_transferred = i64::try_from(stats.bytes_sent).ok();
-                    v.files_transferred = i64::try_from(stats.files_transferred).ok();
-                    v.bytes_per_second = Some(stats.bytes_per_second() as i64);
-                    v.last_sync_time = Some(now());
-                    v.consecutive_failures = None;
-                    v.message = None;
-                    metrics
-                        .pvc
-                        .bytes_transferred
-                        .get_or_create(&l)
-                        .inc_by(stats.bytes_sent);
-                    metrics
-                        .pvc
-                        .files_transferred
-                        .get_or_create(&l)
-                        .inc_by(stats.files_transferred);
-                    metrics.pvc.progress_percent.get_or_create(&l).set(100.0);
-                    metrics.pvc.speed.get_or_create(&l).set(stats.bytes_per_second());
-                    metrics
-                        .pvc
-                        .operations
-                        .get_or_create(&status_labels("success"))
-                        .inc();
-                    metrics
-                        .pvc
-                        .duration
-                        .get_or_create(&status_labels("success"))
-                        .observe(r.duration.as_secs_f64());
-                    let note = format!(
-                        "PVC data of {key} copied to {}: {} bytes sent, {} files, {} deleted, from node {} in {}",
-                        v.destination,
-                        stats.bytes_sent,
-                        stats.files_transferred,
-                        stats.files_deleted,
-                        r.node.as_deref().unwrap_or("?"),
-                        v.duration.as_deref().unwrap_or_default()
-                    );
-                    (false, "DataSyncCompleted", note)
-                }
-                PvcSyncOutcome::Skipped(reason) => {
-                    v.phase = "Skipped".into();
-                    v.message = Some(reason.clone());
-                    (false, "DataSyncSkipped", format!("PVC data of {key}: {reason}"))
-                }
-                PvcSyncOutcome::Failed(e) => {
-                    v.phase = "Failed".into();
-                    v.consecutive_failures = Some(v.consecutive_failures.unwrap_or(0) + 1);
-                    v.message = Some(e.to_string());
-                    metrics
-                        .pvc
-                        .operations
-                        .get_or_create(&status_labels("failure"))
-                        .inc();
-                    metrics
-                        .pvc
-                        .duration
-                        .get_or_create(&status_labels("failure"))
-                        .observe(r.duration.as_secs_f64());
-                    warn!(pvc = %key, "PVC data copy failed: {e}");
-                    let category = if e.is_transient() {
-                        FailureCategory::NetworkError
-                    } else {
-                        e.category()
-                    };
-                    outcome.errors.push(run_error(
-                        &r.pair.source_namespace,
-                        &r.pair.destination_namespace,
-                        e.kind(),
-                        category,
-                        format!("PVC data of {key}: {e}"),
-                    ));
-                    (true, "DataSyncFailed", format!("PVC data of {key}: {e}"))
-                }
+        let Some(v) = state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .on_result(&r, now())
+            .cloned()
+        else {
+            continue;
+        };
+        let (warning, reason, note) = match &r.outcome {
+            PvcSyncOutcome::Synced(stats) => {
+                metrics
+                    .pvc
+                    .bytes_transferred
+                    .get_or_create(&l)
+                    .inc_by(stats.bytes_sent);
+                metrics
+                    .pvc
+                    .files_transferred
+                    .get_or_create(&l)
+                    .inc_by(stats.files_transferred);
+                metrics.pvc.progress_percent.get_or_create(&l).set(100.0);
+                metrics.pvc.speed.get_or_create(&l).set(stats.bytes_per_second());
+                metrics
+                    .pvc
+                    .operations
+                    .get_or_create(&status_labels("success"))
+                    .inc();
+                metrics
+                    .pvc
+                    .duration
+                    .get_or_create(&status_labels("success"))
+                    .observe(r.duration.as_secs_f64());
+                let note = format!(
+                    "PVC data of {key} copied to {}: {} bytes sent, {} files, {} deleted, from node {} in {}",
+                    v.destination,
+                    stats.bytes_sent,
+                    stats.files_transferred,
+                    stats.files_deleted,
+                    r.node.as_deref().unwrap_or("?"),
+                    v.duration.as_deref().unwrap_or_default()
+                );
+                (false, "DataSyncCompleted", note)
+            }
+            PvcSyncOutcome::Skipped(reason) => {
+                (false, "DataSyncSkipped", format!("PVC data of {key}: {reason}"))
+            }
+            PvcSyncOutcome::Failed(e) => {
+                metrics
+                    .pvc
+                    .operations
+                    .get_or_create(&status_labels("failure"))
+                    .inc();
+                metrics
+                    .pvc
+                    .duration
+                    .get_or_create(&status_labels("failure"))
+                    .observe(r.duration.as_secs_f64());
+                warn!(pvc = %key, "PVC data copy failed: {e}");
+                let category = if e.is_transient() {
+                    FailureCategory::NetworkError
+                } else {
+                    e.category()
+                };
+                outcome.errors.push(run_error(
+                    &r.pair.source_namespace,
+                    &r.pair.destination_namespace,
+                    e.kind(),
+                    category,
+                    format!("PVC data of {key}: {e}"),
+                ));
+                (true, "DataSyncFailed", format!("PVC data of {key}: {e}"))
             }
         };
-        ctx.event(nm, event.0, event.1, "DataSync", event.2).await;
+        ctx.event(nm, warning, reason, "DataSync", note).await;
     }
     outcome.volumes = snapshot(&state);
     outcome

@@ -1,5 +1,6 @@
 //! When a NamespaceMapping syncs: the pure decision from its mode, status and triggers.
 
+use crate::slots::SyncClass;
 pub use crate::workers::WatchState;
 use std::time::Duration;
 
@@ -48,6 +49,15 @@ impl Reason {
             Reason::Background => "background resync",
             Reason::Changes => "source changes",
         }
+    }
+}
+
+/// The sync slot class of a sync started for `reason` ([`crate::slots`]).
+pub fn class_of(reason: Reason) -> SyncClass {
+    match reason {
+        Reason::Changes => SyncClass::Changes,
+        Reason::Initial | Reason::Manual | Reason::Retry | Reason::Interrupted => SyncClass::Requested,
+        Reason::Schedule | Reason::Background | Reason::Relisted => SyncClass::Periodic,
     }
 }
 

@@ -376,14 +376,7 @@ impl<'a> Runner<'a> {
     ) -> (Vec<VolumeSyncStatus>, Vec<RunError>, bool) {
         let writer = progress::DataProgress::start(self.ctx, &self.nm, running);
         let on_update = |v: Vec<VolumeSyncStatus>| writer.update(v);
-        let copy = super::data::sync_data(
-            self.ctx,
-            &self.nm,
-            &self.clusters,
-            pairs,
-            self.run.key(),
-            &on_update,
-        );
+        let copy = super::data::sync_data(self.ctx, &self.nm, &self.clusters, &self.run, pairs, &on_update);
         let mut handed_back = false;
         let outcome = match watch {
             Some(w) => {
