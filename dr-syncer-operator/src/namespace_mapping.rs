@@ -364,7 +364,11 @@ async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Actio
         );
     };
     // A slot first: change batches before requested syncs before periodic ones (crate::slots).
-    let slot = crate::slots::acquire_counted(&ctx.slots, &ctx.metrics, due::class_of(reason)).await;
+    let Some(slot) = crate::slots::acquire_counted(&ctx.slots, &ctx.metrics, due::class_of(reason)).await
+    else {
+        // The process stops: the sync is the next replica's (or the next start's).
+        return Ok(Action::await_change());
+    };
     info!(reason = reason.describe(), waited = ?slot.waited, "sync");
     let outcome = runner
         .sync(reason, watch.as_deref(), schedule.as_ref(), background)

@@ -273,6 +273,14 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
         },
     );
     let ctx = Arc::new(ctx);
+    {
+        // Stopping (a signal, a lost lease, the end of --once's round): no new sync starts.
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            ctx.slots.close();
+        });
+    }
     let ns = args.watch_namespace.as_deref();
     let wc = watcher::Config::default().any_semantic();
 

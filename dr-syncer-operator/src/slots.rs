@@ -71,6 +71,7 @@ struct Grant {
 
 #[derive(Default)]
 struct State {
+    closed: bool,
     free: usize,
     full_running: usize,
     waiting: Vec<Waiter>,
@@ -113,7 +114,11 @@ impl Drop for Waiting {
 
 /// Wait for a slot of `slots` for a sync of `class`, counted in `metrics` (the queue while it waits, the
 /// time it waited).
-pub async fn acquire_counted(slots: &Arc<SyncSlots>, metrics: &Metrics, class: SyncClass) -> SlotPermit {
+pub async fn acquire_counted(
+    slots: &Arc<SyncSlots>,
+    metrics: &Metrics,
+    class: SyncClass,
+) -> Option<SlotPermit> {
     let labels = ClassLabels {
         class: class.as_str().into(),
     };
@@ -121,10 +126,12 @@ pub async fn acquire_counted(slots: &Arc<SyncSlots>, metrics: &Metrics, class: S
         let _waiting = Waiting::counted(metrics.sync_queue.get_or_create(&labels).clone());
         slots.acquire(class).await
     };
-    metrics
-        .sync_wait
-        .get_or_create(&labels)
-        .observe(slot.waited.as_secs_f64());
+    if let Some(slot) = &slot {
+        metrics
+            .sync_wait
+            .get_or_create(&labels)
+            .observe(slot.waited.as_secs_f64());
+    }
     slot
 }
 
@@ -168,20 +175,24 @@ impl SyncSlots {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wait for a slot for a sync of `class`.
-    pub async fn acquire(self: &Arc<Self>, class: SyncClass) -> SlotPermit {
+    /// Wait for a slot for a sync of `class`; `None` once the slots are closed (the process stops: no
+    /// new sync starts).
+    pub async fn acquire(self: &Arc<Self>, class: SyncClass) -> Option<SlotPermit> {
         let start = Instant::now();
         let full = class != SyncClass::Changes;
         let rx = {
             let mut s = self.lock();
+            if s.closed {
+                return None;
+            }
             if s.waiting.is_empty() && s.free > 0 && (!full || s.full_running < self.full_limit) {
                 s.free -= 1;
                 s.full_running += usize::from(full);
-                return SlotPermit {
+                return Some(SlotPermit {
                     slots: self.clone(),
                     full,
                     waited: Duration::ZERO,
-                };
+                });
             }
             let (tx, rx) = oneshot::channel();
             s.seq += 1;
@@ -196,15 +207,20 @@ impl SyncSlots {
             self.dispatch(&mut s);
             rx
         };
-        match rx.await {
-            Ok(grant) => SlotPermit {
-                slots: self.clone(),
-                full: grant.full,
-                waited: start.elapsed(),
-            },
-            // The slots are gone (never: they live in the context); waiting on is all there is to do.
-            Err(_) => std::future::pending().await,
-        }
+        // (A closed queue drops its waiters: no slot.)
+        let grant = rx.await.ok()?;
+        Some(SlotPermit {
+            slots: self.clone(),
+            full: grant.full,
+            waited: start.elapsed(),
+        })
+    }
+
+    /// Start no more syncs: waiting ones and later ones get no slot (running ones finish).
+    pub fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        s.waiting.clear();
     }
 
     /// How many syncs of `class` wait for a slot.
@@ -267,7 +283,7 @@ mod tests {
         let (release, hold) = oneshot::channel::<()>();
         let (slots, order) = (slots.clone(), order.clone());
         let task = tokio::spawn(async move {
-            let permit = slots.acquire(class).await;
+            let permit = slots.acquire(class).await.expect("open");
             order.lock().unwrap().push(name);
             let _ = hold.await;
             drop(permit);
@@ -392,6 +408,23 @@ mod tests {
         drop(release_next);
         next.await.unwrap();
         assert_eq!(*order.lock().unwrap(), ["running", "next"]);
+        assert_eq!(slots.lock().free, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_slots_start_no_more_syncs() {
+        let slots = SyncSlots::new(1);
+        let running = slots.acquire(SyncClass::Periodic).await.expect("a slot");
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.acquire(SyncClass::Changes).await.is_some() }
+        });
+        settle().await;
+        slots.close();
+        assert!(!waiting.await.unwrap(), "a waiting sync gets no slot once closed");
+        assert!(slots.acquire(SyncClass::Changes).await.is_none());
+        // The running sync finishes and gives its slot back.
+        drop(running);
         assert_eq!(slots.lock().free, 1);
     }
 }
