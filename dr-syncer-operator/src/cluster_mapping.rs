@@ -66,6 +66,10 @@ async fn check_cluster(ctx: &Context, ns: &str, name: &str) -> Result<String, Cl
 /// Reconcile one ClusterMapping.
 #[instrument(skip(cm, ctx), fields(clustermapping = %format!("{}/{}", cm.namespace().unwrap_or_default(), cm.name_any())))]
 pub async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action> {
+    // `--shards`: another replica's.
+    let Some(_shard) = ctx.admit(cm.as_ref()) else {
+        return Ok(Action::await_change());
+    };
     let ns = cm.namespace().unwrap_or_default();
     let old = cm.status.clone().unwrap_or_default();
     let mut status = old.clone();

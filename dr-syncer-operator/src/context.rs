@@ -52,6 +52,8 @@ pub struct Options {
     pub extensions: dr_syncer_core::ops::Extensions,
     /// Syncs at once (`--max-concurrent-syncs`), shared fairly ([`crate::slots`]).
     pub sync_slots: usize,
+    /// `--shards`: the shards this replica holds (`None`: it reconciles everything).
+    pub shards: Option<Arc<crate::shards::Shards>>,
 }
 
 /// `--once`: one reconcile round of the NamespaceMappings present at start; `done` is cancelled when each
@@ -140,6 +142,7 @@ impl Default for Options {
             round: None,
             extensions: dr_syncer_core::ops::Extensions::default(),
             sync_slots: 4,
+            shards: None,
         }
     }
 }
@@ -294,6 +297,18 @@ impl Context {
     /// Check RemoteCluster `rc` now (see [`Context::take_rc_triggers`]).
     pub fn recheck(&self, rc: &RemoteCluster) {
         let _ = self.rc_trigger.send(ObjectRef::from_obj(rc));
+    }
+
+    /// Whether this replica reconciles `obj`: `Some` when it runs unsharded or holds the object's shard
+    /// (the guard keeps the shard from being given back while the reconcile runs), `None` when another
+    /// replica does.
+    pub fn admit<K: Resource>(&self, obj: &K) -> Option<Option<crate::shards::ShardGuard>> {
+        match &self.options.shards {
+            None => Some(None),
+            Some(shards) => shards
+                .admit(obj.meta().uid.as_deref().unwrap_or_default())
+                .map(Some),
+        }
     }
 
     /// The receiving end of [`Context::recheck`], for the RemoteCluster controller (once).

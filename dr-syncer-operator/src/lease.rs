@@ -58,9 +58,29 @@ pub struct LeaderElector {
 
 /// What this process last saw of the Lease: the record and when it last changed.
 #[derive(Debug, Default)]
-struct Observed {
+pub(crate) struct Observed {
     record: Option<(Option<String>, Option<Timestamp>, Option<String>)>,
     since: Option<Instant>,
+}
+
+impl Observed {
+    /// Record `lease` as seen now (as a round of the election does); returns whether its holder is
+    /// live: it has one, and its record changed within the lease's duration.
+    pub(crate) fn see(&mut self, lease: Option<&Lease>) -> Option<String> {
+        let spec = lease.and_then(|l| l.spec.clone()).unwrap_or_default();
+        let record = (
+            spec.holder_identity.clone(),
+            spec.renew_time.as_ref().map(|t| t.0),
+            lease.and_then(|l| l.metadata.resource_version.clone()),
+        );
+        if self.record.as_ref() != Some(&record) {
+            self.record = Some(record);
+            self.since = Some(Instant::now());
+        }
+        let valid_for = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
+        let expired = self.since.is_none_or(|s| s.elapsed() > valid_for);
+        spec.holder_identity.filter(|h| !h.is_empty() && !expired)
+    }
 }
 
 impl LeaderElector {
@@ -165,7 +185,7 @@ impl LeaderElector {
     }
 
     /// One round of the election: `Ok(true)` when this participant holds the Lease afterwards.
-    async fn try_acquire_or_renew(&self, observed: &mut Observed) -> Result<bool, kube::Error> {
+    pub(crate) async fn try_acquire_or_renew(&self, observed: &mut Observed) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let duration_secs = self.timing.lease_duration.as_secs().max(1) as i32;
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {

@@ -23,6 +23,7 @@ pub mod namespace_mapping;
 pub mod remote_cluster;
 pub mod runtime;
 pub mod secure_metrics;
+pub mod shards;
 pub mod slots;
 pub mod workers;
 
@@ -77,7 +78,12 @@ pub struct Args {
     #[arg(long, env = "ENABLE_LEADER_ELECTION", value_parser = parse_bool, default_value = "false",
           num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub leader_elect: bool,
-    /// Name of the leader Lease.
+    /// Spread the work over the replicas in this many shards, each held through a Lease
+    /// (`<leader-election-id>-shard-<i>`): a replica reconciles only the objects of the shards it holds,
+    /// and the others take over a dead replica's shards. Instead of `--leader-elect`; 0: off.
+    #[arg(long, env = "SHARDS", default_value_t = 0, conflicts_with = "leader_elect")]
+    pub shards: u32,
+    /// Name of the leader Lease (and the prefix of the shard Leases).
     #[arg(long, env = "LEADER_ELECTION_ID", default_value = "dr-syncer.io")]
     pub leader_election_id: String,
     /// Namespace of the leader Lease [default: the operator's own namespace (POD_NAMESPACE), else `dr-syncer`].

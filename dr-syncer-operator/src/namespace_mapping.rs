@@ -61,6 +61,11 @@ fn key_of(nm: &NamespaceMapping) -> String {
 #[instrument(skip(nm, ctx), fields(namespacemapping = %key_of(&nm)))]
 pub async fn reconcile(nm: Arc<NamespaceMapping>, ctx: Arc<Context>) -> Result<Action> {
     let key = key_of(&nm);
+    // `--shards`: another replica's mapping (its watches, if this replica had them, stop).
+    let Some(_shard) = ctx.admit(nm.as_ref()) else {
+        ctx.workers.stop(&key);
+        return Ok(Action::await_change());
+    };
     let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &nm.namespace().unwrap_or_default());
     let ctx2 = ctx.clone();
     let result = finalizer(&api, FINALIZER, nm, |event| async move {
@@ -155,6 +160,7 @@ fn schedule_expression(nm: &NamespaceMapping, defaults: &[Option<&str>], fallbac
 }
 
 async fn apply(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Action> {
+    let nm = held::assigned(nm, ctx).await?;
     let result = apply_mapping(nm.clone(), ctx).await;
     if let Some(round) = &ctx.options.round {
         round.finished(&key_of(&nm), result.is_ok() && settled_ok(ctx, &nm).await);

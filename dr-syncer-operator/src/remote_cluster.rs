@@ -75,6 +75,10 @@ pub async fn check(
 /// Reconcile one RemoteCluster.
 #[instrument(skip(rc, ctx), fields(remotecluster = %format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any())))]
 pub async fn reconcile(rc: Arc<RemoteCluster>, ctx: Arc<Context>) -> Result<Action> {
+    // `--shards`: another replica's.
+    let Some(_shard) = ctx.admit(rc.as_ref()) else {
+        return Ok(Action::await_change());
+    };
     let ns = rc.namespace().unwrap_or_default();
     let name = rc.name_any();
     if rc.metadata.deletion_timestamp.is_some() {

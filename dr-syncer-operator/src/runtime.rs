@@ -28,8 +28,13 @@ use tracing::{error, info, warn};
 
 mod endpoints;
 mod lag;
+mod policy;
+mod sharding;
 
-use self::endpoints::{serve_endpoints, start_round};
+use self::{
+    endpoints::{serve_endpoints, start_round},
+    policy::error_policy,
+};
 use crate::{
     Args,
     admin::Readiness,
@@ -37,7 +42,7 @@ use crate::{
     clusters::Clusters,
     context::{Context, Options},
     lease::{LeaderElector, LeaseTiming},
-    metrics::{Metrics, ReconcileErrorLabels},
+    metrics::Metrics,
     namespace_mapping, remote_cluster,
 };
 
@@ -196,23 +201,19 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     // Leadership.
     let stop = shutdown.child_token();
     let lost = CancellationToken::new();
+    let lease_ns = args
+        .leader_election_namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| boundaries.operator_namespace().to_owned());
+    let timing = LeaseTiming {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+    };
     let elector = if args.leader_elect {
-        let ns = args
-            .leader_election_namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| boundaries.operator_namespace().to_owned());
-        let elector = LeaderElector::new(
-            client.clone(),
-            &ns,
-            &args.leader_election_id,
-            &identity,
-            LeaseTiming {
-                lease_duration: args.lease_duration,
-                renew_deadline: args.renew_deadline,
-                retry_period: args.retry_period,
-            },
-        );
+        let ns = lease_ns.clone();
+        let elector = LeaderElector::new(client.clone(), &ns, &args.leader_election_id, &identity, timing);
         if !elector.acquire(&shutdown).await {
             return Ok(ExitCode::SUCCESS);
         }
@@ -230,6 +231,20 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
         None
     };
     metrics.leader.set(1);
+    // --shards: this replica's part of the work, held through Leases.
+    let shards = (args.shards > 0).then(|| crate::shards::Shards::new(args.shards, &identity));
+    let keeper = shards.as_ref().map(|s| {
+        let (lost, stop) = (lost.clone(), stop.clone());
+        sharding::Keeper::start(
+            client.clone(),
+            &lease_ns,
+            &args.leader_election_id,
+            s.clone(),
+            timing,
+            lost,
+            stop,
+        )
+    });
 
     // --once: the mappings present now, each synced once, then a graceful stop.
     let round = if args.once {
@@ -269,6 +284,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
             round: round.clone(),
             extensions,
             sync_slots: usize::from(args.max_concurrent_syncs.max(1)),
+            shards: shards.clone(),
             ..Default::default()
         },
     );
@@ -288,6 +304,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     let rc_trigger_stream = futures::stream::poll_fn(move |cx| rc_triggers.poll_recv(cx));
     let rc_controller = Controller::new(api::<RemoteCluster>(&client, ns), wc.clone())
         .reconcile_on(rc_trigger_stream)
+        .reconcile_all_on(sharding::took_shards(keeper.as_ref()))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(
             remote_cluster::reconcile,
@@ -310,6 +327,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
                 .map(|cm| ObjectRef::from_obj(cm.as_ref()))
                 .collect::<Vec<_>>()
         })
+        .reconcile_all_on(sharding::took_shards(keeper.as_ref()))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(
             cluster_mapping::reconcile,
@@ -330,6 +348,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     lag::spawn_gauge(ctx.clone(), nm_store, stop.clone());
     let nm_controller = nm_controller
         .reconcile_on(trigger_stream)
+        .reconcile_all_on(sharding::took_shards(keeper.as_ref()))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(
             namespace_mapping::reconcile,
@@ -365,6 +384,9 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     // Graceful shutdown: the controllers have finished their running reconciles (bounded below).
     ctx.workers.stop_all();
     metrics.leader.set(0);
+    if let Some(k) = keeper {
+        k.stop().await;
+    }
     if let Some(e) = elector {
         tokio::time::timeout(Duration::from_secs(5), e.release())
             .await
@@ -380,28 +402,4 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn error_policy<K>(
-    controller: &'static str,
-) -> impl Fn(Arc<K>, &crate::error::Error, Arc<Context>) -> kube::runtime::controller::Action
-where
-    K: kube::Resource<DynamicType = ()>,
-{
-    move |obj, err, ctx| {
-        let key = format!(
-            "{controller}:{}/{}",
-            obj.meta().namespace.clone().unwrap_or_default(),
-            obj.meta().name.clone().unwrap_or_default()
-        );
-        warn!(%controller, object = %key, error = %err, "reconcile failed");
-        ctx.metrics
-            .reconcile_errors
-            .get_or_create(&ReconcileErrorLabels {
-                controller: controller.into(),
-                kind: err.kind().into(),
-            })
-            .inc();
-        kube::runtime::controller::Action::requeue(ctx.backoffs.next(&key))
-    }
 }

@@ -607,37 +607,45 @@ async fn helm_installs_over_the_go_charts_crds_upgrades_and_uninstalls() {
     );
 }
 
-/// `ci/flags-values.yaml` sets a value for every operator flag: each flag reaches the Deployment exactly
-/// once (a repeatable one at least once), as an argument or through its environment variable
-/// (`LOG_LEVEL`, …). Flags without a named
-/// value are listed here with the reason.
+/// `ci/flags-values.yaml` sets a value for every operator flag, and `ci/shards-values.yaml` for those that
+/// exclude one of them (`--shards` instead of `--leader-elect`): each flag reaches the Deployment exactly
+/// once (a repeatable one at least once) in one of the two, and never twice, as an argument or through
+/// its environment variable (`LOG_LEVEL`, …). Flags without a named value are listed here with the reason.
 #[test]
 fn every_operator_flag_has_a_chart_value() {
     use clap::CommandFactory;
     let Some(python) = helm_python() else {
         return;
     };
-    let rendered = objects(&rendered(
-        &python,
-        &[
-            "-f",
-            &workspace_root()
-                .join("charts/dr-syncer/ci/flags-values.yaml")
-                .display()
-                .to_string(),
-        ],
-    ));
-    let container = &rendered["Deployment/dr-syncer-operator"]["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
+    let renders: Vec<(Vec<String>, Vec<String>)> = ["flags-values.yaml", "shards-values.yaml"]
         .iter()
-        .map(|a| a.as_str().unwrap())
+        .map(|file| {
+            let rendered = objects(&rendered(
+                &python,
+                &[
+                    "-f",
+                    &workspace_root()
+                        .join("charts/dr-syncer/ci")
+                        .join(file)
+                        .display()
+                        .to_string(),
+                ],
+            ));
+            let container =
+                &rendered["Deployment/dr-syncer-operator"]["spec"]["template"]["spec"]["containers"][0];
+            let args = container["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect();
+            let env = container["env"]
+                .as_array()
+                .map(|e| e.iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default();
+            (args, env)
+        })
         .collect();
-    let env: Vec<&str> = container["env"]
-        .as_array()
-        .map(|e| e.iter().map(|v| v["name"].as_str().unwrap()).collect())
-        .unwrap_or_default();
     // No value of their own: the pod's service account and POD_NAME, printing and exiting, and the
     // one-round mode for Jobs and tests (a Deployment's pod would exit and restart).
     let unvalued = [
@@ -655,22 +663,29 @@ fn every_operator_flag_has_a_chart_value() {
             continue;
         }
         let flag = format!("--{long}");
-        let as_arg = args
-            .iter()
-            .filter(|a| **a == flag || a.starts_with(&format!("{flag}=")))
-            .count();
-        let as_env = arg
-            .get_env()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| env.contains(&e));
         let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
-        let count = as_arg + usize::from(as_env);
-        if count == 0 || (count > 1 && !repeatable) {
-            missing.push(format!("{flag}: {as_arg} args, env {as_env}"));
+        let counts: Vec<usize> = renders
+            .iter()
+            .map(|(args, env)| {
+                let as_arg = args
+                    .iter()
+                    .filter(|a| **a == flag || a.starts_with(&format!("{flag}=")))
+                    .count();
+                let as_env = arg
+                    .get_env()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| env.iter().any(|v| v == e));
+                as_arg + usize::from(as_env)
+            })
+            .collect();
+        let once = counts.iter().any(|c| *c == 1 || (repeatable && *c > 1));
+        let twice = !repeatable && counts.iter().any(|c| *c > 1);
+        if !once || twice {
+            missing.push(format!("{flag}: {counts:?} in the two renders"));
         }
     }
     assert!(
         missing.is_empty(),
-        "flags without exactly one chart value: {missing:#?}\nargs: {args:?}\nenv: {env:?}"
+        "flags without exactly one chart value: {missing:#?}\nrenders: {renders:?}"
     );
 }

@@ -82,7 +82,8 @@ operator's own defaults apply. Numbers go through int64 so that large values are
 {{- $v := .Values -}}
 {{- $o := .Values.operator -}}
 {{- $args := list -}}
-{{- if $v.leaderElection.enabled }}{{ $args = append $args "--leader-elect" }}{{ end -}}
+{{- if and $v.leaderElection.enabled (not $o.shards) }}{{ $args = append $args "--leader-elect" }}{{ end -}}
+{{- with $o.shards }}{{ $args = append $args (printf "--shards=%d" (int64 .)) }}{{ end -}}
 {{- with $v.leaderElection.id }}{{ $args = append $args (printf "--leader-election-id=%s" .) }}{{ end -}}
 {{- with $v.leaderElection.namespace }}{{ $args = append $args (printf "--leader-election-namespace=%s" .) }}{{ end -}}
 {{- with $v.leaderElection.leaseDuration }}{{ $args = append $args (printf "--lease-duration=%s" .) }}{{ end -}}
@@ -133,8 +134,8 @@ operator's own defaults apply. Numbers go through int64 so that large values are
 Fail early on combinations that would break the operator.
 */}}
 {{- define "dr-syncer.validate" -}}
-{{- if and (gt (int64 .Values.replicas) 1) (not .Values.leaderElection.enabled) -}}
-{{- fail "replicas > 1 needs leaderElection.enabled: two replicas without leader election would both sync every mapping" -}}
+{{- if and (gt (int64 .Values.replicas) 1) (not .Values.leaderElection.enabled) (not .Values.operator.shards) -}}
+{{- fail "replicas > 1 needs leaderElection.enabled or operator.shards: two replicas without either would both sync every mapping" -}}
 {{- end -}}
 {{- if and .Values.serviceMonitor.enabled (not (and .Values.metrics.enabled .Values.metrics.service.enabled)) -}}
 {{- fail "serviceMonitor.enabled needs metrics.enabled and metrics.service.enabled" -}}

@@ -204,3 +204,36 @@ pub(super) async fn hold_without_source(
     }
     Ok(Some(Action::requeue(HELD_RECHECK)))
 }
+
+/// `--shards`: the `Assigned` condition says which shard the mapping is in and which replica holds it
+/// (written when that changes); returns the mapping with it.
+pub(super) async fn assigned(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Arc<NamespaceMapping>> {
+    let Some(shards) = &ctx.options.shards else {
+        return Ok(nm);
+    };
+    let shard = shards.shard_of(nm.meta().uid.as_deref().unwrap_or_default());
+    let message = format!(
+        "shard {shard} of {}, reconciled by replica {}",
+        shards.count(),
+        shards.identity()
+    );
+    let old = nm.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let mut conds = status.conditions.take().unwrap_or_default();
+    conditions::set(
+        &mut conds,
+        "Assigned",
+        true,
+        "ShardHeld",
+        message,
+        nm.meta().generation,
+    );
+    status.conditions = Some(conds);
+    if status.conditions == old.conditions {
+        return Ok(nm);
+    }
+    write_status(ctx, &nm, Some(&old), &status).await?;
+    let mut updated = (*nm).clone();
+    updated.status = Some(status);
+    Ok(Arc::new(updated))
+}
