@@ -5,7 +5,7 @@
 //!   policy, site checks, deleting what it synced), as the operator runs it.
 //! - [`drill`]: the DR drill's steps (stage, cutover, failback, promote, fence, status), as the CLI
 //!   runs them.
-//! - [`preflight`]: the checks before a drill step.
+//! - [`mod@preflight`]: the checks before a drill step.
 //! - [`volume`]: the PVC data seam [`VolumeSync`]; [`pvc_sync`] (feature `data`): the built-in data
 //!   mover behind it (agents, grants, mover pods, locks).
 //! - [`Extensions`]: what a builder of the bundled binaries adds (transformers, a data seam).

@@ -80,8 +80,9 @@ pub struct Args {
     pub leader_elect: bool,
     /// Spread the work over the replicas in this many shards, each held through a Lease
     /// (`<leader-election-id>-shard-<i>`): a replica reconciles only the objects of the shards it holds,
-    /// and the others take over a dead replica's shards. Instead of `--leader-elect`; 0: off.
-    #[arg(long, env = "SHARDS", default_value_t = 0, conflicts_with = "leader_elect")]
+    /// and the others take over a dead replica's shards. Instead of `--leader-elect` (and not with
+    /// `--once`, whose round is every mapping); 0: off.
+    #[arg(long, env = "SHARDS", default_value_t = 0, conflicts_with_all = ["leader_elect", "once"])]
     pub shards: u32,
     /// Name of the leader Lease (and the prefix of the shard Leases).
     #[arg(long, env = "LEADER_ELECTION_ID", default_value = "dr-syncer.io")]

@@ -171,11 +171,18 @@ fn name_part(identity: &str) -> String {
             }
         })
         .collect();
-    cleaned
+    let part: String = cleaned
         .trim_matches(|c| c == '-' || c == '.')
         .chars()
         .take(200)
-        .collect()
+        .collect();
+    // (Cut at 200, it may end in a separator again; a name must end in a letter or digit.)
+    let part = part.trim_end_matches(['-', '.']);
+    if part.is_empty() {
+        "replica".into()
+    } else {
+        part.to_owned()
+    }
 }
 
 impl std::fmt::Debug for ShardKeeper {
@@ -356,6 +363,7 @@ mod tests {
         );
         assert_eq!(name_part("Node_1:Operator"), "node-1-operator");
         assert_eq!(name_part("-a.b-"), "a.b");
+        assert_eq!(name_part("__"), "replica");
     }
 
     #[test]

@@ -35,3 +35,22 @@ fn unknown_flag_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
 }
+
+/// `--shards` replaces leader election, and `--once`'s round is every mapping: either with it is refused
+/// before anything runs.
+#[test]
+fn shards_exclude_leader_election_and_once() {
+    for other in ["--leader-elect", "--once"] {
+        let out = Command::new(BIN)
+            .args(["--shards", "4", other])
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{other}: {stderr}");
+        assert!(
+            stderr.contains("--shards") && stderr.contains(other),
+            "{other}: {stderr}"
+        );
+    }
+}

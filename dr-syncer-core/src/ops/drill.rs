@@ -217,7 +217,7 @@ impl Drill {
         &self.target
     }
 
-    /// Check what the drill needs before writing anything (see [`super::preflight`]).
+    /// Check what the drill needs before writing anything (see [`super::preflight()`]).
     ///
     /// # Errors
     /// When the clusters cannot be asked at all.
