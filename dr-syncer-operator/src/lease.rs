@@ -64,9 +64,10 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    /// Record `lease` as seen now (as a round of the election does); returns whether its holder is
-    /// live: it has one, and its record changed within the lease's duration.
-    pub(crate) fn see(&mut self, lease: Option<&Lease>) -> Option<String> {
+    /// Record `lease` as seen now; returns its holder while that is live: it has one, and the record
+    /// (holder, renew time, resourceVersion) changed within the lease's duration (`default_duration`
+    /// when the Lease names none), as observed by this process.
+    pub(crate) fn see(&mut self, lease: Option<&Lease>, default_duration: Duration) -> Option<String> {
         let spec = lease.and_then(|l| l.spec.clone()).unwrap_or_default();
         let record = (
             spec.holder_identity.clone(),
@@ -77,7 +78,9 @@ impl Observed {
             self.record = Some(record);
             self.since = Some(Instant::now());
         }
-        let valid_for = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
+        let valid_for = spec
+            .lease_duration_seconds
+            .map_or(default_duration, |s| Duration::from_secs(s.max(1) as u64));
         let expired = self.since.is_none_or(|s| s.elapsed() > valid_for);
         spec.holder_identity.filter(|h| !h.is_empty() && !expired)
     }
@@ -210,21 +213,12 @@ impl LeaderElector {
             };
         };
         let spec = lease.spec.clone().unwrap_or_default();
-        let record = (
-            spec.holder_identity.clone(),
-            spec.renew_time.as_ref().map(|t| t.0),
-            lease.metadata.resource_version.clone(),
+        let live = observed.see(
+            Some(&lease),
+            self.timing.lease_duration.max(Duration::from_secs(1)),
         );
-        if observed.record.as_ref() != Some(&record) {
-            observed.record = Some(record);
-            observed.since = Some(Instant::now());
-        }
-        let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
-        let held_by_me = holder == Some(self.identity.as_str());
-        let valid_for =
-            Duration::from_secs(spec.lease_duration_seconds.unwrap_or(duration_secs).max(1) as u64);
-        let expired = observed.since.is_none_or(|s| s.elapsed() > valid_for);
-        if !held_by_me && holder.is_some() && !expired {
+        let held_by_me = spec.holder_identity.as_deref() == Some(self.identity.as_str());
+        if live.is_some_and(|h| h != self.identity) {
             return Ok(false);
         }
         let new_spec = lease.spec.get_or_insert_with(Default::default);

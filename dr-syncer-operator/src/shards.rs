@@ -282,13 +282,20 @@ impl ShardKeeper {
                         .iter()
                         .filter(|(n, _)| n.starts_with(&format!("{}member-", self.prefix)))
                     {
-                        if let Some(holder) = members.entry(name.clone()).or_default().see(Some(lease)) {
+                        if let Some(holder) = members
+                            .entry(name.clone())
+                            .or_default()
+                            .see(Some(lease), self.timing.lease_duration)
+                        {
                             holders.insert(holder);
                         }
                     }
                     for (i, seen) in observed.iter_mut().enumerate() {
                         // (The electors' own observations: a shard seen expired here is one they may take.)
-                        match seen.see(by_name.get(&format!("{}{i}", self.prefix))) {
+                        match seen.see(
+                            by_name.get(&format!("{}{i}", self.prefix)),
+                            self.timing.lease_duration,
+                        ) {
                             Some(holder) => {
                                 holders.insert(holder);
                             }
