@@ -18,7 +18,6 @@
 
 use std::{
     path::PathBuf,
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -39,28 +38,17 @@ const MAPPINGS: usize = 30;
 const OBJECTS: usize = 50;
 
 fn start(bin: &PathBuf, id: &Identity, lease_id: &str) -> Operator {
-    Operator(
-        Command::new(bin)
-            .env("KUBECONFIG", &id.kubeconfig)
-            .env("POD_NAMESPACE", NS)
-            .args([
-                "--metrics-bind-address",
-                "0",
-                "--health-probe-bind-address",
-                "0",
-                "--log-level",
-                "warn",
-                "--shards",
-                "6",
-                "--leader-election-id",
-                lease_id,
-                "--identity",
-                &id.user,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the operator"),
+    start_operator_as(
+        bin,
+        id,
+        &[
+            "--shards",
+            "6",
+            "--leader-election-id",
+            lease_id,
+            "--identity",
+            &id.user,
+        ],
     )
 }
 

@@ -108,9 +108,15 @@ impl Drop for Operator {
 }
 
 pub(crate) fn start_operator(bin: &PathBuf, env: &Env) -> Operator {
+    start_operator_as(bin, &env.op_id, &[])
+}
+
+/// The operator as `id` on the controller cluster (its Leases and writes are its own), with `extra` flags.
+pub(crate) fn start_operator_as(bin: &PathBuf, id: &Identity, extra: &[&str]) -> Operator {
     Operator(
         Command::new(bin)
-            .env("KUBECONFIG", &env.op_id.kubeconfig)
+            .env("KUBECONFIG", &id.kubeconfig)
+            .env("POD_NAMESPACE", NS)
             .args([
                 "--metrics-bind-address",
                 "0",
@@ -119,6 +125,7 @@ pub(crate) fn start_operator(bin: &PathBuf, env: &Env) -> Operator {
                 "--log-level",
                 "warn",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
