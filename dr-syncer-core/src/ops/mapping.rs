@@ -54,6 +54,11 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Objects applied in parallel within one sync, unless the host says otherwise.
+pub const DEFAULT_APPLY_CONCURRENCY: usize = 64;
+/// How long the object sync of one namespace pair may take, unless the host says otherwise.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// What a process running many mappings shares between their runs. [`Host::default`] is what the
 /// bundled operator uses without flags: the built-in transformer chain (which keeps the DR side quiet),
 /// no protected namespaces beyond the built-in ones, 64 objects in parallel, 30 minutes per pair.
@@ -97,8 +102,8 @@ impl Default for Host {
             boundaries: Boundaries::default(),
             ledger: Arc::default(),
             chain: TransformerChain::builtin(),
-            apply_concurrency: 64,
-            sync_timeout: Duration::from_secs(30 * 60),
+            apply_concurrency: DEFAULT_APPLY_CONCURRENCY,
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
         }
     }
 }
