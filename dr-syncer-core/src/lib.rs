@@ -45,6 +45,7 @@ pub mod source;
 pub mod ssh;
 pub mod transform;
 pub mod version;
+pub mod watches;
 
 pub use error::{Error, Result};
 

@@ -13,7 +13,8 @@ pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
 /// What to read: types within one namespace (or cluster-scoped types when `namespace` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceScope {
-    /// The namespace, or `None` for cluster-scoped types (e.g. CRDs).
+    /// The namespace, or `None` for cluster-scoped types (e.g. CRDs); a watch or list of a namespaced type
+    /// with `None` reads it across all namespaces.
     pub namespace: Option<String>,
     /// The types to read, already resolved by [`crate::selection`].
     pub types: Vec<ResourceType>,
@@ -92,6 +93,14 @@ impl SourceError {
     pub fn with_cause(mut self, cause: std::sync::Arc<dyn std::error::Error + Send + Sync>) -> Self {
         self.cause = Some(cause);
         self
+    }
+
+    /// Whether the API server refused the request as forbidden (403): the identity lacks a permission.
+    pub fn is_forbidden(&self) -> bool {
+        self.cause
+            .as_deref()
+            .and_then(|c| c.downcast_ref::<kube::core::Status>())
+            .is_some_and(|s| s.code == 403)
     }
 
     /// The same error in `category`.

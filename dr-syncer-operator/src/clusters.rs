@@ -10,8 +10,9 @@ use std::{
 use dr_syncer_core::{
     api::{ClusterMapping, NamespaceMapping, RemoteCluster},
     boundaries::Boundaries,
-    kube::{Calls, ClientOptions, ClusterConfig, KubeconfigSource, connect, discover},
+    kube::{Calls, ClientOptions, ClusterConfig, KubeSource, KubeconfigSource, connect, discover},
     resource::ResourceType,
+    watches::SharedWatches,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
@@ -35,6 +36,8 @@ pub struct ClusterHandle {
     discovery: tokio::sync::Mutex<Option<(Instant, Arc<Vec<ResourceType>>)>>,
     /// Counters already exported as metrics: (retries, throttled).
     pub exported: Mutex<(u64, u64)>,
+    /// The cluster's watches, shared by every continuous mapping reading it: one per type.
+    pub watches: SharedWatches,
 }
 
 impl std::fmt::Debug for ClusterHandle {
@@ -335,10 +338,12 @@ impl Clusters {
                 other => other.kind().to_owned(),
             },
         })?;
+        let calls = self.options.calls();
         let handle = Arc::new(ClusterHandle {
             name: format!("{rc_ns}/{rc_name}"),
+            watches: SharedWatches::new(Arc::new(KubeSource::new(client.clone(), calls.clone()))),
             client,
-            calls: self.options.calls(),
+            calls,
             discovery: tokio::sync::Mutex::new(None),
             exported: Mutex::new((0, 0)),
         });

@@ -216,9 +216,18 @@ async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Actio
         );
         status.conditions = Some(conds);
         status.next_sync_time = None;
+        status::set_watching(&mut status, None, nm.meta().generation);
         write_status(ctx, &nm, Some(&old), &status).await?;
         return Ok(Action::await_change());
     }
+    let watches = nm.spec.replication_mode == ReplicationMode::Continuous
+        && nm.spec.continuous.as_ref().is_none_or(|c| c.watch_resources);
+    let nm = if watches {
+        nm
+    } else {
+        ctx.workers.stop(&key);
+        held::not_watching(nm, ctx).await?
+    };
     let clusters = match clusters::Clusters::resolve(ctx, &nm).await {
         Ok(c) => c,
         Err(e @ ClusterError::IdentityChanged { .. }) => {
@@ -293,12 +302,9 @@ async fn apply_mapping(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Actio
         }
         Err(e) => return Err(e),
     };
-    let watch = if nm.spec.replication_mode == ReplicationMode::Continuous
-        && nm.spec.continuous.as_ref().is_none_or(|c| c.watch_resources)
-    {
+    let watch = if watches {
         Some(runner.ensure_watches()?)
     } else {
-        ctx.workers.stop(&key);
         None
     };
     let status = nm.status.clone().unwrap_or_default();

@@ -1,7 +1,10 @@
-//! Continuous mode: exactly one watch set per NamespaceMapping.
+//! Continuous mode: one worker per NamespaceMapping, reading the source cluster's shared watches.
 //!
-//! A worker watches the mapping's selected types in each of its source namespaces (and, with a
-//! `namespaceSelector`, the source Namespaces matching it). It buffers what it sees — the latest state of
+//! A worker subscribes to the mapping's selected types in each of its source namespaces (and, with a
+//! `namespaceSelector`, to the source Namespaces, filtered by it) through the source cluster's
+//! [`SharedWatches`]: one watch per type for every mapping reading that cluster, so the watches grow with
+//! clusters × types, not with mappings (an identity confined to namespaces gets one per namespace and
+//! type, and the mapping's `Watching` condition says so). It buffers what it sees — the latest state of
 //! each changed object, or "a (re)list finished, compare everything" — and asks the controller to
 //! reconcile the mapping; the reconcile takes the buffer and syncs (incrementally, or in full after a
 //! list). Syncing stays in the reconcile, so it is serialised per mapping with every other sync and
@@ -10,7 +13,7 @@
 //!
 //! A worker is replaced when the mapping's watch configuration changes (its fingerprint: generation,
 //! clusters, namespaces, types) and stopped when the mapping leaves continuous mode, is paused or deleted:
-//! stopping cancels its tasks, which drops their watch streams (and so closes the watch requests).
+//! stopping cancels its tasks, which drops their subscriptions (a shared watch closes with its last one).
 
 use std::{
     collections::HashMap,
@@ -19,17 +22,15 @@ use std::{
 
 use dr_syncer_core::{
     api::NamespaceMapping,
-    engine::Change,
-    kube::{KubeSource, selector_string},
+    engine::{Change, namespace_type},
+    matching::selector_matches,
     resource::ResourceType,
-    source::{ResourceSource, SourceEvent, SourceObject, SourceScope},
+    source::{SourceEvent, SourceObject},
+    watches::SharedWatches,
 };
 use futures::StreamExt;
-use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::LabelSelector};
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
@@ -37,29 +38,6 @@ use tracing::{Instrument, debug, info_span, warn};
 mod buffer;
 
 pub use self::buffer::{WatchBuffer, WatchState};
-
-fn seen_key(o: &SourceObject) -> (String, String) {
-    (
-        o.resource.group_kind(),
-        o.object.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
-/// A fingerprint of what a sync could replicate of `o`: everything but `status` and the metadata the
-/// server maintains (resourceVersion, generation, managedFields, timestamps).
-fn fingerprint(o: &SourceObject) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut obj = o.object.clone();
-    obj.metadata.resource_version = None;
-    obj.metadata.generation = None;
-    obj.metadata.managed_fields = None;
-    if let Some(body) = obj.data.as_object_mut() {
-        body.remove("status");
-    }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(&obj).unwrap_or_default().hash(&mut h);
-    h.finish()
-}
 
 fn object_of(c: &Change) -> &SourceObject {
     match c {
@@ -131,10 +109,8 @@ impl Notifier {
 pub struct WatchSpec {
     /// The mapping.
     pub mapping: ObjectRef<NamespaceMapping>,
-    /// The source cluster.
-    pub source: KubeSource,
-    /// Its client (for the Namespace watch).
-    pub client: Client,
+    /// The source cluster's watches.
+    pub watches: SharedWatches,
     /// Source namespaces.
     pub namespaces: Vec<String>,
     /// Types to watch in each.
@@ -242,12 +218,9 @@ fn spawn(
         window: spec.window,
         pending: Arc::default(),
     };
+    buffer.read_through(spec.watches.clone(), spec.types.clone());
     for ns in &spec.namespaces {
-        let scope = SourceScope {
-            namespace: Some(ns.clone()),
-            types: spec.types.clone(),
-        };
-        let mut stream = spec.source.watch(&scope);
+        let mut stream = spec.watches.subscribe(Some(ns), &spec.types);
         let (buffer, notifier, cancel, ns) = (buffer.clone(), notifier.clone(), cancel.clone(), ns.clone());
         let types = spec.types.len();
         let span = info_span!("watch", mapping = %key, namespace = %ns);
@@ -257,14 +230,12 @@ fn spawn(
                 let mut listing: Vec<ResourceType> = Vec::new();
                 // Types that have not finished their first list: the first full sync waits for all.
                 let mut first_lists = types;
-                // What each object looked like last, without what the server alone changes (status,
-                // resourceVersion …): an event that changes nothing else is not a change to replicate.
-                let mut seen: HashMap<(String, String), u64> = HashMap::new();
                 loop {
                     let event = tokio::select! {
                         () = cancel.cancelled() => break,
                         e = stream.next() => e,
                     };
+                    // (Events that change nothing a sync could copy were dropped by the shared watch.)
                     let notify = match event {
                         None => break,
                         Some(Err(e)) => {
@@ -285,21 +256,12 @@ fn spawn(
                                 false
                             }
                         }
-                        Some(Ok(SourceEvent::Applied(o))) if listing.contains(&o.resource) => {
-                            seen.insert(seen_key(&o), fingerprint(&o));
-                            false
-                        }
+                        Some(Ok(SourceEvent::Applied(o))) if listing.contains(&o.resource) => false,
                         Some(Ok(SourceEvent::Applied(o))) => {
-                            let fp = fingerprint(&o);
-                            if seen.insert(seen_key(&o), fp) == Some(fp) {
-                                false
-                            } else {
-                                buffer.record(&ns, Change::Applied(o));
-                                true
-                            }
+                            buffer.record(&ns, Change::Applied(o));
+                            true
                         }
                         Some(Ok(SourceEvent::Deleted(o))) => {
-                            seen.remove(&seen_key(&o));
                             buffer.record(&ns, Change::Deleted(o));
                             true
                         }
@@ -314,33 +276,55 @@ fn spawn(
         );
     }
     if let Some(sel) = spec.namespace_selector {
-        let api: Api<Namespace> = Api::all(spec.client.clone());
-        let config = watcher::Config::default().labels(&selector_string(&sel));
-        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut stream = spec.watches.subscribe(None, &[namespace_type()]);
         tokio::spawn(
             async move {
                 let mut initial = true;
+                // The source Namespaces matching the selector, as last seen.
+                let mut matching: std::collections::HashSet<String> = std::collections::HashSet::new();
                 loop {
                     let event = tokio::select! {
                         () = cancel.cancelled() => break,
                         e = stream.next() => e,
                     };
-                    match event {
+                    let changed = match event {
                         None => break,
-                        Some(Ok(watcher::Event::InitDone)) => initial = false,
-                        Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) if !initial => {
-                            // The set of namespaces may have changed: the reconcile recomputes it.
-                            buffer.relisted();
-                            if !notifier.notify() {
-                                break;
+                        Some(Ok(SourceEvent::Resynced(_))) => {
+                            initial = false;
+                            false
+                        }
+                        Some(Ok(SourceEvent::Applied(o))) => {
+                            let name = name_of(&o);
+                            let labels = o.object.metadata.labels.clone().unwrap_or_default();
+                            if selector_matches(&sel, &labels) {
+                                // Any change of a selected namespace (e.g. it is being deleted).
+                                matching.insert(name);
+                                true
+                            } else {
+                                matching.remove(&name)
                             }
                         }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => warn!(error = %e, "namespace watch error (the watch resumes)"),
+                        Some(Ok(SourceEvent::Deleted(o))) => matching.remove(&name_of(&o)),
+                        Some(Ok(SourceEvent::Relisting(_))) => false,
+                        Some(Err(e)) => {
+                            warn!(error = %e, "namespace watch error (the watch resumes)");
+                            false
+                        }
+                    };
+                    // The set of namespaces changed: the reconcile recomputes it.
+                    if changed && !initial {
+                        buffer.relisted();
+                        if !notifier.notify() {
+                            break;
+                        }
                     }
                 }
             }
             .instrument(info_span!("watch-namespaces", mapping = %key)),
         );
     }
+}
+
+fn name_of(o: &SourceObject) -> String {
+    o.object.metadata.name.clone().unwrap_or_default()
 }

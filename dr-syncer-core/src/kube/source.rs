@@ -75,6 +75,21 @@ fn watch_error_is_transient(e: &watcher::Error) -> bool {
     }
 }
 
+/// A watcher error as a [`SourceError`], with the API server's answer as its cause (so a caller can tell
+/// a 403 from the rest: see [`SourceError::is_forbidden`]).
+fn watch_error(rt: &ResourceType, e: &watcher::Error) -> SourceError {
+    let err = SourceError::new(format!("watch {rt}"), e.to_string(), watch_error_is_transient(e));
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => err
+            .with_category(super::calls::category_of(k))
+            .with_cause(crate::error::kube_api::cause_of(k)),
+        watcher::Error::WatchError(status) => err.with_cause(std::sync::Arc::new(status.as_ref().clone())),
+        _ => err,
+    }
+}
+
 /// A label selector in the API's query syntax (`app=web,tier in (a,b),!legacy`).
 pub fn selector_string(sel: &LabelSelector) -> String {
     let mut parts: Vec<String> = sel
@@ -149,11 +164,7 @@ impl ResourceSource for KubeSource {
                             Ok(SourceEvent::Applied(obj(o)))
                         }
                         Ok(watcher::Event::Delete(o)) => Ok(SourceEvent::Deleted(obj(o))),
-                        Err(e) => Err(SourceError::new(
-                            format!("watch {rt}"),
-                            e.to_string(),
-                            watch_error_is_transient(&e),
-                        )),
+                        Err(e) => Err(watch_error(&rt, &e)),
                     }
                 })
                 .boxed()

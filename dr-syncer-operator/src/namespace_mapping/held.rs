@@ -237,3 +237,17 @@ pub(super) async fn assigned(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result
     updated.status = Some(status);
     Ok(Arc::new(updated))
 }
+
+/// A mapping that no longer watches its source (it left continuous mode): its `Watching` condition goes.
+pub(super) async fn not_watching(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result<Arc<NamespaceMapping>> {
+    let old = nm.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    super::status::set_watching(&mut status, None, nm.meta().generation);
+    if status.conditions == old.conditions {
+        return Ok(nm);
+    }
+    write_status(ctx, &nm, Some(&old), &status).await?;
+    let mut updated = (*nm).clone();
+    updated.status = Some(status);
+    Ok(Arc::new(updated))
+}

@@ -162,8 +162,7 @@ impl<'a> Runner<'a> {
         );
         let spec = WatchSpec {
             mapping: ObjectRef::from_obj(self.nm.as_ref()),
-            source: self.run.source_reader(),
-            client: self.clusters.source.client.clone(),
+            watches: self.clusters.source.watches.clone(),
             namespaces: self.run.pairs().iter().map(|(s, _)| s.clone()).collect(),
             types: self.run.types().to_vec(),
             namespace_selector: self
@@ -297,6 +296,9 @@ impl<'a> Runner<'a> {
             outcome.retry = old.retry_status.clone();
         }
         let mut status = after_sync(&old, &outcome, nm.meta().generation);
+        let per_namespace: Option<Vec<String>> =
+            watch.map(|w| w.per_namespace().iter().map(ToString::to_string).collect());
+        super::status::set_watching(&mut status, per_namespace.as_deref(), nm.meta().generation);
         if let Some(v) = data_volumes {
             status.data_sync = Some(v);
         }

@@ -72,6 +72,44 @@ impl Outcome {
     }
 }
 
+/// Condition `Watching` of a continuous mapping: whether its source changes arrive through the source
+/// cluster's shared watches (one per type) or, for the types in `per_namespace`, through a watch per
+/// namespace because the source identity may not watch them cluster-wide. `None`: the mapping does not
+/// watch (the condition goes).
+pub fn set_watching(
+    s: &mut NamespaceMappingStatus,
+    per_namespace: Option<&[String]>,
+    generation: Option<i64>,
+) {
+    let conds = s.conditions.get_or_insert_with(Vec::new);
+    match per_namespace {
+        None => conditions::remove(conds, "Watching"),
+        Some([]) => conditions::set(
+            conds,
+            "Watching",
+            true,
+            "SharedWatches",
+            "changes arrive through the source cluster's shared watches (one per type for all mappings)",
+            generation,
+        ),
+        Some(types) => conditions::set(
+            conds,
+            "Watching",
+            true,
+            "PerNamespaceWatches",
+            format!(
+                "the source identity may not watch {} across namespaces: they are watched in each namespace \
+                 (one watch per namespace and type; grant cluster-wide list/watch to share one per type)",
+                types.join(", ")
+            ),
+            generation,
+        ),
+    }
+    if s.conditions.as_ref().is_some_and(Vec::is_empty) {
+        s.conditions = None;
+    }
+}
+
 /// Objects the sync tried to bring over (everything but what selection or a transformer left out).
 fn tried(k: &KindStats) -> u32 {
     k.total() - k.excluded

@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use dr_syncer_core::{engine::Change, kube::KubeApplier};
+use dr_syncer_core::{engine::Change, kube::KubeApplier, resource::ResourceType, watches::SharedWatches};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{change_key, object_of};
@@ -54,9 +54,25 @@ pub struct WatchBuffer {
     deferred: Mutex<Option<dr_syncer_core::api::NamespaceMappingStatus>>,
     /// Signalled when a change is recorded (for the batches that run while PVC data is copied).
     news: tokio::sync::Notify,
+    /// The shared watches the worker reads, and its types.
+    reads: std::sync::OnceLock<(SharedWatches, Vec<ResourceType>)>,
 }
 
 impl WatchBuffer {
+    /// Record which watches the worker reads (once, when it starts).
+    pub(super) fn read_through(&self, watches: SharedWatches, types: Vec<ResourceType>) {
+        let _ = self.reads.set((watches, types));
+    }
+
+    /// The worker's types watched per namespace rather than across the cluster (the source identity
+    /// may not watch them cluster-wide).
+    pub fn per_namespace(&self) -> Vec<ResourceType> {
+        self.reads
+            .get()
+            .map(|(watches, types)| watches.per_namespace(types))
+            .unwrap_or_default()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
