@@ -24,16 +24,15 @@
 
 use std::{
     path::PathBuf,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use dr_syncer_testenv::create_namespace;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
     api::{Patch, PatchParams},
-    runtime::{WatchStreamExt, watcher},
+    runtime::watcher,
 };
 use serde_json::json;
 
@@ -41,10 +40,6 @@ use serde_json::json;
 mod operator_env;
 
 use operator_env::*;
-
-fn now_micros() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()
-}
 
 async fn latency(env: &Env, rate: u32) {
     let src = create_namespace(&env.prod.client(), "lat").await.unwrap();
@@ -59,27 +54,12 @@ async fn latency(env: &Env, rate: u32) {
         wait_count(&env.dr.client(), &src, 100, Duration::from_secs(120)).await,
         "initial copy"
     );
-    // Arrivals on the DR side.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
-    let dr_api: Api<ConfigMap> = Api::namespaced(env.dr.client(), &src);
-    let watch = tokio::spawn(async move {
-        let mut s = watcher(dr_api, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(item) = s.next().await {
-            let Ok(cm) = item else { continue };
-            let now = now_micros();
-            if let Some(sent) = cm
-                .data
-                .and_then(|d| d.get("v").cloned())
-                .and_then(|v| v.parse::<u128>().ok())
-                && sent > 0
-            {
-                let _ = tx.send((now.saturating_sub(sent)) as f64 / 1e6);
-            }
-        }
-    });
+    // Arrivals on the DR side (the initial copy's values are 0).
+    let (watch, mut rx) = arrivals(
+        Api::namespaced(env.dr.client(), &src),
+        watcher::Config::default(),
+        1,
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let api: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
     let total = rate * 20;

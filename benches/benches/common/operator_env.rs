@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client,
     api::{ListParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
 
@@ -25,6 +26,7 @@ pub(crate) struct Env {
     pub(crate) prod: ControlPlane,
     pub(crate) dr: ControlPlane,
     pub(crate) op_id: Identity,
+    pub(crate) prod_id: Identity,
     pub(crate) dr_id: Identity,
 }
 
@@ -94,6 +96,7 @@ pub(crate) async fn env() -> Env {
         prod,
         dr,
         op_id,
+        prod_id,
         dr_id,
     }
 }
@@ -215,4 +218,40 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
+}
+
+pub(crate) fn now_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+/// Arrivals on the DR side: for each ConfigMap `api` (with `config`) sees whose `data.v` is a write time
+/// (microseconds) at or after `since`, the seconds from that write to now. Stops with the returned task.
+pub(crate) fn arrivals(
+    api: Api<ConfigMap>,
+    config: watcher::Config,
+    since: u128,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<f64>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    let task = tokio::spawn(async move {
+        let mut s = watcher(api, config).default_backoff().applied_objects().boxed();
+        while let Some(item) = s.next().await {
+            let Ok(cm) = item else { continue };
+            let now = now_micros();
+            if let Some(sent) = cm
+                .data
+                .and_then(|d| d.get("v").cloned())
+                .and_then(|v| v.parse::<u128>().ok())
+                && sent >= since
+            {
+                let _ = tx.send((now.saturating_sub(sent)) as f64 / 1e6);
+            }
+        }
+    });
+    (task, rx)
 }

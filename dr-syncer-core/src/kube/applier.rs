@@ -54,6 +54,13 @@ type CacheKey = (String, Option<String>);
 /// too) and the time in `dr-syncer.io/last-synced`. Live objects are held (and returned by
 /// [`Applier::live`]) without `metadata.managedFields`.
 ///
+/// # Compact caches
+/// An applier kept between syncs (continuous mode keeps one per DR namespace) can be compacted
+/// ([`KubeApplier::compact`]): each live object is then held as the one fact an exact no-op check needs —
+/// the desired state it was last found to hold, as a fingerprint — instead of the object (tens of bytes
+/// instead of kilobytes). A desired state with that fingerprint is unchanged without a request; any other
+/// is compared with the object read afresh (one GET), so drift and changes are found exactly as before.
+///
 /// # Immutable fields
 /// When the API server rejects a change to an immutable field, the mapping's policy decides
 /// (`ApplyOptions::immutable`): `NoChange` (skip, with one Warning Event on the DR object per desired
@@ -64,7 +71,7 @@ type CacheKey = (String, Option<String>);
 pub struct KubeApplier {
     pub(super) client: Client,
     pub(super) calls: Calls,
-    cache: RwLock<HashMap<CacheKey, HashMap<String, Live>>>,
+    cache: RwLock<HashMap<CacheKey, HashMap<String, Held>>>,
     /// Immutable rejections already reported: (object, desired hash) → the live resourceVersion then.
     rejected: Mutex<HashMap<(ObjectKey, String), Option<String>>>,
 }
@@ -108,7 +115,7 @@ fn comparable(obj: &DynamicObject) -> Value {
 /// their values are still compared field by field ([`diff::is_subset`]), and they are always present in a
 /// desired object, so no removal of them can go unnoticed. Those fields are taken out of `want` for the
 /// hashing and put back (no copy of the object: this runs for every object of every sync).
-fn activation_neutral_fingerprint(want: &mut Value, types: Option<&TypeMeta>) -> String {
+fn activation_neutral_fingerprint(want: &mut Value, types: Option<&TypeMeta>) -> (String, String) {
     let (api_version, kind) = types.map_or(("", ""), |t| (t.api_version.as_str(), t.kind.as_str()));
     let field = match (api_version, kind) {
         ("apps/v1", "Deployment" | "StatefulSet") => Some("replicas"),
@@ -137,18 +144,21 @@ fn activation_neutral_fingerprint(want: &mut Value, types: Option<&TypeMeta>) ->
     }
     take(want, "/metadata/annotations", annotations::ACTIVE);
     let hash = diff::fingerprint(want);
+    let mut activation = String::new();
     for (at, key, v) in taken {
+        activation.push_str(&format!("|{at}/{key}={v}"));
         if let Some(m) = want.pointer_mut(at).and_then(Value::as_object_mut) {
             m.insert(key.to_owned(), v);
         }
     }
-    hash
+    (hash, activation)
 }
 
 /// Stamp the desired object with `dr-syncer.io/desired-hash`, the fingerprint of its comparable form
-/// (which leaves out `last-synced` and any earlier hash); returns that form, stamped too, and the hash.
+/// (which leaves out `last-synced` and any earlier hash); returns that form, stamped too, the hash, and
+/// the activation values the hash leaves out (see [`verified_key`]).
 /// One serialisation per object: this runs for every object of every sync.
-fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
+fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String, String) {
     let mut want = comparable(desired);
     if let Some(a) = want
         .pointer_mut("/metadata/annotations")
@@ -156,10 +166,10 @@ fn stamp_desired_hash(desired: &mut DynamicObject) -> (Value, String) {
     {
         a.remove(annotations::DESIRED_HASH);
     }
-    let hash = activation_neutral_fingerprint(&mut want, desired.types.as_ref());
+    let (hash, activation) = activation_neutral_fingerprint(&mut want, desired.types.as_ref());
     annotate(desired, annotations::DESIRED_HASH, hash.clone());
     want["metadata"]["annotations"][annotations::DESIRED_HASH] = Value::String(hash.clone());
-    (want, hash)
+    (want, hash, activation)
 }
 
 /// Whether a live workload is active: replicas above 0 (Deployments, StatefulSets), or a CronJob not
@@ -191,6 +201,24 @@ struct Live {
     /// The drill's field manager set the workload's activation state (`spec.replicas`, `spec.suspend`):
     /// see [`drill_set_activation`].
     drill_activation: bool,
+    /// The desired state this very object was found to hold ([`verified_key`]), kept by a compaction.
+    verified: Option<Box<str>>,
+}
+
+/// A cached live object: whole, or compacted to what proves a desired state unchanged.
+#[derive(Clone)]
+enum Held {
+    /// (Boxed: a compacted entry takes a few words, not the size of a whole one.)
+    Full(Box<Live>),
+    /// The object exists; it was last found to hold the desired state with this [`verified_key`] (none:
+    /// not compared since it was read or written).
+    Compact(Option<Box<str>>),
+}
+
+/// What identifies a desired state exactly, activation included: the activation-neutral desired hash
+/// and the activation values taken out of it.
+fn verified_key(hash: &str, activation: &str) -> Box<str> {
+    format!("{hash}{activation}").into_boxed_str()
 }
 
 /// Whether a drill (field manager [`DRILL_FIELD_MANAGER`](super::DRILL_FIELD_MANAGER)) owns the
@@ -241,6 +269,7 @@ fn lean(mut obj: DynamicObject) -> Live {
         created,
         lists,
         drill_activation,
+        verified: None,
     }
 }
 
@@ -277,17 +306,77 @@ impl KubeApplier {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         if let Some(entries) = cache.get_mut(&Self::cache_key(rt, key.namespace.as_deref())) {
             match obj {
-                Some(o) => entries.insert(key.name.clone(), lean(with_types(o, rt))),
+                Some(o) => entries.insert(key.name.clone(), Held::Full(Box::new(lean(with_types(o, rt))))),
                 None => entries.remove(&key.name),
             };
         }
     }
 
-    fn cached(&self, rt: &ResourceType, key: &ObjectKey) -> Option<Option<Live>> {
+    fn cached(&self, rt: &ResourceType, key: &ObjectKey) -> Option<Option<Held>> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         cache
             .get(&Self::cache_key(rt, key.namespace.as_deref()))
             .map(|entries| entries.get(&key.name).cloned())
+    }
+
+    /// The live object of `key`: from the cache when it holds it whole, else read afresh (and cached
+    /// whole again).
+    async fn live_entry(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<Live>, ApplyError> {
+        match self.cached(rt, key) {
+            Some(Some(Held::Full(live))) => Ok(Some(*live)),
+            Some(None) => Ok(None),
+            Some(Some(Held::Compact(_))) | None => {
+                let live = self.get_live(rt, key).await.map_err(|e| apply_error(key, &e))?;
+                self.remember_live(rt, key, live.clone());
+                Ok(live)
+            }
+        }
+    }
+
+    /// Cache `live` (read afresh) for `key`, where its type and namespace are cached.
+    fn remember_live(&self, rt: &ResourceType, key: &ObjectKey, live: Option<Live>) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(entries) = cache.get_mut(&Self::cache_key(rt, key.namespace.as_deref())) {
+            match live {
+                Some(l) => entries.insert(key.name.clone(), Held::Full(Box::new(l))),
+                None => entries.remove(&key.name),
+            };
+        }
+    }
+
+    /// Record that the cached object of `key` holds the desired state `verified` (it compared equal).
+    fn mark_verified(&self, rt: &ResourceType, key: &ObjectKey, verified: Box<str>) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(Held::Full(live)) = cache
+            .get_mut(&Self::cache_key(rt, key.namespace.as_deref()))
+            .and_then(|entries| entries.get_mut(&key.name))
+        {
+            live.verified = Some(verified);
+        }
+    }
+
+    /// Compact the cache when it holds more than `keep_whole` whole objects: every object is then held
+    /// as the fingerprint of the desired state it was last found to hold (see *Compact caches* above).
+    /// Returns how many objects were compacted.
+    pub fn compact(&self, keep_whole: usize) -> usize {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        let whole = cache
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|h| matches!(h, Held::Full(_)))
+            .count();
+        if whole <= keep_whole {
+            return 0;
+        }
+        for entries in cache.values_mut() {
+            for held in entries.values_mut() {
+                if let Held::Full(live) = held {
+                    *held = Held::Compact(live.verified.take());
+                }
+            }
+            entries.shrink_to_fit();
+        }
+        whole
     }
 
     /// Fetch one object from the server (bypassing the cache).
@@ -517,13 +606,23 @@ impl Applier for KubeApplier {
         if key.name.is_empty() {
             return Err(ApplyError::new(&key, "object has no name", false));
         }
-        let (live, created, lists, drill_activation) = match self.cached(rt, &key) {
-            Some(hit) => hit,
-            None => self.get_live(rt, &key).await.map_err(|e| apply_error(&key, &e))?,
+        // A compacted object whose verified desired state is this one: unchanged, without a request.
+        if let Some(Some(Held::Compact(Some(verified)))) = self.cached(rt, &key) {
+            let mut probe = with_types(desired.clone(), rt);
+            let (_, hash, activation) = stamp_desired_hash(&mut probe);
+            if verified_key(&hash, &activation) == verified && !options.dry_run {
+                return Ok(ApplyResult {
+                    action: ApplyAction::Unchanged,
+                    diff: None,
+                });
+            }
         }
-        .map_or((None, None, Arc::default(), false), |l| {
-            (Some(l.obj), l.created, l.lists, l.drill_activation)
-        });
+        let (live, created, lists, drill_activation) = self
+            .live_entry(rt, &key)
+            .await?
+            .map_or((None, None, Arc::default(), false), |l| {
+                (Some(l.obj), l.created, l.lists, l.drill_activation)
+            });
         // Only dr-syncer's own objects are changed (or adopted ones, when asked).
         if let Some(live) = &live
             && !options.adopt
@@ -543,11 +642,12 @@ impl Applier for KubeApplier {
             crate::activation::carry_live_activation(rt, &mut desired, live);
         }
         // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
-        let (want, hash) = stamp_desired_hash(&mut desired);
+        let (want, hash, activation) = stamp_desired_hash(&mut desired);
         let have = live.as_ref().map(comparable);
         if let Some(have) = &have
             && diff::is_subset_in(&want, have, &lists)
         {
+            self.mark_verified(rt, &key, verified_key(&hash, &activation));
             return Ok(ApplyResult {
                 action: ApplyAction::Unchanged,
                 diff: None,
@@ -659,10 +759,7 @@ impl Applier for KubeApplier {
     }
 
     async fn live(&self, rt: &ResourceType, key: &ObjectKey) -> Result<Option<DynamicObject>, ApplyError> {
-        match self.cached(rt, key) {
-            Some(hit) => Ok(hit.map(|l| l.obj)),
-            None => self.get(rt, key).await,
-        }
+        Ok(self.live_entry(rt, key).await?.map(|l| l.obj))
     }
 
     async fn list_managed<'a>(
@@ -674,9 +771,15 @@ impl Applier for KubeApplier {
         let ck = Self::cache_key(rt, namespace);
         let cached: Option<Vec<DynamicObject>> = {
             let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            cache
-                .get(&ck)
-                .map(|e| e.values().map(|l| l.obj.clone()).collect())
+            // (A compacted cache cannot answer: the objects are listed afresh.)
+            cache.get(&ck).and_then(|e| {
+                e.values()
+                    .map(|h| match h {
+                        Held::Full(l) => Some(l.obj.clone()),
+                        Held::Compact(_) => None,
+                    })
+                    .collect()
+            })
         };
         let all = match cached {
             Some(all) => all,
@@ -720,7 +823,7 @@ impl Applier for KubeApplier {
         for (ck, items) in lists {
             let entries = items
                 .into_iter()
-                .filter_map(|o| Some((o.metadata.name.clone()?, lean(o))))
+                .filter_map(|o| Some((o.metadata.name.clone()?, Held::Full(Box::new(lean(o))))))
                 .collect();
             cache.insert(ck, entries);
         }
@@ -745,7 +848,7 @@ mod tests {
                 json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": "v"}}),
             )
             .unwrap();
-            let (want, hash) = stamp_desired_hash(&mut obj);
+            let (want, hash, _) = stamp_desired_hash(&mut obj);
             assert_eq!(want, comparable(&obj));
             assert_eq!(annotation(&obj, annotations::DESIRED_HASH), Some(hash.as_str()));
             // The hash does not depend on an earlier hash or on last-synced. (For an object that came
@@ -782,7 +885,7 @@ mod tests {
                 "metadata": {"name": "w", "annotations": active}, "spec": spec
             }))
             .unwrap();
-            let (want, _) = stamp_desired_hash(&mut obj);
+            let (want, _, _) = stamp_desired_hash(&mut obj);
             assert_eq!(want, comparable(&obj), "{kind}");
             assert_eq!(want["spec"], spec, "{kind}");
             assert_eq!(
@@ -795,6 +898,29 @@ mod tests {
     fn hash_of(v: Value) -> String {
         let mut obj: DynamicObject = serde_json::from_value(v).unwrap();
         stamp_desired_hash(&mut obj).1
+    }
+
+    #[test]
+    fn the_verified_key_tells_activation_states_apart() {
+        let key = |replicas: i64, data: &str| {
+            let mut obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "w", "annotations": {"a": data}}, "spec": {"replicas": replicas}
+            }))
+            .unwrap();
+            let (_, hash, activation) = stamp_desired_hash(&mut obj);
+            (hash, verified_key(&hash_of_key(&obj), &activation), activation)
+        };
+        let (h3, k3, _) = key(3, "1");
+        let (h0, k0, _) = key(0, "1");
+        assert_eq!(h3, h0, "the desired hash leaves the replicas out");
+        assert_ne!(k3, k0, "the verified key does not");
+        assert_eq!(key(3, "1").1, k3);
+        assert_ne!(key(3, "2").1, k3);
+    }
+
+    fn hash_of_key(obj: &DynamicObject) -> String {
+        annotation(obj, annotations::DESIRED_HASH).unwrap().to_owned()
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use dr_syncer_core::{
-    api::{NamespaceMapping, ReplicationMode, SyncPhase},
+    api::{NamespaceMapping, NamespaceMappingStatus, ReplicationMode, SyncPhase},
     schedule::Schedule,
 };
 use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
@@ -229,10 +229,20 @@ pub(super) async fn assigned(nm: Arc<NamespaceMapping>, ctx: &Context) -> Result
         nm.meta().generation,
     );
     status.conditions = Some(conds);
+    with_conditions(nm, ctx, &old, status).await
+}
+
+/// Write `status` when its conditions differ from `old`'s; returns the mapping as it is then.
+async fn with_conditions(
+    nm: Arc<NamespaceMapping>,
+    ctx: &Context,
+    old: &NamespaceMappingStatus,
+    status: NamespaceMappingStatus,
+) -> Result<Arc<NamespaceMapping>> {
     if status.conditions == old.conditions {
         return Ok(nm);
     }
-    write_status(ctx, &nm, Some(&old), &status).await?;
+    write_status(ctx, &nm, Some(old), &status).await?;
     let mut updated = (*nm).clone();
     updated.status = Some(status);
     Ok(Arc::new(updated))
@@ -243,11 +253,5 @@ pub(super) async fn not_watching(nm: Arc<NamespaceMapping>, ctx: &Context) -> Re
     let old = nm.status.clone().unwrap_or_default();
     let mut status = old.clone();
     super::status::set_watching(&mut status, None, nm.meta().generation);
-    if status.conditions == old.conditions {
-        return Ok(nm);
-    }
-    write_status(ctx, &nm, Some(&old), &status).await?;
-    let mut updated = (*nm).clone();
-    updated.status = Some(status);
-    Ok(Arc::new(updated))
+    with_conditions(nm, ctx, &old, status).await
 }

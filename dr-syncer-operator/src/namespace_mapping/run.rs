@@ -237,11 +237,14 @@ impl<'a> Runner<'a> {
         if let Some(p) = object_progress {
             p.stop().await;
         }
-        // The changes of pairs that could not run wait for the next batch.
-        if let Some(w) = watch
-            && !pairs.unsynced.is_empty()
-        {
-            w.restore(false, pairs.unsynced);
+        if let Some(w) = watch {
+            // The changes of pairs that could not run wait for the next batch.
+            if !pairs.unsynced.is_empty() {
+                w.restore(false, pairs.unsynced);
+            }
+            // Between syncs, the kept live caches hold fingerprints, not objects (a few recently
+            // written ones stay whole).
+            w.compact_appliers();
         }
         let (mut reports, mut run_errors) = (pairs.reports, pairs.run_errors);
 

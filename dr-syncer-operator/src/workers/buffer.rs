@@ -12,6 +12,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::{change_key, object_of};
 
+/// Whole live objects a kept applier may hold between syncs; past that its cache is compacted.
+pub(crate) const KEEP_WHOLE: usize = 64;
+
 /// What continuous mode's watches have for the next reconcile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WatchState {
@@ -136,6 +139,21 @@ impl WatchBuffer {
     /// When the last source change was seen.
     pub fn last_event(&self) -> Option<Timestamp> {
         self.lock().last_event
+    }
+
+    /// Compact the kept appliers' live caches (see [`KubeApplier::compact`]), each keeping up to 64
+    /// objects whole (those of the last batches: the next change of one needs no read).
+    pub fn compact_appliers(&self) {
+        let appliers: Vec<Arc<KubeApplier>> = self
+            .appliers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for a in appliers {
+            a.compact(KEEP_WHOLE);
+        }
     }
 
     /// The applier for destination namespace `ns`, created with `make` the first time.

@@ -21,7 +21,8 @@ use crate::{
     namespace_mapping::{due, write_status, write_status_with},
 };
 
-/// Mark a full sync as started (phase `Running`, a `SyncStarted` Event); returns the status written.
+/// Mark a full sync as started (phase `Running`; a `SyncStarted` Event unless it is periodic); returns the
+/// status written.
 pub(super) async fn started(
     ctx: &Context,
     nm: &NamespaceMapping,
@@ -37,14 +38,18 @@ pub(super) async fn started(
         resources_remaining: None,
     });
     write_status(ctx, nm, Some(old), &running).await?;
-    ctx.event(
-        nm,
-        false,
-        "SyncStarted",
-        "Sync",
-        format!("Sync started ({})", reason.describe()),
-    )
-    .await;
+    // Periodic syncs (the schedule, background resyncs, re-lists) start without an Event: with many
+    // mappings they would be most of the Events written, and status says when each ran.
+    if due::class_of(reason) != crate::slots::SyncClass::Periodic {
+        ctx.event(
+            nm,
+            false,
+            "SyncStarted",
+            "Sync",
+            format!("Sync started ({})", reason.describe()),
+        )
+        .await;
+    }
     Ok(running)
 }
 
