@@ -232,30 +232,35 @@ impl SharedWatches {
     }
 
     fn start(&self, key: &str, rt: &ResourceType, feed: Option<String>) -> AbortHandle {
+        WeakWatches {
+            source: self.source.clone(),
+            state: Arc::downgrade(&self.state),
+        }
+        .start(key, rt, feed)
+    }
+}
+
+/// What a feed task holds: not the state itself, so the watches end with their last reader.
+#[derive(Clone)]
+struct WeakWatches {
+    source: Arc<dyn ResourceSource>,
+    state: Weak<Mutex<State>>,
+}
+
+impl WeakWatches {
+    /// Start the watch of `rt` across the cluster (`feed` `None`) or in namespace `feed`.
+    fn start(&self, key: &str, rt: &ResourceType, feed: Option<String>) -> AbortHandle {
         let stream = self.source.watch(&SourceScope {
             namespace: feed.clone(),
             types: vec![rt.clone()],
         });
         let run = Feeder {
-            watches: self.clone_weak(),
+            watches: self.clone(),
             key: key.to_owned(),
             feed,
         };
         tokio::spawn(run.run(stream)).abort_handle()
     }
-
-    fn clone_weak(&self) -> WeakWatches {
-        WeakWatches {
-            source: self.source.clone(),
-            state: Arc::downgrade(&self.state),
-        }
-    }
-}
-
-/// What a feed task holds: not the state itself, so the watches end with their last reader.
-struct WeakWatches {
-    source: Arc<dyn ResourceSource>,
-    state: Weak<Mutex<State>>,
 }
 
 struct Feeder {
@@ -342,16 +347,9 @@ impl Feeder {
         entry.scope = WatchScope::PerNamespace;
         // This feed's own task: it returns right after.
         entry.feeds.remove(&None);
-        let watches = SharedWatches {
-            source: self.watches.source.clone(),
-            state: match self.watches.state.upgrade() {
-                Some(s) => s,
-                None => return,
-            },
-        };
         let namespaces: Vec<Option<String>> = entry.readers.keys().cloned().collect();
         for ns in namespaces {
-            let task = watches.start(&self.key, &entry.rt.clone(), ns.clone());
+            let task = self.watches.start(&self.key, &entry.rt, ns.clone());
             entry.feeds.insert(ns, Feed { task, listed: false });
         }
     }
