@@ -303,13 +303,7 @@ impl KubeApplier {
     }
 
     pub(super) fn remember(&self, rt: &ResourceType, key: &ObjectKey, obj: Option<DynamicObject>) {
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(entries) = cache.get_mut(&Self::cache_key(rt, key.namespace.as_deref())) {
-            match obj {
-                Some(o) => entries.insert(key.name.clone(), Held::Full(Box::new(lean(with_types(o, rt))))),
-                None => entries.remove(&key.name),
-            };
-        }
+        self.remember_live(rt, key, obj.map(|o| lean(with_types(o, rt))));
     }
 
     fn cached(&self, rt: &ResourceType, key: &ObjectKey) -> Option<Option<Held>> {
@@ -333,7 +327,8 @@ impl KubeApplier {
         }
     }
 
-    /// Cache `live` (read afresh) for `key`, where its type and namespace are cached.
+    /// Cache `live` (just read or written; `None`: gone) for `key`, where its type and namespace are
+    /// cached.
     fn remember_live(&self, rt: &ResourceType, key: &ObjectKey, live: Option<Live>) {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         if let Some(entries) = cache.get_mut(&Self::cache_key(rt, key.namespace.as_deref())) {
