@@ -37,6 +37,12 @@ impl Reason {
         self != Reason::Changes
     }
 
+    /// Whether the sync runs because time passed (the schedule, a background resync, a re-list), not
+    /// because something asked for it or changed: such syncs write Events only when they find news.
+    pub fn is_periodic(self) -> bool {
+        class_of(self) == SyncClass::Periodic
+    }
+
     /// A short description for events.
     pub fn describe(self) -> &'static str {
         match self {

@@ -200,3 +200,19 @@ fn jitter_is_stable_and_bounded() {
         .collect();
     assert!(spread.len() > 10, "{spread:?}");
 }
+
+#[test]
+fn only_time_driven_syncs_are_periodic() {
+    for (reason, periodic) in [
+        (Reason::Schedule, true),
+        (Reason::Background, true),
+        (Reason::Relisted, true),
+        (Reason::Initial, false),
+        (Reason::Manual, false),
+        (Reason::Retry, false),
+        (Reason::Interrupted, false),
+        (Reason::Changes, false),
+    ] {
+        assert_eq!(reason.is_periodic(), periodic, "{reason:?}");
+    }
+}

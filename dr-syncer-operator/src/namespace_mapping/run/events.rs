@@ -211,7 +211,7 @@ impl Runner<'_> {
             // Continuous mode's batches are too frequent for an Event each (metrics count them); a
             // periodic sync that changed nothing after a successful one says nothing new either.
             let changed = totals.0 + totals.1 + totals.2 > 0;
-            let quiet = due::class_of(outcome.reason) == crate::slots::SyncClass::Periodic
+            let quiet = outcome.reason.is_periodic()
                 && !changed
                 && before.phase == Some(dr_syncer_core::api::SyncPhase::Completed);
             if full && !quiet {

@@ -40,7 +40,7 @@ pub(super) async fn started(
     write_status(ctx, nm, Some(old), &running).await?;
     // Periodic syncs (the schedule, background resyncs, re-lists) start without an Event: with many
     // mappings they would be most of the Events written, and status says when each ran.
-    if due::class_of(reason) != crate::slots::SyncClass::Periodic {
+    if !reason.is_periodic() {
         ctx.event(
             nm,
             false,
