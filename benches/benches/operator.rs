@@ -227,14 +227,7 @@ async fn noop_and_rss(env: &Env, bin: &PathBuf) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs this with other flags: only compile-check.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let bin = operator_binary();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let env = env().await;
+    run(|bin, env| async move {
         println!("\n== operator: continuous latency, no-op resync writes, memory ==");
         {
             let _op = start_operator(&bin, &env);

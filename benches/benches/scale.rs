@@ -37,13 +37,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dr_syncer_core::api::NamespaceMapping;
 use dr_syncer_testenv::{create_namespace, workspace_root};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
     runtime::watcher,
 };
 use serde_json::json;
@@ -66,10 +65,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn nm_api(env: &Env) -> Api<NamespaceMapping> {
-    Api::namespaced(env.ctl.client(), NS)
 }
 
 /// `n` source namespaces `<prefix><i>-…` of `per` ConfigMaps each (four filled at once).
@@ -132,20 +127,6 @@ async fn first_syncs(env: &Env, label: &str, n: usize, start: Instant) -> Vec<f6
     let mut times: Vec<f64> = done.into_values().collect();
     times.sort_by(f64::total_cmp);
     times
-}
-
-/// Delete every mapping (the operator still runs, to release them) and wait until they are gone.
-async fn delete_mappings(env: &Env) {
-    let api = nm_api(env);
-    api.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .unwrap();
-    let start = Instant::now();
-    while !api.list(&ListParams::default()).await.unwrap().items.is_empty()
-        && start.elapsed() < Duration::from_secs(300)
-    {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// One continuous run's figures.
@@ -481,14 +462,7 @@ async fn scheduled(env: &Env, bin: &PathBuf) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs this with other flags: only compile-check.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let bin = operator_binary();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let env = env().await;
+    run(|bin, env| async move {
         let big = sources(&env, "b", 100, 1000).await;
         let small = sources(&env, "s", 100, 100).await;
         let mut runs = Vec::new();

@@ -25,7 +25,7 @@ use dr_syncer_testenv::{Identity, create_namespace};
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::ConfigMap};
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
 };
 use serde_json::json;
 
@@ -96,14 +96,7 @@ fn secs(d: Option<Duration>) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs this with other flags: only compile-check.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let bin = operator_binary();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let env = env().await;
+    run(|bin, env| async move {
         let src = create_namespace(&env.prod.client(), "app").await.unwrap();
         fill(&env.prod.client(), &src, OBJECTS).await;
         println!("\n== operator sharding: 30 Continuous mappings × 50 ConfigMaps, --shards 6 ==");
@@ -118,13 +111,7 @@ fn main() {
             secs(single),
             single.is_some(),
         );
-        let nms = Api::<dr_syncer_core::api::NamespaceMapping>::namespaced(env.ctl.client(), NS);
-        nms.delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await
-            .unwrap();
-        while !nms.list(&ListParams::default()).await.unwrap().items.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        delete_mappings(&env).await;
         drop(solo);
 
         // Three processes.

@@ -255,3 +255,43 @@ pub(crate) fn arrivals(
     });
     (task, rx)
 }
+
+/// Run an operator bench: only under `cargo bench`, which passes `--bench` (`cargo test --benches` runs
+/// the binary with other flags: then it is only compile-checked), with the release operator built and the
+/// three control planes up.
+pub(crate) fn run<F, Fut>(bench: F)
+where
+    F: FnOnce(PathBuf, Env) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let bin = operator_binary();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let env = env().await;
+        bench(bin, env).await;
+    });
+}
+
+/// The NamespaceMappings of the benches' namespace.
+pub(crate) fn nm_api(env: &Env) -> Api<dr_syncer_core::api::NamespaceMapping> {
+    Api::namespaced(env.ctl.client(), NS)
+}
+
+/// Delete every mapping (an operator still runs, to release them) and wait until they are gone.
+pub(crate) async fn delete_mappings(env: &Env) {
+    let api = nm_api(env);
+    api.delete_collection(&kube::api::DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while !api.list(&ListParams::default()).await.unwrap().items.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the mappings were not released within 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
