@@ -20,14 +20,18 @@
 //!     namespace; the write requests that makes on the DR side. Target 0.
 //!   - `latency @R/s`: a writer updates ConfigMaps spread over all 100 namespaces at R changes/s for 15 s,
 //!     each value carrying its write time; a watch on the DR side records each arrival. p50/p99 of
-//!     (arrival − write). Target at 300/s: p99 ≤ 500 ms. Higher rates (600, 1,200, 2,400/s) are tried
-//!     until the servers saturate (the writer cannot reach the rate, or p99 > 1 s): reported, no target.
+//!     (arrival − write). Target at 300/s: p99 ≤ 500 ms. Then the rate doubles while the servers keep
+//!     up (up to 2,400/s), or halves until they do (down to 37/s); saturated means the writer cannot
+//!     reach the rate or p99 > 1 s. Each rate also prints the machine's CPU use, the operator's, and
+//!     the operator's requests per change on each server (and the most frequent ones).
 //! - Growth: the same measurement (first-copy CPU, steady RSS, idle CPU) for 100 × 100, 10 × 1,000,
 //!   30 × 1,000 and 100 × 1,000; a least-squares fit of `RSS = base + a·mappings + b·thousands of
 //!   objects` (and the same for CPU) is printed, and the plot is written to `docs/scale-growth.png`.
 //! - 1,000 Scheduled mappings × 10 ConfigMaps, `@every 30s`: `schedule lateness` p50/p99 of (the sync's
 //!   finish − the `nextSyncTime` the mapping announced, whole seconds as status has them) over 150 s.
 //!   Target p99 ≤ 2 s. And its `RSS`. Target ≤ 300 MiB.
+//!
+//! `SCALE_PARTS=big` (or `growth`, `scheduled`, comma-separated) runs only those parts.
 //!
 //! Results are in docs/benchmarks.md.
 
@@ -65,6 +69,23 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Busy and total CPU ticks of the whole machine so far (`/proc/stat`).
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = v.iter().sum();
+    // idle and iowait are the 4th and 5th.
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
 }
 
 /// `n` source namespaces `<prefix><i>-…` of `per` ConfigMaps each (four filled at once).
@@ -227,11 +248,34 @@ struct Latency {
     seen: usize,
     total: u32,
     achieved: f64,
+    /// The operator's requests per change written, on the controller, source and DR servers.
+    per_change: [f64; 3],
+    /// The most frequent of them, over all three servers.
+    top: Vec<(String, u64)>,
+    /// Share of the machine's CPU in use during the run, and the operator's CPU in % of one core.
+    machine_busy: f64,
+    operator_cpu: f64,
+}
+
+/// The operator's request counts on the controller, source and DR servers now.
+async fn operator_requests(env: &Env) -> [dr_syncer_testenv::RequestCounts; 3] {
+    [
+        env.ctl.requests(&env.op_id.user).await.unwrap(),
+        env.prod.requests(&env.prod_id.user).await.unwrap(),
+        env.dr.requests(&env.dr_id.user).await.unwrap(),
+    ]
 }
 
 /// Updates spread over every namespace of `sources` at `rate`/s for `secs` s; arrival − write on the DR
 /// side (`label`'s namespaces).
-async fn spread_latency(env: &Env, sources: &[String], per: usize, rate: u32, secs: u32) -> Latency {
+async fn spread_latency(
+    env: &Env,
+    pid: u32,
+    sources: &[String],
+    per: usize,
+    rate: u32,
+    secs: u32,
+) -> Latency {
     let round = now_micros();
     let (watch, mut rx) = arrivals(
         Api::all(env.dr.client()),
@@ -239,6 +283,8 @@ async fn spread_latency(env: &Env, sources: &[String], per: usize, rate: u32, se
         round,
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = operator_requests(env).await;
+    let (cpu_before, machine_before) = (cpu_seconds(pid), machine_ticks());
     let n = sources.len();
     let total = rate * secs;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
@@ -259,9 +305,26 @@ async fn spread_latency(env: &Env, sources: &[String], per: usize, rate: u32, se
         });
     }
     while writes.join_next().await.is_some() {}
-    let achieved = f64::from(total) / start.elapsed().as_secs_f64();
+    let elapsed = start.elapsed().as_secs_f64();
+    let achieved = f64::from(total) / elapsed;
+    let machine = machine_ticks();
+    let machine_busy = (machine.0 - machine_before.0) / (machine.1 - machine_before.1).max(1.0);
+    let operator_cpu = (cpu_seconds(pid) - cpu_before) / elapsed * 100.0;
     tokio::time::sleep(Duration::from_secs(5)).await;
     watch.abort();
+    let after = operator_requests(env).await;
+    let mut per_change = [0.0; 3];
+    let mut top: HashMap<String, u64> = HashMap::new();
+    for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+        let d = a.since(b);
+        per_change[i] = d.total as f64 / f64::from(total);
+        for (k, v) in d.by_resource {
+            *top.entry(format!("{} {k}", ["ctl", "src", "dr"][i])).or_default() += v;
+        }
+    }
+    let mut top: Vec<(String, u64)> = top.into_iter().collect();
+    top.sort_by_key(|b| std::cmp::Reverse(b.1));
+    top.truncate(6);
     let mut seen = Vec::new();
     while let Ok(v) = rx.try_recv() {
         seen.push(v);
@@ -273,6 +336,10 @@ async fn spread_latency(env: &Env, sources: &[String], per: usize, rate: u32, se
         seen: seen.len(),
         total,
         achieved,
+        per_change,
+        top,
+        machine_busy,
+        operator_cpu,
     }
 }
 
@@ -461,18 +528,29 @@ async fn scheduled(env: &Env, bin: &PathBuf) {
     drop(op);
 }
 
+/// Whether part `name` (`growth`, `big`, `scheduled`) runs: all of them, unless `SCALE_PARTS` lists some
+/// (comma-separated), e.g. `SCALE_PARTS=big` to look at the 100 × 1,000 lines alone.
+fn part(name: &str) -> bool {
+    std::env::var("SCALE_PARTS").map_or(true, |v| v.split(',').any(|p| p.trim() == name))
+}
+
 fn main() {
     run(|bin, env| async move {
         let big = sources(&env, "b", 100, 1000).await;
-        let small = sources(&env, "s", 100, 100).await;
+        let small = if part("growth") {
+            sources(&env, "s", 100, 100).await
+        } else {
+            Vec::new()
+        };
         let mut runs = Vec::new();
         println!("\n== operator at scale: shared watches, 100,000 objects, 1,000 schedules ==");
 
-        for (label, srcs, per) in [
+        let growth_runs = [
             ("g100x100", &small[..], 100),
             ("g10x1000", &big[..10], 1000),
             ("g30x1000", &big[..30], 1000),
-        ] {
+        ];
+        for (label, srcs, per) in growth_runs.into_iter().filter(|_| part("growth")) {
             let (run, op) = continuous(&env, &bin, label, srcs, per).await;
             eprintln!(
                 "({label}: first copy {:.1} s, RSS {:.1} MiB)",
@@ -484,6 +562,12 @@ fn main() {
             drop(op);
         }
 
+        if !part("big") {
+            if part("scheduled") {
+                scheduled(&env, &bin).await;
+            }
+            return;
+        }
         println!("\n-- 100 Continuous mappings × 1,000 ConfigMaps --");
         let (run, op) = continuous(&env, &bin, "g100x1000", &big, 1000).await;
         let first = |k: usize| run.first.get(k).copied().unwrap_or(f64::NAN);
@@ -512,8 +596,12 @@ fn main() {
             run.watches <= 1,
         );
         noop_resync(&env, 100).await;
-        for rate in [300, 600, 1200, 2400] {
-            let l = spread_latency(&env, &big, 1000, rate, 15).await;
+        // 300/s (the target), then up while the servers keep up, or down until they do.
+        let mut rate = 300;
+        let mut going_up = None;
+        let mut last_fine = None;
+        loop {
+            let l = spread_latency(&env, op.0.id(), &big, 1000, rate, 15).await;
             let saturated = l.achieved < 0.9 * f64::from(rate) || l.p99 > 1.0;
             line(
                 &format!("latency @{rate}/s"),
@@ -528,16 +616,51 @@ fn main() {
                 ),
                 if rate == 300 { l.p99 <= 0.5 } else { !saturated },
             );
-            if saturated {
-                println!("(the servers saturate at about {rate} changes/s on these cores)");
-                break;
+            println!(
+                "  (machine CPU {:.0} % busy, operator {:.0} % of a core; operator requests per change: \
+                 controller {:.2}, source {:.2}, DR {:.2}; most: {})",
+                l.machine_busy * 100.0,
+                l.operator_cpu,
+                l.per_change[0],
+                l.per_change[1],
+                l.per_change[2],
+                l.top
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.2}", *v as f64 / f64::from(l.total)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let up = *going_up.get_or_insert(!saturated);
+            if !saturated {
+                last_fine = Some(rate);
+            }
+            match (up, saturated) {
+                (true, false) if rate < 2400 => rate *= 2,
+                (false, true) if rate > 40 => rate /= 2,
+                _ => {
+                    match last_fine {
+                        Some(fine) => println!(
+                            "(on these cores the servers keep up with {fine} changes/s{})",
+                            if saturated {
+                                format!(", not with {rate}")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        None => println!("(the servers do not keep up even at {rate} changes/s)"),
+                    }
+                    break;
+                }
             }
         }
         runs.push(run);
         delete_mappings(&env).await;
         drop(op);
-        growth(&runs);
-
-        scheduled(&env, &bin).await;
+        if part("growth") {
+            growth(&runs);
+        }
+        if part("scheduled") {
+            scheduled(&env, &bin).await;
+        }
     });
 }

@@ -1,9 +1,20 @@
 //! Clients of the remote clusters, built from their RemoteClusters' kubeconfig Secrets and cached: a client
 //! is rebuilt only when its Secret changes (uid, resourceVersion or key).
+//!
+//! What a sync reads on the controller cluster before it starts is cheap when syncs are frequent (a
+//! continuous mapping's change batches, many mappings on the same clusters):
+//! - RemoteClusters and ClusterMappings come from the controllers' watch caches once
+//!   [`Clusters::use_stores`] gave them (an object not in the cache is read from the API server, which
+//!   also says when it does not exist);
+//! - a kubeconfig Secret is read again at most every [`SECRET_RECHECK`] per RemoteCluster (a rotated
+//!   kubeconfig is used from the first sync after that);
+//! - the pinned-identity check ([`ClusterHandle::verify_pinned`]) asks the cluster again at most every
+//!   [`IDENTITY_RECHECK`] per client. The check guards against a kubeconfig that reaches another
+//!   cluster; the engine's site checks read the DR namespace itself before every sync.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -15,7 +26,10 @@ use dr_syncer_core::{
     watches::SharedWatches,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::reflector::{ObjectRef, Store},
+};
 
 use crate::error::ClusterError;
 
@@ -24,6 +38,12 @@ pub const DEFAULT_KUBECONFIG_KEY: &str = "kubeconfig";
 
 /// How long a discovery result is reused.
 const DISCOVERY_TTL: Duration = Duration::from_secs(60);
+
+/// How long a successful pinned-identity check of a client is reused.
+pub const IDENTITY_RECHECK: Duration = Duration::from_secs(1);
+
+/// How long a kubeconfig Secret read is reused for the client built from it.
+pub const SECRET_RECHECK: Duration = Duration::from_secs(1);
 
 /// One remote cluster: a client with its limits, and its discovered types.
 pub struct ClusterHandle {
@@ -38,6 +58,8 @@ pub struct ClusterHandle {
     pub exported: Mutex<(u64, u64)>,
     /// The cluster's watches, shared by every continuous mapping reading it: one per type.
     pub watches: SharedWatches,
+    /// The identity last found equal to a pin, and when.
+    verified: Mutex<Option<(String, Instant)>>,
 }
 
 impl std::fmt::Debug for ClusterHandle {
@@ -86,6 +108,9 @@ impl ClusterHandle {
         let Some(pinned) = rc.status.as_ref().and_then(|s| s.cluster_identity.as_ref()) else {
             return Ok(());
         };
+        if self.recently_verified(&pinned.uid) {
+            return Ok(());
+        }
         // One attempt's time (no retries): a cluster that does not answer is the sync's to report.
         let limit = self
             .calls
@@ -103,14 +128,30 @@ impl ClusterHandle {
             }
         };
         match found {
-            Some(found) if found != pinned.uid => Err(ClusterError::IdentityChanged {
-                cluster: self.name.clone(),
-                name: rc.name_any(),
-                pinned: pinned.uid.clone(),
-                found,
-            }),
-            _ => Ok(()),
+            Some(found) if found != pinned.uid => {
+                *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Err(ClusterError::IdentityChanged {
+                    cluster: self.name.clone(),
+                    name: rc.name_any(),
+                    pinned: pinned.uid.clone(),
+                    found,
+                })
+            }
+            Some(found) => {
+                *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some((found, Instant::now()));
+                Ok(())
+            }
+            None => Ok(()),
         }
+    }
+
+    /// Whether the cluster answered with identity `uid` less than [`IDENTITY_RECHECK`] ago.
+    fn recently_verified(&self, uid: &str) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|(found, at)| found == uid && at.elapsed() < IDENTITY_RECHECK)
     }
 
     /// Ask the cluster for its version (a connectivity check that needs no permission).
@@ -127,8 +168,19 @@ impl ClusterHandle {
 }
 
 struct Cached {
+    /// `namespace/name/key` of the kubeconfig the RemoteCluster named.
+    secret_ref: String,
+    /// The Secret's uid, resourceVersion and key the client was built from.
     secret_version: String,
+    /// When the Secret was last read and found unchanged.
+    checked: Instant,
     handle: Arc<ClusterHandle>,
+}
+
+/// The controllers' watch caches of RemoteClusters and ClusterMappings.
+struct Stores {
+    remote_clusters: Store<RemoteCluster>,
+    cluster_mappings: Store<ClusterMapping>,
 }
 
 /// The cache of remote cluster clients.
@@ -139,6 +191,7 @@ pub struct Clusters {
     boundaries: Boundaries,
     allow_exec: bool,
     ignore_cert: bool,
+    stores: OnceLock<Stores>,
 }
 
 impl std::fmt::Debug for Clusters {
@@ -168,7 +221,17 @@ impl Clusters {
             boundaries: Boundaries::default(),
             allow_exec: false,
             ignore_cert: false,
+            stores: OnceLock::new(),
         }
+    }
+
+    /// Read RemoteClusters and ClusterMappings from these watch caches (the controllers' own) where they
+    /// hold the object; the API server is asked for the others. Only the first call counts.
+    pub fn use_stores(&self, remote_clusters: Store<RemoteCluster>, cluster_mappings: Store<ClusterMapping>) {
+        let _ = self.stores.set(Stores {
+            remote_clusters,
+            cluster_mappings,
+        });
     }
 
     /// Where references may point, and which namespaces are protected.
@@ -240,6 +303,13 @@ impl Clusters {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| ns.clone());
         self.check_reference(&ns, "ClusterMapping", &cm_ns, &r.name)?;
+        if let Some(cm) = self
+            .stores
+            .get()
+            .and_then(|s| s.cluster_mappings.get(&ObjectRef::new(&r.name).within(&cm_ns)))
+        {
+            return Ok(Some((cm_ns, ClusterMapping::clone(&cm))));
+        }
         let api: Api<ClusterMapping> = Api::namespaced(self.client.clone(), &cm_ns);
         match api.get_opt(&r.name).await {
             Ok(Some(cm)) => Ok(Some((cm_ns, cm))),
@@ -262,6 +332,13 @@ impl Clusters {
 
     /// Get RemoteCluster `namespace/name`.
     pub async fn remote_cluster(&self, namespace: &str, name: &str) -> Result<RemoteCluster, ClusterError> {
+        if let Some(rc) = self
+            .stores
+            .get()
+            .and_then(|s| s.remote_clusters.get(&ObjectRef::new(name).within(namespace)))
+        {
+            return Ok(RemoteCluster::clone(&rc));
+        }
         let api: Api<RemoteCluster> = Api::namespaced(self.client.clone(), namespace);
         match api.get_opt(name).await {
             Ok(Some(rc)) => Ok(rc),
@@ -291,6 +368,17 @@ impl Clusters {
             .clone()
             .filter(|k| !k.is_empty())
             .unwrap_or_else(|| DEFAULT_KUBECONFIG_KEY.to_owned());
+        let cache_key = (rc_ns.clone(), rc_name.clone());
+        let secret_ref = format!("{secret_id}/{key}");
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cache.get(&cache_key)
+                && c.secret_ref == secret_ref
+                && c.checked.elapsed() < SECRET_RECHECK
+            {
+                return Ok(c.handle.clone());
+            }
+        }
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &secret_ns);
         let secret = match secrets.get_opt(&r.name).await {
             Ok(Some(s)) => s,
@@ -302,12 +390,13 @@ impl Clusters {
             secret.metadata.uid.clone().unwrap_or_default(),
             secret.metadata.resource_version.clone().unwrap_or_default()
         );
-        let cache_key = (rc_ns.clone(), rc_name.clone());
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = cache.get(&cache_key)
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cache.get_mut(&cache_key)
                 && c.secret_version == version
             {
+                c.secret_ref = secret_ref;
+                c.checked = Instant::now();
                 return Ok(c.handle.clone());
             }
         }
@@ -346,12 +435,15 @@ impl Clusters {
             calls,
             discovery: tokio::sync::Mutex::new(None),
             exported: Mutex::new((0, 0)),
+            verified: Mutex::new(None),
         });
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(
             cache_key,
             Cached {
+                secret_ref,
                 secret_version: version,
+                checked: Instant::now(),
                 handle: handle.clone(),
             },
         );

@@ -302,7 +302,9 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
 
     let mut rc_triggers = ctx.take_rc_triggers().expect("a fresh context");
     let rc_trigger_stream = futures::stream::poll_fn(move |cx| rc_triggers.poll_recv(cx));
-    let rc_controller = Controller::new(api::<RemoteCluster>(&client, ns), wc.clone())
+    let rc_controller = Controller::new(api::<RemoteCluster>(&client, ns), wc.clone());
+    let rc_store = rc_controller.store();
+    let rc_controller = rc_controller
         .reconcile_on(rc_trigger_stream)
         .reconcile_all_on(sharding::took_shards(keeper.as_ref()))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -314,6 +316,8 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
         .for_each(|_| future::ready(()));
     let cm_controller = Controller::new(api::<ClusterMapping>(&client, ns), wc.clone());
     let cm_store = cm_controller.store();
+    // Syncs read their RemoteClusters and ClusterMappings from these caches.
+    ctx.clusters.use_stores(rc_store, cm_store.clone());
     let cm_controller = cm_controller
         .watches(api::<RemoteCluster>(&client, ns), wc.clone(), move |rc| {
             let (rc_ns, rc_name) = (rc.namespace(), rc.name_any());

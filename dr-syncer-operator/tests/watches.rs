@@ -189,3 +189,70 @@ async fn an_identity_confined_to_namespaces_gets_a_watch_per_namespace() {
     .unwrap();
     changes_reach_their_own_mapping(&env, &pairs[1..], "second").await;
 }
+
+/// A continuous mapping's change batches reuse what the reconcile resolved: the RemoteClusters come
+/// from the operator's watch cache (no GET), and each kubeconfig Secret is read again at most once a
+/// second, however many batches run.
+#[tokio::test(flavor = "multi_thread")]
+async fn change_batches_read_no_remote_clusters_and_few_secrets() {
+    let env = Env::start("batch-reads").await;
+    let _op = env.operator("dr-syncer-operator", &[]).await;
+    let src = create_namespace(&env.prod.client(), "busy").await.unwrap();
+    apply_yaml(&env.prod.client(), Some(&src), &setting("0"))
+        .await
+        .unwrap();
+    let dst = format!("{src}-dr");
+    env.apply(&continuous("busy", &src, &dst)).await;
+    env.wait_status("busy", "initial sync", |s| s.phase == Some(SyncPhase::Completed))
+        .await;
+    // Settle, then count from here.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let user = "dr-syncer-operator";
+    let before = env.controller.requests(user).await.unwrap();
+    let dr_before = env.dr.requests(&env.dr_id.user).await.unwrap();
+    let started = std::time::Instant::now();
+    let source: Api<ConfigMap> = Api::namespaced(env.prod.client(), &src);
+    // Changes a little further apart than the batching window: most are a batch of their own.
+    for i in 1..=20 {
+        source
+            .patch(
+                "setting",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"value": format!("v{i}")}})),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let dr: Api<ConfigMap> = Api::namespaced(env.dr.client(), &dst);
+    wait_for("the last change arrives", T, || async {
+        Ok((dr
+            .get_opt("setting")
+            .await?
+            .and_then(|c| c.data)
+            .is_some_and(|d| d["value"] == "v20"))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+    let seconds = started.elapsed().as_secs() + 1;
+    let d = env.controller.requests(user).await.unwrap().since(&before);
+    let count = |key: &str| d.by_resource.get(key).copied().unwrap_or(0);
+    // Every batch reads the DR Namespace (its site state) once before writing.
+    let dr = env.dr.requests(&env.dr_id.user).await.unwrap().since(&dr_before);
+    let batches = dr.by_resource.get("get /namespaces").copied().unwrap_or(0);
+    assert!(batches >= 5, "the changes ran as batches: {:?}", dr.by_resource);
+    assert_eq!(
+        count("get dr-syncer.io/remoteclusters"),
+        0,
+        "RemoteClusters come from the watch cache: {:?}",
+        d.by_resource
+    );
+    // Two RemoteClusters, each Secret read at most once per second (and once more at the edges).
+    let secrets = count("get /secrets");
+    assert!(
+        secrets <= 2 * (seconds + 1),
+        "{secrets} Secret reads in {seconds} s for {batches} batches: {:?}",
+        d.by_resource
+    );
+}

@@ -37,8 +37,9 @@ ensure_debs() {
 #  - openssh-server, openssh-client, rsync: the PVC data path; acl, attr: its tests set ACLs and
 #    extended attributes (setfacl, setfattr) to check they are copied;
 #  - iproute2: network namespaces for data-path tests; curl: probes in scripts;
-#  - libssl-dev, pkg-config: the agent's SSH library (libssh2, built by the ssh2 crate) links OpenSSL.
-BASE_DEBS=(apt ca-certificates curl openssh-client openssh-server rsync acl attr iproute2 procps libssl-dev pkg-config)
+#  - libssl-dev, pkg-config: the agent's SSH library (libssh2, built by the ssh2 crate) links OpenSSL;
+#  - make: jemalloc, the operator's allocator, is built from source (tikv-jemalloc-sys).
+BASE_DEBS=(apt ca-certificates curl openssh-client openssh-server rsync acl attr iproute2 procps libssl-dev pkg-config make)
 
 require_rust() {
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup) first"
