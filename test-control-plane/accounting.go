@@ -1,7 +1,9 @@
 package main
 
-// Request accounting per client identity (for tests: "this sync made no writes") and
-// the registry of open watches (for /testing/expire-watches).
+// Request accounting per client identity (for tests: "this sync made no writes"), a log
+// of write requests with their client's User-Agent and timing (for tests: "no two
+// replicas wrote the same namespace at once"), and the registry of open watches (for
+// /testing/expire-watches).
 //
 // Requests are counted after authentication: allowed ones by the innermost filter of
 // the handler chain, denied ones by the authorizer. A server-side apply (PATCH with
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -30,12 +33,80 @@ func newUserCounts() *userCounts {
 	return &userCounts{ByVerb: map[string]int64{}, ByResource: map[string]int64{}}
 }
 
+// writeRecord is one write request as the server saw it.
+type writeRecord struct {
+	User      string `json:"user"`
+	UserAgent string `json:"userAgent"`
+	Verb      string `json:"verb"`
+	// Resource is "group/resource[/subresource]".
+	Resource  string `json:"resource"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	// Start and End: when the request entered the handler and when its answer was written (Unix
+	// microseconds).
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+	Code  int   `json:"code"`
+}
+
+// maxWrites bounds the write log: past it, the oldest half is dropped.
+const maxWrites = 200000
+
 type accounting struct {
-	mu    sync.Mutex
-	users map[string]*userCounts
+	mu     sync.Mutex
+	users  map[string]*userCounts
+	writes []writeRecord
 }
 
 func newAccounting() *accounting { return &accounting{users: map[string]*userCounts{}} }
+
+func (a *accounting) logWrite(w writeRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.writes) >= maxWrites {
+		a.writes = append([]writeRecord(nil), a.writes[len(a.writes)/2:]...)
+	}
+	a.writes = append(a.writes, w)
+}
+
+// writesOf returns the logged writes of user (all users when empty), oldest first.
+func (a *accounting) writesOf(user string) []writeRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := []writeRecord{}
+	for _, w := range a.writes {
+		if user == "" || w.User == user {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// statusRecorder remembers the status code an inner handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
 
 var writeVerbs = map[string]bool{"create": true, "update": true, "patch": true, "apply": true, "delete": true, "deletecollection": true}
 
@@ -83,6 +154,7 @@ func (a *accounting) reset() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.users = map[string]*userCounts{}
+	a.writes = nil
 }
 
 // requestNote travels in the request context from the outermost filter.
@@ -141,6 +213,21 @@ func withAccounting(a *accounting, watches *watchRegistry, next http.Handler) ht
 				verb = "apply"
 			}
 			a.record(u.GetName(), verb, info.APIGroup, info.Resource, info.Subresource)
+			if writeVerbs[verb] {
+				resource := info.APIGroup + "/" + info.Resource
+				if info.Subresource != "" {
+					resource += "/" + info.Subresource
+				}
+				rec := &statusRecorder{ResponseWriter: w}
+				start := time.Now()
+				next.ServeHTTP(rec, r)
+				a.logWrite(writeRecord{
+					User: u.GetName(), UserAgent: r.UserAgent(), Verb: verb, Resource: resource,
+					Namespace: info.Namespace, Name: info.Name,
+					Start: start.UnixMicro(), End: time.Now().UnixMicro(), Code: rec.code,
+				})
+				return
+			}
 		}
 		if ok && info.IsResourceRequest && info.Verb == "watch" {
 			wctx, cancel := context.WithCancel(ctx)

@@ -2,7 +2,8 @@ package main
 
 // Test hooks served under /testing (authenticated, any user; not counted):
 //   GET  /testing/requests[?user=CN]   request counts per client identity
-//   POST /testing/requests/reset       clear the counts
+//   POST /testing/requests/reset       clear the counts (and the write log)
+//   GET  /testing/writes[?user=CN]     write requests with User-Agent and timing, oldest first
 //   POST /testing/expire-watches       compact etcd and end every open watch
 //   GET  /testing/watches[?user=CN]    open watches per client identity
 //   GET|POST|DELETE /testing/deny      list / add / clear deny rules
@@ -48,6 +49,7 @@ func methodNotAllowed(w http.ResponseWriter, allowed string) {
 func (h *testHooks) install(m *mux.PathRecorderMux) {
 	m.HandleFunc("/testing/requests", h.requests)
 	m.HandleFunc("/testing/requests/reset", h.reset)
+	m.HandleFunc("/testing/writes", h.writes)
 	m.HandleFunc("/testing/expire-watches", h.expireWatches)
 	m.HandleFunc("/testing/watches", h.openWatches)
 	m.HandleFunc("/testing/deny", h.deny)
@@ -70,6 +72,15 @@ func (h *testHooks) requests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]interface{}{"users": snap})
+}
+
+// writes lists the logged write requests (of one client identity with ?user=).
+func (h *testHooks) writes(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		methodNotAllowed(w, "GET")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]interface{}{"writes": h.acct.writesOf(r.URL.Query().Get("user"))})
 }
 
 // openWatches reports the watches open right now, per client identity.

@@ -37,6 +37,7 @@ async fn client(path: std::path::PathBuf) -> kube::Client {
         kubeconfig: KubeconfigSource::File(path),
         context: None,
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .expect("connect")

@@ -47,7 +47,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
-    runtime::watcher,
+    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
 
@@ -474,7 +474,8 @@ async fn scheduled(env: &Env, bin: &PathBuf) {
         ),
         first.len() == n,
     );
-    // Each mapping's announced next sync, and its last sync, as status has them (whole seconds).
+    // Each mapping's announced next sync, and its last sync, as status has them (whole seconds), from a
+    // watch (listing 1,000 mappings every few seconds would load the controller's server itself).
     let secs_of = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
         t.as_ref().map(|t| t.0.as_second())
     };
@@ -482,28 +483,41 @@ async fn scheduled(env: &Env, bin: &PathBuf) {
     let mut last: HashMap<String, i64> = HashMap::new();
     let mut lateness: Vec<f64> = Vec::new();
     let watch_for = Duration::from_secs(150);
-    let observing = Instant::now();
-    while observing.elapsed() < watch_for {
-        if let Ok(list) = nm_api(env).list(&ListParams::default()).await {
-            for nm in list.items {
-                let name = nm.metadata.name.clone().unwrap_or_default();
-                let Some(s) = nm.status else { continue };
-                let (Some(ls), next) = (secs_of(&s.last_sync_time), secs_of(&s.next_sync_time)) else {
-                    continue;
-                };
-                if let (Some(prev), Some(due)) = (last.get(&name), announced.get(&name))
-                    && ls > *prev
-                {
-                    lateness.push((ls - due) as f64);
-                }
-                last.insert(name.clone(), ls);
-                if let Some(next) = next {
-                    announced.insert(name, next);
-                }
-            }
+    let before = operator_requests(env).await;
+    let (cpu_before, machine_before) = (cpu_seconds(op.0.id()), machine_ticks());
+    let mut updates = watcher(nm_api(env), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    let until = tokio::time::Instant::now() + watch_for;
+    while let Ok(Some(item)) = tokio::time::timeout_at(until, updates.next()).await {
+        let Ok(nm) = item else { continue };
+        let name = nm.metadata.name.clone().unwrap_or_default();
+        let Some(s) = nm.status else { continue };
+        let (Some(ls), next) = (secs_of(&s.last_sync_time), secs_of(&s.next_sync_time)) else {
+            continue;
+        };
+        if let (Some(prev), Some(due)) = (last.get(&name), announced.get(&name))
+            && ls > *prev
+        {
+            lateness.push((ls - due) as f64);
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        last.insert(name.clone(), ls);
+        if let Some(next) = next {
+            announced.insert(name, next);
+        }
     }
+    drop(updates);
+    let machine = machine_ticks();
+    let machine_busy = (machine.0 - machine_before.0) / (machine.1 - machine_before.1).max(1.0);
+    let operator_cpu = (cpu_seconds(op.0.id()) - cpu_before) / watch_for.as_secs_f64() * 100.0;
+    let after = operator_requests(env).await;
+    let syncs = lateness.len().max(1) as f64;
+    let per_sync: Vec<String> = ["controller", "source", "DR"]
+        .iter()
+        .zip(after.iter().zip(&before))
+        .map(|(name, (a, b))| format!("{name} {:.1}", a.since(b).total as f64 / syncs))
+        .collect();
     lateness.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&lateness, 0.5), percentile(&lateness, 0.99));
     let expected = n * 150 / 30;
@@ -516,6 +530,11 @@ async fn scheduled(env: &Env, bin: &PathBuf) {
             lateness.len()
         ),
         p99 <= 2.0 && lateness.len() * 10 >= expected * 8,
+    );
+    println!(
+        "  (machine CPU {:.0} % busy, operator {operator_cpu:.0} % of a core; operator requests per sync: {})",
+        machine_busy * 100.0,
+        per_sync.join(", ")
     );
     let rss = rss_mib(op.0.id());
     line(

@@ -13,6 +13,9 @@
 //!   Leases. Target ≤ 20 s (lease 15 s, retry 2 s).
 //! - `change after the kill`: then a source ConfigMap changes; the time until all 30 DR copies have it
 //!   (the dead replica's mappings included). Target ≤ 10 s.
+//! - `overlapping writes`: from the DR server's write log (each replica names itself in its User-Agent),
+//!   the DR namespaces that two replicas wrote at once (alternating, or one starting before the other's
+//!   last write ended). Target 0.
 //!
 //! Results are in docs/benchmarks.md.
 
@@ -21,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dr_syncer_testenv::{Identity, create_namespace};
+use dr_syncer_testenv::{Identity, create_namespace, writer_runs};
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::ConfigMap};
 use kube::{
     Api,
@@ -206,5 +209,33 @@ fn main() {
             reached.is_some_and(|t| t <= Duration::from_secs(10)),
         );
         drop(ops);
+
+        // The DR server's write log: the replicas share the DR kubeconfig, and each names itself in its
+        // User-Agent. A DR namespace written by two replicas at once shows alternating runs, or a run
+        // starting before the previous one ended.
+        let writes = env.dr.writes(&env.dr_id.user).await.unwrap_or_default();
+        let (mut overlapping, mut handed, mut total) = (0, 0, 0);
+        for i in 0..MAPPINGS {
+            let runs = writer_runs(&writes, &format!("{src}-t{i}"), |ua| {
+                ua.rsplit_once('(')
+                    .map(|(_, r)| r.trim_end_matches(')').to_owned())
+            });
+            total += runs.iter().map(|r| r.writes).sum::<usize>();
+            let replicas: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.writer.as_str()).collect();
+            if runs.len() > replicas.len() || runs.windows(2).any(|w| w[0].last_end > w[1].first_start) {
+                overlapping += 1;
+            }
+            if runs.len() > 1 {
+                handed += 1;
+            }
+        }
+        line(
+            "overlapping writes",
+            "0 (server's log)",
+            format!(
+                "{overlapping} of {MAPPINGS} DR namespaces ({total} writes; {handed} changed hands at the takeover)"
+            ),
+            overlapping == 0 && total > 0,
+        );
     });
 }

@@ -237,6 +237,7 @@ async fn run(n: usize) {
             kubeconfig: KubeconfigSource::File(path),
             context: None,
             insecure_skip_tls_verify: false,
+            user_agent: None,
         })
         .await
         .expect("connect")

@@ -846,6 +846,7 @@ pub(crate) async fn connect_side(
             .unwrap_or(KubeconfigSource::Infer),
         context: context.clone(),
         insecure_skip_tls_verify: false,
+        user_agent: Some(format!("dr-syncer-cli/{}", env!("CARGO_PKG_VERSION"))),
     };
     Ok(connect_with_url(&cluster).await?)
 }

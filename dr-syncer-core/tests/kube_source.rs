@@ -22,6 +22,7 @@ async fn source(cp: &ControlPlane) -> KubeSource {
         kubeconfig: KubeconfigSource::File(cp.kubeconfig().to_path_buf()),
         context: None,
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .unwrap();
@@ -221,6 +222,7 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
         kubeconfig: KubeconfigSource::Bytes(bytes.clone()),
         context: None,
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .unwrap();
@@ -238,6 +240,7 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
         kubeconfig: KubeconfigSource::Bytes(no_ca.clone().into_bytes()),
         context: None,
         insecure_skip_tls_verify: insecure,
+        user_agent: None,
     };
     let strict = connect(&untrusted(false)).await.unwrap();
     assert!(
@@ -254,6 +257,7 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
         kubeconfig: KubeconfigSource::Bytes(bytes),
         context: Some("no-such-context".into()),
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .err()
@@ -268,6 +272,7 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
         kubeconfig: KubeconfigSource::Bytes(b"{not: [yaml".to_vec()),
         context: None,
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .err()
@@ -279,6 +284,7 @@ async fn clients_come_from_kubeconfig_bytes_and_contexts() {
         kubeconfig: KubeconfigSource::File("/nonexistent/kubeconfig".into()),
         context: None,
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .err()

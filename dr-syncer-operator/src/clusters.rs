@@ -191,6 +191,7 @@ pub struct Clusters {
     boundaries: Boundaries,
     allow_exec: bool,
     ignore_cert: bool,
+    user_agent: Option<String>,
     stores: OnceLock<Stores>,
 }
 
@@ -221,6 +222,7 @@ impl Clusters {
             boundaries: Boundaries::default(),
             allow_exec: false,
             ignore_cert: false,
+            user_agent: None,
             stores: OnceLock::new(),
         }
     }
@@ -232,6 +234,13 @@ impl Clusters {
             remote_clusters,
             cluster_mappings,
         });
+    }
+
+    /// The `User-Agent` of the remote clusters' clients (default: core's `dr-syncer/<version>`).
+    #[must_use]
+    pub fn with_user_agent(mut self, agent: String) -> Self {
+        self.user_agent = Some(agent);
+        self
     }
 
     /// Where references may point, and which namespaces are protected.
@@ -417,6 +426,7 @@ impl Clusters {
             },
             context: None,
             insecure_skip_tls_verify: self.ignore_cert,
+            user_agent: self.user_agent.clone(),
         })
         .await
         .map_err(|e| ClusterError::InvalidKubeconfig {

@@ -152,9 +152,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     run_with(args, Extensions::default()).await
 }
 
+/// The `User-Agent` of the operator's clients: program, version and replica identity, so that API
+/// servers' audit logs tell replicas apart (they share the remote clusters' kubeconfigs).
+pub fn user_agent(identity: &str) -> String {
+    let clean: String = identity
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    format!("dr-syncer-operator/{} ({clean})", env!("CARGO_PKG_VERSION"))
+}
+
 /// [`run`] with `extensions`.
 pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<ExitCode> {
     init_logging(&args);
+    let identity = args
+        .identity
+        .clone()
+        .filter(|i| !i.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("dr-syncer-operator-{}", std::process::id()));
     // The controller cluster's calls (status, Events, Leases) are bounded by `--request-timeout` too.
     let (client, _) = connect_bounded(
         &ClusterConfig {
@@ -166,17 +182,12 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
                 .unwrap_or(KubeconfigSource::Infer),
             context: args.context.clone(),
             insecure_skip_tls_verify: false,
+            user_agent: Some(user_agent(&identity)),
         },
         args.request_timeout,
     )
     .await
     .context("connecting to the controller cluster")?;
-    let identity = args
-        .identity
-        .clone()
-        .filter(|i| !i.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| format!("dr-syncer-operator-{}", std::process::id()));
     let metrics = Arc::new(Metrics::new());
     let ready = Readiness::default();
     let shutdown = CancellationToken::new();
@@ -263,6 +274,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     let (ctx, triggers) = Context::new(
         client.clone(),
         Clusters::new(client.clone(), options)
+            .with_user_agent(user_agent(&identity))
             .with_boundaries(boundaries.clone())
             .allowing_kubeconfig_exec(args.allow_kubeconfig_exec)
             .ignoring_certificates(args.ignore_cert),

@@ -1,7 +1,8 @@
 //! Three operator processes with `--shards 6`, against three control planes: the six shard Leases spread
 //! two per replica; each mapping says in its `Assigned` condition which replica holds it, and that is the
 //! holder of its shard's Lease; when a replica is killed, the other two take its shards over (three each)
-//! and keep its mappings syncing.
+//! and keep its mappings syncing. The DR server's write log shows each DR namespace written by one
+//! replica at a time.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::{
 use common::{Env, NS, T, condition, mapping};
 use dr_syncer_core::api::SyncPhase;
 use dr_syncer_operator::shards::shard_of;
-use dr_syncer_testenv::{apply_yaml, create_namespace, wait_for};
+use dr_syncer_testenv::{apply_yaml, create_namespace, wait_for, writer_runs};
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::ConfigMap};
 use kube::{
     Api, ResourceExt,
@@ -190,4 +191,42 @@ async fn shards_spread_over_replicas_and_a_dead_replicas_shards_are_taken_over()
             );
         }
     }
+
+    // The DR server's own record (the replicas share the DR kubeconfig; each names itself in its
+    // User-Agent): each DR namespace was written by one replica at a time — the first holder of its
+    // shard, then, for the dead replica's mappings, its heir, whose first write started after the dead
+    // replica's last write had ended.
+    let writes = env.dr.writes(&env.dr_id.user).await.unwrap();
+    for (name, (shard, holder)) in &assigned {
+        let ns = format!("{src}-{name}");
+        let now = holders(&leases).await[shard].clone();
+        let runs = writer_runs(&writes, &ns, replica_of);
+        assert!(!runs.is_empty(), "{ns}: no writes recorded");
+        let who: Vec<&str> = runs.iter().map(|r| r.writer.as_str()).collect();
+        if *holder == victim {
+            assert!(
+                who == [holder.as_str(), now.as_str()],
+                "{ns}: written by {who:?}; held by {holder}, then {now}"
+            );
+        } else {
+            assert_eq!(who, [holder.as_str()], "{ns}: held by {holder} throughout");
+        }
+        if let [a, b] = &runs[..] {
+            assert!(
+                a.last_end <= b.first_start,
+                "{ns}: {}'s first write started {} µs before {}'s last one ended",
+                b.writer,
+                a.last_end - b.first_start,
+                a.writer
+            );
+        }
+    }
+}
+
+/// The replica an operator's User-Agent names (`dr-syncer-operator/<version> (<identity>)`).
+fn replica_of(user_agent: &str) -> Option<String> {
+    REPLICAS
+        .iter()
+        .find(|r| user_agent.ends_with(&format!("({r})")))
+        .map(|r| (*r).to_owned())
 }

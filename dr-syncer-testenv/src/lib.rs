@@ -49,7 +49,7 @@ pub use binaries::{agent_path, kapi_path, kubectl_path, workspace_root};
 pub use control_plane::{ControlPlane, ControlPlaneBuilder, Identity, client_from_kubeconfig};
 pub use error::{Error, Result};
 pub use names::{create_namespace, unique_name};
-pub use testing_api::{DenyRule, FaultRule, RequestCounts};
+pub use testing_api::{DenyRule, FaultRule, RequestCounts, WriteRecord, WriterRun, writer_runs};
 pub use wait::{wait_for, wait_for_condition};
 pub use yaml::{FIELD_MANAGER, apply_yaml, parse_yaml_documents};
 

@@ -62,6 +62,76 @@ impl RequestCounts {
     }
 }
 
+/// One write request as the server saw it ([`ControlPlane::writes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WriteRecord {
+    /// The client identity (certificate CN or token user).
+    pub user: String,
+    /// The client's `User-Agent` header.
+    pub user_agent: String,
+    /// create, update, patch, apply, delete or deletecollection.
+    pub verb: String,
+    /// `<group>/<resource>[/<subresource>]` (core group empty: `/configmaps`).
+    pub resource: String,
+    /// The object's namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// The object's name (empty for a create without one in the path, a deletecollection).
+    pub name: String,
+    /// When the server started handling it, in Unix microseconds.
+    pub start: i64,
+    /// When it had answered, in Unix microseconds.
+    pub end: i64,
+    /// The HTTP status code of the answer.
+    pub code: u16,
+}
+
+/// Consecutive writes of one writer into a namespace ([`writer_runs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterRun {
+    /// Who wrote, as the `writer` function of [`writer_runs`] named it.
+    pub writer: String,
+    /// When the run's first write started (Unix µs).
+    pub first_start: i64,
+    /// When the last of its writes ended (Unix µs).
+    pub last_end: i64,
+    /// How many writes.
+    pub writes: usize,
+}
+
+/// The writes into namespace `ns` (its objects and the Namespace object itself), in order of their
+/// start, as runs of the same writer. `writer` names the writer from the User-Agent (`None`: the
+/// User-Agent itself is used). Two writers that wrote at once show up as alternating runs, or as a run
+/// whose `first_start` precedes the previous run's `last_end`.
+pub fn writer_runs(
+    writes: &[WriteRecord],
+    ns: &str,
+    writer: impl Fn(&str) -> Option<String>,
+) -> Vec<WriterRun> {
+    let mut mine: Vec<&WriteRecord> = writes
+        .iter()
+        .filter(|w| w.namespace == ns || (w.resource == "/namespaces" && w.name == ns))
+        .collect();
+    mine.sort_by_key(|w| w.start);
+    let mut runs: Vec<WriterRun> = Vec::new();
+    for w in mine {
+        let who = writer(&w.user_agent).unwrap_or_else(|| w.user_agent.clone());
+        match runs.last_mut() {
+            Some(run) if run.writer == who => {
+                run.last_end = run.last_end.max(w.end);
+                run.writes += 1;
+            }
+            _ => runs.push(WriterRun {
+                writer: who,
+                first_start: w.start,
+                last_end: w.end,
+                writes: 1,
+            }),
+        }
+    }
+    runs
+}
+
 /// A rule of the control plane's deny list: `user` may not use `verbs` on `resources`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DenyRule {
@@ -198,6 +268,24 @@ impl ControlPlane {
             context: "GET /testing/requests".into(),
             message: format!("{e}: {text}"),
         })
+    }
+
+    /// The write requests of client identity `user` so far, oldest first (the server keeps the last
+    /// 100,000 to 200,000).
+    pub async fn writes(&self, user: &str) -> Result<Vec<WriteRecord>> {
+        let text = self
+            .testing_call(http::Method::GET, &format!("/testing/writes?user={user}"), vec![])
+            .await?;
+        #[derive(Deserialize)]
+        struct Writes {
+            writes: Vec<WriteRecord>,
+        }
+        serde_json::from_str::<Writes>(&text)
+            .map(|w| w.writes)
+            .map_err(|e| Error::Decode {
+                context: "GET /testing/writes".into(),
+                message: format!("{e}: {text}"),
+            })
     }
 
     /// Compact etcd and end every open watch: running watchers receive 410 Gone and must re-list.

@@ -200,3 +200,92 @@ async fn faults_hit_the_chosen_client_verbs_and_count() {
     let counts = cp.requests("victim").await.unwrap();
     assert!(counts.by_verb["create"] >= 3, "every attempt counted: {counts:?}");
 }
+
+/// A client of `id` that names itself `agent` in its User-Agent.
+async fn client_named(id: &dr_syncer_testenv::Identity, agent: &str) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&id.kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(agent).unwrap(),
+    ));
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn the_write_log_names_each_client_by_its_user_agent() {
+    init_tracing();
+    let cp = ControlPlane::start("write-log").await.unwrap();
+    let ns = create_namespace(&cp.client(), "wlog").await.unwrap();
+    let id = cp.identity("shared").await.unwrap();
+    let (one, two) = (
+        client_named(&id, "replica (one)").await,
+        client_named(&id, "replica (two)").await,
+    );
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    Api::<ConfigMap>::namespaced(one.clone(), &ns)
+        .create(&PostParams::default(), &named("a"))
+        .await
+        .unwrap();
+    // Reads are not logged; a refused write is not either.
+    Api::<ConfigMap>::namespaced(two.clone(), &ns)
+        .get("a")
+        .await
+        .unwrap();
+    cp.deny(&DenyRule::new("shared", &["delete"], &["configmaps"]))
+        .await
+        .unwrap();
+    assert!(
+        Api::<ConfigMap>::namespaced(two.clone(), &ns)
+            .delete("a", &Default::default())
+            .await
+            .is_err()
+    );
+    cp.clear_denies().await.unwrap();
+    Api::<ConfigMap>::namespaced(two, &ns)
+        .delete("a", &Default::default())
+        .await
+        .unwrap();
+
+    let log = cp.writes("shared").await.unwrap();
+    let seen: Vec<(&str, &str, &str, &str, &str, u16)> = log
+        .iter()
+        .map(|w| {
+            (
+                w.user_agent.as_str(),
+                w.verb.as_str(),
+                w.resource.as_str(),
+                w.namespace.as_str(),
+                w.name.as_str(),
+                w.code,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("replica (one)", "create", "/configmaps", ns.as_str(), "", 201),
+            ("replica (two)", "delete", "/configmaps", ns.as_str(), "a", 200),
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|w| w.user == "shared" && started <= w.start && w.start <= w.end),
+        "{log:?}"
+    );
+    assert!(log[0].end <= log[1].start, "one after the other: {log:?}");
+    // Runs per writer: two, one after the other.
+    let runs = dr_syncer_testenv::writer_runs(&log, &ns, |ua| Some(ua.to_owned()));
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.writer.as_str(), r.writes))
+            .collect::<Vec<_>>(),
+        [("replica (one)", 1), ("replica (two)", 1)]
+    );
+    assert!(cp.writes("nobody").await.unwrap().is_empty());
+}

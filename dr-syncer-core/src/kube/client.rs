@@ -41,6 +41,14 @@ pub struct ClusterConfig {
     /// credentials included). For the Go operator's `IGNORE_CERT`; a kubeconfig's own
     /// `insecure-skip-tls-verify: true` is honoured without it.
     pub insecure_skip_tls_verify: bool,
+    /// The `User-Agent` of every request (default: [`default_user_agent`]). API servers record it in
+    /// their audit logs: a name per operator replica tells apart replicas that share one kubeconfig.
+    pub user_agent: Option<String>,
+}
+
+/// `dr-syncer/<version>`: the `User-Agent` of a client whose [`ClusterConfig`] names none.
+pub fn default_user_agent() -> String {
+    format!("dr-syncer/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Default deadline of one request attempt.
@@ -159,6 +167,16 @@ pub async fn connect_bounded(cluster: &ClusterConfig, limit: Duration) -> Result
     // A black-holed address fails in seconds, not after the system's TCP timeout. (No client-wide read
     // timeout: it would cut idle watches; requests have their deadline in `Calls`.)
     config.connect_timeout = Some(CONNECT_TIMEOUT);
+    let agent = cluster.user_agent.clone().unwrap_or_else(default_user_agent);
+    let agent = http::HeaderValue::from_str(&agent).map_err(|_| {
+        Error::InvalidConfig(format!(
+            "user agent {agent:?}: only visible ASCII characters and spaces are allowed"
+        ))
+    })?;
+    config
+        .headers
+        .retain(|(name, _)| name != http::header::USER_AGENT);
+    config.headers.push((http::header::USER_AGENT, agent));
     let url = config.cluster_url.to_string();
     let client = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| {
@@ -286,5 +304,26 @@ mod tests {
         let watch = http::Request::get("/api/v1/pods?watch=true").body(()).unwrap();
         let waited = tokio::time::timeout(Duration::from_secs(3600), svc.call(watch)).await;
         assert!(waited.is_err(), "a watch is not cut by the backstop");
+    }
+
+    /// A User-Agent that is not a valid header value is a configuration error, not a panic.
+    #[tokio::test]
+    async fn a_user_agent_with_a_line_break_is_refused() {
+        let kubeconfig = b"apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n";
+        let config = |agent: &str| ClusterConfig {
+            kubeconfig: KubeconfigSource::Bytes(kubeconfig.to_vec()),
+            user_agent: Some(agent.to_owned()),
+            ..Default::default()
+        };
+        assert!(
+            connect(&config("dr-syncer-operator/0.1.0 (replica-a)"))
+                .await
+                .is_ok()
+        );
+        let Err(err) = connect(&config("evil\r\nX-Injected: 1")).await else {
+            panic!("a header with a line break was accepted");
+        };
+        assert_eq!(err.kind(), "InvalidConfig", "{err}");
     }
 }

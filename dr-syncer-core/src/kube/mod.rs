@@ -27,7 +27,7 @@ pub use self::{
     },
     client::{
         CONNECT_TIMEOUT, ClientOptions, ClusterConfig, DEFAULT_REQUEST_TIMEOUT, KubeconfigSource,
-        REQUEST_BACKSTOP, connect, connect_bounded, connect_with_url,
+        REQUEST_BACKSTOP, connect, connect_bounded, connect_with_url, default_user_agent,
     },
     discovery::{custom_resource_types, discover},
     leftovers::{Leftover, find_leftovers, remove_leftovers},

@@ -45,6 +45,7 @@ pub async fn pair(name: &str) -> Pair {
         kubeconfig: KubeconfigSource::File(reader.kubeconfig.clone()),
         context: None,
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .unwrap();
@@ -52,6 +53,7 @@ pub async fn pair(name: &str) -> Pair {
         kubeconfig: KubeconfigSource::File(writer.kubeconfig.clone()),
         context: None,
         insecure_skip_tls_verify: false,
+        user_agent: None,
     })
     .await
     .unwrap();
