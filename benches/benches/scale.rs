@@ -555,7 +555,11 @@ fn part(name: &str) -> bool {
 
 fn main() {
     run(|bin, env| async move {
-        let big = sources(&env, "b", 100, 1000).await;
+        let big = if part("big") || part("growth") {
+            sources(&env, "b", 100, 1000).await
+        } else {
+            Vec::new()
+        };
         let small = if part("growth") {
             sources(&env, "s", 100, 100).await
         } else {
