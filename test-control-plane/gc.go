@@ -75,22 +75,31 @@ func (gc *garbageCollector) run(ctx context.Context) {
 		case <-refresh.C:
 			gc.refresh(ctx)
 		case <-resync.C:
-			gc.pass(ctx)
+			if !gc.passAndRest(ctx) {
+				return
+			}
 		case <-gc.trigger:
 			time.Sleep(20 * time.Millisecond) // coalesce bursts of events
-			started := time.Now()
-			gc.pass(ctx)
-			// A pass scans every object (the real collector keeps a graph and works incrementally).
-			// Under a steady stream of events on a large store (benchmarks: 100,000 objects), passes
-			// back to back would keep a core busy: rest four times as long as the pass took, which
-			// on the small stores of tests is a few milliseconds. Events meanwhile coalesce into
-			// one trigger.
-			select {
-			case <-ctx.Done():
+			if !gc.passAndRest(ctx) {
 				return
-			case <-time.After(4 * time.Since(started)):
 			}
 		}
+	}
+}
+
+// passAndRest runs a pass, then rests four times as long as it took (false: the context ended). A pass
+// scans every object (the real collector keeps a graph and works incrementally): under a steady stream
+// of events on a large store (benchmarks: 100,000 objects), passes back to back would keep a core
+// busy. On the small stores of tests the rest is a few milliseconds. Events meanwhile coalesce into
+// one trigger.
+func (gc *garbageCollector) passAndRest(ctx context.Context) bool {
+	started := time.Now()
+	gc.pass(ctx)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(4 * time.Since(started)):
+		return true
 	}
 }
 

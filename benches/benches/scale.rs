@@ -586,6 +586,9 @@ fn main() {
         }
 
         if !part("big") {
+            if part("growth") {
+                growth(&runs);
+            }
             if part("scheduled") {
                 scheduled(&env, &bin).await;
             }

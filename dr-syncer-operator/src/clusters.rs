@@ -4,10 +4,11 @@
 //! What a sync reads on the controller cluster before it starts is cheap when syncs are frequent (a
 //! continuous mapping's change batches, many mappings on the same clusters):
 //! - RemoteClusters and ClusterMappings come from the controllers' watch caches once
-//!   [`Clusters::use_stores`] gave them (an object not in the cache is read from the API server, which
-//!   also says when it does not exist);
-//! - a kubeconfig Secret is read again at most every [`SECRET_RECHECK`] per RemoteCluster (a rotated
-//!   kubeconfig is used from the first sync after that);
+//!   [`Clusters::use_stores`] gave them (a RemoteCluster only once it is pinned to a cluster; an object
+//!   not in the cache is read from the API server, which also says when it does not exist);
+//! - a kubeconfig Secret is read again at most every [`SECRET_RECHECK`] per RemoteCluster object (a
+//!   rotated kubeconfig is used from the first sync after that; a RemoteCluster created again reads it
+//!   at once);
 //! - the pinned-identity check ([`ClusterHandle::verify_pinned`]) asks the cluster again at most every
 //!   [`IDENTITY_RECHECK`] per client. The check guards against a kubeconfig that reaches another
 //!   cluster; the engine's site checks read the DR namespace itself before every sync.
@@ -58,8 +59,41 @@ pub struct ClusterHandle {
     pub exported: Mutex<(u64, u64)>,
     /// The cluster's watches, shared by every continuous mapping reading it: one per type.
     pub watches: SharedWatches,
-    /// The identity last found equal to a pin, and when.
-    verified: Mutex<Option<(String, Instant)>>,
+    /// What the identity checks found (see [`Verified`]).
+    verified: Mutex<Verified>,
+}
+
+/// The identity checks of one client: the last one that found the pinned identity (the identity, and
+/// when its request was sent), and when a check last found another cluster. A match is reused only if
+/// its request was sent after the last mismatch, so an old answer arriving late cannot cover a newer
+/// "another cluster".
+#[derive(Debug, Default)]
+struct Verified {
+    matched: Option<(String, Instant)>,
+    mismatch: Option<Instant>,
+}
+
+impl Verified {
+    /// Whether `uid` was found by a request sent less than [`IDENTITY_RECHECK`] ago, after any mismatch.
+    fn reusable(&self, uid: &str) -> bool {
+        self.matched.as_ref().is_some_and(|(found, sent)| {
+            found == uid && sent.elapsed() < IDENTITY_RECHECK && self.mismatch.is_none_or(|m| *sent > m)
+        })
+    }
+
+    /// Record what a request sent at `sent` found (`pinned`: whether it was the pinned identity).
+    fn record(&mut self, found: String, pinned: bool, sent: Instant) {
+        if pinned {
+            if self.mismatch.is_none_or(|m| sent > m)
+                && self.matched.as_ref().is_none_or(|(_, at)| sent > *at)
+            {
+                self.matched = Some((found, sent));
+            }
+        } else {
+            self.matched = None;
+            self.mismatch = Some(self.mismatch.map_or(sent, |m| m.max(sent)));
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterHandle {
@@ -108,9 +142,10 @@ impl ClusterHandle {
         let Some(pinned) = rc.status.as_ref().and_then(|s| s.cluster_identity.as_ref()) else {
             return Ok(());
         };
-        if self.recently_verified(&pinned.uid) {
+        if self.verified().reusable(&pinned.uid) {
             return Ok(());
         }
+        let sent = Instant::now();
         // One attempt's time (no retries): a cluster that does not answer is the sync's to report.
         let limit = self
             .calls
@@ -127,31 +162,25 @@ impl ClusterHandle {
                 None
             }
         };
-        match found {
-            Some(found) if found != pinned.uid => {
-                *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Err(ClusterError::IdentityChanged {
-                    cluster: self.name.clone(),
-                    name: rc.name_any(),
-                    pinned: pinned.uid.clone(),
-                    found,
-                })
-            }
-            Some(found) => {
-                *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some((found, Instant::now()));
-                Ok(())
-            }
-            None => Ok(()),
+        let Some(found) = found else {
+            return Ok(());
+        };
+        let matches = found == pinned.uid;
+        self.verified().record(found.clone(), matches, sent);
+        if matches {
+            Ok(())
+        } else {
+            Err(ClusterError::IdentityChanged {
+                cluster: self.name.clone(),
+                name: rc.name_any(),
+                pinned: pinned.uid.clone(),
+                found,
+            })
         }
     }
 
-    /// Whether the cluster answered with identity `uid` less than [`IDENTITY_RECHECK`] ago.
-    fn recently_verified(&self, uid: &str) -> bool {
-        self.verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|(found, at)| found == uid && at.elapsed() < IDENTITY_RECHECK)
+    fn verified(&self) -> std::sync::MutexGuard<'_, Verified> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ask the cluster for its version (a connectivity check that needs no permission).
@@ -168,6 +197,9 @@ impl ClusterHandle {
 }
 
 struct Cached {
+    /// The uid of the RemoteCluster object that last used it (a RemoteCluster deleted and created
+    /// again reads its Secret afresh).
+    rc_uid: String,
     /// `namespace/name/key` of the kubeconfig the RemoteCluster named.
     secret_ref: String,
     /// The Secret's uid, resourceVersion and key the client was built from.
@@ -341,10 +373,12 @@ impl Clusters {
 
     /// Get RemoteCluster `namespace/name`.
     pub async fn remote_cluster(&self, namespace: &str, name: &str) -> Result<RemoteCluster, ClusterError> {
+        // (Only pinned ones: a RemoteCluster still being set up, or created again, is read afresh.)
         if let Some(rc) = self
             .stores
             .get()
             .and_then(|s| s.remote_clusters.get(&ObjectRef::new(name).within(namespace)))
+            .filter(|rc| rc.status.as_ref().is_some_and(|s| s.cluster_identity.is_some()))
         {
             return Ok(RemoteCluster::clone(&rc));
         }
@@ -379,9 +413,11 @@ impl Clusters {
             .unwrap_or_else(|| DEFAULT_KUBECONFIG_KEY.to_owned());
         let cache_key = (rc_ns.clone(), rc_name.clone());
         let secret_ref = format!("{secret_id}/{key}");
+        let rc_uid = rc.metadata.uid.clone().unwrap_or_default();
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(c) = cache.get(&cache_key)
+                && c.rc_uid == rc_uid
                 && c.secret_ref == secret_ref
                 && c.checked.elapsed() < SECRET_RECHECK
             {
@@ -404,6 +440,7 @@ impl Clusters {
             if let Some(c) = cache.get_mut(&cache_key)
                 && c.secret_version == version
             {
+                c.rc_uid = rc_uid;
                 c.secret_ref = secret_ref;
                 c.checked = Instant::now();
                 return Ok(c.handle.clone());
@@ -445,12 +482,13 @@ impl Clusters {
             calls,
             discovery: tokio::sync::Mutex::new(None),
             exported: Mutex::new((0, 0)),
-            verified: Mutex::new(None),
+            verified: Mutex::default(),
         });
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(
             cache_key,
             Cached {
+                rc_uid,
                 secret_ref,
                 secret_version: version,
                 checked: Instant::now(),
@@ -490,5 +528,43 @@ impl Clusters {
                     .into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_match_is_reused_only_for_its_uid_and_never_over_a_newer_mismatch() {
+        let t0 = Instant::now();
+        let later = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut v = Verified::default();
+        assert!(!v.reusable("a"), "nothing checked yet");
+        v.record("a".into(), true, later(1));
+        assert!(v.reusable("a"));
+        assert!(!v.reusable("b"), "another pin is checked afresh");
+        // A check sent later finds another cluster: no reuse.
+        v.record("x".into(), false, later(3));
+        assert!(!v.reusable("a"));
+        // The answer of a check sent before that mismatch arrives late: still no reuse.
+        v.record("a".into(), true, later(2));
+        assert!(!v.reusable("a"), "{v:?}");
+        // A check sent after the mismatch finds the pinned cluster again.
+        v.record("a".into(), true, later(4));
+        assert!(v.reusable("a"));
+        // An older match never replaces a newer one.
+        v.record("a".into(), true, later(3));
+        assert_eq!(v.matched.as_ref().map(|(_, at)| *at), Some(later(4)));
+    }
+
+    #[test]
+    fn an_identity_match_expires() {
+        let mut v = Verified::default();
+        let old = Instant::now()
+            .checked_sub(IDENTITY_RECHECK + Duration::from_millis(1))
+            .expect("a monotonic clock past its first second");
+        v.record("a".into(), true, old);
+        assert!(!v.reusable("a"));
     }
 }

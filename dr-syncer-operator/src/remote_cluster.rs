@@ -4,8 +4,9 @@
 //! `status.health` (`Healthy` / `Unhealthy`). Healthy clusters are checked again every
 //! `recheck_interval`, unhealthy ones every `unhealthy_recheck_interval`.
 //!
-//! The Secret is read on every check (no cluster-wide Secret watch, so the operator needs only `get` on
-//! Secrets); a changed Secret gives a new client at the next check or sync.
+//! The Secret is read at every check and sync, at most once a second per RemoteCluster (no cluster-wide
+//! Secret watch, so the operator needs only `get` on Secrets); a changed Secret gives a new client at
+//! the next check or sync after that.
 
 use std::sync::Arc;
 

@@ -170,7 +170,7 @@ pub async fn connect_bounded(cluster: &ClusterConfig, limit: Duration) -> Result
     let agent = cluster.user_agent.clone().unwrap_or_else(default_user_agent);
     let agent = http::HeaderValue::from_str(&agent).map_err(|_| {
         Error::InvalidConfig(format!(
-            "user agent {agent:?}: only visible ASCII characters and spaces are allowed"
+            "user agent {agent:?}: not a valid header value (no line breaks or control characters)"
         ))
     })?;
     config
