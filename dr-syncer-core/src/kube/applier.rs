@@ -601,16 +601,18 @@ impl Applier for KubeApplier {
         if key.name.is_empty() {
             return Err(ApplyError::new(&key, "object has no name", false));
         }
+        // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
+        let mut desired = with_types(desired.clone(), rt);
+        let (mut want, mut hash, mut activation) = stamp_desired_hash(&mut desired);
         // A compacted object whose verified desired state is this one: unchanged, without a request.
-        if let Some(Some(Held::Compact(Some(verified)))) = self.cached(rt, &key) {
-            let mut probe = with_types(desired.clone(), rt);
-            let (_, hash, activation) = stamp_desired_hash(&mut probe);
-            if verified_key(&hash, &activation) == verified && !options.dry_run {
-                return Ok(ApplyResult {
-                    action: ApplyAction::Unchanged,
-                    diff: None,
-                });
-            }
+        if let Some(Some(Held::Compact(Some(verified)))) = self.cached(rt, &key)
+            && verified_key(&hash, &activation) == verified
+            && !options.dry_run
+        {
+            return Ok(ApplyResult {
+                action: ApplyAction::Unchanged,
+                diff: None,
+            });
         }
         let (live, created, lists, drill_activation) = self
             .live_entry(rt, &key)
@@ -629,15 +631,13 @@ impl Applier for KubeApplier {
                 diff: None,
             });
         }
-        let mut desired = with_types(desired.clone(), rt);
         if drill_activation
             && let Some(live) = &live
             && left_active(rt, live)
         {
             crate::activation::carry_live_activation(rt, &mut desired, live);
+            (want, hash, activation) = stamp_desired_hash(&mut desired);
         }
-        // (`last-synced` from the input, if any, is ignored by `comparable` and replaced on a write.)
-        let (want, hash, activation) = stamp_desired_hash(&mut desired);
         let have = live.as_ref().map(comparable);
         if let Some(have) = &have
             && diff::is_subset_in(&want, have, &lists)
