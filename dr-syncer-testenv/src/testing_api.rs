@@ -257,15 +257,14 @@ impl ControlPlane {
     /// Requests made so far by client identity `user` (the certificate CN, or the user of a bearer token from
     /// [`ControlPlane::mint_token`]; the admin is `admin`).
     pub async fn requests(&self, user: &str) -> Result<RequestCounts> {
-        let text = self
-            .testing_call(
-                http::Method::GET,
-                &format!("/testing/requests?user={user}"),
-                vec![],
-            )
-            .await?;
+        self.testing_get(&format!("/testing/requests?user={user}")).await
+    }
+
+    /// GET test hook `path` and decode its JSON answer.
+    async fn testing_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let text = self.testing_call(http::Method::GET, path, vec![]).await?;
         serde_json::from_str(&text).map_err(|e| Error::Decode {
-            context: "GET /testing/requests".into(),
+            context: format!("GET {}", path.split('?').next().unwrap_or(path)),
             message: format!("{e}: {text}"),
         })
     }
@@ -273,19 +272,12 @@ impl ControlPlane {
     /// The write requests of client identity `user` so far, oldest first (the server keeps the last
     /// 100,000 to 200,000).
     pub async fn writes(&self, user: &str) -> Result<Vec<WriteRecord>> {
-        let text = self
-            .testing_call(http::Method::GET, &format!("/testing/writes?user={user}"), vec![])
-            .await?;
         #[derive(Deserialize)]
         struct Writes {
             writes: Vec<WriteRecord>,
         }
-        serde_json::from_str::<Writes>(&text)
-            .map(|w| w.writes)
-            .map_err(|e| Error::Decode {
-                context: "GET /testing/writes".into(),
-                message: format!("{e}: {text}"),
-            })
+        let w: Writes = self.testing_get(&format!("/testing/writes?user={user}")).await?;
+        Ok(w.writes)
     }
 
     /// Compact etcd and end every open watch: running watchers receive 410 Gone and must re-list.
@@ -297,23 +289,12 @@ impl ControlPlane {
 
     /// The watches client identity `user` has open right now.
     pub async fn open_watches(&self, user: &str) -> Result<u64> {
-        let text = self
-            .testing_call(
-                http::Method::GET,
-                &format!("/testing/watches?user={user}"),
-                vec![],
-            )
-            .await?;
         #[derive(Deserialize)]
         struct Open {
             open: u64,
         }
-        serde_json::from_str::<Open>(&text)
-            .map(|o| o.open)
-            .map_err(|e| Error::Decode {
-                context: "GET /testing/watches".into(),
-                message: format!("{e}: {text}"),
-            })
+        let o: Open = self.testing_get(&format!("/testing/watches?user={user}")).await?;
+        Ok(o.open)
     }
 
     /// Add a deny rule at run time.
@@ -340,19 +321,12 @@ impl ControlPlane {
 
     /// The fault rules, with how many requests each hit.
     pub async fn faults(&self) -> Result<Vec<FaultRule>> {
-        let text = self
-            .testing_call(http::Method::GET, "/testing/faults", vec![])
-            .await?;
         #[derive(Deserialize)]
         struct Rules {
             rules: Vec<FaultRule>,
         }
-        serde_json::from_str::<Rules>(&text)
-            .map(|r| r.rules)
-            .map_err(|e| Error::Decode {
-                context: "GET /testing/faults".into(),
-                message: format!("{e}: {text}"),
-            })
+        let r: Rules = self.testing_get("/testing/faults").await?;
+        Ok(r.rules)
     }
 
     /// Remove every fault rule (stalled requests are released).
