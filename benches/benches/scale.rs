@@ -266,6 +266,43 @@ async fn operator_requests(env: &Env) -> [dr_syncer_testenv::RequestCounts; 3] {
     ]
 }
 
+/// What a part of the bench costs from its start: the machine's CPU, the operator's, and the operator's
+/// requests on each server.
+struct Meter {
+    pid: u32,
+    started: Instant,
+    cpu: f64,
+    machine: (f64, f64),
+    requests: [dr_syncer_testenv::RequestCounts; 3],
+}
+
+impl Meter {
+    async fn start(env: &Env, pid: u32) -> Meter {
+        let requests = operator_requests(env).await;
+        Meter {
+            pid,
+            started: Instant::now(),
+            cpu: cpu_seconds(pid),
+            machine: machine_ticks(),
+            requests,
+        }
+    }
+
+    /// Since the start: the share of the machine's CPU in use, and the operator's CPU in % of a core.
+    fn cpu(&self) -> (f64, f64) {
+        let machine = machine_ticks();
+        let busy = (machine.0 - self.machine.0) / (machine.1 - self.machine.1).max(1.0);
+        let operator = (cpu_seconds(self.pid) - self.cpu) / self.started.elapsed().as_secs_f64() * 100.0;
+        (busy, operator)
+    }
+
+    /// The operator's requests since the start on the controller, source and DR servers.
+    async fn requests(&self, env: &Env) -> [dr_syncer_testenv::RequestCounts; 3] {
+        let now = operator_requests(env).await;
+        [0, 1, 2].map(|i| now[i].since(&self.requests[i]))
+    }
+}
+
 /// Updates spread over every namespace of `sources` at `rate`/s for `secs` s; arrival − write on the DR
 /// side (`label`'s namespaces).
 async fn spread_latency(
@@ -283,8 +320,7 @@ async fn spread_latency(
         round,
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = operator_requests(env).await;
-    let (cpu_before, machine_before) = (cpu_seconds(pid), machine_ticks());
+    let meter = Meter::start(env, pid).await;
     let n = sources.len();
     let total = rate * secs;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
@@ -307,16 +343,12 @@ async fn spread_latency(
     while writes.join_next().await.is_some() {}
     let elapsed = start.elapsed().as_secs_f64();
     let achieved = f64::from(total) / elapsed;
-    let machine = machine_ticks();
-    let machine_busy = (machine.0 - machine_before.0) / (machine.1 - machine_before.1).max(1.0);
-    let operator_cpu = (cpu_seconds(pid) - cpu_before) / elapsed * 100.0;
+    let (machine_busy, operator_cpu) = meter.cpu();
     tokio::time::sleep(Duration::from_secs(5)).await;
     watch.abort();
-    let after = operator_requests(env).await;
     let mut per_change = [0.0; 3];
     let mut top: HashMap<String, u64> = HashMap::new();
-    for (i, (a, b)) in after.iter().zip(&before).enumerate() {
-        let d = a.since(b);
+    for (i, d) in meter.requests(env).await.into_iter().enumerate() {
         per_change[i] = d.total as f64 / f64::from(total);
         for (k, v) in d.by_resource {
             *top.entry(format!("{} {k}", ["ctl", "src", "dr"][i])).or_default() += v;
@@ -483,8 +515,7 @@ async fn scheduled(env: &Env, bin: &PathBuf) {
     let mut last: HashMap<String, i64> = HashMap::new();
     let mut lateness: Vec<f64> = Vec::new();
     let watch_for = Duration::from_secs(150);
-    let before = operator_requests(env).await;
-    let (cpu_before, machine_before) = (cpu_seconds(op.0.id()), machine_ticks());
+    let meter = Meter::start(env, op.0.id()).await;
     let mut updates = watcher(nm_api(env), watcher::Config::default())
         .default_backoff()
         .applied_objects()
@@ -508,15 +539,12 @@ async fn scheduled(env: &Env, bin: &PathBuf) {
         }
     }
     drop(updates);
-    let machine = machine_ticks();
-    let machine_busy = (machine.0 - machine_before.0) / (machine.1 - machine_before.1).max(1.0);
-    let operator_cpu = (cpu_seconds(op.0.id()) - cpu_before) / watch_for.as_secs_f64() * 100.0;
-    let after = operator_requests(env).await;
+    let (machine_busy, operator_cpu) = meter.cpu();
     let syncs = lateness.len().max(1) as f64;
     let per_sync: Vec<String> = ["controller", "source", "DR"]
         .iter()
-        .zip(after.iter().zip(&before))
-        .map(|(name, (a, b))| format!("{name} {:.1}", a.since(b).total as f64 / syncs))
+        .zip(meter.requests(env).await)
+        .map(|(name, d)| format!("{name} {:.1}", d.total as f64 / syncs))
         .collect();
     lateness.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&lateness, 0.5), percentile(&lateness, 0.99));

@@ -171,6 +171,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
         .filter(|i| !i.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| format!("dr-syncer-operator-{}", std::process::id()));
+    let agent = user_agent(&identity);
     // The controller cluster's calls (status, Events, Leases) are bounded by `--request-timeout` too.
     let (client, _) = connect_bounded(
         &ClusterConfig {
@@ -182,7 +183,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
                 .unwrap_or(KubeconfigSource::Infer),
             context: args.context.clone(),
             insecure_skip_tls_verify: false,
-            user_agent: Some(user_agent(&identity)),
+            user_agent: Some(agent.clone()),
         },
         args.request_timeout,
     )
@@ -274,7 +275,7 @@ pub async fn run_with(args: Args, extensions: Extensions) -> anyhow::Result<Exit
     let (ctx, triggers) = Context::new(
         client.clone(),
         Clusters::new(client.clone(), options)
-            .with_user_agent(user_agent(&identity))
+            .with_user_agent(agent)
             .with_boundaries(boundaries.clone())
             .allowing_kubeconfig_exec(args.allow_kubeconfig_exec)
             .ignoring_certificates(args.ignore_cert),
