@@ -5,6 +5,10 @@
 # control plane stopped, promote (DR only), production back (both sites active), fence, failback. Each run
 # starts from fresh control planes.
 #
+# `--separate-networks`: production and DR nodes on networks of their own, joined by a router through which
+# the DR side reaches only production's "external" node addresses (as two VPCs whose nodes have public
+# IPs): the preflight shows which exposure mode reaches the agents, and the copies take that path.
+#
 # First run installs what it needs (Debian packages, the test control plane build, cached under
 # ~/.cache/dr-syncer). The control planes keep running afterwards so you can explore them with kubectl;
 # stop them with `scripts/testenv.sh down`.
@@ -12,6 +16,15 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=lib/common.sh
 . scripts/lib/common.sh
+
+SEPARATE=0
+for arg in "$@"; do
+  case "$arg" in
+    --separate-networks) SEPARATE=1 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $arg (usage: scripts/demo.sh [--separate-networks])" ;;
+  esac
+done
 
 ensure_debs "${BASE_DEBS[@]}"
 step "test control plane (build or reuse)"
@@ -36,10 +49,17 @@ CLI=(target/release/dr-syncer-cli --source-kubeconfig "$PROD" --dest-kubeconfig 
 DATA=()
 REVERSE=()
 SIM_STATE=target/testenv/sim-nodes.state
-step "simulated nodes: prod-a for prod, dr-a for dr (PVC storage and the agent's pods)"
 rm -f "$SIM_STATE"
+if [ "$SEPARATE" = 1 ]; then
+  step "simulated nodes in separated networks: prod-a (10.88.0.11, external 203.0.113.11), dr-a (10.89.0.21);" \
+    "DR cannot route to 10.88.0.0/24"
+  NODES=(--separate-networks "prod=$PROD=prod-a@10.88.0.11/203.0.113.11" "dr=$DR=dr-a@10.89.0.21")
+else
+  step "simulated nodes: prod-a for prod, dr-a for dr (PVC storage and the agent's pods)"
+  NODES=("prod=$PROD=prod-a@10.88.0.11" "dr=$DR=dr-a@10.88.0.21")
+fi
 target/release/sim-nodes --state "$SIM_STATE" --image "dr-syncer-agent=$PWD/target/release/dr-syncer-agent" \
-  "prod=$PROD=prod-a@10.88.0.11" "dr=$DR=dr-a@10.88.0.21" >target/testenv/sim-nodes.log 2>&1 &
+  "${NODES[@]}" >target/testenv/sim-nodes.log 2>&1 &
 SIM_PID=$!
 stop_sim() { kill -TERM "$SIM_PID" 2>/dev/null && wait "$SIM_PID" 2>/dev/null; return 0; }
 trap stop_sim EXIT
@@ -71,8 +91,8 @@ if [ ${#DATA[@]} -gt 0 ]; then
   echo "production's PVC shop/uploads holds:"; (cd "$PROD_UPLOADS" && find . -type f -exec ls -l {} +)
 fi
 
-step "preflight: namespaces, storage classes, resource types and permissions on both sides"
-"${CLI[@]}" preflight
+step "preflight: namespaces, storage classes, resource types and permissions on both sides${DATA:+, and the PVC data path}"
+"${CLI[@]}" preflight "${DATA[@]}"
 
 step "plan: what a stage would create on the DR side (Secret values redacted)"
 "${CLI[@]}" plan

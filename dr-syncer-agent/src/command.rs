@@ -37,6 +37,10 @@ pub struct CommandArgs {
     /// Only volumes under this directory are ever served (the kubelet root), whatever the allow-list says.
     #[arg(long)]
     pub volume_root: PathBuf,
+    /// A directory below which hostPath volumes are served too (a mounted `--host-path-prefix` of the
+    /// agent; repeatable).
+    #[arg(long = "host-path-root")]
+    pub host_path_roots: Vec<PathBuf>,
     /// rsync binary.
     #[arg(long, default_value = "/usr/bin/rsync")]
     pub rsync: PathBuf,
@@ -134,9 +138,16 @@ fn servable_entries(args: &CommandArgs) -> Result<Vec<AllowEntry>, Refusal> {
     let entries = AllowList::new(&args.allow_dir)
         .entries()
         .map_err(|e| Refusal(format!("reading the allow-list: {e}")))?;
+    // hostPath prefixes that exist (a missing one serves nothing).
+    let host_roots: Vec<PathBuf> = args
+        .host_path_roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .collect();
+    let below = |path: &Path, root: &Path| path.starts_with(root) && path != root;
     Ok(entries
         .into_iter()
-        .filter(|e| e.path.starts_with(&base) && e.path != base)
+        .filter(|e| below(&e.path, &base) || host_roots.iter().any(|r| below(&e.path, r)))
         // (Secrets, tokens and configuration are never served, even when granted.)
         .filter(|e| !crate::kubelet::is_never_served(&e.path))
         .collect())
@@ -335,6 +346,7 @@ mod tests {
         CommandArgs {
             allow_dir,
             volume_root,
+            host_path_roots: Vec::new(),
             rsync: "/usr/bin/rsync".into(),
             confine_root: true,
             run_as: None,
@@ -348,6 +360,7 @@ mod tests {
         let args = CommandArgs {
             allow_dir: "/a".into(),
             volume_root: "/v".into(),
+            host_path_roots: Vec::new(),
             rsync: "/usr/bin/rsync".into(),
             confine_root: true,
             run_as: Some((65534, 65534)),
@@ -395,6 +408,7 @@ mod tests {
         let args = CommandArgs {
             allow_dir: base.join("allow"),
             volume_root: kubelet.clone(),
+            host_path_roots: Vec::new(),
             rsync: "rsync".into(),
             confine_root: false,
             run_as: None,
@@ -405,6 +419,23 @@ mod tests {
         assert_eq!(
             allowed_roots(&args, &login).unwrap(),
             vec![kubelet.join("pods/u/vol")]
+        );
+        // hostPath roots: a volume strictly below one is served, the root itself never.
+        let host = base.join("host-paths/0");
+        std::fs::create_dir_all(host.join("pvc-1")).unwrap();
+        list.grant("hostpath", &host.join("pvc-1")).unwrap();
+        list.grant("hostpath-root", &host).unwrap();
+        let with_host = CommandArgs {
+            host_path_roots: vec![host.clone()],
+            ..args.clone()
+        };
+        let mut served = allowed_roots(&with_host, &login).unwrap();
+        served.sort();
+        assert_eq!(served, vec![host.join("pvc-1"), kubelet.join("pods/u/vol")]);
+        assert!(
+            !allowed_roots(&args, &login)
+                .unwrap()
+                .contains(&host.join("pvc-1"))
         );
         audit(&args, &login, Some("sh"), Err(&Refusal("no".into())));
         let log = std::fs::read_to_string(base.join("audit.log")).unwrap();

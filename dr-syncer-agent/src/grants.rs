@@ -24,7 +24,7 @@ use dr_syncer_core::pvc::{KeyBinding, TransferGrant};
 
 use crate::{
     allow::{AllowError, AllowList},
-    kubelet::pod_volume_path,
+    kubelet::{HostPathRefusal, HostPaths, pod_volume_path},
 };
 
 /// One grant as written by the orchestrator.
@@ -125,8 +125,13 @@ fn unescape_mountinfo(s: &str) -> String {
 /// # Errors
 /// Reading the grants or the allow-list failed (single entries that cannot be written are reported in
 /// [`GrantSync::problems`]).
-pub fn sync(grants_dir: &Path, allow: &AllowList, kubelet_root: &Path) -> Result<GrantSync, AllowError> {
-    sync_with(grants_dir, allow, kubelet_root, is_mount_point)
+pub fn sync(
+    grants_dir: &Path,
+    allow: &AllowList,
+    kubelet_root: &Path,
+    host_paths: &HostPaths,
+) -> Result<GrantSync, AllowError> {
+    sync_with(grants_dir, allow, kubelet_root, host_paths, is_mount_point)
 }
 
 /// [`sync`] with the mount check given (tests).
@@ -137,6 +142,7 @@ pub fn sync_with(
     grants_dir: &Path,
     allow: &AllowList,
     kubelet_root: &Path,
+    host_paths: &HostPaths,
     is_mounted: impl Fn(&Path) -> bool,
 ) -> Result<GrantSync, AllowError> {
     let io = |context: String| move |source| AllowError::Io { context, source };
@@ -153,6 +159,18 @@ pub fn sync_with(
         .collect();
     let mut wanted = BTreeMap::new();
     for g in &grants {
+        // A hostPath PV: its directory on the named node, below an allowed prefix (not a mount point:
+        // the wiped-source check of the mover guards against an empty directory).
+        if let Some(h) = &g.grant.host_path {
+            match host_paths.resolve(&h.node, &h.path) {
+                Ok(path) => {
+                    wanted.insert(g.name.clone(), (path, &g.grant.binding));
+                }
+                Err(HostPathRefusal::Elsewhere) => out.elsewhere.push(g.name.clone()),
+                Err(HostPathRefusal::Refused(why)) => out.problems.push(format!("grant {}: {why}", g.name)),
+            }
+            continue;
+        }
         match pod_volume_path(kubelet_root, &g.grant.pod_uid, &g.grant.volume) {
             Ok(path) if is_mounted(&path) => {
                 wanted.insert(g.name.clone(), (path, &g.grant.binding));
@@ -211,6 +229,7 @@ mod tests {
         let grant = TransferGrant {
             pod_uid: uid.into(),
             volume: volume.into(),
+            host_path: None,
             binding: binding.clone(),
         };
         (grant.render(), binding)
@@ -264,11 +283,11 @@ mod tests {
         }
         let allow = AllowList::new(base.join("allow"));
         // Not mounted (an empty mount point directory): never served.
-        let unmounted = sync_with(&grants, &allow, &kubelet, |_| false).unwrap();
+        let unmounted = sync_with(&grants, &allow, &kubelet, &HostPaths::default(), |_| false).unwrap();
         assert_eq!(unmounted.unmounted, vec!["ns.a".to_string()]);
         assert!(unmounted.allowed.is_empty() && allow.entries().unwrap().is_empty());
         allow.grant("stale", &vol).unwrap();
-        let done = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
+        let done = sync_with(&grants, &allow, &kubelet, &HostPaths::default(), |_| true).unwrap();
         let canonical = std::fs::canonicalize(&vol).unwrap();
         assert_eq!(done.allowed.get("ns.a"), Some(&canonical));
         assert_eq!(done.elsewhere, vec!["ns.b".to_string()]);
@@ -286,17 +305,96 @@ mod tests {
 
         // A second pass changes nothing; a new key for the same grant replaces the binding; removing
         // the grant revokes it.
-        let again = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
+        let again = sync_with(&grants, &allow, &kubelet, &HostPaths::default(), |_| true).unwrap();
         assert!(again.allowed.is_empty() && again.revoked.is_empty());
         let (a2, a2_binding) = value("uid-1", "pv-a");
         std::fs::write(data.join("ns.a"), &a2).unwrap();
-        let rekeyed = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
+        let rekeyed = sync_with(&grants, &allow, &kubelet, &HostPaths::default(), |_| true).unwrap();
         assert_eq!(rekeyed.allowed.get("ns.a"), Some(&canonical));
         assert_eq!(allow.entries().unwrap()[0].binding.as_ref(), Some(&a2_binding));
         std::fs::remove_file(grants.join("ns.a")).unwrap();
-        let gone = sync_with(&grants, &allow, &kubelet, |_| true).unwrap();
+        let gone = sync_with(&grants, &allow, &kubelet, &HostPaths::default(), |_| true).unwrap();
         assert_eq!(gone.revoked, vec!["ns.a".to_string()]);
         assert!(allow.entries().unwrap().is_empty());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn host_path_grants_resolve_below_an_allowed_prefix_on_their_node_only() {
+        let base = std::env::temp_dir().join(format!("drs-hostpath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let mount = base.join("host-paths/0");
+        std::fs::create_dir_all(mount.join("pvc-1_shop_data")).unwrap();
+        std::fs::create_dir_all(base.join("outside")).unwrap();
+        std::os::unix::fs::symlink(base.join("outside"), mount.join("escape")).unwrap();
+        let host_paths = HostPaths::new(
+            Some("prod-a".into()),
+            &["/var/local-path-provisioner".into()],
+            std::slice::from_ref(&mount),
+        )
+        .unwrap();
+        let grants = base.join("grants");
+        std::fs::create_dir_all(&grants).unwrap();
+        let write = |name: &str, node: &str, path: &str| {
+            let (text, _) = value("unused", "pv");
+            let binding = text.split_once('\n').unwrap().1;
+            std::fs::write(
+                grants.join(name),
+                format!("host-path {node} pv-{name} {path}\n{binding}"),
+            )
+            .unwrap();
+        };
+        write("ok", "prod-a", "/var/local-path-provisioner/pvc-1_shop_data");
+        write(
+            "other-node",
+            "prod-b",
+            "/var/local-path-provisioner/pvc-1_shop_data",
+        );
+        write("outside", "prod-a", "/etc/kubernetes");
+        write("the-prefix", "prod-a", "/var/local-path-provisioner");
+        write("escape", "prod-a", "/var/local-path-provisioner/escape");
+        write("missing", "prod-a", "/var/local-path-provisioner/gone");
+        let allow = AllowList::new(base.join("allow"));
+        // (Not mount points: hostPath directories are served without one.)
+        let done = sync_with(&grants, &allow, &base.join("kubelet"), &host_paths, |_| false).unwrap();
+        assert_eq!(done.allowed.keys().collect::<Vec<_>>(), ["ok"], "{done:?}");
+        assert_eq!(
+            done.allowed["ok"],
+            std::fs::canonicalize(mount.join("pvc-1_shop_data")).unwrap()
+        );
+        assert_eq!(done.elsewhere, vec!["other-node".to_string()]);
+        let problems = done.problems.join("\n");
+        for name in ["outside", "the-prefix", "escape", "missing"] {
+            assert!(problems.contains(&format!("grant {name}:")), "{name}: {problems}");
+        }
+        assert!(
+            problems.contains("not below an allowed hostPath prefix"),
+            "{problems}"
+        );
+        assert!(problems.contains("leads out of"), "{problems}");
+        // An agent that does not know its node serves no hostPath grant; bad prefixes are refused.
+        let nameless = HostPaths::new(
+            None,
+            &["/var/local-path-provisioner".into()],
+            std::slice::from_ref(&mount),
+        )
+        .unwrap();
+        let none = sync_with(
+            &grants,
+            &AllowList::new(base.join("allow2")),
+            &base.join("kubelet"),
+            &nameless,
+            |_| false,
+        )
+        .unwrap();
+        assert!(none.allowed.is_empty());
+        for bad in ["/", "/etc", "/var/lib/kubelet", "/var"] {
+            assert!(
+                HostPaths::new(None, &[bad.into()], std::slice::from_ref(&mount)).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(HostPaths::new(None, &["/srv".into()], &[]).is_err(), "pairs");
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

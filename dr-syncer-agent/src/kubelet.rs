@@ -277,3 +277,89 @@ mod tests {
         )));
     }
 }
+
+/// The hostPath directories this agent may serve: node prefixes and where each is mounted in the
+/// agent's container (`--host-path-prefix` / `--host-path-mount`), and this node's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostPaths {
+    /// This node's name (`None`: unknown, and no hostPath grant is served).
+    pub node: Option<String>,
+    /// Node prefix → its mount in the container.
+    pub roots: Vec<(String, PathBuf)>,
+}
+
+/// Why a hostPath grant is not served here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPathRefusal {
+    /// The grant is for another node.
+    Elsewhere,
+    /// The path is not below an allowed prefix, or leaves it (symlinks), or is missing.
+    Refused(String),
+}
+
+impl HostPaths {
+    /// Build from the arguments, checking each prefix (never `/`, a system directory or the kubelet
+    /// root, see `dr_syncer_core::pvc::host_path`).
+    ///
+    /// # Errors
+    /// A message naming the bad argument.
+    pub fn new(node: Option<String>, prefixes: &[String], mounts: &[PathBuf]) -> Result<Self, String> {
+        if prefixes.len() != mounts.len() {
+            return Err(format!(
+                "{} --host-path-prefix but {} --host-path-mount: they go in pairs",
+                prefixes.len(),
+                mounts.len()
+            ));
+        }
+        for p in prefixes {
+            dr_syncer_core::pvc::host_path::check_prefix(
+                p,
+                dr_syncer_core::pvc::host_path::DEFAULT_KUBELET_ROOT,
+            )?;
+        }
+        Ok(HostPaths {
+            node: node.filter(|n| !n.is_empty()),
+            roots: prefixes.iter().cloned().zip(mounts.iter().cloned()).collect(),
+        })
+    }
+
+    /// The container path of node directory `path` (a hostPath grant for `node`): below an allowed
+    /// prefix, an existing directory, and still below the prefix's mount once symlinks are resolved.
+    ///
+    /// # Errors
+    /// [`HostPathRefusal`].
+    pub fn resolve(&self, node: &str, path: &str) -> Result<PathBuf, HostPathRefusal> {
+        if self.node.as_deref() != Some(node) {
+            return Err(HostPathRefusal::Elsewhere);
+        }
+        let prefixes: Vec<String> = self.roots.iter().map(|(p, _)| p.clone()).collect();
+        let Some(prefix) = dr_syncer_core::pvc::host_path::allowed_prefix(path, &prefixes) else {
+            return Err(HostPathRefusal::Refused(format!(
+                "{path:?} is not below an allowed hostPath prefix ({})",
+                prefixes.join(", ")
+            )));
+        };
+        let mount = &self
+            .roots
+            .iter()
+            .find(|(p, _)| p == prefix)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default();
+        let rel = path[prefix.len()..].trim_start_matches('/');
+        let candidate = mount.join(rel);
+        let canonical = std::fs::canonicalize(&candidate)
+            .map_err(|e| HostPathRefusal::Refused(format!("{path:?} on this node: {e}")))?;
+        let base = std::fs::canonicalize(mount).map_err(|e| {
+            HostPathRefusal::Refused(format!("hostPath prefix {prefix:?} ({}): {e}", mount.display()))
+        })?;
+        if canonical == base || !canonical.starts_with(&base) {
+            return Err(HostPathRefusal::Refused(format!(
+                "{path:?} leads out of {prefix:?} (a symbolic link): refused"
+            )));
+        }
+        if !canonical.is_dir() {
+            return Err(HostPathRefusal::Refused(format!("{path:?} is not a directory")));
+        }
+        Ok(canonical)
+    }
+}

@@ -51,6 +51,67 @@ pub struct ReaderArgs {
     /// Limit of connecting and logging in, in seconds.
     #[arg(long, default_value_t = 30)]
     pub connect_timeout_secs: u64,
+    /// More addresses of the same reader (`host:port`, repeatable), tried in order when `--host` does
+    /// not accept a connection (the addresses of the source cluster's exposure modes).
+    #[arg(long = "fallback-address")]
+    pub fallbacks: Vec<String>,
+}
+
+/// The first of `--host:--port` and the `--fallback-address`es that accepts a TCP connection (within
+/// the connect timeout, at most 10 s each): the reader is then dialled there. With none answering, the
+/// first is kept (its SSH error is the one reported).
+fn select_reader(reader: &mut ReaderArgs) {
+    if reader.fallbacks.is_empty() {
+        return;
+    }
+    let limit = Duration::from_secs(reader.connect_timeout_secs.clamp(1, 10));
+    let first = dr_syncer_core::pvc::exposure::Endpoint {
+        host: reader.host.clone(),
+        port: reader.port,
+    };
+    let mut tried = Vec::new();
+    let all = std::iter::once(Ok(first.clone())).chain(
+        reader
+            .fallbacks
+            .iter()
+            .map(|f| dr_syncer_core::pvc::exposure::Endpoint::parse(f, reader.port)),
+    );
+    for candidate in all {
+        let endpoint = match candidate {
+            Ok(e) => e,
+            Err(e) => {
+                tried.push(e);
+                continue;
+            }
+        };
+        match tcp_reachable(&endpoint, limit) {
+            Ok(()) => {
+                if endpoint != first || !tried.is_empty() {
+                    emit(json!({"event": "reader", "address": endpoint.to_string(),
+                                "message": format!("the reader answers at {endpoint} (not at: {})", tried.join("; "))}));
+                }
+                reader.host = endpoint.host;
+                reader.port = endpoint.port;
+                return;
+            }
+            Err(e) => tried.push(format!("{endpoint}: {e}")),
+        }
+    }
+    emit(
+        json!({"event": "warning", "message": format!("no address of the reader accepts a connection: {}", tried.join("; "))}),
+    );
+}
+
+fn tcp_reachable(endpoint: &dr_syncer_core::pvc::exposure::Endpoint, limit: Duration) -> std::io::Result<()> {
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for addr in (endpoint.host.as_str(), endpoint.port).to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&addr, limit) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Settings of the writer.
@@ -317,7 +378,14 @@ async fn check_not_wiped(args: &MoverArgs, path: &str) -> Result<(), DataMoverEr
 }
 
 /// Run the writer; the process exit code.
-pub async fn run_mover(args: MoverArgs) -> u8 {
+pub async fn run_mover(mut args: MoverArgs) -> u8 {
+    let mut reader = args.reader.clone();
+    args.reader = tokio::task::spawn_blocking(move || {
+        select_reader(&mut reader);
+        reader
+    })
+    .await
+    .unwrap_or_else(|_| args.reader.clone());
     let request = match source_path(&args).await {
         Ok(path) => match check_not_wiped(&args, &path).await {
             Ok(()) => build_request(&args, path),
@@ -432,7 +500,14 @@ pub fn run_probe(args: ProbeArgs) -> u8 {
         .collect();
     for host in hosts {
         let mut one = args.clone();
-        one.reader.host = host.clone();
+        // `host` or `host:port` (an exposure mode's address).
+        match dr_syncer_core::pvc::exposure::Endpoint::parse(&host, args.reader.port) {
+            Ok(e) => {
+                one.reader.host = e.host;
+                one.reader.port = e.port;
+            }
+            Err(_) => one.reader.host = host.clone(),
+        }
         let line = match probe(&one) {
             Ok(a) => json!({
                 "event": "probe",

@@ -55,9 +55,20 @@ pub struct ServeArgs {
     /// Directory of allowed volumes (see the allow-list format).
     #[arg(long, default_value = "/run/dr-syncer-agent/allow")]
     pub allow_dir: PathBuf,
-    /// Only volumes under this directory are ever served (the kubelet root).
+    /// Only volumes under this directory are ever served (the kubelet root), and hostPath volumes below
+    /// the `--host-path-mount` directories.
     #[arg(long, default_value = "/var/lib/kubelet")]
     pub volume_root: PathBuf,
+    /// This node's name: hostPath grants name the node that holds the directory.
+    #[arg(long, env = "DR_SYNCER_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// A node directory below which hostPath PersistentVolumes are served (repeatable; paired in order
+    /// with `--host-path-mount`). Never `/`, a system directory or the kubelet root.
+    #[arg(long = "host-path-prefix")]
+    pub host_path_prefixes: Vec<String>,
+    /// Where the `--host-path-prefix` of the same position is mounted in this container.
+    #[arg(long = "host-path-mount")]
+    pub host_path_mounts: Vec<PathBuf>,
     /// Directory of grants (the mounted `dr-syncer-agent-grants` ConfigMap): the agent then keeps the
     /// allow-list equal to the grants that resolve on this node (see the grants format).
     #[arg(long)]
@@ -228,6 +239,9 @@ fn forced_command(args: &ServeArgs, state: &State, confine: bool) -> anyhow::Res
         "--audit-log".into(),
         state.audit_log.to_string_lossy().into_owned(),
     ];
+    for mount in &args.host_path_mounts {
+        words.extend(["--host-path-root".into(), mount.to_string_lossy().into_owned()]);
+    }
     if confine {
         words.push("--confine-root".into());
     }
@@ -282,6 +296,15 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     ] {
         *path = std::path::absolute(&*path).with_context(|| format!("resolving {}", path.display()))?;
     }
+    for mount in &mut args.host_path_mounts {
+        *mount = std::path::absolute(&*mount).with_context(|| format!("resolving {}", mount.display()))?;
+    }
+    crate::kubelet::HostPaths::new(
+        args.node_name.clone(),
+        &args.host_path_prefixes,
+        &args.host_path_mounts,
+    )
+    .map_err(anyhow::Error::msg)?;
     if args.rsync.components().count() > 1 {
         args.rsync = std::path::absolute(&args.rsync)?;
     }
@@ -449,7 +472,18 @@ async fn refresh(
 /// Keep the allow-list equal to the grants resolved on this node; problems are logged when they change.
 fn sync_grants(dir: &Path, args: &ServeArgs, last_problems: &mut Vec<String>) {
     let allow = crate::allow::AllowList::new(&args.allow_dir);
-    match crate::grants::sync(dir, &allow, &args.volume_root) {
+    let host_paths = match crate::kubelet::HostPaths::new(
+        args.node_name.clone(),
+        &args.host_path_prefixes,
+        &args.host_path_mounts,
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            warn!("hostPath prefixes: {e}; no hostPath volume is served");
+            crate::kubelet::HostPaths::default()
+        }
+    };
+    match crate::grants::sync(dir, &allow, &args.volume_root, &host_paths) {
         Ok(done) => {
             for (name, path) in &done.allowed {
                 info!(grant = %name, path = %path.display(), "volume allowed");

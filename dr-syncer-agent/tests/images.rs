@@ -79,6 +79,7 @@ fn the_agent_image_serves_a_volume_to_a_mover_from_the_same_image() {
     let grant = TransferGrant {
         pod_uid: "app-uid".into(),
         volume: "pv-app".into(),
+        host_path: None,
         binding: KeyBinding {
             key: transfer.public_key(),
             not_after: SystemTime::now() + Duration::from_secs(600),

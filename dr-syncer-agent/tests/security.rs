@@ -649,6 +649,7 @@ fn a_stolen_transfer_key_reads_only_its_own_grant() {
     let creds_grant = dr_syncer_core::pvc::TransferGrant {
         pod_uid: "app-uid".into(),
         volume: "creds".into(),
+        host_path: None,
         binding: dr_syncer_core::pvc::KeyBinding {
             key: dr_syncer_core::keys::KeyPair::parse(&std::fs::read_to_string(&key_a).unwrap())
                 .unwrap()

@@ -6,10 +6,14 @@
 use std::time::Duration;
 
 use dr_syncer_core::{
-    keys::AuthorizedClientKeys,
+    api::ExposureMode,
+    keys::{AuthorizedClientKeys, KeySecrets},
     kube::{Client, ClientOptions, find_leftovers, remove_leftovers},
-    ops::{AgentKeys, Drill, DrillData, PvcDataSync, deploy_agents, free_agent_port, remove_agents},
-    pvc::{AgentSettings, TransferSettings},
+    ops::{
+        AgentKeys, Check, CheckStatus, Drill, DrillData, PvcDataSync, agent_readiness, deploy_agents,
+        free_agent_port, probe_agents, remove_agents,
+    },
+    pvc::{AgentSettings, TransferSettings, exposure::Exposure},
 };
 use tracing::{info, warn};
 
@@ -52,6 +56,165 @@ pub(crate) async fn remove_run(clusters: &[&Client], run: &str) {
     }
 }
 
+/// The temporary agents' settings of a run: named for it, on a free port, with the exposure, kubelet root
+/// and hostPath prefixes the flags give.
+async fn run_settings(args: &Args, reading: &Client, run: &str) -> anyhow::Result<AgentSettings> {
+    // On a port no other dr-syncer agent of the cluster serves on.
+    let port = free_agent_port(reading).await?;
+    let defaults = AgentSettings::for_cli_run(run);
+    let settings = AgentSettings {
+        namespace: args.agent_namespace.clone(),
+        image: args.agent_image.clone(),
+        mover_source_addresses: args.mover_source_addresses.clone(),
+        port,
+        health_port: port + 1,
+        exposure: Exposure {
+            mode: args
+                .agent_exposure
+                .or(args.agent_address.as_ref().map(|_| ExposureMode::Address)),
+            address: args.agent_address.clone(),
+            ..Exposure::default()
+        },
+        kubelet_root: args.kubelet_root.clone(),
+        host_path_prefixes: if args.host_path_prefixes.is_empty() {
+            defaults.host_path_prefixes.clone()
+        } else {
+            args.host_path_prefixes.clone()
+        },
+        ..defaults
+    };
+    settings.validate().map_err(|e| Exit {
+        code: 4,
+        message: e
+            .replace("pvcSync.", "--")
+            .replace("exposure.address", "agent-address"),
+    })?;
+    Ok(settings)
+}
+
+/// Probe the agents from the DR side as movers would reach them (after waiting, within `wait`, for them
+/// to be ready): a preflight check, `Fail` when no agent can be reached (naming the exposure mode that
+/// would work), `Warn` when some cannot.
+async fn probe(
+    reading: &Client,
+    writing: &Client,
+    settings: &AgentSettings,
+    keys: &AgentKeys,
+    run: &str,
+    wait: Duration,
+) -> anyhow::Result<Check> {
+    let name = "PVC data path".to_string();
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let r = agent_readiness(reading, settings).await?;
+        if r.total_nodes > 0 && r.ready_nodes == r.total_nodes {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Check {
+                name,
+                status: CheckStatus::Warn,
+                message: format!(
+                    "{} of {} temporary agents ready within {wait:?}: the path is checked by the copies themselves",
+                    r.ready_nodes, r.total_nodes
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let pins = keys.pins()?;
+    let key_data = KeySecrets::for_remote_cluster(&settings.name).client_key_data(&keys.client, &pins);
+    let probes = match probe_agents(
+        reading,
+        writing,
+        settings,
+        &settings.namespace,
+        run,
+        &settings.image,
+        key_data,
+        wait,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(Check {
+                name,
+                status: CheckStatus::Warn,
+                message: format!("the data path could not be checked from the DR side: {e}"),
+            });
+        }
+    };
+    let ok: Vec<String> = probes
+        .iter()
+        .filter(|p| p.connected)
+        .map(|p| {
+            format!(
+                "{} at {} ({})",
+                p.node,
+                p.ip,
+                p.mode.map(|m| m.to_string()).unwrap_or_default()
+            )
+        })
+        .collect();
+    let failed: Vec<String> = probes
+        .iter()
+        .filter(|p| !p.connected)
+        .map(|p| {
+            p.error
+                .clone()
+                .unwrap_or_else(|| format!("{}: no answer", p.node))
+        })
+        .collect();
+    let status = if failed.is_empty() {
+        CheckStatus::Ok
+    } else if ok.is_empty() {
+        CheckStatus::Fail
+    } else {
+        CheckStatus::Warn
+    };
+    let mut message = String::new();
+    if !ok.is_empty() {
+        message.push_str(&format!("agents reachable from the DR side: {}", ok.join(", ")));
+    }
+    if !failed.is_empty() {
+        if !message.is_empty() {
+            message.push_str("; ");
+        }
+        message.push_str(&failed.join("; "));
+    }
+    info!(?status, "{name}: {message}");
+    Ok(Check {
+        name,
+        status,
+        message,
+    })
+}
+
+/// `preflight --migrate-pvc-data`: deploy temporary agents on the source, probe them from the DR side,
+/// remove them again.
+pub(crate) async fn check_path(
+    args: &Args,
+    drill: &Drill,
+    run: &str,
+    wait: Duration,
+) -> anyhow::Result<Check> {
+    let (reading, writing) = drill.clients();
+    let settings = run_settings(args, reading, run).await?;
+    let keys = AgentKeys::generate(&settings.name)?;
+    let authorized = AuthorizedClientKeys::new([keys.client.public_key()]);
+    let result = async {
+        deploy_agents(reading, &settings, &settings.name, &keys.host, &authorized).await?;
+        probe(reading, writing, &settings, &keys, run, wait).await
+    }
+    .await;
+    if let Err(e) = remove_agents(reading, &settings, &settings.name).await {
+        warn!("removing the temporary dr-syncer agents: {e}");
+    }
+    remove_run(&[reading, writing], run).await;
+    result
+}
+
 /// Deploy temporary agents on the cluster the data is read from (the source, or the DR cluster for a
 /// reverse copy) and build the drill's data settings.
 pub(crate) async fn prepare(
@@ -79,15 +242,8 @@ pub(crate) async fn prepare(
         (source.clone(), destination.clone())
     };
     // Named and labelled for this run; on a port no other dr-syncer agent of the cluster serves on.
-    let port = free_agent_port(&reading).await?;
-    let settings = AgentSettings {
-        namespace: args.agent_namespace.clone(),
-        image: args.agent_image.clone(),
-        mover_source_addresses: args.mover_source_addresses.clone(),
-        port,
-        health_port: port + 1,
-        ..AgentSettings::for_cli_run(run)
-    };
+    let settings = run_settings(args, &reading, run).await?;
+    let port = settings.port;
     // One identity per run: fresh host and client keys, never shared with anything else.
     let keys = AgentKeys::generate(&settings.name)?;
     let authorized = AuthorizedClientKeys::new([keys.client.public_key()]);
@@ -96,6 +252,28 @@ pub(crate) async fn prepare(
         return Err(e.into());
     }
     info!(namespace = %settings.namespace, name = %settings.name, port, "temporary agents deployed");
+    // Before any copy: can the DR side reach them (as the exposure mode says)?
+    let check = match probe(&reading, &writing, &settings, &keys, run, wait).await {
+        Ok(c) => c,
+        Err(e) => Check {
+            name: "PVC data path".into(),
+            status: CheckStatus::Warn,
+            message: format!("the data path could not be checked from the DR side: {e}"),
+        },
+    };
+    match check.status {
+        CheckStatus::Fail => {
+            let _ = remove_agents(&reading, &settings, &settings.name).await;
+            remove_run(&[&reading, &writing], run).await;
+            return Err(Exit {
+                code: 8,
+                message: format!("PVC data: {}", check.message),
+            }
+            .into());
+        }
+        CheckStatus::Warn => warn!("PVC data: {}", check.message),
+        CheckStatus::Ok => {}
+    }
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let mut sync = PvcDataSync::new(
         reading.clone(),

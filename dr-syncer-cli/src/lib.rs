@@ -150,6 +150,22 @@ pub struct Args {
     /// addresses].
     #[arg(help_heading = "PVC data", long = "mover-source-address", global = true, value_parser = parse_source_address)]
     pub mover_source_addresses: Vec<String>,
+    /// How the mover pods reach the temporary agents: NodeInternalIP, NodeExternalIP, NodePort,
+    /// LoadBalancer or Address (`--agent-address`) [default: the node's InternalIP, then its ExternalIP].
+    #[arg(help_heading = "PVC data", long, global = true, value_parser = parse_exposure)]
+    pub agent_exposure: Option<dr_syncer_core::api::ExposureMode>,
+    /// `host[:port]` of a proxy or tunnel to the agents (`{node}` is replaced by the node's name);
+    /// implies `--agent-exposure Address`.
+    #[arg(help_heading = "PVC data", long, global = true)]
+    pub agent_address: Option<String>,
+    /// The kubelet's root directory on the reading cluster's nodes [default: discovered from the nodes,
+    /// else /var/lib/kubelet].
+    #[arg(help_heading = "PVC data", long, global = true)]
+    pub kubelet_root: Option<String>,
+    /// A node directory below which hostPath PVs may be read (repeatable) [default: the local-path
+    /// provisioner's, kind's and k3s' directories].
+    #[arg(help_heading = "PVC data", long = "host-path-prefix", global = true)]
+    pub host_path_prefixes: Vec<String>,
     /// PVCs whose data is copied at the same time [default: the mapping's concurrentSyncs, else 2].
     #[arg(help_heading = "PVC data", long, global = true)]
     pub data_concurrency: Option<usize>,
@@ -542,8 +558,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.pv_migrate_flags.is_some() {
         warn!("--pv-migrate-flags is ignored: dr-syncer moves PVC data itself");
     }
-    if args.migrate_pvc_data && !matches!(command, Command::Stage | Command::Cutover) {
-        return Err(usage("--migrate-pvc-data applies to stage and cutover"));
+    if args.migrate_pvc_data && !matches!(command, Command::Stage | Command::Cutover | Command::Preflight) {
+        return Err(usage(
+            "--migrate-pvc-data applies to stage, cutover and preflight",
+        ));
     }
     if args.reverse_migrate_pvc_data && command != Command::Failback {
         return Err(usage("--reverse-migrate-pvc-data applies to failback"));
@@ -592,7 +610,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ))?;
     }
     if command == Command::Preflight {
-        let report = drill.preflight(DrillStep::Cutover).await?;
+        let mut report = drill.preflight(DrillStep::Cutover).await?;
+        if args.migrate_pvc_data {
+            // The data path as a transfer would take it: temporary agents, probed from the DR side.
+            report
+                .checks
+                .push(data::check_path(&args, &drill, &run_id(), data_wait).await?);
+        }
         return out.preflight(&report);
     }
     let step = match command {
@@ -1098,6 +1122,12 @@ fn mapping_data_config(args: &Args) -> anyhow::Result<Option<dr_syncer_core::api
 
 fn parse_plugin(s: &str) -> Result<dr_syncer_core::plugin::PluginRef, String> {
     dr_syncer_core::plugin::PluginRef::parse(s)
+}
+
+fn parse_exposure(s: &str) -> Result<dr_syncer_core::api::ExposureMode, String> {
+    dr_syncer_core::api::ExposureMode::parse(s).ok_or_else(|| {
+        format!("{s:?}: one of NodeInternalIP, NodeExternalIP, NodePort, LoadBalancer, Address")
+    })
 }
 
 fn parse_source_address(s: &str) -> Result<String, String> {

@@ -23,13 +23,15 @@ use crate::{
     data::{DataMoverError, TransferStats},
 };
 
+pub mod exposure;
 #[cfg(feature = "data")]
 pub mod grant;
+pub mod host_path;
 #[cfg(feature = "data")]
 pub mod manifests;
 
 #[cfg(feature = "data")]
-pub use grant::{KeyBinding, TransferGrant};
+pub use grant::{HostPathGrant, KeyBinding, TransferGrant};
 
 /// Name of the agent's DaemonSet, ServiceAccount and label value.
 pub const AGENT_NAME: &str = "dr-syncer-agent";
@@ -70,8 +72,13 @@ pub struct AgentSettings {
     pub port: u16,
     /// Port of the agent's health endpoint.
     pub health_port: u16,
-    /// The kubelet's root directory on the nodes.
-    pub kubelet_root: String,
+    /// The kubelet's root directory on the nodes (`pvcSync.kubeletRoot`); `None`: discovered from the
+    /// nodes when the agents are deployed ([`host_path::discover_kubelet_root`]).
+    pub kubelet_root: Option<String>,
+    /// Node directories below which `hostPath` PVs are served (`pvcSync.hostPathPrefixes`).
+    pub host_path_prefixes: Vec<String>,
+    /// How movers reach the agents (`pvcSync.exposure`).
+    pub exposure: exposure::Exposure,
     /// Node selector of the agent pods.
     pub node_selector: BTreeMap<String, String>,
     /// Extra pod labels and annotations.
@@ -123,7 +130,12 @@ impl Default for AgentSettings {
             pull_policy: None,
             port: 2222,
             health_port: 2223,
-            kubelet_root: "/var/lib/kubelet".into(),
+            kubelet_root: None,
+            host_path_prefixes: host_path::DEFAULT_HOST_PATH_PREFIXES
+                .iter()
+                .map(|p| (*p).to_string())
+                .collect(),
+            exposure: exposure::Exposure::default(),
             node_selector: BTreeMap::new(),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
@@ -247,7 +259,42 @@ impl AgentSettings {
             }
         }
         s.mover_source_addresses = spec.mover_source_addresses.clone().unwrap_or_default();
+        s.kubelet_root = spec.kubelet_root.clone().filter(|r| !r.is_empty());
+        if let Some(prefixes) = &spec.host_path_prefixes {
+            s.host_path_prefixes = prefixes.clone();
+        }
+        if let Some(e) = &spec.exposure {
+            s.exposure = exposure::Exposure {
+                mode: e.mode,
+                address: e.address.clone().filter(|a| !a.is_empty()),
+                node_port: e.node_port.and_then(|p| u16::try_from(p).ok()),
+                service_annotations: e.service_annotations.clone().unwrap_or_default(),
+            };
+        }
         s
+    }
+
+    /// The kubelet root the agents use: the configured or discovered one, else the default.
+    pub fn kubelet_root(&self) -> &str {
+        self.kubelet_root
+            .as_deref()
+            .unwrap_or(host_path::DEFAULT_KUBELET_ROOT)
+    }
+
+    /// Check the settings a user wrote: the exposure, the kubelet root and the hostPath prefixes.
+    ///
+    /// # Errors
+    /// A message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.exposure.validate()?;
+        host_path::check_absolute(self.kubelet_root()).map_err(|e| format!("pvcSync.kubeletRoot: {e}"))?;
+        if self.kubelet_root() == "/" {
+            return Err("pvcSync.kubeletRoot: \"/\" is not a kubelet root".into());
+        }
+        for p in &self.host_path_prefixes {
+            host_path::check_prefix(p, self.kubelet_root())?;
+        }
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use serde_json::json;
 
-use super::{manifests::*, *};
+use super::{exposure::Endpoint, manifests::*, *};
 use crate::{
     api::{DataSyncConfig, PvcSyncSpec},
     keys::{AuthorizedClientKeys, KeyPair, KeySecrets},
@@ -275,8 +275,10 @@ fn mount_and_mover_pods_mount_what_they_need_and_nothing_else() {
     let target = MoverTarget {
         namespace: "app-dr",
         pvc: "data",
-        reader_ip: "10.0.0.7",
-        reader_port: 2222,
+        readers: &[
+            Endpoint::parse("10.0.0.7", 2222).unwrap(),
+            Endpoint::parse("203.0.113.7:30022", 2222).unwrap(),
+        ],
         grant: "app.data",
         key_secret: "dr-syncer-mover-key",
         source: "app/data",
@@ -289,6 +291,8 @@ fn mount_and_mover_pods_mount_what_they_need_and_nothing_else() {
     for want in [
         "mover",
         "--host=10.0.0.7",
+        "--port=2222",
+        "--fallback-address=203.0.113.7:30022",
         "--grant=app.data",
         "--destination=/data",
         "--termination-log=/dev/termination-log",
@@ -381,7 +385,8 @@ fn every_pvc_sync_field_takes_effect() {
     assert_eq!(
         container["env"],
         json!([{"name": "PLAIN", "value": "x"},
-               {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
+               {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+               {"name": NODE_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
     );
     // Without `deployment`: host network, not privileged, only the capabilities the agent needs.
     let plain = serde_json::to_value(agent_daemonset(&AgentSettings::default(), &keys)).unwrap();
@@ -420,4 +425,87 @@ fn every_pvc_sync_field_takes_effect() {
         probe_args.contains(&"--connect-timeout-secs=20".to_string()),
         "{probe_args:?}"
     );
+}
+
+/// The networks extensions of `pvcSync`: the exposure mode and its Services, the kubelet root and the
+/// hostPath prefixes reach the agents' objects; bad values are refused with the field's name.
+#[test]
+fn exposure_kubelet_root_and_host_path_prefixes_take_effect() {
+    let spec: PvcSyncSpec = serde_json::from_value(json!({
+        "enabled": true,
+        "exposure": {"mode": "NodePort", "nodePort": 31022,
+                     "serviceAnnotations": {"example.com/internal": "true"}},
+        "kubeletRoot": "/var/snap/microk8s/common/var/lib/kubelet",
+        "hostPathPrefixes": ["/srv/volumes"],
+    }))
+    .unwrap();
+    let s = AgentSettings::from_spec(Some(&spec));
+    assert_eq!(s.validate(), Ok(()));
+    assert_eq!(s.exposure.mode, Some(exposure::ExposureMode::NodePort));
+    let keys = KeySecrets::for_remote_cluster("prod");
+    let ds = serde_json::to_value(agent_daemonset(&s, &keys)).unwrap();
+    let pod = &ds["spec"]["template"]["spec"];
+    let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
+    for want in [
+        "--volume-root=/var/snap/microk8s/common/var/lib/kubelet",
+        "--host-path-prefix=/srv/volumes",
+        "--host-path-mount=/host-paths/0",
+    ] {
+        assert!(args.contains(&want.to_string()), "{want} missing from {args:?}");
+    }
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(volumes.contains(&json!({"name": "host-path-0",
+        "hostPath": {"path": "/srv/volumes", "type": "DirectoryOrCreate"}})));
+    assert!(volumes.contains(&json!({"name": "kubelet",
+        "hostPath": {"path": "/var/snap/microk8s/common/var/lib/kubelet", "type": "Directory"}})));
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "host-path-0")
+        .cloned()
+        .unwrap();
+    assert_eq!(mount["readOnly"], true);
+
+    let svc = serde_json::to_value(agent_node_port_service(&s)).unwrap();
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    assert_eq!(svc["spec"]["externalTrafficPolicy"], "Local");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 31022);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 2222);
+    assert_eq!(svc["spec"]["selector"]["app.kubernetes.io/name"], AGENT_NAME);
+    assert_eq!(svc["metadata"]["annotations"]["example.com/internal"], "true");
+
+    let (lb, slice) = transfer_load_balancer(&s, "shop.data.abc", "prod-a", "10.0.0.11");
+    let lb = serde_json::to_value(lb).unwrap();
+    let slice = serde_json::to_value(slice).unwrap();
+    assert_eq!(lb["spec"]["type"], "LoadBalancer");
+    assert!(
+        lb["spec"].get("selector").is_none(),
+        "only the endpoint named below"
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        lb["metadata"]["name"]
+    );
+    assert_eq!(slice["endpoints"][0]["addresses"], json!(["10.0.0.11"]));
+    assert_eq!(slice["endpoints"][0]["nodeName"], "prod-a");
+
+    // Unset: discovered later, default prefixes.
+    let d = AgentSettings::default();
+    assert_eq!(d.kubelet_root(), "/var/lib/kubelet");
+    assert_eq!(d.host_path_prefixes.len(), 3);
+    for (bad, field) in [
+        (json!({"hostPathPrefixes": ["/"]}), "hostPathPrefixes"),
+        (json!({"hostPathPrefixes": ["/var/lib"]}), "hostPathPrefixes"),
+        (json!({"kubeletRoot": "relative"}), "kubeletRoot"),
+        (json!({"exposure": {"mode": "Address"}}), "exposure"),
+        (
+            json!({"exposure": {"mode": "Address", "address": "a b"}}),
+            "exposure.address",
+        ),
+    ] {
+        let spec: PvcSyncSpec = serde_json::from_value(bad.clone()).unwrap();
+        let err = AgentSettings::from_spec(Some(&spec)).validate().unwrap_err();
+        assert!(err.contains(field), "{bad}: {err}");
+    }
 }

@@ -505,6 +505,9 @@ fn pvc_reader_manifests(req: &Request, labels: &str) -> String {
         ),
         rule("", &["pods"], &[], &["create", "delete"]),
         rule("", &["pods/log"], &[], &["get"]),
+        // The nodes' addresses (exposure modes) and kubelet root; hostPath PVs' directories and nodes.
+        rule("", &["nodes"], &[], &["get", "list"]),
+        rule("", &["persistentvolumes"], &[], &["get"]),
     ];
     let agent_rules = [
         rule(
@@ -521,6 +524,19 @@ fn pvc_reader_manifests(req: &Request, labels: &str) -> String {
         ),
         // Which agent pod runs on a volume's node, and whether it is ready.
         rule("", &["pods"], &[], &["get", "list", "watch"]),
+        // Exposure NodePort (the agents' Service) and LoadBalancer (a Service per transfer).
+        rule(
+            "",
+            &["services"],
+            &[],
+            &["get", "create", "patch", "update", "delete"],
+        ),
+        rule(
+            "discovery.k8s.io",
+            &["endpointslices"],
+            &[],
+            &["get", "create", "patch", "update", "delete"],
+        ),
     ];
     let mut out = format!(
         "---\n# PVC data: deploy the agents into {agents} and run read-only mount pods for PVCs no pod mounts.\n\

@@ -236,6 +236,30 @@ fn every_remote_cluster_spec_field_is_read_or_reported() {
             "PvcDataSync: the transfer key's from=",
         ),
         (
+            "pvcSync.exposure.mode",
+            "Exposure::candidates -> mover --host/--fallback-address; probe_agents",
+        ),
+        (
+            "pvcSync.exposure.address",
+            "Exposure::candidates_of(Address): {node} template",
+        ),
+        (
+            "pvcSync.exposure.nodePort",
+            "agent_node_port_service: spec.ports[0].nodePort",
+        ),
+        (
+            "pvcSync.exposure.serviceAnnotations",
+            "agent_node_port_service, transfer_load_balancer: annotations",
+        ),
+        (
+            "pvcSync.kubeletRoot",
+            "agent_daemonset: --volume-root and its hostPath (else discovered from the nodes)",
+        ),
+        (
+            "pvcSync.hostPathPrefixes",
+            "agent_daemonset: --host-path-prefix mounts; PvcDataSync: hostPath PVs below them only",
+        ),
+        (
             "pvcSync.retryConfig.initialDelay",
             "TransferSettings.retry_initial_delay -> mover",
         ),

@@ -200,10 +200,26 @@ pub async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Act
         (Ok(_), Ok(_)) => {
             status.phase = Some(ClusterMappingPhase::Connected);
             status.message = Some(match &status.connection_status {
-                Some(cs) => format!(
-                    "Clusters {src} and {dst} are reachable; {} of {} source agents reachable over SSH",
-                    cs.connected_agents, cs.total_source_agents
-                ),
+                Some(cs) => {
+                    let mut modes: Vec<String> = cs
+                        .connection_details
+                        .iter()
+                        .flatten()
+                        .filter_map(|d| d.exposure_mode.clone())
+                        .collect();
+                    modes.sort();
+                    modes.dedup();
+                    format!(
+                        "Clusters {src} and {dst} are reachable; {} of {} source agents reachable over SSH{}",
+                        cs.connected_agents,
+                        cs.total_source_agents,
+                        if modes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (by {})", modes.join(", "))
+                        }
+                    )
+                }
                 None => format!("Clusters {src} and {dst} are reachable"),
             });
             status.last_verified = Some(now());
@@ -358,6 +374,8 @@ async fn ssh_check(
                             target_node: "mover".into(),
                             connected: p.connected,
                             error: p.error,
+                            address: p.connected.then_some(p.ip),
+                            exposure_mode: p.mode.map(|m| m.to_string()),
                         })
                         .collect(),
                 ),

@@ -303,6 +303,7 @@ impl Reader {
         let grant_value = dr_syncer_core::pvc::TransferGrant {
             pod_uid: format!("{name}-uid"),
             volume: format!("pv-{name}"),
+            host_path: None,
             binding: dr_syncer_core::pvc::KeyBinding {
                 key: key.public_key(),
                 not_after: std::time::SystemTime::now() + valid,

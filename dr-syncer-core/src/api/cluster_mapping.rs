@@ -161,4 +161,10 @@ pub struct ConnectionDetail {
     /// Error, if not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The address the agent answered at (dr-syncer extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The exposure mode of that address (`pvcSync.exposure`; dr-syncer extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure_mode: Option<String>,
 }

@@ -129,6 +129,93 @@ pub struct PvcSyncSpec {
     /// from the mover pod's own addresses and its node's (dr-syncer extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mover_source_addresses: Option<Vec<String>>,
+    /// How movers in other clusters reach this cluster's agents (dr-syncer extension; unset: the node's
+    /// InternalIP, then its ExternalIP). See the "networks" section of `docs/pvc-replication.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<AgentExposureSpec>,
+    /// The kubelet's root directory on this cluster's nodes (dr-syncer extension; unset: discovered from
+    /// the nodes — MicroK8s and k0s are recognised — else `/var/lib/kubelet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_root: Option<String>,
+    /// Node directories under which `hostPath` PersistentVolumes may be served (dr-syncer extension;
+    /// unset: the local-path provisioner's and kind's and k3s' standard directories). Never `/`, `/etc`,
+    /// system directories or the kubelet root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path_prefixes: Option<Vec<String>>,
+}
+
+/// How the agents' SSH service is reached from other clusters (`pvcSync.exposure`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentExposureSpec {
+    /// `NodeInternalIP`, `NodeExternalIP`, `NodePort` (one Service for the agents,
+    /// `externalTrafficPolicy: Local`), `LoadBalancer` (a Service per transfer) or `Address` (the
+    /// `address` below). Unset: the node's InternalIP, then its ExternalIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ExposureMode>,
+    /// `host` or `host:port` (`[v6]:port`) of a proxy or tunnel to the agent of each node (mode
+    /// `Address`); `{node}` is replaced by the node's name. Default port: `ssh.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The node port of the agents' Service (mode `NodePort`; unset: allocated by the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: Option<i32>,
+    /// Annotations of the Services made for the agents (modes `NodePort` and `LoadBalancer`), e.g. a
+    /// cloud's internal load-balancer annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "string_map_schema")]
+    pub service_annotations: Option<BTreeMap<String, String>>,
+}
+
+/// How movers reach the agents.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum ExposureMode {
+    /// The agent's node's InternalIP (the pod's `hostIP`): clusters in one network or peered networks.
+    #[serde(rename = "NodeInternalIP")]
+    NodeInternalIp,
+    /// The node's ExternalIP: nodes with public (or otherwise routed) addresses.
+    #[serde(rename = "NodeExternalIP")]
+    NodeExternalIp,
+    /// A NodePort Service of the agents (`externalTrafficPolicy: Local`), dialled at the node's
+    /// InternalIP, then its ExternalIP.
+    NodePort,
+    /// A LoadBalancer Service per transfer, whose only endpoint is the agent on the volume's node.
+    LoadBalancer,
+    /// `exposure.address`: a proxy or tunnel the platform provides.
+    Address,
+}
+
+impl ExposureMode {
+    /// The name used in the CRD.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExposureMode::NodeInternalIp => "NodeInternalIP",
+            ExposureMode::NodeExternalIp => "NodeExternalIP",
+            ExposureMode::NodePort => "NodePort",
+            ExposureMode::LoadBalancer => "LoadBalancer",
+            ExposureMode::Address => "Address",
+        }
+    }
+
+    /// Parse the CRD's name (case-insensitive).
+    pub fn parse(text: &str) -> Option<ExposureMode> {
+        [
+            ExposureMode::NodeInternalIp,
+            ExposureMode::NodeExternalIp,
+            ExposureMode::NodePort,
+            ExposureMode::LoadBalancer,
+            ExposureMode::Address,
+        ]
+        .into_iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl std::fmt::Display for ExposureMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn default_global_concurrency() -> i32 {

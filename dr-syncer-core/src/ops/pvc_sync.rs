@@ -39,15 +39,19 @@ use kube::{
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+mod reach;
+
 use crate::kube::FIELD_MANAGER;
 use crate::{
     data::{DataMoverError, TransferStats},
     error::{Error, Result},
     keys::{AuthorizedClientKeys, HostKeyPins, KeyPair, KeySecrets},
     pvc::{
-        AgentSettings, KeyBinding, MoverEvent, MoverProgress, SourceVolume, TransferGrant, TransferSettings,
+        AgentSettings, HostPathGrant, KeyBinding, MoverEvent, MoverProgress, SourceVolume, TransferGrant,
+        TransferSettings,
+        exposure::{Endpoint, ExposureMode},
         grant::check_address,
-        grant_name,
+        grant_name, host_path,
         manifests::{self, MoverTarget},
         object_name,
     },
@@ -138,6 +142,8 @@ pub async fn deploy_agents(
     host: &KeyPair,
     authorized: &AuthorizedClientKeys,
 ) -> Result<()> {
+    settings.validate().map_err(Error::InvalidConfig)?;
+    let settings = &reach::with_kubelet_root(client, settings).await?;
     let names = KeySecrets::for_remote_cluster(cluster);
     let ns = &settings.namespace;
     apply(
@@ -171,7 +177,7 @@ pub async fn deploy_agents(
         &manifests::agent_daemonset(settings, &names),
     )
     .await?;
-    Ok(())
+    reach::sync_node_port_service(client, settings).await
 }
 
 /// The first of 2222, 2232, 2242 … (health port one above) that no other dr-syncer agent DaemonSet of the
@@ -218,7 +224,7 @@ pub async fn remove_agents(client: &Client, settings: &AgentSettings, cluster: &
     for name in [names.host_keys(), names.authorized_keys()] {
         delete_if_present(&secrets, &name, &name).await?;
     }
-    Ok(())
+    reach::remove_node_port_service(client, settings).await
 }
 
 /// Readiness of the agents of a cluster, from their pods.
@@ -228,8 +234,10 @@ pub struct AgentReadiness {
     pub ready_nodes: usize,
     /// Nodes with an agent pod.
     pub total_nodes: usize,
-    /// Per node: ready, and the IP the agent serves on.
+    /// Per node: ready, and the IP the agent serves on (its `hostIP`).
     pub nodes: BTreeMap<String, (bool, Option<String>)>,
+    /// Per node: the agent pod's own IP (the node's with the host network).
+    pub pod_ips: BTreeMap<String, String>,
 }
 
 fn pod_ready(pod: &Pod) -> bool {
@@ -256,9 +264,14 @@ pub async fn agent_readiness(client: &Client, settings: &AgentSettings) -> Resul
         };
         let ready = pod_ready(&pod) && pod.metadata.deletion_timestamp.is_none();
         let ip = pod.status.as_ref().and_then(|s| s.host_ip.clone());
-        let entry = out.nodes.entry(node).or_insert((false, None));
+        let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let entry = out.nodes.entry(node.clone()).or_insert((false, None));
         if ready || !entry.0 {
             *entry = (ready, ip);
+            match pod_ip {
+                Some(p) => out.pod_ips.insert(node, p),
+                None => out.pod_ips.remove(&node),
+            };
         }
     }
     out.total_nodes = out.nodes.len();
@@ -537,16 +550,71 @@ impl PvcDataSync {
                 pair.destination_namespace, pair.destination_pvc
             )))?;
 
-        // 2. Where is the volume mounted? (And a slot on that node, within `pvcSync.concurrency`.)
-        let volume = self.locate(pair, &claim, progress, cleanup).await?;
+        // 2. Where is the volume mounted? (And a slot on that node, within `pvcSync.concurrency`.) A
+        // hostPath PV's data is in a node directory: no mount is needed, only an allowed directory.
+        let pv = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.clone())
+            .unwrap_or_default();
+        let node_dir = reach::node_directory(&self.source, &pv).await;
+        let volume = match &node_dir {
+            Some(dir) => self.locate_node_directory(pair, &claim, dir).await?,
+            None => self.locate(pair, &claim, progress, cleanup).await?,
+        };
         *node_out = Some(volume.node.clone());
         let _node_slot = match &self.per_node {
             Some(limits) => limits.acquire(&volume.node).await,
             None => None,
         };
 
-        // 3. The reader on that node.
-        let reader_ip = self.reader_ip(&volume.node).await?;
+        // 3. The reader on that node, and the addresses to dial it at (by the exposure mode).
+        let (host_ip, pod_ip) = self.reader_ip(&volume.node).await?;
+        let grant = grant_name(
+            &pair.source_namespace,
+            &pair.source_pvc,
+            (&pair.destination_namespace, &pair.destination_pvc),
+        );
+        let load_balancer = if self.agents.exposure.mode == Some(ExposureMode::LoadBalancer) {
+            cleanup.load_balancer = Some(grant.clone());
+            Some(
+                reach::open_load_balancer(
+                    &self.source,
+                    &self.agents,
+                    &grant,
+                    &volume.node,
+                    &pod_ip,
+                    self.wait_timeout,
+                    self.poll,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let place = reach::agent_place(
+            &self.source,
+            &self.agents,
+            &volume.node,
+            Some(host_ip),
+            load_balancer,
+        )
+        .await;
+        let readers: Vec<Endpoint> = self
+            .agents
+            .exposure
+            .candidates(&place, self.agents.port)
+            .into_iter()
+            .map(|c| c.endpoint)
+            .collect();
+        if readers.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "pvcSync.exposure {}: no address is known for the agent on node {} (a node without an \
+                 ExternalIP, or no NodePort Service): pick another mode",
+                self.agents.exposure.describe(),
+                volume.node
+            )));
+        }
 
         // 4. The mover — never into a namespace marked active (the live site), checked last thing before
         // it starts: the namespace may have been marked since the copy was planned. It authenticates with
@@ -566,11 +634,6 @@ impl PvcDataSync {
             pair.destination_namespace, pair.destination_pvc
         ))
         .map_err(|e| Error::InvalidConfig(format!("generating the transfer's key: {e}")))?;
-        let grant = grant_name(
-            &pair.source_namespace,
-            &pair.source_pvc,
-            (&pair.destination_namespace, &pair.destination_pvc),
-        );
         let pod_name = manifests::mover_pod_name(&pair.destination_namespace, &pair.destination_pvc);
         let pods: Api<Pod> = Api::namespaced(self.destination.clone(), &pair.destination_namespace);
         delete_and_wait(&pods, &pod_name, self.wait_timeout).await?;
@@ -585,8 +648,7 @@ impl PvcDataSync {
         let target = MoverTarget {
             namespace: &pair.destination_namespace,
             pvc: &pair.destination_pvc,
-            reader_ip: &reader_ip,
-            reader_port: self.agents.port,
+            readers: &readers,
             grant: &grant,
             key_secret: &pod_name,
             source: &source,
@@ -631,6 +693,10 @@ impl PvcDataSync {
         let mut transfer_grant = TransferGrant {
             pod_uid: volume.pod_uid.clone(),
             volume: volume.pv.clone(),
+            host_path: node_dir.map(|d| HostPathGrant {
+                node: volume.node.clone(),
+                path: d.path,
+            }),
             binding: KeyBinding {
                 key: key.public_key(),
                 not_after: grant_expiry(),
@@ -798,13 +864,59 @@ impl PvcDataSync {
         }
     }
 
-    /// The IP of the ready agent on `node` (from its pod's status), waiting for it.
-    async fn reader_ip(&self, node: &str) -> Result<String> {
+    /// Where a hostPath PV's data is: its directory must lie below an allowed prefix; its node is the
+    /// node of a running pod that uses the claim, else the one the PV's node affinity names.
+    async fn locate_node_directory(
+        &self,
+        pair: &PvcPair,
+        claim: &PersistentVolumeClaim,
+        dir: &host_path::NodeDirectoryVolume,
+    ) -> Result<SourceVolume> {
+        if host_path::allowed_prefix(&dir.path, &self.agents.host_path_prefixes).is_none() {
+            return Err(Error::InvalidConfig(format!(
+                "PVC {}/{} is bound to hostPath PV {} at {:?}, which is not below a directory the source \
+                 RemoteCluster allows (pvcSync.hostPathPrefixes: {}): its data is not served",
+                pair.source_namespace,
+                pair.source_pvc,
+                dir.pv,
+                dir.path,
+                self.agents.host_path_prefixes.join(", ")
+            )));
+        }
+        let pods: Api<Pod> = Api::namespaced(self.source.clone(), &pair.source_namespace);
+        let list = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(api_err(format!("listing pods of {}", pair.source_namespace)))?;
+        let running = SourceVolume::locate(claim, &list.items).filter(|v| !v.mount_pod);
+        let node = running
+            .as_ref()
+            .map(|v| v.node.clone())
+            .or_else(|| dir.node.clone())
+            .ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "PVC {}/{}: hostPath PV {} names no single node (kubernetes.io/hostname node affinity) and \
+                     no running pod uses it: the node holding its data is unknown",
+                    pair.source_namespace, pair.source_pvc, dir.pv
+                ))
+            })?;
+        Ok(SourceVolume {
+            pod: running.as_ref().map(|v| v.pod.clone()).unwrap_or_default(),
+            pod_uid: String::new(),
+            node,
+            pv: dir.pv.clone(),
+            mount_pod: false,
+        })
+    }
+
+    /// The host IP and pod IP of the ready agent on `node` (from its pod's status), waiting for it.
+    async fn reader_ip(&self, node: &str) -> Result<(String, String)> {
         let deadline = Instant::now() + self.wait_timeout;
         loop {
             let readiness = agent_readiness(&self.source, &self.agents).await?;
             if let Some((true, Some(ip))) = readiness.nodes.get(node) {
-                return Ok(ip.clone());
+                let pod_ip = readiness.pod_ips.get(node).cloned().unwrap_or_else(|| ip.clone());
+                return Ok((ip.clone(), pod_ip));
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout(format!(
@@ -952,6 +1064,9 @@ impl PvcDataSync {
             {
                 warn!("removing grant {grant}: {e}");
             }
+        }
+        if let Some(lb) = &cleanup.load_balancer {
+            reach::close_load_balancer(&self.source, &self.agents, lb).await;
         }
         if let Some(mount) = &cleanup.mount_pod {
             let pods: Api<Pod> = Api::namespaced(self.source.clone(), &pair.source_namespace);
@@ -1106,6 +1221,8 @@ fn grant_needs_renewal(not_after: SystemTime) -> bool {
 #[derive(Debug, Default)]
 struct Cleanup {
     mount_pod: Option<String>,
+    /// The grant whose transfer load balancer was made (exposure `LoadBalancer`).
+    load_balancer: Option<String>,
     grant: Option<String>,
     mover_secret: bool,
     mover_pod: bool,
@@ -1166,8 +1283,10 @@ async fn delete_and_wait(pods: &Api<Pod>, name: &str, timeout: Duration) -> Resu
 pub struct AgentProbe {
     /// The source node.
     pub node: String,
-    /// The IP probed.
+    /// The address that answered (`host:port`), else the first one probed.
     pub ip: String,
+    /// The exposure mode of the address that answered.
+    pub mode: Option<ExposureMode>,
     /// Whether the agent answered with the pinned host key and accepted the client key.
     pub connected: bool,
     /// Why not.
@@ -1175,8 +1294,11 @@ pub struct AgentProbe {
 }
 
 /// Check from a pod in `namespace` of the DR cluster that every ready agent of the source cluster
-/// answers over SSH as a mover needs it to (pinned host key, client key accepted); the pod and its key
-/// Secret are removed afterwards. Agents that are not ready are reported as not connected.
+/// answers over SSH as a mover needs it to (pinned host key, client key accepted), at the addresses of
+/// the cluster's exposure mode (`pvcSync.exposure`); the addresses of the other modes are probed too,
+/// and an agent the movers cannot reach is reported with the mode that would work (or what to do when
+/// none does). The pod and its key Secret are removed afterwards. Agents that are not ready are reported
+/// as not connected.
 ///
 /// # Errors
 /// [`Error::Kube`] when the pod cannot be created or read, [`Error::Timeout`] when it does not finish
@@ -1193,24 +1315,131 @@ pub async fn probe_agents(
     timeout: Duration,
 ) -> Result<Vec<AgentProbe>> {
     let readiness = agent_readiness(source, agents).await?;
-    let mut probes: Vec<AgentProbe> = readiness
-        .nodes
-        .iter()
-        .map(|(node, (ready, ip))| AgentProbe {
+    let node_port = reach::node_port(source, agents).await;
+    // Per ready agent: the addresses of the modes the movers use, then those of the other modes that
+    // need nothing made for them — so that a failure can name the mode that would work. With exposure
+    // `LoadBalancer`, a load balancer per agent for the probe's time.
+    let mut candidates: BTreeMap<String, Vec<crate::pvc::exposure::Candidate>> = BTreeMap::new();
+    let mut probes: Vec<AgentProbe> = Vec::new();
+    let mut load_balancers = Vec::new();
+    let mut result: Result<()> = Ok(());
+    for (node, (ready, ip)) in &readiness.nodes {
+        let mut probe = AgentProbe {
             node: node.clone(),
             ip: ip.clone().unwrap_or_default(),
+            mode: None,
             connected: false,
             error: (!ready || ip.is_none()).then(|| "agent not ready".to_string()),
-        })
-        .collect();
-    let hosts: Vec<String> = probes
-        .iter()
-        .filter(|p| p.error.is_none())
-        .map(|p| p.ip.clone())
-        .collect();
-    if hosts.is_empty() {
-        return Ok(probes);
+        };
+        if probe.error.is_none() {
+            let load_balancer = if agents.exposure.mode == Some(ExposureMode::LoadBalancer) {
+                let lb_name = format!("probe.{name}.{node}");
+                load_balancers.push(lb_name.clone());
+                let pod_ip = readiness
+                    .pod_ips
+                    .get(node)
+                    .cloned()
+                    .unwrap_or_else(|| probe.ip.clone());
+                match reach::open_load_balancer(
+                    source,
+                    agents,
+                    &lb_name,
+                    node,
+                    &pod_ip,
+                    timeout,
+                    Duration::from_millis(500),
+                )
+                .await
+                {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        probe.error = Some(e.to_string());
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let mut place = reach::agent_place(source, agents, node, ip.clone(), load_balancer).await;
+            place.node_port = node_port;
+            let list = agents.exposure.probe_candidates(&place, agents.port);
+            if probe.error.is_none() {
+                if let Some(first) = list.first() {
+                    probe.ip = first.endpoint.to_string();
+                }
+                candidates.insert(node.clone(), list);
+            }
+        }
+        probes.push(probe);
     }
+    let answers = if candidates.is_empty() {
+        BTreeMap::new()
+    } else {
+        match ask_agents(
+            destination,
+            agents,
+            namespace,
+            name,
+            image,
+            &key_data,
+            &candidates,
+            timeout,
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                result = Err(e);
+                BTreeMap::new()
+            }
+        }
+    };
+    for lb in &load_balancers {
+        reach::close_load_balancer(source, agents, lb).await;
+    }
+    result?;
+    for p in probes.iter_mut().filter(|p| p.error.is_none()) {
+        let Some(list) = candidates.get(&p.node) else {
+            continue;
+        };
+        let judged: Vec<(crate::pvc::exposure::Candidate, Option<String>)> = list
+            .iter()
+            .map(|c| {
+                let err = match answers.get(&c.endpoint.to_string()) {
+                    Some((true, _)) => None,
+                    Some((false, e)) => Some(e.clone().unwrap_or_else(|| "no answer".into())),
+                    None => Some("the probe gave no answer for this address".into()),
+                };
+                (c.clone(), err)
+            })
+            .collect();
+        let verdict = crate::pvc::exposure::judge(&agents.exposure, &p.node, &judged);
+        match verdict.working {
+            Some(c) => {
+                p.connected = true;
+                p.ip = c.endpoint.to_string();
+                p.mode = Some(c.mode);
+            }
+            None => p.error = verdict.error,
+        }
+    }
+    Ok(probes)
+}
+
+/// Ask every candidate address from the probe pod, again (`pvcSync.healthCheck`: `retry_attempts`
+/// times, `retry_interval` apart) for the agents none of whose used addresses answered; the answers by
+/// address.
+#[allow(clippy::too_many_arguments)] // where and what to run, the keys and the addresses
+async fn ask_agents(
+    destination: &Client,
+    agents: &AgentSettings,
+    namespace: &str,
+    name: &str,
+    image: &str,
+    key_data: &BTreeMap<String, Vec<u8>>,
+    candidates: &BTreeMap<String, Vec<crate::pvc::exposure::Candidate>>,
+    timeout: Duration,
+) -> Result<BTreeMap<String, (bool, Option<String>)>> {
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(destination.clone());
     let mut ns = manifests::agent_namespace(agents);
     ns.metadata.name = Some(namespace.to_string());
@@ -1222,41 +1451,41 @@ pub async fn probe_agents(
     {
         apply(&ns_api, namespace, &ns).await?;
     }
-    // `pvcSync.healthCheck`: agents that do not answer are asked again, `retry_attempts` times,
-    // `retry_interval` apart.
     let mut answers: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
-    let mut pending = hosts;
+    let mut pending: Vec<&String> = candidates.keys().collect();
     for attempt in 0..=agents.health.retry_attempts {
         if attempt > 0 {
             tokio::time::sleep(agents.health.retry_interval).await;
         }
+        let mut hosts: Vec<String> = pending
+            .iter()
+            .flat_map(|n| candidates[*n].iter().map(|c| c.endpoint.to_string()))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
         let got = run_probe_pod(
             destination,
             agents,
             namespace,
             name,
             image,
-            &key_data,
-            &pending,
+            key_data,
+            &hosts,
             timeout,
         )
         .await?;
         answers.extend(got);
-        pending.retain(|h| !answers.get(h).is_some_and(|(ok, _)| *ok));
+        pending.retain(|n| {
+            !candidates[*n].iter().any(|c| {
+                agents.exposure.uses(c.mode)
+                    && answers.get(&c.endpoint.to_string()).is_some_and(|(ok, _)| *ok)
+            })
+        });
         if pending.is_empty() {
             break;
         }
     }
-    for p in probes.iter_mut().filter(|p| p.error.is_none()) {
-        match answers.get(&p.ip) {
-            Some((ok, err)) => {
-                p.connected = *ok;
-                p.error = err.clone();
-            }
-            None => p.error = Some("the probe gave no answer for this agent".into()),
-        }
-    }
-    Ok(probes)
+    Ok(answers)
 }
 
 /// One probe pod in `namespace` of the DR cluster that asks `hosts` over SSH; its answers by host. The

@@ -205,12 +205,24 @@ impl KeyBinding {
 /// One transfer's grant: the volume and the binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferGrant {
-    /// The UID of the pod that has the volume mounted.
+    /// The UID of the pod that has the volume mounted (empty for a [`HostPathGrant`]).
     pub pod_uid: String,
     /// The volume's name under the kubelet root (the PV name for a PVC).
     pub volume: String,
+    /// For a `hostPath` PV: its node and directory (then `pod_uid` is empty and `volume` the PV name).
+    pub host_path: Option<HostPathGrant>,
     /// Who may read it.
     pub binding: KeyBinding,
+}
+
+/// A `hostPath` PV's data: on which node, in which directory (as the PV says; the agent serves it only
+/// below its own `--host-path-prefix` directories). Rendered `host-path <node> <pv> <path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPathGrant {
+    /// The node holding the directory.
+    pub node: String,
+    /// The directory on the node (`hostPath.path`).
+    pub path: String,
 }
 
 fn check_name_part(s: &str) -> bool {
@@ -225,12 +237,21 @@ fn check_name_part(s: &str) -> bool {
 impl TransferGrant {
     /// The ConfigMap value.
     pub fn render(&self) -> String {
-        format!(
-            "volume {}/{}\n{}",
-            self.pod_uid,
-            self.volume,
-            self.binding.to_lines()
-        )
+        match &self.host_path {
+            Some(h) => format!(
+                "host-path {} {} {}\n{}",
+                h.node,
+                self.volume,
+                h.path,
+                self.binding.to_lines()
+            ),
+            None => format!(
+                "volume {}/{}\n{}",
+                self.pod_uid,
+                self.volume,
+                self.binding.to_lines()
+            ),
+        }
     }
 
     /// Parse a ConfigMap value written by [`Self::render`].
@@ -241,6 +262,27 @@ impl TransferGrant {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
         let first = lines.next().ok_or("empty grant")?;
+        if let Some(rest) = first.strip_prefix("host-path ") {
+            let mut parts = rest.split(' ').filter(|p| !p.is_empty());
+            let (Some(node), Some(pv), Some(path), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err("the first line is not `host-path <node> <pv> <path>`".into());
+            };
+            if !check_name_part(node) || !check_name_part(pv) {
+                return Err("the host-path grant's node or PV is not a name".into());
+            }
+            super::host_path::check_absolute(path).map_err(|e| format!("host-path: {e}"))?;
+            return Ok(TransferGrant {
+                pod_uid: String::new(),
+                volume: pv.into(),
+                host_path: Some(HostPathGrant {
+                    node: node.into(),
+                    path: path.into(),
+                }),
+                binding: KeyBinding::parse_lines(lines)?,
+            });
+        }
         let Some(volume) = first.strip_prefix("volume ") else {
             return Err(if first.contains('/') && !first.contains(' ') {
                 "the grant names no key (written by an older dr-syncer): not served".to_string()
@@ -256,6 +298,7 @@ impl TransferGrant {
         Ok(TransferGrant {
             pod_uid: uid.into(),
             volume: volume.into(),
+            host_path: None,
             binding: KeyBinding::parse_lines(lines)?,
         })
     }
@@ -281,6 +324,7 @@ mod tests {
         let g = TransferGrant {
             pod_uid: "1234-abcd".into(),
             volume: "pvc-9f".into(),
+            host_path: None,
             binding: binding(&["10.0.0.21", "10.1.0.0/16"]),
         };
         let text = g.render();
@@ -297,6 +341,31 @@ mod tests {
         };
         assert!(!open.render().contains("from"));
         assert_eq!(TransferGrant::parse(&open.render()).unwrap(), open);
+        let host = TransferGrant {
+            pod_uid: String::new(),
+            volume: "pvc-1".into(),
+            host_path: Some(HostPathGrant {
+                node: "prod-a".into(),
+                path: "/var/local-path-provisioner/pvc-1_shop_data".into(),
+            }),
+            binding: binding(&["10.0.0.21"]),
+        };
+        let text = host.render();
+        assert!(
+            text.starts_with("host-path prod-a pvc-1 /var/local-path-provisioner/pvc-1_shop_data\nkey "),
+            "{text}"
+        );
+        assert_eq!(TransferGrant::parse(&text).unwrap(), host);
+        for bad in [
+            "host-path prod-a pvc-1 relative/x\n",
+            "host-path prod-a pvc-1 /x/../etc\n",
+            "host-path prod-a pvc-1\n",
+            "host-path prod-a pvc-1 /x /y\n",
+            "host-path ../n pvc-1 /x\n",
+        ] {
+            let with_key = format!("{bad}{}", host.binding.to_lines());
+            assert!(TransferGrant::parse(&with_key).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -304,6 +373,7 @@ mod tests {
         let good = TransferGrant {
             pod_uid: "u".into(),
             volume: "v".into(),
+            host_path: None,
             binding: binding(&["10.0.0.1"]),
         }
         .render();

@@ -6,6 +6,8 @@
 //! | [`host_keys_secret`], [`authorized_keys_secret`] | source | the agents' host key; the client keys they accept |
 //! | [`grants_configmap`] | source | which volumes the agents serve (mounted as `--grants-dir`) |
 //! | [`agent_daemonset`] | source | the readers: `dr-syncer-agent serve` on every node, host network |
+//! | [`agent_node_port_service`] | source | exposure `NodePort`: the agents' SSH port on every node (`externalTrafficPolicy: Local`) |
+//! | [`transfer_load_balancer`] | source | exposure `LoadBalancer`: one transfer's way to the agent of the volume's node |
 //! | [`mount_pod`] | source | mounts a PVC read-only on a node when no application pod does |
 //! | [`mover_key_secret`], [`mover_pod`] | DR | the writer: mounts the DR PVC and pulls the data |
 //!
@@ -20,13 +22,22 @@ use k8s_openapi::{
     ByteString,
     api::{
         apps::v1::DaemonSet,
-        core::v1::{ConfigMap, Namespace, Pod, Secret},
+        core::v1::{ConfigMap, Namespace, Pod, Secret, Service},
+        discovery::v1::EndpointSlice,
     },
 };
 use serde_json::{Value, json};
 
-use super::{AGENT_NAME, AgentEnv, AgentSettings, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings};
+use super::{
+    AGENT_NAME, AgentEnv, AgentSettings, MANAGED_BY, PVC_LABEL, ROLE_LABEL, TransferSettings,
+    exposure::Endpoint,
+};
 use crate::keys::{AuthorizedClientKeys, KeyPair, KeySecrets};
+
+/// Where the agent container mounts the allowed hostPath prefixes (`<dir>/<index>`).
+pub const HOST_PATHS_DIR: &str = "/host-paths";
+/// The agent's environment variable with its node's name (the downward API).
+pub const NODE_NAME_ENV: &str = "DR_SYNCER_NODE_NAME";
 
 /// The agent's state directory (sshd's configuration, keys, grants in effect): an in-memory emptyDir.
 pub const AGENT_STATE_DIR: &str = "/run/dr-syncer-agent";
@@ -188,7 +199,7 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             format!("--grants-dir={AGENT_GRANTS_DIR}"),
             format!("--state-dir={AGENT_STATE_DIR}"),
             format!("--allow-dir={AGENT_STATE_DIR}/allow"),
-            format!("--volume-root={}", settings.kubelet_root),
+            format!("--volume-root={}", settings.kubelet_root()),
         ],
         "env": settings.env.iter().map(|e| match e {
             AgentEnv::Value(k, v) => json!({"name": k, "value": v}),
@@ -214,7 +225,7 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             },
         },
         "volumeMounts": [
-            {"name": "kubelet", "mountPath": settings.kubelet_root, "readOnly": true,
+            {"name": "kubelet", "mountPath": settings.kubelet_root(), "readOnly": true,
              "mountPropagation": "HostToContainer"},
             {"name": "host-keys", "mountPath": AGENT_HOST_KEYS_DIR, "readOnly": true},
             {"name": "authorized-keys", "mountPath": AGENT_AUTHORIZED_KEYS_DIR, "readOnly": true},
@@ -230,6 +241,28 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
     });
     if let Some(p) = pull {
         container["imagePullPolicy"] = json!(p);
+    }
+    // The agent serves hostPath grants of its own node only.
+    if let Some(env) = container["env"].as_array_mut() {
+        env.push(json!({"name": NODE_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}));
+    }
+    // hostPath PVs: each allowed prefix mounted read-only at a path of its own (the node path travels as
+    // an argument next to it: the grant names node paths).
+    let mut host_path_volumes = Vec::new();
+    for (i, prefix) in settings.host_path_prefixes.iter().enumerate() {
+        let mount = format!("{HOST_PATHS_DIR}/{i}");
+        if let Some(args) = container["args"].as_array_mut() {
+            args.push(json!(format!("--host-path-prefix={prefix}")));
+            args.push(json!(format!("--host-path-mount={mount}")));
+        }
+        if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+            mounts.push(
+                json!({"name": format!("host-path-{i}"), "mountPath": mount, "readOnly": true,
+                               "mountPropagation": "HostToContainer"}),
+            );
+        }
+        host_path_volumes.push(json!({"name": format!("host-path-{i}"),
+                                      "hostPath": {"path": prefix, "type": "DirectoryOrCreate"}}));
     }
     if let Some((limits, requests)) = &settings.resources {
         container["resources"] = json!({"limits": limits, "requests": requests});
@@ -256,7 +289,7 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
         "tolerations": tolerations(settings),
         "containers": [container],
         "volumes": [
-            {"name": "kubelet", "hostPath": {"path": settings.kubelet_root, "type": "Directory"}},
+            {"name": "kubelet", "hostPath": {"path": settings.kubelet_root(), "type": "Directory"}},
             {"name": "host-keys", "secret": {"secretName": keys.host_keys(), "defaultMode": 0o400}},
             {"name": "authorized-keys", "secret": {"secretName": keys.authorized_keys(), "defaultMode": 0o400}},
             {"name": "grants", "configMap": {"name": settings.grants_configmap, "optional": true}},
@@ -264,6 +297,9 @@ pub fn agent_daemonset(settings: &AgentSettings, keys: &KeySecrets) -> DaemonSet
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         ],
     });
+    if let Some(volumes) = pod_spec["volumes"].as_array_mut() {
+        volumes.extend(host_path_volumes);
+    }
     if !settings.node_selector.is_empty() {
         pod_spec["nodeSelector"] = json!(settings.node_selector);
     }
@@ -350,10 +386,9 @@ pub struct MoverTarget<'a> {
     pub namespace: &'a str,
     /// DR PVC (mounted read-write at `/data`).
     pub pvc: &'a str,
-    /// The reader's IP (the source node's, from the agent pod's status).
-    pub reader_ip: &'a str,
-    /// The reader's SSH port.
-    pub reader_port: u16,
+    /// The addresses of the reader, in the order to dial them (by the cluster's exposure mode; the
+    /// first that accepts a connection is used).
+    pub readers: &'a [Endpoint],
     /// The grant the reader resolves.
     pub grant: &'a str,
     /// Name of the key Secret in the DR namespace.
@@ -370,10 +405,14 @@ pub fn mover_pod(
     target: &MoverTarget<'_>,
     transfer: &TransferSettings,
 ) -> Pod {
+    let (first_host, first_port) = target
+        .readers
+        .first()
+        .map_or((String::new(), 2222), |e| (e.host.clone(), e.port));
     let mut args = vec![
         "mover".to_string(),
-        format!("--host={}", target.reader_ip),
-        format!("--port={}", target.reader_port),
+        format!("--host={first_host}"),
+        format!("--port={first_port}"),
         format!(
             "--host-key-file={MOVER_KEY_DIR}/{}",
             crate::keys::PINNED_HOST_KEYS_FILE
@@ -383,6 +422,13 @@ pub fn mover_pod(
         format!("--destination={MOVER_DATA_DIR}"),
         format!("--termination-log={TERMINATION_LOG}"),
     ];
+    args.extend(
+        target
+            .readers
+            .iter()
+            .skip(1)
+            .map(|e| format!("--fallback-address={e}")),
+    );
     args.extend(transfer.mover_args());
     let mut container = json!({
         "name": "mover",
@@ -450,6 +496,7 @@ pub fn probe_pod(
         agents.port,
         agents.health.ssh_timeout,
     );
+    // Each host is `host` (on `port`) or `host:port` (the address of an exposure mode).
     let mut args = vec![
         "probe".to_string(),
         format!("--port={port}"),
@@ -493,4 +540,81 @@ pub fn probe_pod(
             "volumes": [{"name": "key", "secret": {"secretName": key_secret, "defaultMode": 0o444}}],
         },
     }))
+}
+
+/// Name of the agents' NodePort Service (exposure `NodePort`).
+pub fn agent_node_port_service_name(settings: &AgentSettings) -> String {
+    format!("{}-ssh", settings.name)
+}
+
+/// The agents' NodePort Service (exposure `NodePort`): every node's agent on the node port, and with
+/// `externalTrafficPolicy: Local` a node's port reaches that node's agent only (and the client's address
+/// is kept, for the transfer key's `from=`).
+pub fn agent_node_port_service(settings: &AgentSettings) -> Service {
+    let mut port =
+        json!({"name": "ssh", "port": settings.port, "targetPort": settings.port, "protocol": "TCP"});
+    if let Some(np) = settings.exposure.node_port {
+        port["nodePort"] = json!(np);
+    }
+    typed(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": agent_node_port_service_name(settings),
+            "namespace": settings.namespace,
+            "labels": labels_named(&settings.name, "agent", &settings.owner_labels),
+            "annotations": settings.exposure.service_annotations,
+        },
+        "spec": {
+            "type": "NodePort",
+            "externalTrafficPolicy": "Local",
+            "selector": {"app.kubernetes.io/name": settings.name, ROLE_LABEL: "agent"},
+            "ports": [port],
+        },
+    }))
+}
+
+/// Name of the LoadBalancer Service (and EndpointSlice) of one transfer.
+pub fn transfer_load_balancer_name(grant: &str) -> String {
+    super::object_name("dr-syncer-lb", grant, &[grant])
+}
+
+/// Exposure `LoadBalancer`: a Service made for one transfer and removed after it, whose only endpoint is
+/// the agent pod on the node holding the volume (`agent_ip`, the pod's IP): a Service without a selector
+/// and its EndpointSlice.
+pub fn transfer_load_balancer(
+    settings: &AgentSettings,
+    grant: &str,
+    node: &str,
+    agent_ip: &str,
+) -> (Service, EndpointSlice) {
+    let name = transfer_load_balancer_name(grant);
+    let service = typed(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace,
+            "labels": labels_named(&settings.name, "transfer", &settings.owner_labels),
+            "annotations": settings.exposure.service_annotations,
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "ports": [{"name": "ssh", "port": settings.port, "targetPort": settings.port, "protocol": "TCP"}],
+        },
+    }));
+    let mut slice_labels = BTreeMap::from([("kubernetes.io/service-name".to_string(), name.clone())]);
+    slice_labels.extend(settings.owner_labels.clone());
+    let family = if agent_ip.contains(':') { "IPv6" } else { "IPv4" };
+    let slice = typed(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace,
+            "labels": labels_named(&settings.name, "transfer", &slice_labels),
+        },
+        "addressType": family,
+        "endpoints": [{"addresses": [agent_ip], "nodeName": node, "conditions": {"ready": true}}],
+        "ports": [{"name": "ssh", "port": settings.port, "protocol": "TCP"}],
+    }));
+    (service, slice)
 }
