@@ -51,9 +51,9 @@ REVERSE=()
 SIM_STATE=target/testenv/sim-nodes.state
 rm -f "$SIM_STATE"
 if [ "$SEPARATE" = 1 ]; then
-  step "simulated nodes in separated networks: prod-a (10.88.0.11, external 203.0.113.11), dr-a (10.89.0.21);" \
+  step "simulated nodes in separated networks: prod-a (10.88.0.11, external 203.0.113.11), dr-a (10.89.0.21, external 203.0.113.21);" \
     "DR cannot route to 10.88.0.0/24"
-  NODES=(--separate-networks "prod=$PROD=prod-a@10.88.0.11/203.0.113.11" "dr=$DR=dr-a@10.89.0.21")
+  NODES=(--separate-networks "prod=$PROD=prod-a@10.88.0.11/203.0.113.11" "dr=$DR=dr-a@10.89.0.21/203.0.113.21")
 else
   step "simulated nodes: prod-a for prod, dr-a for dr (PVC storage and the agent's pods)"
   NODES=("prod=$PROD=prod-a@10.88.0.11" "dr=$DR=dr-a@10.88.0.21")

@@ -280,6 +280,7 @@ fn mount_and_mover_pods_mount_what_they_need_and_nothing_else() {
             Endpoint::parse("203.0.113.7:30022", 2222).unwrap(),
         ],
         grant: "app.data",
+        grant_wait: Duration::from_secs(60),
         key_secret: "dr-syncer-mover-key",
         source: "app/data",
     };
@@ -294,6 +295,7 @@ fn mount_and_mover_pods_mount_what_they_need_and_nothing_else() {
         "--port=2222",
         "--fallback-address=203.0.113.7:30022",
         "--grant=app.data",
+        "--grant-wait-secs=60",
         "--destination=/data",
         "--termination-log=/dev/termination-log",
         "--host-key-file=/etc/dr-syncer/mover-key/known_host_keys",

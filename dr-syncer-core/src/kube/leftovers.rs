@@ -29,9 +29,12 @@ pub struct Leftover {
 }
 
 /// The kinds a run creates, in the order they are removed (the agents first, so they stop serving).
-fn kinds() -> [ResourceType; 5] {
+fn kinds() -> [ResourceType; 7] {
     [
         ResourceType::namespaced("apps", "v1", "DaemonSet", "daemonsets"),
+        // The agents' NodePort Service and a transfer's load balancer (exposure modes).
+        ResourceType::namespaced("", "v1", "Service", "services"),
+        ResourceType::namespaced("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
         ResourceType::namespaced("", "v1", "Pod", "pods"),
         ResourceType::namespaced("", "v1", "ConfigMap", "configmaps"),
         ResourceType::namespaced("", "v1", "Secret", "secrets"),
@@ -51,9 +54,19 @@ pub async fn find_leftovers(client: &Client, calls: &Calls, run: Option<&str>) -
     let mut out = Vec::new();
     for rt in &kinds() {
         // No namespace: across all of them.
-        let objects: Vec<DynamicObject> = list_all(client, calls, rt, None, Some(&selector), true)
-            .await
-            .map_err(|e| Error::kube(format!("listing {rt} of dr-syncer-cli runs"), e))?;
+        let objects: Vec<DynamicObject> = match list_all(client, calls, rt, None, Some(&selector), true).await
+        {
+            Ok(o) => o,
+            // Services and EndpointSlices exist only where an exposure mode made them: an identity
+            // that may not list them made none.
+            Err(e)
+                if matches!(rt.plural.as_str(), "services" | "endpointslices")
+                    && matches!(&e, kube::Error::Api(s) if s.code == 403) =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(Error::kube(format!("listing {rt} of dr-syncer-cli runs"), e)),
+        };
         for o in objects {
             out.push(Leftover {
                 run: o

@@ -374,6 +374,8 @@ pub async fn preflight(
                 p.data
                     .pointer("/spec/storageClassName")
                     .and_then(Value::as_str)
+                    // `""` asks for no class (a statically bound PV): nothing to find on DR.
+                    .filter(|c| !c.is_empty())
                     .map(str::to_owned)
             })
             .collect();

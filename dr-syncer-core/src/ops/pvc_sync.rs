@@ -649,6 +649,9 @@ impl PvcDataSync {
             namespace: &pair.destination_namespace,
             pvc: &pair.destination_pvc,
             readers: &readers,
+            // The kubelet may take a minute to update the agents' mounted grants: at most the usual
+            // three minutes, at most the wait the caller allows.
+            grant_wait: self.wait_timeout.min(Duration::from_secs(180)),
             grant: &grant,
             key_secret: &pod_name,
             source: &source,

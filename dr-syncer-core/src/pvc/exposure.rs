@@ -322,10 +322,30 @@ pub fn judge(exposure: &Exposure, node: &str, answers: &[(Candidate, Option<Stri
             "{} answers at {}: set the source RemoteCluster's pvcSync.exposure.mode to {} (CLI: --agent-exposure {})",
             c.mode, c.endpoint, c.mode, c.mode
         ),
-        None => "no other address of the agent answers either: expose the agents with pvcSync.exposure.mode \
-                 NodePort or LoadBalancer, or give the address of a proxy or tunnel (mode Address), and \
-                 open the firewall from the DR nodes (see \"networks\" in docs/pvc-replication.md)"
-            .to_string(),
+        None => {
+            let others: Vec<String> = answers
+                .iter()
+                .filter(|(c, _)| !exposure.uses(c.mode))
+                .map(|(c, err)| {
+                    format!(
+                        "{} ({}): {}",
+                        c.endpoint,
+                        c.mode,
+                        err.as_deref().unwrap_or("no answer")
+                    )
+                })
+                .collect();
+            format!(
+                "no other address of the agent answers either{}: expose the agents with pvcSync.exposure.mode \
+                 NodePort or LoadBalancer, or give the address of a proxy or tunnel (mode Address), and open the \
+                 firewall from the DR nodes (see \"networks\" in docs/pvc-replication.md)",
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", others.join("; "))
+                }
+            )
+        }
     };
     ProbeVerdict {
         working: None,

@@ -391,6 +391,8 @@ pub struct MoverTarget<'a> {
     pub readers: &'a [Endpoint],
     /// The grant the reader resolves.
     pub grant: &'a str,
+    /// How long the mover waits for the reader to serve the grant (and accept the transfer's key).
+    pub grant_wait: std::time::Duration,
     /// Name of the key Secret in the DR namespace.
     pub key_secret: &'a str,
     /// The source PVC as `namespace/name` (label and annotation, for people reading the pod).
@@ -419,6 +421,7 @@ pub fn mover_pod(
         ),
         format!("--identity={MOVER_KEY_DIR}/{}", crate::keys::CLIENT_KEY_FILE),
         format!("--grant={}", target.grant),
+        format!("--grant-wait-secs={}", target.grant_wait.as_secs().max(1)),
         format!("--destination={MOVER_DATA_DIR}"),
         format!("--termination-log={TERMINATION_LOG}"),
     ];

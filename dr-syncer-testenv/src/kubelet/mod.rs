@@ -5,10 +5,12 @@
 //! the pods of one [`ControlPlane`], through its Kubernetes API:
 //!
 //! - **Nodes**: one `Node` per simulated node (labels `kubernetes.io/hostname`, `kubernetes.io/os=linux`
-//!   plus extra labels; addresses InternalIP and Hostname; Ready; capacity), each with its own network
+//!   plus extra labels; addresses InternalIP, ExternalIP when given
+//!   ([`KubeletBuilder::node_external_ip`]) and Hostname; Ready; capacity), each with its own network
 //!   namespace on a [`SimNetwork`].
 //! - **Scheduler**: pods without `spec.nodeName` are bound (`pods/binding`) to the first node that
-//!   satisfies their `nodeSelector` and required node affinity.
+//!   satisfies their `nodeSelector`, required node affinity and the required node affinity
+//!   (`kubernetes.io/hostname In [...]`) of the PVs their bound PVCs name.
 //! - **Workload controllers**, for DaemonSets, Deployments and StatefulSets whose pod template runs a
 //!   registered image (others, and their status, are left alone: on a control plane started with
 //!   `--simulate-workloads` kapi reports those): pods with the template's labels and annotations and a
@@ -28,9 +30,21 @@
 //!     `volumeClaimTemplates`: pods mount the PVCs their template names (`persistentVolumeClaim`).
 //! - **PV provisioner**: every PVC without `spec.volumeName` gets a CSI PV `pvc-<uid>`
 //!   (driver `sim.csi.dr-syncer.io`) backed by a directory ([`Kubelet::volume_dir`]); both become Bound.
-//! - **Kubelet**: volumes under `kubelet_root(node)/pods/<uid>/volumes/` (PVCs as real bind mounts,
-//!   Secrets/ConfigMaps written like the kubelet's atomic writer and re-synced, emptyDir, hostPath under
-//!   [`Kubelet::node_root`]); containers whose image is registered ([`KubeletBuilder::image`]) run as
+//!   A PVC of storage class `local-path` gets instead what rancher's local-path-provisioner makes: a
+//!   hostPath PV `pvc-<uid>` (path `/var/local-path-provisioner/pvc-<uid>_<namespace>_<claim>`, type
+//!   `DirectoryOrCreate`, reclaim policy `Delete`) with a required node affinity on
+//!   `kubernetes.io/hostname` — the node of a pod using the claim (bound, or where the scheduler will put
+//!   it, the node affinity of its other PVs included); a claim no pod uses for 3 s after its creation
+//!   goes to the first node — and its directory created on that node ([`Kubelet::host_path`]); the
+//!   scheduler waits for such a claim to be bound. A PVC naming an existing PV (`spec.volumeName`)
+//!   becomes Bound with it.
+//! - **Kubelet**: volumes under `kubelet_root(node)/pods/<uid>/volumes/` (the kubelet root is
+//!   `var/lib/kubelet` below the node root unless [`KubeletBuilder::kubelet_root`] says otherwise; it is
+//!   a shared mount point, so a hostPath volume naming it sees the volumes mounted later). PVCs as real
+//!   bind mounts (`kubernetes.io~csi/<pv>/mount`; a `local` PV's node path bind-mounted at
+//!   `kubernetes.io~local-volume/<pv>`; a hostPath PV used in place, its node path being the volume, as a
+//!   real kubelet does), Secrets/ConfigMaps written like the kubelet's atomic writer and re-synced,
+//!   emptyDir, hostPath under [`Kubelet::node_root`]; containers whose image is registered ([`KubeletBuilder::image`]) run as
 //!   processes; their output is the container log that `pods/log` serves; pod status as a kubelet reports
 //!   it; restarts with backoff.
 //! - **Pod termination**, as a kubelet does it: kapi deletes a pod bound to a node gracefully (it stays,
@@ -40,6 +54,27 @@
 //!   pod is in the API its processes may still run and write; once it is gone they have ended. Each
 //!   termination runs in a task of its own; the other pods are served meanwhile. A pod deleted at once
 //!   (grace period 0: forced, unbound, or finished) is torn down the same way after it is gone.
+//!
+//! - **kube-proxy and load balancers** (TCP only, no iptables: forwarding threads inside the node
+//!   namespaces): for every Service port with a `nodePort` (types NodePort and LoadBalancer), each node
+//!   with a ready endpoint listens on `0.0.0.0:<nodePort>` and forwards to its local endpoint at the
+//!   `targetPort` (a number or a container port name; default the port); with `externalTrafficPolicy:
+//!   Local` nodes without a local endpoint do not listen (connection refused), otherwise every node
+//!   listens and forwards to a local or the first endpoint. Endpoints are the Running, Ready pods matching
+//!   the selector, or for Services without a selector the ready addresses of the EndpointSlices labelled
+//!   `kubernetes.io/service-name=<service>` on one of this simulator's nodes (by `nodeName` or address;
+//!   the slice's port of the same name is the target). A LoadBalancer Service gets an ingress IP from
+//!   [`LOAD_BALANCER_RANGE`] (`services/status`), which is put on the node of its first endpoint (and
+//!   routed there by the [`SimRouter`] if the network is joined to one) with a listener on
+//!   `<ingress IP>:<port>` forwarding to that endpoint — none when the endpoint is that node's own
+//!   address at the same port: a process listening on all addresses serves it itself. Listeners and
+//!   addresses follow the endpoints and go with the Service.
+//!
+//! **Networks**: [`SimNetwork`] is one L2 network; a [`SimRouter`] joins several and routes node external
+//! IPs ([`EXTERNAL_NODE_RANGE`]) and load-balancer IPs. A production network joined with
+//! [`Routes::Everything`] and a DR network with [`Routes::ExternalOnly`] give DR nodes the view of a
+//! real DR site: production nodes reachable at external addresses only. [`listen_in`] and
+//! [`connect_from`] open TCP sockets inside a node's namespace for tests.
 //!
 //! **No mount namespace**: a process sees the host's filesystem. Container paths in its arguments,
 //! environment values and working directory are rewritten to host paths instead (see
@@ -51,6 +86,8 @@
 
 mod logic;
 mod network;
+mod proxy;
+mod services;
 mod sim;
 mod volumes;
 
@@ -72,7 +109,10 @@ use serde_json::json;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
-pub use network::{SimNetwork, set_links};
+pub use network::{
+    EXTERNAL_NODE_RANGE, LOAD_BALANCER_RANGE, Routes, SimNetwork, SimRouter, connect_from, in_netns,
+    listen_in, set_links,
+};
 
 use crate::{ControlPlane, Error, Result};
 use logic::NodeInfo;
@@ -105,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) mounts: std::collections::BTreeSet<PathBuf>,
     /// Every process started, in order.
     pub(crate) started: Vec<StartedProcess>,
+    /// The simulated kube-proxy's forwarders (`None`: the endpoint serves the address itself).
+    pub(crate) proxies: BTreeMap<services::ProxyKey, Option<proxy::Proxy>>,
 }
 
 /// The fixed configuration of a running simulator.
@@ -115,6 +157,12 @@ pub(crate) struct Config {
     pub(crate) images: BTreeMap<String, PathBuf>,
     pub(crate) base: PathBuf,
     pub(crate) pod_log_dir: PathBuf,
+    /// The kubelet's root directory relative to a node root.
+    pub(crate) kubelet_rel: PathBuf,
+    /// The network (weak: the [`Kubelet`] holds it; background tasks may outlive the handle a little).
+    pub(crate) network: std::sync::Weak<network::NetworkInner>,
+    /// Node name → external IP.
+    pub(crate) externals: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Config {
@@ -132,7 +180,17 @@ impl Config {
     }
 
     pub(crate) fn kubelet_root(&self, node: &str) -> PathBuf {
-        self.node_root(node).join("var/lib/kubelet")
+        self.node_root(node).join(&self.kubelet_rel)
+    }
+
+    /// `path` (absolute, as in a hostPath volume) on the node's filesystem.
+    pub(crate) fn host_path(&self, node: &str, path: &str) -> PathBuf {
+        self.node_root(node).join(path.trim_start_matches('/'))
+    }
+
+    /// The network, while the [`Kubelet`] holds it.
+    pub(crate) fn network(&self) -> Option<SimNetwork> {
+        self.network.upgrade().map(|inner| SimNetwork { inner })
     }
 
     pub(crate) fn storage_dir(&self) -> PathBuf {
@@ -156,6 +214,8 @@ pub struct KubeletBuilder {
     network: SimNetwork,
     nodes: Vec<NodeInfo>,
     images: BTreeMap<String, PathBuf>,
+    external_ips: BTreeMap<String, String>,
+    kubelet_rel: PathBuf,
 }
 
 impl fmt::Debug for KubeletBuilder {
@@ -192,6 +252,24 @@ impl KubeletBuilder {
                 n.labels.insert((*k).to_owned(), (*v).to_owned());
             }
         }
+        self
+    }
+
+    /// Give node `name` (declared before with [`KubeletBuilder::node`]) the external address `ip` (from
+    /// [`EXTERNAL_NODE_RANGE`], e.g. `203.0.113.11`): it is added (/32) to the node's `eth0`, the
+    /// [`SimRouter`] the network is joined to (if any, now or later) routes it to the node, and the
+    /// `Node`'s `status.addresses` lists it as `ExternalIP`.
+    pub fn node_external_ip(mut self, name: &str, ip: &str) -> Self {
+        self.external_ips.insert(name.to_owned(), ip.to_owned());
+        self
+    }
+
+    /// Where the kubelet keeps its state, relative to the node root (default `var/lib/kubelet`; e.g.
+    /// `var/snap/microk8s/common/var/lib/kubelet` as on MicroK8s): pod volumes are under
+    /// `<node root>/<rel>/pods/<uid>/volumes/`, so a hostPath volume naming `/<rel>` (with
+    /// `mountPropagation`, as the dr-syncer agent's) sees them.
+    pub fn kubelet_root(mut self, rel: &str) -> Self {
+        self.kubelet_rel = PathBuf::from(rel.trim_start_matches('/'));
         self
     }
 
@@ -245,6 +323,9 @@ impl KubeletBuilder {
                 images: self.images.clone(),
                 base: dir.path().to_path_buf(),
                 pod_log_dir: self.pod_log_dir.clone(),
+                kubelet_rel: self.kubelet_rel.clone(),
+                network: Arc::downgrade(&self.network.inner),
+                externals: self.external_ips.clone(),
             }),
             shared: Arc::new(Mutex::new(Shared::default())),
             network: self.network.clone(),
@@ -254,7 +335,10 @@ impl KubeletBuilder {
         let mut netns = BTreeMap::new();
         for node in &self.nodes {
             let ns = self.network.attach(&node.name, &node.ip)?;
-            netns.insert(node.name.clone(), ns);
+            netns.insert(node.name.clone(), ns.clone());
+            if let Some(ext) = self.external_ips.get(&node.name) {
+                self.network.add_address(&ns, &node.ip, ext)?;
+            }
         }
         let config = Arc::new(Config {
             client: self.client.clone(),
@@ -263,20 +347,23 @@ impl KubeletBuilder {
             images: self.images,
             base: kubelet.config.base.clone(),
             pod_log_dir: self.pod_log_dir,
+            kubelet_rel: self.kubelet_rel,
+            network: Arc::downgrade(&self.network.inner),
+            externals: self.external_ips.clone(),
         });
         kubelet.config = config.clone();
         for node in &config.nodes {
             std::fs::create_dir_all(config.kubelet_root(&node.name))
                 .map_err(|e| Error::io("creating a node's directories", e))?;
             volumes::make_shared_mount(&config.kubelet_root(&node.name))?;
-            create_node(&config.client, node).await?;
+            create_node(&config.client, node, self.external_ips.get(&node.name)).await?;
         }
         kubelet.tasks = sim::spawn(config, kubelet.shared.clone());
         Ok(kubelet)
     }
 }
 
-async fn create_node(client: &Client, node: &NodeInfo) -> Result<()> {
+async fn create_node(client: &Client, node: &NodeInfo, external_ip: Option<&String>) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let obj: Node = serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -294,11 +381,13 @@ async fn create_node(client: &Client, node: &NodeInfo) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     let now = sim::now();
+    let mut addresses = vec![json!({"type": "InternalIP", "address": node.ip})];
+    if let Some(ext) = external_ip {
+        addresses.push(json!({"type": "ExternalIP", "address": ext}));
+    }
+    addresses.push(json!({"type": "Hostname", "address": node.name}));
     let status = json!({"status": {
-        "addresses": [
-            {"type": "InternalIP", "address": node.ip},
-            {"type": "Hostname", "address": node.name},
-        ],
+        "addresses": addresses,
         "conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
             "message": "kubelet is posting ready status (simulated)",
@@ -357,6 +446,8 @@ impl Kubelet {
             network: network.clone(),
             nodes: Vec::new(),
             images: BTreeMap::new(),
+            external_ips: BTreeMap::new(),
+            kubelet_rel: PathBuf::from("var/lib/kubelet"),
         }
     }
 
@@ -370,15 +461,26 @@ impl Kubelet {
         self.config.node_root(node)
     }
 
-    /// What `/var/lib/kubelet` is on that node (`node_root(node)/var/lib/kubelet`); pod volumes are under
-    /// `pods/<uid>/volumes/`.
+    /// The kubelet's root directory on that node (`node_root(node)/var/lib/kubelet`, or what
+    /// [`KubeletBuilder::kubelet_root`] set); pod volumes are under `pods/<uid>/volumes/`.
     pub fn kubelet_root(&self, node: &str) -> PathBuf {
         self.config.kubelet_root(node)
+    }
+
+    /// Where the absolute path `path` of node `node` (as a hostPath volume or PV names it) is:
+    /// `node_root(node)` joined with `path` (to seed or check data).
+    pub fn host_path(&self, node: &str, path: &str) -> PathBuf {
+        self.config.host_path(node, path)
     }
 
     /// The node's IP address (empty for an unknown node).
     pub fn node_ip(&self, node: &str) -> String {
         self.config.node(node).map(|n| n.ip.clone()).unwrap_or_default()
+    }
+
+    /// The node's external IP ([`KubeletBuilder::node_external_ip`]), if it has one.
+    pub fn node_external_ip(&self, node: &str) -> Option<String> {
+        self.config.externals.get(node).cloned()
     }
 
     /// The node's network namespace (for `ip netns exec`; empty for an unknown node).
@@ -448,6 +550,13 @@ impl Kubelet {
         for task in self.tasks.drain(..) {
             task.abort();
         }
+        // Stop the forwarders (their threads end within a poll interval).
+        let proxies = self
+            .shared
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.proxies))
+            .unwrap_or_default();
+        drop(proxies);
         let pids: Vec<i32> = self
             .shared
             .lock()

@@ -17,8 +17,9 @@ use k8s_openapi::{
         apps::v1::{DaemonSet, Deployment, StatefulSet},
         core::v1::{
             ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, PodTemplateSpec,
-            Secret, Volume,
+            Secret, Service, Volume,
         },
+        discovery::v1::EndpointSlice,
     },
     jiff::Timestamp,
 };
@@ -37,6 +38,7 @@ use tokio::{
 use super::{
     Config, Shared, StartedProcess, kill_groups,
     logic::{self, PathMapping},
+    services,
     volumes::{self, Payload},
 };
 
@@ -47,6 +49,13 @@ const RESYNC: Duration = Duration::from_secs(1);
 const TEMPLATE_HASH: &str = "sim.dr-syncer.io/template-hash";
 /// The CSI driver name of provisioned PVs.
 pub(crate) const CSI_DRIVER: &str = "sim.csi.dr-syncer.io";
+/// The storage class served like rancher's local-path-provisioner (hostPath PVs on one node).
+pub(crate) const LOCAL_PATH_CLASS: &str = "local-path";
+/// Where the local-path provisioner makes its directories on a node.
+const LOCAL_PATH_DIR: &str = "/var/local-path-provisioner";
+/// How long (seconds since its creation) a local-path claim without a pod using it waits for one before
+/// its volume goes to the first node.
+const LOCAL_PATH_WAIT_SECS: i64 = 3;
 /// Longest grace period honoured on pod deletion (kept short for tests; long enough for a test pod
 /// that flushes for several seconds on SIGTERM, as a database does).
 const MAX_GRACE: Duration = Duration::from_secs(15);
@@ -69,6 +78,8 @@ pub(crate) fn spawn(config: Arc<Config>, shared: Arc<Mutex<Shared>>) -> Vec<Join
         watch::<PersistentVolumeClaim>(&client, &notify),
         watch::<ConfigMap>(&client, &notify),
         watch::<Secret>(&client, &notify),
+        watch::<Service>(&client, &notify),
+        watch::<EndpointSlice>(&client, &notify),
     ];
     let (exits_tx, exits_rx) = mpsc::unbounded_channel();
     let sim = Sim {
@@ -81,6 +92,7 @@ pub(crate) fn spawn(config: Arc<Config>, shared: Arc<Mutex<Shared>>) -> Vec<Join
         workload_status: HashMap::new(),
         terminating: HashMap::new(),
         terminations: JoinSet::new(),
+        lbs: services::LbState::default(),
     };
     tasks.push(tokio::spawn(sim.run()));
     tasks
@@ -174,6 +186,8 @@ struct Sim {
     terminating: HashMap<String, tokio::task::Id>,
     /// Those tasks (aborted with the simulator).
     terminations: JoinSet<()>,
+    /// The simulated load balancers' addresses.
+    lbs: services::LbState,
 }
 
 fn api_code(e: &kube::Error) -> Option<u16> {
@@ -245,7 +259,7 @@ impl Sim {
             .chain(statefulsets.iter().filter_map(|s| s.uid()))
             .collect();
         self.orphaned_workload_pods(&owners, &pods).await;
-        if let Err(e) = self.provision().await {
+        if let Err(e) = self.provision(&pods).await {
             tracing::warn!(error = %e, "simulated PV provisioner");
         }
         for pod in &pods {
@@ -282,6 +296,9 @@ impl Sim {
             .collect();
         for uid in gone {
             self.teardown(&uid);
+        }
+        if let Err(e) = services::reconcile(&self.config, &self.shared, &mut self.lbs, &pods).await {
+            tracing::warn!(error = %e, "simulated kube-proxy");
         }
         Ok(())
     }
@@ -517,7 +534,41 @@ impl Sim {
 
     // --- PV provisioner ---
 
-    async fn provision(&self) -> crate::Result<()> {
+    /// The node for a local-path PV of claim `ns/claim`: that of a pod using the claim (bound, or where
+    /// the scheduler will put it, the node affinity of its other PVs included); `None` without one.
+    async fn local_path_node(&self, ns: &str, claim: &str, pods: &[Pod]) -> crate::Result<Option<String>> {
+        let users = pods.iter().filter(|p| {
+            p.namespace().as_deref() == Some(ns)
+                && p.metadata.deletion_timestamp.is_none()
+                && p.spec.as_ref().is_some_and(|s| {
+                    s.volumes.iter().flatten().any(|v| {
+                        v.persistent_volume_claim
+                            .as_ref()
+                            .is_some_and(|c| c.claim_name == claim)
+                    })
+                })
+        });
+        for pod in users {
+            let Some(spec) = &pod.spec else { continue };
+            if let Some(node) = spec
+                .node_name
+                .as_deref()
+                .filter(|n| self.config.node(n).is_some())
+            {
+                return Ok(Some(node.to_owned()));
+            }
+            let (allowed, _) = self.pv_nodes(pod).await?;
+            if let Some(n) = self.config.nodes.iter().find(|n| {
+                logic::node_matches(spec, &n.name, &n.labels)
+                    && allowed.as_ref().is_none_or(|a| a.contains(&n.name))
+            }) {
+                return Ok(Some(n.name.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn provision(&self, pods: &[Pod]) -> crate::Result<()> {
         let pvcs = self.list_all::<PersistentVolumeClaim>().await?;
         let pv_api: Api<PersistentVolume> = Api::all(self.client());
         for pvc in pvcs {
@@ -544,11 +595,73 @@ impl Sim {
                 .access_modes
                 .clone()
                 .unwrap_or_else(|| vec!["ReadWriteOnce".to_owned()]);
-            if pv_api.get_opt(&pv_name).await?.is_none() {
+            let existing = pv_api.get_opt(&pv_name).await?;
+            // hostPath and local PVs keep their data on a node, not in the storage directory.
+            let mut on_node = existing
+                .as_ref()
+                .and_then(|pv| pv.spec.as_ref())
+                .is_some_and(|s| s.host_path.is_some() || s.local.is_some());
+            if existing.is_none() {
                 if spec.volume_name.is_some() {
                     continue; // names a PV that does not exist (yet)
                 }
-                let pv = json!({
+                let local_path = spec.storage_class_name.as_deref() == Some(LOCAL_PATH_CLASS);
+                on_node = local_path;
+                let pv = if local_path {
+                    // Waits for a first consumer a little (a pod applied with its claim), then takes the
+                    // first node.
+                    let node = match self.local_path_node(&ns, &name, pods).await? {
+                        Some(node) => node,
+                        None => {
+                            let age = pvc
+                                .metadata
+                                .creation_timestamp
+                                .as_ref()
+                                .map(|t| Timestamp::now().as_second() - t.0.as_second())
+                                .unwrap_or(i64::MAX);
+                            if age < LOCAL_PATH_WAIT_SECS {
+                                continue;
+                            }
+                            self.config
+                                .nodes
+                                .first()
+                                .map(|n| n.name.clone())
+                                .unwrap_or_default()
+                        }
+                    };
+                    let path = format!("{LOCAL_PATH_DIR}/{pv_name}_{ns}_{name}");
+                    let dir = self.config.host_path(&node, &path);
+                    fs::create_dir_all(&dir)
+                        .map_err(|e| crate::Error::io("creating a local-path volume's directory", e))?;
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+                            .map_err(|e| crate::Error::io("creating a local-path volume's directory", e))?;
+                    }
+                    json!({
+                        "apiVersion": "v1", "kind": "PersistentVolume",
+                        "metadata": {"name": pv_name, "annotations": {
+                            "pv.kubernetes.io/provisioned-by": "rancher.io/local-path",
+                            "local.path.provisioner/selected-node": node,
+                        }},
+                        "spec": {
+                            "capacity": {"storage": storage},
+                            "accessModes": modes,
+                            "persistentVolumeReclaimPolicy": "Delete",
+                            "storageClassName": LOCAL_PATH_CLASS,
+                            "volumeMode": spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into()),
+                            "claimRef": {
+                                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                "namespace": ns, "name": name, "uid": uid,
+                            },
+                            "hostPath": {"path": path, "type": "DirectoryOrCreate"},
+                            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]},
+                            ]}]}},
+                        },
+                    })
+                } else {
+                    json!({
                     "apiVersion": "v1", "kind": "PersistentVolume",
                     "metadata": {"name": pv_name, "annotations": {"pv.kubernetes.io/provisioned-by": CSI_DRIVER}},
                     "spec": {
@@ -563,7 +676,8 @@ impl Sim {
                         },
                         "csi": {"driver": CSI_DRIVER, "volumeHandle": pv_name},
                     },
-                });
+                    })
+                };
                 let pv: PersistentVolume = serde_json::from_value(pv).map_err(|e| crate::Error::Decode {
                     context: "building a PV".into(),
                     message: e.to_string(),
@@ -574,8 +688,10 @@ impl Sim {
                     Err(e) => return Err(e.into()),
                 }
             }
-            fs::create_dir_all(self.config.volume_dir(&pv_name))
-                .map_err(|e| crate::Error::io("creating a volume's storage directory", e))?;
+            if !on_node {
+                fs::create_dir_all(self.config.volume_dir(&pv_name))
+                    .map_err(|e| crate::Error::io("creating a volume's storage directory", e))?;
+            }
             pv_api
                 .patch_status(
                     &pv_name,
@@ -613,12 +729,14 @@ impl Sim {
             return Ok(());
         }
         let Some(spec) = &pod.spec else { return Ok(()) };
-        let Some(node) = self
-            .config
-            .nodes
-            .iter()
-            .find(|n| logic::node_matches(spec, &n.name, &n.labels))
-        else {
+        let (allowed, pending_local_path) = self.pv_nodes(pod).await?;
+        if pending_local_path {
+            return Ok(()); // the provisioner binds it first (for the node it picks for this pod)
+        }
+        let Some(node) = self.config.nodes.iter().find(|n| {
+            logic::node_matches(spec, &n.name, &n.labels)
+                && allowed.as_ref().is_none_or(|a| a.contains(&n.name))
+        }) else {
             return Ok(()); // unschedulable here
         };
         let ns = pod.namespace().unwrap_or_default();
@@ -638,6 +756,56 @@ impl Sim {
             Err(e) => return Err(e.into()),
         }
         Ok(())
+    }
+
+    /// The nodes the pod's bound PVs allow (their required node affinity on `kubernetes.io/hostname`,
+    /// as local-path and `local` PVs have; `None`: any), and whether a local-path claim of the pod is
+    /// not bound yet (the provisioner picks its node first).
+    async fn pv_nodes(&self, pod: &Pod) -> crate::Result<(Option<HashSet<String>>, bool)> {
+        let ns = pod.namespace().unwrap_or_default();
+        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client(), &ns);
+        let pv_api: Api<PersistentVolume> = Api::all(self.client());
+        let mut allowed: Option<HashSet<String>> = None;
+        let mut pending_local_path = false;
+        let claims = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref());
+        for claim in claims {
+            let Some(pvc_spec) = pvc_api.get_opt(&claim.claim_name).await?.and_then(|c| c.spec) else {
+                continue;
+            };
+            let Some(pv) = pvc_spec.volume_name else {
+                pending_local_path |= pvc_spec.storage_class_name.as_deref() == Some(LOCAL_PATH_CLASS);
+                continue;
+            };
+            let Some(pv) = pv_api.get_opt(&pv).await? else {
+                continue;
+            };
+            let Some(terms) = pv
+                .spec
+                .and_then(|s| s.node_affinity)
+                .and_then(|a| a.required)
+                .map(|r| r.node_selector_terms)
+            else {
+                continue;
+            };
+            let nodes: HashSet<String> = terms
+                .iter()
+                .flat_map(|t| t.match_expressions.iter().flatten())
+                .filter(|e| e.key == "kubernetes.io/hostname" && e.operator == "In")
+                .flat_map(|e| e.values.iter().flatten().cloned())
+                .collect();
+            if nodes.is_empty() {
+                continue;
+            }
+            allowed = Some(match allowed {
+                Some(a) => a.intersection(&nodes).cloned().collect(),
+                None => nodes,
+            });
+        }
+        Ok((allowed, pending_local_path))
     }
 
     // --- kubelet ---
@@ -764,8 +932,11 @@ impl Sim {
         let vols = dir.join("volumes");
         for vol in spec.volumes.iter().flatten() {
             let host = if let Some(pvc) = &vol.persistent_volume_claim {
-                let target = self.mount_pvc(pod, vol, &pvc.claim_name, &ns, &vols).await?;
-                if let Some(rt) = self.pods.get_mut(uid)
+                let (target, mounted) = self
+                    .mount_pvc(pod, vol, &pvc.claim_name, &ns, &vols, &node)
+                    .await?;
+                if mounted
+                    && let Some(rt) = self.pods.get_mut(uid)
                     && !rt.mounts.contains(&target)
                 {
                     rt.mounts.push(target.clone());
@@ -845,7 +1016,8 @@ impl Sim {
         claim: &str,
         ns: &str,
         vols: &std::path::Path,
-    ) -> Result<PathBuf, String> {
+        node: &str,
+    ) -> Result<(PathBuf, bool), String> {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client(), ns);
         let pvc = api
             .get_opt(claim)
@@ -858,16 +1030,37 @@ impl Sim {
             .and_then(|s| s.volume_name.clone())
             .filter(|_| pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
             .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" is not bound"))?;
-        let target = vols.join("kubernetes.io~csi").join(&pv).join("mount");
+        let pv_spec = Api::<PersistentVolume>::all(self.client())
+            .get_opt(&pv)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|p| p.spec)
+            .unwrap_or_default();
+        // A hostPath PV is used in place, as a hostPath volume; a local PV is bind-mounted from its
+        // node path; everything else is a CSI volume backed by the storage directory.
+        if let Some(hp) = &pv_spec.host_path {
+            let host = self.config.host_path(node, &hp.path);
+            fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+            return Ok((host, false));
+        }
+        let (target, src) = match &pv_spec.local {
+            Some(local) => (
+                vols.join("kubernetes.io~local-volume").join(&pv),
+                self.config.host_path(node, &local.path),
+            ),
+            None => (
+                vols.join("kubernetes.io~csi").join(&pv).join("mount"),
+                self.config.volume_dir(&pv),
+            ),
+        };
         let mounted = self
             .shared
             .lock()
             .map(|s| s.mounts.contains(&target))
             .unwrap_or(false);
         if mounted {
-            return Ok(target);
+            return Ok((target, true));
         }
-        let src = self.config.volume_dir(&pv);
         fs::create_dir_all(&src).map_err(|e| e.to_string())?;
         let spec = pod.spec.clone().unwrap_or_default();
         let mounts: Vec<bool> = spec
@@ -884,7 +1077,7 @@ impl Sim {
         if let Ok(mut s) = self.shared.lock() {
             s.mounts.insert(target.clone());
         }
-        Ok(target)
+        Ok((target, true))
     }
 
     async fn secret_payload(
