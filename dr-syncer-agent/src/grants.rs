@@ -327,10 +327,13 @@ mod tests {
         std::fs::create_dir_all(mount.join("pvc-1_shop_data")).unwrap();
         std::fs::create_dir_all(base.join("outside")).unwrap();
         std::os::unix::fs::symlink(base.join("outside"), mount.join("escape")).unwrap();
+        let kubelet = base.join("kubelet");
         let host_paths = HostPaths::new(
             Some("prod-a".into()),
             &["/var/local-path-provisioner".into()],
             std::slice::from_ref(&mount),
+            &kubelet,
+            &[&base.join("allow")],
         )
         .unwrap();
         let grants = base.join("grants");
@@ -377,6 +380,8 @@ mod tests {
             None,
             &["/var/local-path-provisioner".into()],
             std::slice::from_ref(&mount),
+            &kubelet,
+            &[],
         )
         .unwrap();
         let none = sync_with(
@@ -388,13 +393,48 @@ mod tests {
         )
         .unwrap();
         assert!(none.allowed.is_empty());
-        for bad in ["/", "/etc", "/var/lib/kubelet", "/var"] {
+        for bad in ["/", "/etc", "/var/lib/kubelet", "/var", "/var/lib/k0s"] {
             assert!(
-                HostPaths::new(None, &[bad.into()], std::slice::from_ref(&mount)).is_err(),
+                HostPaths::new(None, &[bad.into()], std::slice::from_ref(&mount), &kubelet, &[]).is_err(),
                 "{bad}"
             );
         }
-        assert!(HostPaths::new(None, &["/srv".into()], &[]).is_err(), "pairs");
+        // A prefix holding the agent's own kubelet root (a MicroK8s-like one here) is refused too.
+        let micro = Path::new("/srv/microk8s/var/lib/kubelet");
+        assert!(
+            HostPaths::new(
+                None,
+                &["/srv/microk8s".into()],
+                std::slice::from_ref(&mount),
+                micro,
+                &[]
+            )
+            .is_err()
+        );
+        assert!(
+            HostPaths::new(None, &["/srv".into()], &[], &kubelet, &[]).is_err(),
+            "pairs"
+        );
+        // Mounts: never `/`, never over the kubelet root or the agent's own directories.
+        let allow_dir = base.join("allow");
+        for bad_mount in [
+            PathBuf::from("/"),
+            base.clone(),
+            kubelet.join("x"),
+            allow_dir.clone(),
+        ] {
+            assert!(
+                HostPaths::new(
+                    None,
+                    &["/srv".into()],
+                    std::slice::from_ref(&bad_mount),
+                    &kubelet,
+                    &[&allow_dir]
+                )
+                .is_err(),
+                "{bad_mount:?}"
+            );
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

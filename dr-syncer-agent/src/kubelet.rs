@@ -303,7 +303,15 @@ impl HostPaths {
     ///
     /// # Errors
     /// A message naming the bad argument.
-    pub fn new(node: Option<String>, prefixes: &[String], mounts: &[PathBuf]) -> Result<Self, String> {
+    /// `kubelet_root` (the agent's `--volume-root`) may not be a prefix either, and no mount may be `/`
+    /// or overlap the kubelet root or one of `private` (the agent's allow-list and state directories).
+    pub fn new(
+        node: Option<String>,
+        prefixes: &[String],
+        mounts: &[PathBuf],
+        kubelet_root: &Path,
+        private: &[&Path],
+    ) -> Result<Self, String> {
         if prefixes.len() != mounts.len() {
             return Err(format!(
                 "{} --host-path-prefix but {} --host-path-mount: they go in pairs",
@@ -311,11 +319,23 @@ impl HostPaths {
                 mounts.len()
             ));
         }
+        let root = kubelet_root.to_string_lossy();
         for p in prefixes {
             dr_syncer_core::pvc::host_path::check_prefix(
                 p,
                 dr_syncer_core::pvc::host_path::DEFAULT_KUBELET_ROOT,
             )?;
+            dr_syncer_core::pvc::host_path::check_prefix(p, &root)?;
+        }
+        for m in mounts {
+            let overlaps = |other: &Path| m.starts_with(other) || other.starts_with(m);
+            if m.parent().is_none() || overlaps(kubelet_root) || private.iter().any(|p| overlaps(p)) {
+                return Err(format!(
+                    "--host-path-mount {}: not `/`, and not overlapping the kubelet root or the agent's own \
+                     directories",
+                    m.display()
+                ));
+            }
         }
         Ok(HostPaths {
             node: node.filter(|n| !n.is_empty()),

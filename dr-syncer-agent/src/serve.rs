@@ -303,6 +303,8 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         args.node_name.clone(),
         &args.host_path_prefixes,
         &args.host_path_mounts,
+        &args.volume_root,
+        &[&args.allow_dir, &args.state_dir],
     )
     .map_err(anyhow::Error::msg)?;
     if args.rsync.components().count() > 1 {
@@ -476,6 +478,8 @@ fn sync_grants(dir: &Path, args: &ServeArgs, last_problems: &mut Vec<String>) {
         args.node_name.clone(),
         &args.host_path_prefixes,
         &args.host_path_mounts,
+        &args.volume_root,
+        &[&args.allow_dir, &args.state_dir],
     ) {
         Ok(h) => h,
         Err(e) => {

@@ -85,9 +85,12 @@ async fn run_settings(args: &Args, reading: &Client, run: &str) -> anyhow::Resul
     };
     settings.validate().map_err(|e| Exit {
         code: 4,
+        // (The messages name the RemoteCluster fields; here the flags are meant.)
         message: e
-            .replace("pvcSync.", "--")
-            .replace("exposure.address", "agent-address"),
+            .replace("pvcSync.exposure.address", "--agent-address")
+            .replace("pvcSync.exposure", "--agent-exposure")
+            .replace("pvcSync.kubeletRoot", "--kubelet-root")
+            .replace("pvcSync.hostPathPrefixes", "--host-path-prefix"),
     })?;
     Ok(settings)
 }
@@ -104,6 +107,7 @@ async fn probe(
     wait: Duration,
 ) -> anyhow::Result<Check> {
     let name = "PVC data path".to_string();
+    // Every agent ready, or as many as are within the wait (the others are reported as not ready).
     let deadline = std::time::Instant::now() + wait;
     loop {
         let r = agent_readiness(reading, settings).await?;
@@ -111,14 +115,18 @@ async fn probe(
             break;
         }
         if std::time::Instant::now() >= deadline {
-            return Ok(Check {
-                name,
-                status: CheckStatus::Warn,
-                message: format!(
-                    "{} of {} temporary agents ready within {wait:?}: the path is checked by the copies themselves",
-                    r.ready_nodes, r.total_nodes
-                ),
-            });
+            if r.ready_nodes == 0 {
+                return Ok(Check {
+                    name,
+                    status: CheckStatus::Warn,
+                    message: format!(
+                        "none of {} temporary agents ready within {wait:?}: the path is checked by the copies \
+                         themselves",
+                        r.total_nodes
+                    ),
+                });
+            }
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -262,12 +270,15 @@ pub(crate) async fn prepare(
         },
     };
     match check.status {
+        CheckStatus::Fail if args.skip_preflight => {
+            warn!("PVC data (--skip-preflight: copying anyway): {}", check.message)
+        }
         CheckStatus::Fail => {
             let _ = remove_agents(&reading, &settings, &settings.name).await;
             remove_run(&[&reading, &writing], run).await;
             return Err(Exit {
                 code: 8,
-                message: format!("PVC data: {}", check.message),
+                message: format!("PVC data (--skip-preflight to try anyway): {}", check.message),
             }
             .into());
         }

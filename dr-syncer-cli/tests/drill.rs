@@ -515,7 +515,7 @@ async fn bad_input_gets_one_clear_message_and_no_write() {
         (
             vec!["failback".into(), "--yes".into(), "--migrate-pvc-data".into()],
             2,
-            "--migrate-pvc-data applies to stage and cutover",
+            "--migrate-pvc-data applies to stage, cutover and preflight",
         ),
         (
             vec!["stage".into(), "--reverse-migrate-pvc-data".into()],

@@ -7,8 +7,10 @@
 //! - `--agent-exposure NodeInternalIP` stops before any copy (exit 8) with a message naming the mode
 //!   that answers;
 //! - with no mode, `preflight --migrate-pvc-data` reports the agent reachable at its ExternalIP;
-//! - `NodeExternalIP`, `NodePort` (the simulator plays kube-proxy) and an address override (a TCP
-//!   forwarder on the router, as a tunnel the platform provides) copy the data, verified on the DR side;
+//! - `NodeExternalIP`, `NodePort` (the simulator plays kube-proxy), `LoadBalancer` (and its
+//!   load-balancer controller) and an address override (a TCP forwarder on the router, as a tunnel the
+//!   platform provides) copy the data, verified on the DR side; the transfer key's `from=` still refuses
+//!   a tunnel whose address it was not told;
 //! - the production nodes keep their kubelet root where MicroK8s does (discovered from the nodes'
 //!   label, and once given with `--kubelet-root`);
 //! - a local-path (hostPath) PV is copied end to end; a hostPath PV outside the allowed prefixes is
@@ -26,7 +28,7 @@ use dr_syncer_testenv::{
     ControlPlane, agent_path, apply_yaml, init_tracing,
     kubelet::{Kubelet, Routes, SimNetwork, SimRouter, connect_from, listen_in},
 };
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
 use kube::Api;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-cli");
@@ -361,6 +363,34 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
     );
     synced(&run, &["data", "cache"]);
     assert_eq!(read(&dr_data, "orders/2.json").as_deref(), Some("{\"id\":2}"));
+
+    // 4b. LoadBalancer: a load balancer made for each transfer (the simulator's controller gives it an
+    // address and routes it to the volume's node), removed afterwards.
+    write(&data, "orders/lb.json", "{\"lb\":true}");
+    let run = cli(
+        &src,
+        &dst,
+        "shop",
+        &["stage", "--migrate-pvc-data", "--agent-exposure", "LoadBalancer"],
+    );
+    synced(&run, &["data", "cache"]);
+    assert_eq!(read(&dr_data, "orders/lb.json").as_deref(), Some("{\"lb\":true}"));
+    let services: Api<Service> = Api::namespaced(src.client(), "dr-syncer-system");
+    let left: Vec<String> = services
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert!(left.is_empty(), "Services left: {left:?}");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(src.client(), "dr-syncer-system");
+    assert!(
+        slices.list(&Default::default()).await.unwrap().items.is_empty(),
+        "EndpointSlices left"
+    );
 
     // 5. An address override: a forwarder on the router (reachable from the DR nodes at their
     // gateway) to the agent; the agent sees the router's address, named as the movers' source.

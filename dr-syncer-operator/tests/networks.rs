@@ -89,9 +89,10 @@ async fn a_cluster_mapping_names_the_exposure_mode_that_reaches_the_agents() {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "Connected").cloned())
     };
+    // (Until the agent is ready the check fails for that; then for the address.)
     let failed = wait_for("the InternalIP check to fail", WAIT, || async {
         Ok(connected(&cms.get("prod-to-dr").await?)
-            .filter(|c| c.status == "False" && c.message.contains("prod-a")))
+            .filter(|c| c.status == "False" && c.message.contains("(NodeInternalIP)")))
     })
     .await
     .unwrap();

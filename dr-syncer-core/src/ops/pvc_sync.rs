@@ -142,8 +142,10 @@ pub async fn deploy_agents(
     host: &KeyPair,
     authorized: &AuthorizedClientKeys,
 ) -> Result<()> {
-    settings.validate().map_err(Error::InvalidConfig)?;
+    // Validated with the kubelet root the agents will use (a discovered one is as forbidden a prefix as
+    // a configured one).
     let settings = &reach::with_kubelet_root(client, settings).await?;
+    settings.validate().map_err(Error::InvalidConfig)?;
     let names = KeySecrets::for_remote_cluster(cluster);
     let ns = &settings.namespace;
     apply(
@@ -224,7 +226,8 @@ pub async fn remove_agents(client: &Client, settings: &AgentSettings, cluster: &
     for name in [names.host_keys(), names.authorized_keys()] {
         delete_if_present(&secrets, &name, &name).await?;
     }
-    reach::remove_node_port_service(client, settings).await
+    reach::remove_node_port_service(client, settings).await?;
+    reach::remove_transfer_load_balancers(client, settings).await
 }
 
 /// Readiness of the agents of a cluster, from their pods.
@@ -1321,7 +1324,10 @@ pub async fn probe_agents(
     let node_port = reach::node_port(source, agents).await;
     // Per ready agent: the addresses of the modes the movers use, then those of the other modes that
     // need nothing made for them — so that a failure can name the mode that would work. With exposure
-    // `LoadBalancer`, a load balancer per agent for the probe's time.
+    // `LoadBalancer`, one load balancer for the probe's time, to the first ready agent (load balancers
+    // cost money and take time: the other ready agents count as reachable when that one answers).
+    let lb_mode = agents.exposure.mode == Some(ExposureMode::LoadBalancer);
+    let mut lb_node: Option<String> = None;
     let mut candidates: BTreeMap<String, Vec<crate::pvc::exposure::Candidate>> = BTreeMap::new();
     let mut probes: Vec<AgentProbe> = Vec::new();
     let mut load_balancers = Vec::new();
@@ -1335,7 +1341,8 @@ pub async fn probe_agents(
             error: (!ready || ip.is_none()).then(|| "agent not ready".to_string()),
         };
         if probe.error.is_none() {
-            let load_balancer = if agents.exposure.mode == Some(ExposureMode::LoadBalancer) {
+            let load_balancer = if lb_mode && lb_node.is_none() {
+                lb_node = Some(node.clone());
                 let lb_name = format!("probe.{name}.{node}");
                 load_balancers.push(lb_name.clone());
                 let pod_ip = readiness
@@ -1366,7 +1373,12 @@ pub async fn probe_agents(
             let mut place = reach::agent_place(source, agents, node, ip.clone(), load_balancer).await;
             place.node_port = node_port;
             let list = agents.exposure.probe_candidates(&place, agents.port);
-            if probe.error.is_none() {
+            if lb_mode && lb_node.as_deref() != Some(node.as_str()) {
+                // Judged by the load balancer of `lb_node`, below.
+            } else if probe.error.is_some() {
+            } else if list.is_empty() {
+                probe.error = crate::pvc::exposure::judge(&agents.exposure, node, &[]).error;
+            } else {
                 if let Some(first) = list.first() {
                     probe.ip = first.endpoint.to_string();
                 }
@@ -1405,6 +1417,7 @@ pub async fn probe_agents(
         let Some(list) = candidates.get(&p.node) else {
             continue;
         };
+
         let judged: Vec<(crate::pvc::exposure::Candidate, Option<String>)> = list
             .iter()
             .map(|c| {
@@ -1424,6 +1437,26 @@ pub async fn probe_agents(
                 p.mode = Some(c.mode);
             }
             None => p.error = verdict.error,
+        }
+    }
+    if let Some(lb) = &lb_node {
+        let through = probes.iter().find(|p| &p.node == lb).cloned();
+        for p in probes
+            .iter_mut()
+            .filter(|p| &p.node != lb && p.error.is_none() && !p.connected)
+        {
+            match &through {
+                Some(t) if t.connected => {
+                    p.connected = true;
+                    p.mode = Some(ExposureMode::LoadBalancer);
+                    p.ip = String::new();
+                }
+                _ => {
+                    p.error = Some(format!(
+                        "the load balancer probed (to the agent on node {lb}) did not answer either"
+                    ))
+                }
+            }
         }
     }
     Ok(probes)
@@ -1515,6 +1548,10 @@ async fn run_probe_pod(
     )
     .await?;
     let pod = manifests::probe_pod(agents, image, namespace, &pod_name, hosts, &pod_name);
+    // The pod dials the addresses one after another, each within the SSH timeout.
+    let per_host = agents.health.ssh_timeout + Duration::from_secs(2);
+    let timeout =
+        timeout.max(per_host * u32::try_from(hosts.len()).unwrap_or(u32::MAX) + Duration::from_secs(30));
     let result = async {
         pods.create(&PostParams::default(), &pod)
             .await
@@ -1538,14 +1575,13 @@ async fn run_probe_pod(
                     .and_then(|c| c.state.as_ref())
                     .and_then(|s| s.terminated.as_ref())
                     .and_then(|t| t.message.clone());
-                let text = match message {
-                    Some(m) if !m.trim().is_empty() => m,
-                    _ => pods
-                        .logs(&pod_name, &LogParams::default())
-                        .await
-                        .unwrap_or_default(),
-                };
-                return Ok(text);
+                // The termination message holds at most 4 KiB (a few dozen answers): the log, when it
+                // can be read, has them all (its lines come last and win).
+                let logs = pods
+                    .logs(&pod_name, &LogParams::default())
+                    .await
+                    .unwrap_or_default();
+                return Ok(format!("{}\n{logs}", message.unwrap_or_default()));
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout(format!(

@@ -21,25 +21,38 @@ pub const DEFAULT_HOST_PATH_PREFIXES: [&str; 3] = [
     "/var/lib/rancher/k3s/storage",
 ];
 
-/// Directories never served, nor anything below them, and never below a prefix that holds them.
-pub const FORBIDDEN_PATHS: [&str; 17] = [
+/// Directories never served, nor anything below them, and never below a prefix that holds them: system
+/// directories, the kubelet roots of the distributions dr-syncer knows, container runtimes' and the
+/// distributions' state (k3s' and RKE2's server state holds the cluster's keys and tokens), logs, homes.
+pub const FORBIDDEN_PATHS: [&str; 28] = [
     "/etc",
     "/proc",
     "/sys",
     "/dev",
     "/boot",
     "/root",
+    "/home",
     "/run",
     "/var/run",
+    "/var/log",
     "/usr",
     "/bin",
     "/sbin",
     "/lib",
     "/lib64",
     "/var/lib/kubelet",
+    "/var/lib/k0s",
+    "/var/snap/microk8s",
+    "/var/lib/rancher/k3s/server",
+    "/var/lib/rancher/k3s/agent",
+    "/var/lib/rancher/k3s/data",
+    "/var/lib/rancher/rke2",
     "/var/lib/containerd",
     "/var/lib/docker",
     "/var/lib/etcd",
+    "/var/lib/cni",
+    "/opt/cni",
+    "/etc/kubernetes",
 ];
 
 /// Check that `path` is absolute and normalised: no `.`/`..` components, no `//`, no trailing `/`, only
@@ -48,17 +61,21 @@ pub const FORBIDDEN_PATHS: [&str; 17] = [
 /// # Errors
 /// A message naming the path.
 pub fn check_absolute(path: &str) -> Result<(), String> {
+    // The characters the agent's forced command accepts in a path.
     let ok = path.starts_with('/')
         && path.len() <= 4096
         && (path == "/" || !path.ends_with('/'))
         && !path.contains("//")
-        && path.bytes().all(|b| b.is_ascii_graphic())
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~+@:=,/-".contains(&b))
         && path.split('/').skip(1).all(|c| c != "." && c != "..");
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "{path:?} is not a normalised absolute path (no `.`, `..`, `//`, spaces or a trailing /)"
+            "{path:?} is not a normalised absolute path of [A-Za-z0-9._~+@:=,/-] (no `.`, `..`, `//` or a \
+             trailing /)"
         ))
     }
 }
@@ -203,6 +220,11 @@ mod tests {
             "/var/lib/kubelet",
             "/var/lib/kubelet/pods",
             "relative",
+            "/var/lib/rancher/k3s",
+            "/var/lib/k0s",
+            "/var/snap/microk8s/common",
+            "/home/user",
+            "/srv/a#b",
             "/srv/../etc",
             "/srv/",
             "/srv//x",

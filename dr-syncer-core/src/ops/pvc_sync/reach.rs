@@ -202,8 +202,52 @@ pub(super) async fn node_directory(client: &Client, pv: &str) -> Option<NodeDire
         Ok(Some(v)) => host_path::node_directory(&v),
         Ok(None) => None,
         Err(e) => {
-            debug!("reading PV {pv} (to tell a hostPath volume): {e}");
+            tracing::warn!(
+                "reading PV {pv} (to tell a hostPath volume; the source identity needs get on \
+                 persistentvolumes): {e}; treating it as a volume mounted under the kubelet root"
+            );
             None
         }
     }
+}
+
+/// Remove every transfer load balancer of these agents (Services and EndpointSlices labelled for them
+/// with role `transfer`): what a process that stopped mid-transfer left. A missing permission to list
+/// them means none were made.
+///
+/// # Errors
+/// [`Error::Kube`] when one cannot be listed or removed for another reason.
+pub(super) async fn remove_transfer_load_balancers(client: &Client, settings: &AgentSettings) -> Result<()> {
+    let selector = format!(
+        "app.kubernetes.io/name={},{}=transfer",
+        settings.name,
+        crate::pvc::ROLE_LABEL
+    );
+    let params = ListParams::default().labels(&selector);
+    let services: Api<Service> = Api::namespaced(client.clone(), &settings.namespace);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &settings.namespace);
+    let names = |list: std::result::Result<Vec<Option<String>>, kube::Error>| match list {
+        Ok(n) => Ok(n.into_iter().flatten().collect::<Vec<String>>()),
+        Err(e) if is_status(&e, 403) => Ok(Vec::new()),
+        Err(e) => Err(Error::kube("listing the transfer load balancers", e)),
+    };
+    let svc_names = names(
+        services
+            .list(&params)
+            .await
+            .map(|l| l.items.into_iter().map(|s| s.metadata.name).collect()),
+    )?;
+    let slice_names = names(
+        slices
+            .list(&params)
+            .await
+            .map(|l| l.items.into_iter().map(|s| s.metadata.name).collect()),
+    )?;
+    for n in svc_names {
+        super::delete_if_present(&services, &n, &format!("Service {n}")).await?;
+    }
+    for n in slice_names {
+        super::delete_if_present(&slices, &n, &format!("EndpointSlice {n}")).await?;
+    }
+    Ok(())
 }
