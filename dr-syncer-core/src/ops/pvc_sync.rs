@@ -849,13 +849,33 @@ impl PvcDataSync {
         progress(pair, &PvcSyncStage::Mounting);
         let mount = manifests::mount_pod(&self.agents, &pair.source_namespace, &pair.source_pvc, None);
         let name = mount.metadata.name.clone().unwrap_or_default();
-        match pods.create(&PostParams::default(), &mount).await {
-            Ok(_) => {}
-            Err(e) if is_status(&e, 409) => {}
-            Err(e) => return Err(Error::kube(format!("creating mount pod {name}"), e)),
+        let deadline = Instant::now() + self.wait_timeout;
+        loop {
+            match pods.create(&PostParams::default(), &mount).await {
+                Ok(_) => break,
+                Err(e) if is_status(&e, 409) => {
+                    // One of an earlier copy that is still terminating (its pod goes gracefully): wait
+                    // for it to go and make a new one. A live one (another copy's) is used as it is.
+                    let existing = pods
+                        .get_opt(&name)
+                        .await
+                        .map_err(api_err(format!("reading mount pod {name}")))?;
+                    if existing.is_some_and(|p| p.metadata.deletion_timestamp.is_none()) {
+                        break;
+                    }
+                    // (Gone meanwhile, or going: create it again.)
+                    if Instant::now() >= deadline {
+                        return Err(Error::Timeout(format!(
+                            "the earlier mount pod {}/{name} was still terminating after {:?}",
+                            pair.source_namespace, self.wait_timeout
+                        )));
+                    }
+                    tokio::time::sleep(self.poll).await;
+                }
+                Err(e) => return Err(Error::kube(format!("creating mount pod {name}"), e)),
+            }
         }
         cleanup.mount_pod = Some(name.clone());
-        let deadline = Instant::now() + self.wait_timeout;
         loop {
             if let Some(v) = SourceVolume::locate(claim, &list().await?) {
                 return Ok(v);
