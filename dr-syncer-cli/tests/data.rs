@@ -9,7 +9,6 @@
 //! copies the DR side's changes back through agents deployed on the DR cluster and a mount pod there.
 
 use std::{
-    path::Path,
     process::Command,
     sync::{Arc, Mutex},
     time::Duration,
@@ -18,7 +17,7 @@ use std::{
 use dr_syncer_testenv::{
     ControlPlane, agent_path, apply_yaml, init_tracing,
     kubelet::{Kubelet, SimNetwork},
-    wait_for,
+    read_file, wait_for, write_file,
 };
 use futures::StreamExt;
 use k8s_openapi::api::{
@@ -96,16 +95,6 @@ fn cli(src: &ControlPlane, dst: &ControlPlane, args: &[&str]) -> Run {
         report: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
-fn read(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name)).ok()
 }
 
 /// Every container log of the simulated pods of `cp` (for failure messages).
@@ -243,15 +232,15 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
         .await
         .unwrap();
     wait_for("the writer to write", Duration::from_secs(30), || async {
-        Ok(read(&src_data, "journal")
+        Ok(read_file(&src_data, "journal")
             .is_some_and(|j| j.lines().count() > 3)
             .then_some(()))
     })
     .await
     .unwrap();
-    write(&src_data, "orders/1.json", "{\"id\":1}");
-    write(&src_data, "orders/2.json", "{\"id\":2}");
-    write(&src_data, "old.log", "to be deleted");
+    write_file(&src_data, "orders/1.json", "{\"id\":1}");
+    write_file(&src_data, "orders/2.json", "{\"id\":2}");
+    write_file(&src_data, "old.log", "to be deleted");
 
     // Stage: objects, then data, read on the node of the pod that mounts the volume.
     // The Go README's form of the flags (`--flag=true`, `--mode=Stage`).
@@ -282,8 +271,11 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
         .bound_volume_dir("shop", "data", Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(read(&dr_data, "orders/2.json").as_deref(), Some("{\"id\":2}"));
-    assert_eq!(read(&dr_data, "old.log").as_deref(), Some("to be deleted"));
+    assert_eq!(
+        read_file(&dr_data, "orders/2.json").as_deref(),
+        Some("{\"id\":2}")
+    );
+    assert_eq!(read_file(&dr_data, "old.log").as_deref(), Some("to be deleted"));
     // The temporary agents, their keys and the mover are gone: nothing labelled with the run is left.
     let ds: Api<DaemonSet> = Api::namespaced(client.clone(), "dr-syncer-system");
     assert!(ds.list(&Default::default()).await.unwrap().items.is_empty());
@@ -291,7 +283,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
 
     // Cutover: the change made after staging arrives; the final delta runs between quieting the
     // source and activating the DR side.
-    write(&src_data, "orders/3.json", "{\"id\":3}");
+    write_file(&src_data, "orders/3.json", "{\"id\":3}");
     std::fs::remove_file(src_data.join("old.log")).unwrap();
     let seen = observe(&src, &dst);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -309,19 +301,22 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
             "activate destination workloads",
         ],
     );
-    assert_eq!(read(&dr_data, "orders/3.json").as_deref(), Some("{\"id\":3}"));
-    assert_eq!(read(&dr_data, "old.log"), None, "deletions are mirrored");
+    assert_eq!(
+        read_file(&dr_data, "orders/3.json").as_deref(),
+        Some("{\"id\":3}")
+    );
+    assert_eq!(read_file(&dr_data, "old.log"), None, "deletions are mirrored");
     // The writer ran until the cutover stopped it, and wrote its last lines while terminating: the final
     // delta waited until its pod was gone, so the DR side holds every line.
     let journal = wait_for(
         "production's writer to finish",
         Duration::from_secs(30),
-        || async { Ok(read(&src_data, "journal").filter(|j| j.ends_with("term 80\n"))) },
+        || async { Ok(read_file(&src_data, "journal").filter(|j| j.ends_with("term 80\n"))) },
     )
     .await
     .unwrap();
     // (The DR side's own writer, active now, appends after them.)
-    let dr_journal = read(&dr_data, "journal").unwrap_or_default();
+    let dr_journal = read_file(&dr_data, "journal").unwrap_or_default();
     assert!(
         dr_journal.starts_with(&journal),
         "every line on DR ({} on production, {} on DR)",
@@ -379,7 +374,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
 
     // Failback: a change made on the DR side goes back, read through agents on the DR cluster and a
     // read-only mount pod (no DR pod mounts the volume).
-    write(&dr_data, "orders/4.json", "{\"id\":4}");
+    write_file(&dr_data, "orders/4.json", "{\"id\":4}");
     let run = cli(&src, &dst, &["failback", "--reverse-migrate-pvc-data"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.report);
     let data = &run.report["data"];
@@ -387,7 +382,7 @@ async fn stage_cutover_and_failback_move_the_pvc_data_in_the_right_order() {
     assert_eq!(data[0]["step"], "reverse");
     assert_eq!(data[0]["node"], "dr-a");
     assert_eq!(
-        read(&src_data, "orders/4.json").as_deref(),
+        read_file(&src_data, "orders/4.json").as_deref(),
         Some("{\"id\":4}"),
         "{}\n{}\n{}",
         run.report,

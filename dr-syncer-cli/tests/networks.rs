@@ -19,7 +19,7 @@
 use std::{
     io::{Read, Write},
     net::{Shutdown, TcpStream},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     time::Duration,
 };
@@ -27,6 +27,7 @@ use std::{
 use dr_syncer_testenv::{
     ControlPlane, agent_path, apply_yaml, init_tracing,
     kubelet::{Kubelet, Routes, SimNetwork, SimRouter, connect_from, listen_in},
+    read_file, write_file,
 };
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
 use kube::Api;
@@ -133,16 +134,6 @@ fn cli(src: &ControlPlane, dst: &ControlPlane, namespace: &str, args: &[&str]) -
         report: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned() + &stdout,
     }
-}
-
-fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
-fn read(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name)).ok()
 }
 
 /// The node directory of a bound claim's hostPath PV, and its node.
@@ -269,8 +260,8 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
         "{cache_path}"
     );
     let cache: PathBuf = prod.host_path(&cache_node, &cache_path);
-    write(&data, "orders/1.json", "{\"id\":1}");
-    write(&cache, "thumbs/a.png", "png-a");
+    write_file(&data, "orders/1.json", "{\"id\":1}");
+    write_file(&cache, "thumbs/a.png", "png-a");
     // The pod's volumes are below the MicroK8s kubelet root on this node.
     assert!(
         prod.kubelet_root("prod-a")
@@ -337,15 +328,18 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
         .bound_volume_dir("shop", "data", Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(read(&dr_data, "orders/1.json").as_deref(), Some("{\"id\":1}"));
+    assert_eq!(
+        read_file(&dr_data, "orders/1.json").as_deref(),
+        Some("{\"id\":1}")
+    );
     let (dr_cache_node, dr_cache_path) = host_path_of(&dst, "shop", "cache").await;
     let dr_cache = dr.host_path(&dr_cache_node, &dr_cache_path);
-    assert_eq!(read(&dr_cache, "thumbs/a.png").as_deref(), Some("png-a"));
+    assert_eq!(read_file(&dr_cache, "thumbs/a.png").as_deref(), Some("png-a"));
 
     // 4. NodePort (a Service of the agents; kube-proxy simulated), the kubelet root given. The
     // simulated kube-proxy is a userspace proxy: the agent sees the node's own address, not the
     // mover's (a real one with externalTrafficPolicy Local keeps it), hence the source address.
-    write(&data, "orders/2.json", "{\"id\":2}");
+    write_file(&data, "orders/2.json", "{\"id\":2}");
     let run = cli(
         &src,
         &dst,
@@ -362,11 +356,14 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
         ],
     );
     synced(&run, &["data", "cache"]);
-    assert_eq!(read(&dr_data, "orders/2.json").as_deref(), Some("{\"id\":2}"));
+    assert_eq!(
+        read_file(&dr_data, "orders/2.json").as_deref(),
+        Some("{\"id\":2}")
+    );
 
     // 4b. LoadBalancer: a load balancer made for each transfer (the simulator's controller gives it an
     // address and routes it to the volume's node), removed afterwards.
-    write(&data, "orders/lb.json", "{\"lb\":true}");
+    write_file(&data, "orders/lb.json", "{\"lb\":true}");
     let run = cli(
         &src,
         &dst,
@@ -374,7 +371,10 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
         &["stage", "--migrate-pvc-data", "--agent-exposure", "LoadBalancer"],
     );
     synced(&run, &["data", "cache"]);
-    assert_eq!(read(&dr_data, "orders/lb.json").as_deref(), Some("{\"lb\":true}"));
+    assert_eq!(
+        read_file(&dr_data, "orders/lb.json").as_deref(),
+        Some("{\"lb\":true}")
+    );
     let services: Api<Service> = Api::namespaced(src.client(), "dr-syncer-system");
     let left: Vec<String> = services
         .list(&Default::default())
@@ -395,8 +395,8 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
     // 5. An address override: a forwarder on the router (reachable from the DR nodes at their
     // gateway) to the agent; the agent sees the router's address, named as the movers' source.
     forwarder(router.netns(), "10.95.0.1:4022", "10.94.0.11:2222");
-    write(&data, "orders/3.json", "{\"id\":3}");
-    write(&cache, "thumbs/b.png", "png-b");
+    write_file(&data, "orders/3.json", "{\"id\":3}");
+    write_file(&cache, "thumbs/b.png", "png-b");
     let run = cli(
         &src,
         &dst,
@@ -411,11 +411,14 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
         ],
     );
     synced(&run, &["data", "cache"]);
-    assert_eq!(read(&dr_data, "orders/3.json").as_deref(), Some("{\"id\":3}"));
-    assert_eq!(read(&dr_cache, "thumbs/b.png").as_deref(), Some("png-b"));
+    assert_eq!(
+        read_file(&dr_data, "orders/3.json").as_deref(),
+        Some("{\"id\":3}")
+    );
+    assert_eq!(read_file(&dr_cache, "thumbs/b.png").as_deref(), Some("png-b"));
     // Without the source address, the same tunnel is refused by the transfer key's from= (the
     // mover waits for its key to be accepted as long as the data wait allows, then fails).
-    write(&data, "orders/4.json", "{\"id\":4}");
+    write_file(&data, "orders/4.json", "{\"id\":4}");
     let run = cli(
         &src,
         &dst,
@@ -436,11 +439,15 @@ async fn movers_reach_agents_across_separated_networks_by_the_chosen_exposure() 
         "{}",
         run.stderr
     );
-    assert_eq!(read(&dr_data, "orders/4.json"), None, "nothing copied past from=");
+    assert_eq!(
+        read_file(&dr_data, "orders/4.json"),
+        None,
+        "nothing copied past from="
+    );
 
     // 6. A hostPath PV outside the allowed prefixes: refused, nothing reaches the DR side.
     let private = prod.host_path("prod-a", "/srv/private-data");
-    write(&private, "secret.txt", "do not copy");
+    write_file(&private, "secret.txt", "do not copy");
     apply_yaml(&src.client(), None, OUTSIDE).await.unwrap();
     let run = cli(
         &src,

@@ -16,7 +16,7 @@ use dr_syncer_core::api::{ClusterMapping, RemoteCluster};
 use dr_syncer_testenv::{
     agent_path,
     kubelet::{Kubelet, SimNetwork},
-    wait_for,
+    wait_for, write_file,
 };
 use futures::StreamExt;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod};
@@ -97,12 +97,6 @@ async fn source_namespace(env: &Env) {
     prod_namespace(env, "shop", APP).await;
 }
 
-fn write(dir: &std::path::Path, name: &str, content: &[u8]) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
 async fn enable_pvc_sync(env: &Env, extra: &str) {
     env.apply(&format!(
         r#"
@@ -155,9 +149,9 @@ async fn manual_sync_moves_pvc_data_with_agents_locks_and_limits() {
     source_namespace(&env).await;
     let db = nodes.prod.bound_volume_dir("shop", "db", WAIT).await.unwrap();
     let media = nodes.prod.bound_volume_dir("shop", "media", WAIT).await.unwrap();
-    write(&db, "base/1", b"first table");
-    write(&db, "pg_wal/000001", &vec![7u8; 256 * 1024]);
-    write(&media, "img/logo.png", b"PNG...");
+    write_file(&db, "base/1", b"first table");
+    write_file(&db, "pg_wal/000001", vec![7u8; 256 * 1024]);
+    write_file(&media, "img/logo.png", b"PNG...");
 
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
@@ -355,7 +349,7 @@ async fn scheduled_data_sync_fails_visibly_retries_and_survives_key_rotation() {
     let nodes = nodes(&env, 95).await;
     source_namespace(&env).await;
     let db = nodes.prod.bound_volume_dir("shop", "db", WAIT).await.unwrap();
-    write(&db, "base/1", b"first table");
+    write_file(&db, "base/1", b"first table");
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "5s"])
         .await;
@@ -449,7 +443,7 @@ spec:
     // Key rotation while a copy runs (8 MiB at 1 MiB/s): the running copy completes, the next one uses
     // the new keys.
     let before = rcs.get("prod").await.unwrap().status.unwrap().pvc_sync.unwrap();
-    write(&db, "big.bin", &vec![42u8; 8 << 20]);
+    write_file(&db, "big.bin", vec![42u8; 8 << 20]);
     env.sync_now("shop", "big").await;
     env.wait_status("shop", "the big copy running", |s| {
         s.data_sync
@@ -505,7 +499,7 @@ spec:
         "{rc_events:?}"
     );
     // After the grace window's start, a new copy logs in with the new keys.
-    write(&db, "after-rotation", b"new keys");
+    write_file(&db, "after-rotation", b"new keys");
     env.sync_now("shop", "after").await;
     wait_for("copied with the new keys", WAIT, || async {
         Ok(std::fs::read(dr_db.join("after-rotation"))
@@ -586,7 +580,7 @@ async fn continuous_mappings_copy_data_within_the_source_clusters_global_limit()
     for ns in ["shop", "blog"] {
         prod_namespace(&env, ns, DATA_PVC).await;
         let data = nodes.prod.bound_volume_dir(ns, "data", WAIT).await.unwrap();
-        write(&data, "blob", &vec![1u8; 2 << 20]);
+        write_file(&data, "blob", vec![1u8; 2 << 20]);
     }
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
@@ -681,7 +675,7 @@ async fn continuous_changes_reach_dr_while_pvc_data_is_still_copying() {
     // to one progress interval (5 s) late; the change takes well under a second.
     let data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
     let blob = dr_syncer_testenv::random_bytes(97, 8 << 20);
-    write(&data, "blob", &blob);
+    write_file(&data, "blob", &blob);
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
         .await;
@@ -764,7 +758,7 @@ async fn no_data_into_a_live_dr_side_and_failback_copies_it_back() {
     let nodes = nodes(&env, 97).await;
     prod_namespace(&env, "shop", DATA_PVC).await;
     let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
-    write(&prod_data, "orders/1", b"before the cutover");
+    write_file(&prod_data, "orders/1", b"before the cutover");
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
         .await;
@@ -800,8 +794,8 @@ async fn no_data_into_a_live_dr_side_and_failback_copies_it_back() {
         common::drill(&reader, &writer, "shop", "persistentvolumeclaims", &all).ok();
     };
     drill(&["cutover"]);
-    write(&dr_data, "orders/2", b"written on the live DR side");
-    write(&prod_data, "orders/stale", b"written on stale production");
+    write_file(&dr_data, "orders/2", b"written on the live DR side");
+    write_file(&prod_data, "orders/stale", b"written on stale production");
 
     // The operator syncs again: no mover, no data, no write into the live side.
     let created = Arc::new(Mutex::new(0usize));
@@ -896,11 +890,7 @@ async fn a_cutover_stops_a_data_copy_still_writing_into_the_dr_side() {
     let nodes = nodes(&env, 98).await;
     prod_namespace(&env, "shop", DATA_PVC).await;
     let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
-    write(
-        &prod_data,
-        "big.bin",
-        &dr_syncer_testenv::random_bytes(3, 8 << 20),
-    );
+    write_file(&prod_data, "big.bin", dr_syncer_testenv::random_bytes(3, 8 << 20));
     let _op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
         .await;
@@ -988,7 +978,7 @@ async fn a_slow_copy_running(
     prod_namespace(env, "shop", DATA_PVC).await;
     let prod_data = nodes.prod.bound_volume_dir("shop", "data", WAIT).await.unwrap();
     let content = dr_syncer_testenv::random_bytes(seed, size);
-    write(&prod_data, "big.bin", &content);
+    write_file(&prod_data, "big.bin", &content);
     let op = env
         .operator("dr-syncer-operator", &["--data-wait-timeout", "60s"])
         .await;

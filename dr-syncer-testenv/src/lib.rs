@@ -67,6 +67,23 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Write `content` to `dir/rel`, creating the directories on the way (to seed a volume's data).
+///
+/// # Panics
+/// When it cannot be written: the test cannot go on.
+pub fn write_file(dir: &std::path::Path, rel: &str, content: impl AsRef<[u8]>) {
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
+    }
+    std::fs::write(&path, content).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// The text of `dir/rel`, if it can be read (to check a copy).
+pub fn read_file(dir: &std::path::Path, rel: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(rel)).ok()
+}
+
 /// Install a tracing subscriber that writes through the test harness's captured output.
 ///
 /// Safe to call from every test; only the first call installs it. The filter comes from `RUST_LOG`

@@ -595,11 +595,16 @@ impl PvcDataSync {
         } else {
             None
         };
+        let node_port = if self.agents.exposure.needs_node_port_service() {
+            reach::node_port(&self.source, &self.agents).await
+        } else {
+            None
+        };
         let place = reach::agent_place(
             &self.source,
-            &self.agents,
             &volume.node,
             Some(host_ip),
+            node_port,
             load_balancer,
         )
         .await;
@@ -779,14 +784,10 @@ impl PvcDataSync {
             {
                 let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.destination.clone());
                 match nodes.get_opt(&node).await {
-                    Ok(Some(n)) => addresses.extend(
-                        n.status
-                            .and_then(|s| s.addresses)
-                            .into_iter()
-                            .flatten()
-                            .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
-                            .map(|a| a.address),
-                    ),
+                    Ok(Some(n)) => {
+                        let node = crate::pvc::exposure::NodeAddresses::of(&n);
+                        addresses.extend(node.internal.into_iter().chain(node.external));
+                    }
                     Ok(None) => {}
                     Err(e) => debug!("reading node {node} for the mover's addresses: {e}"),
                 }
@@ -1360,8 +1361,10 @@ pub async fn probe_agents(
             connected: false,
             error: (!ready || ip.is_none()).then(|| "agent not ready".to_string()),
         };
-        if probe.error.is_none() {
-            let load_balancer = if lb_mode && lb_node.is_none() {
+        // In mode LoadBalancer, the agents after the first ready one are judged by its load balancer,
+        // below.
+        if probe.error.is_none() && !(lb_mode && lb_node.is_some()) {
+            let load_balancer = if lb_mode {
                 lb_node = Some(node.clone());
                 let lb_name = format!("probe.{name}.{node}");
                 load_balancers.push(lb_name.clone());
@@ -1390,19 +1393,16 @@ pub async fn probe_agents(
             } else {
                 None
             };
-            let mut place = reach::agent_place(source, agents, node, ip.clone(), load_balancer).await;
-            place.node_port = node_port;
-            let list = agents.exposure.probe_candidates(&place, agents.port);
-            if lb_mode && lb_node.as_deref() != Some(node.as_str()) {
-                // Judged by the load balancer of `lb_node`, below.
-            } else if probe.error.is_some() {
-            } else if list.is_empty() {
-                probe.error = crate::pvc::exposure::judge(&agents.exposure, node, &[]).error;
-            } else {
-                if let Some(first) = list.first() {
-                    probe.ip = first.endpoint.to_string();
+            if probe.error.is_none() {
+                let place = reach::agent_place(source, node, ip.clone(), node_port, load_balancer).await;
+                let list = agents.exposure.probe_candidates(&place, agents.port);
+                match list.first() {
+                    None => probe.error = crate::pvc::exposure::judge(&agents.exposure, node, &[]).error,
+                    Some(first) => {
+                        probe.ip = first.endpoint.to_string();
+                        candidates.insert(node.clone(), list);
+                    }
                 }
-                candidates.insert(node.clone(), list);
             }
         }
         probes.push(probe);

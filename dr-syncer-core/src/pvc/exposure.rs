@@ -297,18 +297,22 @@ pub fn judge(exposure: &Exposure, node: &str, answers: &[(Candidate, Option<Stri
             error: None,
         };
     }
-    let tried: Vec<String> = answers
-        .iter()
-        .filter(|(c, _)| exposure.uses(c.mode))
-        .map(|(c, err)| {
-            format!(
-                "{} ({}): {}",
-                c.endpoint,
-                c.mode,
-                err.as_deref().unwrap_or("no answer")
-            )
-        })
-        .collect();
+    // `<address> (<mode>): <error>` of the answers whose mode is (or is not) one the movers use.
+    let listed = |used: bool| -> Vec<String> {
+        answers
+            .iter()
+            .filter(|(c, _)| exposure.uses(c.mode) == used)
+            .map(|(c, err)| {
+                format!(
+                    "{} ({}): {}",
+                    c.endpoint,
+                    c.mode,
+                    err.as_deref().unwrap_or("no answer")
+                )
+            })
+            .collect()
+    };
+    let tried = listed(true);
     let tried = if tried.is_empty() {
         format!("no address of mode {} is known for it", exposure.describe())
     } else {
@@ -323,18 +327,7 @@ pub fn judge(exposure: &Exposure, node: &str, answers: &[(Candidate, Option<Stri
             c.mode, c.endpoint, c.mode, c.mode
         ),
         None => {
-            let others: Vec<String> = answers
-                .iter()
-                .filter(|(c, _)| !exposure.uses(c.mode))
-                .map(|(c, err)| {
-                    format!(
-                        "{} ({}): {}",
-                        c.endpoint,
-                        c.mode,
-                        err.as_deref().unwrap_or("no answer")
-                    )
-                })
-                .collect();
+            let others = listed(false);
             format!(
                 "no other address of the agent answers either{}: expose the agents with pvcSync.exposure.mode \
                  NodePort or LoadBalancer, or give the address of a proxy or tunnel (mode Address), and open the \

@@ -89,12 +89,13 @@ pub(super) async fn remove_node_port_service(client: &Client, settings: &AgentSe
 }
 
 /// What is known of the agent on `node` for choosing its address: the Node's addresses (when the
-/// identity may read Nodes) and the NodePort Service's port (when there is one).
+/// identity may read Nodes), with the agents' node port ([`node_port`], read by the caller: once per
+/// probe, and only in mode `NodePort` for a transfer).
 pub(super) async fn agent_place(
     client: &Client,
-    settings: &AgentSettings,
     node: &str,
     host_ip: Option<String>,
+    node_port: Option<u16>,
     load_balancer: Option<String>,
 ) -> AgentPlace {
     let addresses = match Api::<Node>::all(client.clone()).get_opt(node).await {
@@ -109,7 +110,7 @@ pub(super) async fn agent_place(
         node: node.to_string(),
         host_ip,
         addresses,
-        node_port: node_port(client, settings).await,
+        node_port,
         load_balancer,
     }
 }
